@@ -1,2 +1,6 @@
 #!/usr/bin/env node
-export {};
+import { main } from './program.js';
+
+main(process.argv).then((code) => {
+  process.exitCode = code;
+});

@@ -1,0 +1,81 @@
+import { Command, CommanderError } from 'commander';
+import { CliError, EXIT_ERROR, EXIT_OK } from './exit.js';
+import { registerCommands } from './commands/index.js';
+
+/** Output of one command: human text by default, one JSON document with --json. */
+export interface Output {
+  json: boolean;
+  /** Print a human line (suppressed with --json). */
+  info(line: string): void;
+  /** Print the machine result (with --json) or nothing. */
+  result(value: unknown): void;
+}
+
+export function makeOutput(json: boolean): Output {
+  return {
+    json,
+    info(line) {
+      if (!json) process.stdout.write(line + '\n');
+    },
+    result(value) {
+      if (json) process.stdout.write(JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? Number(v) : v)) + '\n');
+    },
+  };
+}
+
+/**
+ * Wraps a command action: runs it, maps thrown errors to the contract's exit statuses and a one-line reason,
+ * never a stack trace for a user's mistake. Long-running commands (serve, proxy, monitor) resolve when they stop.
+ */
+export function action<A extends unknown[]>(
+  fn: (...args: A) => Promise<number | void>,
+): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    const cmd = args[args.length - 1] as Command;
+    const json = Boolean(cmd.optsWithGlobals?.().json);
+    try {
+      const code = await fn(...args);
+      process.exitCode = code ?? EXIT_OK;
+    } catch (err) {
+      process.exitCode = reportError(err, json);
+    }
+  };
+}
+
+export function reportError(err: unknown, json: boolean): number {
+  const code = err instanceof CliError ? err.code : EXIT_ERROR;
+  const message = err instanceof Error ? err.message : String(err);
+  if (json) {
+    const details = err instanceof CliError ? err.details : undefined;
+    process.stdout.write(JSON.stringify({ ok: false, error: message, exit: code, ...details }) + '\n');
+  } else {
+    process.stderr.write(`trailmark: ${message}\n`);
+  }
+  if (process.env.TRAILMARK_DEBUG && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
+  return code;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('trailmark')
+    .description('Trailmark: a transparency log for access trails')
+    .option('--json', 'machine-readable output')
+    .exitOverride()
+    .showHelpAfterError()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  registerCommands(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT_OK;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // help and version are successes; every other parse failure is a usage error
+      return err.exitCode === 0 ? EXIT_OK : EXIT_ERROR;
+    }
+    return reportError(err, false);
+  }
+}
