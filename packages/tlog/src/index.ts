@@ -1,1 +1,14 @@
-export {};
+export * from './errors.js';
+export * from './u64.js';
+export * from './encoding.js';
+export * from './hash.js';
+export * from './proof.js';
+export * from './compact.js';
+export * from './tiles.js';
+export * from './keys.js';
+export * from './note.js';
+export * from './checkpoint.js';
+export * from './cosignature.js';
+export * from './tlogproof.js';
+export * from './policy.js';
+export * from './json.js';
