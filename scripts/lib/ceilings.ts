@@ -1,0 +1,147 @@
+/**
+ * Ceilings measured in the same run as a benchmark, because this machine is shared and noisy: a figure
+ * means something only next to what the raw primitives do at the same moment.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Level } from 'level';
+import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
+
+function rate(fn: () => void, ms: number): number {
+  const end = performance.now() + ms;
+  let n = 0;
+  const t0 = performance.now();
+  while (performance.now() < end) {
+    for (let i = 0; i < 1000; i++) fn();
+    n += 1000;
+  }
+  return n / ((performance.now() - t0) / 1000);
+}
+
+/** SHA-256 of a 301-byte leaf per second: node:crypto and @noble/hashes. */
+export function sha256Rates(ms = 500): { node: number; noble: number } {
+  const leaf = randomBytes(301);
+  return {
+    node: rate(() => createHash('sha256').update(leaf).digest(), ms),
+    noble: rate(() => nobleSha256(leaf), ms),
+  };
+}
+
+/** Raw LevelDB puts/s: sync batches of `batch` random-key 300-byte puts, chained form. */
+export async function levelSyncBatchRate(batch = 1000, rounds = 30): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), 'tm-ceiling-'));
+  const db = new Level<Uint8Array, Uint8Array>(dir, { keyEncoding: 'view', valueEncoding: 'view' });
+  await db.open();
+  const value = randomBytes(300);
+  try {
+    const t0 = performance.now();
+    for (let r = 0; r < rounds; r++) {
+      const b = db.batch();
+      for (let i = 0; i < batch; i++) b.put(randomBytes(16), value);
+      await b.write({ sync: true });
+    }
+    return (batch * rounds) / ((performance.now() - t0) / 1000);
+  } finally {
+    await db.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Raw LevelDB sync batches of one put per second (the fsync bound). */
+export async function levelSyncSingleRate(rounds = 300): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), 'tm-ceiling-'));
+  const db = new Level<Uint8Array, Uint8Array>(dir, { keyEncoding: 'view', valueEncoding: 'view' });
+  await db.open();
+  try {
+    const t0 = performance.now();
+    for (let r = 0; r < rounds; r++) await db.batch().put(randomBytes(16), randomBytes(300)).write({ sync: true });
+    return rounds / ((performance.now() - t0) / 1000);
+  } finally {
+    await db.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const BARE_SERVER = `
+const http = require('node:http');
+const body = Buffer.from(process.argv[1] || '{"ok":true}');
+const s = http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => { res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length }); res.end(body); });
+});
+s.keepAliveTimeout = 60000;
+s.listen(0, '127.0.0.1', () => process.stdout.write('url: http://127.0.0.1:' + s.address().port + '\\n'));
+`;
+
+/** Starts a bare node:http server in its own process answering every request with `body`. */
+export async function startBareServer(body = '{"ok":true}'): Promise<{ url: string; close(): void; proc: ChildProcess }> {
+  const proc = spawn(process.execPath, ['-e', BARE_SERVER, body], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await waitForUrl(proc);
+  return { url, proc, close: () => proc.kill('SIGTERM') };
+}
+
+/** Resolves with the `url: ...` line a server process prints on start. */
+export function waitForUrl(proc: ChildProcess, timeoutMs = 30000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error(`no url line after ${timeoutMs} ms: ${buf}`)), timeoutMs);
+    proc.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const m = /^url: (\S+)$/m.exec(buf);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    proc.on('exit', (code) => reject(new Error(`server exited with ${code} before printing its url: ${buf}`)));
+  });
+}
+
+export interface LoadResult {
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  non2xx: number;
+}
+
+/**
+ * Runs autocannon in a separate process (so the load does not share the server's event loop).
+ * `requests` follows autocannon's option shape; figures are requests/s and latency in ms.
+ */
+export async function autocannon(opts: { url: string; connections: number; duration?: number; amount?: number; method?: string; body?: string; headers?: Record<string, string>; requests?: unknown[]; pipelining?: number }): Promise<LoadResult> {
+  const script = `
+    const autocannon = require('autocannon');
+    const o = JSON.parse(process.argv[1]);
+    autocannon(o, (err, r) => {
+      if (err) { console.error(err); process.exit(2); }
+      process.stdout.write(JSON.stringify({ rps: r.requests.average, total: r.requests.total, duration: r.duration, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx }));
+    });`;
+  const proc = spawn(process.execPath, ['-e', script, JSON.stringify(opts)], { stdio: ['ignore', 'pipe', 'inherit'], cwd: process.cwd() });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const code: number = await new Promise((r) => proc.on('exit', (c) => r(c ?? 1)));
+  if (code !== 0) throw new Error(`autocannon failed (${code})`);
+  const r = JSON.parse(out);
+  const rps = r.duration > 0 ? r.total / r.duration : r.rps;
+  return { rps, p50: r.p50, p99: r.p99, errors: r.errors, non2xx: r.non2xx };
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+export function fmt(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+/** One line of a benchmark table: figure, ceiling and their ratio. */
+export function row(what: string, figure: number, unit: string, ceilingWhat: string, ceiling: number): string {
+  return `${what.padEnd(52)} ${fmt(figure).padStart(10)} ${unit.padEnd(10)} | ${ceilingWhat.padEnd(34)} ${fmt(ceiling).padStart(10)} | ${(figure / ceiling).toFixed(2)}x`;
+}
