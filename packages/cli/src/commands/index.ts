@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { registerKeygen } from './keygen.js';
+import { registerVerify } from './verify.js';
 
 /**
  * Each command lives in its own module under commands/ and registers itself here.
@@ -6,4 +8,6 @@ import type { Command } from 'commander';
  */
 export function registerCommands(program: Command): void {
   void program;
+  registerKeygen(program);
+  registerVerify(program);
 }

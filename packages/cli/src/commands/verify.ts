@@ -1,0 +1,179 @@
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import {
+  TlogError, b64decode, b64encode, canonicalizeJsonText, fromUtf8, hashLeaf, openCheckpoint, parsePolicy, parseVkey,
+  verifyConsistency, verifyTlogProof, type NoteVerifier, type Policy,
+} from '@trailmark/tlog';
+import { action, makeOutput } from '../program.js';
+import { failed, usage } from '../exit.js';
+
+async function readText(file: string, what: string): Promise<string> {
+  let data: Buffer;
+  try {
+    data = await readFile(file);
+  } catch (e) {
+    throw usage(`cannot read ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  try {
+    return fromUtf8(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), what);
+  } catch {
+    throw usage(`${what} ${file} is not valid UTF-8`);
+  }
+}
+
+/**
+ * A VKEY argument: the vkey string itself, or the path of a file holding one (such as FILE.pub).
+ * Throws a usage error (exit 2) when it is neither.
+ */
+export async function loadVkey(arg: string): Promise<NoteVerifier> {
+  try {
+    return parseVkey(arg.trim());
+  } catch (asString) {
+    let text: string;
+    try {
+      text = fromUtf8(new Uint8Array(await readFile(arg)), 'key file');
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG') {
+        throw usage(`--key ${JSON.stringify(arg)} is neither a vkey (${(asString as Error).message}) nor a readable file`);
+      }
+      throw usage(`cannot read key file ${arg}: ${code ?? (e as Error).message}`);
+    }
+    try {
+      return parseVkey(text.trim());
+    } catch (e) {
+      throw usage(`key file ${arg}: ${(e as Error).message}`);
+    }
+  }
+}
+
+async function loadPolicy(file: string): Promise<Policy> {
+  const text = await readText(file, 'policy file');
+  try {
+    return parsePolicy(text);
+  } catch (e) {
+    throw usage(`policy file ${file}: ${(e as Error).message}`);
+  }
+}
+
+/** Runs a verification step; library errors become "verification failed" (exit 1). */
+function check<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof TlogError) throw failed(`${what}: ${e.message}`, { reason: e.code });
+    throw e;
+  }
+}
+
+interface InclusionOptions {
+  key: string;
+  proof: string;
+  entry?: string;
+  leafHash?: string;
+  policy?: string;
+}
+
+interface ConsistencyOptions {
+  key: string;
+  proof: string;
+}
+
+export function registerVerify(program: Command): void {
+  const verify = program.command('verify').description('offline checks of proofs against a log key');
+
+  verify
+    .command('inclusion')
+    .description('check a tlog-proof (.tlog-proof) for an entry or a leaf hash')
+    .requiredOption('--key <vkey>', 'log vkey, or a file holding it')
+    .requiredOption('--proof <file>', 'tlog-proof file (c2sp.org/tlog-proof@v1)')
+    .option('--entry <file>', 'the entry, a JSON object (canonicalized with RFC 8785 before hashing)')
+    .option('--leaf-hash <b64>', 'the leaf hash, SHA-256(0x00 || leaf data), base64')
+    .option('--policy <file>', 'tlog-policy file: witness cosignatures must meet its quorum')
+    .action(
+      action(async (opts: InclusionOptions, cmd: Command) => {
+        const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
+        if ((opts.entry === undefined) === (opts.leafHash === undefined)) throw usage('give exactly one of --entry FILE or --leaf-hash B64');
+        const logKey = await loadVkey(opts.key);
+        let leafHash: Uint8Array;
+        if (opts.entry !== undefined) {
+          const text = await readText(opts.entry, 'entry file');
+          try {
+            leafHash = hashLeaf(canonicalizeJsonText(text));
+          } catch (e) {
+            throw usage(`entry file ${opts.entry}: ${(e as Error).message}`);
+          }
+        } else {
+          try {
+            leafHash = b64decode(opts.leafHash!, '--leaf-hash');
+          } catch (e) {
+            throw usage((e as Error).message);
+          }
+          if (leafHash.length !== 32) throw usage(`--leaf-hash must be 32 bytes, got ${leafHash.length}`);
+        }
+        const policy = opts.policy !== undefined ? await loadPolicy(opts.policy) : undefined;
+        const proofText = await readText(opts.proof, 'proof file');
+        const r = check('inclusion proof', () => verifyTlogProof(proofText, leafHash, logKey, policy ? { policy } : {}));
+        const cosigners = r.cosignatures.map((c) => c.witness ?? c.verifier.name);
+        out.info(
+          `verified: leaf ${r.index} (hash ${b64encode(leafHash)}) is in ${r.checkpoint.origin} at tree size ${r.checkpoint.size}` +
+            (policy ? `; witness quorum met (${cosigners.length ? cosigners.join(', ') : 'no cosignatures required'})` : ''),
+        );
+        if (r.extra !== undefined) out.info(`extra data (not authenticated): ${b64encode(r.extra)}`);
+        out.result({
+          ok: true,
+          origin: r.checkpoint.origin,
+          leaf_index: r.index,
+          leaf_hash: b64encode(leafHash),
+          tree_size: r.checkpoint.size,
+          root_hash: b64encode(r.checkpoint.root),
+          cosigned_by: cosigners,
+          ...(r.extra !== undefined ? { extra: b64encode(r.extra) } : {}),
+        });
+      }),
+    );
+
+  verify
+    .command('consistency')
+    .description('check a consistency proof file {"old_checkpoint","new_checkpoint","proof"}')
+    .requiredOption('--key <vkey>', 'log vkey, or a file holding it')
+    .requiredOption('--proof <file>', 'consistency proof JSON file (as written by `trailmark prove consistency`)')
+    .action(
+      action(async (opts: ConsistencyOptions, cmd: Command) => {
+        const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
+        const logKey = await loadVkey(opts.key);
+        const text = await readText(opts.proof, 'proof file');
+        let doc: unknown;
+        try {
+          doc = JSON.parse(text);
+        } catch (e) {
+          throw failed(`proof file ${opts.proof} is not JSON: ${(e as Error).message}`, { reason: 'malformed-proof' });
+        }
+        const d = doc as { old_checkpoint?: unknown; new_checkpoint?: unknown; proof?: unknown };
+        if (
+          typeof doc !== 'object' || doc === null || Array.isArray(doc) ||
+          typeof d.old_checkpoint !== 'string' || typeof d.new_checkpoint !== 'string' ||
+          !Array.isArray(d.proof) || !d.proof.every((h) => typeof h === 'string')
+        ) {
+          throw failed('proof file must hold {"old_checkpoint": text, "new_checkpoint": text, "proof": [base64, ...]}', { reason: 'malformed-proof' });
+        }
+        const oldCp = check('old checkpoint', () => openCheckpoint(d.old_checkpoint as string, logKey)).checkpoint;
+        const newCp = check('new checkpoint', () => openCheckpoint(d.new_checkpoint as string, logKey)).checkpoint;
+        if (oldCp.origin !== newCp.origin) throw failed(`checkpoints are from different logs: ${oldCp.origin} and ${newCp.origin}`, { reason: 'origin-mismatch' });
+        const proof = check('consistency proof', () => (d.proof as string[]).map((h, i) => b64decode(h, `proof hash ${i}`)));
+        if (oldCp.size > newCp.size) {
+          throw failed(`old checkpoint size ${oldCp.size} is larger than new checkpoint size ${newCp.size}`, { reason: 'size-order' });
+        }
+        check('consistency proof', () => verifyConsistency(oldCp.size, newCp.size, proof, oldCp.root, newCp.root));
+        out.info(`verified: ${newCp.origin} at tree size ${newCp.size} is consistent with tree size ${oldCp.size}`);
+        out.result({
+          ok: true,
+          origin: newCp.origin,
+          old_tree_size: oldCp.size,
+          new_tree_size: newCp.size,
+          old_root_hash: b64encode(oldCp.root),
+          new_root_hash: b64encode(newCp.root),
+        });
+      }),
+    );
+}
