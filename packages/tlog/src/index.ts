@@ -12,3 +12,4 @@ export * from './cosignature.js';
 export * from './tlogproof.js';
 export * from './policy.js';
 export * from './json.js';
+export * from './tilereader.js';
