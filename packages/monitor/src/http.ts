@@ -1,0 +1,72 @@
+import { HttpError } from './errors.js';
+
+export interface HttpResponse {
+  status: number;
+  contentType: string;
+  text: string;
+}
+
+/** Joins a base URL (with or without trailing slash) and an absolute path. Precondition: path starts with '/'. */
+export function joinUrl(base: string, path: string): string {
+  return base.replace(/\/+$/, '') + path;
+}
+
+/**
+ * One HTTP exchange with a deadline. Precondition: url is absolute. Network failures and timeouts throw
+ * HttpError without status; any status is returned (callers decide what is acceptable).
+ */
+export async function httpRequest(
+  url: string,
+  init: { method?: string; body?: string; headers?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<HttpResponse> {
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      method: init.method ?? 'GET',
+      body: init.body,
+      headers: init.headers,
+      signal: AbortSignal.timeout(init.timeoutMs ?? 10_000),
+      redirect: 'error',
+    });
+  } catch (e) {
+    const err = e as Error & { cause?: Error };
+    const why = err.name === 'TimeoutError' ? 'timed out' : (err.cause?.message ?? err.message);
+    throw new HttpError(url, undefined, `${init.method ?? 'GET'} ${url}: ${why}`);
+  }
+  let text: string;
+  try {
+    text = await res.text();
+  } catch (e) {
+    throw new HttpError(url, undefined, `${init.method ?? 'GET'} ${url}: reading the body failed: ${(e as Error).message}`);
+  }
+  return { status: res.status, contentType: res.headers.get('content-type') ?? '', text };
+}
+
+/** GET that must answer 200; returns the body. Precondition: url is absolute. */
+export async function getOk(url: string, timeoutMs?: number): Promise<string> {
+  const r = await httpRequest(url, { timeoutMs });
+  if (r.status !== 200) throw new HttpError(url, r.status, `GET ${url}: status ${r.status}${errorSuffix(r.text)}`);
+  return r.text;
+}
+
+/** GET a JSON document (status 200). Precondition: url is absolute. */
+export async function getJson(url: string, timeoutMs?: number): Promise<unknown> {
+  const text = await getOk(url, timeoutMs);
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new HttpError(url, 200, `GET ${url}: answer is not JSON`);
+  }
+}
+
+function errorSuffix(text: string): string {
+  const t = text.trim();
+  if (!t) return '';
+  try {
+    const j = JSON.parse(t) as { error?: unknown };
+    if (typeof j.error === 'string') return `: ${j.error.slice(0, 200)}`;
+  } catch {
+    /* not JSON */
+  }
+  return `: ${t.slice(0, 200)}`;
+}

@@ -1,0 +1,569 @@
+/**
+ * The monitor: follows logs, checks every checkpoint it hears of (from the log, from peers, from witness
+ * requests) against its own verified view, and turns irreconcilable pairs into portable evidence.
+ *
+ * The view of a log only ever advances from checkpoints served by that log and proven consistent with the
+ * previous view. Any other checkpoint is checked against the view with a proof the log serves for its own
+ * (larger) tree, so a failing check binds the log's tree and is evidence anyone can verify.
+ */
+import {
+  b64decode,
+  b64encode,
+  bytesEqual,
+  emptyRoot,
+  openCheckpoint,
+  parseNote,
+  parseVkey,
+  verifyConsistency,
+  type Checkpoint,
+  type Hash,
+  type NoteVerifier,
+} from '@trailmark/tlog';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { MonitorError } from './errors.js';
+import {
+  idOfEvidence,
+  inconsistentEvidence,
+  prefixRootFromConsistency,
+  prefixRootFromInclusion,
+  proofBindsPrefix,
+  sameSizeEvidence,
+  verifyEvidence,
+  type Evidence,
+  type Sighting,
+} from './evidence.js';
+import { getJson, httpRequest, joinUrl } from './http.js';
+import { KeyedLock } from './lock.js';
+import { LogClient } from './logclient.js';
+import type { MonitorStore, ViewRecord } from './store.js';
+
+export interface FollowedLogOptions {
+  /** Base URL of the log (its /checkpoint and /v1/ API). */
+  url: string;
+  /** The log's vkey text, or a parsed verifier (type 0x01; its name is the origin). */
+  vkey: string | NoteVerifier;
+}
+
+export interface MonitorOptions {
+  logs: FollowedLogOptions[];
+  store: MonitorStore;
+  /** Base URLs of peer monitors to pull from and push to. */
+  peers?: string[];
+  /** URL that receives each new piece of evidence as a JSON POST. */
+  alertWebhook?: string;
+  /** Log polling period (default 2000 ms). */
+  pollIntervalMs?: number;
+  /** Gossip period (default 2000 ms). */
+  gossipIntervalMs?: number;
+  /** Per-request deadline (default 10000 ms). */
+  timeoutMs?: number;
+  /** Where log lines go (default stderr). Alerts start with "ALERT". */
+  logger?: (line: string) => void;
+  /** Prometheus registry for the metrics (default a new one). */
+  registry?: Registry;
+}
+
+/** What happened to one checkpoint. `misbehaviour` means the log (not a peer) was caught. */
+export type OutcomeStatus = 'ok' | 'advanced' | 'pending' | 'ignored' | 'rejected' | 'misbehaviour' | 'error';
+export interface Outcome {
+  status: OutcomeStatus;
+  message: string;
+  /** Id of the evidence recorded, if any. */
+  evidence?: string;
+}
+
+export interface OnceResult {
+  /** 0 all consistent, 1 misbehaviour found, 2 could not check (contract section 7). */
+  code: 0 | 1 | 2;
+  outcomes: { what: string; outcome: Outcome }[];
+  evidence: Evidence[];
+}
+
+interface Followed {
+  origin: string;
+  verifier: NoteVerifier;
+  url: string;
+  client: LogClient;
+}
+
+interface Seen {
+  note: string;
+  cp: Checkpoint;
+  seen: Sighting;
+}
+
+const MAX_PENDING = 64;
+const MAX_KNOWN = 4096;
+
+function isPow2(x: bigint): boolean {
+  return x > 0n && (x & (x - 1n)) === 0n;
+}
+
+function originOf(note: string): string {
+  return parseNote(note).text.split('\n')[0];
+}
+
+export class Monitor {
+  readonly registry: Registry;
+  private readonly logs = new Map<string, Followed>();
+  private readonly lock = new KeyedLock();
+  private readonly peers: string[];
+  private readonly log: (line: string) => void;
+  /** Checkpoints (origin -> "size root") already proven consistent with the view. */
+  private readonly known = new Map<string, Set<string>>();
+  /** Foreign checkpoints larger than the log has shown us yet, rechecked after each poll. */
+  private readonly pending = new Map<string, Map<string, { note: string; seen: Sighting }>>();
+  private timer: NodeJS.Timeout | undefined;
+  private tick: Promise<void> | undefined;
+  private stopped = true;
+  private readonly deliveries = new Set<Promise<void>>();
+  private readonly m: {
+    verified: Counter;
+    treeSize: Gauge;
+    lastVerified: Gauge;
+    alerts: Counter;
+    evidence: Counter;
+    errors: Counter;
+    gossip: Counter;
+  };
+
+  constructor(private readonly opts: MonitorOptions) {
+    if (opts.logs.length === 0) throw new MonitorError('config', 'a monitor needs at least one log to follow');
+    for (const l of opts.logs) {
+      const verifier = typeof l.vkey === 'string' ? parseVkey(l.vkey) : l.vkey;
+      if (verifier.type !== 0x01) throw new MonitorError('config', `log key ${verifier.name} must be a type 0x01 (Ed25519) key`);
+      let u: URL;
+      try {
+        u = new URL(l.url);
+      } catch {
+        throw new MonitorError('config', `log URL ${JSON.stringify(l.url)} is not an absolute URL`);
+      }
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new MonitorError('config', `log URL ${l.url} must be http(s)`);
+      if (this.logs.has(verifier.name)) throw new MonitorError('config', `two logs with origin ${verifier.name}`);
+      this.logs.set(verifier.name, { origin: verifier.name, verifier, url: l.url, client: new LogClient(l.url, opts.timeoutMs) });
+    }
+    this.peers = [...new Set(opts.peers ?? [])];
+    for (const p of this.peers) {
+      try {
+        new URL(p);
+      } catch {
+        throw new MonitorError('config', `peer URL ${JSON.stringify(p)} is not an absolute URL`);
+      }
+    }
+    this.log = opts.logger ?? ((line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`));
+    this.registry = opts.registry ?? new Registry();
+    const r = [this.registry];
+    this.m = {
+      verified: new Counter({ name: 'trailmark_monitor_checkpoints_verified_total', help: 'Checkpoints verified consistent with the view', labelNames: ['origin'], registers: r }),
+      treeSize: new Gauge({ name: 'trailmark_monitor_tree_size', help: 'Tree size of the verified view', labelNames: ['origin'], registers: r }),
+      lastVerified: new Gauge({ name: 'trailmark_monitor_last_verified_timestamp_seconds', help: 'When the view last advanced or was confirmed', labelNames: ['origin'], registers: r }),
+      alerts: new Counter({ name: 'trailmark_monitor_alerts_total', help: 'Alerts about a log (split view, bad signature, rollback, bad proof)', labelNames: ['origin', 'kind'], registers: r }),
+      evidence: new Counter({ name: 'trailmark_monitor_evidence_total', help: 'New pieces of split-view evidence recorded', labelNames: ['origin'], registers: r }),
+      errors: new Counter({ name: 'trailmark_monitor_errors_total', help: 'Checks that could not be made (network, peer)', labelNames: ['what'], registers: r }),
+      gossip: new Counter({ name: 'trailmark_monitor_gossip_checkpoints_total', help: 'Checkpoints heard from peers, by outcome', labelNames: ['status'], registers: r }),
+    };
+  }
+
+  /** Trusted log keys by origin (what the witness accepts). */
+  logKeys(): Map<string, NoteVerifier> {
+    return new Map([...this.logs].map(([o, f]) => [o, f.verifier]));
+  }
+
+  /** Starts polling logs and gossiping. Precondition: not started. */
+  start(): void {
+    this.stopped = false;
+    void this.loadMetrics();
+    const period = Math.min(this.opts.pollIntervalMs ?? 2000, this.opts.gossipIntervalMs ?? 2000);
+    let lastGossip = 0;
+    const run = async () => {
+      if (this.stopped) return;
+      await this.pollAll();
+      if (this.peers.length && Date.now() - lastGossip >= (this.opts.gossipIntervalMs ?? 2000)) {
+        lastGossip = Date.now();
+        await this.gossipAll();
+      }
+    };
+    const loop = () => {
+      this.tick = run()
+        .catch((e) => this.log(`error: ${(e as Error).message}`))
+        .finally(() => {
+          if (!this.stopped) this.timer = setTimeout(loop, period);
+        });
+    };
+    loop();
+  }
+
+  /** Stops the loops and waits for in-flight work and webhook deliveries. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.tick;
+    await Promise.allSettled([...this.deliveries]);
+  }
+
+  private async loadMetrics(): Promise<void> {
+    for (const [origin, v] of await this.opts.store.views()) if (this.logs.has(origin)) this.m.treeSize.set({ origin }, Number(v.size));
+  }
+
+  /** Polls every followed log once. */
+  async pollAll(): Promise<{ what: string; outcome: Outcome }[]> {
+    return Promise.all([...this.logs.values()].map(async (f) => ({ what: `log ${f.url}`, outcome: await this.pollLog(f.origin) })));
+  }
+
+  /** Pulls from and pushes to every peer once. */
+  async gossipAll(): Promise<{ what: string; outcome: Outcome }[]> {
+    const out = await Promise.all(
+      this.peers.map(async (p) => {
+        const [pull, push] = await Promise.all([this.pullPeer(p), this.pushPeer(p)]);
+        return [...pull.map((o) => ({ what: `peer ${p}`, outcome: o })), { what: `push to ${p}`, outcome: push }];
+      }),
+    );
+    return out.flat();
+  }
+
+  /** Fetches the log's checkpoint and checks it against the view. Precondition: origin is followed. */
+  async pollLog(origin: string): Promise<Outcome> {
+    const f = this.logs.get(origin);
+    if (!f) return { status: 'ignored', message: `not following ${origin}` };
+    let note: string;
+    try {
+      note = await f.client.checkpoint();
+    } catch (e) {
+      this.m.errors.inc({ what: 'log' });
+      return { status: 'error', message: `could not fetch the checkpoint: ${(e as Error).message}` };
+    }
+    const out = await this.lock.run(origin, () => this.fromLog(f, note));
+    if (out.status === 'advanced') await this.recheckPending(f);
+    return out;
+  }
+
+  private alert(origin: string, kind: string, message: string): void {
+    this.m.alerts.inc({ origin, kind });
+    this.log(`ALERT ${kind} ${origin}: ${message}`);
+  }
+
+  private open(f: Followed, note: string): Checkpoint {
+    return openCheckpoint(note, f.verifier).checkpoint;
+  }
+
+  private now(): string {
+    return new Date().toISOString();
+  }
+
+  private async fromLog(f: Followed, note: string): Promise<Outcome> {
+    let cp: Checkpoint;
+    try {
+      cp = this.open(f, note);
+    } catch (e) {
+      const msg = `log ${f.url} served a checkpoint that does not verify: ${(e as Error).message}`;
+      this.alert(f.origin, 'bad-signature', msg);
+      return { status: 'misbehaviour', message: msg };
+    }
+    const got: Seen = { note, cp, seen: { from: f.url, at: this.now() } };
+    const view = await this.opts.store.view(f.origin);
+    if (!view) {
+      await this.advance(f, got);
+      this.log(`info: ${f.origin}: first checkpoint, size ${cp.size}`);
+      return { status: 'advanced', message: `first checkpoint of ${f.origin} at size ${cp.size}` };
+    }
+    const v = this.viewSeen(f, view);
+    if (cp.size === v.cp.size) {
+      if (bytesEqual(cp.root, v.cp.root)) {
+        this.m.lastVerified.set({ origin: f.origin }, Date.now() / 1000);
+        return { status: 'ok', message: `${f.origin} unchanged at size ${cp.size}` };
+      }
+      return this.evidence(sameSizeEvidence(f.origin, [v.note, note], [v.seen, got.seen], cp.size));
+    }
+    if (cp.size > v.cp.size) {
+      let proof: Hash[];
+      try {
+        proof = await f.client.consistency(v.cp.size, cp.size);
+      } catch (e) {
+        this.m.errors.inc({ what: 'log' });
+        return { status: 'error', message: `could not fetch consistency proof ${v.cp.size} -> ${cp.size}: ${(e as Error).message}` };
+      }
+      try {
+        verifyConsistency(v.cp.size, cp.size, proof, v.cp.root, cp.root);
+      } catch {
+        return this.proveSplit(f, v, got, proof);
+      }
+      await this.advance(f, got);
+      return { status: 'advanced', message: `${f.origin} advanced ${v.cp.size} -> ${cp.size}` };
+    }
+    // the log went backwards: consistent or not, it is showing an older tree than it showed before
+    let proof: Hash[];
+    try {
+      proof = await f.client.consistency(cp.size, v.cp.size);
+    } catch (e) {
+      const msg = `log ${f.url} went back from size ${v.cp.size} to ${cp.size} and could not prove consistency: ${(e as Error).message}`;
+      this.alert(f.origin, 'rollback', msg);
+      return { status: 'misbehaviour', message: msg };
+    }
+    try {
+      verifyConsistency(cp.size, v.cp.size, proof, cp.root, v.cp.root);
+    } catch {
+      return this.proveSplit(f, got, v, proof);
+    }
+    const msg = `log ${f.url} went back from size ${v.cp.size} to ${cp.size} (consistent, but a rollback)`;
+    this.alert(f.origin, 'rollback', msg);
+    return { status: 'misbehaviour', message: msg };
+  }
+
+  private viewSeen(f: Followed, v: ViewRecord): Seen {
+    return { note: v.note, cp: this.open(f, v.note), seen: v.seen };
+  }
+
+  private async advance(f: Followed, s: Seen): Promise<void> {
+    await this.opts.store.putView(f.origin, { note: s.note, size: s.cp.size.toString(), root: b64encode(s.cp.root), seen: s.seen });
+    this.known.delete(f.origin);
+    this.m.verified.inc({ origin: f.origin });
+    this.m.treeSize.set({ origin: f.origin }, Number(s.cp.size));
+    this.m.lastVerified.set({ origin: f.origin }, Date.now() / 1000);
+  }
+
+  /**
+   * `small` and `large` failed a consistency check with `proof`, which the log served for its tree `large`.
+   * Works out the root that proof gives the first small.size leaves of `large`; if the proof really belongs
+   * to `large` and that root differs from small's, the pair is portable evidence.
+   */
+  private async proveSplit(f: Followed, small: Seen, large: Seen, proof: Hash[]): Promise<Outcome> {
+    const m = small.cp.size;
+    const n = large.cp.size;
+    let first: Hash | undefined;
+    if (m === 0n) first = emptyRoot();
+    else if (isPow2(m)) {
+      try {
+        const p = await f.client.proofByIndex(m - 1n, n);
+        first = prefixRootFromInclusion(m, p.leafHash, p.path);
+      } catch (e) {
+        this.m.errors.inc({ what: 'log' });
+        return { status: 'error', message: `checkpoints ${m} and ${n} do not verify as consistent, and the inclusion proof needed to prove it failed: ${(e as Error).message}` };
+      }
+    } else first = prefixRootFromConsistency(m, n, proof);
+    if (first && proofBindsPrefix(m, n, proof, first, large.cp.root) && !bytesEqual(first, small.cp.root)) {
+      return this.evidence(inconsistentEvidence(f.origin, [small.note, large.note], [small.seen, large.seen], m, n, proof, first, f.url));
+    }
+    const msg = `log ${f.url} served a consistency proof ${m} -> ${n} that does not verify against its own checkpoint of size ${n}`;
+    this.alert(f.origin, 'bad-proof', msg);
+    return { status: 'misbehaviour', message: msg };
+  }
+
+  /** Records evidence (once), logs the alert and notifies the webhook. Precondition: ev verifies. */
+  private async evidence(ev: Evidence, note = ''): Promise<Outcome> {
+    const id = idOfEvidence(ev);
+    const added = await this.opts.store.addEvidence(id, ev);
+    if (added) {
+      this.m.evidence.inc({ origin: ev.origin });
+      this.alert(ev.origin, 'split-view', `${ev.kind}${note}: ${ev.detail}; evidence ${id} in ${this.opts.store.evidencePath(id)}`);
+      this.notify(ev);
+    }
+    return { status: 'misbehaviour', message: `split view of ${ev.origin} (${ev.kind}): ${ev.detail}`, evidence: id };
+  }
+
+  private notify(ev: Evidence): void {
+    const url = this.opts.alertWebhook;
+    if (!url) return;
+    const body = JSON.stringify(ev);
+    const p = (async () => {
+      for (let attempt = 1; attempt <= 3 && !(this.stopped && attempt > 1); attempt++) {
+        try {
+          const r = await httpRequest(url, { method: 'POST', body, headers: { 'content-type': 'application/json' }, timeoutMs: 5000 });
+          if (r.status >= 200 && r.status < 300) return;
+          this.log(`warn: alert webhook ${url} answered ${r.status}`);
+        } catch (e) {
+          this.log(`warn: alert webhook ${url}: ${(e as Error).message}`);
+        }
+        await new Promise((res) => setTimeout(res, 500 * attempt));
+      }
+    })();
+    this.deliveries.add(p);
+    void p.finally(() => this.deliveries.delete(p));
+  }
+
+  /**
+   * Checks a checkpoint heard from someone other than the log (a peer, a gossip push, a witness request).
+   * Precondition: none; junk is 'rejected', other origins 'ignored'.
+   */
+  async observe(note: string, from: string): Promise<Outcome> {
+    let origin: string;
+    try {
+      origin = originOf(note);
+    } catch (e) {
+      return this.counted({ status: 'rejected', message: `not a signed note: ${(e as Error).message}` });
+    }
+    const f = this.logs.get(origin);
+    if (!f) return this.counted({ status: 'ignored', message: `not following ${JSON.stringify(origin)}` });
+    let cp: Checkpoint;
+    try {
+      cp = this.open(f, note);
+    } catch (e) {
+      // anyone can send junk: a bad signature from a peer says nothing about the log
+      return this.counted({ status: 'rejected', message: `checkpoint from ${from} does not verify: ${(e as Error).message}` });
+    }
+    const got: Seen = { note, cp, seen: { from, at: this.now() } };
+    let out = await this.lock.run(origin, () => this.compareForeign(f, got));
+    if (out === undefined) {
+      // larger than our view: see whether the log has caught up
+      await this.pollLog(origin);
+      out = await this.lock.run(origin, () => this.compareForeign(f, got));
+    }
+    if (out === undefined) {
+      const pend = this.pending.get(origin) ?? new Map();
+      this.pending.set(origin, pend);
+      const key = `${cp.size} ${b64encode(cp.root)}`;
+      if (!pend.has(key)) {
+        if (pend.size >= MAX_PENDING) pend.delete(pend.keys().next().value!);
+        pend.set(key, { note, seen: got.seen });
+      }
+      out = { status: 'pending', message: `checkpoint of size ${cp.size} from ${from} is larger than the log has shown (waiting to check it)` };
+    }
+    return this.counted(out);
+  }
+
+  private counted(o: Outcome): Outcome {
+    this.m.gossip.inc({ status: o.status });
+    return o;
+  }
+
+  /** Compares a foreign checkpoint with the view; undefined when it is larger than the view. */
+  private async compareForeign(f: Followed, got: Seen): Promise<Outcome | undefined> {
+    const view = await this.opts.store.view(f.origin);
+    if (!view) return undefined;
+    const v = this.viewSeen(f, view);
+    const { cp } = got;
+    if (cp.size > v.cp.size) return undefined;
+    const key = `${cp.size} ${b64encode(cp.root)}`;
+    const known = this.known.get(f.origin) ?? new Set<string>();
+    this.known.set(f.origin, known);
+    if (known.has(key)) return { status: 'ok', message: `size ${cp.size} already checked` };
+    if (cp.size === v.cp.size) {
+      if (!bytesEqual(cp.root, v.cp.root)) return this.evidence(sameSizeEvidence(f.origin, [v.note, got.note], [v.seen, got.seen], cp.size));
+    } else {
+      let proof: Hash[];
+      try {
+        proof = await f.client.consistency(cp.size, v.cp.size);
+      } catch (e) {
+        this.m.errors.inc({ what: 'log' });
+        return { status: 'error', message: `could not fetch consistency proof ${cp.size} -> ${v.cp.size}: ${(e as Error).message}` };
+      }
+      try {
+        verifyConsistency(cp.size, v.cp.size, proof, cp.root, v.cp.root);
+      } catch {
+        return this.proveSplit(f, got, v, proof);
+      }
+    }
+    if (known.size >= MAX_KNOWN) known.clear();
+    known.add(key);
+    return { status: 'ok', message: `size ${cp.size} from ${got.seen.from} is consistent with the view (size ${v.cp.size})` };
+  }
+
+  private async recheckPending(f: Followed): Promise<void> {
+    const pend = this.pending.get(f.origin);
+    if (!pend || pend.size === 0) return;
+    for (const [key, p] of [...pend]) {
+      const cp = this.open(f, p.note);
+      const out = await this.lock.run(f.origin, () => this.compareForeign(f, { note: p.note, cp, seen: p.seen }));
+      if (out !== undefined && out.status !== 'error') pend.delete(key);
+    }
+  }
+
+  /** Foreign checkpoints still waiting for the log to reach their size. */
+  pendingCount(): number {
+    let n = 0;
+    for (const p of this.pending.values()) n += p.size;
+    return n;
+  }
+
+  /** The latest verified checkpoint note of each followed log (gossip's GET /v1/checkpoints). */
+  async latestCheckpoints(): Promise<string[]> {
+    const views = await this.opts.store.views();
+    return [...this.logs.keys()].flatMap((o) => (views.has(o) ? [views.get(o)!.note] : []));
+  }
+
+  /** Stored evidence about the followed logs. */
+  async allEvidence(): Promise<Evidence[]> {
+    return (await this.opts.store.allEvidence()).filter((e) => this.logs.has(e.origin));
+  }
+
+  /**
+   * Imports evidence reported by someone else after verifying it against the log's key: portable evidence
+   * needs no trust in the reporter. Precondition: none.
+   */
+  async importEvidence(v: unknown, from: string): Promise<Outcome> {
+    const origin = (v as { origin?: unknown })?.origin;
+    const f = typeof origin === 'string' ? this.logs.get(origin) : undefined;
+    if (!f) return { status: 'ignored', message: `evidence about a log not followed` };
+    let ev: Evidence;
+    try {
+      ev = verifyEvidence(v, f.verifier).evidence;
+    } catch (e) {
+      return { status: 'rejected', message: `evidence from ${from} does not verify: ${(e as Error).message}` };
+    }
+    return this.evidence(ev, ` (reported by ${from})`);
+  }
+
+  /** Pulls a peer's checkpoints and evidence and checks each. Precondition: none. */
+  async pullPeer(peer: string): Promise<Outcome[]> {
+    let list: unknown;
+    try {
+      list = await getJson(joinUrl(peer, '/v1/checkpoints'), this.opts.timeoutMs);
+    } catch (e) {
+      this.m.errors.inc({ what: 'peer' });
+      return [{ status: 'error', message: `could not pull checkpoints from peer ${peer}: ${(e as Error).message}` }];
+    }
+    if (!Array.isArray(list) || list.some((x) => typeof x !== 'string')) {
+      this.m.errors.inc({ what: 'peer' });
+      return [{ status: 'error', message: `peer ${peer}: /v1/checkpoints is not a JSON array of notes` }];
+    }
+    const out: Outcome[] = [];
+    for (const note of list as string[]) out.push(await this.observe(note, peer));
+    let evs: unknown;
+    try {
+      evs = await getJson(joinUrl(peer, '/v1/evidence'), this.opts.timeoutMs);
+    } catch (e) {
+      this.m.errors.inc({ what: 'peer' });
+      out.push({ status: 'error', message: `could not pull evidence from peer ${peer}: ${(e as Error).message}` });
+      return out;
+    }
+    if (Array.isArray(evs)) for (const ev of evs) out.push(await this.importEvidence(ev, peer));
+    return out;
+  }
+
+  /** Pushes our latest checkpoints to a peer's POST /v1/gossip. Precondition: none. */
+  async pushPeer(peer: string): Promise<Outcome> {
+    const checkpoints = await this.latestCheckpoints();
+    if (checkpoints.length === 0) return { status: 'ok', message: 'nothing to push yet' };
+    const url = joinUrl(peer, '/v1/gossip');
+    try {
+      const r = await httpRequest(url, {
+        method: 'POST',
+        body: JSON.stringify({ checkpoints }),
+        headers: { 'content-type': 'application/json' },
+        timeoutMs: this.opts.timeoutMs,
+      });
+      if (r.status !== 200) throw new MonitorError('http-status', `POST ${url}: status ${r.status}`);
+      return { status: 'ok', message: `pushed ${checkpoints.length} checkpoint(s) to ${peer}` };
+    } catch (e) {
+      this.m.errors.inc({ what: 'peer' });
+      return { status: 'error', message: `could not push to peer ${peer}: ${(e as Error).message}` };
+    }
+  }
+
+  /**
+   * One full check (`trailmark monitor --once`): every log, then every peer (pull and push).
+   * Misbehaviour (new or stored evidence, bad signatures, rollbacks) gives 1, anything unchecked 2, else 0.
+   */
+  async checkOnce(): Promise<OnceResult> {
+    const outcomes = [...(await this.pollAll()), ...(await this.gossipAll())];
+    const evidence = await this.allEvidence();
+    const bad = outcomes.some((o) => o.outcome.status === 'misbehaviour') || evidence.length > 0;
+    const unchecked = outcomes.some((o) => o.outcome.status === 'error' || o.outcome.status === 'pending');
+    return { code: bad ? 1 : unchecked ? 2 : 0, outcomes, evidence };
+  }
+
+  /** The stored view of a followed log: size and root. */
+  async view(origin: string): Promise<{ size: bigint; root: Uint8Array; note: string } | undefined> {
+    const v = await this.opts.store.view(origin);
+    return v ? { size: BigInt(v.size), root: b64decode(v.root), note: v.note } : undefined;
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * The monitor's durable state in LevelDB: its verified view of each log, the witness's last cosigned
+ * checkpoint per origin, and evidence. Every write that a promise depends on is synced (fsync) before the
+ * call resolves, and evidence is also written as a JSON file under <dir>/evidence/ (fsynced, then renamed).
+ */
+import { mkdtemp, mkdir, open, rename, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Level } from 'level';
+import type { Evidence, Sighting } from './evidence.js';
+
+/** The latest checkpoint of a log the monitor verified (signature, and consistency with the one before). */
+export interface ViewRecord {
+  note: string;
+  /** Decimal tree size. */
+  size: string;
+  /** Base64 root. */
+  root: string;
+  seen: Sighting;
+}
+
+/** The last checkpoint the witness cosigned for an origin. */
+export interface WitnessRecord {
+  size: string;
+  root: string;
+  note: string;
+  at: string;
+}
+
+const VIEW = 'view!';
+const WITNESS = 'witness!';
+const EVIDENCE = 'evidence!';
+
+export class MonitorStore {
+  private constructor(
+    private readonly db: Level<string, unknown>,
+    /** Directory holding the database and evidence files. */
+    readonly dir: string,
+    private readonly temporary: boolean,
+  ) {}
+
+  /**
+   * Opens (creating if needed) the store in `dir`; without `dir`, in a fresh temporary directory removed by
+   * close(). Precondition: no other process has `dir` open (LevelDB takes a lock and this throws).
+   */
+  static async open(dir?: string): Promise<MonitorStore> {
+    const temporary = dir === undefined;
+    const root = dir ?? (await mkdtemp(join(tmpdir(), 'trailmark-monitor-')));
+    await mkdir(join(root, 'evidence'), { recursive: true });
+    const db = new Level<string, unknown>(join(root, 'monitor.db'), { valueEncoding: 'json' });
+    await db.open();
+    return new MonitorStore(db, root, temporary);
+  }
+
+  async close(): Promise<void> {
+    await this.db.close();
+    if (this.temporary) await rm(this.dir, { recursive: true, force: true });
+  }
+
+  /** The verified view of `origin`, if any. Precondition: store open. */
+  async view(origin: string): Promise<ViewRecord | undefined> {
+    return (await this.db.get(VIEW + origin)) as ViewRecord | undefined;
+  }
+
+  /** Replaces the view of `origin`, synced. Precondition: the caller verified `rec` extends the previous view. */
+  async putView(origin: string, rec: ViewRecord): Promise<void> {
+    await this.db.put(VIEW + origin, rec, { sync: true });
+  }
+
+  /** Every stored view. */
+  async views(): Promise<Map<string, ViewRecord>> {
+    const out = new Map<string, ViewRecord>();
+    for await (const [k, v] of this.db.iterator({ gte: VIEW, lt: VIEW + '\uffff' })) out.set(k.slice(VIEW.length), v as ViewRecord);
+    return out;
+  }
+
+  /** The witness's last cosigned checkpoint for `origin`. */
+  async witness(origin: string): Promise<WitnessRecord | undefined> {
+    return (await this.db.get(WITNESS + origin)) as WitnessRecord | undefined;
+  }
+
+  /** Records a cosigned checkpoint, synced before resolving. Precondition: the caller holds the origin's witness lock. */
+  async putWitness(origin: string, rec: WitnessRecord): Promise<void> {
+    await this.db.put(WITNESS + origin, rec, { sync: true });
+  }
+
+  /** Evidence by id. */
+  async getEvidence(id: string): Promise<Evidence | undefined> {
+    return (await this.db.get(EVIDENCE + id)) as Evidence | undefined;
+  }
+
+  /** All evidence, in id order. */
+  async allEvidence(): Promise<Evidence[]> {
+    const out: Evidence[] = [];
+    for await (const v of this.db.values({ gte: EVIDENCE, lt: EVIDENCE + '\uffff' })) out.push(v as Evidence);
+    return out;
+  }
+
+  /**
+   * Stores evidence under `id` and as <dir>/evidence/<id>.json, both durable before resolving. Returns false
+   * (and writes nothing) when that id is already stored. Precondition: id = idOfEvidence(ev).
+   */
+  async addEvidence(id: string, ev: Evidence): Promise<boolean> {
+    if ((await this.db.get(EVIDENCE + id)) !== undefined) return false;
+    await writeFileDurably(this.evidencePath(id), JSON.stringify(ev, null, 2) + '\n');
+    await this.db.put(EVIDENCE + id, ev, { sync: true });
+    return true;
+  }
+
+  /** Where the evidence file with this id lives. */
+  evidencePath(id: string): string {
+    return join(this.dir, 'evidence', `${id}.json`);
+  }
+}
+
+/** Writes a file so that after a crash it is either absent or complete: temp file, fsync, rename, fsync dir. */
+export async function writeFileDurably(path: string, data: string): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  const fh = await open(tmp, 'w', 0o644);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  const dir = await open(join(path, '..'), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}

@@ -1,0 +1,156 @@
+/**
+ * C2SP tlog-witness v1.0.0 add-checkpoint, cosigning with tlog-cosignature v1.0.1 (Ed25519, type 0x04).
+ *
+ * For each origin the witness keeps the last checkpoint it cosigned (size and root), synced to disk before it
+ * answers. Checking the old size and recording the new checkpoint happen under one per-origin lock, so two
+ * concurrent requests can never roll the record back or get two roots cosigned for one size.
+ */
+import {
+  b64decode,
+  b64encode,
+  bytesEqual,
+  cosignCheckpoint,
+  emptyRoot,
+  openCheckpoint,
+  parseNote,
+  verifyConsistency,
+  type Checkpoint,
+  type Hash,
+  type NoteSigner,
+  type NoteVerifier,
+} from '@trailmark/tlog';
+import { KeyedLock } from './lock.js';
+import type { MonitorStore } from './store.js';
+
+/** At most 63 proof lines (tlog-witness). */
+export const MAX_PROOF_LINES = 63;
+/** Largest request body accepted: a 1 MiB note plus the proof. */
+export const MAX_ADD_CHECKPOINT_BODY = (1 << 20) + 8192;
+
+export interface AddCheckpointRequest {
+  oldSize: bigint;
+  proof: Hash[];
+  note: string;
+}
+
+/** The witness's answer: HTTP status, content type and body, as the spec requires. */
+export interface WitnessAnswer {
+  status: 200 | 400 | 403 | 404 | 409 | 422 | 500;
+  contentType: string;
+  body: string;
+  /** Why (for logs and metrics); not sent for 200/409. */
+  reason: string;
+  /** The verified checkpoint, when the signature checked out (also for 409/422: it may be evidence). */
+  checkpoint?: { note: string; cp: Checkpoint };
+}
+
+const DECIMAL = /^(0|[1-9][0-9]*)$/;
+
+function answer(status: WitnessAnswer['status'], reason: string, extra: Partial<WitnessAnswer> = {}): WitnessAnswer {
+  return { status, contentType: 'text/plain; charset=utf-8', body: reason + '\n', reason, ...extra };
+}
+
+/**
+ * Parses an add-checkpoint body: "old <N>\n", up to 63 base64 hash lines, an empty line, the checkpoint note.
+ * Precondition: none; returns a string saying what is malformed instead of throwing.
+ */
+export function parseAddCheckpoint(body: string): AddCheckpointRequest | string {
+  const nl = body.indexOf('\n');
+  if (nl < 0) return 'body has no old size line';
+  const first = body.slice(0, nl);
+  if (!first.startsWith('old ')) return 'first line must be "old <size>"';
+  const sizeText = first.slice(4);
+  if (!DECIMAL.test(sizeText) || sizeText.length > 20) return `old size ${JSON.stringify(sizeText.slice(0, 30))} is not a decimal without leading zeros`;
+  const oldSize = BigInt(sizeText);
+  if (oldSize >= 1n << 64n) return 'old size exceeds 2^64-1';
+  const proof: Hash[] = [];
+  let pos = nl + 1;
+  for (;;) {
+    const e = body.indexOf('\n', pos);
+    if (e < 0) return 'missing empty line before the checkpoint';
+    const line = body.slice(pos, e);
+    pos = e + 1;
+    if (line === '') break;
+    if (proof.length === MAX_PROOF_LINES) return `more than ${MAX_PROOF_LINES} consistency proof lines`;
+    let h: Uint8Array;
+    try {
+      h = b64decode(line, `proof line ${proof.length + 1}`);
+    } catch (err) {
+      return (err as Error).message;
+    }
+    if (h.length !== 32) return `proof line ${proof.length + 1} is ${h.length} bytes, want 32`;
+    proof.push(h);
+  }
+  return { oldSize, proof, note: body.slice(pos) };
+}
+
+export interface WitnessOptions {
+  /** Type 0x04 cosignature key. */
+  signer: NoteSigner;
+  /** Trusted log keys by origin (the key's name is the origin). */
+  logs: ReadonlyMap<string, NoteVerifier>;
+  store: MonitorStore;
+  /** Clock for cosignature timestamps, POSIX seconds. */
+  now?: () => number;
+}
+
+export class Witness {
+  private readonly lock = new KeyedLock();
+  private readonly now: () => number;
+
+  constructor(private readonly opts: WitnessOptions) {
+    this.now = opts.now ?? (() => Math.floor(Date.now() / 1000));
+  }
+
+  get name(): string {
+    return this.opts.signer.name;
+  }
+
+  /** Handles one add-checkpoint body. Precondition: none; every outcome is a WitnessAnswer (never throws for bad input). */
+  async addCheckpoint(body: string): Promise<WitnessAnswer> {
+    const req = parseAddCheckpoint(body);
+    if (typeof req === 'string') return answer(400, `malformed add-checkpoint request: ${req}`);
+    let origin: string;
+    try {
+      origin = parseNote(req.note).text.split('\n')[0];
+    } catch (e) {
+      return answer(400, `malformed checkpoint: ${(e as Error).message}`);
+    }
+    const verifier = this.opts.logs.get(origin);
+    if (!verifier) return answer(404, `unknown log origin ${JSON.stringify(origin)}`);
+    let cp: Checkpoint;
+    try {
+      cp = openCheckpoint(req.note, verifier).checkpoint;
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code === 'bad-signature' || code === 'no-log-signature') return answer(403, `no valid signature by a trusted key for ${origin}`);
+      return answer(400, `malformed checkpoint: ${(e as Error).message}`);
+    }
+    const checkpoint = { note: req.note, cp };
+    if (req.oldSize > cp.size) return answer(400, `old size ${req.oldSize} is greater than the checkpoint size ${cp.size}`, { checkpoint });
+    return this.lock.run(origin, async () => {
+      const rec = await this.opts.store.witness(origin);
+      const lastSize = rec ? BigInt(rec.size) : 0n;
+      const lastRoot = rec ? b64decode(rec.root) : emptyRoot();
+      if (req.oldSize !== lastSize) {
+        return { status: 409, contentType: 'text/x.tlog.size', body: `${lastSize}\n`, reason: `old size ${req.oldSize} is not the last cosigned size ${lastSize}`, checkpoint };
+      }
+      if (req.oldSize === cp.size) {
+        if (!bytesEqual(lastRoot, cp.root)) {
+          return { status: 409, contentType: 'text/x.tlog.size', body: `${lastSize}\n`, reason: `root differs from the cosigned root for size ${lastSize}`, checkpoint };
+        }
+        if (req.proof.length !== 0) return answer(422, `consistency proof between equal sizes must be empty`, { checkpoint });
+      } else {
+        try {
+          verifyConsistency(req.oldSize, cp.size, req.proof, lastRoot, cp.root);
+        } catch (e) {
+          return answer(422, `consistency proof does not verify: ${(e as Error).message}`, { checkpoint });
+        }
+      }
+      const line = cosignCheckpoint(parseNote(req.note).text, this.opts.signer, this.now());
+      // durable before the cosignature leaves: a restarted witness must never cosign a rolled-back tree
+      await this.opts.store.putWitness(origin, { size: cp.size.toString(), root: b64encode(cp.root), note: req.note, at: new Date().toISOString() });
+      return { status: 200, contentType: 'text/plain; charset=utf-8', body: line + '\n', reason: 'cosigned', checkpoint };
+    });
+  }
+}
