@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { registerKeygen } from './keygen.js';
 import { registerVerify } from './verify.js';
+import { registerMonitor } from './monitor.js';
+import { registerVerifyEvidence } from './verify-evidence.js';
 
 /**
  * Each command lives in its own module under commands/ and registers itself here.
@@ -10,4 +12,6 @@ export function registerCommands(program: Command): void {
   void program;
   registerKeygen(program);
   registerVerify(program);
+  registerMonitor(program);
+  registerVerifyEvidence(program);
 }

@@ -1,0 +1,114 @@
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { MonitorError, startMonitor, type RunningMonitor } from '@trailmark/monitor';
+import { TlogError } from '@trailmark/tlog';
+import { action, makeOutput } from '../program.js';
+import { EXIT_OK, usage } from '../exit.js';
+import { loadVkey } from './verify.js';
+
+interface MonitorCliOptions {
+  log: string[];
+  logKey: string[];
+  witnessKey?: string;
+  peer?: string[];
+  listen?: string;
+  data?: string;
+  once?: boolean;
+  alertWebhook?: string;
+  interval: string;
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/**
+ * `trailmark monitor --log URL --log-key VKEY [--witness-key FILE] [--peer URL ...] [--listen HOST:PORT]
+ * [--data DIR] [--once] [--alert-webhook URL]` (contract section 7). --log/--log-key may repeat, paired in order.
+ */
+export function registerMonitor(program: Command): void {
+  program
+    .command('monitor')
+    .description('follow logs, witness (cosign) consistent checkpoints, gossip with peers, keep split-view evidence')
+    .requiredOption('--log <url>', 'log base URL (repeat to follow several logs)', collect)
+    .requiredOption('--log-key <vkey>', "the log's vkey or a file holding it (one per --log, in order)", collect)
+    .option('--witness-key <file>', 'witness private key (trailmark keygen --witness): serve POST /add-checkpoint')
+    .option('--peer <url>', 'peer monitor base URL to pull from and push to (repeatable)', collect)
+    .option('--listen <host:port>', 'HTTP address for witness, gossip, evidence and metrics (default 127.0.0.1:8081; none with --once)')
+    .option('--data <dir>', 'data directory (LevelDB view, witness state, evidence files); without it the view lives only for this run')
+    .option('--once', 'check the logs and peers one time and exit: 0 consistent, 1 misbehaviour, 2 could not check')
+    .option('--alert-webhook <url>', 'POST each new piece of evidence (JSON) to this URL')
+    .option('--interval <ms>', 'polling and gossip period in milliseconds', '2000')
+    .action(
+      action(async (opts: MonitorCliOptions, cmd: Command) => {
+        const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
+        if (opts.log.length !== opts.logKey.length) {
+          throw usage(`give one --log-key per --log (got ${opts.log.length} --log and ${opts.logKey.length} --log-key)`);
+        }
+        const interval = Number(opts.interval);
+        if (!Number.isSafeInteger(interval) || interval < 50) throw usage(`--interval ${opts.interval} must be an integer >= 50 (milliseconds)`);
+        for (const u of [...opts.log, ...(opts.peer ?? []), ...(opts.alertWebhook ? [opts.alertWebhook] : [])]) {
+          if (!/^https?:\/\/[^/]/.test(u)) throw usage(`${JSON.stringify(u)} is not an http(s) URL`);
+        }
+        const logs = await Promise.all(opts.log.map(async (url, i) => ({ url, vkey: await loadVkey(opts.logKey[i]) })));
+        let witnessKey: string | undefined;
+        if (opts.witnessKey) {
+          try {
+            witnessKey = await readFile(opts.witnessKey, 'utf8');
+          } catch (e) {
+            throw usage(`cannot read witness key ${opts.witnessKey}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+          }
+        }
+        const listen = opts.once ? opts.listen : (opts.listen ?? '127.0.0.1:8081');
+        let running: RunningMonitor;
+        try {
+          running = await startMonitor({
+            logs,
+            peers: opts.peer,
+            dataDir: opts.data,
+            witnessKey,
+            listen,
+            alertWebhook: opts.alertWebhook,
+            pollIntervalMs: interval,
+            gossipIntervalMs: interval,
+            follow: !opts.once,
+            logger: out.json ? (l) => process.stderr.write(l + '\n') : undefined,
+          });
+        } catch (e) {
+          if (e instanceof MonitorError || e instanceof TlogError) throw usage(e.message);
+          const err = e as NodeJS.ErrnoException;
+          throw usage(`cannot start the monitor: ${err.code ? `${err.code}: ` : ''}${err.message}`);
+        }
+        if (opts.once) {
+          try {
+            const r = await running.monitor.checkOnce();
+            for (const o of r.outcomes) out.info(`${o.outcome.status.padEnd(12)} ${o.what}: ${o.outcome.message}`);
+            for (const ev of r.evidence) out.info(`evidence     ${ev.origin} ${ev.kind}: ${ev.detail}`);
+            out.info(r.code === 0 ? 'all consistent' : r.code === 1 ? 'MISBEHAVIOUR FOUND' : 'could not check everything');
+            out.result({
+              ok: r.code === 0,
+              exit: r.code,
+              outcomes: r.outcomes.map((o) => ({ what: o.what, ...o.outcome })),
+              evidence: r.evidence,
+            });
+            return r.code;
+          } finally {
+            await running.close();
+          }
+        }
+        if (running.url) out.info(`url: ${running.url}`);
+        if (running.witnessVkey) out.info(`witness: ${running.witnessVkey}`);
+        for (const l of logs) out.info(`following: ${l.vkey.name} at ${l.url}`);
+        out.result({ url: running.url, witness: running.witnessVkey, logs: logs.map((l) => ({ origin: l.vkey.name, url: l.url })) });
+        await new Promise<void>((resolve) => {
+          const stop = () => {
+            process.off('SIGINT', stop);
+            process.off('SIGTERM', stop);
+            resolve();
+          };
+          process.on('SIGINT', stop);
+          process.on('SIGTERM', stop);
+        });
+        await running.close();
+        return EXIT_OK;
+      }),
+    );
+}

@@ -1,0 +1,61 @@
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { EvidenceError, verifyEvidence } from '@trailmark/monitor';
+import { action, makeOutput } from '../program.js';
+import { failed, usage } from '../exit.js';
+import { loadVkey } from './verify.js';
+
+interface EvidenceOptions {
+  key: string;
+}
+
+/**
+ * `trailmark verify evidence FILE --key VKEY`: offline check that a split-view evidence file (as written by a
+ * monitor, or one element of GET /v1/evidence) proves the log misbehaved. Registered under `verify`.
+ */
+export function registerVerifyEvidence(program: Command): void {
+  const verify = program.commands.find((c) => c.name() === 'verify') ?? program.command('verify').description('offline checks');
+  verify
+    .command('evidence')
+    .description('offline check of split-view evidence: two checkpoints signed by the log key that cannot be joined')
+    .argument('<file>', 'evidence JSON file (one object, or an array as served by GET /v1/evidence)')
+    .requiredOption('--key <vkey>', "the log's vkey or a file holding it")
+    .action(
+      action(async (file: string, opts: EvidenceOptions, cmd: Command) => {
+        const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
+        const key = await loadVkey(opts.key);
+        let text: string;
+        try {
+          text = await readFile(file, 'utf8');
+        } catch (e) {
+          throw usage(`cannot read evidence file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+        }
+        let doc: unknown;
+        try {
+          doc = JSON.parse(text);
+        } catch {
+          throw usage(`evidence file ${file} is not JSON`);
+        }
+        const items = Array.isArray(doc) ? doc : [doc];
+        if (items.length === 0) throw failed(`evidence file ${file} holds no evidence`);
+        const results = items.map((item, i) => {
+          try {
+            return verifyEvidence(item, key);
+          } catch (e) {
+            if (e instanceof EvidenceError) {
+              throw failed(`${items.length > 1 ? `evidence[${i}]: ` : ''}${e.message}`, { reason: e.code });
+            }
+            throw e;
+          }
+        });
+        for (const r of results) {
+          out.info(`verified: ${r.evidence.kind}: ${r.summary}`);
+          r.evidence.seen.forEach((s, i) => out.info(`  checkpoint ${i + 1} (size ${[r.first, r.second][i].size}) seen from ${s.from} at ${s.at}`));
+        }
+        out.result({
+          ok: true,
+          evidence: results.map((r) => ({ origin: r.evidence.origin, kind: r.evidence.kind, summary: r.summary, sizes: [r.first.size.toString(), r.second.size.toString()] })),
+        });
+      }),
+    );
+}
