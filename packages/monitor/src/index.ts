@@ -6,3 +6,4 @@ export * from './witness.js';
 export * from './monitor.js';
 export * from './server.js';
 export { httpRequest, joinUrl } from './http.js';
+export * from './reader/index.js';

@@ -1,0 +1,8 @@
+/**
+ * The read side of a log for auditors and monitors: LogReader (HTTP, retries, bounded concurrency) and
+ * everything read through tiles verified against a signed checkpoint.
+ */
+export * from './http.js';
+export * from './verified.js';
+export * from './audit.js';
+export * from './entries.js';
