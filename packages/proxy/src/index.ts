@@ -1,1 +1,10 @@
-export {};
+export * from './errors.js';
+export * from './spool.js';
+export * from './logclient.js';
+export * from './shipper.js';
+export * from './events.js';
+export * from './auth.js';
+export * from './gate.js';
+export * from './trail.js';
+export * from './middleware.js';
+export * from './proxy.js';

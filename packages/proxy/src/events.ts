@@ -1,0 +1,133 @@
+/**
+ * Access events, contract section 4 (`trailmark.access/v1`): one event per stage, linked by request_id.
+ * Events are plain JSON objects; the log stores their RFC 8785 canonical bytes, and those exact bytes are what
+ * the spool keeps, so a resend after a crash is byte-identical and the log's dedup makes it a no-op.
+ */
+import { randomUUID } from 'node:crypto';
+import { canonicalJson } from '@trailmark/tlog';
+
+export const ACCESS_SCHEMA = 'trailmark.access/v1';
+/** What replaces a redacted value. */
+export const REDACTED = 'REDACTED';
+
+export interface Actor {
+  /** The identity from the token, or null when no valid token was presented. */
+  id: string | null;
+  roles: string[];
+  ip: string | null;
+  user_agent: string | null;
+}
+
+export interface Action {
+  method: string;
+  /** The upstream service's origin URL. */
+  target: string;
+  path: string;
+  /** The query string without '?', with redacted parameter values replaced; "" when there is none. */
+  query: string;
+}
+
+export interface Decision {
+  allowed: boolean;
+  reason: string;
+}
+
+export interface RequestEvent {
+  schema: typeof ACCESS_SCHEMA;
+  stage: 'request';
+  id: string;
+  request_id: string;
+  time: string;
+  proxy: string;
+  actor: Actor;
+  action: Action;
+  decision: Decision;
+}
+
+export interface Outcome {
+  status: number;
+  bytes: number;
+  duration_ms: number;
+}
+
+export interface ResponseEvent {
+  schema: typeof ACCESS_SCHEMA;
+  stage: 'response';
+  id: string;
+  request_id: string;
+  time: string;
+  outcome: Outcome;
+}
+
+export type AccessEvent = RequestEvent | ResponseEvent;
+
+/** A fresh unique id (UUID v4): unique ids keep distinct events from ever collapsing under the log's dedup. */
+export function newId(): string {
+  return randomUUID();
+}
+
+/** RFC 3339 UTC time with milliseconds, e.g. 2026-11-26T14:12:07.123Z. Precondition: a valid date. */
+export function rfc3339ms(d: Date = new Date()): string {
+  return d.toISOString();
+}
+
+/** Builds a request-stage event. Precondition: fields already redacted. */
+export function requestEvent(p: { requestId: string; proxy: string; actor: Actor; action: Action; decision: Decision; time?: Date }): RequestEvent {
+  return {
+    schema: ACCESS_SCHEMA,
+    stage: 'request',
+    id: newId(),
+    request_id: p.requestId,
+    time: rfc3339ms(p.time),
+    proxy: p.proxy,
+    actor: p.actor,
+    action: p.action,
+    decision: p.decision,
+  };
+}
+
+/** Builds a response-stage event. Precondition: status is an HTTP status (or 499: the client went away first). */
+export function responseEvent(p: { requestId: string; outcome: Outcome; time?: Date }): ResponseEvent {
+  return {
+    schema: ACCESS_SCHEMA,
+    stage: 'response',
+    id: newId(),
+    request_id: p.requestId,
+    time: rfc3339ms(p.time),
+    outcome: p.outcome,
+  };
+}
+
+/** The exact bytes the spool keeps and the log hashes. Precondition: a JSON-only event object. */
+export function eventBytes(e: AccessEvent | Record<string, unknown>): Uint8Array {
+  return canonicalJson(e);
+}
+
+/**
+ * Replaces the values of the named query parameters (compared case-insensitively, after percent-decoding
+ * the name) with REDACTED, keeping order, duplicates and everything else byte for byte.
+ * Precondition: `query` is the raw query string without '?'.
+ */
+export function redactQuery(query: string, names: ReadonlySet<string>): string {
+  if (query === '' || names.size === 0) return query;
+  return query
+    .split('&')
+    .map((part) => {
+      const eq = part.indexOf('=');
+      const rawName = eq < 0 ? part : part.slice(0, eq);
+      let name = rawName;
+      try {
+        name = decodeURIComponent(rawName.replace(/\+/g, ' '));
+      } catch {
+        /* undecodable name: compare it raw */
+      }
+      if (!names.has(name.toLowerCase())) return part;
+      return `${rawName}=${REDACTED}`;
+    })
+    .join('&');
+}
+
+/** Caps a client-supplied string so an event always stays far below the log's 65,535-byte entry limit. */
+export function capString(s: string, max = 4096): string {
+  return s.length <= max ? s : s.slice(0, max) + '…';
+}

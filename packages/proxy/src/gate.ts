@@ -1,0 +1,105 @@
+/**
+ * The decision for one incoming request, and its request-stage event: who (token → identity), what (method,
+ * normalized path, redacted query), and whether the rules allow it.
+ */
+import type { IncomingMessage } from 'node:http';
+import { bearerToken, type Identity, type Rules, type TokenStore } from './auth.js';
+import { capString, REDACTED, redactQuery, requestEvent, type RequestEvent } from './events.js';
+
+export interface GateOptions {
+  /** Token → identity. Without it (and without `identify`), every request is anonymous and allowed. */
+  tokens?: TokenStore;
+  /** Custom identification (the middleware's hook); wins over `tokens`. */
+  identify?: (req: IncomingMessage) => Identity | null;
+  rules?: Rules;
+  /** action.target: the protected service's origin URL. */
+  target: string;
+  /** The event's `proxy` field. */
+  proxy: string;
+  /** Lower-case query parameter names whose values are redacted. */
+  redactQuery: ReadonlySet<string>;
+  /** Lower-case header names whose values are redacted wherever a header value is recorded (user_agent). */
+  redactHeaders: ReadonlySet<string>;
+}
+
+export interface GateResult {
+  event: RequestEvent;
+  /** 0 when allowed, else the status to answer (401 or 403). */
+  deny: 0 | 401 | 403;
+  identity: Identity | null;
+  /** Normalized path plus the original query: what is forwarded. */
+  forwardPath: string;
+}
+
+/** Query parameters that always carry secrets (RFC 6750 bearer tokens in the query). */
+export const DEFAULT_REDACT_QUERY = ['access_token'];
+
+/** Header names whose values never appear in events (they are not recorded at all; listed for clarity). */
+export const ALWAYS_REDACTED_HEADERS = ['authorization', 'proxy-authorization', 'cookie', 'set-cookie'];
+
+/**
+ * Splits a request target into a normalized path (dot segments resolved, as the WHATWG URL parser does for
+ * %2e too) and its raw query. Precondition: none; an unparsable target gives path "/" and no query.
+ */
+export function splitTarget(url: string | undefined): { path: string; query: string } {
+  try {
+    const u = new URL(url ?? '/', 'http://proxy.invalid');
+    return { path: u.pathname, query: u.search.startsWith('?') ? u.search.slice(1) : '' };
+  } catch {
+    return { path: '/', query: '' };
+  }
+}
+
+/** Decides a request and builds its request event. Precondition: opts.redact* sets hold lower-case names. */
+export function decide(req: IncomingMessage, requestId: string, opts: GateOptions): GateResult {
+  const { path, query } = splitTarget(req.url);
+  const method = (req.method ?? 'GET').toUpperCase();
+  let identity: Identity | null = null;
+  let deny: 0 | 401 | 403 = 0;
+  let reason: string;
+  if (opts.identify) {
+    identity = opts.identify(req);
+    if (!identity) {
+      deny = 401;
+      reason = 'not authenticated';
+    } else reason = 'authenticated';
+  } else if (opts.tokens) {
+    const token = bearerToken(req.headers.authorization);
+    if (token === null) {
+      deny = 401;
+      reason = req.headers.authorization ? 'authorization is not a bearer token' : 'no bearer token';
+    } else {
+      identity = opts.tokens.lookup(token);
+      if (!identity) {
+        deny = 401;
+        reason = 'unknown bearer token';
+      } else reason = 'valid bearer token';
+    }
+  } else reason = 'no authentication configured';
+  if (deny === 0 && opts.rules) {
+    const role = opts.rules.allows(identity?.roles ?? [], method, path);
+    if (role === null) {
+      deny = 403;
+      reason = `no rule allows ${method} ${capString(path, 200)} for roles [${(identity?.roles ?? []).join(', ')}]`;
+    } else reason = `allowed by role ${role}`;
+  }
+  const ua = req.headers['user-agent'];
+  const event = requestEvent({
+    requestId,
+    proxy: opts.proxy,
+    actor: {
+      id: identity && deny !== 401 ? identity.id : null,
+      roles: identity && deny !== 401 ? identity.roles : [],
+      ip: req.socket?.remoteAddress ?? null,
+      user_agent: ua === undefined ? null : opts.redactHeaders.has('user-agent') ? REDACTED : capString(ua, 1024),
+    },
+    action: {
+      method: capString(method, 32),
+      target: opts.target,
+      path: capString(path),
+      query: capString(redactQuery(query, opts.redactQuery)),
+    },
+    decision: { allowed: deny === 0, reason },
+  });
+  return { event, deny, identity, forwardPath: path + (query ? '?' + query : '') };
+}

@@ -1,0 +1,451 @@
+/**
+ * A client for the log's write API that accepts nothing on trust: every receipt is verified against the log's
+ * vkey before it counts as an acknowledgement.
+ *
+ * - add-entry: the answer carries a tlog-proof; its checkpoint must be signed by the log key and its
+ *   inclusion proof must lead from SHA-256(0x00 || our bytes) to the checkpoint's root.
+ * - add-entries: the answer carries one signed checkpoint and (leaf_index, leaf_hash) per entry. We check the
+ *   signature, that each leaf_hash is the hash of the bytes we sent, and then each entry's inclusion: the
+ *   proofs are built locally from the log's tiles (a handful of tile fetches cover a whole batch) and each
+ *   is verified against the signed root, so the tiles need no trust of their own. If the tiles cannot be
+ *   fetched, the client falls back to GET /v1/get-proof-by-index per entry, verified the same way.
+ *
+ * Checkpoint signatures are the expensive part (an Ed25519 verify is ~4 ms here), so a small cache remembers
+ * note texts whose signature already verified; the inclusion check is still done for every entry.
+ */
+import {
+  b64decode,
+  bytesEqual,
+  hashLeaf,
+  hashNode,
+  inclusionProof,
+  openCheckpoint,
+  parseTlogProof,
+  parseVkey,
+  tileForNode,
+  tileHashes,
+  tilePath,
+  tileWidth,
+  TILE_HEIGHT,
+  TILE_WIDTH,
+  verifyInclusion,
+  type Checkpoint,
+  type Hash,
+  type NodeId,
+  type NoteVerifier,
+} from '@trailmark/tlog';
+import { LogRejectedError, LogUnavailableError, ProxyError, ReceiptError } from './errors.js';
+
+export interface LogClientOptions {
+  /** Base URL of the log, e.g. http://127.0.0.1:8080 */
+  url: string;
+  /** The log's vkey (text) or a parsed verifier. */
+  vkey: string | NoteVerifier;
+  /** Bearer token for a log that requires one on its write API. */
+  token?: string;
+  /** Timeout of one HTTP attempt (default 10 s). */
+  timeoutMs?: number;
+  /** Attempts per call, first included (default 6). */
+  attempts?: number;
+  /** Backoff: base and cap of the exponential delay, full jitter (defaults 100 ms and 5 s). */
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+}
+
+export interface CallOptions {
+  /** Overrides the attempts of the client for this call. */
+  attempts?: number;
+  /** Gives up (LogUnavailableError) once this many ms have passed, retries included. */
+  deadlineMs?: number;
+}
+
+/** A verified acknowledgement: the entry is at leafIndex in the tree of treeSize signed by `checkpoint`. */
+export interface Receipt {
+  leafIndex: bigint;
+  leafHash: Uint8Array;
+  treeSize: bigint;
+  /** The signed checkpoint note the inclusion was verified against. */
+  checkpoint: string;
+  /** The tlog-proof text (add-entry only). */
+  proof?: string;
+}
+
+export interface LogClientStats {
+  requests: number;
+  retries: number;
+  /** Answers that did not verify (bad signature, wrong hash, failed inclusion, malformed receipt). */
+  receiptFailures: number;
+  /** Calls that ended in an error (unavailable, rejected or bad receipt). */
+  failures: number;
+  lastError: string | null;
+}
+
+const RETRYABLE = new Set([408, 425, 429, 500, 502, 503, 504]);
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function retryAfterMs(v: string | null): number | null {
+  if (!v) return null;
+  if (/^\d+$/.test(v.trim())) return Number(v.trim()) * 1000;
+  const t = Date.parse(v);
+  return Number.isNaN(t) ? null : Math.max(0, t - Date.now());
+}
+
+function bigintField(obj: Record<string, unknown>, name: string): bigint {
+  const v = obj[name];
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+    throw new ReceiptError('malformed-receipt', `receipt field ${name} must be a non-negative integer, got ${JSON.stringify(v)}`);
+  }
+  return BigInt(v);
+}
+
+function stringField(obj: Record<string, unknown>, name: string): string {
+  const v = obj[name];
+  if (typeof v !== 'string') throw new ReceiptError('malformed-receipt', `receipt field ${name} must be a string, got ${typeof v}`);
+  return v;
+}
+
+function hashField(obj: Record<string, unknown>, name: string): Uint8Array {
+  let h: Uint8Array;
+  try {
+    h = b64decode(stringField(obj, name), name);
+  } catch (e) {
+    throw new ReceiptError('malformed-receipt', `receipt field ${name}: ${(e as Error).message}`);
+  }
+  if (h.length !== 32) throw new ReceiptError('malformed-receipt', `receipt field ${name} is ${h.length} bytes, want 32`);
+  return h;
+}
+
+export class LogClient {
+  readonly url: string;
+  readonly verifier: NoteVerifier;
+  readonly stats: LogClientStats = { requests: 0, retries: 0, receiptFailures: 0, failures: 0, lastError: null };
+  private readonly token?: string;
+  private readonly timeoutMs: number;
+  private readonly attempts: number;
+  private readonly backoffBaseMs: number;
+  private readonly backoffMaxMs: number;
+  /** Note texts whose log signature verified, newest last. */
+  private readonly verified = new Map<string, Checkpoint>();
+
+  /** Precondition: opts.url is an http(s) URL and opts.vkey a valid vkey (else ProxyError 'config'/KeyError). */
+  constructor(opts: LogClientOptions) {
+    let u: URL;
+    try {
+      u = new URL(opts.url);
+    } catch {
+      throw new ProxyError('config', `log URL ${JSON.stringify(opts.url)} is not a URL`);
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ProxyError('config', `log URL ${opts.url} must be http or https`);
+    this.url = u.href.replace(/\/+$/, '');
+    this.verifier = typeof opts.vkey === 'string' ? parseVkey(opts.vkey.trim()) : opts.vkey;
+    this.token = opts.token;
+    this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.attempts = Math.max(1, opts.attempts ?? 6);
+    this.backoffBaseMs = opts.backoffBaseMs ?? 100;
+    this.backoffMaxMs = opts.backoffMaxMs ?? 5_000;
+  }
+
+  /** The log's origin (its key's name). */
+  get origin(): string {
+    return this.verifier.name;
+  }
+
+  /**
+   * Submits one entry (its canonical JSON bytes) and returns the verified receipt.
+   * Precondition: `entry` is the RFC 8785 form of a JSON object (the log would store different bytes otherwise,
+   * and the receipt would then fail as 'leaf-hash').
+   */
+  async addEntry(entry: Uint8Array, opts: CallOptions = {}): Promise<Receipt> {
+    return this.counted(async () => {
+      const body = await this.post('/v1/add-entry', entry, opts);
+      return this.checkReceipt(() => this.verifyAddEntry(entry, body));
+    });
+  }
+
+  /**
+   * Submits entries (canonical JSON bytes each) in one call; returns their verified receipts in order.
+   * Precondition: 1..10,000 entries, each RFC 8785 canonical JSON object bytes.
+   */
+  async addEntries(entries: readonly Uint8Array[], opts: CallOptions = {}): Promise<Receipt[]> {
+    if (entries.length === 0) return [];
+    return this.counted(async () => {
+      const parts: Buffer[] = [Buffer.from('[')];
+      entries.forEach((e, i) => {
+        if (i > 0) parts.push(Buffer.from(','));
+        parts.push(Buffer.from(e.buffer, e.byteOffset, e.byteLength));
+      });
+      parts.push(Buffer.from(']'));
+      const body = await this.post('/v1/add-entries', Buffer.concat(parts), opts);
+      return this.checkReceipt(() => this.verifyAddEntries(entries, body));
+    });
+  }
+
+  /** Fetches /checkpoint and verifies it against the log key. Throws LogUnavailableError or ReceiptError. */
+  async checkpoint(opts: CallOptions = {}): Promise<{ note: string; checkpoint: Checkpoint }> {
+    return this.counted(async () => {
+      const res = await this.request('GET', '/checkpoint', undefined, opts);
+      const note = new TextDecoder().decode(res.body);
+      const checkpoint = this.checkReceipt(() => this.openCached(note));
+      return { note, checkpoint };
+    });
+  }
+
+  private async counted<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      this.stats.failures++;
+      this.stats.lastError = (e as Error).message;
+      throw e;
+    }
+  }
+
+  private checkReceipt<T>(fn: () => T): T;
+  private checkReceipt<T>(fn: () => Promise<T>): Promise<T>;
+  private checkReceipt<T>(fn: () => T | Promise<T>): T | Promise<T> {
+    const wrap = (e: unknown): never => {
+      if (e instanceof LogUnavailableError || e instanceof LogRejectedError) throw e;
+      this.stats.receiptFailures++;
+      if (e instanceof ReceiptError) throw e;
+      throw new ReceiptError((e as { code?: string }).code ?? 'bad-receipt', `log receipt does not verify: ${(e as Error).message}`);
+    };
+    try {
+      const r = fn();
+      return r instanceof Promise ? r.catch(wrap) : r;
+    } catch (e) {
+      return wrap(e);
+    }
+  }
+
+  private openCached(note: string): Checkpoint {
+    const hit = this.verified.get(note);
+    if (hit) return hit;
+    const cp = openCheckpoint(note, this.verifier).checkpoint;
+    this.verified.set(note, cp);
+    if (this.verified.size > 64) this.verified.delete(this.verified.keys().next().value!);
+    return cp;
+  }
+
+  private verifyAddEntry(entry: Uint8Array, body: unknown): Receipt {
+    if (typeof body !== 'object' || body === null) throw new ReceiptError('malformed-receipt', 'add-entry answer is not a JSON object');
+    const o = body as Record<string, unknown>;
+    const leafIndex = bigintField(o, 'leaf_index');
+    const treeSize = bigintField(o, 'tree_size');
+    const leafHash = hashField(o, 'leaf_hash');
+    const proofText = stringField(o, 'proof');
+    const mine = hashLeaf(entry);
+    if (!bytesEqual(mine, leafHash)) throw new ReceiptError('leaf-hash', 'receipt leaf_hash is not the hash of the entry sent');
+    const p = parseTlogProof(proofText);
+    const cp = this.openCached(p.checkpoint);
+    if (p.index !== leafIndex) throw new ReceiptError('leaf-index', `receipt leaf_index ${leafIndex} but its proof is for index ${p.index}`);
+    if (cp.size !== treeSize) throw new ReceiptError('tree-size', `receipt tree_size ${treeSize} but its checkpoint has size ${cp.size}`);
+    if (leafIndex >= treeSize) throw new ReceiptError('leaf-index', `leaf_index ${leafIndex} is not below tree_size ${treeSize}`);
+    verifyInclusion(leafIndex, treeSize, mine, p.proof, cp.root);
+    return { leafIndex, leafHash: mine, treeSize, checkpoint: p.checkpoint, proof: proofText };
+  }
+
+  private async verifyAddEntries(entries: readonly Uint8Array[], body: unknown): Promise<Receipt[]> {
+    if (typeof body !== 'object' || body === null) throw new ReceiptError('malformed-receipt', 'add-entries answer is not a JSON object');
+    const o = body as Record<string, unknown>;
+    const treeSize = bigintField(o, 'tree_size');
+    const note = stringField(o, 'checkpoint');
+    const list = o.entries;
+    if (!Array.isArray(list) || list.length !== entries.length) {
+      throw new ReceiptError('malformed-receipt', `add-entries answered ${Array.isArray(list) ? list.length : 'no'} entries for ${entries.length} sent`);
+    }
+    const cp = this.openCached(note);
+    if (cp.size !== treeSize) throw new ReceiptError('tree-size', `receipt tree_size ${treeSize} but its checkpoint has size ${cp.size}`);
+    const receipts: Receipt[] = list.map((e, i) => {
+      if (typeof e !== 'object' || e === null) throw new ReceiptError('malformed-receipt', `entry ${i} of the answer is not an object`);
+      const leafIndex = bigintField(e as Record<string, unknown>, 'leaf_index');
+      const leafHash = hashField(e as Record<string, unknown>, 'leaf_hash');
+      if (!bytesEqual(hashLeaf(entries[i]), leafHash)) throw new ReceiptError('leaf-hash', `receipt entry ${i}: leaf_hash is not the hash of the entry sent`);
+      if (leafIndex >= treeSize) throw new ReceiptError('leaf-index', `receipt entry ${i}: leaf_index ${leafIndex} is not below tree_size ${treeSize}`);
+      return { leafIndex, leafHash, treeSize, checkpoint: note };
+    });
+    await this.verifyInclusions(receipts, cp);
+    return receipts;
+  }
+
+  /** Verifies every receipt's inclusion against cp, with proofs built from tiles (or fetched per entry). */
+  private async verifyInclusions(receipts: Receipt[], cp: Checkpoint): Promise<void> {
+    const source = new TileNodeSource(this, cp.size);
+    let proofs: Hash[][];
+    try {
+      proofs = [];
+      for (const r of receipts) proofs.push(await inclusionProof(r.leafIndex, cp.size, (nodes) => source.hashes(nodes)));
+    } catch (e) {
+      if (!(e instanceof TileUnavailable)) throw e;
+      proofs = await this.proofsByIndex(receipts, cp.size);
+    }
+    receipts.forEach((r, i) => {
+      try {
+        verifyInclusion(r.leafIndex, cp.size, r.leafHash, proofs[i], cp.root);
+      } catch (e) {
+        throw new ReceiptError('inclusion', `entry at index ${r.leafIndex} is not included in the signed checkpoint of size ${cp.size}: ${(e as Error).message}`);
+      }
+    });
+  }
+
+  private async proofsByIndex(receipts: Receipt[], size: bigint): Promise<Hash[][]> {
+    const out: Hash[][] = new Array(receipts.length);
+    let next = 0;
+    const worker = async () => {
+      while (next < receipts.length) {
+        const i = next++;
+        const res = await this.request('GET', `/v1/get-proof-by-index?leaf_index=${receipts[i].leafIndex}&tree_size=${size}`, undefined, {});
+        const o = parseJson(res.body, 'get-proof-by-index') as Record<string, unknown>;
+        const path = o?.audit_path;
+        if (!Array.isArray(path)) throw new ReceiptError('malformed-receipt', 'get-proof-by-index answer has no audit_path');
+        out[i] = path.map((h, j) => hashField({ [`audit_path[${j}]`]: h }, `audit_path[${j}]`));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(8, receipts.length) }, worker));
+    return out;
+  }
+
+  /** GET of raw bytes (tiles). Returns null when the log answers 4xx (absent, or tiles not served). */
+  async getBytes(path: string): Promise<Uint8Array | null> {
+    try {
+      return (await this.request('GET', path, undefined, { attempts: 3 })).body;
+    } catch (e) {
+      if (e instanceof LogRejectedError) return null;
+      throw e;
+    }
+  }
+
+  private async post(path: string, body: Uint8Array, opts: CallOptions): Promise<unknown> {
+    const res = await this.request('POST', path, body, opts);
+    return parseJson(res.body, path);
+  }
+
+  /**
+   * One HTTP call with retries: network errors, timeouts, 408/425/429/5xx are retried with exponential
+   * backoff and full jitter (honouring Retry-After); other 4xx end it at once as LogRejectedError.
+   */
+  private async request(method: string, path: string, body: Uint8Array | undefined, opts: CallOptions): Promise<{ status: number; body: Uint8Array }> {
+    const attempts = Math.max(1, opts.attempts ?? this.attempts);
+    const deadline = opts.deadlineMs !== undefined ? Date.now() + opts.deadlineMs : Infinity;
+    let lastErr = '';
+    for (let attempt = 0; attempt < attempts; attempt++) {
+      if (attempt > 0) this.stats.retries++;
+      const left = deadline - Date.now();
+      if (left <= 0) break;
+      this.stats.requests++;
+      let wait: number | null = null;
+      try {
+        const headers: Record<string, string> = {};
+        if (body) headers['content-type'] = 'application/json';
+        if (this.token && method === 'POST') headers.authorization = `Bearer ${this.token}`;
+        const res = await fetch(this.url + path, {
+          method,
+          headers,
+          body,
+          signal: AbortSignal.timeout(Math.min(this.timeoutMs, left)),
+        });
+        const data = new Uint8Array(await res.arrayBuffer());
+        if (res.ok) return { status: res.status, body: data };
+        const msg = errorText(data);
+        if (!RETRYABLE.has(res.status)) {
+          throw new LogRejectedError('rejected', `log ${method} ${path} answered ${res.status}${msg ? `: ${msg}` : ''}`, res.status);
+        }
+        lastErr = `log answered ${res.status}${msg ? `: ${msg}` : ''}`;
+        wait = retryAfterMs(res.headers.get('retry-after'));
+      } catch (e) {
+        if (e instanceof LogRejectedError) throw e;
+        const err = e as Error & { cause?: { code?: string; message?: string } };
+        lastErr = err.name === 'TimeoutError' ? `no answer within ${this.timeoutMs} ms` : `${err.cause?.code ?? err.message}${err.cause?.message ? ` (${err.cause.message})` : ''}`;
+      }
+      if (attempt + 1 < attempts) {
+        const cap = Math.min(this.backoffMaxMs, this.backoffBaseMs * 2 ** attempt);
+        const delay = Math.max(wait ?? 0, Math.random() * cap);
+        if (Date.now() + delay >= deadline) break;
+        await sleep(Math.min(delay, this.backoffMaxMs * 2));
+      }
+    }
+    throw new LogUnavailableError('unavailable', `log ${this.url} unavailable for ${method} ${path}: ${lastErr || 'deadline passed'}`);
+  }
+}
+
+function parseJson(data: Uint8Array, what: string): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(data));
+  } catch {
+    throw new ReceiptError('malformed-receipt', `log answer to ${what} is not JSON`);
+  }
+}
+
+function errorText(data: Uint8Array): string {
+  const t = new TextDecoder().decode(data.subarray(0, 300));
+  try {
+    const o = JSON.parse(t);
+    if (o && typeof o.error === 'string') return o.error;
+  } catch {
+    /* not JSON: show the text */
+  }
+  return t.trim();
+}
+
+class TileUnavailable extends Error {}
+
+/**
+ * Node hashes of the tree of `size` read from the log's tiles, memoized for one batch: stored level-8k hashes
+ * come straight from a tile, the levels in between are hashed up once each.
+ */
+class TileNodeSource {
+  private readonly tiles = new Map<string, Promise<Hash[]>>();
+  private readonly nodes = new Map<string, Hash>();
+
+  constructor(
+    private readonly client: LogClient,
+    private readonly size: bigint,
+  ) {}
+
+  async hashes(ids: NodeId[]): Promise<Hash[]> {
+    const out: Hash[] = [];
+    for (const id of ids) out.push(await this.node(id.level, id.index));
+    return out;
+  }
+
+  private async node(level: number, index: bigint): Promise<Hash> {
+    const key = `${level}/${index}`;
+    const hit = this.nodes.get(key);
+    if (hit) return hit;
+    let h: Hash;
+    if (level % TILE_HEIGHT === 0) {
+      const loc = tileForNode({ level, index });
+      const hashes = await this.tile(loc.level, loc.index);
+      if (hashes.length <= loc.offset) throw new ReceiptError('tile', `tile ${loc.level}/${loc.index} is too short for node ${key}`);
+      h = hashes[loc.offset];
+    } else {
+      h = hashNode(await this.node(level - 1, 2n * index), await this.node(level - 1, 2n * index + 1n));
+    }
+    this.nodes.set(key, h);
+    return h;
+  }
+
+  private tile(level: number, index: bigint): Promise<Hash[]> {
+    const key = `${level}/${index}`;
+    let p = this.tiles.get(key);
+    if (!p) {
+      p = this.fetchTile(level, index);
+      this.tiles.set(key, p);
+    }
+    return p;
+  }
+
+  private async fetchTile(level: number, index: bigint): Promise<Hash[]> {
+    const width = tileWidth(level, index, this.size);
+    if (width === 0) throw new ReceiptError('tile', `tile ${level}/${index} is outside the tree of size ${this.size}`);
+    let data = await this.client.getBytes('/' + tilePath({ level, index, width }));
+    // the tree may have grown since: a full tile holds the same hashes at the same places
+    if (data === null && width < TILE_WIDTH) data = await this.client.getBytes('/' + tilePath({ level, index, width: TILE_WIDTH }));
+    if (data === null) throw new TileUnavailable(`tile ${level}/${index} not found`);
+    const hashes = tileHashes(data);
+    if (hashes.length < width) throw new ReceiptError('tile', `tile ${level}/${index} has ${hashes.length} hashes, want ${width}`);
+    return hashes;
+  }
+}

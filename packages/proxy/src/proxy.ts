@@ -1,0 +1,353 @@
+/**
+ * The access proxy (contract section 5): a streaming reverse proxy to one upstream that records a request
+ * event before forwarding and a response event after, for every request, denied ones included.
+ *
+ * Bodies are never buffered: request and response stream through with backpressure (pipe), to and from a
+ * keep-alive agent. Hop-by-hop headers (RFC 9110 7.6.1, plus any named in Connection) are dropped both ways;
+ * the client's Authorization (its credential for the proxy) is not passed upstream.
+ */
+import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import { hostname } from 'node:os';
+import { randomUUID } from 'node:crypto';
+import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+import { parseVkey } from '@trailmark/tlog';
+import { Rules, TokenStore } from './auth.js';
+import { ConfigError, ReceiptError } from './errors.js';
+import { responseEvent } from './events.js';
+import { decide, DEFAULT_REDACT_QUERY, type GateOptions } from './gate.js';
+import { LogClient } from './logclient.js';
+import { REQUEST_ID_HEADER } from './middleware.js';
+import { AccessTrail, type TrailMode } from './trail.js';
+
+export interface ProxyOptions {
+  /** Upstream origin URL (http or https). */
+  upstream: string;
+  /** Log URL and its vkey. */
+  log: string;
+  logKey: string;
+  logToken?: string;
+  /** Tokens: a file path or a loaded store. */
+  tokens: string | TokenStore;
+  /** Optional rules: a file path or loaded rules. */
+  rules?: string | Rules;
+  /** HOST:PORT (default 127.0.0.1:8081; port 0 picks one). */
+  listen?: string;
+  spoolDir: string;
+  mode?: TrailMode;
+  /** The event's `proxy` field (default: the host name). */
+  name?: string;
+  redactHeaders?: string[];
+  redactQuery?: string[];
+  /** HOST:PORT of the admin server (/healthz, /metrics). */
+  adminListen?: string;
+  /** Check at start that the upstream accepts TCP connections (default true). */
+  checkUpstream?: boolean;
+  /** Strict mode: how long to wait for the log (default 5 s). */
+  strictDeadlineMs?: number;
+  /** Idle timeout towards the upstream (default 60 s): then 504, or the response is cut. */
+  upstreamTimeoutMs?: number;
+  /** Where warnings go (default stderr). */
+  warn?: (line: string) => void;
+}
+
+export interface RunningProxy {
+  url: string;
+  adminUrl: string | null;
+  trail: AccessTrail;
+  registry: Registry;
+  close(): Promise<void>;
+}
+
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
+
+/** Parses HOST:PORT (IPv6 in brackets). Precondition: none; throws ConfigError. */
+export function parseListen(s: string, what = '--listen'): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new ConfigError('listen', `${what} must be HOST:PORT, got ${JSON.stringify(s)}`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+function stripHopByHop(headers: IncomingHttpHeaders, extra: readonly string[] = []): OutgoingHttpHeaders {
+  const drop = new Set([...HOP_BY_HOP, ...extra]);
+  const conn = headers.connection;
+  if (conn) for (const t of conn.split(',')) drop.add(t.trim().toLowerCase());
+  const out: OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(headers)) if (v !== undefined && !drop.has(k)) out[k] = v;
+  return out;
+}
+
+function checkUpstream(url: URL, timeoutMs = 3000): Promise<void> {
+  const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host, port });
+    const fail = (why: string) => {
+      sock.destroy();
+      reject(new ConfigError('upstream', `upstream ${url.origin} is unreachable: ${why}`));
+    };
+    sock.setTimeout(timeoutMs, () => fail(`no connection within ${timeoutMs} ms`));
+    sock.once('error', (e: NodeJS.ErrnoException) => fail(e.code ?? e.message));
+    sock.once('connect', () => {
+      sock.end();
+      resolve();
+    });
+  });
+}
+
+function listen(server: http.Server, addr: { host: string; port: number }): Promise<string> {
+  return new Promise((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) => reject(new ConfigError('listen', `cannot listen on ${addr.host}:${addr.port}: ${e.code ?? e.message}`)));
+    server.listen(addr.port, addr.host, () => {
+      const a = server.address() as net.AddressInfo;
+      const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+      resolve(`http://${host}:${a.port}`);
+    });
+  });
+}
+
+function closeServer(server: http.Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+    setTimeout(() => server.closeAllConnections(), 2000).unref();
+  });
+}
+
+function sendJson(res: ServerResponse, status: number, body: Record<string, unknown>, headers: Record<string, string> = {}): void {
+  const data = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), ...headers });
+  res.end(data);
+}
+
+/**
+ * Validates the configuration (fail fast: tokens, rules, vkey, upstream reachable, log key matches the log
+ * when the log answers), opens the spool, and starts the proxy and its admin server.
+ * Precondition: opts as documented; throws ConfigError/KeyError/SpoolError with a clear message.
+ */
+export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
+  const warn = opts.warn ?? ((l: string) => process.stderr.write(`trailmark proxy: ${l}\n`));
+  let upstream: URL;
+  try {
+    upstream = new URL(opts.upstream);
+  } catch {
+    throw new ConfigError('upstream', `--upstream ${JSON.stringify(opts.upstream)} is not a URL`);
+  }
+  if (upstream.protocol !== 'http:' && upstream.protocol !== 'https:') throw new ConfigError('upstream', `--upstream must be an http or https URL, got ${upstream.protocol}`);
+  const mode = opts.mode ?? 'spool';
+  if (mode !== 'spool' && mode !== 'strict') throw new ConfigError('mode', `--mode must be spool or strict, got ${JSON.stringify(mode)}`);
+  const tokens = typeof opts.tokens === 'string' ? TokenStore.fromFile(opts.tokens) : opts.tokens;
+  const rules = typeof opts.rules === 'string' ? Rules.fromFile(opts.rules) : opts.rules;
+  let verifier;
+  try {
+    verifier = parseVkey(opts.logKey.trim());
+  } catch (e) {
+    throw new ConfigError('log-key', `--log-key is not a valid vkey: ${(e as Error).message}`);
+  }
+  const listenAddr = parseListen(opts.listen ?? '127.0.0.1:8081');
+  const adminAddr = opts.adminListen ? parseListen(opts.adminListen, '--admin-listen') : null;
+  const client = new LogClient({ url: opts.log, vkey: verifier, ...(opts.logToken ? { token: opts.logToken } : {}) });
+  if (opts.checkUpstream !== false) await checkUpstream(upstream);
+  try {
+    await client.checkpoint({ attempts: 1, deadlineMs: 3000 });
+  } catch (e) {
+    if (e instanceof ReceiptError) throw new ConfigError('log-key', `the log at ${client.url} does not match --log-key: ${e.message}`);
+    warn(`log not reachable at start (${(e as Error).message}); ${mode === 'strict' ? 'requests get 503 until it answers' : 'events wait in the spool'}`);
+  }
+
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const trail = await AccessTrail.open({
+    spoolDir: opts.spoolDir,
+    log: client,
+    mode,
+    registry,
+    ...(opts.strictDeadlineMs !== undefined ? { strictDeadlineMs: opts.strictDeadlineMs } : {}),
+    shipper: { onError: (e) => warn(`delivery to the log failed, will retry: ${e.message}`) },
+  });
+  const requests = new Counter({
+    name: 'trailmark_proxy_requests_total',
+    help: 'Requests handled by the proxy, by outcome',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+
+  const gate: GateOptions = {
+    tokens,
+    ...(rules ? { rules } : {}),
+    target: upstream.origin,
+    proxy: opts.name ?? hostname(),
+    redactQuery: new Set([...DEFAULT_REDACT_QUERY, ...(opts.redactQuery ?? [])].map((n) => n.toLowerCase())),
+    redactHeaders: new Set((opts.redactHeaders ?? []).map((n) => n.toLowerCase())),
+  };
+  // configured secret headers are not forwarded in events and never echoed; they still go upstream
+  const isHttps = upstream.protocol === 'https:';
+  const agent = isHttps ? new https.Agent({ keepAlive: true, maxSockets: 512, scheduling: 'lifo' }) : new http.Agent({ keepAlive: true, maxSockets: 512, scheduling: 'lifo' });
+  const upstreamPort = upstream.port || (isHttps ? '443' : '80');
+  const upstreamTimeout = opts.upstreamTimeoutMs ?? 60_000;
+  const afterError = (e: Error) => warn(`could not spool a response event: ${e.message}`);
+
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
+    const started = performance.now();
+    const requestId = randomUUID();
+    let bytes = 0;
+    let recorded = false;
+    const finish = () => {
+      if (recorded) return;
+      recorded = true;
+      const ev = responseEvent({
+        requestId,
+        outcome: { status: res.headersSent ? res.statusCode : 499, bytes, duration_ms: Math.round((performance.now() - started) * 1000) / 1000 },
+      });
+      trail.after(ev).catch(afterError);
+    };
+    res.once('close', finish);
+    res.setHeader(REQUEST_ID_HEADER, requestId);
+    const g = decide(req, requestId, gate);
+    if (g.deny) {
+      requests.inc({ outcome: g.deny === 401 ? 'unauthenticated' : 'forbidden' });
+      // drain and drop the body of a denied request; it goes nowhere
+      req.resume();
+      trail.after(g.event).then(
+        () => {
+          const body = JSON.stringify({ error: g.event.decision.reason, request_id: requestId });
+          bytes = Buffer.byteLength(body);
+          res.writeHead(g.deny, { 'content-type': 'application/json', 'content-length': bytes, ...(g.deny === 401 ? { 'www-authenticate': 'Bearer' } : {}) });
+          res.end(body);
+        },
+        (e: Error) => {
+          warn(`could not spool a request event: ${e.message}`);
+          sendJson(res, 503, { error: 'access event could not be recorded', request_id: requestId }, { 'retry-after': '1' });
+        },
+      );
+      return;
+    }
+    trail.before(g.event).then(
+      () => forward(req, res, g.forwardPath, requestId, (n) => (bytes += n)),
+      (e: Error) => {
+        requests.inc({ outcome: 'log_unavailable' });
+        if (mode !== 'strict') warn(`could not spool a request event: ${e.message}`);
+        req.resume();
+        sendJson(res, 503, { error: mode === 'strict' ? 'the log is unavailable' : 'access event could not be recorded', request_id: requestId }, { 'retry-after': '1' });
+      },
+    );
+  };
+
+  const forward = (req: IncomingMessage, res: ServerResponse, path: string, requestId: string, count: (n: number) => void) => {
+    if (res.destroyed) return; // the client left while we were recording
+    const headers = stripHopByHop(req.headers, ['authorization', 'host']);
+    headers.host = upstream.host;
+    const xff = req.headers['x-forwarded-for'];
+    const ip = req.socket.remoteAddress ?? '';
+    headers['x-forwarded-for'] = xff ? `${xff}, ${ip}` : ip;
+    headers['x-forwarded-host'] = req.headers.host ?? '';
+    headers['x-forwarded-proto'] = (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
+    headers[REQUEST_ID_HEADER.toLowerCase()] = requestId;
+    const upReq = (isHttps ? https : http).request({
+      protocol: upstream.protocol,
+      hostname: upstream.hostname.replace(/^\[|\]$/g, ''),
+      port: upstreamPort,
+      method: req.method,
+      path,
+      headers,
+      agent,
+    });
+    upReq.setTimeout(upstreamTimeout, () => upReq.destroy(new Error(`upstream idle for ${upstreamTimeout} ms`)));
+    upReq.on('response', (upRes) => {
+      requests.inc({ outcome: 'forwarded' });
+      const out = stripHopByHop(upRes.headers);
+      out[REQUEST_ID_HEADER.toLowerCase()] = requestId;
+      res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, out);
+      upRes.on('data', (c: Buffer) => count(c.length));
+      upRes.pipe(res);
+      upRes.on('error', () => res.destroy());
+      res.on('close', () => {
+        if (!upRes.complete) upRes.destroy();
+      });
+    });
+    upReq.on('error', (e: NodeJS.ErrnoException) => {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (res.destroyed) return;
+      requests.inc({ outcome: 'upstream_error' });
+      const timeout = /idle/.test(e.message);
+      const body = JSON.stringify({ error: `upstream ${timeout ? 'timed out' : 'failed'}: ${e.code ?? e.message}`, request_id: requestId });
+      count(Buffer.byteLength(body));
+      res.writeHead(timeout ? 504 : 502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    });
+    req.on('aborted', () => upReq.destroy());
+    res.on('close', () => {
+      if (!res.writableFinished) upReq.destroy();
+    });
+    req.pipe(upReq);
+  };
+
+  const server = http.createServer({ keepAliveTimeout: 65_000 }, handle);
+  server.on('clientError', (_e, sock) => {
+    if (sock.writable) sock.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+    else sock.destroy();
+  });
+  let admin: http.Server | null = null;
+  let url: string;
+  let adminUrl: string | null = null;
+  try {
+    url = await listen(server, listenAddr);
+    if (adminAddr) {
+      admin = http.createServer((req, res) => {
+        const path = (req.url ?? '/').split('?')[0];
+        if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: 'method not allowed' });
+        if (path === '/healthz') {
+          const t = trail.spool.oldestTime;
+          return sendJson(res, 200, {
+            ok: true,
+            mode,
+            spool_depth: trail.spool.depth,
+            oldest_undelivered_age_seconds: t === null ? 0 : (Date.now() - t) / 1000,
+            delivered: trail.shipper.stats.delivered,
+            failed_deliveries: trail.shipper.stats.failedBatches,
+            receipt_failures: client.stats.receiptFailures,
+            last_error: trail.shipper.stats.lastError,
+          });
+        }
+        if (path === '/metrics') {
+          registry.metrics().then(
+            (text) => {
+              res.writeHead(200, { 'content-type': registry.contentType });
+              res.end(text);
+            },
+            (e: Error) => sendJson(res, 500, { error: e.message }),
+          );
+          return;
+        }
+        sendJson(res, 404, { error: 'not found' });
+      });
+      adminUrl = await listen(admin, adminAddr);
+    }
+  } catch (e) {
+    server.close();
+    admin?.close();
+    await trail.close();
+    throw e;
+  }
+  let closing: Promise<void> | null = null;
+  return {
+    url,
+    adminUrl,
+    trail,
+    registry,
+    close() {
+      closing ??= (async () => {
+        await closeServer(server);
+        if (admin) await closeServer(admin);
+        agent.destroy();
+        await trail.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,141 @@
+/**
+ * Delivers spooled events to the log in batches. A batch is removed from the spool only after the log's
+ * receipt for every event in it verified; anything else (log down, a refusal, a receipt that does not
+ * verify) leaves the batch in place and the shipper tries again after a backoff. A crash anywhere in this
+ * loop at worst resends a batch the log already has, and the log's dedup answers with the original indexes.
+ */
+import { LogRejectedError, ReceiptError } from './errors.js';
+import type { LogClient } from './logclient.js';
+import type { Spool } from './spool.js';
+
+export interface ShipperOptions {
+  spool: Spool;
+  client: LogClient;
+  /** Events per add-entries call (default 1,000; the log accepts up to 10,000). */
+  batchSize?: number;
+  /** Bytes per call, about (default 4 MiB; the log accepts 16 MiB). */
+  batchBytes?: number;
+  /** Backoff after a failed delivery: base and cap (defaults 200 ms, 10 s). */
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+  /** Called with each failure (for logging). */
+  onError?: (e: Error) => void;
+}
+
+export interface ShipperStats {
+  /** Events whose verified receipt let them leave the spool. */
+  delivered: number;
+  /** Delivery attempts (batches) that failed. */
+  failedBatches: number;
+  /** Failed attempts whose cause was a receipt that did not verify. */
+  receiptFailures: number;
+  /** Failed attempts the log refused (4xx). */
+  rejected: number;
+  lastError: string | null;
+  lastDeliveryAt: number | null;
+}
+
+export class Shipper {
+  readonly stats: ShipperStats = { delivered: 0, failedBatches: 0, receiptFailures: 0, rejected: 0, lastError: null, lastDeliveryAt: null };
+  private running = false;
+  private loop: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+  private unsubscribe: (() => void) | null = null;
+  private readonly spool: Spool;
+  private readonly client: LogClient;
+  private readonly batchSize: number;
+  private readonly batchBytes: number;
+  private readonly retryBaseMs: number;
+  private readonly retryMaxMs: number;
+  private readonly onError?: (e: Error) => void;
+
+  /** Precondition: the spool is open; one shipper per spool. */
+  constructor(opts: ShipperOptions) {
+    this.spool = opts.spool;
+    this.client = opts.client;
+    this.batchSize = Math.min(10_000, Math.max(1, opts.batchSize ?? 1000));
+    this.batchBytes = opts.batchBytes ?? 4 * 1024 * 1024;
+    this.retryBaseMs = opts.retryBaseMs ?? 200;
+    this.retryMaxMs = opts.retryMaxMs ?? 10_000;
+    this.onError = opts.onError;
+  }
+
+  /** Starts the delivery loop. Idempotent. */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.unsubscribe = this.spool.onAppend(() => this.poke());
+    this.loop = this.run();
+  }
+
+  /** Wakes the loop (new records, or end a backoff early). */
+  poke(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  /** Stops after the batch in flight (if any) finished or failed. */
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    this.unsubscribe?.();
+    this.poke();
+    await this.loop;
+  }
+
+  /** Resolves once the spool is empty (or rejects after timeoutMs). For tests and graceful shutdown. */
+  async drained(timeoutMs = 30_000): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    while (this.spool.depth > 0) {
+      if (Date.now() > end) throw new Error(`spool still holds ${this.spool.depth} events after ${timeoutMs} ms (last error: ${this.stats.lastError ?? 'none'})`);
+      this.poke();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.wake = null;
+        resolve();
+      }, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    while (this.running) {
+      if (this.spool.depth === 0) {
+        await this.sleep(1000);
+        continue;
+      }
+      try {
+        const batch = await this.spool.read(this.batchSize, this.batchBytes);
+        if (batch.records.length === 0) {
+          await this.sleep(1000);
+          continue;
+        }
+        await this.client.addEntries(batch.records.map((r) => r.data));
+        await this.spool.ack(batch);
+        this.stats.delivered += batch.records.length;
+        this.stats.lastDeliveryAt = Date.now();
+        failures = 0;
+      } catch (e) {
+        const err = e as Error;
+        this.stats.failedBatches++;
+        if (e instanceof ReceiptError) this.stats.receiptFailures++;
+        if (e instanceof LogRejectedError) this.stats.rejected++;
+        this.stats.lastError = err.message;
+        this.onError?.(err);
+        failures++;
+        const cap = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(failures, 16));
+        if (this.running) await this.sleep(cap / 2 + (Math.random() * cap) / 2);
+      }
+    }
+  }
+}
