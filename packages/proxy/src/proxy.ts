@@ -12,7 +12,7 @@ import net from 'node:net';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
-import { parseVkey } from '@trailmark/tlog';
+import { parseVkey, type NoteVerifier } from '@trailmark/tlog';
 import { Rules, TokenStore } from './auth.js';
 import { ConfigError, ReceiptError } from './errors.js';
 import { responseEvent } from './events.js';
@@ -26,7 +26,8 @@ export interface ProxyOptions {
   upstream: string;
   /** Log URL and its vkey. */
   log: string;
-  logKey: string;
+  /** The log's vkey, as text or parsed. */
+  logKey: string | NoteVerifier;
   logToken?: string;
   /** Tokens: a file path or a loaded store. */
   tokens: string | TokenStore;
@@ -140,9 +141,9 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   if (mode !== 'spool' && mode !== 'strict') throw new ConfigError('mode', `--mode must be spool or strict, got ${JSON.stringify(mode)}`);
   const tokens = typeof opts.tokens === 'string' ? TokenStore.fromFile(opts.tokens) : opts.tokens;
   const rules = typeof opts.rules === 'string' ? Rules.fromFile(opts.rules) : opts.rules;
-  let verifier;
+  let verifier: NoteVerifier;
   try {
-    verifier = parseVkey(opts.logKey.trim());
+    verifier = typeof opts.logKey === 'string' ? parseVkey(opts.logKey.trim()) : opts.logKey;
   } catch (e) {
     throw new ConfigError('log-key', `--log-key is not a valid vkey: ${(e as Error).message}`);
   }

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerProxy } from './proxy.js';
 import { registerKeygen } from './keygen.js';
 import { registerVerify } from './verify.js';
 import { registerMonitor } from './monitor.js';
@@ -14,4 +15,5 @@ export function registerCommands(program: Command): void {
   registerVerify(program);
   registerMonitor(program);
   registerVerifyEvidence(program);
+  registerProxy(program);
 }
