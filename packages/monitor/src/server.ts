@@ -133,7 +133,9 @@ export function buildApp(monitor: Monitor, witness?: Witness): express.Express {
       }
       const a = await witness.addCheckpoint(text);
       requests.inc({ status: String(a.status) });
-      res.status(a.status).set('content-type', a.contentType).send(a.body);
+      res.statusCode = a.status;
+      res.setHeader('content-type', a.contentType);
+      res.end(a.body);
       // a checkpoint the log signed is worth checking against the view, whatever we answered
       if (a.checkpoint) {
         const from = `add-checkpoint from ${remote(req)}`;
