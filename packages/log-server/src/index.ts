@@ -1,1 +1,10 @@
-export {};
+export { startLogServer, parseListen, type LogServer, type LogServerOptions } from './server.js';
+export { LogStore, widthAt, type Leaf, type SignedTree, type AppendResult, type StoreOptions } from './storage.js';
+export { Sequencer, type SequencerOptions, type Sequenced, type CommitInfo } from './sequencer.js';
+export { loadLogKey, type LogKey } from './keys.js';
+export { toLeaf, MAX_ENTRY_BYTES, MAX_BATCH_ENTRIES, MAX_BODY_BYTES, MAX_GET_ENTRIES } from './http.js';
+export { treeHeadSignatureInput, signTreeHead } from './sth.js';
+export { HttpError, LogStateError, UnavailableError } from './errors.js';
+export { jsonLogger, silentLogger, type Logger } from './logger.js';
+export { nodeHasher, sha256 } from './sha.js';
+export type { Witnessing, WitnessingContext, CreateWitnessing } from './witness-hook.js';

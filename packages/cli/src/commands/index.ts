@@ -1,7 +1,12 @@
 import type { Command } from 'commander';
 import { registerProxy } from './proxy.js';
+import { registerServe } from './serve.js';
 import { registerKeygen } from './keygen.js';
 import { registerVerify } from './verify.js';
+import { registerCheckpoint } from './checkpoint.js';
+import { registerProve } from './prove.js';
+import { registerAudit } from './audit.js';
+import { registerEntries } from './entries.js';
 import { registerMonitor } from './monitor.js';
 import { registerVerifyEvidence } from './verify-evidence.js';
 
@@ -13,7 +18,12 @@ export function registerCommands(program: Command): void {
   void program;
   registerKeygen(program);
   registerVerify(program);
+  registerCheckpoint(program);
+  registerProve(program);
+  registerAudit(program);
+  registerEntries(program);
   registerMonitor(program);
   registerVerifyEvidence(program);
   registerProxy(program);
+  registerServe(program);
 }

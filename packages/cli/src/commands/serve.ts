@@ -1,0 +1,82 @@
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { jsonLogger, LogStateError, startLogServer } from '@trailmark/log-server';
+import { action, makeOutput } from '../program.js';
+import { usage } from '../exit.js';
+
+interface ServeOptions {
+  data: string;
+  key?: string;
+  origin?: string;
+  listen: string;
+  policy?: string;
+  submitTokens?: string;
+}
+
+function readTokens(file: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw usage(`cannot read submit tokens ${file}: ${(e as Error).message}`);
+  }
+  const tokens = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length > 0 && !l.startsWith('#'));
+  for (const t of tokens) if (/\s/.test(t)) throw usage(`submit tokens file ${file}: a token may not contain spaces`);
+  if (tokens.length === 0) throw usage(`submit tokens file ${file} lists no token`);
+  return tokens;
+}
+
+/**
+ * `trailmark serve`: runs the log until SIGTERM/SIGINT, printing `vkey: ...` and `url: ...` once it listens.
+ * Logs go to stderr as JSON lines.
+ */
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('serve a transparency log (LevelDB storage, signed checkpoints, tiles, RFC 6962 API)')
+    .option('--data <dir>', 'data directory', './trailmark-data')
+    .option('--key <file>', 'log private key (default DIR/log.key, created on first start)')
+    .option('--origin <name>', 'log origin = key name, for a newly created key (default localhost/trailmark)')
+    .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8080')
+    .option('--policy <file>', 'tlog-policy file: witnesses to cosign checkpoints, and the quorum')
+    .option('--submit-tokens <file>', 'bearer tokens accepted by the write API, one a line')
+    .action(
+      action(async (opts: ServeOptions, cmd: Command) => {
+        const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
+        const submitTokens = opts.submitTokens ? readTokens(opts.submitTokens) : undefined;
+        let server;
+        try {
+          server = await startLogServer({
+            dataDir: opts.data,
+            keyFile: opts.key,
+            origin: opts.origin,
+            listen: opts.listen,
+            submitTokens,
+            policyFile: opts.policy,
+            logger: jsonLogger(process.stderr, { component: 'log' }),
+          });
+        } catch (e) {
+          if (e instanceof LogStateError) throw usage(`refusing to start: ${e.message}`);
+          throw e;
+        }
+        out.info(`vkey: ${server.vkey}`);
+        out.info(`url: ${server.url}`);
+        out.result({ ok: true, vkey: server.vkey, url: server.url, origin: server.origin });
+        await new Promise<void>((resolve) => {
+          const stop = () => {
+            process.off('SIGTERM', stop);
+            process.off('SIGINT', stop);
+            // a second signal while draining ends the process at once
+            process.once('SIGTERM', () => process.exit(2));
+            process.once('SIGINT', () => process.exit(2));
+            server.close().then(resolve, (err) => {
+              process.stderr.write(`trailmark: shutdown failed: ${(err as Error).message}\n`);
+              resolve();
+            });
+          };
+          process.on('SIGTERM', stop);
+          process.on('SIGINT', stop);
+        });
+      }),
+    );
+}

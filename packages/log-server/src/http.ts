@@ -1,0 +1,342 @@
+/**
+ * The HTTP API (contract section 3). Reads (tiles, checkpoint, proofs, entries) are answered by a small
+ * dispatcher on node:http ahead of express: they are the hot paths and express's router costs about half of
+ * their rate. Writes, /healthz, /metrics and every fallback go through express 5.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { canonicalJsonString, formatTlogProof, MAX_U64, parseTilePath, TlogError } from '@trailmark/tlog';
+import { HttpError } from './errors.js';
+import type { Logger } from './logger.js';
+import type { LogMetrics } from './metrics.js';
+import type { Sequencer } from './sequencer.js';
+import { sha256 } from './sha.js';
+import type { Leaf, LogStore } from './storage.js';
+
+export const MAX_ENTRY_BYTES = 65_535;
+export const MAX_BATCH_ENTRIES = 10_000;
+export const MAX_BODY_BYTES = 16 * 1024 * 1024;
+/** get-entries answers at most this many entries (RFC 6962 lets the server return fewer). */
+export const MAX_GET_ENTRIES = 1000;
+
+const IMMUTABLE = 'public, max-age=31536000, immutable';
+const MUTABLE = 'no-cache';
+
+export interface ApiContext {
+  store: LogStore;
+  sequencer: Sequencer;
+  metrics: LogMetrics;
+  logger: Logger;
+  /** SHA-256 of each accepted submit token; undefined = writes are open. */
+  tokenHashes?: Buffer[];
+  /** The checkpoint /checkpoint serves (the witnessed one when a policy is set); undefined = none yet. */
+  checkpoint(): string | undefined;
+  healthy(): { ok: boolean; reason?: string };
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const data = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), 'cache-control': MUTABLE, ...headers });
+  res.end(data);
+}
+
+function sendError(res: ServerResponse, e: unknown, logger: Logger): number {
+  if (e instanceof HttpError) {
+    sendJson(res, e.status, { error: e.message }, { 'cache-control': 'no-store', ...e.headers });
+    return e.status;
+  }
+  logger.error('internal error', { error: e as Error, stack: (e as Error)?.stack });
+  sendJson(res, 500, { error: 'internal error' }, { 'cache-control': 'no-store' });
+  return 500;
+}
+
+const DECIMAL = /^(0|[1-9][0-9]*)$/;
+
+/** A required uint64 query parameter, as a checked number. Throws HttpError 400 / 404 (beyond `limit`). */
+function u64Param(params: URLSearchParams, name: string): bigint {
+  const all = params.getAll(name);
+  if (all.length === 0) throw new HttpError(400, `missing query parameter ${name}`);
+  if (all.length > 1) throw new HttpError(400, `query parameter ${name} given ${all.length} times`);
+  const v = all[0];
+  if (!DECIMAL.test(v)) throw new HttpError(400, `${name} must be a non-negative decimal integer, got ${JSON.stringify(v.slice(0, 40))}`);
+  const b = BigInt(v);
+  if (b > MAX_U64) throw new HttpError(400, `${name} ${v} exceeds 2^64-1`);
+  return b;
+}
+
+function treeSizeParam(params: URLSearchParams, name: string, size: number): number {
+  const s = u64Param(params, name);
+  if (s > BigInt(size)) throw new HttpError(404, `${name} ${s} is beyond the log's current size ${size}`);
+  return Number(s);
+}
+
+function indexParam(params: URLSearchParams, name: string, treeSize: number): number {
+  const i = u64Param(params, name);
+  if (i >= BigInt(treeSize)) throw new HttpError(404, `${name} ${i} is not in the tree of size ${treeSize}`);
+  return Number(i);
+}
+
+function b64(h: Uint8Array): string {
+  return Buffer.from(h.buffer, h.byteOffset, h.byteLength).toString('base64');
+}
+
+function strictB64Hash(s: string | null, name: string): Buffer {
+  if (s === null) throw new HttpError(400, `missing query parameter ${name}`);
+  if (!/^[A-Za-z0-9+/]{43}=$/.test(s)) throw new HttpError(400, `${name} must be a 32-byte hash in standard padded base64`);
+  const b = Buffer.from(s, 'base64');
+  if (b.length !== 32 || b.toString('base64') !== s) throw new HttpError(400, `${name} must be a 32-byte hash in canonical base64`);
+  return b;
+}
+
+type ReadHandler = (params: URLSearchParams, res: ServerResponse) => Promise<void> | void;
+
+/** Builds the read dispatcher: returns false when the request is not one of its routes. */
+export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerResponse) => boolean {
+  const { store } = ctx;
+
+  const routes: Record<string, ReadHandler> = {
+    '/checkpoint': (_p, res) => {
+      const cp = ctx.checkpoint();
+      if (cp === undefined) throw new HttpError(503, 'no checkpoint meets the witness quorum yet', { 'Retry-After': '1' });
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(cp), 'cache-control': MUTABLE });
+      res.end(cp);
+    },
+    '/v1/get-sth': (_p, res) => {
+      const t = store.tree;
+      sendJson(res, 200, {
+        tree_size: t.size,
+        timestamp: t.timestamp,
+        sha256_root_hash: b64(t.root),
+        tree_head_signature: b64(t.sthSignature),
+        checkpoint: t.checkpoint,
+      });
+    },
+    '/v1/get-sth-consistency': async (p, res) => {
+      const second = treeSizeParam(p, 'second', store.size);
+      const first = u64Param(p, 'first');
+      if (first > BigInt(second)) throw new HttpError(400, `first ${first} is greater than second ${second}`);
+      const proof = await store.consistencyProof(Number(first), second);
+      sendJson(res, 200, { consistency: proof.map(b64) });
+    },
+    '/v1/get-proof-by-hash': async (p, res) => {
+      const hash = strictB64Hash(p.get('hash'), 'hash');
+      const size = treeSizeParam(p, 'tree_size', store.size);
+      const idx = await store.findLeaf(hash);
+      if (idx === undefined) throw new HttpError(404, 'no entry with this leaf hash');
+      if (idx >= size) throw new HttpError(404, `the entry with this leaf hash is at index ${idx}, not in the tree of size ${size}`);
+      const proof = await store.inclusionProof(idx, size);
+      sendJson(res, 200, { leaf_index: idx, audit_path: proof.map(b64) });
+    },
+    '/v1/get-proof-by-index': async (p, res) => {
+      const size = treeSizeParam(p, 'tree_size', store.size);
+      const idx = indexParam(p, 'leaf_index', size);
+      const proof = await store.inclusionProof(idx, size);
+      const leafHash = await store.leafHash(idx, size);
+      sendJson(res, 200, { leaf_index: idx, leaf_hash: b64(leafHash), audit_path: proof.map(b64) });
+    },
+    '/v1/get-entries': async (p, res) => {
+      const size = store.size;
+      const start = u64Param(p, 'start');
+      const end = u64Param(p, 'end');
+      if (start > end) throw new HttpError(400, `start ${start} is greater than end ${end}`);
+      if (start >= BigInt(size)) throw new HttpError(404, `start ${start} is beyond the log's current size ${size}`);
+      const s = Number(start);
+      const e = Math.min(Number(end > BigInt(size) ? BigInt(size) : end) + 1, size, s + MAX_GET_ENTRIES);
+      const data = await store.entries(s, e);
+      sendJson(res, 200, { entries: data.map((d, i) => ({ leaf_index: s + i, leaf_input: b64(d) })) });
+    },
+    '/v1/get-entry-and-proof': async (p, res) => {
+      const size = treeSizeParam(p, 'tree_size', store.size);
+      const idx = indexParam(p, 'leaf_index', size);
+      const [entry] = await store.entries(idx, idx + 1);
+      const proof = await store.inclusionProof(idx, size);
+      sendJson(res, 200, { leaf_input: b64(entry), audit_path: proof.map(b64) });
+    },
+    '/v1/get-tlog-proof': async (p, res) => {
+      const cp = ctx.checkpoint();
+      if (cp === undefined) throw new HttpError(503, 'no checkpoint meets the witness quorum yet', { 'Retry-After': '1' });
+      const size = Number(cp.split('\n', 2)[1]);
+      const idx = indexParam(p, 'leaf_index', size);
+      const proof = await store.inclusionProof(idx, size);
+      const text = formatTlogProof({ index: BigInt(idx), proof, checkpoint: cp });
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': MUTABLE });
+      res.end(text);
+    },
+  };
+
+  const tile = async (path: string, res: ServerResponse) => {
+    let ref;
+    try {
+      ref = parseTilePath(path);
+    } catch (e) {
+      throw new HttpError(400, (e as Error).message);
+    }
+    if (ref.index > BigInt(Number.MAX_SAFE_INTEGER)) throw new HttpError(404, `tile ${path} is beyond the tree`);
+    const index = Number(ref.index);
+    const data = ref.entries ? await store.bundleData(index, ref.width) : await store.tileData(ref.level, index, ref.width);
+    if (!data) throw new HttpError(404, `${path.slice(1)} is not in the tree of size ${store.size}`);
+    res.writeHead(200, {
+      'content-type': 'application/octet-stream',
+      'content-length': data.length,
+      'cache-control': ref.width === 256 ? IMMUTABLE : MUTABLE,
+    });
+    res.end(data);
+  };
+
+  const count = (route: string, status: number) => ctx.metrics.requests.inc({ route, status: String(status) });
+
+  return (req, res) => {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const handler = routes[path];
+    const isTile = handler === undefined && path.startsWith('/tile/');
+    if (handler === undefined && !isTile) return false;
+    const route = isTile ? (path.startsWith('/tile/entries/') ? '/tile/entries' : '/tile') : path;
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      count(route, 405);
+      sendJson(res, 405, { error: `${req.method} is not allowed on ${path}; use GET` }, { allow: 'GET, HEAD' });
+      return true;
+    }
+    const done = () => count(route, 200);
+    const fail = (e: unknown) => count(route, sendError(res, e, ctx.logger));
+    try {
+      const r = isTile ? tile(path, res) : handler!(new URLSearchParams(q < 0 ? '' : url.slice(q + 1)), res);
+      if (r instanceof Promise) r.then(done, fail);
+      else done();
+    } catch (e) {
+      fail(e);
+    }
+    return true;
+  };
+}
+
+/** Canonicalizes one submitted JSON value into a leaf; `what` names it in errors. Throws HttpError 400/413. */
+export function toLeaf(value: unknown, what: string): Leaf {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    const kind = value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`;
+    throw new HttpError(400, `${what} must be a JSON object, got ${kind}`);
+  }
+  let text: string;
+  try {
+    text = canonicalJsonString(value);
+  } catch (e) {
+    throw new HttpError(400, `${what}: ${e instanceof TlogError ? e.message : 'cannot canonicalize'}`);
+  }
+  const len = Buffer.byteLength(text, 'utf8');
+  if (len > MAX_ENTRY_BYTES) throw new HttpError(413, `${what} is ${len} bytes in canonical form; at most ${MAX_ENTRY_BYTES} are accepted`);
+  // one buffer: 0x00 || data, so the leaf hash needs no copy
+  const buf = Buffer.allocUnsafe(len + 1);
+  buf[0] = 0;
+  buf.write(text, 1, 'utf8');
+  return { data: buf.subarray(1), hash: sha256(buf) };
+}
+
+/** The express app: write API, health and metrics, JSON errors for everything else. */
+export function writeApp(ctx: ApiContext): express.Express {
+  const app = express();
+  const count = (route: string, status: number) => ctx.metrics.requests.inc({ route, status: String(status) });
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  const json = express.json({ limit: MAX_BODY_BYTES, strict: false, type: () => true });
+
+  const authorize = (req: Request, _res: Response, next: NextFunction) => {
+    if (!ctx.tokenHashes) return next();
+    const h = req.headers.authorization;
+    const m = h ? /^Bearer ([^\s]+)$/.exec(h) : null;
+    if (m) {
+      const got = createHash('sha256').update(m[1]).digest();
+      if (ctx.tokenHashes.some((t) => timingSafeEqual(t, got))) return next();
+    }
+    next(new HttpError(401, m ? 'the bearer token is not accepted' : 'the write API needs Authorization: Bearer <token>', { 'WWW-Authenticate': 'Bearer' }));
+  };
+
+  const jsonOnly = (req: Request, _res: Response, next: NextFunction) => {
+    const type = req.headers['content-type'];
+    if (!type || !/^application\/json\s*(;|$)/i.test(type)) {
+      return next(new HttpError(415, `the body must be application/json, got ${type ? JSON.stringify(type.slice(0, 60)) : 'no content type'}`));
+    }
+    next();
+  };
+
+  const observe = (acceptedAt: number) => ctx.metrics.submitToSigned.observe((performance.now() - acceptedAt) / 1000);
+
+  app.post('/v1/add-entry', authorize, jsonOnly, json, async (req: Request, res: Response) => {
+    if (req.body === undefined) throw new HttpError(400, 'empty body: expected one JSON object');
+    const leaf = toLeaf(req.body, 'the entry');
+    const r = await ctx.sequencer.submit([leaf]);
+    observe(r.acceptedAt);
+    const idx = r.indices[0];
+    const proof = await ctx.store.inclusionProof(idx, r.tree.size);
+    res.set('cache-control', 'no-store');
+    res.json({
+      leaf_index: idx,
+      leaf_hash: b64(leaf.hash),
+      tree_size: r.tree.size,
+      timestamp: r.tree.timestamp,
+      proof: formatTlogProof({ index: BigInt(idx), proof, checkpoint: r.tree.checkpoint }),
+    });
+    ctx.metrics.requests.inc({ route: '/v1/add-entry', status: '200' });
+  });
+
+  app.post('/v1/add-entries', authorize, jsonOnly, json, async (req: Request, res: Response) => {
+    const body: unknown = req.body;
+    if (!Array.isArray(body)) {
+      const kind = body === undefined ? 'an empty body' : body === null ? 'null' : `a ${typeof body}`;
+      throw new HttpError(400, `the body must be a JSON array of entry objects, got ${kind}`);
+    }
+    if (body.length === 0) throw new HttpError(400, 'the array of entries is empty');
+    if (body.length > MAX_BATCH_ENTRIES) throw new HttpError(413, `${body.length} entries in one request; at most ${MAX_BATCH_ENTRIES} are accepted`);
+    const leaves = body.map((v, i) => toLeaf(v, `entries[${i}]`));
+    const r = await ctx.sequencer.submit(leaves);
+    observe(r.acceptedAt);
+    res.set('cache-control', 'no-store');
+    res.json({
+      tree_size: r.tree.size,
+      checkpoint: r.tree.checkpoint,
+      entries: leaves.map((l, i) => ({ leaf_index: r.indices[i], leaf_hash: b64(l.hash) })),
+    });
+    ctx.metrics.requests.inc({ route: '/v1/add-entries', status: '200' });
+  });
+
+  app.get('/healthz', (_req, res) => {
+    const h = ctx.healthy();
+    res.status(h.ok ? 200 : 503).set('cache-control', 'no-store').json({ status: h.ok ? 'ok' : 'unavailable', ...(h.reason ? { reason: h.reason } : {}), tree_size: ctx.store.size, queue_depth: ctx.sequencer.depth });
+  });
+
+  app.get('/metrics', async (_req, res) => {
+    ctx.metrics.treeSize.set(ctx.store.size);
+    res.set('content-type', ctx.metrics.registry.contentType).set('cache-control', 'no-store').send(await ctx.metrics.registry.metrics());
+  });
+
+  for (const p of ['/v1/add-entry', '/v1/add-entries']) {
+    app.all(p, (req, _res, next) => next(new HttpError(405, `${req.method} is not allowed on ${p}; use POST`, { allow: 'POST' })));
+  }
+  for (const p of ['/healthz', '/metrics']) {
+    app.all(p, (req, _res, next) => next(new HttpError(405, `${req.method} is not allowed on ${p}; use GET`, { allow: 'GET, HEAD' })));
+  }
+  app.use((req, _res, next) => next(new HttpError(404, `no such endpoint: ${req.method} ${req.path}`)));
+
+  // express 5 forwards rejected promises from async handlers here
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const route = req.route?.path ?? 'other';
+    let e = err;
+    const bp = err as { type?: string; status?: number; message?: string; expose?: boolean };
+    if (!(err instanceof HttpError) && typeof bp?.type === 'string') {
+      if (bp.type === 'entity.too.large') e = new HttpError(413, `the body exceeds ${MAX_BODY_BYTES} bytes`);
+      else if (bp.type === 'entity.parse.failed') e = new HttpError(400, `malformed JSON: ${bp.message}`);
+      else if (bp.type === 'encoding.unsupported' || bp.type === 'charset.unsupported') e = new HttpError(415, bp.message ?? 'unsupported encoding');
+      else if (bp.status && bp.status >= 400 && bp.status < 500) e = new HttpError(bp.status, bp.message ?? 'bad request');
+    }
+    if (e instanceof HttpError && e.status === 503) ctx.metrics.rejected.inc({ reason: /overloaded/.test(e.message) ? 'overload' : 'unavailable' });
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    count(route, sendError(res, e, ctx.logger));
+  });
+
+  return app;
+}

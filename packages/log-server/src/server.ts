@@ -1,0 +1,186 @@
+/** startLogServer: the log as a library call (the CLI's `trailmark serve` is a thin wrapper). */
+import { createServer, type Server } from 'node:http';
+import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { HttpError, LogStateError } from './errors.js';
+import { readRoutes, writeApp, type ApiContext } from './http.js';
+import { loadLogKey } from './keys.js';
+import { silentLogger, type Logger } from './logger.js';
+import { createMetrics } from './metrics.js';
+import { Sequencer } from './sequencer.js';
+import { LogStore } from './storage.js';
+import type { CreateWitnessing, Witnessing } from './witness-hook.js';
+
+export interface LogServerOptions {
+  /** Data directory: the LevelDB lives in DIR/db; the key defaults to DIR/log.key. */
+  dataDir: string;
+  /** Private key file; when omitted DIR/log.key (created on first start, named `origin`). */
+  keyFile?: string;
+  /** Key name for a newly created key; when given it must equal the key's name. */
+  origin?: string;
+  /** HOST:PORT, default 127.0.0.1:0 (an ephemeral port). */
+  listen?: string;
+  /** Bearer tokens accepted by the write API; undefined or empty = writes are open. */
+  submitTokens?: string[];
+  /** A tlog-policy file: witnesses cosign, and /checkpoint serves the newest checkpoint meeting the quorum. */
+  policyFile?: string;
+  logger?: Logger;
+  /** Most entries waiting for a commit before 503s (default 200,000). */
+  maxQueuedEntries?: number;
+  /** Most entries per group commit (default 20,000). */
+  maxBatchEntries?: number;
+  /** Full tiles cached in memory (~16 KiB each; default 4096). */
+  tileCacheTiles?: number;
+}
+
+export interface LogServer {
+  url: string;
+  vkey: string;
+  origin: string;
+  /** Stops accepting, commits what was accepted, closes the database. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Parses HOST:PORT ("[::1]:8080" for IPv6). Precondition: none; throws LogStateError on a malformed value. */
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(listen);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new LogStateError('listen', `--listen must be HOST:PORT (port 0-65535), got ${JSON.stringify(listen)}`);
+  return { host: m[1] ?? m[2], port };
+}
+
+async function loadWitnessing(factoryCtx: Parameters<CreateWitnessing>[0]): Promise<Witnessing> {
+  const spec = './witnessing.js';
+  let mod: { createWitnessing?: CreateWitnessing };
+  try {
+    mod = await import(spec);
+  } catch (e) {
+    throw new LogStateError('policy', `--policy needs the witnessing module, which could not be loaded: ${(e as Error).message}`);
+  }
+  if (typeof mod.createWitnessing !== 'function') throw new LogStateError('policy', 'the witnessing module does not export createWitnessing');
+  return mod.createWitnessing(factoryCtx);
+}
+
+/**
+ * Opens (or creates) the log in opts.dataDir and serves it. Precondition: no other process uses the data
+ * directory. Rejects with LogStateError when the store does not match its signed checkpoint or key.
+ */
+export async function startLogServer(opts: LogServerOptions): Promise<LogServer> {
+  const logger = opts.logger ?? silentLogger;
+  const { host, port } = parseListen(opts.listen ?? '127.0.0.1:0');
+  try {
+    mkdirSync(opts.dataDir, { recursive: true });
+  } catch (e) {
+    throw new LogStateError('data-dir', `cannot create data directory ${opts.dataDir}: ${(e as Error).message}`);
+  }
+  const key = loadLogKey(opts.keyFile ?? join(opts.dataDir, 'log.key'), { origin: opts.origin, create: opts.keyFile === undefined });
+  const store = await LogStore.open(join(opts.dataDir, 'db'), key, { logger, tileCacheTiles: opts.tileCacheTiles });
+
+  let witnessing: Witnessing | undefined;
+  let closing = false;
+  let sequencer!: Sequencer;
+  const metrics = createMetrics(() => sequencer.depth);
+  sequencer = new Sequencer(store, {
+    maxQueuedEntries: opts.maxQueuedEntries,
+    maxBatchEntries: opts.maxBatchEntries,
+    onCommit: (c) => {
+      metrics.entries.inc(c.added);
+      metrics.duplicates.inc(c.entries - c.added);
+      metrics.batchEntries.observe(c.entries);
+      metrics.commitSeconds.observe(c.seconds);
+      metrics.treeSize.set(c.tree.size);
+      if (witnessing && c.added > 0) witnessing.onCheckpoint(c.tree.checkpoint, BigInt(c.tree.size));
+    },
+  });
+  metrics.treeSize.set(store.size);
+
+  try {
+    if (opts.policyFile !== undefined) {
+      try {
+        readFileSync(opts.policyFile);
+      } catch (e) {
+        throw new LogStateError('policy', `cannot read policy file ${opts.policyFile}: ${(e as Error).message}`);
+      }
+      witnessing = await loadWitnessing({
+        policyFile: opts.policyFile,
+        dataDir: opts.dataDir,
+        origin: key.origin,
+        vkey: key.vkey,
+        logger,
+        latest: () => ({ size: BigInt(store.tree.size), checkpoint: store.tree.checkpoint }),
+        consistencyProof: (a, b) => {
+          if (a > b || b > BigInt(store.size)) throw new HttpError(400, `no consistency proof from ${a} to ${b} in a tree of ${store.size}`);
+          return store.consistencyProof(Number(a), Number(b));
+        },
+      });
+    }
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+
+  const tokenHashes = opts.submitTokens && opts.submitTokens.length > 0 ? opts.submitTokens.map((t) => createHash('sha256').update(t).digest()) : undefined;
+  const ctx: ApiContext = {
+    store,
+    sequencer,
+    metrics,
+    logger,
+    tokenHashes,
+    checkpoint: () => (witnessing ? witnessing.checkpoint() : store.tree.checkpoint),
+    healthy: () => {
+      if (store.failed) return { ok: false, reason: `storage failure: ${store.failed.message}` };
+      if (closing) return { ok: false, reason: 'shutting down' };
+      return { ok: true };
+    },
+  };
+  const reads = readRoutes(ctx);
+  const app = writeApp(ctx);
+  const server: Server = createServer((req, res) => {
+    if (!reads(req, res)) app(req, res);
+  });
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 70_000;
+  server.requestTimeout = 120_000;
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (e) {
+    await witnessing?.close();
+    await store.close();
+    throw new LogStateError('listen', `cannot listen on ${host}:${port}: ${(e as Error).message}`);
+  }
+  const addr = server.address();
+  const boundPort = typeof addr === 'object' && addr ? addr.port : port;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
+  logger.info('log serving', { url, origin: key.origin, vkey: key.vkey, tree_size: store.size });
+
+  let closed: Promise<void> | undefined;
+  const close = () => {
+    closed ??= (async () => {
+      closing = true;
+      logger.info('log shutting down', { tree_size: store.size, queued: sequencer.depth });
+      const stopped = new Promise<void>((r) => server.close(() => r()));
+      server.closeIdleConnections();
+      await sequencer.drain();
+      // answers to drained submissions are being written; give them a moment, then cut what is left
+      const timer = setTimeout(() => server.closeAllConnections(), 2000);
+      const idle = setInterval(() => server.closeIdleConnections(), 50);
+      await stopped;
+      clearTimeout(timer);
+      clearInterval(idle);
+      await witnessing?.close();
+      await store.close();
+      logger.info('log stopped', { tree_size: store.size });
+    })();
+    return closed;
+  };
+  return { url, vkey: key.vkey, origin: key.origin, close };
+}

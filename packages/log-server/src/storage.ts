@@ -1,0 +1,544 @@
+/**
+ * The log's storage: one LevelDB, binary keys, every state change one atomic `sync: true` batch.
+ *
+ *   'S'                         state: size, compact range, latest signed checkpoint and STH (JSON)
+ *   'E' u64be(N)                entry bundle N (tlog-tiles bundle encoding; the partial one rewritten)
+ *   'T' u8(L) u64be(N)          tile L/N (tlog-tiles; the partial one at each level rewritten)
+ *   'H' leafHash[0:8]           u64be index (several if 64-bit prefixes collide; confirmed against tile 0)
+ *
+ * Leaf data is stored once (in its bundle); its hash once (in its level-0 tile). The tree's right edge (the
+ * partial tile of each level and the partial bundle) lives in memory; full tiles go through an LRU.
+ */
+import { Level } from 'level';
+import {
+  b64decode,
+  b64encode,
+  buildProof,
+  bytesEqual,
+  CompactRange,
+  consistencyProofPlan,
+  decodeEntryBundle,
+  encodeEntryBundle,
+  inclusionProofPlan,
+  openCheckpoint,
+  parseVkey,
+  rootPlan,
+  signCheckpoint,
+  type NodeId,
+} from '@trailmark/tlog';
+import { LogStateError, UnavailableError } from './errors.js';
+import type { LogKey } from './keys.js';
+import type { Logger } from './logger.js';
+import { nodeHasher } from './sha.js';
+import { signTreeHead } from './sth.js';
+import { Lru, TILE_W, TileNode } from './tilecache.js';
+
+const STATE_KEY = Buffer.from('S');
+const MAX_SIZE = Number.MAX_SAFE_INTEGER;
+const P8 = 2 ** 8;
+
+function u64(n: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeUInt32BE(Math.floor(n / 2 ** 32), 0);
+  b.writeUInt32BE(n % 2 ** 32, 4);
+  return b;
+}
+
+function readU64(b: Uint8Array, off: number): number {
+  const v = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  return v.readUInt32BE(off) * 2 ** 32 + v.readUInt32BE(off + 4);
+}
+
+function bundleKey(n: number): Buffer {
+  const k = Buffer.alloc(9);
+  k[0] = 0x45; // 'E'
+  k.writeUInt32BE(Math.floor(n / 2 ** 32), 1);
+  k.writeUInt32BE(n % 2 ** 32, 5);
+  return k;
+}
+
+function tileKey(level: number, n: number): Buffer {
+  const k = Buffer.alloc(10);
+  k[0] = 0x54; // 'T'
+  k[1] = level;
+  k.writeUInt32BE(Math.floor(n / 2 ** 32), 2);
+  k.writeUInt32BE(n % 2 ** 32, 6);
+  return k;
+}
+
+function hashKey(leafHash: Uint8Array): Buffer {
+  const k = Buffer.alloc(9);
+  k[0] = 0x48; // 'H'
+  k.set(leafHash.subarray(0, 8), 1);
+  return k;
+}
+
+function buf(v: Uint8Array): Buffer {
+  return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
+
+/** A leaf ready to sequence: its canonical data and SHA-256(0x00 || data). */
+export interface Leaf {
+  data: Uint8Array;
+  hash: Uint8Array;
+}
+
+/** The latest durable, signed tree. */
+export interface SignedTree {
+  size: number;
+  root: Buffer;
+  /** Signed checkpoint note for exactly `size`. */
+  checkpoint: string;
+  /** STH timestamp, ms. */
+  timestamp: number;
+  /** RFC 6962 DigitallySigned over the TreeHeadSignature. */
+  sthSignature: Buffer;
+}
+
+export interface AppendResult {
+  /** Index of each leaf, in order (the original index for duplicates). */
+  indices: number[];
+  /** Number of leaves that were new. */
+  added: number;
+  tree: SignedTree;
+}
+
+export interface StoreOptions {
+  /** Full tiles kept in memory (each ~16 KiB with its inner nodes). */
+  tileCacheTiles?: number;
+  logger?: Logger;
+}
+
+interface StateJson {
+  v: 1;
+  origin: string;
+  vkey: string;
+  size: string;
+  root: string;
+  compact: string[];
+  checkpoint: string;
+  timestamp: number;
+  sth: string;
+}
+
+/**
+ * Sequencing storage. `append` must not run concurrently with itself (the Sequencer serialises it); reads may
+ * run at any time and only ever see the latest durable tree.
+ */
+export class LogStore {
+  private compact!: CompactRange;
+  private readonly edge: TileNode[] = [];
+  private edgeBundle: { index: number; entries: Uint8Array[] } = { index: 0, entries: [] };
+  private readonly tiles: Lru<number, TileNode>;
+  private readonly bundles = new Lru<number, Buffer>(64);
+  private latest!: SignedTree;
+  private failure: Error | undefined;
+  private batch: ReturnType<Level<Uint8Array, Uint8Array>['batch']> | undefined;
+  private touched = new Set<number>();
+  private readonly visit = (id: NodeId, h: Uint8Array) => this.onNode(id, h);
+
+  private constructor(
+    readonly db: Level<Uint8Array, Uint8Array>,
+    readonly key: LogKey,
+    readonly logger: Logger,
+    opts: StoreOptions,
+  ) {
+    this.tiles = new Lru(opts.tileCacheTiles ?? 4096);
+  }
+
+  /**
+   * Opens (creating on first use) the log in `dir` signed by `key`, checking the stored tree against the
+   * stored signed checkpoint. Throws LogStateError, refusing to serve, when anything does not match.
+   */
+  static async open(dir: string, key: LogKey, opts: StoreOptions = {}): Promise<LogStore> {
+    const db = new Level<Uint8Array, Uint8Array>(dir, { keyEncoding: 'view', valueEncoding: 'view' });
+    try {
+      await db.open();
+    } catch (e) {
+      const cause = (e as { cause?: Error }).cause;
+      throw new LogStateError('db-open', `cannot open the log database in ${dir}: ${cause?.message ?? (e as Error).message}`);
+    }
+    const store = new LogStore(db, key, opts.logger ?? { info() {}, warn() {}, error() {} }, opts);
+    try {
+      await store.recover();
+    } catch (e) {
+      await db.close();
+      throw e;
+    }
+    return store;
+  }
+
+  /** The latest durable signed tree. */
+  get tree(): SignedTree {
+    return this.latest;
+  }
+
+  get size(): number {
+    return this.latest.size;
+  }
+
+  /** Set once a durable write failed: the in-memory tree may be ahead of the disk, so nothing more is written. */
+  get failed(): Error | undefined {
+    return this.failure;
+  }
+
+  private async recover(): Promise<void> {
+    const raw = await this.db.get(STATE_KEY);
+    if (raw === undefined) {
+      for await (const k of this.db.keys({ limit: 1 })) {
+        throw new LogStateError('no-state', `the database holds data (key ${Buffer.from(k).toString('hex')}) but no log state: not a Trailmark log, or a damaged one`);
+      }
+      await this.init();
+      return;
+    }
+    let st: StateJson;
+    try {
+      st = JSON.parse(Buffer.from(raw).toString('utf8'));
+    } catch {
+      throw new LogStateError('state', 'the stored log state is not valid JSON');
+    }
+    if (st.v !== 1) throw new LogStateError('state', `unknown log state version ${String(st.v)}`);
+    if (st.origin !== this.key.origin || st.vkey !== this.key.vkey) {
+      throw new LogStateError('key-mismatch', `this data directory belongs to log ${st.vkey}, not to the configured key ${this.key.vkey}`);
+    }
+    let opened;
+    try {
+      opened = openCheckpoint(st.checkpoint, parseVkey(this.key.vkey));
+    } catch (e) {
+      throw new LogStateError('checkpoint', `the stored checkpoint does not verify with the log key: ${(e as Error).message}`);
+    }
+    const size = Number(opened.checkpoint.size);
+    if (String(size) !== st.size) throw new LogStateError('state', `stored size ${st.size} differs from the signed checkpoint's size ${opened.checkpoint.size}`);
+    const signedRoot = Buffer.from(opened.checkpoint.root);
+
+    // right edge: the partial tile at every level, from storage
+    for (let level = 0, n = size; n > 0 || level === 0; level++, n = Math.floor(n / P8)) {
+      const index = Math.floor(n / TILE_W);
+      const width = n % TILE_W;
+      const node = new TileNode(level, index);
+      if (width > 0) {
+        const t = await this.db.get(tileKey(level, index));
+        if (!t || t.length !== width * 32) {
+          throw new LogStateError('tile', `tile ${level}/${index} should hold ${width} hashes for size ${size}, found ${t ? t.length / 32 : 'none'}`);
+        }
+        node.buf.set(t, 0);
+        node.width = width;
+      }
+      this.edge[level] = node;
+      if (n === 0) break;
+    }
+
+    // the root recomputed from the stored tiles must be the signed one: never sign over a different tree
+    const plan = rootPlan(BigInt(size));
+    const hashes = await this.nodeHashes(plan.nodes, size);
+    const root = plan.nodes.length === 0 ? nodeHasher.empty() : buildProof(plan, hashes, nodeHasher)[0];
+    if (!bytesEqual(root, signedRoot)) {
+      throw new LogStateError(
+        'root-mismatch',
+        `the stored tiles give root ${Buffer.from(root).toString('base64')} for size ${size}, but the signed checkpoint says ${signedRoot.toString('base64')}: the store was altered; refusing to serve it`,
+      );
+    }
+    const compact = st.compact.map((h) => b64decode(h, 'compact range hash'));
+    if (compact.length !== hashes.length || compact.some((h, i) => !bytesEqual(h, hashes[i]))) {
+      throw new LogStateError('compact-mismatch', `the stored compact range differs from the stored tiles at size ${size}`);
+    }
+    this.compact = new CompactRange(BigInt(size), hashes, nodeHasher);
+
+    // the partial bundle must hold exactly the entries the level-0 tile says
+    const bIndex = Math.floor(size / TILE_W);
+    const bWidth = size % TILE_W;
+    let entries: Uint8Array[] = [];
+    if (bWidth > 0) {
+      const b = await this.db.get(bundleKey(bIndex));
+      try {
+        entries = b ? decodeEntryBundle(b).map((e) => Buffer.from(e)) : [];
+      } catch (e) {
+        throw new LogStateError('bundle', `entry bundle ${bIndex}: ${(e as Error).message}`);
+      }
+      if (entries.length !== bWidth) throw new LogStateError('bundle', `entry bundle ${bIndex} should hold ${bWidth} entries for size ${size}, found ${entries.length}`);
+      entries.forEach((e, i) => {
+        if (!bytesEqual(nodeHasher.leaf(e), this.edge[0].node(0, i))) {
+          throw new LogStateError('bundle', `entry ${bIndex * TILE_W + i} does not hash to its leaf hash in tile 0/${bIndex}`);
+        }
+      });
+    }
+    this.edgeBundle = { index: bIndex, entries };
+    this.latest = { size, root: signedRoot, checkpoint: st.checkpoint, timestamp: st.timestamp, sthSignature: Buffer.from(b64decode(st.sth, 'sth')) };
+    this.logger.info('log recovered', { size, root: signedRoot.toString('base64') });
+  }
+
+  private async init(): Promise<void> {
+    this.compact = new CompactRange(0n, [], nodeHasher);
+    this.edge[0] = new TileNode(0, 0);
+    this.edgeBundle = { index: 0, entries: [] };
+    const batch = this.db.batch();
+    this.latest = this.sign(batch, 0, Date.now());
+    await batch.write({ sync: true });
+    this.logger.info('new log created', { origin: this.key.origin, vkey: this.key.vkey });
+  }
+
+  private sign(batch: { put(k: Uint8Array, v: Uint8Array): unknown }, size: number, timestamp: number): SignedTree {
+    const root = Buffer.from(this.compact.root());
+    const checkpoint = signCheckpoint({ origin: this.key.origin, size: BigInt(size), root, extensions: [] }, this.key.signer);
+    const sthSignature = signTreeHead(this.key.signer, BigInt(timestamp), BigInt(size), root);
+    const st: StateJson = {
+      v: 1,
+      origin: this.key.origin,
+      vkey: this.key.vkey,
+      size: String(size),
+      root: root.toString('base64'),
+      compact: this.compact.hashes().map(b64encode),
+      checkpoint,
+      timestamp,
+      sth: sthSignature.toString('base64'),
+    };
+    batch.put(STATE_KEY, Buffer.from(JSON.stringify(st)));
+    return { size, root, checkpoint, timestamp, sthSignature };
+  }
+
+  private onNode(id: NodeId, h: Uint8Array): void {
+    if ((id.level & 7) !== 0) return;
+    const level = id.level >> 3;
+    const idx = Number(id.index);
+    let node = this.edge[level];
+    if (!node) node = this.edge[level] = new TileNode(level, Math.floor(idx / TILE_W));
+    if (node.index * TILE_W + node.width !== idx) throw new Error(`internal: node ${id.level}/${idx} does not extend tile ${level}/${node.index} of width ${node.width}`);
+    node.push(h);
+    this.touched.add(level);
+    if (node.width === TILE_W) {
+      this.batch!.put(tileKey(level, node.index), node.data());
+      this.tiles.set(this.tileId(level, node.index), node);
+      this.edge[level] = new TileNode(level, node.index + 1);
+    }
+  }
+
+  private tileId(level: number, index: number): number {
+    // level < 64 and index < 2^53 / 256: unique and exact as a double
+    return index * 64 + level;
+  }
+
+  /**
+   * Sequences leaves: duplicates (of stored leaves or within the call) get their first index, new leaves
+   * are appended; then one atomic sync batch holds bundles, tiles, hash index and the newly signed state.
+   * Precondition: not called concurrently; leaf hashes are SHA-256(0x00 || data).
+   */
+  async append(leaves: readonly Leaf[]): Promise<AppendResult> {
+    if (this.failure) throw new UnavailableError(`the log stopped writing after a storage failure: ${this.failure.message}`, 30);
+    const start = this.latest.size;
+    const keys = leaves.map((l) => hashKey(l.hash));
+    const stored = await this.db.getMany(keys);
+    // confirm 64-bit prefix hits against the full leaf hash in the level-0 tile
+    const known = new Map<string, number>();
+    for (let i = 0; i < leaves.length; i++) {
+      const v = stored[i];
+      if (!v) continue;
+      for (let o = 0; o < v.length; o += 8) {
+        const idx = readU64(v, o);
+        if (idx >= start) continue;
+        const h = await this.leafHash(idx, start);
+        if (bytesEqual(h, leaves[i].hash)) known.set(buf(leaves[i].hash).toString('latin1'), idx);
+      }
+    }
+
+    const batch = this.db.batch();
+    this.batch = batch;
+    this.touched.clear();
+    const indices = new Array<number>(leaves.length);
+    const fresh = new Map<string, number>();
+    const prefixValues = new Map<string, Buffer>();
+    let size = start;
+    try {
+      for (let i = 0; i < leaves.length; i++) {
+        const leaf = leaves[i];
+        const hs = buf(leaf.hash).toString('latin1');
+        const dup = known.get(hs) ?? fresh.get(hs);
+        if (dup !== undefined) {
+          indices[i] = dup;
+          continue;
+        }
+        if (size >= MAX_SIZE) throw new UnavailableError('the log is full', 3600);
+        const idx = size++;
+        fresh.set(hs, idx);
+        indices[i] = idx;
+        const pk = hs.slice(0, 8);
+        const prev = prefixValues.get(pk) ?? (stored[i] ? buf(stored[i]!) : undefined);
+        prefixValues.set(pk, prev ? Buffer.concat([prev, u64(idx)]) : u64(idx));
+        this.compact.append(leaf.hash, this.visit);
+        const eb = this.edgeBundle;
+        eb.entries.push(leaf.data);
+        if (eb.entries.length === TILE_W) {
+          const encoded = Buffer.from(encodeEntryBundle(eb.entries));
+          batch.put(bundleKey(eb.index), encoded);
+          this.bundles.set(eb.index, encoded);
+          this.edgeBundle = { index: eb.index + 1, entries: [] };
+        }
+      }
+      if (size === start) {
+        batch.close?.().catch(() => {});
+        return { indices, added: 0, tree: this.latest };
+      }
+      for (const [pk, v] of prefixValues) {
+        const k = Buffer.alloc(9);
+        k[0] = 0x48;
+        k.write(pk, 1, 'latin1');
+        batch.put(k, v);
+      }
+      for (const level of this.touched) {
+        const node = this.edge[level];
+        if (node.width > 0) batch.put(tileKey(level, node.index), node.data());
+      }
+      if (this.edgeBundle.entries.length > 0) batch.put(bundleKey(this.edgeBundle.index), encodeEntryBundle(this.edgeBundle.entries));
+      const tree = this.sign(batch, size, Math.max(Date.now(), this.latest.timestamp));
+      await batch.write({ sync: true });
+      this.latest = tree;
+      return { indices, added: size - start, tree };
+    } catch (e) {
+      if (e instanceof UnavailableError && size === start) throw e;
+      // memory may now be ahead of the disk: stop writing; a restart recovers from the last durable state
+      this.failure = e as Error;
+      this.logger.error('durable write failed; the log stops accepting entries', { error: e as Error });
+      throw new UnavailableError(`the log stopped writing after a storage failure: ${(e as Error).message}`, 30);
+    } finally {
+      this.batch = undefined;
+    }
+  }
+
+  private async tile(level: number, index: number): Promise<TileNode | undefined> {
+    const e = this.edge[level];
+    if (e && e.index === index) return e;
+    const id = this.tileId(level, index);
+    const cached = this.tiles.get(id);
+    if (cached) return cached;
+    const raw = await this.db.get(tileKey(level, index));
+    if (!raw) return undefined;
+    if (raw.length !== TILE_W * 32) {
+      // a stored partial tile left of the right edge cannot happen in a consistent store
+      throw new LogStateError('tile', `stored tile ${level}/${index} has ${raw.length / 32} hashes, expected a full tile`);
+    }
+    const node = new TileNode(level, index, raw);
+    this.tiles.set(id, node);
+    return node;
+  }
+
+  private tileSync(level: number, index: number): TileNode | undefined {
+    const e = this.edge[level];
+    if (e && e.index === index) return e;
+    return this.tiles.get(this.tileId(level, index));
+  }
+
+  /**
+   * Hashes of complete nodes (perfect subtrees) of the tree of `size` leaves, from tiles.
+   * Precondition: every node lies within [0, size) and size <= the durable size.
+   */
+  async nodeHashes(nodes: readonly NodeId[], size: number): Promise<Buffer[]> {
+    const out = new Array<Buffer>(nodes.length);
+    for (let i = 0; i < nodes.length; i++) {
+      const { level, index } = nodes[i];
+      const L = level >> 3;
+      const k = level & 7;
+      const first = Number(index) * 2 ** k;
+      const tIndex = Math.floor(first / TILE_W);
+      const p = (first % TILE_W) / 2 ** k;
+      let t = this.tileSync(L, tIndex);
+      if (!t) t = await this.tile(L, tIndex);
+      if (!t) throw new Error(`internal: tile ${L}/${tIndex} missing for node ${level}/${index} in a tree of ${size}`);
+      out[i] = t.node(k, p);
+    }
+    return out;
+  }
+
+  /** Leaf hash at `index`. Precondition: index < size <= durable size. */
+  async leafHash(index: number, size = this.latest.size): Promise<Buffer> {
+    return (await this.nodeHashes([{ level: 0, index: BigInt(index) }], size))[0];
+  }
+
+  /** RFC 9162 inclusion proof. Precondition: index < size <= durable size. */
+  async inclusionProof(index: number, size: number): Promise<Uint8Array[]> {
+    const plan = inclusionProofPlan(BigInt(index), BigInt(size));
+    return buildProof(plan, await this.nodeHashes(plan.nodes, size), nodeHasher);
+  }
+
+  /** RFC 9162 consistency proof. Precondition: first <= second <= durable size. */
+  async consistencyProof(first: number, second: number): Promise<Uint8Array[]> {
+    const plan = consistencyProofPlan(BigInt(first), BigInt(second));
+    return buildProof(plan, await this.nodeHashes(plan.nodes, second), nodeHasher);
+  }
+
+  /** Root of the tree of `size` leaves. Precondition: size <= durable size. */
+  async rootAt(size: number): Promise<Uint8Array> {
+    const plan = rootPlan(BigInt(size));
+    if (plan.nodes.length === 0) return nodeHasher.empty();
+    return buildProof(plan, await this.nodeHashes(plan.nodes, size), nodeHasher)[0];
+  }
+
+  /** Index of the leaf with this hash, if stored within the durable tree. */
+  async findLeaf(leafHash: Uint8Array): Promise<number | undefined> {
+    const size = this.latest.size;
+    const v = await this.db.get(hashKey(leafHash));
+    if (!v) return undefined;
+    for (let o = 0; o < v.length; o += 8) {
+      const idx = readU64(v, o);
+      if (idx < size && bytesEqual(await this.leafHash(idx, size), leafHash)) return idx;
+    }
+    return undefined;
+  }
+
+  /**
+   * Tile L/N of `width` hashes as served, or undefined when the durable tree does not reach that width.
+   * Precondition: width 1..256.
+   */
+  async tileData(level: number, index: number, width: number): Promise<Buffer | undefined> {
+    const have = widthAt(level, index, this.latest.size);
+    if (have < width) return undefined;
+    const t = this.tileSync(level, index) ?? (await this.tile(level, index));
+    return t?.data(width);
+  }
+
+  /** Entry bundle N with its first `width` entries, or undefined if the durable tree has fewer. */
+  async bundleData(index: number, width: number): Promise<Buffer | undefined> {
+    const size = this.latest.size;
+    const have = widthAt(0, index, size);
+    if (have < width) return undefined;
+    if (index === this.edgeBundle.index) return Buffer.from(encodeEntryBundle(this.edgeBundle.entries.slice(0, width)));
+    let full = this.bundles.get(index);
+    if (!full) {
+      const raw = await this.db.get(bundleKey(index));
+      if (!raw) throw new Error(`internal: entry bundle ${index} missing below size ${size}`);
+      full = buf(raw);
+      this.bundles.set(index, full);
+    }
+    if (width === TILE_W) return full;
+    return Buffer.from(encodeEntryBundle(decodeEntryBundle(full).slice(0, width)));
+  }
+
+  /** Leaf data of entries [start, end). Precondition: start <= end <= durable size. */
+  async entries(start: number, end: number): Promise<Uint8Array[]> {
+    const out: Uint8Array[] = [];
+    for (let b = Math.floor(start / TILE_W); b * TILE_W < end; b++) {
+      let list: Uint8Array[];
+      if (b === this.edgeBundle.index) list = this.edgeBundle.entries;
+      else {
+        const data = await this.bundleData(b, TILE_W);
+        list = decodeEntryBundle(data!);
+      }
+      const from = Math.max(start - b * TILE_W, 0);
+      const to = Math.min(end - b * TILE_W, TILE_W);
+      for (let i = from; i < to; i++) out.push(list[i]);
+    }
+    return out;
+  }
+
+  /** Closes the database. Precondition: no append in flight. */
+  async close(): Promise<void> {
+    if (this.db.status === 'open') await this.db.close();
+  }
+}
+
+/** Hashes in tile (level, index) for a tree of `size` leaves (0..256). */
+export function widthAt(level: number, index: number, size: number): number {
+  const n = Math.floor(size / 2 ** (8 * level));
+  const startAt = index * TILE_W;
+  if (n <= startAt) return 0;
+  return Math.min(n - startAt, TILE_W);
+}
+

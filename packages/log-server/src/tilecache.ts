@@ -1,0 +1,91 @@
+/**
+ * In-memory tiles. A TileNode holds one tile's hashes plus every Merkle node inside it (the 8 levels between
+ * its hashes and its root), built incrementally as the tile grows, so any proof node inside a tile costs one
+ * lookup instead of up to 127 hashes.
+ */
+import { hashChildren } from './sha.js';
+
+export const TILE_W = 256;
+const HASH = 32;
+/** Hash offset of sub-level k inside a TileNode buffer: 256 + 128 + ... hashes before it. */
+const SUB_OFFSET = [0, 256, 384, 448, 480, 496, 504, 508, 510];
+const NODE_HASHES = 511;
+
+export class TileNode {
+  /** Hashes at the tile's own level, then each sub-level above, then the tile root. */
+  readonly buf: Buffer;
+  width = 0;
+  private readonly built = new Uint16Array(9);
+
+  /** Precondition: level 0..63, index a non-negative safe integer. */
+  constructor(
+    readonly level: number,
+    readonly index: number,
+    data?: Uint8Array,
+  ) {
+    this.buf = Buffer.alloc(NODE_HASHES * HASH);
+    if (data) {
+      this.buf.set(data, 0);
+      this.width = data.length / HASH;
+    }
+  }
+
+  /** Appends one hash. Precondition: the tile is not full and h is 32 bytes. */
+  push(h: Uint8Array): void {
+    this.buf.set(h, this.width * HASH);
+    this.width++;
+  }
+
+  /** The tile bytes of its first `width` hashes (a view: the prefix never changes once written). */
+  data(width = this.width): Buffer {
+    return this.buf.subarray(0, width * HASH);
+  }
+
+  private extend(): void {
+    for (let k = 1; k <= 8; k++) {
+      const target = this.width >> k;
+      const below = SUB_OFFSET[k - 1] * HASH;
+      const here = SUB_OFFSET[k] * HASH;
+      for (let p = this.built[k]; p < target; p++) {
+        hashChildren(this.buf, below + 2 * p * HASH, below + (2 * p + 1) * HASH).copy(this.buf, here + p * HASH);
+      }
+      this.built[k] = target;
+    }
+  }
+
+  /**
+   * The node at sub-level k (0..8) and position p inside this tile.
+   * Precondition: the node is complete in this tile, i.e. (p + 1) << k <= width.
+   */
+  node(k: number, p: number): Buffer {
+    if (k > 0 && this.built[k] <= p) this.extend();
+    if (((p + 1) << k) > this.width) throw new Error(`tile ${this.level}/${this.index} of width ${this.width} has no complete node ${k}/${p}`);
+    const off = (SUB_OFFSET[k] + p) * HASH;
+    return this.buf.subarray(off, off + HASH);
+  }
+}
+
+/** A least-recently-used map with a fixed number of entries. */
+export class Lru<K, V> {
+  private readonly map = new Map<K, V>();
+  constructor(readonly capacity: number) {}
+
+  get(k: K): V | undefined {
+    const v = this.map.get(k);
+    if (v !== undefined) {
+      this.map.delete(k);
+      this.map.set(k, v);
+    }
+    return v;
+  }
+
+  set(k: K, v: V): void {
+    this.map.delete(k);
+    this.map.set(k, v);
+    if (this.map.size > this.capacity) this.map.delete(this.map.keys().next().value as K);
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+}

@@ -1,0 +1,28 @@
+/**
+ * The seam for witness cosigning (--policy). The witnessing module (witnessing.ts, owned by the monitor
+ * package's engineer) exports `createWitnessing(ctx)`; the server calls it when a policy file is given,
+ * feeds it every new durable checkpoint, and serves /checkpoint from it.
+ */
+import type { Logger } from './logger.js';
+
+export interface WitnessingContext {
+  policyFile: string;
+  dataDir: string;
+  origin: string;
+  vkey: string;
+  logger: Logger;
+  /** The latest durable log-signed checkpoint. */
+  latest(): { size: bigint; checkpoint: string };
+  /** RFC 9162 consistency proof between two sizes of this log. Precondition: first <= second <= latest size. */
+  consistencyProof(first: bigint, second: bigint): Promise<Uint8Array[]>;
+}
+
+export interface Witnessing {
+  /** Called (not awaited) with every new durable log-signed checkpoint; must not throw. */
+  onCheckpoint(checkpoint: string, size: bigint): void;
+  /** The newest checkpoint meeting the policy's quorum, with its cosignatures; undefined while there is none. */
+  checkpoint(): string | undefined;
+  close(): Promise<void>;
+}
+
+export type CreateWitnessing = (ctx: WitnessingContext) => Promise<Witnessing>;
