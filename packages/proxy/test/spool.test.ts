@@ -1,0 +1,189 @@
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Spool, SpoolError, MAX_RECORD_BYTES } from '../src/index.js';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+
+function rec(i: number): Buffer {
+  return Buffer.from(JSON.stringify({ i, text: `event ${i}` }));
+}
+
+describe('spool', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'tm-spool-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('keeps records in order across reopen and removes them only on ack', async () => {
+    let s = await Spool.open({ dir });
+    await Promise.all(Array.from({ length: 50 }, (_, i) => s.append(rec(i))));
+    expect(s.depth).to.equal(50);
+    const b = await s.read(20);
+    expect(b.records.map((r) => JSON.parse(r.data.toString()).i)).to.deep.equal(Array.from({ length: 20 }, (_, i) => i));
+    // crash between delivery and ack: nothing was acked, so everything is still there after reopening
+    await s.close();
+    s = await Spool.open({ dir });
+    expect(s.depth).to.equal(50);
+    const again = await s.read(20);
+    expect(again.records.map((r) => r.data.toString())).to.deep.equal(b.records.map((r) => r.data.toString()));
+    await s.ack(again);
+    expect(s.depth).to.equal(30);
+    await s.close();
+    s = await Spool.open({ dir });
+    expect(s.depth).to.equal(30);
+    const rest = await s.read(1000);
+    expect(rest.records.map((r) => JSON.parse(r.data.toString()).i)).to.deep.equal(Array.from({ length: 30 }, (_, i) => i + 20));
+    await s.ack(rest);
+    expect(s.depth).to.equal(0);
+    expect(s.oldestTime).to.equal(null);
+    expect((await s.read()).records).to.have.length(0);
+    await s.close();
+  });
+
+  it('rolls segments and deletes the ones wholly delivered', async () => {
+    const s = await Spool.open({ dir, segmentBytes: 1024 });
+    for (let i = 0; i < 200; i++) await s.append(rec(i));
+    const segs = () => readdirSync(dir).filter((n) => n.endsWith('.seg'));
+    expect(segs().length).to.be.greaterThan(5);
+    let seen = 0;
+    for (;;) {
+      const b = await s.read(37);
+      if (b.records.length === 0) break;
+      for (const r of b.records) expect(JSON.parse(r.data.toString()).i).to.equal(seen++);
+      await s.ack(b);
+    }
+    expect(seen).to.equal(200);
+    expect(segs().length).to.equal(1);
+    await s.close();
+  });
+
+  it('groups concurrent appends into few fsyncs and reports the oldest undelivered time', async () => {
+    const s = await Spool.open({ dir });
+    const t0 = Date.now();
+    await Promise.all(Array.from({ length: 2000 }, (_, i) => s.append(rec(i))));
+    expect(s.depth).to.equal(2000);
+    expect(s.oldestTime).to.be.within(t0, Date.now());
+    const b = await s.read(10);
+    await s.ack(b);
+    expect(s.oldestTime).to.be.within(t0, Date.now());
+    await s.close();
+  });
+
+  it('cuts a torn last record (incomplete, or with a bad checksum) and keeps every whole one', async () => {
+    let s = await Spool.open({ dir });
+    for (let i = 0; i < 5; i++) await s.append(rec(i));
+    await s.close();
+    const seg = join(dir, readdirSync(dir).find((n) => n.endsWith('.seg'))!);
+    const good = statSync(seg).size;
+    // a header announcing 100 bytes followed by only 10: a write cut short by a crash
+    const torn = Buffer.alloc(26);
+    torn.writeUInt32BE(100, 0);
+    appendFileSync(seg, torn);
+    s = await Spool.open({ dir });
+    expect(s.truncatedBytes).to.equal(26);
+    expect(statSync(seg).size).to.equal(good);
+    expect(s.depth).to.equal(5);
+    await s.append(rec(5));
+    await s.close();
+    // flip a byte inside the last record's payload: its CRC no longer matches
+    const data = readFileSync(seg);
+    data[data.length - 3] ^= 0xff;
+    writeFileSync(seg, data);
+    s = await Spool.open({ dir });
+    expect(s.depth).to.equal(5);
+    const all = await s.read();
+    expect(all.records.map((r) => JSON.parse(r.data.toString()).i)).to.deep.equal([0, 1, 2, 3, 4]);
+    await s.close();
+  });
+
+  it('refuses a damaged record that is not the tail of the last segment', async () => {
+    let s = await Spool.open({ dir, segmentBytes: 200 });
+    for (let i = 0; i < 20; i++) await s.append(rec(i));
+    await s.close();
+    const first = join(dir, readdirSync(dir).filter((n) => n.endsWith('.seg')).sort()[0]);
+    const data = readFileSync(first);
+    data[20] ^= 0xff;
+    writeFileSync(first, data);
+    try {
+      s = await Spool.open({ dir });
+      expect.fail('opened a damaged spool');
+    } catch (e) {
+      expect(e).to.be.instanceOf(SpoolError);
+      expect((e as SpoolError).code).to.equal('corrupt');
+      expect((e as Error).message).to.match(/damaged at byte 0/);
+    }
+  });
+
+  it('rejects empty and oversized records, acks out of order, and a second user of the directory', async () => {
+    const s = await Spool.open({ dir });
+    for (const bad of [Buffer.alloc(0), Buffer.alloc(MAX_RECORD_BYTES + 1)]) {
+      try {
+        await s.append(bad);
+        expect.fail('accepted a bad record');
+      } catch (e) {
+        expect((e as SpoolError).code).to.equal('too-large');
+      }
+    }
+    await s.append(rec(1));
+    await s.append(rec(2));
+    const b1 = await s.read(1);
+    await s.ack(b1);
+    try {
+      await s.ack(b1);
+      expect.fail('acked twice');
+    } catch (e) {
+      expect((e as SpoolError).code).to.equal('ack-order');
+    }
+    try {
+      await Spool.open({ dir });
+      expect.fail('opened twice');
+    } catch (e) {
+      expect((e as SpoolError).code).to.equal('locked');
+    }
+    await s.close();
+  });
+
+  it('keeps every acknowledged append across a SIGKILL of the writing process', async function () {
+    this.timeout(30000);
+    const child = spawn(process.execPath, ['--import=tsx', join(here, 'fixtures/spool-writer.ts'), dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const acked = new Set<number>();
+    let buf = '';
+    let ready = false;
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const lines = buf.split('\n');
+      buf = lines.pop()!;
+      for (const l of lines) {
+        if (l === 'ready') ready = true;
+        const m = /^ok (\d+)$/.exec(l);
+        if (m) acked.add(Number(m[1]));
+      }
+    });
+    const exited = new Promise((r) => child.on('exit', r));
+    const t0 = Date.now();
+    while (acked.size < 3000 && Date.now() - t0 < 20000) await new Promise((r) => setTimeout(r, 20));
+    child.kill('SIGKILL');
+    await exited;
+    expect(ready).to.equal(true);
+    expect(acked.size).to.be.greaterThan(100);
+    const s = await Spool.open({ dir, segmentBytes: 16 * 1024 });
+    const found = new Set<number>();
+    for (;;) {
+      const b = await s.read(500);
+      if (b.records.length === 0) break;
+      for (const r of b.records) {
+        const k = JSON.parse(r.data.toString()).k as number;
+        expect(found.has(k), `record ${k} twice`).to.equal(false);
+        found.add(k);
+      }
+      await s.ack(b);
+    }
+    for (const k of acked) expect(found.has(k), `acknowledged record ${k} lost`).to.equal(true);
+    await s.close();
+  });
+});
