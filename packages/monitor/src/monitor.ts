@@ -529,15 +529,17 @@ export class Monitor {
     return out;
   }
 
-  /** Pushes our latest checkpoints to a peer's POST /v1/gossip. Precondition: none. */
+  /** Pushes our latest checkpoints (and any evidence) to a peer's POST /v1/gossip. Precondition: none. */
   async pushPeer(peer: string): Promise<Outcome> {
     const checkpoints = await this.latestCheckpoints();
-    if (checkpoints.length === 0) return { status: 'ok', message: 'nothing to push yet' };
+    const evidence = await this.allEvidence();
+    if (checkpoints.length === 0 && evidence.length === 0) return { status: 'ok', message: 'nothing to push yet' };
     const url = joinUrl(peer, '/v1/gossip');
     try {
+      // "evidence" is an optional extension of the contract's body: portable evidence spreads with the gossip
       const r = await httpRequest(url, {
         method: 'POST',
-        body: JSON.stringify({ checkpoints }),
+        body: JSON.stringify(evidence.length ? { checkpoints, evidence } : { checkpoints }),
         headers: { 'content-type': 'application/json' },
         timeoutMs: this.opts.timeoutMs,
       });

@@ -158,13 +158,23 @@ export function buildApp(monitor: Monitor, witness?: Witness): express.Express {
       res.status(413).json({ error: `at most ${MAX_GOSSIP_CHECKPOINTS} checkpoints per request` });
       return;
     }
+    const evidence = (b as { evidence?: unknown }).evidence;
+    if (evidence !== undefined && (!Array.isArray(evidence) || evidence.length > MAX_GOSSIP_CHECKPOINTS)) {
+      res.status(400).json({ error: `"evidence", when present, must be an array of at most ${MAX_GOSSIP_CHECKPOINTS} evidence objects` });
+      return;
+    }
     const from = `gossip from ${remote(req)}`;
     const results = [];
     for (const note of b.checkpoints as string[]) {
       const o = await monitor.observe(note, from);
       results.push({ status: o.status, message: o.message });
     }
-    res.json({ results });
+    const evidenceResults = [];
+    for (const ev of (evidence as unknown[] | undefined) ?? []) {
+      const o = await monitor.importEvidence(ev, from);
+      evidenceResults.push({ status: o.status, message: o.message });
+    }
+    res.json(evidence === undefined ? { results } : { results, evidence: evidenceResults });
   });
 
   app.get('/v1/evidence', async (_req, res) => {

@@ -1,0 +1,56 @@
+/** Test helpers shared by the end-to-end tests: temp dirs, keys on disk, entries, polling. */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateKey, KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519 } from '@trailmark/tlog';
+
+export async function tempDir(prefix: string): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), `trailmark-${prefix}-`));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** Writes a private key to `file` (and FILE.pub), returns the vkey and private key text. */
+export async function keyFile(file: string, name: string, witness = false): Promise<{ file: string; vkey: string; privateKey: string }> {
+  const k = generateKey(name, witness ? KEY_TYPE_COSIGNATURE : KEY_TYPE_ED25519);
+  await writeFile(file, k.privateKey + '\n', { mode: 0o600 });
+  await writeFile(file + '.pub', k.vkey + '\n');
+  return { file, vkey: k.vkey, privateKey: k.privateKey };
+}
+
+/** Appends entries through the log's write API; returns the answer. */
+export async function addEntries(logUrl: string, entries: object[]): Promise<{ tree_size: number; checkpoint: string }> {
+  const r = await fetch(`${logUrl}/v1/add-entries`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(entries) });
+  if (r.status !== 200) throw new Error(`add-entries: ${r.status} ${await r.text()}`);
+  return (await r.json()) as { tree_size: number; checkpoint: string };
+}
+
+/** Polls `fn` until it returns a truthy value or `ms` pass. */
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 10_000, every = 50): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+/** A port that was free a moment ago (for daemons that must know each other's URLs before starting). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export const entry = (tag: string, i: number) => ({ schema: 'trailmark.access/v1', stage: 'request', id: `${tag}-${i}`, request_id: `${tag}-${i}` });

@@ -1,0 +1,199 @@
+/**
+ * End to end, on real log servers, real LevelDB and real HTTP: a monitor follows a log and keeps its view
+ * across restarts; a forked log (two servers, same key and origin, different entries) is caught through
+ * gossip within seconds, with evidence that verifies offline (library and CLI) and reaches the webhook;
+ * `trailmark monitor --once` exits 0, 1 and 2 as the contract says.
+ */
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseVkey } from '@trailmark/tlog';
+import { startLogServer, type LogServer } from '@trailmark/log-server';
+import { startMonitor, verifyEvidence, type Evidence, type RunningMonitor } from '@trailmark/monitor';
+import { addEntries, entry, keyFile, tempDir, waitFor } from './lib/util.js';
+
+const BIN = fileURLToPath(new URL('../packages/cli/dist/bin.js', import.meta.url));
+const quiet = () => undefined;
+
+function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('monitor (end to end)', function () {
+  this.timeout(30_000);
+  let tmp: Awaited<ReturnType<typeof tempDir>>;
+  const closers: (() => Promise<void>)[] = [];
+  const origin = 'e2e.example/log';
+  let key: Awaited<ReturnType<typeof keyFile>>;
+
+  before(async () => {
+    tmp = await tempDir('monitor-e2e');
+    key = await keyFile(join(tmp.dir, 'log.key'), origin);
+  });
+  afterEach(async () => {
+    while (closers.length) await closers.pop()!();
+  });
+  after(async () => tmp.cleanup());
+
+  async function log(name: string): Promise<LogServer> {
+    const s = await startLogServer({ dataDir: join(tmp.dir, name), keyFile: key.file, listen: '127.0.0.1:0' });
+    closers.push(() => s.close());
+    return s;
+  }
+  async function monitor(name: string, logUrl: string, extra: Partial<Parameters<typeof startMonitor>[0]> = {}): Promise<RunningMonitor> {
+    const m = await startMonitor({
+      logs: [{ url: logUrl, vkey: key.vkey }],
+      dataDir: join(tmp.dir, name),
+      listen: '127.0.0.1:0',
+      pollIntervalMs: 100,
+      gossipIntervalMs: 100,
+      logger: quiet,
+      ...extra,
+    });
+    closers.push(() => m.close());
+    return m;
+  }
+  const sizeOf = async (m: RunningMonitor) => (await m.monitor.view(origin))?.size;
+
+  it('follows a log, serves its view over gossip, and keeps the view across a restart', async () => {
+    const l = await log('follow-log');
+    await addEntries(l.url, [entry('f', 0), entry('f', 1)]);
+    const m = await monitor('follow-mon', l.url);
+    await waitFor('view at 2', async () => (await sizeOf(m)) === 2n);
+    await addEntries(l.url, [entry('f', 2), entry('f', 3), entry('f', 4)]);
+    await waitFor('view at 5', async () => (await sizeOf(m)) === 5n);
+    const list = (await (await fetch(`${m.url}/v1/checkpoints`)).json()) as string[];
+    expect(list).to.have.length(1);
+    expect(list[0].split('\n')[1]).to.equal('5');
+    expect(await (await fetch(`${m.url}/v1/evidence`)).json()).to.deep.equal([]);
+    const metrics = await (await fetch(`${m.url}/metrics`)).text();
+    expect(metrics).to.match(/trailmark_monitor_tree_size\{origin="e2e\.example\/log"\} 5/);
+    await m.close();
+    const again = await monitor('follow-mon', 'http://127.0.0.1:9', { follow: false });
+    expect(await sizeOf(again)).to.equal(5n);
+    expect(((await (await fetch(`${again.url}/v1/checkpoints`)).json()) as string[])[0]).to.equal(list[0]);
+  });
+
+  it('rejects malformed gossip with 400 and ignores checkpoints of unknown logs', async () => {
+    const m = await monitor('gossip-bad', 'http://127.0.0.1:9', { follow: false });
+    for (const body of ['not json', '{"checkpoints": "x"}', '{"checkpoints": [1]}', '[]']) {
+      const r = await fetch(`${m.url}/v1/gossip`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      expect(r.status, body).to.equal(400);
+    }
+    const r = await fetch(`${m.url}/v1/gossip`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ checkpoints: ['other.example\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n— other.example AAAAAAA=\n'] }) });
+    expect(r.status).to.equal(200);
+    expect(((await r.json()) as { results: { status: string }[] }).results[0].status).to.equal('ignored');
+  });
+
+  it('catches a forked log through gossip within seconds; the evidence verifies offline and reaches the webhook', async () => {
+    const hooks: Evidence[] = [];
+    const hook: Server = createServer((req, res) => {
+      let b = '';
+      req.on('data', (d) => (b += d));
+      req.on('end', () => {
+        hooks.push(JSON.parse(b) as Evidence);
+        res.end('ok');
+      });
+    });
+    await new Promise<void>((r) => hook.listen(0, '127.0.0.1', () => r()));
+    closers.push(() => new Promise<void>((r) => hook.close(() => r())));
+    const hookUrl = `http://127.0.0.1:${(hook.address() as { port: number }).port}/alert`;
+
+    // same key, same origin, different entries: a split view
+    const a = await log('fork-a');
+    const b = await log('fork-b');
+    await addEntries(a.url, [0, 1, 2, 3].map((i) => entry('a', i)));
+    await addEntries(b.url, [0, 1, 2, 3, 4, 5].map((i) => entry('b', i)));
+    const ma = await monitor('fork-ma', a.url, { alertWebhook: hookUrl });
+    const mb = await monitor('fork-mb', b.url, { peers: [ma.url!] });
+    // ma learns of mb only after start, to show pull and push both work
+    const t0 = Date.now();
+    await waitFor('evidence at mb', async () => ((await (await fetch(`${mb.url}/v1/evidence`)).json()) as Evidence[]).length > 0, 10_000);
+    await waitFor('evidence at ma (pulled from... pushed to it and imported)', async () => ((await (await fetch(`${ma.url}/v1/evidence`)).json()) as Evidence[]).length > 0, 10_000);
+    const took = Date.now() - t0;
+    expect(took).to.be.below(5000);
+
+    const evs = (await (await fetch(`${mb.url}/v1/evidence`)).json()) as Evidence[];
+    expect(evs).to.have.length(1);
+    const ev = evs[0];
+    expect(Object.keys(ev)).to.include.members(['origin', 'kind', 'checkpoints', 'detail', 'seen']);
+    expect(ev.origin).to.equal(origin);
+    expect(ev.kind).to.equal('inconsistent');
+    expect(ev.checkpoints.map((c) => c.split('\n')[1])).to.deep.equal(['4', '6']);
+    expect(ev.seen).to.have.length(2);
+    expect(ev.seen[1].from).to.equal(b.url);
+    expect(Date.parse(ev.seen[0].at)).to.be.a('number').and.not.NaN;
+    verifyEvidence(ev, parseVkey(key.vkey));
+
+    // the evidence file in the data dir verifies with the CLI; a tampered copy does not
+    const files = await readdir(join(tmp.dir, 'fork-mb', 'evidence'));
+    expect(files).to.have.length(1);
+    const file = join(tmp.dir, 'fork-mb', 'evidence', files[0]);
+    const ok = await cli(['verify', 'evidence', file, '--key', key.file + '.pub']);
+    expect(ok.code, ok.stderr).to.equal(0);
+    expect(ok.stdout).to.match(/verified: inconsistent/);
+    const tampered = JSON.parse(await readFile(file, 'utf8')) as Evidence;
+    tampered.consistency!.first_root = tampered.consistency!.proof[0];
+    await writeFile(join(tmp.dir, 'tampered.json'), JSON.stringify(tampered));
+    const bad = await cli(['verify', 'evidence', join(tmp.dir, 'tampered.json'), '--key', key.vkey]);
+    expect(bad.code, bad.stderr).to.equal(1);
+
+    await waitFor('webhook delivery', async () => hooks.length > 0, 5000);
+    verifyEvidence(hooks[0], parseVkey(key.vkey));
+
+    // a one-shot monitor pointed at the honest-looking log a and peer mb sees the misbehaviour: exit 1
+    const once = await cli(['monitor', '--once', '--log', a.url, '--log-key', key.vkey, '--peer', mb.url!]);
+    expect(once.code, once.stdout + once.stderr).to.equal(1);
+  });
+
+  it('trailmark monitor --once: 0 when consistent (and across runs with --data), 2 when the log is unreachable', async () => {
+    const l = await log('once-log');
+    await addEntries(l.url, [entry('o', 0)]);
+    const data = join(tmp.dir, 'once-data');
+    const first = await cli(['monitor', '--once', '--log', l.url, '--log-key', key.file + '.pub', '--data', data]);
+    expect(first.code, first.stdout + first.stderr).to.equal(0);
+    await addEntries(l.url, [entry('o', 1), entry('o', 2)]);
+    const second = await cli(['--json', 'monitor', '--once', '--log', l.url, '--log-key', key.vkey, '--data', data]);
+    expect(second.code, second.stdout + second.stderr).to.equal(0);
+    const out = JSON.parse(second.stdout) as { outcomes: { status: string; message: string }[] };
+    expect(out.outcomes[0].status).to.equal('advanced');
+    expect(out.outcomes[0].message).to.contain('1 -> 3');
+    const down = await cli(['monitor', '--once', '--log', 'http://127.0.0.1:9', '--log-key', key.vkey]);
+    expect(down.code).to.equal(2);
+    const usage = await cli(['monitor', '--once', '--log', l.url, '--log-key', 'not-a-key']);
+    expect(usage.code).to.equal(2);
+  });
+
+  it('a log restarted from scratch with the same key (a rollback) is caught by its own monitor', async () => {
+    const l1 = await log('reset-1');
+    await addEntries(l1.url, [0, 1, 2, 3, 4].map((i) => entry('r', i)));
+    const m = await monitor('reset-mon', l1.url);
+    await waitFor('view at 5', async () => (await sizeOf(m)) === 5n);
+    await m.close();
+    const l2 = await log('reset-2');
+    await addEntries(l2.url, [0, 1, 2].map((i) => entry('s', i)));
+    const m2 = await monitor('reset-mon', l2.url);
+    // size 3 after 5: the log went backwards and cannot prove size 5 from its new tree
+    await waitFor('rollback alert', async () => /alerts_total\{origin="e2e\.example\/log",kind="rollback"\} [1-9]/.test(await (await fetch(`${m2.url}/metrics`)).text()));
+    expect(await sizeOf(m2)).to.equal(5n);
+    // once the new tree outgrows the old one, its consistency proof convicts it
+    await addEntries(l2.url, [3, 4, 5, 6].map((i) => entry('s', i)));
+    const evs = await waitFor('evidence', async () => {
+      const e = (await (await fetch(`${m2.url}/v1/evidence`)).json()) as Evidence[];
+      return e.length > 0 && e;
+    });
+    expect(evs[0].kind).to.equal('inconsistent');
+    expect(evs[0].checkpoints.map((c) => c.split('\n')[1])).to.deep.equal(['5', '7']);
+    verifyEvidence(evs[0], parseVkey(key.vkey));
+  });
+});
