@@ -3,6 +3,10 @@ import { registerProxy } from './proxy.js';
 import { registerServe } from './serve.js';
 import { registerKeygen } from './keygen.js';
 import { registerVerify } from './verify.js';
+import { registerCheckpoint } from './checkpoint.js';
+import { registerProve } from './prove.js';
+import { registerAudit } from './audit.js';
+import { registerEntries } from './entries.js';
 import { registerMonitor } from './monitor.js';
 import { registerVerifyEvidence } from './verify-evidence.js';
 
@@ -14,6 +18,10 @@ export function registerCommands(program: Command): void {
   void program;
   registerKeygen(program);
   registerVerify(program);
+  registerCheckpoint(program);
+  registerProve(program);
+  registerAudit(program);
+  registerEntries(program);
   registerMonitor(program);
   registerVerifyEvidence(program);
   registerProxy(program);
