@@ -240,7 +240,16 @@ export function writeApp(ctx: ApiContext): express.Express {
   app.disable('x-powered-by');
   app.set('etag', false);
 
-  const json = express.json({ limit: MAX_BODY_BYTES, strict: false, type: () => true });
+  // body-parser turns an empty body into {}; remember whether there were bytes at all
+  const json = express.json({
+    limit: MAX_BODY_BYTES,
+    strict: false,
+    type: () => true,
+    verify: (req, _res, raw) => {
+      (req as { rawBodyLength?: number }).rawBodyLength = raw.length;
+    },
+  });
+  const emptyBody = (req: Request) => !((req as { rawBodyLength?: number }).rawBodyLength! > 0);
 
   const authorize = (req: Request, _res: Response, next: NextFunction) => {
     if (!ctx.tokenHashes) return next();
@@ -264,7 +273,7 @@ export function writeApp(ctx: ApiContext): express.Express {
   const observe = (acceptedAt: number) => ctx.metrics.submitToSigned.observe((performance.now() - acceptedAt) / 1000);
 
   app.post('/v1/add-entry', authorize, jsonOnly, json, async (req: Request, res: Response) => {
-    if (req.body === undefined) throw new HttpError(400, 'empty body: expected one JSON object');
+    if (emptyBody(req)) throw new HttpError(400, 'empty body: expected one JSON object');
     const leaf = toLeaf(req.body, 'the entry');
     const r = await ctx.sequencer.submit([leaf]);
     observe(r.acceptedAt);
@@ -282,7 +291,7 @@ export function writeApp(ctx: ApiContext): express.Express {
   });
 
   app.post('/v1/add-entries', authorize, jsonOnly, json, async (req: Request, res: Response) => {
-    const body: unknown = req.body;
+    const body: unknown = emptyBody(req) ? undefined : req.body;
     if (!Array.isArray(body)) {
       const kind = body === undefined ? 'an empty body' : body === null ? 'null' : `a ${typeof body}`;
       throw new HttpError(400, `the body must be a JSON array of entry objects, got ${kind}`);
