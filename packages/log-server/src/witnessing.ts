@@ -75,7 +75,9 @@ export async function createWitnessing(ctx: WitnessingContext, opts: WitnessingO
   }
   const logVerifier = parseVkey(ctx.vkey);
   if (!policyHasLog(policy, logVerifier)) throw new LogStateError('policy', `policy file ${ctx.policyFile} does not list this log's key (${ctx.origin})`);
-  return new LogWitnessing(ctx, policy, logVerifier, opts);
+  const w = new LogWitnessing(ctx, policy, logVerifier, opts);
+  await w.init();
+  return w;
 }
 
 class LogWitnessing implements Witnessing {
@@ -110,9 +112,15 @@ class LogWitnessing implements Witnessing {
       }
       this.witnesses.push({ w: { ...w, url: w.url }, known: undefined, busy: false, failures: 0, notBefore: 0, cosignedSize: undefined, cosignedAt: 0 });
     }
-    if (policy.quorum === 'none') this.publish(this.ctx.latest().checkpoint, this.ctx.latest().size);
-    void this.restore().finally(() => this.schedule(0));
-    this.onCheckpoint(ctx.latest().checkpoint, ctx.latest().size);
+  }
+
+  /** Restores the stored witnessed checkpoint, then starts asking witnesses. Precondition: called once. */
+  async init(): Promise<void> {
+    await this.restore();
+    const latest = this.ctx.latest();
+    if (this.policy.quorum === 'none') this.publish(latest.checkpoint, latest.size);
+    this.onCheckpoint(latest.checkpoint, latest.size);
+    this.schedule(0);
   }
 
   /** Reloads the newest witnessed checkpoint from disk, if it still verifies and is not beyond the log. */

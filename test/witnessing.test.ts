@@ -1,0 +1,126 @@
+/**
+ * The log side of witnessing, end to end: `startLogServer` with a tlog-policy asks two witnessing monitors
+ * (a third witness is down) to cosign; GET /checkpoint serves the newest checkpoint meeting the quorum; a
+ * receipt from the log verifies with `trailmark verify inclusion --policy`, and fails under a policy whose
+ * quorum needs the missing witness; a restarted log serves its witnessed checkpoint at once.
+ */
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { openCheckpoint, parsePolicy, parseVkey } from '@trailmark/tlog';
+import { startLogServer, type LogServer } from '@trailmark/log-server';
+import { startMonitor, type RunningMonitor } from '@trailmark/monitor';
+import { addEntries, entry, freePort, keyFile, tempDir, waitFor } from './lib/util.js';
+
+const BIN = fileURLToPath(new URL('../packages/cli/dist/bin.js', import.meta.url));
+
+function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('log-side witnessing with a policy (end to end)', function () {
+  this.timeout(30_000);
+  let tmp: Awaited<ReturnType<typeof tempDir>>;
+  let logUrl: string;
+  let log: LogServer | undefined;
+  const witnesses: RunningMonitor[] = [];
+  let policyFile: string;
+  let strictPolicyFile: string;
+  let logKeyFile: string;
+  let logVkey: string;
+
+  before(async () => {
+    tmp = await tempDir('witnessing');
+    const origin = 'witnessing.example/log';
+    const lk = await keyFile(join(tmp.dir, 'log.key'), origin);
+    logKeyFile = lk.file;
+    logVkey = lk.vkey;
+    const port = await freePort();
+    logUrl = `http://127.0.0.1:${port}`;
+    const wk = await Promise.all([1, 2, 3].map((i) => keyFile(join(tmp.dir, `w${i}.key`), `witness${i}.example`, true)));
+    for (const i of [0, 1]) {
+      witnesses.push(
+        await startMonitor({
+          logs: [{ url: logUrl, vkey: lk.vkey }],
+          witnessKey: wk[i].privateKey,
+          dataDir: join(tmp.dir, `w${i + 1}`),
+          listen: '127.0.0.1:0',
+          pollIntervalMs: 200,
+          logger: () => undefined,
+        }),
+      );
+    }
+    const lines = [
+      `log ${lk.vkey}`,
+      `witness w1 ${wk[0].vkey} ${witnesses[0].url}`,
+      `witness w2 ${wk[1].vkey} ${witnesses[1].url}`,
+      `witness w3 ${wk[2].vkey} http://127.0.0.1:9`,
+    ];
+    policyFile = join(tmp.dir, 'policy');
+    await writeFile(policyFile, [...lines, 'group two 2 w1 w2 w3', 'quorum two', ''].join('\n'));
+    strictPolicyFile = join(tmp.dir, 'policy-all');
+    await writeFile(strictPolicyFile, [...lines, 'group every all w1 w2 w3', 'quorum every', ''].join('\n'));
+    log = await startLogServer({ dataDir: join(tmp.dir, 'log'), keyFile: logKeyFile, listen: `127.0.0.1:${port}`, policyFile });
+  });
+  after(async () => {
+    await log?.close();
+    for (const w of witnesses) await w.close();
+    await tmp.cleanup();
+  });
+
+  const cosignedCheckpoint = async (minSize: number) => {
+    const r = await fetch(`${logUrl}/checkpoint`);
+    if (r.status !== 200) return undefined;
+    const text = await r.text();
+    const opened = openCheckpoint(text, parseVkey(logVkey), { policy: parsePolicy(await import('node:fs').then((fs) => fs.readFileSync(policyFile))) });
+    return opened.checkpoint.size >= BigInt(minSize) ? { text, opened } : undefined;
+  };
+
+  it('serves the newest checkpoint meeting the quorum although one witness is down', async () => {
+    const t0 = Date.now();
+    await addEntries(logUrl, [0, 1, 2].map((i) => entry('w', i)));
+    const got = await waitFor('cosigned checkpoint of size 3', () => cosignedCheckpoint(3), 10_000);
+    expect(Date.now() - t0).to.be.below(5000);
+    expect(got.opened.cosignatures.map((c) => c.witness).sort()).to.deep.equal(['w1', 'w2']);
+  });
+
+  it('a receipt verifies with --policy, and fails a policy whose quorum needs the down witness', async () => {
+    const r = await fetch(`${logUrl}/v1/add-entry`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(entry('w', 99)) });
+    expect(r.status).to.equal(200);
+    const receipt = (await r.json()) as { leaf_index: number; leaf_hash: string; tree_size: number };
+    await waitFor('cosigned checkpoint covering the entry', () => cosignedCheckpoint(receipt.tree_size), 10_000);
+    const pr = await fetch(`${logUrl}/v1/get-tlog-proof?leaf_index=${receipt.leaf_index}`);
+    expect(pr.status).to.equal(200);
+    const proofFile = join(tmp.dir, 'receipt.tlog-proof');
+    await writeFile(proofFile, await pr.text());
+    const ok = await cli(['verify', 'inclusion', '--key', logKeyFile + '.pub', '--proof', proofFile, '--leaf-hash', receipt.leaf_hash, '--policy', policyFile]);
+    expect(ok.code, ok.stdout + ok.stderr).to.equal(0);
+    expect(ok.stdout).to.match(/quorum met/);
+    const strict = await cli(['verify', 'inclusion', '--key', logVkey, '--proof', proofFile, '--leaf-hash', receipt.leaf_hash, '--policy', strictPolicyFile]);
+    expect(strict.code, strict.stdout + strict.stderr).to.equal(1);
+  });
+
+  it('the witnesses also follow the log, and a restarted log serves its witnessed checkpoint at once', async () => {
+    const before = (await cosignedCheckpoint(1))!;
+    await waitFor('witness views', async () => {
+      for (const w of witnesses) if (((await w.monitor.view('witnessing.example/log'))?.size ?? 0n) < before.opened.checkpoint.size) return false;
+      return true;
+    });
+    await log!.close();
+    log = await startLogServer({ dataDir: join(tmp.dir, 'log'), keyFile: logKeyFile, listen: new URL(logUrl).host, policyFile });
+    const r = await fetch(`${logUrl}/checkpoint`);
+    expect(r.status).to.equal(200);
+    const after = openCheckpoint(await r.text(), parseVkey(logVkey)).checkpoint;
+    expect(after.size).to.equal(before.opened.checkpoint.size);
+    for (const w of witnesses) expect(await (await fetch(`${w.url}/v1/evidence`)).json()).to.deep.equal([]);
+  });
+});
