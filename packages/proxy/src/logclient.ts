@@ -34,6 +34,8 @@ import {
   type NodeId,
   type NoteVerifier,
 } from '@trailmark/tlog';
+import http from 'node:http';
+import https from 'node:https';
 import { LogRejectedError, LogUnavailableError, ProxyError, ReceiptError } from './errors.js';
 
 export interface LogClientOptions {
@@ -127,6 +129,7 @@ export class LogClient {
   private readonly attempts: number;
   private readonly backoffBaseMs: number;
   private readonly backoffMaxMs: number;
+  private readonly agent: http.Agent;
   /** Note texts whose log signature verified, newest last. */
   private readonly verified = new Map<string, Checkpoint>();
 
@@ -146,6 +149,16 @@ export class LogClient {
     this.attempts = Math.max(1, opts.attempts ?? 6);
     this.backoffBaseMs = opts.backoffBaseMs ?? 100;
     this.backoffMaxMs = opts.backoffMaxMs ?? 5_000;
+    this.agent = u.protocol === 'https:' ? new https.Agent({ keepAlive: true, maxSockets: 64 }) : new http.Agent({ keepAlive: true, maxSockets: 64 });
+  }
+
+  private call(method: string, path: string, headers: Record<string, string>, body: Uint8Array | undefined, timeoutMs: number) {
+    return httpCall(this.agent, new URL(this.url + path), method, headers, body, timeoutMs);
+  }
+
+  /** Closes idle keep-alive connections to the log. */
+  close(): void {
+    this.agent.destroy();
   }
 
   /** The log's origin (its key's name). */
@@ -340,24 +353,18 @@ export class LogClient {
         const headers: Record<string, string> = {};
         if (body) headers['content-type'] = 'application/json';
         if (this.token && method === 'POST') headers.authorization = `Bearer ${this.token}`;
-        const res = await fetch(this.url + path, {
-          method,
-          headers,
-          body,
-          signal: AbortSignal.timeout(Math.min(this.timeoutMs, left)),
-        });
-        const data = new Uint8Array(await res.arrayBuffer());
-        if (res.ok) return { status: res.status, body: data };
-        const msg = errorText(data);
+        const res = await this.call(method, path, headers, body, Math.min(this.timeoutMs, left));
+        if (res.status >= 200 && res.status < 300) return { status: res.status, body: res.body };
+        const msg = errorText(res.body);
         if (!RETRYABLE.has(res.status)) {
           throw new LogRejectedError('rejected', `log ${method} ${path} answered ${res.status}${msg ? `: ${msg}` : ''}`, res.status);
         }
         lastErr = `log answered ${res.status}${msg ? `: ${msg}` : ''}`;
-        wait = retryAfterMs(res.headers.get('retry-after'));
+        wait = retryAfterMs(res.retryAfter);
       } catch (e) {
         if (e instanceof LogRejectedError) throw e;
-        const err = e as Error & { cause?: { code?: string; message?: string } };
-        lastErr = err.name === 'TimeoutError' ? `no answer within ${this.timeoutMs} ms` : `${err.cause?.code ?? err.message}${err.cause?.message ? ` (${err.cause.message})` : ''}`;
+        const err = e as NodeJS.ErrnoException;
+        lastErr = err.code ? `${err.code} (${err.message})` : err.message;
       }
       if (attempt + 1 < attempts) {
         const cap = Math.min(this.backoffMaxMs, this.backoffBaseMs * 2 ** attempt);
@@ -368,6 +375,32 @@ export class LogClient {
     }
     throw new LogUnavailableError('unavailable', `log ${this.url} unavailable for ${method} ${path}: ${lastErr || 'deadline passed'}`);
   }
+}
+
+/** One HTTP exchange over the client's keep-alive agent; rejects on network errors and timeouts. */
+function httpCall(
+  agent: http.Agent,
+  url: URL,
+  method: string,
+  headers: Record<string, string>,
+  body: Uint8Array | undefined,
+  timeoutMs: number,
+): Promise<{ status: number; retryAfter: string | null; body: Uint8Array }> {
+  return new Promise((resolve, reject) => {
+    const mod = url.protocol === 'https:' ? https : http;
+    const req = mod.request(url, { method, headers: body ? { ...headers, 'content-length': String(body.length) } : headers, agent }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const ra = res.headers['retry-after'];
+        resolve({ status: res.statusCode ?? 0, retryAfter: typeof ra === 'string' ? ra : null, body: Buffer.concat(chunks) });
+      });
+      res.on('error', reject);
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 function parseJson(data: Uint8Array, what: string): unknown {

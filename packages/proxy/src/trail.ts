@@ -130,9 +130,10 @@ export class AccessTrail {
     }
   }
 
-  /** Stops the shipper and closes the spool. */
+  /** Stops the shipper, closes the spool and the log client's connections. */
   async close(): Promise<void> {
     await this.shipper.stop();
     await this.spool.close();
+    this.client.close();
   }
 }

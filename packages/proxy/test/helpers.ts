@@ -1,0 +1,158 @@
+/** Real components for the proxy tests: an upstream node:http server, a log server, a relay that can misbehave. */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { startLogServer, type LogServer } from '@trailmark/log-server';
+
+export function tempDir(prefix: string): { dir: string; cleanup(): void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export function listen(server: http.Server, port = 0): Promise<string> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`));
+  });
+}
+
+export function close(server: http.Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
+export interface Seen {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+  bytes: number;
+}
+
+/**
+ * An upstream: GET /big?n=BYTES streams n bytes (a repeating pattern); any other request answers JSON with the
+ * method, path, headers it received and the SHA-256 and length of the body it read.
+ */
+export async function startUpstream(): Promise<{ url: string; seen: Seen[]; close(): Promise<void> }> {
+  const seen: Seen[] = [];
+  const server = http.createServer((req: IncomingMessage, res: ServerResponse) => {
+    const u = new URL(req.url!, 'http://x');
+    if (u.pathname === '/big') {
+      const n = Number(u.searchParams.get('n'));
+      const chunk = Buffer.alloc(64 * 1024, 'abcdefghijklmnopqrstuvwxyz0123456789');
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': n, 'set-cookie': 'upstream-session=zzz' });
+      let left = n;
+      const pump = () => {
+        while (left > 0) {
+          const c = chunk.subarray(0, Math.min(left, chunk.length));
+          left -= c.length;
+          if (!res.write(c)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+      seen.push({ method: req.method!, url: req.url!, headers: req.headers, bytes: 0 });
+      return;
+    }
+    const h = createHash('sha256');
+    let bytes = 0;
+    req.on('data', (c: Buffer) => {
+      bytes += c.length;
+      h.update(c);
+    });
+    req.on('end', () => {
+      seen.push({ method: req.method!, url: req.url!, headers: req.headers, bytes });
+      const body = JSON.stringify({ method: req.method, url: req.url, headers: req.headers, bytes, sha256: h.digest('hex') });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'set-cookie': 'upstream-session=zzz' });
+      res.end(body);
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  const url = await listen(server);
+  return { url, seen, close: () => close(server) };
+}
+
+/** A log server that can be stopped and started again on the same port and data. */
+export class RestartableLog {
+  server: LogServer | null = null;
+  url = '';
+  vkey = '';
+  private port = 0;
+  constructor(readonly dataDir: string) {}
+
+  async start(): Promise<void> {
+    this.server = await startLogServer({ dataDir: this.dataDir, listen: `127.0.0.1:${this.port}`, origin: 'test.example/log' });
+    this.url = this.server.url;
+    this.vkey = this.server.vkey;
+    this.port = Number(new URL(this.url).port);
+  }
+
+  async stop(): Promise<void> {
+    await this.server?.close();
+    this.server = null;
+  }
+}
+
+/** Every entry of a log, parsed as JSON, with its raw text (for secret scans). */
+export async function logEntries(url: string): Promise<{ index: number; raw: string; event: Record<string, any> }[]> {
+  const sth = (await (await fetch(`${url}/v1/get-sth`)).json()) as { tree_size: number };
+  const out: { index: number; raw: string; event: Record<string, any> }[] = [];
+  while (out.length < sth.tree_size) {
+    const r = (await (await fetch(`${url}/v1/get-entries?start=${out.length}&end=${sth.tree_size - 1}`)).json()) as { entries: { leaf_index: number; leaf_input: string }[] };
+    for (const e of r.entries) {
+      const raw = Buffer.from(e.leaf_input, 'base64').toString('utf8');
+      out.push({ index: e.leaf_index, raw, event: JSON.parse(raw) });
+    }
+  }
+  return out;
+}
+
+export async function treeSize(url: string): Promise<number> {
+  return ((await (await fetch(`${url}/v1/get-sth`)).json()) as { tree_size: number }).tree_size;
+}
+
+export async function waitFor(what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await fn()) return;
+    } catch {
+      /* not yet */
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * A relay in front of a log that can rewrite answers (a misbehaving log or man in the middle) or answer
+ * with errors first, to exercise the client's verification and retries against a real log behind it.
+ */
+export async function startRelay(target: string, hook: { failFirst?: number; failStatus?: number; rewrite?: (path: string, body: any) => any }): Promise<{ url: string; calls: number; close(): Promise<void> }> {
+  const state = { url: '', calls: 0, close: async () => {} };
+  let failures = 0;
+  const server = http.createServer(async (req, res) => {
+    state.calls++;
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    if (failures < (hook.failFirst ?? 0) && req.method === 'POST') {
+      failures++;
+      res.writeHead(hook.failStatus ?? 503, { 'retry-after': '0', 'content-type': 'application/json' });
+      return res.end('{"error":"overloaded"}');
+    }
+    const r = await fetch(target + req.url, { method: req.method, headers: { 'content-type': req.headers['content-type'] ?? 'application/json' }, body: req.method === 'POST' ? Buffer.concat(chunks) : undefined });
+    let body: Buffer = Buffer.from(await r.arrayBuffer());
+    if (hook.rewrite && r.ok && (r.headers.get('content-type') ?? '').includes('json')) {
+      body = Buffer.from(JSON.stringify(hook.rewrite(req.url!, JSON.parse(body.toString()))));
+    }
+    res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'application/octet-stream' });
+    res.end(body);
+  });
+  state.url = await listen(server);
+  state.close = () => close(server);
+  return state;
+}

@@ -1,0 +1,133 @@
+import { expect } from 'chai';
+import { canonicalJson, generateKey, hashLeaf, b64encode } from '@trailmark/tlog';
+import { LogClient, LogRejectedError, LogUnavailableError, ReceiptError } from '../src/index.js';
+import { RestartableLog, startRelay, tempDir } from './helpers.js';
+
+describe('LogClient against a real log', () => {
+  const tmp = tempDir('tm-logclient-');
+  const log = new RestartableLog(tmp.dir);
+  before(() => log.start());
+  after(async () => {
+    await log.stop();
+    tmp.cleanup();
+  });
+
+  const entry = (i: number) => canonicalJson({ test: 'logclient', i, nonce: Math.random() });
+
+  it('verifies add-entry and add-entries receipts; a resend gets the original indexes', async () => {
+    const c = new LogClient({ url: log.url, vkey: log.vkey });
+    const one = await c.addEntry(entry(0));
+    expect(one.proof).to.match(/^c2sp.org\/tlog-proof@v1\n/);
+    const batch = Array.from({ length: 300 }, (_, i) => entry(i + 1));
+    const rs = await c.addEntries(batch);
+    expect(rs).to.have.length(300);
+    rs.forEach((r, i) => expect(Buffer.from(r.leafHash)).to.deep.equal(Buffer.from(hashLeaf(batch[i]))));
+    const again = await c.addEntries(batch);
+    expect(again.map((r) => r.leafIndex)).to.deep.equal(rs.map((r) => r.leafIndex));
+    expect(c.stats.receiptFailures).to.equal(0);
+  });
+
+  it('rejects receipts under another key of the same name, and counts them', async () => {
+    const other = generateKey('test.example/log').vkey;
+    const c = new LogClient({ url: log.url, vkey: other });
+    for (const call of [() => c.addEntry(entry(1000)), () => c.addEntries([entry(1001)])]) {
+      try {
+        await call();
+        expect.fail('accepted a receipt signed by another key');
+      } catch (e) {
+        expect(e).to.be.instanceOf(ReceiptError);
+        expect((e as Error).message).to.match(/does not verify|not signed/);
+      }
+    }
+    expect(c.stats.receiptFailures).to.equal(2);
+  });
+
+  it('rejects a receipt whose leaf hash or inclusion does not match what was sent', async () => {
+    const other = b64encode(hashLeaf(canonicalJson({ not: 'mine' })));
+    const relay = await startRelay(log.url, {
+      rewrite: (path, body) => {
+        if (path === '/v1/add-entries') body.entries[1].leaf_hash = other;
+        if (path === '/v1/add-entry') body.leaf_index = body.leaf_index + 1;
+        return body;
+      },
+    });
+    try {
+      const c = new LogClient({ url: relay.url, vkey: log.vkey });
+      await c.addEntries([entry(2000), entry(2001)]).then(
+        () => expect.fail('accepted a wrong leaf hash'),
+        (e) => expect((e as ReceiptError).code).to.equal('leaf-hash'),
+      );
+      await c.addEntry(entry(2002)).then(
+        () => expect.fail('accepted a wrong leaf index'),
+        (e) => expect(e).to.be.instanceOf(ReceiptError),
+      );
+      expect(c.stats.receiptFailures).to.equal(2);
+    } finally {
+      await relay.close();
+    }
+  });
+
+  it('rejects a batch receipt when a tile lies about the tree (inclusion fails against the signed root)', async () => {
+    const relay = await startRelay(log.url, {});
+    // a relay that corrupts tile bytes: proofs built from them cannot reach the signed root
+    const http = await import('node:http');
+    const { listen, close } = await import('./helpers.js');
+    const server = http.createServer(async (req, res) => {
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      const r = await fetch(log.url + req.url, { method: req.method, headers: { 'content-type': 'application/json' }, body: req.method === 'POST' ? Buffer.concat(chunks) : undefined });
+      const body = Buffer.from(await r.arrayBuffer());
+      if (req.url!.startsWith('/tile/') && r.ok) body[0] ^= 1;
+      res.writeHead(r.status);
+      res.end(body);
+    });
+    const url = await listen(server);
+    try {
+      const c = new LogClient({ url, vkey: log.vkey });
+      await c.addEntries([entry(3000), entry(3001), entry(3002)]).then(
+        () => expect.fail('accepted an inclusion built from a corrupted tile'),
+        (e) => expect((e as ReceiptError).code).to.equal('inclusion'),
+      );
+    } finally {
+      await close(server);
+      await relay.close();
+    }
+  });
+
+  it('retries 503 and 429 with backoff, honouring Retry-After', async () => {
+    const relay = await startRelay(log.url, { failFirst: 3, failStatus: 503 });
+    try {
+      const c = new LogClient({ url: relay.url, vkey: log.vkey, backoffBaseMs: 10 });
+      const r = await c.addEntries([entry(4000)]);
+      expect(r).to.have.length(1);
+      expect(c.stats.retries).to.equal(3);
+    } finally {
+      await relay.close();
+    }
+  });
+
+  it('gives up with LogUnavailableError when nothing answers, and LogRejectedError on a 4xx', async () => {
+    const c = new LogClient({ url: 'http://127.0.0.1:1', vkey: log.vkey, attempts: 3, backoffBaseMs: 5 });
+    await c.addEntry(entry(5000)).then(
+      () => expect.fail('no log, yet a receipt'),
+      (e) => {
+        expect(e).to.be.instanceOf(LogUnavailableError);
+        expect((e as Error).message).to.match(/ECONNREFUSED/);
+      },
+    );
+    expect(c.stats.retries).to.equal(2);
+    const relay = await startRelay(log.url, { failFirst: 1, failStatus: 400 });
+    try {
+      const c2 = new LogClient({ url: relay.url, vkey: log.vkey });
+      await c2.addEntry(entry(5001)).then(
+        () => expect.fail('a 400 was retried into success'),
+        (e) => {
+          expect(e).to.be.instanceOf(LogRejectedError);
+          expect((e as LogRejectedError).status).to.equal(400);
+        },
+      );
+    } finally {
+      await relay.close();
+    }
+  });
+});

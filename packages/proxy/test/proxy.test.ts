@@ -1,0 +1,346 @@
+import { expect } from 'chai';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { startProxy, type RunningProxy } from '../src/index.js';
+import { logEntries, RestartableLog, startUpstream, tempDir, treeSize, waitFor } from './helpers.js';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const bin = join(root, 'packages/cli/dist/bin.js');
+
+const TOKENS = {
+  'alice-secret-token-111': { id: 'alice', roles: ['dba'] },
+  'bob-secret-token-222': { id: 'bob', roles: ['viewer'] },
+};
+const RULES = {
+  dba: { methods: ['GET', 'POST', 'PUT'], paths: ['/db', '/echo', '/big'] },
+  viewer: { methods: ['GET'], paths: ['/echo/public/'] },
+};
+
+async function req(url: string, opts: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<{ status: number; headers: Headers; text: string }> {
+  const r = await fetch(url, { method: opts.method ?? 'GET', headers: opts.headers, body: opts.body });
+  return { status: r.status, headers: r.headers, text: await r.text() };
+}
+
+type Ev = Record<string, any>;
+
+/** Groups log events by request id and checks each request has exactly one request and one response event. */
+function byRequest(events: Ev[]): Map<string, { request: Ev; response: Ev }> {
+  const m = new Map<string, { request?: Ev; response?: Ev }>();
+  for (const e of events) {
+    expect(e.schema).to.equal('trailmark.access/v1');
+    const slot = m.get(e.request_id) ?? {};
+    expect(slot[e.stage as 'request' | 'response'], `two ${e.stage} events for ${e.request_id}`).to.equal(undefined);
+    slot[e.stage as 'request' | 'response'] = e;
+    m.set(e.request_id, slot);
+  }
+  for (const [id, s] of m) {
+    expect(s.request, `no request event for ${id}`).to.not.equal(undefined);
+    expect(s.response, `no response event for ${id}`).to.not.equal(undefined);
+  }
+  return m as Map<string, { request: Ev; response: Ev }>;
+}
+
+describe('access proxy (real upstream, real log, real proxy)', function () {
+  this.timeout(60_000);
+  let tmp: ReturnType<typeof tempDir>;
+  let log: RestartableLog;
+  let upstream: Awaited<ReturnType<typeof startUpstream>>;
+  let tokensFile: string;
+  let rulesFile: string;
+  const running: RunningProxy[] = [];
+  const children: ChildProcess[] = [];
+
+  beforeEach(async () => {
+    tmp = tempDir('tm-proxy-');
+    log = new RestartableLog(join(tmp.dir, 'log'));
+    await log.start();
+    upstream = await startUpstream();
+    tokensFile = join(tmp.dir, 'tokens.json');
+    rulesFile = join(tmp.dir, 'rules.json');
+    writeFileSync(tokensFile, JSON.stringify(TOKENS));
+    writeFileSync(rulesFile, JSON.stringify(RULES));
+  });
+  afterEach(async () => {
+    for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    for (const p of running.splice(0)) await p.close();
+    await log.stop();
+    await upstream.close();
+    tmp.cleanup();
+  });
+
+  async function proxy(extra: Partial<Parameters<typeof startProxy>[0]> = {}): Promise<RunningProxy> {
+    const p = await startProxy({
+      upstream: upstream.url,
+      log: log.url,
+      logKey: log.vkey,
+      tokens: tokensFile,
+      rules: rulesFile,
+      listen: '127.0.0.1:0',
+      adminListen: '127.0.0.1:0',
+      spoolDir: join(tmp.dir, 'spool'),
+      name: 'proxy-under-test',
+      redactHeaders: ['x-api-key', 'user-agent'],
+      redactQuery: ['password'],
+      warn: () => {},
+      ...extra,
+    });
+    running.push(p);
+    return p;
+  }
+
+  it('logs allowed, 401 and 403 requests with the right identity and no secret anywhere', async () => {
+    const p = await proxy();
+    const secretHeaders = { cookie: 'session=cookie-secret-333', 'x-api-key': 'api-key-secret-444', 'user-agent': 'ua-secret-555' };
+    const ok = await req(`${p.url}/db/tables?password=query-secret-666&access_token=query-secret-777&q=1`, {
+      headers: { authorization: 'Bearer alice-secret-token-111', ...secretHeaders },
+    });
+    expect(ok.status).to.equal(200);
+    const echoed = JSON.parse(ok.text);
+    expect(echoed.url).to.equal('/db/tables?password=query-secret-666&access_token=query-secret-777&q=1');
+    expect(echoed.headers.authorization, 'the proxy credential went upstream').to.equal(undefined);
+    expect(echoed.headers['trailmark-request-id']).to.equal(ok.headers.get('trailmark-request-id'));
+    const noToken = await req(`${p.url}/db/tables`, { headers: secretHeaders });
+    const badToken = await req(`${p.url}/db/tables`, { headers: { authorization: 'Bearer wrong-secret-token-888', ...secretHeaders } });
+    const forbidden = await req(`${p.url}/db/../admin/users`, { method: 'DELETE', headers: { authorization: 'Bearer bob-secret-token-222', ...secretHeaders } });
+    const dotdot = await req(`${p.url}/echo/public/%2e%2e/private`, { headers: { authorization: 'Bearer bob-secret-token-222' } });
+    expect([noToken.status, badToken.status, forbidden.status, dotdot.status]).to.deep.equal([401, 401, 403, 403]);
+    expect(upstream.seen).to.have.length(1);
+    const ids = [ok, noToken, badToken, forbidden, dotdot].map((r) => r.headers.get('trailmark-request-id')!);
+    ids.forEach((id) => expect(id).to.match(/^[0-9a-f-]{36}$/));
+
+    // response events are spooled right after each answer completes: wait for all ten events
+    await waitFor('ten events in the log', async () => (await treeSize(log.url)) === 10);
+    await p.trail.shipper.drained();
+    const entries = await logEntries(log.url);
+    for (const s of ['alice-secret-token-111', 'bob-secret-token-222', 'wrong-secret-token-888', 'cookie-secret-333', 'api-key-secret-444', 'ua-secret-555', 'query-secret-666', 'query-secret-777']) {
+      for (const e of entries) expect(e.raw, `secret ${s} reached the log`).to.not.include(s);
+    }
+    const m = byRequest(entries.map((e) => e.event));
+    expect([...m.keys()].sort()).to.deep.equal([...ids].sort());
+    const a = m.get(ids[0])!;
+    expect(a.request).to.deep.include({ stage: 'request', proxy: 'proxy-under-test' });
+    expect(a.request.actor).to.deep.equal({ id: 'alice', roles: ['dba'], ip: '127.0.0.1', user_agent: 'REDACTED' });
+    expect(a.request.action).to.deep.equal({ method: 'GET', target: upstream.url, path: '/db/tables', query: 'password=REDACTED&access_token=REDACTED&q=1' });
+    expect(a.request.decision).to.deep.equal({ allowed: true, reason: 'allowed by role dba' });
+    expect(a.request.time).to.match(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    expect(Object.keys(a.response).sort()).to.deep.equal(['id', 'outcome', 'request_id', 'schema', 'stage', 'time']);
+    expect(a.response.outcome.status).to.equal(200);
+    expect(a.response.outcome.bytes).to.equal(Buffer.byteLength(ok.text));
+    expect(a.response.outcome.duration_ms).to.be.a('number').and.at.least(0);
+    expect(a.request.id).to.not.equal(a.response.id);
+    for (const [i, status] of [[1, 401], [2, 401]] as const) {
+      const r = m.get(ids[i])!;
+      expect(r.request.actor).to.deep.equal({ id: null, roles: [], ip: '127.0.0.1', user_agent: 'REDACTED' });
+      expect(r.request.decision.allowed).to.equal(false);
+      expect(r.response.outcome.status).to.equal(status);
+    }
+    expect(m.get(ids[1])!.request.decision.reason).to.equal('no bearer token');
+    expect(m.get(ids[2])!.request.decision.reason).to.equal('unknown bearer token');
+    const f = m.get(ids[3])!;
+    expect(f.request.actor.id).to.equal('bob');
+    expect(f.request.action).to.deep.include({ method: 'DELETE', path: '/admin/users' });
+    expect(f.request.decision).to.deep.equal({ allowed: false, reason: 'no rule allows DELETE /admin/users for roles [viewer]' });
+    expect(f.response.outcome.status).to.equal(403);
+    expect(m.get(ids[4])!.request.action.path).to.equal('/echo/private');
+
+    const metrics = await (await fetch(`${p.adminUrl}/metrics`)).text();
+    expect(metrics).to.match(/^trailmark_spool_depth 0$/m);
+    expect(metrics).to.match(/^trailmark_spool_delivered_events 10$/m);
+    expect(metrics).to.match(/^trailmark_proxy_requests_total\{outcome="unauthenticated"\} 2$/m);
+    const health = await (await fetch(`${p.adminUrl}/healthz`)).json();
+    expect(health).to.deep.include({ ok: true, spool_depth: 0, delivered: 10, receipt_failures: 0 });
+  });
+
+  it('spool mode: serves while the log is down, then every event reaches the log exactly once', async () => {
+    const p = await proxy();
+    const auth = { authorization: 'Bearer alice-secret-token-111' };
+    const ids: string[] = [];
+    const burst = async (n: number, tag: string) => {
+      const rs = await Promise.all(Array.from({ length: n }, (_, i) => req(`${p.url}/echo/${tag}/${i}`, { method: 'POST', headers: auth, body: `body ${tag} ${i}` })));
+      for (const r of rs) {
+        expect(r.status).to.equal(200);
+        ids.push(r.headers.get('trailmark-request-id')!);
+      }
+    };
+    await burst(10, 'before');
+    await log.stop();
+    await burst(30, 'during');
+    await waitFor('response events spooled', () => p.trail.spool.depth >= 60);
+    await waitFor('the shipper to hit the dead log', () => p.trail.client.stats.retries > 0);
+    const health = await (await fetch(`${p.adminUrl}/healthz`)).json();
+    expect(health.spool_depth).to.be.at.least(60);
+    expect(health.oldest_undelivered_age_seconds).to.be.greaterThan(0);
+    await log.start();
+    await burst(10, 'after');
+    p.trail.shipper.poke();
+    await waitFor('a hundred events in the log', async () => (await treeSize(log.url)) >= 100);
+    await p.trail.shipper.drained();
+    const m = byRequest((await logEntries(log.url)).map((e) => e.event));
+    expect(m.size).to.equal(50);
+    expect([...m.keys()].sort()).to.deep.equal([...ids].sort());
+    expect(await treeSize(log.url)).to.equal(100);
+  });
+
+  it('spool mode: nothing lost or duplicated when the proxy is SIGKILLed while the log is down', async () => {
+    const spool = join(tmp.dir, 'spool-child');
+    const start = () => {
+      const c = spawn(process.execPath, [bin, 'proxy', '--upstream', upstream.url, '--log', log.url, '--log-key', log.vkey, '--tokens', tokensFile, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spool', spool, '--name', 'child'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      children.push(c);
+      return new Promise<{ url: string; admin: string; proc: ChildProcess }>((resolve, reject) => {
+        let out = '';
+        let err = '';
+        c.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+        c.stdout!.on('data', (d: Buffer) => {
+          out += d.toString();
+          const u = /^url: (\S+)$/m.exec(out);
+          const a = /^admin: (\S+)$/m.exec(out);
+          if (u && a) resolve({ url: u[1], admin: a[1], proc: c });
+        });
+        c.on('exit', (code) => reject(new Error(`proxy exited ${code}: ${err}`)));
+      });
+    };
+    const first = await start();
+    const auth = { authorization: 'Bearer alice-secret-token-111' };
+    const ids: string[] = [];
+    const burst = async (url: string, n: number, tag: string) => {
+      const rs = await Promise.all(Array.from({ length: n }, (_, i) => req(`${url}/echo/${tag}/${i}`, { headers: auth })));
+      for (const r of rs) {
+        expect(r.status).to.equal(200);
+        ids.push(r.headers.get('trailmark-request-id')!);
+      }
+    };
+    await burst(first.url, 5, 'a');
+    await waitFor('first events delivered', async () => (await treeSize(log.url)) === 10);
+    await log.stop();
+    await burst(first.url, 25, 'b');
+    // the response event is spooled just after the answer: wait until the proxy says all 50 are on disk
+    await waitFor('events spooled', async () => (await (await fetch(`${first.admin}/healthz`)).json()).spool_depth === 50);
+    first.proc.kill('SIGKILL');
+    await new Promise((r) => first.proc.once('exit', r));
+    await log.start();
+    const second = await start();
+    await burst(second.url, 5, 'c');
+    await waitFor('every event delivered', async () => (await treeSize(log.url)) >= 70, 30_000);
+    await waitFor('spool empty', async () => (await (await fetch(`${second.admin}/healthz`)).json()).spool_depth === 0);
+    const m = byRequest((await logEntries(log.url)).map((e) => e.event));
+    expect(m.size).to.equal(35);
+    expect([...m.keys()].sort()).to.deep.equal([...ids].sort());
+    expect(await treeSize(log.url)).to.equal(70);
+    second.proc.kill('SIGTERM');
+    await new Promise((r) => second.proc.once('exit', r));
+  });
+
+  it('strict mode: forwards after the log acknowledged, answers 503 while it is down', async () => {
+    const p = await proxy({ mode: 'strict', strictDeadlineMs: 1500 });
+    const auth = { authorization: 'Bearer alice-secret-token-111' };
+    const ok = await req(`${p.url}/echo/1`, { headers: auth });
+    expect(ok.status).to.equal(200);
+    // the request event is in the log before the upstream saw the request, so it is there now
+    const first = (await logEntries(log.url)).map((e) => e.event);
+    expect(first.some((e) => e.stage === 'request' && e.request_id === ok.headers.get('trailmark-request-id'))).to.equal(true);
+    await log.stop();
+    const seenBefore = upstream.seen.length;
+    const down = await req(`${p.url}/echo/2`, { headers: auth });
+    expect(down.status).to.equal(503);
+    expect(JSON.parse(down.text).error).to.equal('the log is unavailable');
+    expect(upstream.seen.length, 'forwarded without an acknowledgement').to.equal(seenBefore);
+    await log.start();
+    const again = await req(`${p.url}/echo/3`, { headers: auth });
+    expect(again.status).to.equal(200);
+    p.trail.shipper.poke();
+    await waitFor('six events in the log', async () => (await treeSize(log.url)) >= 6);
+    await p.trail.shipper.drained();
+    const m = byRequest((await logEntries(log.url)).map((e) => e.event));
+    expect(m.size).to.equal(3);
+    expect(await treeSize(log.url)).to.equal(6);
+    expect(m.get(down.headers.get('trailmark-request-id')!)!.response.outcome.status).to.equal(503);
+  });
+
+  it('streams large bodies both ways without buffering them', async () => {
+    const p = await proxy();
+    const auth = { authorization: 'Bearer alice-secret-token-111' };
+    const size = 24 * 1024 * 1024;
+    const h = createHash('sha256');
+    let sent = 0;
+    const chunk = Buffer.alloc(256 * 1024, 7);
+    const body = Readable.from(
+      (function* () {
+        while (sent < size) {
+          const c = chunk.subarray(0, Math.min(chunk.length, size - sent));
+          sent += c.length;
+          h.update(c);
+          yield c;
+        }
+      })(),
+    );
+    const up = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const r = http.request(`${p.url}/db/upload`, { method: 'PUT', headers: { ...auth, 'content-type': 'application/octet-stream' } }, (res) => {
+        let t = '';
+        res.on('data', (d: Buffer) => (t += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, text: t }));
+      });
+      r.on('error', reject);
+      body.pipe(r);
+    });
+    expect(up.status).to.equal(200);
+    const echoed = JSON.parse(up.text);
+    expect(echoed.bytes).to.equal(size);
+    expect(echoed.sha256).to.equal(h.digest('hex'));
+    expect(echoed.headers['transfer-encoding']).to.equal('chunked');
+    // a slow reader: the proxy must apply backpressure, not buffer the whole answer
+    const down = await new Promise<{ bytes: number; id: string }>((resolve, reject) => {
+      http.get(`${p.url}/db/../big?n=${size}`, { headers: auth }, (res) => {
+        let bytes = 0;
+        res.on('data', (d: Buffer) => {
+          bytes += d.length;
+          if (bytes < 2 * 1024 * 1024) {
+            res.pause();
+            setTimeout(() => res.resume(), 5);
+          }
+        });
+        res.on('end', () => resolve({ bytes, id: String(res.headers['trailmark-request-id']) }));
+        res.on('error', reject);
+      }).on('error', reject);
+    });
+    expect(down.bytes).to.equal(size);
+    // the response event is spooled once the answer is complete, just after the client saw its end
+    await waitFor('both requests logged', async () => (await treeSize(log.url)) === 4);
+    const m = byRequest((await logEntries(log.url)).map((e) => e.event));
+    expect(m.get(down.id)!.response.outcome).to.deep.include({ status: 200, bytes: size });
+    expect(m.get(down.id)!.request.action.path).to.equal('/big');
+  });
+
+  it('fails fast on bad configuration', async () => {
+    const run = (args: string[]) =>
+      new Promise<{ code: number; err: string }>((resolve) => {
+        const c = spawn(process.execPath, [bin, 'proxy', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+        children.push(c);
+        let err = '';
+        c.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+        c.on('exit', (code) => resolve({ code: code ?? -1, err }));
+      });
+    const base = (o: Record<string, string>) => {
+      const v = { '--upstream': upstream.url, '--log': log.url, '--log-key': log.vkey, '--tokens': tokensFile, '--listen': '127.0.0.1:0', '--spool': join(tmp.dir, 'sp'), ...o };
+      return Object.entries(v).flat();
+    };
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ '--tokens': join(tmp.dir, 'missing.json') }, /cannot read tokens file .*missing\.json: ENOENT/],
+      [{ '--log-key': 'not-a-key' }, /--key "not-a-key" is neither a vkey|not a valid vkey/],
+      [{ '--upstream': 'http://127.0.0.1:9' }, /upstream http:\/\/127\.0\.0\.1:9 is unreachable: ECONNREFUSED/],
+      [{ '--rules': join(tmp.dir, 'tokens.json') }, /rules file .*: role "alice-secret-token-111" rule 1: "methods"/],
+      [{ '--mode': 'lossy' }, /--mode must be spool or strict/],
+    ];
+    writeFileSync(join(tmp.dir, 'bad-tokens.json'), '{"t": {"roles": ["x"]}}');
+    cases.push([{ '--tokens': join(tmp.dir, 'bad-tokens.json') }, /entry 1: "id" must be a non-empty string/]);
+    const results = await Promise.all(cases.map(([o]) => run(base(o))));
+    results.forEach((r, i) => {
+      expect(r.code, r.err).to.equal(2);
+      expect(r.err).to.match(cases[i][1]);
+    });
+  });
+});
