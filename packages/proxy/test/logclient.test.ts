@@ -67,29 +67,51 @@ describe('LogClient against a real log', () => {
     }
   });
 
-  it('rejects a batch receipt when a tile lies about the tree (inclusion fails against the signed root)', async () => {
-    const relay = await startRelay(log.url, {});
-    // a relay that corrupts tile bytes: proofs built from them cannot reach the signed root
+  /** A relay in front of the log that corrupts tiles, or answers 404 for them. */
+  async function tileRelay(mode: 'corrupt' | 'absent') {
     const http = await import('node:http');
     const { listen, close } = await import('./helpers.js');
+    const paths: string[] = [];
     const server = http.createServer(async (req, res) => {
+      paths.push(req.url!);
       const chunks: Buffer[] = [];
       for await (const c of req) chunks.push(c as Buffer);
+      if (mode === 'absent' && req.url!.startsWith('/tile/')) {
+        res.writeHead(404);
+        return res.end();
+      }
       const r = await fetch(log.url + req.url, { method: req.method, headers: { 'content-type': 'application/json' }, body: req.method === 'POST' ? Buffer.concat(chunks) : undefined });
       const body = Buffer.from(await r.arrayBuffer());
-      if (req.url!.startsWith('/tile/') && r.ok) body[0] ^= 1;
+      if (mode === 'corrupt' && req.url!.startsWith('/tile/') && r.ok) body[0] ^= 1;
       res.writeHead(r.status);
       res.end(body);
     });
     const url = await listen(server);
+    return { url, paths, close: () => close(server) };
+  }
+
+  it('rejects a batch receipt when a tile lies about the tree (inclusion fails against the signed root)', async () => {
+    const relay = await tileRelay('corrupt');
     try {
-      const c = new LogClient({ url, vkey: log.vkey });
+      const c = new LogClient({ url: relay.url, vkey: log.vkey });
       await c.addEntries([entry(3000), entry(3001), entry(3002)]).then(
         () => expect.fail('accepted an inclusion built from a corrupted tile'),
         (e) => expect((e as ReceiptError).code).to.equal('inclusion'),
       );
+      expect(relay.paths.some((p) => p.startsWith('/tile/'))).to.equal(true);
     } finally {
-      await close(server);
+      await relay.close();
+    }
+  });
+
+  it('falls back to get-proof-by-index when tiles are not served, still verifying each proof', async () => {
+    const relay = await tileRelay('absent');
+    try {
+      const c = new LogClient({ url: relay.url, vkey: log.vkey });
+      const rs = await c.addEntries([entry(3100), entry(3101), entry(3102)]);
+      expect(rs).to.have.length(3);
+      expect(relay.paths.filter((p) => p.startsWith('/v1/get-proof-by-index'))).to.have.length(3);
+    } finally {
       await relay.close();
     }
   });

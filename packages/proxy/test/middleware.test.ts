@@ -1,0 +1,70 @@
+import { expect } from 'chai';
+import express from 'express';
+import type { Server } from 'node:http';
+import { join } from 'node:path';
+import { AccessTrail, accessTrailMiddleware, TokenStore } from '../src/index.js';
+import { close, logEntries, RestartableLog, tempDir, treeSize, waitFor } from './helpers.js';
+
+describe('express middleware (real express app, real log)', function () {
+  this.timeout(30_000);
+  const tmp = tempDir('tm-mw-');
+  const log = new RestartableLog(join(tmp.dir, 'log'));
+  let trail: AccessTrail;
+  let server: Server;
+  let url: string;
+  let handled = 0;
+
+  before(async () => {
+    await log.start();
+    trail = await AccessTrail.open({ spoolDir: join(tmp.dir, 'spool'), log: { url: log.url, vkey: log.vkey } });
+    const app = express();
+    app.use(
+      accessTrailMiddleware({
+        trail,
+        target: 'https://billing.internal',
+        name: 'billing',
+        tokens: new TokenStore({ 'carol-secret-999': { id: 'carol', roles: ['ops'] } }),
+        redactQuery: ['card'],
+      }),
+    );
+    app.get('/invoices/:id', (req, res) => {
+      handled++;
+      res.json({ invoice: req.params.id });
+    });
+    server = app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  });
+  after(async () => {
+    await close(server);
+    await trail.close();
+    await log.stop();
+    tmp.cleanup();
+  });
+
+  it('records request and response events around the handler, and refuses unauthenticated calls', async () => {
+    const ok = await fetch(`${url}/invoices/42?card=4111111111111111`, { headers: { authorization: 'Bearer carol-secret-999' } });
+    const okBody = await ok.text();
+    expect(ok.status).to.equal(200);
+    const denied = await fetch(`${url}/invoices/43`);
+    expect(denied.status).to.equal(401);
+    expect(handled).to.equal(1);
+    await waitFor('four events in the log', async () => (await treeSize(log.url)) === 4);
+    const entries = await logEntries(log.url);
+    for (const e of entries) {
+      expect(e.raw).to.not.include('carol-secret-999');
+      expect(e.raw).to.not.include('4111111111111111');
+    }
+    const evs = entries.map((e) => e.event);
+    const id = ok.headers.get('trailmark-request-id');
+    const req = evs.find((e) => e.stage === 'request' && e.request_id === id)!;
+    expect(req.actor.id).to.equal('carol');
+    expect(req.proxy).to.equal('billing');
+    expect(req.action).to.deep.equal({ method: 'GET', target: 'https://billing.internal', path: '/invoices/42', query: 'card=REDACTED' });
+    const res = evs.find((e) => e.stage === 'response' && e.request_id === id)!;
+    expect(res.outcome).to.deep.include({ status: 200, bytes: Buffer.byteLength(okBody) });
+    const did = denied.headers.get('trailmark-request-id');
+    expect(evs.find((e) => e.stage === 'request' && e.request_id === did)!.actor.id).to.equal(null);
+    expect(evs.find((e) => e.stage === 'response' && e.request_id === did)!.outcome.status).to.equal(401);
+  });
+});
