@@ -214,7 +214,9 @@ export class Monitor {
   async gossipAll(): Promise<{ what: string; outcome: Outcome }[]> {
     const out = await Promise.all(
       this.peers.map(async (p) => {
-        const [pull, push] = await Promise.all([this.pullPeer(p), this.pushPeer(p)]);
+        // push first: the peer checks what we pushed before answering, so the pull that follows sees its verdict
+        const push = await this.pushPeer(p);
+        const pull = await this.pullPeer(p);
         return [...pull.map((o) => ({ what: `peer ${p}`, outcome: o })), { what: `push to ${p}`, outcome: push }];
       }),
     );

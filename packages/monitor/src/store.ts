@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Level } from 'level';
 import type { Evidence, Sighting } from './evidence.js';
+import { KeyedLock } from './lock.js';
 
 /** The latest checkpoint of a log the monitor verified (signature, and consistency with the one before). */
 export interface ViewRecord {
@@ -32,6 +33,8 @@ const WITNESS = 'witness!';
 const EVIDENCE = 'evidence!';
 
 export class MonitorStore {
+  private readonly evidenceLock = new KeyedLock();
+
   private constructor(
     private readonly db: Level<string, unknown>,
     /** Directory holding the database and evidence files. */
@@ -101,10 +104,13 @@ export class MonitorStore {
    * (and writes nothing) when that id is already stored. Precondition: id = idOfEvidence(ev).
    */
   async addEvidence(id: string, ev: Evidence): Promise<boolean> {
-    if ((await this.db.get(EVIDENCE + id)) !== undefined) return false;
-    await writeFileDurably(this.evidencePath(id), JSON.stringify(ev, null, 2) + '\n');
-    await this.db.put(EVIDENCE + id, ev, { sync: true });
-    return true;
+    // the same evidence can arrive from several peers at once: check-and-write under one lock per id
+    return this.evidenceLock.run(id, async () => {
+      if ((await this.db.get(EVIDENCE + id)) !== undefined) return false;
+      await writeFileDurably(this.evidencePath(id), JSON.stringify(ev, null, 2) + '\n');
+      await this.db.put(EVIDENCE + id, ev, { sync: true });
+      return true;
+    });
   }
 
   /** Where the evidence file with this id lives. */
@@ -113,9 +119,11 @@ export class MonitorStore {
   }
 }
 
+let tmpCounter = 0;
+
 /** Writes a file so that after a crash it is either absent or complete: temp file, fsync, rename, fsync dir. */
 export async function writeFileDurably(path: string, data: string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
+  const tmp = `${path}.tmp-${process.pid}-${++tmpCounter}`;
   const fh = await open(tmp, 'w', 0o644);
   try {
     await fh.writeFile(data);
