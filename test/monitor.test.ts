@@ -196,4 +196,37 @@ describe('monitor (end to end)', function () {
     expect(evs[0].checkpoints.map((c) => c.split('\n')[1])).to.deep.equal(['5', '7']);
     verifyEvidence(evs[0], parseVkey(key.vkey));
   });
+
+  it('a log serving a bad signature is an alert, not a crash: --once exits 1 and the daemon keeps its view', async () => {
+    const l = await log('badsig-log');
+    await addEntries(l.url, [entry('x', 0), entry('x', 1)]);
+    let tamper = false;
+    // a relay in front of the real log that corrupts the checkpoint signature on demand
+    const relay: Server = createServer(async (req, res) => {
+      const r = await fetch(l.url + req.url);
+      let body = Buffer.from(await r.arrayBuffer());
+      if (tamper && req.url === '/checkpoint') {
+        const text = body.toString('utf8');
+        const sig = text.trimEnd().split(' ').pop()!;
+        const i = 20;
+        body = Buffer.from(text.replace(sig, sig.slice(0, i) + (sig[i] === 'A' ? 'B' : 'A') + sig.slice(i + 1)));
+      }
+      res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'text/plain' });
+      res.end(body);
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', () => r()));
+    closers.push(() => new Promise<void>((r) => relay.close(() => r())));
+    const relayUrl = `http://127.0.0.1:${(relay.address() as { port: number }).port}`;
+    const m = await monitor('badsig-mon', relayUrl);
+    await waitFor('view at 2', async () => (await sizeOf(m)) === 2n);
+    tamper = true;
+    await addEntries(l.url, [entry('x', 2)]);
+    await waitFor('bad-signature alert', async () => /kind="bad-signature"\} [1-9]/.test(await (await fetch(`${m.url}/metrics`)).text()));
+    expect(await sizeOf(m)).to.equal(2n);
+    const once = await cli(['monitor', '--once', '--log', relayUrl, '--log-key', key.vkey]);
+    expect(once.code, once.stdout + once.stderr).to.equal(1);
+    expect(once.stdout).to.match(/does not verify/);
+    tamper = false;
+    await waitFor('view at 3 once the log behaves', async () => (await sizeOf(m)) === 3n);
+  });
 });

@@ -123,4 +123,24 @@ describe('log-side witnessing with a policy (end to end)', function () {
     expect(after.size).to.equal(before.opened.checkpoint.size);
     for (const w of witnesses) expect(await (await fetch(`${w.url}/v1/evidence`)).json()).to.deep.equal([]);
   });
+
+  it('a forked checkpoint the operator submits to the witnesses is refused and becomes evidence', async () => {
+    const forkPort = await freePort();
+    const fork = await startLogServer({ dataDir: join(tmp.dir, 'fork'), keyFile: logKeyFile, listen: `127.0.0.1:${forkPort}`, policyFile });
+    try {
+      await addEntries(`http://127.0.0.1:${forkPort}`, [entry('fork', 0), entry('fork', 1)]);
+      for (const w of witnesses) {
+        const evs = await waitFor('evidence at the witness', async () => {
+          const e = (await (await fetch(`${w.url}/v1/evidence`)).json()) as { kind: string; seen: { from: string }[] }[];
+          return e.length > 0 && e;
+        });
+        expect(evs[0].kind).to.equal('inconsistent');
+        expect(evs[0].seen.map((s) => s.from).join(' ')).to.contain('add-checkpoint from');
+      }
+      // the fork never reaches its quorum
+      expect((await fetch(`http://127.0.0.1:${forkPort}/checkpoint`)).status).to.equal(503);
+    } finally {
+      await fork.close();
+    }
+  });
 });
