@@ -229,4 +229,21 @@ describe('monitor (end to end)', function () {
     tamper = false;
     await waitFor('view at 3 once the log behaves', async () => (await sizeOf(m)) === 3n);
   });
+
+  it('refuses to compare against a stored view that the configured key did not sign (exit 2, no false evidence)', async () => {
+    const l = await log('rekey-log');
+    await addEntries(l.url, [entry('k', 0)]);
+    const m1 = await monitor('rekey-mon', l.url, { follow: false });
+    expect((await m1.monitor.checkOnce()).code).to.equal(0);
+    await m1.close();
+    const other = await keyFile(join(tmp.dir, 'other.key'), origin);
+    const l2 = await startLogServer({ dataDir: join(tmp.dir, 'rekey-log-2'), keyFile: other.file, listen: '127.0.0.1:0' });
+    closers.push(() => l2.close());
+    const m2 = await startMonitor({ logs: [{ url: l2.url, vkey: other.vkey }], dataDir: join(tmp.dir, 'rekey-mon'), follow: false, logger: quiet });
+    closers.push(() => m2.close());
+    const r = await m2.monitor.checkOnce();
+    expect(r.code).to.equal(2);
+    expect(r.outcomes[0].outcome.message).to.match(/stored view .* does not verify/);
+    expect(r.evidence).to.deep.equal([]);
+  });
 });

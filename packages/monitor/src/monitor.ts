@@ -234,7 +234,14 @@ export class Monitor {
       this.m.errors.inc({ what: 'log' });
       return { status: 'error', message: `could not fetch the checkpoint: ${(e as Error).message}` };
     }
-    const out = await this.lock.run(origin, () => this.fromLog(f, note));
+    let out: Outcome;
+    try {
+      out = await this.lock.run(origin, () => this.fromLog(f, note));
+    } catch (e) {
+      if (!(e instanceof MonitorError)) throw e;
+      this.m.errors.inc({ what: 'view' });
+      return { status: 'error', message: e.message };
+    }
     if (out.status === 'advanced') await this.recheckPending(f);
     return out;
   }
@@ -312,7 +319,12 @@ export class Monitor {
   }
 
   private viewSeen(f: Followed, v: ViewRecord): Seen {
-    return { note: v.note, cp: this.open(f, v.note), seen: v.seen };
+    try {
+      return { note: v.note, cp: this.open(f, v.note), seen: v.seen };
+    } catch (e) {
+      // the data dir holds a view this key did not sign: refuse to compare rather than guess
+      throw new MonitorError('stored-view', `the stored view of ${f.origin} does not verify under the configured log key (was --data used with another key?): ${(e as Error).message}`);
+    }
   }
 
   private async advance(f: Followed, s: Seen): Promise<void> {
@@ -403,11 +415,17 @@ export class Monitor {
       return this.counted({ status: 'rejected', message: `checkpoint from ${from} does not verify: ${(e as Error).message}` });
     }
     const got: Seen = { note, cp, seen: { from, at: this.now() } };
-    let out = await this.lock.run(origin, () => this.compareForeign(f, got));
-    if (out === undefined) {
-      // larger than our view: see whether the log has caught up
-      await this.pollLog(origin);
+    let out: Outcome | undefined;
+    try {
       out = await this.lock.run(origin, () => this.compareForeign(f, got));
+      if (out === undefined) {
+        // larger than our view: see whether the log has caught up
+        await this.pollLog(origin);
+        out = await this.lock.run(origin, () => this.compareForeign(f, got));
+      }
+    } catch (e) {
+      if (!(e instanceof MonitorError)) throw e;
+      return this.counted({ status: 'error', message: e.message });
     }
     if (out === undefined) {
       const pend = this.pending.get(origin) ?? new Map();

@@ -1,10 +1,14 @@
 /**
- * LogReader: the read side of a Trailmark (C2SP tlog-tiles) log over Node's fetch. Everything it returns is
+ * LogReader: the read side of a Trailmark (C2SP tlog-tiles) log over HTTP. Everything it returns is
  * untrusted bytes; authenticate them with @trailmark/tlog (openCheckpoint, VerifiedTileReader).
  *
  * Requests have a timeout, are retried with exponential backoff and full jitter on 429, 502, 503, 504,
  * timeouts and network errors (a Retry-After header is honoured), and at most `concurrency` are in flight.
+ * The transport is node:http(s) with a keep-alive agent rather than fetch(): fetching the bundles and tiles
+ * of an audit measured 2 to 3 times faster that way on Node 20 (undici's per-response stream overhead).
  */
+import http, { type IncomingHttpHeaders } from 'node:http';
+import https from 'node:https';
 import { MAX_NOTE_SIZE, TILE_WIDTH, tilePath, type TileFetcher, type TileRef } from '@trailmark/tlog';
 
 /** Why a read failed: the log could not be read (never evidence of misbehaviour). */
@@ -14,6 +18,8 @@ export class LogReadError extends Error {
     readonly url: string,
     /** HTTP status, when the log answered. */
     readonly status?: number,
+    /** A transient failure (a connection dropped mid-body) worth retrying. */
+    readonly retryable = false,
   ) {
     super(message);
     this.name = 'LogReadError';
@@ -58,6 +64,7 @@ export class LogReader {
   readonly url: string;
   readonly stats: LogReaderStats = { requests: 0, retries: 0, bytes: 0 };
   private readonly opts: Required<Omit<LogReaderOptions, 'headers'>> & { headers: Record<string, string> };
+  private readonly agent: http.Agent;
   private active = 0;
   private readonly waiting: (() => void)[] = [];
 
@@ -79,6 +86,8 @@ export class LogReader {
       concurrency: Math.max(1, opts.concurrency ?? 8),
       headers: opts.headers ?? {},
     };
+    const agentOpts = { keepAlive: true, maxSockets: this.opts.concurrency };
+    this.agent = u.protocol === 'https:' ? new https.Agent(agentOpts) : new http.Agent(agentOpts);
   }
 
   /** The latest checkpoint note text, as served (unverified). */
@@ -130,19 +139,18 @@ export class LogReader {
         let err: LogReadError;
         try {
           this.stats.requests++;
-          const res = await fetch(url, { headers: this.opts.headers, signal: AbortSignal.timeout(this.opts.timeoutMs) });
-          if (res.ok) {
-            const body = await readBody(res, maxBytes, url);
-            this.stats.bytes += body.length;
-            return body;
+          const res = await httpGet(url, this.agent, this.opts.headers, this.opts.timeoutMs, maxBytes);
+          if (res.status >= 200 && res.status < 300) {
+            this.stats.bytes += res.body.length;
+            return new Uint8Array(res.body.buffer, res.body.byteOffset, res.body.byteLength);
           }
-          const detail = await errorDetail(res);
-          err = new LogReadError(`GET ${url}: HTTP ${res.status}${detail}`, url, res.status);
+          err = new LogReadError(`GET ${url}: HTTP ${res.status}${errorDetail(res.body)}`, url, res.status);
           if (!RETRYABLE.has(res.status)) throw err;
-          wait = retryAfterMs(res.headers.get('retry-after'));
+          const ra = res.headers['retry-after'];
+          wait = retryAfterMs(typeof ra === 'string' ? ra : null);
         } catch (e) {
-          if (e instanceof LogReadError && (e.status === undefined || !RETRYABLE.has(e.status))) throw e;
-          err = e instanceof LogReadError ? e : new LogReadError(`GET ${url}: ${describeFetchError(e, this.opts.timeoutMs)}`, url);
+          if (e instanceof LogReadError && (e.status === undefined || !RETRYABLE.has(e.status)) && !e.retryable) throw e;
+          err = e instanceof LogReadError ? e : new LogReadError(`GET ${url}: ${describeError(e, this.opts.timeoutMs)}`, url);
         }
         if (attempt >= this.opts.retries) throw err;
         this.stats.retries++;
@@ -152,6 +160,11 @@ export class LogReader {
     } finally {
       this.release();
     }
+  }
+
+  /** Closes idle keep-alive connections (the reader stays usable). */
+  close(): void {
+    this.agent.destroy();
   }
 
   private acquire(): Promise<void> {
@@ -173,38 +186,60 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-async function readBody(res: Response, maxBytes: number, url: string): Promise<Uint8Array> {
-  const declared = Number(res.headers.get('content-length') ?? NaN);
-  if (declared > maxBytes) {
-    await res.body?.cancel();
-    throw new LogReadError(`GET ${url}: response of ${declared} bytes exceeds ${maxBytes}`, url);
-  }
-  const body = new Uint8Array(await res.arrayBuffer());
-  if (body.length > maxBytes) throw new LogReadError(`GET ${url}: response of ${body.length} bytes exceeds ${maxBytes}`, url);
-  return body;
+interface RawResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
 }
 
-async function errorDetail(res: Response): Promise<string> {
+/** Error bodies are read only this far: enough for the log's {"error": ...} message. */
+const MAX_ERROR_BODY = 64 << 10;
+
+/** One GET over node:http(s): the whole body (at most maxBytes on success), within timeoutMs. */
+function httpGet(url: string, agent: http.Agent, headers: Record<string, string>, timeoutMs: number, maxBytes: number): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const mod = url.startsWith('https:') ? https : http;
+    const req = mod.get(url, { agent, headers, signal: AbortSignal.timeout(timeoutMs) }, (res) => {
+      const status = res.statusCode ?? 0;
+      const limit = status >= 200 && status < 300 ? maxBytes : MAX_ERROR_BODY;
+      const declared = Number(res.headers['content-length'] ?? NaN);
+      if (declared > limit && limit === maxBytes) {
+        req.destroy();
+        reject(new LogReadError(`GET ${url}: response of ${declared} bytes exceeds ${maxBytes}`, url));
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let n = 0;
+      res.on('data', (c: Buffer) => {
+        n += c.length;
+        if (n <= limit) chunks.push(c);
+        else if (limit === maxBytes) {
+          req.destroy();
+          reject(new LogReadError(`GET ${url}: response of more than ${maxBytes} bytes`, url));
+        }
+      });
+      res.on('end', () => resolve({ status, headers: res.headers, body: Buffer.concat(chunks, Math.min(n, limit)) }));
+      res.on('error', (e) => reject(new LogReadError(`GET ${url}: ${describeError(e, timeoutMs)}`, url, undefined, true)));
+    });
+    req.on('error', reject);
+  });
+}
+
+function errorDetail(body: Buffer): string {
+  const text = body.subarray(0, 300).toString('utf8');
   try {
-    const text = (await res.text()).slice(0, 300);
-    try {
-      const j = JSON.parse(text) as { error?: unknown };
-      if (typeof j.error === 'string') return `: ${j.error}`;
-    } catch {
-      /* not JSON: show the start of the text */
-    }
-    return text.trim() ? `: ${text.trim().split('\n')[0]}` : '';
+    const j = JSON.parse(body.toString('utf8')) as { error?: unknown };
+    if (typeof j.error === 'string') return `: ${j.error}`;
   } catch {
-    return '';
+    /* not JSON: show the start of the text */
   }
+  return text.trim() ? `: ${text.trim().split('\n')[0]}` : '';
 }
 
-function describeFetchError(e: unknown, timeoutMs: number): string {
-  const err = e as Error & { cause?: { code?: string; message?: string } };
-  if (err?.name === 'TimeoutError' || err?.name === 'AbortError') return `timed out after ${timeoutMs} ms`;
-  const cause = err?.cause;
-  if (cause?.code) return `${cause.code}${cause.message ? ` (${cause.message})` : ''}`;
-  if (cause?.message) return cause.message;
+function describeError(e: unknown, timeoutMs: number): string {
+  const err = e as Error & { code?: string; cause?: { name?: string } };
+  if (err?.name === 'TimeoutError' || err?.name === 'AbortError' || err?.cause?.name === 'TimeoutError') return `timed out after ${timeoutMs} ms`;
+  if (err?.code) return err.message?.includes(err.code) ? `${err.code} (${err.message})` : `${err.code}: ${err.message}`;
   return err?.message ?? String(e);
 }
 

@@ -4,5 +4,6 @@
  */
 export * from './http.js';
 export * from './verified.js';
+export * from './fasthash.js';
 export * from './audit.js';
 export * from './entries.js';

@@ -8,6 +8,7 @@ import {
   inclusionProof, makeHasher, openCheckpoint, toU64, verifyConsistency, type Checkpoint, type Hash, type Hasher, type NoteVerifier,
   type OpenCheckpointOptions, type OpenedCheckpoint,
 } from '@trailmark/tlog';
+import { nodeAccelerator } from './fasthash.js';
 import { LogReadError, type LogReader } from './http.js';
 
 /** SHA-256 from node:crypto's one-shot digest: about twice the speed of the pure-JS default. */
@@ -53,7 +54,7 @@ export function verifiedLogFromNote(
   const { hasher, ...open } = opts;
   const opened = openCheckpoint(text, logKey, open);
   const cp = opened.checkpoint;
-  const tiles = new VerifiedTileReader(cp.size, cp.root, reader.fetchTile, { hasher: hasher ?? nodeHasher });
+  const tiles = new VerifiedTileReader(cp.size, cp.root, reader.fetchTile, { hasher: hasher ?? nodeHasher, accelerator: nodeAccelerator });
   return { text, opened, checkpoint: cp, tiles };
 }
 
