@@ -135,9 +135,33 @@ export function cosignatureTimestamp(sig: Uint8Array): bigint {
   return readU64be(sig, 0);
 }
 
+/** Order of the Ed25519 base point. */
+const ED25519_L = (1n << 252n) + 27742317777372353535851937790883648493n;
+
+function numberLE(b: Uint8Array): bigint {
+  let n = 0n;
+  for (let i = b.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(b[i]);
+  return n;
+}
+
+/**
+ * Cofactorless RFC 8032 verification, as Go's crypto/ed25519 does it: S < L and the encoding of [S]B - [k]A
+ * equals R byte for byte. noble's verify uses the cofactored equation, which accepts signatures with a
+ * small-order component in R that Go rejects; a log could then publish checkpoints some verifiers accept
+ * and others do not.
+ */
 function edVerify(sig: Uint8Array, msg: Uint8Array, publicKey: Uint8Array): boolean {
   try {
-    return ed.verify(sig, msg, publicKey, { zip215: false });
+    if (sig.length !== ED25519_SIG_SIZE || publicKey.length !== ED25519_KEY_SIZE) return false;
+    const r = sig.subarray(0, 32);
+    const s = numberLE(sig.subarray(32));
+    if (s >= ED25519_L) return false;
+    const a = ed.Point.fromBytes(publicKey, false);
+    // a small-order public key verifies forged signatures (R = identity, S = 0): no real key is one
+    if (a.clearCofactor().equals(ed.Point.ZERO)) return false;
+    const k = numberLE(sha512(concatBytes(r, publicKey, msg))) % ED25519_L;
+    const check = ed.Point.BASE.multiplyUnsafe(s).subtract(a.multiplyUnsafe(k));
+    return bytesEqual(check.toBytes(), r);
   } catch {
     return false;
   }
