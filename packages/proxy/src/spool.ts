@@ -260,7 +260,12 @@ export class Spool {
     const time = Date.now();
     return new Promise<void>((resolve, reject) => {
       this.pending.push({ buf: encodeRecord(data, time), time, resolve, reject });
-      if (!this.flushing) void this.flush();
+      if (!this.flushing) {
+        // start on the next turn of the event loop, so every append made in this one (all the requests read
+        // from sockets in one poll) joins the same write and fsync
+        this.flushing = true;
+        setImmediate(() => void this.flush());
+      }
     });
   }
 
