@@ -8,19 +8,23 @@
  *                      temporary file, fsync, rename, fsync of the directory)
  *   lock               pid of the process using the spool
  *
- * append() resolves only after its record is on disk (fdatasync); concurrent appends share one write and one
- * fdatasync (group commit), so the cost of durability is paid once per flush, not once per event.
+ * append() resolves only after its record is on disk: segments are opened O_DSYNC, so each write returns once its
+ * data is durable (one trip to the thread pool instead of a write and then an fdatasync). Concurrent appends
+ * share one write (group commit), so the cost of durability is paid once per flush, not once per event.
  * A crash can leave at most a torn tail on the last segment (records that were never acknowledged to a
  * caller): open() cuts it off. A crash between a delivery and its ack() means those records are read and
  * delivered again, which the log's leaf dedup makes harmless because the bytes are identical.
  */
-import { closeSync, openSync, fsyncSync } from 'node:fs';
+import { closeSync, constants, openSync, fsyncSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { SpoolError } from './errors.js';
 
 const HEADER = 16;
+// O_DSYNC: a write returns only once its data (and the metadata needed to read it back) is on stable storage
+const NEW_SEGMENT = constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC;
+const OPEN_SEGMENT = constants.O_RDWR | constants.O_DSYNC;
 /** The log stores entries of at most 65,535 canonical bytes; a spool record never needs more. */
 export const MAX_RECORD_BYTES = 0xffff;
 const SEGMENT_RE = /^(\d{20})\.seg$/;
@@ -215,11 +219,11 @@ export class Spool {
       const first = ack ? ack.segment + 1 : 1;
       spool.sizes.set(first, 0);
       spool.writeSeg = first;
-      spool.fh = await open(join(dir, segName(first)), 'wx+');
+      spool.fh = await open(join(dir, segName(first)), NEW_SEGMENT);
       fsyncDir(dir);
     } else {
       spool.writeSeg = live[live.length - 1];
-      spool.fh = await open(join(dir, segName(spool.writeSeg)), 'r+');
+      spool.fh = await open(join(dir, segName(spool.writeSeg)), OPEN_SEGMENT);
     }
     spool.ackPos = ack && live.length > 0 && ack.segment === live[0] ? ack : { segment: live[0] ?? spool.writeSeg, offset: 0 };
     return spool;
@@ -304,7 +308,6 @@ export class Spool {
         const { bytesWritten } = await fh.write(buf, done, buf.length - done, size + done);
         done += bytesWritten;
       }
-      await fh.datasync();
     } catch (e) {
       // drop whatever part reached the file, so the next group starts on a record boundary
       await fh.truncate(size).catch(() => {});
@@ -317,7 +320,7 @@ export class Spool {
 
   private async roll(): Promise<void> {
     const next = this.writeSeg + 1;
-    const fh = await open(join(this.dir, segName(next)), 'wx+');
+    const fh = await open(join(this.dir, segName(next)), NEW_SEGMENT);
     fsyncDir(this.dir);
     await this.fh!.close();
     this.fh = fh;
