@@ -10,10 +10,28 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { autocannon, median, startBareServer, type LoadResult } from './lib/ceilings.js';
+import { autocannon, median, startBareServer, waitForUrl, type LoadResult } from './lib/ceilings.js';
+
+// The least any node:http reverse proxy does (no auth, no events, no spool, no header hygiene): the ceiling for
+// a proxy process on this machine, measured in the same run.
+const BARE_FORWARDER = `
+const http = require('node:http');
+const u = new URL(process.argv[1]);
+const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
+const s = http.createServer((req, res) => {
+  const up = http.request({ hostname: u.hostname, port: u.port, method: req.method, path: req.url, headers: req.headers, agent }, (r) => {
+    res.writeHead(r.statusCode, r.headers);
+    r.pipe(res);
+  });
+  up.on('error', () => res.destroy());
+  req.pipe(up);
+});
+s.keepAliveTimeout = 60000;
+s.listen(0, '127.0.0.1', () => process.stdout.write('url: http://127.0.0.1:' + s.address().port + '\\n'));
+`;
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const bin = join(root, 'packages/cli/dist/bin.js');
@@ -61,17 +79,24 @@ async function main(): Promise<void> {
     );
     procs.push(proxy.proc);
     const [proxyUrl, admin] = proxy.lines;
+    const fwd = spawn(process.execPath, ['-e', BARE_FORWARDER, upstream.url], { stdio: ['ignore', 'pipe', 'inherit'] });
+    procs.push(fwd);
+    const forwarderUrl = await waitForUrl(fwd);
     const headers = { authorization: 'Bearer bench-token-0123456789', 'user-agent': 'autocannon' };
 
+    console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')} (2 cores)`);
     console.log(`proxy benchmark: ${rounds} round(s) of ${duration} s per figure, GET of a small JSON answer; load from a separate process`);
     for (const connections of [16, 64]) {
       const direct: LoadResult[] = [];
+      const bare: LoadResult[] = [];
       const proxied: LoadResult[] = [];
       // warm up both paths (JIT, keep-alive pools)
       await autocannon({ url: upstream.url + '/warm', connections, duration: 1, headers });
+      await autocannon({ url: forwarderUrl + '/warm', connections, duration: 1, headers });
       await autocannon({ url: proxyUrl + '/warm', connections, duration: 1, headers });
       for (let r = 0; r < rounds; r++) {
         direct.push(await autocannon({ url: upstream.url + '/rows?x=1', connections, duration, headers }));
+        bare.push(await autocannon({ url: forwarderUrl + '/rows?x=1', connections, duration, headers }));
         proxied.push(await autocannon({ url: proxyUrl + '/rows?x=1', connections, duration, headers }));
       }
       const med = (xs: LoadResult[]): LoadResult => ({
@@ -82,11 +107,14 @@ async function main(): Promise<void> {
         non2xx: xs.reduce((a, x) => a + x.non2xx, 0),
       });
       const d = med(direct);
+      const b = med(bare);
       const p = med(proxied);
       console.log(`\n${connections} connections:`);
       console.log(fmtRow('upstream directly', d));
+      console.log(fmtRow('bare node:http forwarder (ceiling)', b));
       console.log(fmtRow('through the proxy (spool mode)', p));
       console.log(`proxy/direct throughput ${(p.rps / d.rps).toFixed(2)}x   added p50 ${p.p50 - d.p50} ms   added p99 ${p.p99 - d.p99} ms`);
+      console.log(`proxy/bare forwarder throughput ${(p.rps / b.rps).toFixed(2)}x   p99 beyond the bare forwarder ${p.p99 - b.p99} ms`);
     }
 
     const t0 = Date.now();

@@ -43,7 +43,10 @@ export const ALWAYS_REDACTED_HEADERS = ['authorization', 'proxy-authorization', 
  */
 export function splitTarget(url: string | undefined): { path: string; query: string } {
   try {
-    const u = new URL(url ?? '/', 'http://proxy.invalid');
+    // origin-form ("/a/b?q") is appended to a base rather than resolved against it, so "//x/y" stays a path
+    // instead of becoming a host; absolute-form ("http://host/a") is parsed as it is
+    const target = url ?? '/';
+    const u = target.startsWith('/') ? new URL('http://proxy.invalid' + target) : new URL(target);
     return { path: u.pathname, query: u.search.startsWith('?') ? u.search.slice(1) : '' };
   } catch {
     return { path: '/', query: '' };

@@ -75,13 +75,18 @@ export class Shipper {
     w?.();
   }
 
-  /** Stops after the batch in flight (if any) finished or failed. */
-  async stop(): Promise<void> {
+  /**
+   * Stops the loop: waits up to timeoutMs for the batch in flight. A batch still in flight then is simply not
+   * acknowledged (its ack fails on the closed spool), so it is sent again on the next start: dedup makes that safe.
+   */
+  async stop(timeoutMs = 3000): Promise<void> {
     if (!this.running) return;
     this.running = false;
     this.unsubscribe?.();
     this.poke();
-    await this.loop;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.loop, new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
   }
 
   /** Resolves once the spool is empty (or rejects after timeoutMs). For tests and graceful shutdown. */

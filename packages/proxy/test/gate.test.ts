@@ -1,0 +1,63 @@
+import { expect } from 'chai';
+import { ConfigError, redactQuery, Rules, splitTarget, TokenStore, bearerToken } from '../src/index.js';
+
+describe('auth, rules, redaction', () => {
+  it('redacts named query parameters, case-insensitively and percent-decoded, keeping the rest byte for byte', () => {
+    const names = new Set(['password', 'access_token']);
+    expect(redactQuery('a=1&Password=x&b=%20&access%5Ftoken=y&password&c', names)).to.equal('a=1&Password=REDACTED&b=%20&access%5Ftoken=REDACTED&password=REDACTED&c');
+    expect(redactQuery('', names)).to.equal('');
+    expect(redactQuery('%zz=1&password=2', names)).to.equal('%zz=1&password=REDACTED');
+  });
+
+  it('normalizes paths the way the rules see them', () => {
+    expect(splitTarget('/a/./b/../c?x=1&y')).to.deep.equal({ path: '/a/c', query: 'x=1&y' });
+    expect(splitTarget('/a/%2e%2E/c')).to.deep.equal({ path: '/c', query: '' });
+    expect(splitTarget('//host/p')).to.deep.equal({ path: '//host/p', query: '' });
+    expect(splitTarget('http://elsewhere/x/../y?q')).to.deep.equal({ path: '/y', query: 'q' });
+  });
+
+  it('matches rule prefixes on whole segments, by role and method', () => {
+    const r = new Rules({ dba: { methods: ['GET', 'post'], paths: ['/db', '/files/'] }, admin: [{ methods: ['*'], paths: ['/'] }] });
+    expect(r.allows(['dba'], 'GET', '/db')).to.equal('dba');
+    expect(r.allows(['dba'], 'POST', '/db/t/1')).to.equal('dba');
+    expect(r.allows(['dba'], 'GET', '/dbx')).to.equal(null);
+    expect(r.allows(['dba'], 'DELETE', '/db')).to.equal(null);
+    expect(r.allows(['dba'], 'GET', '/files')).to.equal('dba');
+    expect(r.allows(['dba'], 'GET', '/db/%2F../admin')).to.equal(null);
+    expect(r.allows(['other', 'admin'], 'DELETE', '/anything')).to.equal('admin');
+    expect(r.allows([], 'GET', '/db')).to.equal(null);
+  });
+
+  it('refuses malformed rules and tokens with messages that name the entry, never the token', () => {
+    const bad: [() => unknown, RegExp][] = [
+      [() => new Rules([]), /must be a JSON object/],
+      [() => new Rules({ r: { methods: [], paths: ['/'] } }), /role "r" rule 1: "methods"/],
+      [() => new Rules({ r: { methods: ['GET'], paths: ['db'] } }), /"paths" must be a non-empty array of prefixes starting with "\/"/],
+      [() => new TokenStore({}), /no tokens defined/],
+      [() => new TokenStore({ 'sekrit-1': { id: '' } }), /entry 1: "id" must be a non-empty string/],
+      [() => new TokenStore({ ok: { id: 'a' }, 'sekrit-2': { id: 'b', roles: 'dba' } }), /entry 2 \(b\): "roles"/],
+      [() => TokenStore.fromFile('/nonexistent/tokens.json'), /cannot read tokens file \/nonexistent\/tokens.json: ENOENT/],
+    ];
+    for (const [fn, re] of bad) {
+      try {
+        fn();
+        expect.fail(`accepted: ${re}`);
+      } catch (e) {
+        expect(e).to.be.instanceOf(ConfigError);
+        expect((e as Error).message).to.match(re);
+        expect((e as Error).message).to.not.match(/sekrit/);
+      }
+    }
+  });
+
+  it('looks tokens up exactly and parses only bearer credentials', () => {
+    const t = new TokenStore({ abc: { id: 'alice', roles: ['x'] } });
+    expect(t.lookup('abc')).to.deep.equal({ id: 'alice', roles: ['x'] });
+    expect(t.lookup('abcd')).to.equal(null);
+    expect(bearerToken('Bearer abc')).to.equal('abc');
+    expect(bearerToken('bearer   abc ')).to.equal('abc');
+    expect(bearerToken('Basic YWJjOmRlZg==')).to.equal(null);
+    expect(bearerToken('Bearer a b')).to.equal(null);
+    expect(bearerToken(undefined)).to.equal(null);
+  });
+});
