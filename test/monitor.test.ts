@@ -78,6 +78,13 @@ describe('monitor (end to end)', function () {
     expect(await (await fetch(`${m.url}/v1/evidence`)).json()).to.deep.equal([]);
     const metrics = await (await fetch(`${m.url}/metrics`)).text();
     expect(metrics).to.match(/trailmark_monitor_tree_size\{origin="e2e\.example\/log"\} 5/);
+    // one data dir, one monitor: a second one is refused with a clear error
+    try {
+      await startMonitor({ logs: [{ url: l.url, vkey: key.vkey }], dataDir: join(tmp.dir, 'follow-mon'), logger: quiet });
+      expect.fail('a second monitor opened the same data dir');
+    } catch (e) {
+      expect((e as Error).message).to.match(/in use by another monitor/);
+    }
     await m.close();
     const again = await monitor('follow-mon', 'http://127.0.0.1:9', { follow: false });
     expect(await sizeOf(again)).to.equal(5n);

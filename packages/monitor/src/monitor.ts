@@ -117,6 +117,7 @@ export class Monitor {
   private tick: Promise<void> | undefined;
   private stopped = true;
   private readonly deliveries = new Set<Promise<void>>();
+  private readonly lastAlert = new Map<string, string>();
   private readonly m: {
     verified: Counter;
     treeSize: Gauge;
@@ -246,7 +247,11 @@ export class Monitor {
     return out;
   }
 
+  /** Logs and counts an alert, once per distinct message: a log stuck in a bad state must not flood the log. */
   private alert(origin: string, kind: string, message: string): void {
+    const key = `${origin}\n${kind}`;
+    if (this.lastAlert.get(key) === message) return;
+    this.lastAlert.set(key, message);
     this.m.alerts.inc({ origin, kind });
     this.log(`ALERT ${kind} ${origin}: ${message}`);
   }

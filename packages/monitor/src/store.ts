@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import type { Evidence, Sighting } from './evidence.js';
 import { KeyedLock } from './lock.js';
+import { MonitorError } from './errors.js';
 
 /** The latest checkpoint of a log the monitor verified (signature, and consistency with the one before). */
 export interface ViewRecord {
@@ -51,7 +52,13 @@ export class MonitorStore {
     const root = dir ?? (await mkdtemp(join(tmpdir(), 'trailmark-monitor-')));
     await mkdir(join(root, 'evidence'), { recursive: true });
     const db = new Level<string, unknown>(join(root, 'monitor.db'), { valueEncoding: 'json' });
-    await db.open();
+    try {
+      await db.open();
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string } }).cause;
+      if (cause?.code === 'LEVEL_LOCKED') throw new MonitorError('store-locked', `data directory ${root} is in use by another monitor`);
+      throw new MonitorError('store', `cannot open the monitor database in ${root}: ${(cause as Error | undefined)?.message ?? (e as Error).message}`);
+    }
     return new MonitorStore(db, root, temporary);
   }
 
@@ -121,7 +128,10 @@ export class MonitorStore {
 
 let tmpCounter = 0;
 
-/** Writes a file so that after a crash it is either absent or complete: temp file, fsync, rename, fsync dir. */
+/**
+ * Writes a file so that after a crash it is either absent or complete: temp file, fsync, rename, fsync dir.
+ * Precondition: the parent directory exists.
+ */
 export async function writeFileDurably(path: string, data: string): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}-${++tmpCounter}`;
   const fh = await open(tmp, 'w', 0o644);

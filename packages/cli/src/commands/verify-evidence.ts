@@ -6,7 +6,8 @@ import { failed, usage } from '../exit.js';
 import { loadVkey } from './verify.js';
 
 interface EvidenceOptions {
-  key: string;
+  key?: string;
+  logKey?: string;
 }
 
 /**
@@ -19,11 +20,13 @@ export function registerVerifyEvidence(program: Command): void {
     .command('evidence')
     .description('offline check of split-view evidence: two checkpoints signed by the log key that cannot be joined')
     .argument('<file>', 'evidence JSON file (one object, or an array as served by GET /v1/evidence)')
-    .requiredOption('--key <vkey>', "the log's vkey or a file holding it")
+    .option('--key <vkey>', "the log's vkey or a file holding it")
+    .option('--log-key <vkey>', 'same as --key')
     .action(
       action(async (file: string, opts: EvidenceOptions, cmd: Command) => {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
-        const key = await loadVkey(opts.key);
+        if ((opts.key === undefined) === (opts.logKey === undefined)) throw usage("give the log's vkey with --key VKEY (or --log-key VKEY)");
+        const key = await loadVkey((opts.key ?? opts.logKey)!);
         let text: string;
         try {
           text = await readFile(file, 'utf8');
