@@ -143,4 +143,22 @@ describe('log-side witnessing with a policy (end to end)', function () {
       await fork.close();
     }
   });
+
+  it('refuses to start with a policy whose quorum no reachable witness can meet, or that does not list the log', async () => {
+    const noUrl = join(tmp.dir, 'policy-no-url');
+    const w = (await import('node:fs')).readFileSync(policyFile, 'utf8').split('\n').find((l) => l.startsWith('witness w1'))!.split(' ');
+    await writeFile(noUrl, `witness w1 ${w[2]}\nquorum w1\n`);
+    const otherLog = join(tmp.dir, 'policy-other-log');
+    const other = await keyFile(join(tmp.dir, 'other-log.key'), 'other.example/log');
+    await writeFile(otherLog, `log ${other.vkey}\nquorum none\n`);
+    for (const [file, why] of [[noUrl, /cannot meet quorum/], [otherLog, /does not list this log/]] as const) {
+      try {
+        const s = await startLogServer({ dataDir: join(tmp.dir, 'refused'), keyFile: logKeyFile, listen: '127.0.0.1:0', policyFile: file });
+        await s.close();
+        expect.fail('started');
+      } catch (e) {
+        expect((e as Error).message).to.match(why);
+      }
+    }
+  });
 });

@@ -75,6 +75,11 @@ export async function createWitnessing(ctx: WitnessingContext, opts: WitnessingO
   }
   const logVerifier = parseVkey(ctx.vkey);
   if (!policyHasLog(policy, logVerifier)) throw new LogStateError('policy', `policy file ${ctx.policyFile} does not list this log's key (${ctx.origin})`);
+  const reachable = new Set([...policy.witnesses.values()].filter((w) => w.url).map((w) => w.name));
+  if (!evaluateQuorum(policy, reachable)) {
+    // without URLs the log cannot ask enough witnesses, and /checkpoint would never be served
+    throw new LogStateError('policy', `policy file ${ctx.policyFile}: the witnesses with URLs (${[...reachable].join(', ') || 'none'}) cannot meet quorum ${policy.quorum}`);
+  }
   const w = new LogWitnessing(ctx, policy, logVerifier, opts);
   await w.init();
   return w;
