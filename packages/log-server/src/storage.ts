@@ -2,12 +2,16 @@
  * The log's storage: one LevelDB, binary keys, every state change one atomic `sync: true` batch.
  *
  *   'S'                         state: size, compact range, latest signed checkpoint and STH (JSON)
- *   'E' u64be(N)                entry bundle N (tlog-tiles bundle encoding; the partial one rewritten)
- *   'T' u8(L) u64be(N)          tile L/N (tlog-tiles; the partial one at each level rewritten)
+ *   'E' u64be(N)                full entry bundle N (tlog-tiles bundle encoding)
+ *   'P' u64be(I)                entry I while its bundle is partial (deleted when the bundle is written)
+ *   'T' u8(L) u64be(N)          tile L/N (tlog-tiles); full ones, and the partial one of levels >= 1
  *   'H' leafHash[0:8]           u64be index (several if 64-bit prefixes collide; confirmed against tile 0)
  *
- * Leaf data is stored once (in its bundle); its hash once (in its level-0 tile). The tree's right edge (the
- * partial tile of each level and the partial bundle) lives in memory; full tiles go through an LRU.
+ * Leaf data is stored once (pending, then in its bundle); its hash once (in its full level-0 tile). A commit
+ * writes only what is new: the partial bundle and the partial level-0 tile are never rewritten, they are
+ * rebuilt at start from the pending entries (hashing them), which also checks them against the signed root.
+ * Upper partial tiles change once per 256 entries below and are rewritten then. The right edge lives in
+ * memory; full tiles go through an LRU.
  */
 import { Level } from 'level';
 import {
@@ -27,6 +31,7 @@ import {
   type NodeId,
 } from '@trailmark/tlog';
 import { LogStateError, UnavailableError } from './errors.js';
+import { PrefixFilter } from './filter.js';
 import type { LogKey } from './keys.js';
 import type { Logger } from './logger.js';
 import { nodeHasher } from './sha.js';
@@ -54,6 +59,14 @@ function bundleKey(n: number): Buffer {
   k[0] = 0x45; // 'E'
   k.writeUInt32BE(Math.floor(n / 2 ** 32), 1);
   k.writeUInt32BE(n % 2 ** 32, 5);
+  return k;
+}
+
+function pendingKey(i: number): Buffer {
+  const k = Buffer.alloc(9);
+  k[0] = 0x50; // 'P'
+  k.writeUInt32BE(Math.floor(i / 2 ** 32), 1);
+  k.writeUInt32BE(i % 2 ** 32, 5);
   return k;
 }
 
@@ -131,6 +144,7 @@ export class LogStore {
   private edgeBundle: { index: number; entries: Uint8Array[] } = { index: 0, entries: [] };
   private readonly tiles: Lru<number, TileNode>;
   private readonly bundles = new Lru<number, Buffer>(64);
+  private readonly filter = new PrefixFilter();
   private latest!: SignedTree;
   private failure: Error | undefined;
   private batch: ReturnType<Level<Uint8Array, Uint8Array>['batch']> | undefined;
@@ -211,12 +225,27 @@ export class LogStore {
     if (String(size) !== st.size) throw new LogStateError('state', `stored size ${st.size} differs from the signed checkpoint's size ${opened.checkpoint.size}`);
     const signedRoot = Buffer.from(opened.checkpoint.root);
 
-    // right edge: the partial tile at every level, from storage
+    // the partial bundle: pending entries, which also give the partial level-0 tile
+    const bIndex = Math.floor(size / TILE_W);
+    const bWidth = size % TILE_W;
+    const entries: Uint8Array[] = [];
+    for await (const [k, v] of this.db.iterator({ gte: pendingKey(bIndex * TILE_W), lt: Buffer.from([0x51]) })) {
+      const i = readU64(k, 1);
+      if (i >= size) {
+        throw new LogStateError('rolled-back', `the store holds entry ${i} beyond the signed size ${size}: its state was rolled back; serving it could sign a second tree of a signed size`);
+      }
+      if (i !== bIndex * TILE_W + entries.length) throw new LogStateError('entries', `pending entry ${bIndex * TILE_W + entries.length} is missing for size ${size}`);
+      entries.push(Buffer.from(v));
+    }
+    if (entries.length !== bWidth) throw new LogStateError('entries', `the partial bundle ${bIndex} should hold ${bWidth} entries for size ${size}, found ${entries.length}`);
+
+    // right edge: the partial tile at every level (level 0 from the pending entries)
     for (let level = 0, n = size; n > 0 || level === 0; level++, n = Math.floor(n / P8)) {
       const index = Math.floor(n / TILE_W);
       const width = n % TILE_W;
       const node = new TileNode(level, index);
-      if (width > 0) {
+      if (level === 0) for (const e of entries) node.push(nodeHasher.leaf(e));
+      else if (width > 0) {
         const t = await this.db.get(tileKey(level, index));
         if (!t || t.length !== width * 32) {
           throw new LogStateError('tile', `tile ${level}/${index} should hold ${width} hashes for size ${size}, found ${t ? t.length / 32 : 'none'}`);
@@ -227,15 +256,28 @@ export class LogStore {
       this.edge[level] = node;
       if (n === 0) break;
     }
+    for await (const k of this.db.keys({ gte: bundleKey(bIndex), lt: Buffer.from([0x46]), limit: 1 })) {
+      throw new LogStateError('rolled-back', `the store holds entry bundle ${readU64(k, 1)} beyond the signed size ${size}: its state was rolled back; serving it could sign a second tree of a signed size`);
+    }
 
-    // the root recomputed from the stored tiles must be the signed one: never sign over a different tree
+    // the dedup filter, from every leaf hash: full level-0 tiles in storage, then the partial one
+    let full = 0;
+    for await (const t of this.db.values({ gte: tileKey(0, 0), lt: tileKey(0, this.edge[0].index) })) {
+      if (t.length !== TILE_W * 32) throw new LogStateError('tile', `stored tile 0/${full} is not full below the right edge`);
+      for (let o = 0; o < t.length; o += 32) this.filter.add(t.subarray(o, o + 32));
+      full++;
+    }
+    if (full !== this.edge[0].index) throw new LogStateError('tile', `found ${full} full level-0 tiles, size ${size} needs ${this.edge[0].index}`);
+    for (let i = 0; i < this.edge[0].width; i++) this.filter.add(this.edge[0].node(0, i));
+
+    // the root recomputed from the stored tiles and entries must be the signed one: never sign over another tree
     const plan = rootPlan(BigInt(size));
     const hashes = await this.nodeHashes(plan.nodes, size);
     const root = plan.nodes.length === 0 ? nodeHasher.empty() : buildProof(plan, hashes, nodeHasher)[0];
     if (!bytesEqual(root, signedRoot)) {
       throw new LogStateError(
         'root-mismatch',
-        `the stored tiles give root ${Buffer.from(root).toString('base64')} for size ${size}, but the signed checkpoint says ${signedRoot.toString('base64')}: the store was altered; refusing to serve it`,
+        `the stored tiles and entries give root ${Buffer.from(root).toString('base64')} for size ${size}, but the signed checkpoint says ${signedRoot.toString('base64')}: the store was altered; refusing to serve it`,
       );
     }
     const compact = st.compact.map((h) => b64decode(h, 'compact range hash'));
@@ -243,25 +285,6 @@ export class LogStore {
       throw new LogStateError('compact-mismatch', `the stored compact range differs from the stored tiles at size ${size}`);
     }
     this.compact = new CompactRange(BigInt(size), hashes, nodeHasher);
-
-    // the partial bundle must hold exactly the entries the level-0 tile says
-    const bIndex = Math.floor(size / TILE_W);
-    const bWidth = size % TILE_W;
-    let entries: Uint8Array[] = [];
-    if (bWidth > 0) {
-      const b = await this.db.get(bundleKey(bIndex));
-      try {
-        entries = b ? decodeEntryBundle(b).map((e) => Buffer.from(e)) : [];
-      } catch (e) {
-        throw new LogStateError('bundle', `entry bundle ${bIndex}: ${(e as Error).message}`);
-      }
-      if (entries.length !== bWidth) throw new LogStateError('bundle', `entry bundle ${bIndex} should hold ${bWidth} entries for size ${size}, found ${entries.length}`);
-      entries.forEach((e, i) => {
-        if (!bytesEqual(nodeHasher.leaf(e), this.edge[0].node(0, i))) {
-          throw new LogStateError('bundle', `entry ${bIndex * TILE_W + i} does not hash to its leaf hash in tile 0/${bIndex}`);
-        }
-      });
-    }
     this.edgeBundle = { index: bIndex, entries };
     this.latest = { size, root: signedRoot, checkpoint: st.checkpoint, timestamp: st.timestamp, sthSignature: Buffer.from(b64decode(st.sth, 'sth')) };
     this.logger.info('log recovered', { size, root: signedRoot.toString('base64') });
@@ -325,11 +348,17 @@ export class LogStore {
   async append(leaves: readonly Leaf[]): Promise<AppendResult> {
     if (this.failure) throw new UnavailableError(`the log stopped writing after a storage failure: ${this.failure.message}`, 30);
     const start = this.latest.size;
-    const keys = leaves.map((l) => hashKey(l.hash));
-    const stored = await this.db.getMany(keys);
-    // confirm 64-bit prefix hits against the full leaf hash in the level-0 tile
+    // only leaves whose prefix might be stored need a read: duplicates, and 64-bit prefix collisions
+    const maybe: number[] = [];
+    for (let i = 0; i < leaves.length; i++) if (this.filter.mightContain(leaves[i].hash)) maybe.push(i);
+    const stored = new Array<Uint8Array | undefined>(leaves.length);
+    if (maybe.length > 0) {
+      const got = await this.db.getMany(maybe.map((i) => hashKey(leaves[i].hash)));
+      maybe.forEach((i, k) => (stored[i] = got[k]));
+    }
+    // confirm prefix hits against the full leaf hash in the level-0 tile
     const known = new Map<string, number>();
-    for (let i = 0; i < leaves.length; i++) {
+    for (const i of maybe) {
       const v = stored[i];
       if (!v) continue;
       for (let o = 0; o < v.length; o += 8) {
@@ -363,12 +392,15 @@ export class LogStore {
         const pk = hs.slice(0, 8);
         const prev = prefixValues.get(pk) ?? (stored[i] ? buf(stored[i]!) : undefined);
         prefixValues.set(pk, prev ? Buffer.concat([prev, u64(idx)]) : u64(idx));
+        this.filter.add(leaf.hash);
         this.compact.append(leaf.hash, this.visit);
         const eb = this.edgeBundle;
         eb.entries.push(leaf.data);
+        batch.put(pendingKey(idx), leaf.data);
         if (eb.entries.length === TILE_W) {
           const encoded = Buffer.from(encodeEntryBundle(eb.entries));
           batch.put(bundleKey(eb.index), encoded);
+          for (let j = eb.index * TILE_W; j < (eb.index + 1) * TILE_W; j++) batch.del(pendingKey(j));
           this.bundles.set(eb.index, encoded);
           this.edgeBundle = { index: eb.index + 1, entries: [] };
         }
@@ -385,9 +417,9 @@ export class LogStore {
       }
       for (const level of this.touched) {
         const node = this.edge[level];
-        if (node.width > 0) batch.put(tileKey(level, node.index), node.data());
+        // the partial level-0 tile is rebuilt from the pending entries at start
+        if (level > 0 && node.width > 0) batch.put(tileKey(level, node.index), node.data());
       }
-      if (this.edgeBundle.entries.length > 0) batch.put(bundleKey(this.edgeBundle.index), encodeEntryBundle(this.edgeBundle.entries));
       const tree = this.sign(batch, size, Math.max(Date.now(), this.latest.timestamp));
       await batch.write({ sync: true });
       this.latest = tree;

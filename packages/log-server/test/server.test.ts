@@ -436,8 +436,9 @@ describe('log server: tokens, overload, restart, refusal', function () {
   it('refuses to start when a stored tile no longer matches the signed checkpoint', async () => {
     await seed(300);
     await tamper(async (db) => {
-      const key = Buffer.from([0x54, 0, 0, 0, 0, 0, 0, 0, 0, 1]); // tile 0/1 (partial, 44 hashes)
+      const key = Buffer.from([0x54, 1, 0, 0, 0, 0, 0, 0, 0, 0]); // tile 1/0.p/1: the hash of tile 0/0
       const t = Buffer.from((await db.get(key))!);
+      expect(t.length).to.equal(32);
       t[5] ^= 0xff;
       await db.put(key, t);
     });
@@ -446,16 +447,21 @@ describe('log server: tokens, overload, restart, refusal', function () {
     expect(e.message).to.match(/altered/);
   });
 
-  it('refuses to start when the partial entry bundle was altered', async () => {
+  it('refuses to start when an entry of the partial bundle was altered', async () => {
     await seed(10);
     await tamper(async (db) => {
-      const key = Buffer.from([0x45, 0, 0, 0, 0, 0, 0, 0, 0]);
-      const entries = decodeEntryBundle((await db.get(key))!).map((e) => Buffer.from(e));
-      entries[3] = Buffer.from('{"i":33}');
-      const out = Buffer.concat(entries.flatMap((e) => [Buffer.from([e.length >> 8, e.length & 255]), e]));
-      await db.put(key, out);
+      const key = Buffer.from([0x50, 0, 0, 0, 0, 0, 0, 0, 3]); // pending entry 3
+      expect(Buffer.from((await db.get(key))!).toString()).to.equal('{"i":3}');
+      await db.put(key, Buffer.from('{"i":33}'));
     });
-    expect((await refusal()).code).to.equal('bundle');
+    const e = await refusal();
+    expect(e.code).to.equal('root-mismatch');
+  });
+
+  it('refuses to start when an entry of the partial bundle is missing', async () => {
+    await seed(10);
+    await tamper(async (db) => db.del(Buffer.from([0x50, 0, 0, 0, 0, 0, 0, 0, 9])));
+    expect((await refusal()).code).to.equal('entries');
   });
 
   it('refuses a data directory signed by another key, and an --origin that is not the key name', async () => {
@@ -482,8 +488,10 @@ describe('log server: tokens, overload, restart, refusal', function () {
     const log = await startLogServer({ dataDir: dir });
     await post(`${log.url}/v1/add-entry`, { more: true });
     await log.close();
-    // an old state with newer tiles: the partial tile 0/0 now has 6 hashes, the state says 5
+    // an old state with newer entries: signing from it would give size 6 a second root
     await tamper(async (db) => db.put(Buffer.from('S'), old!));
-    expect((await refusal()).code).to.equal('tile');
+    const e = await refusal();
+    expect(e.code).to.equal('rolled-back');
+    expect(e.message).to.match(/beyond the signed size 5/);
   });
 });
