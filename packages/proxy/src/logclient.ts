@@ -5,20 +5,22 @@
  * - add-entry: the answer carries a tlog-proof; its checkpoint must be signed by the log key and its
  *   inclusion proof must lead from SHA-256(0x00 || our bytes) to the checkpoint's root.
  * - add-entries: the answer carries one signed checkpoint and (leaf_index, leaf_hash) per entry. We check the
- *   signature, that each leaf_hash is the hash of the bytes we sent, and then each entry's inclusion: the
- *   proofs are built locally from the log's tiles (a handful of tile fetches cover a whole batch) and each
- *   is verified against the signed root, so the tiles need no trust of their own. If the tiles cannot be
- *   fetched, the client falls back to GET /v1/get-proof-by-index per entry, verified the same way.
+ *   signature, that each leaf_hash is the hash of the bytes we sent, and then that all of them are in the signed
+ *   tree at their indexes: the root is recomputed from our leaf hashes plus the log's tiles for the rest of the
+ *   tree (a handful of tiles per batch, ~2 hashes per entry) and must equal the signed root, so the tiles need no
+ *   trust of their own. If the tiles cannot be fetched, the client falls back to GET /v1/get-proof-by-index
+ *   per entry, each proof verified against the signed root.
  *
  * Checkpoint signatures are the expensive part (an Ed25519 verify is ~4 ms here), so a small cache remembers
  * note texts whose signature already verified; the inclusion check is still done for every entry.
  */
+import { createHash } from 'node:crypto';
 import {
   b64decode,
+  buildProof,
   bytesEqual,
-  hashLeaf,
-  hashNode,
-  inclusionProof,
+  hexEncode,
+  makeHasher,
   openCheckpoint,
   parseTlogProof,
   parseVkey,
@@ -28,10 +30,10 @@ import {
   tileWidth,
   TILE_HEIGHT,
   TILE_WIDTH,
+  rootPlan,
   verifyInclusion,
   type Checkpoint,
   type Hash,
-  type NodeId,
   type NoteVerifier,
 } from '@trailmark/tlog';
 import http from 'node:http';
@@ -81,6 +83,9 @@ export interface LogClientStats {
   failures: number;
   lastError: string | null;
 }
+
+/** RFC 6962 hashing on node:crypto, faster here than the portable default. */
+const nodeHasher = makeHasher((d) => createHash('sha256').update(d).digest());
 
 const RETRYABLE = new Set([408, 425, 429, 500, 502, 503, 504]);
 
@@ -249,14 +254,14 @@ export class LogClient {
     const treeSize = bigintField(o, 'tree_size');
     const leafHash = hashField(o, 'leaf_hash');
     const proofText = stringField(o, 'proof');
-    const mine = hashLeaf(entry);
+    const mine = nodeHasher.leaf(entry);
     if (!bytesEqual(mine, leafHash)) throw new ReceiptError('leaf-hash', 'receipt leaf_hash is not the hash of the entry sent');
     const p = parseTlogProof(proofText);
     const cp = this.openCached(p.checkpoint);
     if (p.index !== leafIndex) throw new ReceiptError('leaf-index', `receipt leaf_index ${leafIndex} but its proof is for index ${p.index}`);
     if (cp.size !== treeSize) throw new ReceiptError('tree-size', `receipt tree_size ${treeSize} but its checkpoint has size ${cp.size}`);
     if (leafIndex >= treeSize) throw new ReceiptError('leaf-index', `leaf_index ${leafIndex} is not below tree_size ${treeSize}`);
-    verifyInclusion(leafIndex, treeSize, mine, p.proof, cp.root);
+    verifyInclusion(leafIndex, treeSize, mine, p.proof, cp.root, nodeHasher);
     return { leafIndex, leafHash: mine, treeSize, checkpoint: p.checkpoint, proof: proofText };
   }
 
@@ -275,7 +280,7 @@ export class LogClient {
       if (typeof e !== 'object' || e === null) throw new ReceiptError('malformed-receipt', `entry ${i} of the answer is not an object`);
       const leafIndex = bigintField(e as Record<string, unknown>, 'leaf_index');
       const leafHash = hashField(e as Record<string, unknown>, 'leaf_hash');
-      if (!bytesEqual(hashLeaf(entries[i]), leafHash)) throw new ReceiptError('leaf-hash', `receipt entry ${i}: leaf_hash is not the hash of the entry sent`);
+      if (!bytesEqual(nodeHasher.leaf(entries[i]), leafHash)) throw new ReceiptError('leaf-hash', `receipt entry ${i}: leaf_hash is not the hash of the entry sent`);
       if (leafIndex >= treeSize) throw new ReceiptError('leaf-index', `receipt entry ${i}: leaf_index ${leafIndex} is not below tree_size ${treeSize}`);
       return { leafIndex, leafHash, treeSize, checkpoint: note };
     });
@@ -283,24 +288,40 @@ export class LogClient {
     return receipts;
   }
 
-  /** Verifies every receipt's inclusion against cp, with proofs built from tiles (or fetched per entry). */
+  /**
+   * Verifies that every receipt's leaf is in the tree signed by cp, at its index. With tiles, the whole batch is
+   * checked at once: the root is recomputed from our own leaf hashes at their indexes plus tile hashes of the
+   * subtrees holding none of them; it must equal the signed root (a multi-leaf inclusion proof whose sibling
+   * hashes come from the tiles). Without tiles, each entry's proof is fetched and verified.
+   */
   private async verifyInclusions(receipts: Receipt[], cp: Checkpoint): Promise<void> {
-    const source = new TileNodeSource(this, cp.size);
-    let proofs: Hash[][];
+    const mine = new Map<bigint, Hash>();
+    for (const r of receipts) {
+      const prev = mine.get(r.leafIndex);
+      if (prev && !bytesEqual(prev, r.leafHash)) throw new ReceiptError('leaf-index', `two different entries were given the same index ${r.leafIndex}`);
+      mine.set(r.leafIndex, r.leafHash);
+    }
+    let root: Hash;
     try {
-      proofs = [];
-      for (const r of receipts) proofs.push(await inclusionProof(r.leafIndex, cp.size, (nodes) => source.hashes(nodes)));
+      root = await new TreeView(this, cp.size, mine).root();
     } catch (e) {
       if (!(e instanceof TileUnavailable)) throw e;
-      proofs = await this.proofsByIndex(receipts, cp.size);
+      const proofs = await this.proofsByIndex(receipts, cp.size);
+      receipts.forEach((r, i) => {
+        try {
+          verifyInclusion(r.leafIndex, cp.size, r.leafHash, proofs[i], cp.root, nodeHasher);
+        } catch (err) {
+          throw new ReceiptError('inclusion', `entry at index ${r.leafIndex} is not included in the signed checkpoint of size ${cp.size}: ${(err as Error).message}`);
+        }
+      });
+      return;
     }
-    receipts.forEach((r, i) => {
-      try {
-        verifyInclusion(r.leafIndex, cp.size, r.leafHash, proofs[i], cp.root);
-      } catch (e) {
-        throw new ReceiptError('inclusion', `entry at index ${r.leafIndex} is not included in the signed checkpoint of size ${cp.size}: ${(e as Error).message}`);
-      }
-    });
+    if (!bytesEqual(root, cp.root)) {
+      throw new ReceiptError(
+        'inclusion',
+        `the ${mine.size} entries are not all in the signed tree of size ${cp.size} at the indexes given: the root from our leaves and the log's tiles is ${hexEncode(root)}, the checkpoint says ${hexEncode(cp.root)}`,
+      );
+    }
   }
 
   private async proofsByIndex(receipts: Receipt[], size: bigint): Promise<Hash[][]> {
@@ -425,22 +446,44 @@ function errorText(data: Uint8Array): string {
 class TileUnavailable extends Error {}
 
 /**
- * Node hashes of the tree of `size` read from the log's tiles, memoized for one batch: stored level-8k hashes
- * come straight from a tile, the levels in between are hashed up once each.
+ * The tree of `size` leaves as seen from the log's tiles, with our own leaf hashes at our indexes. Nodes whose
+ * leaves include one of ours are always hashed from their children, down to our leaves, so the root binds
+ * every one of them; other nodes are read from the tiles where stored (levels 8k) or hashed up from them.
+ * Memoized for one batch.
  */
-class TileNodeSource {
+class TreeView {
   private readonly tiles = new Map<string, Promise<Hash[]>>();
   private readonly nodes = new Map<string, Hash>();
+  private readonly sorted: bigint[];
 
   constructor(
     private readonly client: LogClient,
     private readonly size: bigint,
-  ) {}
+    private readonly mine: Map<bigint, Hash>,
+  ) {
+    this.sorted = [...mine.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
 
-  async hashes(ids: NodeId[]): Promise<Hash[]> {
-    const out: Hash[] = [];
-    for (const id of ids) out.push(await this.node(id.level, id.index));
-    return out;
+  async root(): Promise<Hash> {
+    const plan = rootPlan(this.size);
+    if (plan.nodes.length === 0) return nodeHasher.empty();
+    const hashes: Hash[] = [];
+    for (const n of plan.nodes) hashes.push(await this.node(n.level, n.index));
+    return buildProof(plan, hashes, nodeHasher)[0];
+  }
+
+  /** Whether node (level, index) covers one of our leaves. */
+  private covers(level: number, index: bigint): boolean {
+    const lo = index << BigInt(level);
+    const hi = (index + 1n) << BigInt(level);
+    let a = 0;
+    let b = this.sorted.length;
+    while (a < b) {
+      const m = (a + b) >> 1;
+      if (this.sorted[m] < lo) a = m + 1;
+      else b = m;
+    }
+    return a < this.sorted.length && this.sorted[a] < hi;
   }
 
   private async node(level: number, index: bigint): Promise<Hash> {
@@ -448,13 +491,15 @@ class TileNodeSource {
     const hit = this.nodes.get(key);
     if (hit) return hit;
     let h: Hash;
-    if (level % TILE_HEIGHT === 0) {
+    const own = level === 0 ? this.mine.get(index) : undefined;
+    if (own) h = own;
+    else if (level % TILE_HEIGHT === 0 && (level === 0 || !this.covers(level, index))) {
       const loc = tileForNode({ level, index });
       const hashes = await this.tile(loc.level, loc.index);
       if (hashes.length <= loc.offset) throw new ReceiptError('tile', `tile ${loc.level}/${loc.index} is too short for node ${key}`);
       h = hashes[loc.offset];
     } else {
-      h = hashNode(await this.node(level - 1, 2n * index), await this.node(level - 1, 2n * index + 1n));
+      h = nodeHasher.node(await this.node(level - 1, 2n * index), await this.node(level - 1, 2n * index + 1n));
     }
     this.nodes.set(key, h);
     return h;

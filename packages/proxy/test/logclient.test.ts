@@ -24,6 +24,13 @@ describe('LogClient against a real log', () => {
     rs.forEach((r, i) => expect(Buffer.from(r.leafHash)).to.deep.equal(Buffer.from(hashLeaf(batch[i]))));
     const again = await c.addEntries(batch);
     expect(again.map((r) => r.leafIndex)).to.deep.equal(rs.map((r) => r.leafIndex));
+    // old entries scattered among new ones, and one entry twice in the same batch
+    const twice = entry(901);
+    const mixed = [batch[7], entry(900), batch[250], twice, twice, batch[0]];
+    const mr = await c.addEntries(mixed);
+    expect([mr[0], mr[2], mr[5]].map((r) => r.leafIndex)).to.deep.equal([rs[7], rs[250], rs[0]].map((r) => r.leafIndex));
+    expect(mr[3].leafIndex).to.equal(mr[4].leafIndex);
+    expect(mr[1].leafIndex > rs[299].leafIndex).to.equal(true);
     expect(c.stats.receiptFailures).to.equal(0);
   });
 
