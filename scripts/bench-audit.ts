@@ -4,7 +4,8 @@
  *
  * An audit of n entries computes n leaf hashes (SHA-256 of 0x00 || ~300 bytes) and about n node hashes
  * (SHA-256 of 65 bytes: 255 per full level-0 tile, plus the tiles above), so its single-thread ceiling is
- * 1 / (1/leafRate + 1/nodeRate) entries/s; the log server shares the same two cores.
+ * 1 / (1/leafRate + 1/nodeRate) entries/s; the log server shares the same two cores. The other bound is
+ * HTTP itself: fetching the same bundles and tiles with no checks at all is measured in the same run.
  */
 import { spawn } from 'node:child_process';
 import { hash as nodeHash } from 'node:crypto';
@@ -68,6 +69,23 @@ async function buildLog(dir: string): Promise<number> {
   return bytes / N;
 }
 
+/** Entries/s of fetching every full bundle and level-0 tile with no checks at all: the HTTP floor. */
+async function fetchOnly(url: string): Promise<number> {
+  const reader = new LogReader(url, { concurrency: 16 });
+  const bundles = Math.floor(N / 256);
+  let next = 0;
+  const t0 = performance.now();
+  const worker = async () => {
+    while (next < bundles) {
+      const index = BigInt(next++);
+      await Promise.all([reader.tile({ level: 0, index, width: 256, entries: true }), reader.tile({ level: 0, index, width: 256 })]);
+    }
+  };
+  await Promise.all(Array.from({ length: 32 }, worker));
+  reader.close();
+  return (bundles * 256) / ((performance.now() - t0) / 1000);
+}
+
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'tm-bench-audit-'));
   const server = { kill: () => undefined as unknown };
@@ -83,11 +101,14 @@ async function main(): Promise<void> {
     const logKey = parseVkey(vkey);
 
     const rates: number[] = [];
+    const fetchRates: number[] = [];
     for (let r = 0; r < RUNS; r++) {
+      fetchRates.push(await fetchOnly(url));
       const reader = new LogReader(url, { concurrency: 16 });
       const t0 = performance.now();
-      const report = await auditLog(reader, logKey, { bundleConcurrency: 32 });
+      const report = await auditLog(reader, logKey, { bundleConcurrency: 32, workers: 1 });
       const s = (performance.now() - t0) / 1000;
+      reader.close();
       if (report.treeSize !== BigInt(N)) throw new Error(`audited ${report.treeSize} entries, want ${N}`);
       rates.push(N / s);
       console.log(`run ${r + 1}: ${report.summary} in ${s.toFixed(2)} s (${reader.stats.requests} requests, ${(reader.stats.bytes / 1e6).toFixed(0)} MB)`);
@@ -102,6 +123,7 @@ async function main(): Promise<void> {
     const hashBound = 1 / (1 / leafRate + 1 / nodeRate);
     console.log('');
     console.log(row(`audit replay, ${fmt(N)} entries (median of ${RUNS})`, median(rates), 'entries/s', 'SHA-256 leaf+node, one thread', hashBound));
+    console.log(row(`  same`, median(rates), 'entries/s', 'HTTP fetch of the same, no checks', median(fetchRates)));
     console.log(row(`  same`, median(rates), 'entries/s', `SHA-256 ${sample.length} B, crypto.hash`, leafRate));
     console.log(row(`  same`, median(rates), 'entries/s', 'SHA-256 65 B node, crypto.hash', nodeRate));
     console.log(row(`  same`, median(rates), 'entries/s', 'SHA-256 301 B, createHash', sha.node));
