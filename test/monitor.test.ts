@@ -155,6 +155,12 @@ describe('monitor (end to end)', function () {
     const bad = await cli(['verify', 'evidence', join(tmp.dir, 'tampered.json'), '--key', key.vkey]);
     expect(bad.code, bad.stderr).to.equal(1);
 
+    // GET /v1/evidence saved as is (an array) verifies too, with machine output
+    await writeFile(join(tmp.dir, 'all-evidence.json'), JSON.stringify(evs));
+    const all = await cli(['--json', 'verify', 'evidence', join(tmp.dir, 'all-evidence.json'), '--log-key', key.vkey]);
+    expect(all.code, all.stderr).to.equal(0);
+    expect(JSON.parse(all.stdout)).to.deep.include({ ok: true });
+
     await waitFor('webhook delivery', async () => hooks.length > 0, 5000);
     verifyEvidence(hooks[0], parseVkey(key.vkey));
 
