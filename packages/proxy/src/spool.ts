@@ -114,6 +114,7 @@ export class Spool {
   private readonly sizes = new Map<number, number>();
   private writeSeg = 0;
   private fh: FileHandle | null = null;
+  private reader: { segment: number; fh: FileHandle } | null = null;
   private pending: Pending[] = [];
   private flushing = false;
   private closed = false;
@@ -348,29 +349,50 @@ export class Spool {
       }
       const want = Math.min(end - pos.offset, Math.max(maxBytes - bytes, HEADER + MAX_RECORD_BYTES));
       const buf = Buffer.allocUnsafe(want);
-      // a handle of its own: the writer may close its handle when it rolls to a new segment
-      const fh = await open(join(this.dir, segName(pos.segment)), 'r');
-      try {
-        let got = 0;
-        while (got < want) {
-          const { bytesRead } = await fh.read(buf, got, want - got, pos.offset + got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
-        const parsed = parseRecords(buf.subarray(0, got), maxRecords - records.length);
-        if (parsed.damaged || parsed.used === 0) {
-          throw new SpoolError('corrupt', `spool segment ${segName(pos.segment)} is damaged at byte ${pos.offset + parsed.used}`);
-        }
-        for (const r of parsed.records) {
-          records.push(r);
-          bytes += r.data.length;
-        }
-        pos = { segment: pos.segment, offset: pos.offset + parsed.used };
-      } finally {
-        await fh.close();
+      // a handle of its own (the writer closes its handle when it rolls), kept while reading the same segment
+      const fh = await this.readHandle(pos.segment);
+      let got = 0;
+      while (got < want) {
+        const { bytesRead } = await fh.read(buf, got, want - got, pos.offset + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
       }
+      const parsed = parseRecords(buf.subarray(0, got), maxRecords - records.length);
+      if (parsed.damaged || parsed.used === 0) {
+        throw new SpoolError('corrupt', `spool segment ${segName(pos.segment)} is damaged at byte ${pos.offset + parsed.used}`);
+      }
+      for (const r of parsed.records) {
+        records.push(r);
+        bytes += r.data.length;
+      }
+      pos = { segment: pos.segment, offset: pos.offset + parsed.used };
     }
     return { records, start, end: pos };
+  }
+
+  /** Append time of the record at the ack cursor (read from its header), or null if there is none. */
+  private async firstTime(): Promise<number | null> {
+    let pos = this.ackPos;
+    for (;;) {
+      const end = this.sizes.get(pos.segment);
+      if (end === undefined) return null;
+      if (pos.offset + HEADER <= end) break;
+      if (pos.segment === this.writeSeg) return null;
+      pos = { segment: pos.segment + 1, offset: 0 };
+    }
+    const fh = await this.readHandle(pos.segment);
+    const b = Buffer.alloc(HEADER);
+    await fh.read(b, 0, HEADER, pos.offset);
+    return b.readDoubleBE(8);
+  }
+
+  private async readHandle(segment: number): Promise<FileHandle> {
+    if (this.reader && this.reader.segment === segment) return this.reader.fh;
+    const fh = await open(join(this.dir, segName(segment)), 'r');
+    const old = this.reader;
+    this.reader = { segment, fh };
+    await old?.fh.close();
+    return fh;
   }
 
   /**
@@ -398,9 +420,13 @@ export class Spool {
     this._depth -= batch.records.length;
     for (let s = old; s < batch.end.segment; s++) {
       this.sizes.delete(s);
+      if (this.reader?.segment === s) {
+        await this.reader.fh.close();
+        this.reader = null;
+      }
       await unlink(join(this.dir, segName(s))).catch(() => {});
     }
-    this.headTime = this._depth > 0 ? ((await this.read(1, 1)).records[0]?.time ?? null) : null;
+    this.headTime = this._depth > 0 ? await this.firstTime() : null;
   }
 
   /** Waits for pending appends, then closes files and releases the lock. Idempotent. */
@@ -410,6 +436,8 @@ export class Spool {
     this.closed = true;
     await this.fh?.close();
     this.fh = null;
+    await this.reader?.fh.close();
+    this.reader = null;
     await unlink(join(this.dir, 'lock')).catch(() => {});
   }
 }
