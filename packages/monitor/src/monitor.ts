@@ -163,6 +163,15 @@ export class Monitor {
       errors: new Counter({ name: 'trailmark_monitor_errors_total', help: 'Checks that could not be made (network, peer)', labelNames: ['what'], registers: r }),
       gossip: new Counter({ name: 'trailmark_monitor_gossip_checkpoints_total', help: 'Checkpoints heard from peers, by outcome', labelNames: ['status'], registers: r }),
     };
+    const pendingCount = () => this.pendingCount();
+    new Gauge({
+      name: 'trailmark_monitor_pending_checkpoints',
+      help: 'Checkpoints heard of that are larger than the log has shown (not checked yet)',
+      registers: r,
+      collect() {
+        this.set(pendingCount());
+      },
+    });
   }
 
   /** Trusted log keys by origin (what the witness accepts). */
