@@ -118,6 +118,7 @@ export class Monitor {
   private stopped = true;
   private readonly deliveries = new Set<Promise<void>>();
   private readonly lastAlert = new Map<string, string>();
+  private readonly failing = new Map<string, string>();
   private readonly m: {
     verified: Counter;
     treeSize: Gauge;
@@ -182,15 +183,19 @@ export class Monitor {
   /** Starts polling logs and gossiping. Precondition: not started. */
   start(): void {
     this.stopped = false;
-    void this.loadMetrics();
     const period = Math.min(this.opts.pollIntervalMs ?? 2000, this.opts.gossipIntervalMs ?? 2000);
     let lastGossip = 0;
+    let first = true;
     const run = async () => {
       if (this.stopped) return;
-      await this.pollAll();
+      if (first) {
+        first = false;
+        await this.loadMetrics();
+      }
+      this.report(await this.pollAll());
       if (this.peers.length && Date.now() - lastGossip >= (this.opts.gossipIntervalMs ?? 2000)) {
         lastGossip = Date.now();
-        await this.gossipAll();
+        this.report(await this.gossipAll());
       }
     };
     const loop = () => {
@@ -209,6 +214,24 @@ export class Monitor {
     if (this.timer) clearTimeout(this.timer);
     await this.tick;
     await Promise.allSettled([...this.deliveries]);
+  }
+
+  /** Logs what changed: a log or peer that starts or stops failing (once, not every round), and each advance. */
+  private report(outcomes: { what: string; outcome: Outcome }[]): void {
+    const byWhat = new Map<string, Outcome[]>();
+    for (const { what, outcome } of outcomes) byWhat.set(what, [...(byWhat.get(what) ?? []), outcome]);
+    for (const [what, list] of byWhat) {
+      const bad = list.find((o) => o.status === 'error' || o.status === 'pending');
+      const before = this.failing.get(what);
+      if (bad && before !== bad.message) {
+        this.failing.set(what, bad.message);
+        this.log(`warn: ${what}: ${bad.message}`);
+      } else if (!bad && before !== undefined) {
+        this.failing.delete(what);
+        this.log(`info: ${what}: checked again`);
+      }
+      for (const o of list) if (o.status === 'advanced') this.log(`info: ${what}: ${o.message}`);
+    }
   }
 
   private async loadMetrics(): Promise<void> {
@@ -286,7 +309,6 @@ export class Monitor {
     const view = await this.opts.store.view(f.origin);
     if (!view) {
       await this.advance(f, got);
-      this.log(`info: ${f.origin}: first checkpoint, size ${cp.size}`);
       return { status: 'advanced', message: `first checkpoint of ${f.origin} at size ${cp.size}` };
     }
     const v = this.viewSeen(f, view);
