@@ -128,6 +128,7 @@ describe('monitor (end to end)', function () {
     await waitFor('evidence at mb', async () => ((await (await fetch(`${mb.url}/v1/evidence`)).json()) as Evidence[]).length > 0, 10_000);
     await waitFor('evidence at ma (pulled from... pushed to it and imported)', async () => ((await (await fetch(`${ma.url}/v1/evidence`)).json()) as Evidence[]).length > 0, 10_000);
     const took = Date.now() - t0;
+    if (process.env.TRAILMARK_TEST_TIMING) console.log(`      fork detected at both monitors in ${took} ms`);
     expect(took).to.be.below(5000);
 
     const evs = (await (await fetch(`${mb.url}/v1/evidence`)).json()) as Evidence[];
