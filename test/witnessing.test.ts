@@ -161,4 +161,32 @@ describe('log-side witnessing with a policy (end to end)', function () {
       }
     }
   });
+
+  it('a witness that never answers holds up neither receipts nor the log shutdown', async () => {
+    const sockets = new Set<import('node:net').Socket>();
+    const hang = (await import('node:net')).createServer((c) => {
+      sockets.add(c);
+      c.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => hang.listen(0, '127.0.0.1', () => r()));
+    const hangUrl = `http://127.0.0.1:${(hang.address() as { port: number }).port}`;
+    const wk = await keyFile(join(tmp.dir, 'hang.key'), 'hanging.example', true);
+    const hangPolicy = join(tmp.dir, 'policy-hang');
+    await writeFile(hangPolicy, `log ${logVkey}\nwitness h ${wk.vkey} ${hangUrl}\nquorum h\n`);
+    const l = await startLogServer({ dataDir: join(tmp.dir, 'hang-log'), keyFile: logKeyFile, listen: '127.0.0.1:0', policyFile: hangPolicy });
+    try {
+      const t0 = Date.now();
+      const r = await fetch(`${l.url}/v1/add-entry`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(entry('hang', 0)) });
+      expect(r.status).to.equal(200);
+      expect(Date.now() - t0).to.be.below(2000);
+      expect((await fetch(`${l.url}/checkpoint`)).status).to.equal(503);
+      await waitFor('a request at the hanging witness', async () => sockets.size > 0);
+    } finally {
+      const t1 = Date.now();
+      await l.close();
+      expect(Date.now() - t1).to.be.below(2000);
+      for (const c of sockets) c.destroy();
+      await new Promise<void>((r) => hang.close(() => r()));
+    }
+  });
 });

@@ -99,6 +99,8 @@ class LogWitnessing implements Witnessing {
   private readonly maxBackoffMs: number;
   private persisting: Promise<void> = Promise.resolve();
   private kick: NodeJS.Timeout | undefined;
+  /** Aborts requests in flight on close: a hanging witness must not hold up the log's shutdown. */
+  private readonly closing = new AbortController();
 
   constructor(
     private readonly ctx: WitnessingContext,
@@ -172,6 +174,7 @@ class LogWitnessing implements Witnessing {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     if (this.kick) clearTimeout(this.kick);
+    this.closing.abort();
     await Promise.allSettled([...this.inflight]);
     await this.persisting;
   }
@@ -207,6 +210,7 @@ class LogWitnessing implements Witnessing {
   }
 
   private failed(s: WitnessState, why: string): void {
+    if (this.closed) return; // aborted by close(), not the witness's fault
     s.failures++;
     s.notBefore = Date.now() + Math.min(this.maxBackoffMs, this.intervalMs * 2 ** Math.min(s.failures, 10));
     this.ctx.logger.warn('witness did not cosign', { witness: s.w.name, url: s.w.url, error: why, failures: s.failures });
@@ -222,7 +226,8 @@ class LogWitnessing implements Witnessing {
       let res: Response;
       let text: string;
       try {
-        res = await fetch(url, { method: 'POST', body, signal: AbortSignal.timeout(this.timeoutMs), redirect: 'error' });
+        const signal = AbortSignal.any([AbortSignal.timeout(this.timeoutMs), this.closing.signal]);
+        res = await fetch(url, { method: 'POST', body, signal, redirect: 'error' });
         text = await res.text();
       } catch (e) {
         const err = e as Error & { cause?: Error };
