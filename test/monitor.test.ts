@@ -260,4 +260,21 @@ describe('monitor (end to end)', function () {
     expect(r.outcomes[0].outcome.message).to.match(/stored view .* does not verify/);
     expect(r.evidence).to.deep.equal([]);
   });
+
+  it('a log or peer that never answers does not hold up shutdown', async () => {
+    const sockets = new Set<import('node:net').Socket>();
+    const hang = (await import('node:net')).createServer((c) => {
+      sockets.add(c);
+      c.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => hang.listen(0, '127.0.0.1', () => r()));
+    const hangUrl = `http://127.0.0.1:${(hang.address() as { port: number }).port}`;
+    const m = await startMonitor({ logs: [{ url: hangUrl, vkey: key.vkey }], peers: [hangUrl], pollIntervalMs: 50, gossipIntervalMs: 50, logger: quiet });
+    await waitFor('requests at the silent server', async () => sockets.size > 0);
+    const t0 = Date.now();
+    await m.close();
+    expect(Date.now() - t0).to.be.below(2000);
+    for (const c of sockets) c.destroy();
+    await new Promise<void>((r) => hang.close(() => r()));
+  });
 });

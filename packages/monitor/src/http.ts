@@ -1,5 +1,11 @@
 import { HttpError } from './errors.js';
 
+/** Deadline of one request (default 10 s), and a signal that aborts it early (shutdown). */
+export interface RequestLimits {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
 export interface HttpResponse {
   status: number;
   contentType: string;
@@ -17,7 +23,7 @@ export function joinUrl(base: string, path: string): string {
  */
 export async function httpRequest(
   url: string,
-  init: { method?: string; body?: string; headers?: Record<string, string>; timeoutMs?: number } = {},
+  init: { method?: string; body?: string; headers?: Record<string, string> } & RequestLimits = {},
 ): Promise<HttpResponse> {
   let res: Response;
   try {
@@ -25,12 +31,12 @@ export async function httpRequest(
       method: init.method ?? 'GET',
       body: init.body,
       headers: init.headers,
-      signal: AbortSignal.timeout(init.timeoutMs ?? 10_000),
+      signal: init.signal ? AbortSignal.any([AbortSignal.timeout(init.timeoutMs ?? 10_000), init.signal]) : AbortSignal.timeout(init.timeoutMs ?? 10_000),
       redirect: 'error',
     });
   } catch (e) {
     const err = e as Error & { cause?: Error };
-    const why = err.name === 'TimeoutError' ? 'timed out' : (err.cause?.message ?? err.message);
+    const why = err.name === 'TimeoutError' ? 'timed out' : init.signal?.aborted ? 'aborted (shutting down)' : (err.cause?.message ?? err.message);
     throw new HttpError(url, undefined, `${init.method ?? 'GET'} ${url}: ${why}`);
   }
   let text: string;
@@ -43,15 +49,15 @@ export async function httpRequest(
 }
 
 /** GET that must answer 200; returns the body. Precondition: url is absolute. */
-export async function getOk(url: string, timeoutMs?: number): Promise<string> {
-  const r = await httpRequest(url, { timeoutMs });
+export async function getOk(url: string, limits: RequestLimits = {}): Promise<string> {
+  const r = await httpRequest(url, limits);
   if (r.status !== 200) throw new HttpError(url, r.status, `GET ${url}: status ${r.status}${errorSuffix(r.text)}`);
   return r.text;
 }
 
 /** GET a JSON document (status 200). Precondition: url is absolute. */
-export async function getJson(url: string, timeoutMs?: number): Promise<unknown> {
-  const text = await getOk(url, timeoutMs);
+export async function getJson(url: string, limits: RequestLimits = {}): Promise<unknown> {
+  const text = await getOk(url, limits);
   try {
     return JSON.parse(text);
   } catch {

@@ -1,6 +1,6 @@
 import { b64decode, type Hash } from '@trailmark/tlog';
 import { HttpError } from './errors.js';
-import { getJson, getOk, joinUrl } from './http.js';
+import { getJson, getOk, joinUrl, type RequestLimits } from './http.js';
 
 /**
  * What the monitor asks of a log over HTTP (contract section 3): its checkpoint and the proofs that tie two
@@ -9,25 +9,25 @@ import { getJson, getOk, joinUrl } from './http.js';
 export class LogClient {
   constructor(
     readonly url: string,
-    readonly timeoutMs = 10_000,
+    readonly limits: RequestLimits = {},
   ) {}
 
   /** The log's current checkpoint note (unverified). */
   async checkpoint(): Promise<string> {
-    return getOk(joinUrl(this.url, '/checkpoint'), this.timeoutMs);
+    return getOk(joinUrl(this.url, '/checkpoint'), this.limits);
   }
 
   /** RFC 6962 consistency proof between two sizes. Precondition: first <= second. */
   async consistency(first: bigint, second: bigint): Promise<Hash[]> {
     const url = joinUrl(this.url, `/v1/get-sth-consistency?first=${first}&second=${second}`);
-    const j = (await getJson(url, this.timeoutMs)) as { consistency?: unknown };
+    const j = (await getJson(url, this.limits)) as { consistency?: unknown };
     return hashList(url, j?.consistency, 'consistency');
   }
 
   /** Leaf hash and inclusion path of leaf `index` in the tree of `size`. Precondition: index < size. */
   async proofByIndex(index: bigint, size: bigint): Promise<{ leafHash: Hash; path: Hash[] }> {
     const url = joinUrl(this.url, `/v1/get-proof-by-index?leaf_index=${index}&tree_size=${size}`);
-    const j = (await getJson(url, this.timeoutMs)) as { leaf_hash?: unknown; audit_path?: unknown };
+    const j = (await getJson(url, this.limits)) as { leaf_hash?: unknown; audit_path?: unknown };
     const [leafHash] = hashList(url, [j?.leaf_hash], 'leaf_hash');
     return { leafHash, path: hashList(url, j?.audit_path, 'audit_path') };
   }

@@ -119,6 +119,9 @@ export class Monitor {
   private readonly deliveries = new Set<Promise<void>>();
   private readonly lastAlert = new Map<string, string>();
   private readonly failing = new Map<string, string>();
+  /** Aborts requests in flight on stop(): a hanging log or peer must not hold up shutdown. */
+  private readonly closing = new AbortController();
+  private readonly limits: { timeoutMs?: number; signal: AbortSignal };
   private readonly m: {
     verified: Counter;
     treeSize: Gauge;
@@ -131,6 +134,7 @@ export class Monitor {
 
   constructor(private readonly opts: MonitorOptions) {
     if (opts.logs.length === 0) throw new MonitorError('config', 'a monitor needs at least one log to follow');
+    this.limits = { timeoutMs: opts.timeoutMs, signal: this.closing.signal };
     for (const l of opts.logs) {
       const verifier = typeof l.vkey === 'string' ? parseVkey(l.vkey) : l.vkey;
       if (verifier.type !== 0x01) throw new MonitorError('config', `log key ${verifier.name} must be a type 0x01 (Ed25519) key`);
@@ -142,7 +146,7 @@ export class Monitor {
       }
       if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new MonitorError('config', `log URL ${l.url} must be http(s)`);
       if (this.logs.has(verifier.name)) throw new MonitorError('config', `two logs with origin ${verifier.name}`);
-      this.logs.set(verifier.name, { origin: verifier.name, verifier, url: l.url, client: new LogClient(l.url, opts.timeoutMs) });
+      this.logs.set(verifier.name, { origin: verifier.name, verifier, url: l.url, client: new LogClient(l.url, this.limits) });
     }
     this.peers = [...new Set(opts.peers ?? [])];
     for (const p of this.peers) {
@@ -212,6 +216,7 @@ export class Monitor {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    this.closing.abort();
     await this.tick;
     await Promise.allSettled([...this.deliveries]);
   }
@@ -562,7 +567,7 @@ export class Monitor {
   async pullPeer(peer: string): Promise<Outcome[]> {
     let list: unknown;
     try {
-      list = await getJson(joinUrl(peer, '/v1/checkpoints'), this.opts.timeoutMs);
+      list = await getJson(joinUrl(peer, '/v1/checkpoints'), this.limits);
     } catch (e) {
       this.m.errors.inc({ what: 'peer' });
       return [{ status: 'error', message: `could not pull checkpoints from peer ${peer}: ${(e as Error).message}` }];
@@ -575,7 +580,7 @@ export class Monitor {
     for (const note of list as string[]) out.push(await this.observe(note, peer));
     let evs: unknown;
     try {
-      evs = await getJson(joinUrl(peer, '/v1/evidence'), this.opts.timeoutMs);
+      evs = await getJson(joinUrl(peer, '/v1/evidence'), this.limits);
     } catch (e) {
       this.m.errors.inc({ what: 'peer' });
       out.push({ status: 'error', message: `could not pull evidence from peer ${peer}: ${(e as Error).message}` });
@@ -597,7 +602,7 @@ export class Monitor {
         method: 'POST',
         body: JSON.stringify(evidence.length ? { checkpoints, evidence } : { checkpoints }),
         headers: { 'content-type': 'application/json' },
-        timeoutMs: this.opts.timeoutMs,
+        ...this.limits,
       });
       if (r.status !== 200) throw new MonitorError('http-status', `POST ${url}: status ${r.status}`);
       return { status: 'ok', message: `pushed ${checkpoints.length} checkpoint(s) to ${peer}` };

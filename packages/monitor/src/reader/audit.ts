@@ -93,8 +93,8 @@ export interface AuditOptions {
   /** Entry bundles in flight at once. Default 16. */
   bundleConcurrency?: number;
   /**
-   * Worker threads that hash full bundles while this thread does the HTTP (default 1; 0 hashes here).
-   * Their "does not match" is always re-checked here, so errors are the reference code's.
+   * Worker threads that fetch and check full bundles (default 2; 0: all on this thread). Their "does not
+   * match" is always re-fetched and re-checked here, so errors are the reference code's.
    */
   workers?: number;
   onProgress?: (p: AuditProgress) => void;
@@ -153,18 +153,10 @@ export async function auditLog(reader: LogReader, logKey: NoteVerifier, opts: Au
 
   // every bundle (with its level-0 tile, checked against its parent or the root), in order, K at a time
   const k = BigInt(Math.max(1, opts.bundleConcurrency ?? 16));
-  const nworkers = Math.max(0, opts.workers ?? 1);
-  const pool = nworkers > 0 && endBundle - firstBundle > 1n ? new BundleCheckPool(nworkers) : null;
+  const nworkers = Math.max(0, opts.workers ?? 2);
+  const pool = nworkers > 0 && endBundle - firstBundle > 1n ? new BundleCheckPool(nworkers, reader.url, reader.options) : null;
   const verifyBundle = async (n: bigint): Promise<void> => {
-    if (pool && (n + 1n) * W <= cp.size) {
-      const tileRef: TileRef = { level: 0, index: n, width: TILE_WIDTH };
-      const [tile, bundle, expected] = await Promise.all([
-        reader.fetchTile(tileRef),
-        reader.fetchTile({ ...tileRef, entries: true }),
-        log.tiles.parentHash(0, n),
-      ]);
-      if (await pool.check(bundle, tile, expected)) return;
-    }
+    if (pool && (n + 1n) * W <= cp.size && (await pool.check(n, await log.tiles.parentHash(0, n)))) return;
     // the reference check: the partial bundle, no pool, or a mismatch to be reported exactly
     await log.tiles.verifyEntryBundle(n);
   };

@@ -90,6 +90,11 @@ export class LogReader {
     this.agent = u.protocol === 'https:' ? new https.Agent(agentOpts) : new http.Agent(agentOpts);
   }
 
+  /** The options in force (to open another reader on the same log, e.g. in a worker thread). */
+  get options(): LogReaderOptions {
+    return { ...this.opts, headers: { ...this.opts.headers } };
+  }
+
   /** The latest checkpoint note text, as served (unverified). */
   async checkpoint(): Promise<string> {
     const body = await this.get('checkpoint', MAX_NOTE_SIZE);

@@ -1,8 +1,9 @@
 /** A small pool of audit worker threads (see auditworker.ts). */
 import { Worker } from 'node:worker_threads';
+import type { LogReaderOptions } from './http.js';
 
 /**
- * Checks full bundles against full level-0 tiles and their expected parent hash on worker threads.
+ * Fetches and checks full bundles on worker threads, each with its own LogReader on the same log.
  * Precondition: call close() when done (workers keep the process alive).
  */
 export class BundleCheckPool {
@@ -11,10 +12,10 @@ export class BundleCheckPool {
   private nextId = 0;
   private turn = 0;
 
-  constructor(size: number) {
-    const url = new URL('./auditworker.js', import.meta.url);
+  constructor(size: number, url: string, options: LogReaderOptions) {
+    const script = new URL('./auditworker.js', import.meta.url);
     for (let i = 0; i < size; i++) {
-      const w = new Worker(url);
+      const w = new Worker(script, { workerData: { url, options } });
       w.on('message', (m: { id: number; ok: boolean }) => {
         const p = this.pending.get(m.id);
         this.pending.delete(m.id);
@@ -29,20 +30,15 @@ export class BundleCheckPool {
   }
 
   /**
-   * Whether the 256 entries hash to the tile and the tile to `expected`. Never trusted to say "no".
-   * Precondition: the caller gives up `bundle` and `tile`: when they own their whole ArrayBuffer it is
-   * transferred to the worker (copying 100 KB bundles cost more than hashing them), leaving them empty.
+   * Whether full bundle `index` and its level-0 tile, as fetched by a worker, match each other and the
+   * verified parent hash `expected`. Never trusted to say "no" (the caller re-checks with the reference).
    */
-  check(bundle: Uint8Array, tile: Uint8Array, expected: Uint8Array): Promise<boolean> {
+  check(index: bigint, expected: Uint8Array): Promise<boolean> {
     const id = this.nextId++;
     const w = this.workers[this.turn++ % this.workers.length];
-    const transfer: ArrayBuffer[] = [];
-    for (const b of [bundle, tile]) {
-      if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer && !transfer.includes(b.buffer)) transfer.push(b.buffer);
-    }
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      w.postMessage({ id, bundle, tile, expected: expected.slice() }, transfer);
+      w.postMessage({ id, index: index.toString(), expected: expected.slice() });
     });
   }
 
