@@ -186,6 +186,9 @@ describe('monitor (end to end)', function () {
     expect(down.code).to.equal(2);
     const usage = await cli(['monitor', '--once', '--log', l.url, '--log-key', 'not-a-key']);
     expect(usage.code).to.equal(2);
+    const unpaired = await cli(['monitor', '--once', '--log', l.url, '--log', l.url, '--log-key', key.vkey]);
+    expect(unpaired.code).to.equal(2);
+    expect(unpaired.stderr).to.match(/one --log-key per --log/);
   });
 
   it('a log restarted from scratch with the same key (a rollback) is caught by its own monitor', async () => {
