@@ -1,6 +1,10 @@
 /**
  * A durable local spool: fsynced append-only segment files plus an acknowledgement cursor.
  *
+ * Segments are preallocated with zeros ahead of the writes, so a write does not grow the file: an O_DSYNC write
+ * then flushes only its data blocks, not the file size through the filesystem journal (on ext4 that cuts the
+ * slowest appends from several ms to about one). The unwritten part of a segment reads as a zero length.
+ *
  * Layout of DIR:
  *   <20-digit n>.seg   segments, appended in order; a record is
  *                      u32 BE payload length | u32 BE CRC-32 of (time || payload) | f64 BE append time (ms) | payload
@@ -22,6 +26,8 @@ import { crc32 } from 'node:zlib';
 import { SpoolError } from './errors.js';
 
 const HEADER = 16;
+const PREALLOC_CHUNK = 4 * 1024 * 1024;
+const ZEROS = Buffer.alloc(PREALLOC_CHUNK);
 // O_DSYNC: a write returns only once its data (and the metadata needed to read it back) is on stable storage
 const NEW_SEGMENT = constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC;
 const OPEN_SEGMENT = constants.O_RDWR | constants.O_DSYNC;
@@ -74,12 +80,16 @@ function encodeRecord(data: Uint8Array, time: number): Buffer {
   return buf;
 }
 
-/** Parses whole records in buf; stops at the first incomplete one, flags the first damaged one. */
+/**
+ * Parses whole records in buf; stops at the first incomplete one or at a zero length (the preallocated, still
+ * unwritten part of a segment: empty records are never appended), flags the first damaged one.
+ */
 function parseRecords(buf: Buffer, maxRecords = Infinity): { records: SpoolRecord[]; used: number; damaged: boolean } {
   const records: SpoolRecord[] = [];
   let pos = 0;
   while (records.length < maxRecords && buf.length - pos >= HEADER) {
     const len = buf.readUInt32BE(pos);
+    if (len === 0) break;
     if (len > MAX_RECORD_BYTES) return { records, used: pos, damaged: true };
     if (buf.length - pos < HEADER + len) break;
     const crc = buf.readUInt32BE(pos + 4);
@@ -88,6 +98,11 @@ function parseRecords(buf: Buffer, maxRecords = Infinity): { records: SpoolRecor
     pos += HEADER + len;
   }
   return { records, used: pos, damaged: false };
+}
+
+function isZero(b: Buffer): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
 }
 
 function fsyncDir(dir: string): void {
@@ -113,6 +128,9 @@ export class Spool {
   /** Sizes of every segment on disk; the last one is being written. */
   private readonly sizes = new Map<number, number>();
   private writeSeg = 0;
+  /** Bytes of the write segment on disk (data plus preallocated zeros). */
+  private allocated = 0;
+  private extending: Promise<void> | null = null;
   private fh: FileHandle | null = null;
   private reader: { segment: number; fh: FileHandle } | null = null;
   private pending: Pending[] = [];
@@ -194,7 +212,8 @@ export class Spool {
       }
       if (!onBoundary) throw new SpoolError('corrupt', `spool ack offset ${start} is not a record boundary in ${path}`);
       depth += counted;
-      if (used < data.length) {
+      const tailIsZero = isZero(data.subarray(used));
+      if (!tailIsZero) {
         const last = i === live.length - 1;
         if (!last) {
           throw new SpoolError('corrupt', `spool segment ${path} is damaged at byte ${used} (${damaged ? 'bad record' : 'incomplete record'}) and is not the last segment`);
@@ -211,6 +230,7 @@ export class Spool {
         truncated = data.length - used;
       }
       spool.sizes.set(s, used);
+      spool.allocated = tailIsZero ? data.length : used;
     }
     (spool as { truncatedBytes: number }).truncatedBytes = truncated;
     spool._depth = depth;
@@ -219,6 +239,7 @@ export class Spool {
       // a fresh segment after the acked one, so a stale ack offset can never point into it
       const first = ack ? ack.segment + 1 : 1;
       spool.sizes.set(first, 0);
+      spool.allocated = 0;
       spool.writeSeg = first;
       spool.fh = await open(join(dir, segName(first)), NEW_SEGMENT);
       fsyncDir(dir);
@@ -303,6 +324,7 @@ export class Spool {
     }
     const buf = group.length === 1 ? group[0].buf : Buffer.concat(group.map((p) => p.buf));
     const fh = this.fh!;
+    while (this.allocated < size + buf.length) await (this.extending ?? this.extend(size + buf.length));
     try {
       let done = 0;
       while (done < buf.length) {
@@ -312,9 +334,11 @@ export class Spool {
     } catch (e) {
       // drop whatever part reached the file, so the next group starts on a record boundary
       await fh.truncate(size).catch(() => {});
+      this.allocated = size;
       throw e;
     }
     this.sizes.set(this.writeSeg, size + buf.length);
+    if (this.allocated - (size + buf.length) < this.preallocChunk / 2 && !this.extending) void this.extend(0).catch(() => {});
     if (this._depth === 0) this.headTime = group[0].time;
     this._depth += group.length;
   }
@@ -323,10 +347,36 @@ export class Spool {
     const next = this.writeSeg + 1;
     const fh = await open(join(this.dir, segName(next)), NEW_SEGMENT);
     fsyncDir(this.dir);
+    await this.extending?.catch(() => {});
     await this.fh!.close();
     this.fh = fh;
     this.writeSeg = next;
     this.sizes.set(next, 0);
+    this.allocated = 0;
+  }
+
+  private get preallocChunk(): number {
+    return Math.min(PREALLOC_CHUNK, this.segmentBytes);
+  }
+
+  /** Appends zeros to the write segment (at least up to `need`), durably, beyond any data. One at a time. */
+  private extend(need: number): Promise<void> {
+    const fh = this.fh!;
+    const from = this.allocated;
+    const len = Math.max(this.preallocChunk, need - from);
+    const zeros = len <= ZEROS.length ? ZEROS.subarray(0, len) : Buffer.alloc(len);
+    const p = (async () => {
+      try {
+        let done = 0;
+        while (done < len) done += (await fh.write(zeros, done, len - done, from + done)).bytesWritten;
+        // the segment may have rolled meanwhile: only the segment it was started for gains the space
+        if (this.fh === fh) this.allocated = Math.max(this.allocated, from + len);
+      } finally {
+        this.extending = null;
+      }
+    })();
+    this.extending = p;
+    return p;
   }
 
   /**
@@ -434,6 +484,7 @@ export class Spool {
     if (this.closed) return;
     while (this.flushing || this.pending.length > 0) await new Promise((r) => setTimeout(r, 2));
     this.closed = true;
+    await this.extending?.catch(() => {});
     await this.fh?.close();
     this.fh = null;
     await this.reader?.fh.close();

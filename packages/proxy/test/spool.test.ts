@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -79,25 +79,35 @@ describe('spool', () => {
     for (let i = 0; i < 5; i++) await s.append(rec(i));
     await s.close();
     const seg = join(dir, readdirSync(dir).find((n) => n.endsWith('.seg'))!);
-    const good = statSync(seg).size;
-    // a header announcing 100 bytes followed by only 10: a write cut short by a crash
-    const torn = Buffer.alloc(26);
+    let end = 0;
+    for (let i = 0; i < 5; i++) end += 16 + rec(i).length;
+    // the segment is preallocated: the data is followed by zeros, which read as "nothing more"
+    expect(statSync(seg).size).to.be.greaterThan(end);
+    expect(readFileSync(seg).subarray(end).every((b) => b === 0)).to.equal(true);
+    // a header announcing 100 bytes followed by only 10 bytes of payload: a write cut short by a crash
+    const torn = Buffer.alloc(26, 0x41);
     torn.writeUInt32BE(100, 0);
-    appendFileSync(seg, torn);
+    let fd = openSync(seg, 'r+');
+    writeSync(fd, torn, 0, torn.length, end);
+    closeSync(fd);
     s = await Spool.open({ dir });
-    expect(s.truncatedBytes).to.equal(26);
-    expect(statSync(seg).size).to.equal(good);
+    expect(s.truncatedBytes).to.be.greaterThan(0);
+    expect(statSync(seg).size).to.equal(end);
     expect(s.depth).to.equal(5);
     await s.append(rec(5));
     await s.close();
+    end += 16 + rec(5).length;
     // flip a byte inside the last record's payload: its CRC no longer matches
-    const data = readFileSync(seg);
-    data[data.length - 3] ^= 0xff;
-    writeFileSync(seg, data);
+    fd = openSync(seg, 'r+');
+    writeSync(fd, Buffer.from([0xff]), 0, 1, end - 3);
+    closeSync(fd);
     s = await Spool.open({ dir });
     expect(s.depth).to.equal(5);
     const all = await s.read();
     expect(all.records.map((r) => JSON.parse(r.data.toString()).i)).to.deep.equal([0, 1, 2, 3, 4]);
+    await s.append(rec(6));
+    const again = await s.read();
+    expect(again.records.map((r) => JSON.parse(r.data.toString()).i)).to.deep.equal([0, 1, 2, 3, 4, 6]);
     await s.close();
   });
 
