@@ -64,30 +64,23 @@ export class AccessTrail {
         this.set(t === null ? 0 : Math.max(0, (Date.now() - t) / 1000));
       },
     });
-    new Gauge({
-      name: 'trailmark_spool_delivered_events',
-      help: 'Events delivered to the log with a verified receipt since start',
-      registers: [registry],
-      collect() {
-        this.set(sh.stats.delivered);
-      },
-    });
-    new Gauge({
-      name: 'trailmark_spool_failed_deliveries',
-      help: 'Batch deliveries that failed since start (log unavailable, refused, or receipt not verified)',
-      registers: [registry],
-      collect() {
-        this.set(sh.stats.failedBatches);
-      },
-    });
-    new Gauge({
-      name: 'trailmark_log_receipt_failures',
-      help: 'Log answers whose receipt did not verify against the log key, since start',
-      registers: [registry],
-      collect() {
-        this.set(cl.stats.receiptFailures);
-      },
-    });
+    // counters fed from the components' own tallies when scraped (inc by the difference since the last scrape)
+    const fromTally = (name: string, help: string, read: () => number) => {
+      let seen = 0;
+      new Counter({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          const now = read();
+          if (now > seen) this.inc(now - seen);
+          seen = now;
+        },
+      });
+    };
+    fromTally('trailmark_spool_delivered_total', 'Events delivered to the log with a verified receipt and removed from the spool', () => sh.stats.delivered);
+    fromTally('trailmark_spool_failed_deliveries_total', 'Batch deliveries that failed (log unavailable, refused, or receipt not verified); retried', () => sh.stats.failedBatches);
+    fromTally('trailmark_log_receipt_failures_total', 'Log answers whose receipt did not verify against the log key', () => cl.stats.receiptFailures);
     this.strictAcks = new Counter({ name: 'trailmark_strict_acks_total', help: 'Request events acknowledged by the log before forwarding (strict mode)', registers: [registry] });
     this.strictFailures = new Counter({ name: 'trailmark_strict_failures_total', help: 'Requests refused because the log did not acknowledge in time (strict mode)', registers: [registry] });
   }

@@ -150,7 +150,7 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
 
     const metrics = await (await fetch(`${p.adminUrl}/metrics`)).text();
     expect(metrics).to.match(/^trailmark_spool_depth 0$/m);
-    expect(metrics).to.match(/^trailmark_spool_delivered_events 10$/m);
+    expect(metrics).to.match(/^trailmark_spool_delivered_total 10$/m);
     expect(metrics).to.match(/^trailmark_proxy_requests_total\{outcome="unauthenticated"\} 2$/m);
     const health = await (await fetch(`${p.adminUrl}/healthz`)).json();
     expect(health).to.deep.include({ ok: true, spool_depth: 0, delivered: 10, receipt_failures: 0 });
