@@ -159,4 +159,26 @@ describe('LogClient against a real log', () => {
       await relay.close();
     }
   });
+
+  it('sends the bearer token to a log that requires one (401 without it, not retried)', async () => {
+    const { startLogServer } = await import('@trailmark/log-server');
+    const t2 = tempDir('tm-logclient-auth-');
+    const guarded = await startLogServer({ dataDir: t2.dir, listen: '127.0.0.1:0', submitTokens: ['log-submit-token'] });
+    try {
+      const anon = new LogClient({ url: guarded.url, vkey: guarded.vkey });
+      await anon.addEntries([entry(6000)]).then(
+        () => expect.fail('wrote without a token'),
+        (e) => expect((e as LogRejectedError).status).to.equal(401),
+      );
+      expect(anon.stats.retries).to.equal(0);
+      const c = new LogClient({ url: guarded.url, vkey: guarded.vkey, token: 'log-submit-token' });
+      expect(await c.addEntries([entry(6001)])).to.have.length(1);
+      expect((await c.addEntry(entry(6002))).leafIndex).to.equal(1n);
+      anon.close();
+      c.close();
+    } finally {
+      await guarded.close();
+      t2.cleanup();
+    }
+  });
 });
