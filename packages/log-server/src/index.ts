@@ -2,7 +2,9 @@ export { startLogServer, parseListen, type LogServer, type LogServerOptions } fr
 export { LogStore, widthAt, type Leaf, type SignedTree, type AppendResult, type StoreOptions } from './storage.js';
 export { Sequencer, type SequencerOptions, type Sequenced, type CommitInfo } from './sequencer.js';
 export { loadLogKey, type LogKey } from './keys.js';
-export { toLeaf, MAX_ENTRY_BYTES, MAX_BATCH_ENTRIES, MAX_BODY_BYTES, MAX_GET_ENTRIES } from './http.js';
+export { toLeaf, MAX_BODY_BYTES, MAX_GET_ENTRIES } from './http.js';
+export { MAX_ENTRY_BYTES, MAX_BATCH_ENTRIES, prepareBatch, type PackedLeaves } from './canon.js';
+export { CanonPool, unpack } from './canon-pool.js';
 export { treeHeadSignatureInput, signTreeHead } from './sth.js';
 export { HttpError, LogStateError, UnavailableError } from './errors.js';
 export { jsonLogger, silentLogger, type Logger } from './logger.js';

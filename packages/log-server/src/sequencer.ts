@@ -4,7 +4,7 @@
  * signed checkpoint, then answers every waiter. Only one append is ever in flight.
  */
 import { UnavailableError } from './errors.js';
-import type { AppendResult, Leaf, LogStore, SignedTree } from './storage.js';
+import type { AppendResult, Leaf, LogStore, Prepared, SignedTree } from './storage.js';
 
 export interface SequencerOptions {
   /** Most entries waiting (queued, not yet in a batch) before submissions are refused with 503. */
@@ -97,27 +97,50 @@ export class Sequencer {
     return group;
   }
 
+  /**
+   * Pipelined: batch N+1 is sequenced and signed (CPU) while batch N's fsync is in flight (I/O); writes stay
+   * strictly one at a time and in order, so the disk never holds a batch without the ones before it.
+   */
   private async loop(): Promise<void> {
-    while (this.queue.length > 0) {
-      const group = this.take();
-      const leaves: Leaf[] = [];
-      for (const p of group) for (const l of p.leaves) leaves.push(l);
-      const t0 = performance.now();
-      let result: AppendResult;
-      try {
-        result = await this.store.append(leaves);
-      } catch (e) {
-        for (const p of group) p.reject(e);
-        if (this.store.failed) this.failAll(e);
-        continue;
+    let writing: Promise<void> | undefined;
+    do {
+      while (this.queue.length > 0) {
+        const group = this.take();
+        const leaves: Leaf[] = [];
+        for (const p of group) for (const l of p.leaves) leaves.push(l);
+        const t0 = performance.now();
+        let prepared: Prepared;
+        try {
+          prepared = await this.store.prepare(leaves);
+        } catch (e) {
+          for (const p of group) p.reject(e);
+          if (this.store.failed) this.failAll(e);
+          continue;
+        }
+        const previous = writing;
+        writing = (async () => {
+          if (previous) await previous;
+          let result: AppendResult;
+          try {
+            result = await this.store.commit(prepared);
+          } catch (e) {
+            for (const p of group) p.reject(e);
+            this.failAll(e);
+            return;
+          }
+          let o = 0;
+          for (const p of group) {
+            p.resolve({ indices: result.indices.slice(o, o + p.leaves.length), tree: result.tree, acceptedAt: p.acceptedAt });
+            o += p.leaves.length;
+          }
+          this.opts.onCommit?.({ entries: leaves.length, added: result.added, submissions: group.length, seconds: (performance.now() - t0) / 1000, tree: result.tree });
+        })();
+        // at most one batch sequenced ahead of the write in flight
+        if (previous) await previous;
       }
-      let o = 0;
-      for (const p of group) {
-        p.resolve({ indices: result.indices.slice(o, o + p.leaves.length), tree: result.tree, acceptedAt: p.acceptedAt });
-        o += p.leaves.length;
-      }
-      this.opts.onCommit?.({ entries: leaves.length, added: result.added, submissions: group.length, seconds: (performance.now() - t0) / 1000, tree: result.tree });
-    }
+      if (writing) await writing;
+      writing = undefined;
+    } while (this.queue.length > 0);
     this.running = false;
     this.idleResolve?.();
   }

@@ -10,6 +10,7 @@ import { loadLogKey } from './keys.js';
 import { silentLogger, type Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { Sequencer } from './sequencer.js';
+import { CanonPool } from './canon-pool.js';
 import { LogStore } from './storage.js';
 import type { CreateWitnessing, Witnessing } from './witness-hook.js';
 
@@ -33,6 +34,8 @@ export interface LogServerOptions {
   maxBatchEntries?: number;
   /** Full tiles cached in memory (~16 KiB each; default 4096). */
   tileCacheTiles?: number;
+  /** Prepare large add-entries bodies in a worker thread (default true). */
+  canonWorker?: boolean;
 }
 
 export interface LogServer {
@@ -122,8 +125,10 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
   }
 
   const tokenHashes = opts.submitTokens && opts.submitTokens.length > 0 ? opts.submitTokens.map((t) => createHash('sha256').update(t).digest()) : undefined;
+  const canon = new CanonPool(opts.canonWorker ?? true);
   const ctx: ApiContext = {
     store,
+    canon,
     sequencer,
     metrics,
     logger,
@@ -177,6 +182,7 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
       clearTimeout(timer);
       clearInterval(idle);
       await witnessing?.close();
+      await canon.close();
       await store.close();
       logger.info('log stopped', { tree_size: store.size });
     })();

@@ -116,6 +116,18 @@ export interface AppendResult {
   tree: SignedTree;
 }
 
+/** A sequenced, signed batch waiting to be written (see LogStore.prepare). */
+export interface Prepared {
+  batch: ReturnType<Level<Uint8Array, Uint8Array>['batch']> | undefined;
+  indices: number[];
+  added: number;
+  /** Leaf hashes of the new entries, from index `start`. */
+  hashes: Uint8Array[];
+  start: number;
+  /** The tree after this batch; undefined when nothing was new. */
+  tree: SignedTree | undefined;
+}
+
 export interface StoreOptions {
   /** Full tiles kept in memory (each ~16 KiB with its inner nodes). */
   tileCacheTiles?: number;
@@ -149,6 +161,9 @@ export class LogStore {
   private failure: Error | undefined;
   private batch: ReturnType<Level<Uint8Array, Uint8Array>['batch']> | undefined;
   private touched = new Set<number>();
+  /** Prepared batches not yet durable, oldest first. */
+  private readonly inflight: Prepared[] = [];
+  private lastTimestamp = 0;
   private readonly visit = (id: NodeId, h: Uint8Array) => this.onNode(id, h);
 
   private constructor(
@@ -287,6 +302,7 @@ export class LogStore {
     this.compact = new CompactRange(BigInt(size), hashes, nodeHasher);
     this.edgeBundle = { index: bIndex, entries };
     this.latest = { size, root: signedRoot, checkpoint: st.checkpoint, timestamp: st.timestamp, sthSignature: Buffer.from(b64decode(st.sth, 'sth')) };
+    this.lastTimestamp = st.timestamp;
     this.logger.info('log recovered', { size, root: signedRoot.toString('base64') });
   }
 
@@ -296,6 +312,7 @@ export class LogStore {
     this.edgeBundle = { index: 0, entries: [] };
     const batch = this.db.batch();
     this.latest = this.sign(batch, 0, Date.now());
+    this.lastTimestamp = this.latest.timestamp;
     await batch.write({ sync: true });
     this.logger.info('new log created', { origin: this.key.origin, vkey: this.key.vkey });
   }
@@ -341,98 +358,157 @@ export class LogStore {
   }
 
   /**
-   * Sequences leaves: duplicates (of stored leaves or within the call) get their first index, new leaves
-   * are appended; then one atomic sync batch holds bundles, tiles, hash index and the newly signed state.
-   * Precondition: not called concurrently; leaf hashes are SHA-256(0x00 || data).
+   * Sequences leaves: duplicates (of stored leaves, of prepared ones, or within the call) get their first
+   * index, new leaves are appended in memory, and the new tree is signed; returns the batch to write.
+   * Memory runs ahead of the disk until commit(); readers only ever see `tree`, the durable one.
+   * Precondition: calls to prepare are serial, and each prepared batch is committed in order.
    */
-  async append(leaves: readonly Leaf[]): Promise<AppendResult> {
+  async prepare(leaves: readonly Leaf[]): Promise<Prepared> {
     if (this.failure) throw new UnavailableError(`the log stopped writing after a storage failure: ${this.failure.message}`, 30);
-    const start = this.latest.size;
+    // batches prepared before this one: not durable yet, or made durable while this call awaits its reads
+    const earlier = [...this.inflight];
     // only leaves whose prefix might be stored need a read: duplicates, and 64-bit prefix collisions
     const maybe: number[] = [];
     for (let i = 0; i < leaves.length; i++) if (this.filter.mightContain(leaves[i].hash)) maybe.push(i);
-    const stored = new Array<Uint8Array | undefined>(leaves.length);
+    const stored = new Map<number, Uint8Array>();
+    const known = new Map<string, number>();
     if (maybe.length > 0) {
       const got = await this.db.getMany(maybe.map((i) => hashKey(leaves[i].hash)));
-      maybe.forEach((i, k) => (stored[i] = got[k]));
-    }
-    // confirm prefix hits against the full leaf hash in the level-0 tile
-    const known = new Map<string, number>();
-    for (const i of maybe) {
-      const v = stored[i];
-      if (!v) continue;
-      for (let o = 0; o < v.length; o += 8) {
-        const idx = readU64(v, o);
-        if (idx >= start) continue;
-        const h = await this.leafHash(idx, start);
-        if (bytesEqual(h, leaves[i].hash)) known.set(buf(leaves[i].hash).toString('latin1'), idx);
+      const durable = this.latest.size;
+      for (let k = 0; k < maybe.length; k++) {
+        const v = got[k];
+        if (!v) continue;
+        const i = maybe[k];
+        stored.set(i, v);
+        // confirm prefix hits against the full leaf hash in the level-0 tile
+        for (let o = 0; o < v.length; o += 8) {
+          const idx = readU64(v, o);
+          if (idx < durable && bytesEqual(await this.leafHash(idx, durable), leaves[i].hash)) known.set(buf(leaves[i].hash).toString('latin1'), idx);
+        }
       }
+      // a commit may have failed while this call waited for the reads
+      if (this.failed) throw this.fail(this.failed);
     }
 
+    const start = Number(this.compact.size);
     const batch = this.db.batch();
     this.batch = batch;
     this.touched.clear();
     const indices = new Array<number>(leaves.length);
-    const fresh = new Map<string, number>();
-    const prefixValues = new Map<string, Buffer>();
+    const added: Uint8Array[] = [];
+    // built only when a leaf's prefix may repeat one not yet durable (rare): full hash -> index, prefix -> indices
+    let recent: Map<string, number> | undefined;
+    let recentPrefixes: Map<string, number[]> | undefined;
+    const buildRecent = () => {
+      recent = new Map();
+      recentPrefixes = new Map();
+      const note = (h: Uint8Array, idx: number) => {
+        const hs = buf(h).toString('latin1');
+        if (!recent!.has(hs)) recent!.set(hs, idx);
+        const pk = hs.slice(0, 8);
+        const list = recentPrefixes!.get(pk);
+        if (list) list.push(idx);
+        else recentPrefixes!.set(pk, [idx]);
+      };
+      for (const f of earlier) f.hashes.forEach((h, k) => note(h, f.start + k));
+      added.forEach((h, k) => note(h, start + k));
+      return note;
+    };
+    let note: ((h: Uint8Array, idx: number) => void) | undefined;
     let size = start;
     try {
       for (let i = 0; i < leaves.length; i++) {
         const leaf = leaves[i];
-        const hs = buf(leaf.hash).toString('latin1');
-        const dup = known.get(hs) ?? fresh.get(hs);
-        if (dup !== undefined) {
-          indices[i] = dup;
-          continue;
+        const risky = stored.has(i) || this.filter.mightContain(leaf.hash);
+        let hValue: Buffer | undefined;
+        if (risky) {
+          const hs = buf(leaf.hash).toString('latin1');
+          note ??= buildRecent();
+          const dup = known.get(hs) ?? recent!.get(hs);
+          if (dup !== undefined) {
+            indices[i] = dup;
+            continue;
+          }
+          // another leaf shares the 8-byte prefix: keep every index under the key
+          const all = new Set<number>(recentPrefixes!.get(hs.slice(0, 8)) ?? []);
+          const prev = stored.get(i);
+          if (prev) for (let o = 0; o < prev.length; o += 8) all.add(readU64(prev, o));
+          all.add(size);
+          hValue = Buffer.concat([...all].map(u64));
         }
         if (size >= MAX_SIZE) throw new UnavailableError('the log is full', 3600);
         const idx = size++;
-        fresh.set(hs, idx);
         indices[i] = idx;
-        const pk = hs.slice(0, 8);
-        const prev = prefixValues.get(pk) ?? (stored[i] ? buf(stored[i]!) : undefined);
-        prefixValues.set(pk, prev ? Buffer.concat([prev, u64(idx)]) : u64(idx));
+        added.push(leaf.hash);
+        note?.(leaf.hash, idx);
+        batch.put(hashKey(leaf.hash), hValue ?? u64(idx));
         this.filter.add(leaf.hash);
         this.compact.append(leaf.hash, this.visit);
         const eb = this.edgeBundle;
         eb.entries.push(leaf.data);
-        batch.put(pendingKey(idx), leaf.data);
         if (eb.entries.length === TILE_W) {
           const encoded = Buffer.from(encodeEntryBundle(eb.entries));
           batch.put(bundleKey(eb.index), encoded);
-          for (let j = eb.index * TILE_W; j < (eb.index + 1) * TILE_W; j++) batch.del(pendingKey(j));
+          // entries of this bundle written as pending by earlier commits
+          for (let j = eb.index * TILE_W; j < start; j++) batch.del(pendingKey(j));
           this.bundles.set(eb.index, encoded);
           this.edgeBundle = { index: eb.index + 1, entries: [] };
         }
       }
       if (size === start) {
-        batch.close?.().catch(() => {});
-        return { indices, added: 0, tree: this.latest };
+        void batch.close().catch(() => {});
+        return { batch: undefined, indices, added: 0, hashes: added, start, tree: undefined };
       }
-      for (const [pk, v] of prefixValues) {
-        const k = Buffer.alloc(9);
-        k[0] = 0x48;
-        k.write(pk, 1, 'latin1');
-        batch.put(k, v);
-      }
+      // new entries left in the partial bundle are stored as pending entries
+      const eb = this.edgeBundle;
+      for (let j = Math.max(start, eb.index * TILE_W); j < size; j++) batch.put(pendingKey(j), eb.entries[j - eb.index * TILE_W]);
       for (const level of this.touched) {
         const node = this.edge[level];
         // the partial level-0 tile is rebuilt from the pending entries at start
         if (level > 0 && node.width > 0) batch.put(tileKey(level, node.index), node.data());
       }
-      const tree = this.sign(batch, size, Math.max(Date.now(), this.latest.timestamp));
-      await batch.write({ sync: true });
-      this.latest = tree;
-      return { indices, added: size - start, tree };
+      const tree = this.sign(batch, size, Math.max(Date.now(), this.lastTimestamp));
+      this.lastTimestamp = tree.timestamp;
+      const prepared: Prepared = { batch, indices, added: size - start, hashes: added, start, tree };
+      this.inflight.push(prepared);
+      return prepared;
     } catch (e) {
       if (e instanceof UnavailableError && size === start) throw e;
-      // memory may now be ahead of the disk: stop writing; a restart recovers from the last durable state
-      this.failure = e as Error;
-      this.logger.error('durable write failed; the log stops accepting entries', { error: e as Error });
-      throw new UnavailableError(`the log stopped writing after a storage failure: ${(e as Error).message}`, 30);
+      throw this.fail(e);
     } finally {
       this.batch = undefined;
     }
+  }
+
+  private fail(e: unknown): UnavailableError {
+    // memory may now be ahead of the disk: stop writing; a restart recovers from the last durable state
+    if (!this.failure) {
+      this.failure = e as Error;
+      this.logger.error('durable write failed; the log stops accepting entries', { error: e as Error });
+    }
+    return new UnavailableError(`the log stopped writing after a storage failure: ${(e as Error).message}`, 30);
+  }
+
+  /**
+   * Writes a prepared batch (one atomic sync LevelDB batch) and makes its tree the durable one.
+   * Precondition: batches are committed in the order they were prepared, one at a time.
+   */
+  async commit(p: Prepared): Promise<AppendResult> {
+    if (!p.batch || !p.tree) return { indices: p.indices, added: 0, tree: this.latest };
+    if (this.failure) throw this.fail(this.failure);
+    try {
+      await p.batch.write({ sync: true });
+    } catch (e) {
+      throw this.fail(e);
+    }
+    this.latest = p.tree;
+    this.inflight.shift();
+    return { indices: p.indices, added: p.added, tree: p.tree };
+  }
+
+  /** prepare + commit. Precondition: not called concurrently with itself, prepare or commit. */
+  async append(leaves: readonly Leaf[]): Promise<AppendResult> {
+    return this.commit(await this.prepare(leaves));
   }
 
   private async tile(level: number, index: number): Promise<TileNode | undefined> {

@@ -254,6 +254,12 @@ describe('log server', function () {
       ['add-entries nested array element', '/v1/add-entries', '[[{"a":1}]]', 400],
       ['add-entries over 10,000', '/v1/add-entries', JSON.stringify(Array.from({ length: 10_001 }, (_, i) => ({ i }))), 413],
       ['add-entries element too large', '/v1/add-entries', JSON.stringify([{ a: 1 }, { a: 'y'.repeat(70_000) }]), 413],
+      ['large add-entries (worker) with a scalar element', '/v1/add-entries', JSON.stringify([...Array.from({ length: 3000 }, (_, i) => ({ big: i, pad: 'p'.repeat(30) })), 'oops']), 400],
+      ['large add-entries (worker) malformed JSON', '/v1/add-entries', JSON.stringify(Array.from({ length: 3000 }, (_, i) => ({ big: i, pad: 'p'.repeat(30) }))).slice(0, -2), 400],
+      ['large add-entries (worker) not an array', '/v1/add-entries', JSON.stringify({ list: Array.from({ length: 3000 }, (_, i) => ({ big: i, pad: 'p'.repeat(30) })) }), 400],
+      ['add-entries invalid UTF-8', '/v1/add-entries', { method: 'POST', headers: { 'content-type': 'application/json' }, body: new Uint8Array([0x5b, 0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0x22, 0x7d, 0x5d]) }, 400],
+      ['add-entry other charset', '/v1/add-entry', { method: 'POST', headers: { 'content-type': 'application/json; charset=latin1' }, body: '{"a":1}' }, 415],
+      ['add-entry gzip encoding', '/v1/add-entry', { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: '{"a":1}' }, 415],
       ['add-entries over 16 MiB', '/v1/add-entries', JSON.stringify([{ a: 'z'.repeat(17 * 1024 * 1024) }]), 413],
       ['wrong content type', '/v1/add-entry', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{"a":1}' }, 415],
       ['no content type', '/v1/add-entry', { method: 'POST', body: new Uint8Array(Buffer.from('{"a":1}')) }, 415],
@@ -356,6 +362,28 @@ describe('log server: tokens, overload, restart, refusal', function () {
       expect(ok2.status, ok2.text).to.equal(200);
       expect((await call(`${log.url}/checkpoint`)).status).to.equal(200);
       expect((await call(`${log.url}/v1/get-entries?start=0&end=1`)).body.entries).to.have.length(2);
+    } finally {
+      await log.close();
+    }
+  });
+
+  it('a large add-entries body (prepared in the worker thread) is sequenced like a small one', async () => {
+    const log = await startLogServer({ dataDir: dir });
+    try {
+      const small = await post(`${log.url}/v1/add-entries`, [{ first: true }]);
+      expect(small.status).to.equal(200);
+      const big = Array.from({ length: 2000 }, (_, i) => ({ bulk: i, pad: 'q'.repeat(60) }));
+      const r = await post(`${log.url}/v1/add-entries`, [...big, { first: true }]);
+      expect(r.status, r.text).to.equal(200);
+      expect(r.body.tree_size).to.equal(2001);
+      expect(r.body.entries).to.have.length(2001);
+      expect(r.body.entries[2000].leaf_index).to.equal(0);
+      r.body.entries.slice(0, 2000).forEach((e: any, i: number) => {
+        expect(e.leaf_index).to.equal(1 + i);
+        expect(e.leaf_hash).to.equal(Buffer.from(hashLeaf(canonicalJson(big[i]))).toString('base64'));
+      });
+      const back = await call(`${log.url}/v1/get-entries?start=1001&end=1001`);
+      expect(Buffer.from(back.body.entries[0].leaf_input, 'base64').toString()).to.equal(Buffer.from(canonicalJson(big[1000])).toString());
     } finally {
       await log.close();
     }

@@ -1,0 +1,94 @@
+/** The main-thread side of canon-worker: one worker, requests matched to answers by id, restarted if it dies. */
+import { Worker } from 'node:worker_threads';
+import { HttpError } from './errors.js';
+import { prepareBatch, type PackedLeaves, type PrepError } from './canon.js';
+import type { Leaf } from './storage.js';
+
+/** Bodies below this size are prepared inline: the worker round trip would cost more than it saves. */
+export const INLINE_BODY_BYTES = 64 * 1024;
+
+interface Waiter {
+  resolve(p: PackedLeaves): void;
+  reject(e: unknown): void;
+}
+
+/** Splits packed leaves into Leaf views (no copies). */
+export function unpack(p: PackedLeaves): Leaf[] {
+  const n = p.offsets.length - 1;
+  const out = new Array<Leaf>(n);
+  for (let i = 0; i < n; i++) {
+    out[i] = { data: p.data.subarray(p.offsets[i] + 1, p.offsets[i + 1]), hash: p.hashes.subarray(i * 32, i * 32 + 32) };
+  }
+  return out;
+}
+
+function asHttp(e: unknown): unknown {
+  const err = e as PrepError;
+  if (typeof err?.status === 'number' && err.status < 500) return new HttpError(err.status, err.message);
+  return e;
+}
+
+export class CanonPool {
+  private worker: Worker | undefined;
+  private readonly waiting = new Map<number, Waiter>();
+  private next = 1;
+  private closed = false;
+
+  constructor(private readonly useWorker = true) {}
+
+  private start(): Worker {
+    // the worker's heap holds a few request bodies at a time; keep its share of the RSS small
+    const resourceLimits = { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 16 };
+    let w: Worker;
+    if (import.meta.url.endsWith('.ts')) {
+      // running from sources (tests under tsx): the worker registers tsx itself before loading the .ts file
+      const entry = new URL('./canon-worker.ts', import.meta.url).href;
+      w = new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`, { eval: true, resourceLimits });
+    } else {
+      w = new Worker(new URL('./canon-worker.js', import.meta.url), { resourceLimits });
+    }
+    w.unref();
+    w.on('message', (m: { id: number; ok: boolean; data: Uint8Array; offsets: Uint32Array; hashes: Uint8Array; status: number; message: string }) => {
+      const waiter = this.waiting.get(m.id);
+      if (!waiter) return;
+      this.waiting.delete(m.id);
+      if (m.ok) waiter.resolve({ data: Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength), offsets: m.offsets, hashes: Buffer.from(m.hashes.buffer, m.hashes.byteOffset, m.hashes.byteLength) });
+      else waiter.reject(m.status < 500 ? new HttpError(m.status, m.message) : new Error(`entry preparation failed: ${m.message}`));
+    });
+    const fail = (e: unknown) => {
+      if (this.worker === w) this.worker = undefined;
+      for (const waiter of this.waiting.values()) waiter.reject(new Error(`entry preparation worker stopped: ${(e as Error)?.message ?? e}`));
+      this.waiting.clear();
+    };
+    w.on('error', fail);
+    w.on('exit', (code) => fail(new Error(`exit code ${code}`)));
+    return w;
+  }
+
+  /** Parses and canonicalizes an add-entries body into leaves. Rejects with HttpError (4xx) for client mistakes. */
+  async prepare(body: Buffer): Promise<Leaf[]> {
+    if (!this.useWorker || this.closed || body.length < INLINE_BODY_BYTES) {
+      try {
+        return unpack(prepareBatch(body));
+      } catch (e) {
+        throw asHttp(e);
+      }
+    }
+    this.worker ??= this.start();
+    const id = this.next++;
+    // hand the bytes over without a copy when the buffer is the body's own
+    const own = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength;
+    const msg = own ? body : Buffer.from(body);
+    return new Promise<PackedLeaves>((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      this.worker!.postMessage({ id, body: msg }, [msg.buffer as ArrayBuffer]);
+    }).then(unpack);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const w = this.worker;
+    this.worker = undefined;
+    if (w) await w.terminate();
+  }
+}
