@@ -246,11 +246,12 @@ async function main(): Promise<void> {
     for (const a of alerts.slice(0, 2)) say(red(a.length > 200 ? a.slice(0, 197) + '...' : a));
   }
 
-  section('Anyone can check the evidence offline, with nothing but the log key');
+  section('Anyone can check the evidence offline: the log key proves the fork, the policy names the cosigners');
   const evidence = await (await fetch(`${m1Url}/v1/evidence`)).text();
   const evidenceFile = join(work, 'evidence.json');
   await writeFile(evidenceFile, JSON.stringify(JSON.parse(evidence)[0], null, 2));
-  await trailmark(['verify', 'evidence', evidenceFile, '--key', vkeyFile], { expect: 0 });
+  await trailmark(['verify', 'evidence', evidenceFile, '--key', vkeyFile, '--policy', policy], { expect: 0 });
+  say('(the forked checkpoint carries no witness cosignature: under the policy, no receipt for it would verify)');
   console.log(`\n${green(bold('Demo complete:'))} receipts verify under the witness quorum, the audit recomputes the tree, and a`);
   console.log('forked log is caught by gossip with evidence anyone can verify.');
 }

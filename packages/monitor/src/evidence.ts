@@ -18,8 +18,10 @@ import {
   b64decode,
   b64encode,
   bytesEqual,
+  checkSignatures,
   hexEncode,
   openCheckpoint,
+  parseNote,
   rfc6962,
   sha256,
   utf8,
@@ -54,6 +56,26 @@ export interface VerifiedEvidence {
   second: Checkpoint;
   /** One sentence saying what the two checkpoints prove. */
   summary: string;
+  /**
+   * With witness keys given: the witnesses whose valid cosignature is on each checkpoint, and those on both
+   * (a witness that cosigned both sides of a fork broke its promise too).
+   */
+  cosigners?: { first: string[]; second: string[]; both: string[] };
+}
+
+export interface VerifyEvidenceOptions {
+  /** Witness keys (e.g. a policy's), by the name to report them under. */
+  witnesses?: ReadonlyMap<string, NoteVerifier>;
+}
+
+function cosignersOf(note: string, witnesses: ReadonlyMap<string, NoteVerifier>): string[] {
+  const parsed = parseNote(note);
+  const out: string[] = [];
+  for (const [name, v] of witnesses) {
+    const check = checkSignatures(parsed, v);
+    if (check.verified.length > 0 && check.failed.length === 0) out.push(name);
+  }
+  return out;
 }
 
 function bad(msg: string): EvidenceError {
@@ -182,7 +204,15 @@ export function parseEvidence(v: unknown): Evidence {
  * either one size with two roots, or a consistency proof that binds the larger tree's prefix to a root other
  * than the smaller checkpoint's. Precondition: none; throws EvidenceError saying what did not hold.
  */
-export function verifyEvidence(v: unknown, logVerifier: NoteVerifier): VerifiedEvidence {
+export function verifyEvidence(v: unknown, logVerifier: NoteVerifier, opts: VerifyEvidenceOptions = {}): VerifiedEvidence {
+  const r = verifyEvidenceCore(v, logVerifier);
+  if (!opts.witnesses) return r;
+  const first = cosignersOf(r.evidence.checkpoints[0], opts.witnesses);
+  const second = cosignersOf(r.evidence.checkpoints[1], opts.witnesses);
+  return { ...r, cosigners: { first, second, both: first.filter((n) => second.includes(n)) } };
+}
+
+function verifyEvidenceCore(v: unknown, logVerifier: NoteVerifier): VerifiedEvidence {
   const ev = parseEvidence(v);
   const cps = ev.checkpoints.map((note, i) => {
     try {

@@ -3,7 +3,7 @@
  * offline, for every shape of old size (zero, power of two, other), and every tampering makes it fail.
  */
 import { expect } from 'chai';
-import { b64encode, bytesEqual, emptyRoot, generateKey, parsePrivateKey, parseVkey } from '@trailmark/tlog';
+import { addSignatures, b64encode, bytesEqual, cosignCheckpoint, generateKey, KEY_TYPE_COSIGNATURE, parseNote, parsePrivateKey, parseVkey } from '@trailmark/tlog';
 import {
   EvidenceError,
   idOfEvidence,
@@ -33,8 +33,7 @@ const seen = [
 async function split(m: number, n: number): Promise<Evidence> {
   const proof = await b.consistency(m, n);
   let first;
-  if (m === 0) first = emptyRoot();
-  else if ((m & (m - 1)) === 0) first = prefixRootFromInclusion(BigInt(m), b.leaves[m - 1], await b.inclusion(m - 1, n));
+  if ((m & (m - 1)) === 0) first = prefixRootFromInclusion(BigInt(m), b.leaves[m - 1], await b.inclusion(m - 1, n));
   else first = prefixRootFromConsistency(BigInt(m), BigInt(n), proof);
   expect(first, `prefix root ${m} -> ${n}`).to.not.equal(undefined);
   expect(proofBindsPrefix(BigInt(m), BigInt(n), proof, first!, b.root(n))).to.equal(true);
@@ -109,5 +108,16 @@ describe('split-view evidence', () => {
     const ev = await split(5, 9);
     const again = { ...ev, seen: [{ from: 'elsewhere', at: 'later' }, { from: 'x', at: 'y' }] as Evidence['seen'] };
     expect(idOfEvidence(ev)).to.equal(idOfEvidence(again)).and.to.match(/^[0-9a-f]{32}$/);
+  });
+
+  it('names the witnesses that cosigned each side, and those that cosigned both', async () => {
+    const [w1, w2] = [1, 2].map((i) => generateKey(`w${i}.example`, KEY_TYPE_COSIGNATURE, seed(40 + i)));
+    const cosign = (note: string, k: typeof w1) => addSignatures(note, cosignCheckpoint(parseNote(note).text, parsePrivateKey(k.privateKey), 1_700_000_000) + '\n');
+    const ev = await split(5, 9);
+    ev.checkpoints = [cosign(cosign(ev.checkpoints[0], w1), w2), cosign(ev.checkpoints[1], w1)];
+    const witnesses = new Map([['w1', parseVkey(w1.vkey)], ['w2', parseVkey(w2.vkey)]]);
+    const r = verifyEvidence(JSON.parse(JSON.stringify(ev)), verifier, { witnesses });
+    expect(r.cosigners).to.deep.equal({ first: ['w1', 'w2'], second: ['w1'], both: ['w1'] });
+    expect(verifyEvidence(ev, verifier).cosigners).to.equal(undefined);
   });
 });

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { EvidenceError, verifyEvidence } from '@trailmark/monitor';
+import { parsePolicy, type NoteVerifier } from '@trailmark/tlog';
 import { action, makeOutput } from '../program.js';
 import { failed, usage } from '../exit.js';
 import { loadVkey } from './verify.js';
@@ -8,6 +9,7 @@ import { loadVkey } from './verify.js';
 interface EvidenceOptions {
   key?: string;
   logKey?: string;
+  policy?: string;
 }
 
 /**
@@ -22,6 +24,7 @@ export function registerVerifyEvidence(program: Command): void {
     .argument('<file>', 'evidence JSON file (one object, or an array as served by GET /v1/evidence)')
     .option('--key <vkey>', "the log's vkey or a file holding it")
     .option('--log-key <vkey>', 'same as --key')
+    .option('--policy <file>', "tlog-policy file: also name the policy's witnesses that cosigned each side (and any that cosigned both)")
     .action(
       action(async (file: string, opts: EvidenceOptions, cmd: Command) => {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
@@ -39,11 +42,25 @@ export function registerVerifyEvidence(program: Command): void {
         } catch {
           throw usage(`evidence file ${file} is not JSON`);
         }
+        let witnesses: Map<string, NoteVerifier> | undefined;
+        if (opts.policy !== undefined) {
+          let policyText: string;
+          try {
+            policyText = await readFile(opts.policy, 'utf8');
+          } catch (e) {
+            throw usage(`cannot read policy file ${opts.policy}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+          }
+          try {
+            witnesses = new Map([...parsePolicy(policyText).witnesses.values()].map((w) => [w.name, w.verifier]));
+          } catch (e) {
+            throw usage(`policy file ${opts.policy}: ${(e as Error).message}`);
+          }
+        }
         const items = Array.isArray(doc) ? doc : [doc];
         if (items.length === 0) throw failed(`evidence file ${file} holds no evidence`);
         const results = items.map((item, i) => {
           try {
-            return verifyEvidence(item, key);
+            return verifyEvidence(item, key, witnesses ? { witnesses } : {});
           } catch (e) {
             if (e instanceof EvidenceError) {
               throw failed(`${items.length > 1 ? `evidence[${i}]: ` : ''}${e.message}`, { reason: e.code });
@@ -54,10 +71,20 @@ export function registerVerifyEvidence(program: Command): void {
         for (const r of results) {
           out.info(`verified: ${r.evidence.kind}: ${r.summary}`);
           r.evidence.seen.forEach((s, i) => out.info(`  checkpoint ${i + 1} (size ${[r.first, r.second][i].size}) seen from ${s.from} at ${s.at}`));
+          if (r.cosigners) {
+            out.info(`  cosigned by: checkpoint 1: ${r.cosigners.first.join(', ') || 'none'}; checkpoint 2: ${r.cosigners.second.join(', ') || 'none'}`);
+            if (r.cosigners.both.length) out.info(`  witnesses that cosigned both sides: ${r.cosigners.both.join(', ')}`);
+          }
         }
         out.result({
           ok: true,
-          evidence: results.map((r) => ({ origin: r.evidence.origin, kind: r.evidence.kind, summary: r.summary, sizes: [r.first.size.toString(), r.second.size.toString()] })),
+          evidence: results.map((r) => ({
+            origin: r.evidence.origin,
+            kind: r.evidence.kind,
+            summary: r.summary,
+            sizes: [r.first.size.toString(), r.second.size.toString()],
+            ...(r.cosigners ? { cosigners: r.cosigners } : {}),
+          })),
         });
       }),
     );

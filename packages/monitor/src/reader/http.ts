@@ -65,6 +65,9 @@ export class LogReader {
   readonly stats: LogReaderStats = { requests: 0, retries: 0, bytes: 0 };
   private readonly opts: Required<Omit<LogReaderOptions, 'headers'>> & { headers: Record<string, string> };
   private readonly agent: http.Agent;
+  /** Request options shared by every request (parsed once: per-request URL parsing showed in profiles). */
+  private readonly base: http.RequestOptions;
+  private readonly basePath: string;
   private active = 0;
   private readonly waiting: (() => void)[] = [];
 
@@ -88,6 +91,16 @@ export class LogReader {
     };
     const agentOpts = { keepAlive: true, maxSockets: this.opts.concurrency };
     this.agent = u.protocol === 'https:' ? new https.Agent(agentOpts) : new http.Agent(agentOpts);
+    this.base = {
+      protocol: u.protocol,
+      hostname: u.hostname.replace(/^\[|\]$/g, ''),
+      port: u.port || undefined,
+      agent: this.agent,
+      headers: this.opts.headers,
+      timeout: this.opts.timeoutMs,
+      ...(u.username ? { auth: `${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}` } : {}),
+    };
+    this.basePath = u.pathname.replace(/\/+$/, '');
   }
 
   /** The options in force (to open another reader on the same log, e.g. in a worker thread). */
@@ -144,7 +157,7 @@ export class LogReader {
         let err: LogReadError;
         try {
           this.stats.requests++;
-          const res = await httpGet(url, this.agent, this.opts.headers, this.opts.timeoutMs, maxBytes);
+          const res = await httpGet(url, { ...this.base, path: `${this.basePath}/${path.replace(/^\/+/, '')}` }, this.opts.timeoutMs, maxBytes);
           if (res.status >= 200 && res.status < 300) {
             this.stats.bytes += res.body.length;
             return new Uint8Array(res.body.buffer, res.body.byteOffset, res.body.byteLength);
@@ -200,11 +213,14 @@ interface RawResponse {
 /** Error bodies are read only this far: enough for the log's {"error": ...} message. */
 const MAX_ERROR_BODY = 64 << 10;
 
-/** One GET over node:http(s): the whole body (at most maxBytes on success), within timeoutMs. */
-function httpGet(url: string, agent: http.Agent, headers: Record<string, string>, timeoutMs: number, maxBytes: number): Promise<RawResponse> {
+/**
+ * One GET over node:http(s): the whole body (at most maxBytes on success). timeoutMs bounds the connection
+ * and every wait for data (a socket inactivity timeout, cheaper per request than an AbortSignal timer).
+ */
+function httpGet(url: string, options: http.RequestOptions, timeoutMs: number, maxBytes: number): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
-    const mod = url.startsWith('https:') ? https : http;
-    const req = mod.get(url, { agent, headers, signal: AbortSignal.timeout(timeoutMs) }, (res) => {
+    const mod = options.protocol === 'https:' ? https : http;
+    const req = mod.get(options, (res) => {
       const status = res.statusCode ?? 0;
       const limit = status >= 200 && status < 300 ? maxBytes : MAX_ERROR_BODY;
       const declared = Number(res.headers['content-length'] ?? NaN);
@@ -226,6 +242,7 @@ function httpGet(url: string, agent: http.Agent, headers: Record<string, string>
       res.on('end', () => resolve({ status, headers: res.headers, body: Buffer.concat(chunks, Math.min(n, limit)) }));
       res.on('error', (e) => reject(new LogReadError(`GET ${url}: ${describeError(e, timeoutMs)}`, url, undefined, true)));
     });
+    req.on('timeout', () => req.destroy(Object.assign(new Error(`no data for ${timeoutMs} ms`), { name: 'TimeoutError' })));
     req.on('error', reject);
   });
 }
