@@ -243,7 +243,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     const xff = req.headers['x-forwarded-for'];
     const ip = req.socket.remoteAddress ?? '';
     headers['x-forwarded-for'] = xff ? `${xff}, ${ip}` : ip;
-    headers['x-forwarded-host'] = req.headers.host ?? '';
+    if (req.headers.host) headers['x-forwarded-host'] = req.headers.host;
     headers['x-forwarded-proto'] = (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
     headers[REQUEST_ID_HEADER.toLowerCase()] = requestId;
     const upReq = (isHttps ? https : http).request({
