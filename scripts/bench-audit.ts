@@ -21,6 +21,7 @@ import { fmt, median, row, sha256Rates, waitForUrl } from './lib/ceilings.js';
 const quick = process.env.BENCH_QUICK === '1';
 const N = Number(process.env.BENCH_AUDIT_ENTRIES ?? (quick ? 100_000 : 1_000_000));
 const RUNS = quick ? 1 : 3;
+const WORKERS = (process.env.BENCH_AUDIT_WORKERS ?? '2').split(',').map(Number);
 const BIN = fileURLToPath(new URL('../packages/cli/dist/bin.js', import.meta.url));
 
 function rate(fn: () => void, ms: number): number {
@@ -106,28 +107,30 @@ async function main(): Promise<void> {
       fetchRates.push(await fetchOnly(url));
       const reader = new LogReader(url, { concurrency: 16 });
       const t0 = performance.now();
-      const report = await auditLog(reader, logKey, { bundleConcurrency: 32, workers: 1 });
+      const report = await auditLog(reader, logKey, { bundleConcurrency: 32, workers: WORKERS[r % WORKERS.length] });
       const s = (performance.now() - t0) / 1000;
       reader.close();
       if (report.treeSize !== BigInt(N)) throw new Error(`audited ${report.treeSize} entries, want ${N}`);
       rates.push(N / s);
-      console.log(`run ${r + 1}: ${report.summary} in ${s.toFixed(2)} s (${reader.stats.requests} requests, ${(reader.stats.bytes / 1e6).toFixed(0)} MB)`);
+      console.log(`run ${r + 1} (${WORKERS[r % WORKERS.length]} workers): ${report.summary} in ${s.toFixed(2)} s`);
     }
 
-    // same-run ceilings
+    // same-run ceilings: the audit hashes with crypto.hash(..., 'binary') (see fasthash.ts), so that is the rate shown
     const sample = Buffer.alloc(1 + Math.round(avg), 7);
     const node = Buffer.alloc(65, 1);
-    const leafRate = rate(() => nodeHash('sha256', sample, 'buffer'), 500);
-    const nodeRate = rate(() => nodeHash('sha256', node, 'buffer'), 500);
+    const leafRate = rate(() => nodeHash('sha256', sample, 'binary'), 500);
+    const nodeRate = rate(() => nodeHash('sha256', node, 'binary'), 500);
     const sha = sha256Rates(300);
     const hashBound = 1 / (1 / leafRate + 1 / nodeRate);
+    const fetchFloor = median(fetchRates);
+    const fig = median(rates);
     console.log('');
-    console.log(row(`audit replay, ${fmt(N)} entries (median of ${RUNS})`, median(rates), 'entries/s', 'SHA-256 leaf+node, one thread', hashBound));
-    console.log(row(`  same`, median(rates), 'entries/s', 'HTTP fetch of the same, no checks', median(fetchRates)));
-    console.log(row(`  same`, median(rates), 'entries/s', `SHA-256 ${sample.length} B, crypto.hash`, leafRate));
-    console.log(row(`  same`, median(rates), 'entries/s', 'SHA-256 65 B node, crypto.hash', nodeRate));
-    console.log(row(`  same`, median(rates), 'entries/s', 'SHA-256 301 B, createHash', sha.node));
-    console.log(`target: 300,000 entries/s -> ${median(rates) >= 300_000 ? 'met' : 'NOT met'}`);
+    console.log(row(`audit replay, ${fmt(N)} entries (median of ${RUNS})`, fig, 'entries/s', 'SHA-256 leaf+node, one thread', hashBound));
+    console.log(row('  same', fig, 'entries/s', 'HTTP fetch of the same, no checks', fetchFloor));
+    console.log(row('  same', fig, 'entries/s', `SHA-256 ${sample.length} B leaf, crypto.hash`, leafRate));
+    console.log(row('  same', fig, 'entries/s', 'SHA-256 65 B node, crypto.hash', nodeRate));
+    console.log(row('  same', fig, 'entries/s', 'SHA-256 301 B, createHash', sha.node));
+    console.log(`target: 300,000 entries/s -> ${fig >= 300_000 ? 'met' : 'NOT met'} in this run`);
   } finally {
     server.kill();
     await new Promise((r) => setTimeout(r, 300));

@@ -49,6 +49,12 @@ describe('trailmark audit (real log server, real HTTP)', function () {
     const r = await audit();
     expect(r.code).to.equal(1);
     expect(r.stderr).to.match(/verification failed: tile\/0\/003 hashes to \S+, but verified parent tile 1\/0 holds \S+ at position 3/);
+    // the same verdict with every check on one thread (no worker pool)
+    const single = await audit('--workers', '0');
+    expect(single.code).to.equal(1);
+    expect(single.stderr).to.equal(r.stderr);
+    proxy.reset();
+    expect((await audit('--workers', '0')).stdout).to.contain('1300/1300 entries verified, 7/7 tiles verified');
   });
 
   it('exits 1 when a tile of the right edge does not recompute the root', async () => {

@@ -8,6 +8,7 @@ import { type LogArgs, loadVkey, logOptions, logReader, mapped } from './checkpo
 interface AuditOptions extends LogArgs {
   state?: string;
   concurrency?: string;
+  workers?: string;
 }
 
 /**
@@ -22,11 +23,14 @@ export function registerAudit(program: Command): void {
   )
     .option('--state <file>', 'remember the audited checkpoint; next time prove consistency with it and fetch only what is new')
     .option('--concurrency <n>', 'entry bundles fetched at once', '16')
+    .option('--workers <n>', 'worker threads that fetch and hash bundles (0: all on one thread)', '2')
     .action(
       action(async (opts: AuditOptions, cmd: Command) => {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
         const concurrency = Number(opts.concurrency);
         if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256) throw usage(`--concurrency must be 1..256, got ${opts.concurrency}`);
+        const workers = Number(opts.workers);
+        if (!Number.isInteger(workers) || workers < 0 || workers > 16) throw usage(`--workers must be 0..16, got ${opts.workers}`);
         const logKey = await loadVkey(opts.key);
         const reader = logReader(opts);
         const previous = opts.state !== undefined ? await mapped(() => readAuditState(opts.state!, logKey)) : null;
@@ -51,7 +55,7 @@ export function registerAudit(program: Command): void {
         const t0 = performance.now();
         let report;
         try {
-          report = await mapped(() => auditLog(reader, logKey, { previous, bundleConcurrency: concurrency, onProgress }));
+          report = await mapped(() => auditLog(reader, logKey, { previous, bundleConcurrency: concurrency, workers, onProgress }));
         } finally {
           if (started) bar!.stop();
         }
