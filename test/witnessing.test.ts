@@ -189,4 +189,21 @@ describe('log-side witnessing with a policy (end to end)', function () {
       await new Promise<void>((r) => hang.close(() => r()));
     }
   });
+
+  it('a restarted log ignores a stored witnessed checkpoint its own entries do not extend', async () => {
+    const dir = join(tmp.dir, 'other-tree');
+    const l = await startLogServer({ dataDir: dir, keyFile: logKeyFile, listen: '127.0.0.1:0' });
+    await addEntries(l.url, Array.from({ length: 12 }, (_, i) => entry('other', i)));
+    await l.close();
+    // the main log's cosigned checkpoint (smaller, same key, another history) planted in this data dir
+    const cosigned = await (await fetch(`${logUrl}/checkpoint`)).text();
+    await writeFile(join(dir, 'witnessed-checkpoint'), cosigned);
+    const l2 = await startLogServer({ dataDir: dir, keyFile: logKeyFile, listen: '127.0.0.1:0', policyFile });
+    try {
+      const r = await fetch(`${l2.url}/checkpoint`);
+      expect(r.status).to.equal(503);
+    } finally {
+      await l2.close();
+    }
+  });
 });

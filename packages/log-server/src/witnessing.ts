@@ -21,6 +21,7 @@ import {
   parseSignatureLine,
   parseVkey,
   policyHasLog,
+  verifyConsistency,
   verifyCosignature,
   type NoteVerifier,
   type Policy,
@@ -140,7 +141,13 @@ class LogWitnessing implements Witnessing {
     }
     try {
       const { checkpoint } = openCheckpoint(text, this.logVerifier, { policy: this.policy });
-      if (checkpoint.size <= this.ctx.latest().size && checkpoint.size > this.publishedSize) {
+      const latest = this.ctx.latest();
+      if (checkpoint.size > latest.size) throw new Error(`it has size ${checkpoint.size}, beyond the log's ${latest.size}`);
+      // it must belong to this tree: never serve a checkpoint the stored entries do not extend
+      const latestRoot = openCheckpoint(latest.checkpoint, this.logVerifier).checkpoint.root;
+      const proof = checkpoint.size < latest.size ? await this.ctx.consistencyProof(checkpoint.size, latest.size) : [];
+      verifyConsistency(checkpoint.size, latest.size, proof, checkpoint.root, latestRoot);
+      if (checkpoint.size > this.publishedSize) {
         this.published = text;
         this.publishedSize = checkpoint.size;
       }
