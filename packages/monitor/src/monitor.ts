@@ -103,6 +103,7 @@ function originOf(note: string): string {
   return parseNote(note).text.split('\n')[0];
 }
 
+/** Follows logs and checks every checkpoint it hears of; see the module comment. Precondition: an open store. */
 export class Monitor {
   readonly registry: Registry;
   private readonly logs = new Map<string, Followed>();

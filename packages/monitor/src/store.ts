@@ -33,6 +33,7 @@ const VIEW = 'view!';
 const WITNESS = 'witness!';
 const EVIDENCE = 'evidence!';
 
+/** Durable monitor state; open with MonitorStore.open(), close once. */
 export class MonitorStore {
   private readonly evidenceLock = new KeyedLock();
 

@@ -94,6 +94,7 @@ export interface WitnessOptions {
   now?: () => number;
 }
 
+/** A tlog-witness for the logs in `opts.logs`. Precondition: one Witness per store (the lock is per instance). */
 export class Witness {
   private readonly lock = new KeyedLock();
   private readonly now: () => number;
