@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import {
   TileVerifyError, TlogError, b64encode, checkSignatures, keyIdHex, parsePolicy, type NoteVerifier, type Policy,
 } from '@trailmark/tlog';
-import { AuditStateError, LogReadError, LogReader, fetchVerifiedCheckpoint } from '@trailmark/monitor';
+import { AuditError, AuditStateError, LogReadError, LogReader, fetchVerifiedCheckpoint } from '@trailmark/monitor';
 import { action, makeOutput } from '../program.js';
 import { CliError, failed, usage } from '../exit.js';
 import { loadVkey } from './verify.js';
@@ -21,6 +21,8 @@ export function toCliError(e: unknown): unknown {
       ...(e.leafIndex !== undefined ? { leaf_index: Number(e.leafIndex) } : {}),
     });
   }
+  // an entry or index the verified tree does not hold: the claim "it is logged" fails (exit 1)
+  if (e instanceof AuditError && e.code === 'not-found') return failed(`not in the log: ${e.message}`, { reason: e.code });
   if (e instanceof TlogError) return failed(`verification failed: ${e.message}`, { reason: e.code });
   if (e instanceof LogReadError) {
     return usage(`cannot read the log: ${e.message}`, { reason: 'network', url: e.url, ...(e.status ? { status: e.status } : {}) });
