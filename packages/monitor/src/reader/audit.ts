@@ -154,7 +154,7 @@ export async function auditLog(reader: LogReader, logKey: NoteVerifier, opts: Au
   // every bundle (with its level-0 tile, checked against its parent or the root), in order, K at a time
   const k = BigInt(Math.max(1, opts.bundleConcurrency ?? 16));
   const nworkers = Math.max(0, opts.workers ?? 2);
-  const pool = nworkers > 0 && endBundle - firstBundle > 1n ? new BundleCheckPool(nworkers, reader.url, reader.options) : null;
+  const pool = nworkers > 0 && endBundle - firstBundle > 1n && BundleCheckPool.available() ? new BundleCheckPool(nworkers, reader.url, reader.options) : null;
   const verifyBundle = async (n: bigint): Promise<void> => {
     if (pool && (n + 1n) * W <= cp.size && (await pool.check(n, await log.tiles.parentHash(0, n)))) return;
     // the reference check: the partial bundle, no pool, or a mismatch to be reported exactly

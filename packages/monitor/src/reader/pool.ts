@@ -1,4 +1,6 @@
 /** A small pool of audit worker threads (see auditworker.ts). */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { LogReaderOptions } from './http.js';
 
@@ -7,13 +9,19 @@ import type { LogReaderOptions } from './http.js';
  * Precondition: call close() when done (workers keep the process alive).
  */
 export class BundleCheckPool {
+  /** The compiled worker script; absent when this module runs from TypeScript sources (tsx), where the caller checks on one thread. */
+  static readonly script = new URL('./auditworker.js', import.meta.url);
+  static available(): boolean {
+    return BundleCheckPool.script.protocol === 'file:' && existsSync(fileURLToPath(BundleCheckPool.script));
+  }
+
   private readonly workers: Worker[] = [];
   private readonly pending = new Map<number, { resolve: (ok: boolean) => void; reject: (e: Error) => void }>();
   private nextId = 0;
   private turn = 0;
 
   constructor(size: number, url: string, options: LogReaderOptions) {
-    const script = new URL('./auditworker.js', import.meta.url);
+    const script = BundleCheckPool.script;
     for (let i = 0; i < size; i++) {
       const w = new Worker(script, { workerData: { url, options } });
       w.on('message', (m: { id: number; ok: boolean }) => {
