@@ -4,7 +4,7 @@
  */
 import { hash as nodeHash } from 'node:crypto';
 import {
-  TILE_WIDTH, TlogError, TileVerifyError, VerifiedTileReader, b64encode, bytesEqual, consistencyProof, formatTlogProof, hexEncode,
+  TILE_WIDTH, TlogError, TileVerifyError, VerifiedTileReader, b64encode, bytesEqual, consistencyProof, formatTlogProof,
   inclusionProof, makeHasher, openCheckpoint, toU64, verifyConsistency, type Checkpoint, type Hash, type Hasher, type NoteVerifier,
   type OpenCheckpointOptions, type OpenedCheckpoint,
 } from '@trailmark/tlog';
@@ -130,9 +130,4 @@ export async function proveConsistencyFromTiles(log: VerifiedLog, old: Checkpoin
     );
   }
   return proof;
-}
-
-/** Short hex of a hash for human messages. */
-export function shortHash(h: Uint8Array): string {
-  return hexEncode(h.subarray(0, 8));
 }
