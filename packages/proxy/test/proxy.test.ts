@@ -117,7 +117,7 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     await waitFor('ten events in the log', async () => (await treeSize(log.url)) === 10);
     await p.trail.shipper.drained();
     const entries = await logEntries(log.url);
-    for (const s of ['alice-secret-token-111', 'bob-secret-token-222', 'wrong-secret-token-888', 'cookie-secret-333', 'api-key-secret-444', 'ua-secret-555', 'query-secret-666', 'query-secret-777']) {
+    for (const s of ['upstream-session=zzz', 'alice-secret-token-111', 'bob-secret-token-222', 'wrong-secret-token-888', 'cookie-secret-333', 'api-key-secret-444', 'ua-secret-555', 'query-secret-666', 'query-secret-777']) {
       for (const e of entries) expect(e.raw, `secret ${s} reached the log`).to.not.include(s);
     }
     const m = byRequest(entries.map((e) => e.event));
@@ -313,6 +313,20 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     const m = byRequest((await logEntries(log.url)).map((e) => e.event));
     expect(m.get(down.id)!.response.outcome).to.deep.include({ status: 200, bytes: size });
     expect(m.get(down.id)!.request.action.path).to.equal('/big');
+  });
+
+  it('answers 502 when the upstream goes away, and logs it', async () => {
+    const p = await proxy();
+    await upstream.close();
+    const r = await req(`${p.url}/db/x`, { headers: { authorization: 'Bearer alice-secret-token-111' } });
+    expect(r.status).to.equal(502);
+    expect(JSON.parse(r.text).error).to.match(/^upstream failed: ECONNREFUSED/);
+    await waitFor('both events in the log', async () => (await treeSize(log.url)) === 2);
+    const m = byRequest((await logEntries(log.url)).map((e) => e.event));
+    const ev = m.get(r.headers.get('trailmark-request-id')!)!;
+    expect(ev.request.decision.allowed).to.equal(true);
+    expect(ev.response.outcome).to.deep.include({ status: 502, bytes: Buffer.byteLength(r.text) });
+    upstream = await startUpstream();
   });
 
   it('fails fast on bad configuration', async () => {
