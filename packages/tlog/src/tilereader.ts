@@ -107,7 +107,7 @@ export function checkEntryBundle(bundle: TileRef, data: Uint8Array, tile: Uint8A
   const first = bundle.index * W;
   // one private copy: each entry's leaf input 0x00 || entry is then hashed in place, overwriting the low
   // byte of its own length prefix, with no per-entry allocation
-  const buf = data.slice();
+  const buf = new Uint8Array(data); // a copy even when data is a Buffer (whose slice() is a view)
   const out: Uint8Array[] = [];
   let o = 0;
   while (o < data.length) {
@@ -211,8 +211,8 @@ export class VerifiedTileReader {
   }
 
   /**
-   * The verified bytes of tile (level, index) at this tree's size (width * 32 bytes).
-   * Precondition: the tile exists at this size; throws TileVerifyError('not-in-tree') otherwise.
+   * The verified bytes of tile (level, index) at this tree's size (width * 32 bytes), shared with the cache:
+   * do not modify them. Precondition: the tile exists at this size; throws TileVerifyError('not-in-tree') otherwise.
    */
   async tileBytes(level: number, index: U64Like): Promise<Uint8Array> {
     const ref = this.tileRef(level, index);
