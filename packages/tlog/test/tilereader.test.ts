@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { hash as nodeHash } from 'node:crypto';
 import fc from 'fast-check';
 import {
-  CompactRange, TileVerifyError, VerifiedTileReader, bytesEqual, concatBytes, consistencyProof, encodeEntryBundle, inclusionProof,
+  CompactRange, TileVerifyError, checkEntryBundle, VerifiedTileReader, bytesEqual, concatBytes, consistencyProof, encodeEntryBundle, inclusionProof,
   makeHasher, merkleRoot, tilePath, treeRoot, utf8, verifyConsistency, verifyInclusion, type Hash, type TileRef,
 } from '../src/index.js';
 
@@ -172,6 +172,16 @@ describe('VerifiedTileReader', () => {
       const r = new VerifiedTileReader(10, big.rootAt[10], big.fetchTile, { hasher });
       expect((await failure(r.readHashes([{ level: 1, index: 5n }]))).message).to.match(/not a complete subtree of tree size 10/);
     });
+  });
+
+  it('checkEntryBundle leaves its input unchanged, even a Buffer', () => {
+    const entries = big.entries.slice(0, 256);
+    const data = Buffer.from(encodeEntryBundle(entries));
+    const before = Buffer.from(data);
+    const tile = concatBytes(...entries.map((e) => hasher.leaf(e)));
+    const out = checkEntryBundle({ level: 0, index: 0n, width: 256, entries: true }, data, tile, hasher);
+    expect(out.length).to.equal(256);
+    expect(data.equals(before)).to.equal(true);
   });
 
   it('agrees with merkleRoot on small random trees', async () => {
