@@ -71,12 +71,20 @@ export function parseListen(s: string, what = '--listen'): { host: string; port:
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
-function stripHopByHop(headers: IncomingHttpHeaders, extra: readonly string[] = []): OutgoingHttpHeaders {
-  const drop = new Set([...HOP_BY_HOP, ...extra]);
+const HOP_SET = new Set(HOP_BY_HOP);
+/** The client's credential for the proxy stays here; Host is set to the upstream's. */
+const NOT_FORWARDED = new Set(['authorization', 'host']);
+
+/** Copies headers without the hop-by-hop ones (and those named in Connection, and `extra`). */
+function stripHopByHop(headers: IncomingHttpHeaders, extra?: ReadonlySet<string>): OutgoingHttpHeaders {
   const conn = headers.connection;
-  if (conn) for (const t of conn.split(',')) drop.add(t.trim().toLowerCase());
+  const named = conn ? new Set(conn.split(',').map((t) => t.trim().toLowerCase())) : null;
   const out: OutgoingHttpHeaders = {};
-  for (const [k, v] of Object.entries(headers)) if (v !== undefined && !drop.has(k)) out[k] = v;
+  for (const k in headers) {
+    if (HOP_SET.has(k) || extra?.has(k) || named?.has(k)) continue;
+    const v = headers[k];
+    if (v !== undefined) out[k] = v;
+  }
   return out;
 }
 
@@ -238,7 +246,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
 
   const forward = (req: IncomingMessage, res: ServerResponse, path: string, requestId: string, count: (n: number) => void) => {
     if (res.destroyed) return; // the client left while we were recording
-    const headers = stripHopByHop(req.headers, ['authorization', 'host']);
+    const headers = stripHopByHop(req.headers, NOT_FORWARDED);
     headers.host = upstream.host;
     const xff = req.headers['x-forwarded-for'];
     const ip = req.socket.remoteAddress ?? '';
@@ -289,6 +297,27 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   };
 
   const server = http.createServer({ keepAliveTimeout: 65_000 }, handle);
+  // protocol upgrades (WebSocket) are not proxied; they are still recorded, like every request
+  server.on('upgrade', (req: IncomingMessage, socket: import('node:stream').Duplex) => {
+    const started = performance.now();
+    const requestId = randomUUID();
+    const g = decide(req, requestId, gate);
+    const event = { ...g.event, decision: { allowed: false, reason: g.deny ? g.event.decision.reason : 'protocol upgrades are not supported' } };
+    const status = g.deny || 501;
+    requests.inc({ outcome: g.deny === 401 ? 'unauthenticated' : g.deny === 403 ? 'forbidden' : 'upgrade_refused' });
+    const answer = () => {
+      const body = JSON.stringify({ error: event.decision.reason, request_id: requestId });
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${REQUEST_ID_HEADER}: ${requestId}\r\nconnection: close\r\n\r\n${body}`);
+      trail
+        .after(responseEvent({ requestId, outcome: { status, bytes: Buffer.byteLength(body), duration_ms: Math.round((performance.now() - started) * 1000) / 1000 } }))
+        .catch(afterError);
+    };
+    socket.on('error', () => socket.destroy());
+    trail.after(event).then(answer, (e: Error) => {
+      warn(`could not spool a request event: ${e.message}`);
+      socket.destroy();
+    });
+  });
   server.on('clientError', (_e, sock) => {
     if (sock.writable) sock.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
     else sock.destroy();

@@ -329,6 +329,27 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     upstream = await startUpstream();
   });
 
+  it('refuses protocol upgrades with 501 and still logs them', async () => {
+    const p = await proxy();
+    const r = await new Promise<{ status: number; id: string }>((resolve, reject) => {
+      const q = http.request(`${p.url}/db/ws`, { headers: { authorization: 'Bearer alice-secret-token-111', connection: 'Upgrade', upgrade: 'websocket' } });
+      q.on('response', (res) => {
+        res.resume();
+        resolve({ status: res.statusCode!, id: String(res.headers['trailmark-request-id']) });
+      });
+      q.on('upgrade', () => reject(new Error('upgraded')));
+      q.on('error', reject);
+      q.end();
+    });
+    expect(r.status).to.equal(501);
+    await waitFor('both events in the log', async () => (await treeSize(log.url)) === 2);
+    const ev = byRequest((await logEntries(log.url)).map((e) => e.event)).get(r.id)!;
+    expect(ev.request.actor.id).to.equal('alice');
+    expect(ev.request.decision).to.deep.equal({ allowed: false, reason: 'protocol upgrades are not supported' });
+    expect(ev.response.outcome.status).to.equal(501);
+    expect(upstream.seen).to.have.length(0);
+  });
+
   it('fails fast on bad configuration', async () => {
     const run = (args: string[]) =>
       new Promise<{ code: number; err: string }>((resolve) => {
