@@ -87,7 +87,7 @@ export class LogReader {
       baseDelayMs: opts.baseDelayMs ?? 200,
       maxDelayMs: opts.maxDelayMs ?? 30_000,
       concurrency: Math.max(1, opts.concurrency ?? 8),
-      headers: opts.headers ?? {},
+      headers: { 'user-agent': 'trailmark-reader', ...opts.headers },
     };
     const agentOpts = { keepAlive: true, maxSockets: this.opts.concurrency };
     this.agent = u.protocol === 'https:' ? new https.Agent(agentOpts) : new http.Agent(agentOpts);
