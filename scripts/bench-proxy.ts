@@ -1,12 +1,19 @@
 /**
  * The access proxy in spool mode against the same upstream called directly, in the same run.
  *
- * Every piece runs in its own process, as in production: a bare node:http upstream, a real log server
- * (`trailmark serve`), the proxy (`trailmark proxy`), and autocannon as the load generator. Direct and proxied
- * runs alternate, and the medians are reported. At the end the shipper must have delivered every event
- * (2 per request) to the log; the script fails if it did not.
+ * Every piece runs in its own process: a bare node:http upstream, a bare node:http forwarder (the least any
+ * Node reverse proxy does: the ceiling for a proxy process here), a real log server (`trailmark serve`), the
+ * proxy (`trailmark proxy`), and autocannon as the load generator. Targets alternate within each round and the
+ * medians are reported.
  *
- *   node --import=tsx scripts/bench-proxy.ts        (BENCH_QUICK=1 for a smoke run)
+ *  1. moderate load (a fixed rate well below saturation): latency added by the proxy;
+ *  2. saturation with the log on this machine ingesting the events during the load;
+ *  3. strict mode at a moderate rate (each request waits for the log's verified receipt);
+ *  4. saturation with the log stopped (events wait in the spool): the proxy's own cost, as when the log
+ *     runs elsewhere; then the log is restarted and the spool must drain completely into it.
+ *
+ * At the end the log must hold exactly the events the shipper delivered, two per request; the script fails
+ * otherwise.   node --import=tsx scripts/bench-proxy.ts   (BENCH_QUICK=1 for a smoke run)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,8 +22,6 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { autocannon, median, startBareServer, waitForUrl, type LoadResult } from './lib/ceilings.js';
 
-// The least any node:http reverse proxy does (no auth, no events, no spool, no header hygiene): the ceiling for
-// a proxy process on this machine, measured in the same run.
 const BARE_FORWARDER = `
 const http = require('node:http');
 const u = new URL(process.argv[1]);
@@ -36,8 +41,10 @@ s.listen(0, '127.0.0.1', () => process.stdout.write('url: http://127.0.0.1:' + s
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const bin = join(root, 'packages/cli/dist/bin.js');
 const quick = Boolean(process.env.BENCH_QUICK);
-const duration = quick ? 3 : 8;
+const duration = quick ? 3 : 5;
 const rounds = quick ? 1 : 3;
+const MODERATE_RATE = 1000;
+const STRICT_RATE = 500;
 
 function startCli(args: string[], want: RegExp[]): Promise<{ proc: ChildProcess; lines: string[] }> {
   const proc = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -54,12 +61,53 @@ function startCli(args: string[], want: RegExp[]): Promise<{ proc: ChildProcess;
   });
 }
 
-async function health(admin: string): Promise<{ spool_depth: number; delivered: number; failed_deliveries: number; receipt_failures: number }> {
-  return (await fetch(`${admin}/healthz`)).json() as never;
+function stop(proc: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+    proc.once('exit', () => resolve());
+    proc.kill('SIGTERM');
+  });
+}
+
+interface Health {
+  spool_depth: number;
+  delivered: number;
+  failed_deliveries: number;
+  receipt_failures: number;
+}
+
+async function health(admin: string): Promise<Health> {
+  return (await fetch(`${admin}/healthz`)).json() as Promise<Health>;
+}
+
+function med(xs: LoadResult[]): LoadResult {
+  return {
+    rps: median(xs.map((x) => x.rps)),
+    p50: median(xs.map((x) => x.p50)),
+    p99: median(xs.map((x) => x.p99)),
+    errors: xs.reduce((a, x) => a + x.errors, 0),
+    non2xx: xs.reduce((a, x) => a + x.non2xx, 0),
+  };
 }
 
 function fmtRow(what: string, r: LoadResult): string {
-  return `${what.padEnd(34)} ${Math.round(r.rps).toLocaleString('en-US').padStart(8)} req/s   p50 ${String(r.p50).padStart(4)} ms   p99 ${String(r.p99).padStart(4)} ms   errors ${r.errors}   non-2xx ${r.non2xx}`;
+  return `  ${what.padEnd(40)} ${Math.round(r.rps).toLocaleString('en-US').padStart(8)} req/s   p50 ${String(r.p50).padStart(4)} ms   p99 ${String(r.p99).padStart(4)} ms   errors ${r.errors}   non-2xx ${r.non2xx}`;
+}
+
+/** Runs each target once per round, alternating, and returns the medians. */
+async function compare(targets: Record<string, string>, load: { connections: number; rate?: number }, headers: Record<string, string>): Promise<Record<string, LoadResult>> {
+  const runs: Record<string, LoadResult[]> = {};
+  for (const [name, url] of Object.entries(targets)) {
+    runs[name] = [];
+    await autocannon({ url: url + '/warm', connections: load.connections, duration: 1, headers });
+  }
+  for (let r = 0; r < rounds; r++) {
+    for (const [name, url] of Object.entries(targets)) {
+      const opts = { url: url + '/rows?x=1', connections: load.connections, duration, headers, ...(load.rate ? { overallRate: load.rate } : {}) };
+      runs[name].push(await autocannon(opts as Parameters<typeof autocannon>[0]));
+    }
+  }
+  return Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, med(v)]));
 }
 
 async function main(): Promise<void> {
@@ -68,7 +116,11 @@ async function main(): Promise<void> {
   try {
     const upstream = await startBareServer('{"ok":true,"rows":[1,2,3]}');
     procs.push(upstream.proc);
-    const log = await startCli(['serve', '--data', join(tmp, 'log'), '--listen', '127.0.0.1:0'], [/^vkey: (\S+)$/m, /^url: (\S+)$/m]);
+    const fwd = spawn(process.execPath, ['-e', BARE_FORWARDER, upstream.url], { stdio: ['ignore', 'pipe', 'inherit'] });
+    procs.push(fwd);
+    const forwarderUrl = await waitForUrl(fwd);
+    const logData = join(tmp, 'log');
+    let log = await startCli(['serve', '--data', logData, '--listen', '127.0.0.1:0'], [/^vkey: (\S+)$/m, /^url: (\S+)$/m]);
     procs.push(log.proc);
     const [vkey, logUrl] = log.lines;
     const tokens = join(tmp, 'tokens.json');
@@ -79,57 +131,66 @@ async function main(): Promise<void> {
     );
     procs.push(proxy.proc);
     const [proxyUrl, admin] = proxy.lines;
-    const fwd = spawn(process.execPath, ['-e', BARE_FORWARDER, upstream.url], { stdio: ['ignore', 'pipe', 'inherit'] });
-    procs.push(fwd);
-    const forwarderUrl = await waitForUrl(fwd);
     const headers = { authorization: 'Bearer bench-token-0123456789', 'user-agent': 'autocannon' };
+    const targets = { direct: upstream.url, bare: forwarderUrl, proxy: proxyUrl };
 
     console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')} (2 cores)`);
-    console.log(`proxy benchmark: ${rounds} round(s) of ${duration} s per figure, GET of a small JSON answer; load from a separate process`);
-    for (const connections of [16, 64]) {
-      const direct: LoadResult[] = [];
-      const bare: LoadResult[] = [];
-      const proxied: LoadResult[] = [];
-      // warm up both paths (JIT, keep-alive pools)
-      await autocannon({ url: upstream.url + '/warm', connections, duration: 1, headers });
-      await autocannon({ url: forwarderUrl + '/warm', connections, duration: 1, headers });
-      await autocannon({ url: proxyUrl + '/warm', connections, duration: 1, headers });
-      for (let r = 0; r < rounds; r++) {
-        direct.push(await autocannon({ url: upstream.url + '/rows?x=1', connections, duration, headers }));
-        bare.push(await autocannon({ url: forwarderUrl + '/rows?x=1', connections, duration, headers }));
-        proxied.push(await autocannon({ url: proxyUrl + '/rows?x=1', connections, duration, headers }));
-      }
-      const med = (xs: LoadResult[]): LoadResult => ({
-        rps: median(xs.map((x) => x.rps)),
-        p50: median(xs.map((x) => x.p50)),
-        p99: median(xs.map((x) => x.p99)),
-        errors: xs.reduce((a, x) => a + x.errors, 0),
-        non2xx: xs.reduce((a, x) => a + x.non2xx, 0),
-      });
-      const d = med(direct);
-      const b = med(bare);
-      const p = med(proxied);
-      console.log(`\n${connections} connections:`);
-      console.log(fmtRow('upstream directly', d));
-      console.log(fmtRow('bare node:http forwarder (ceiling)', b));
-      console.log(fmtRow('through the proxy (spool mode)', p));
-      console.log(`proxy/direct throughput ${(p.rps / d.rps).toFixed(2)}x   added p50 ${p.p50 - d.p50} ms   added p99 ${p.p99 - d.p99} ms`);
-      console.log(`proxy/bare forwarder throughput ${(p.rps / b.rps).toFixed(2)}x   p99 beyond the bare forwarder ${p.p99 - b.p99} ms`);
-    }
+    console.log(`proxy benchmark: median of ${rounds} round(s) of ${duration} s per figure, GET of a small JSON answer, load from a separate process`);
 
+    const show = (title: string, r: Record<string, LoadResult>, proxyName = 'proxy (spool mode)') => {
+      console.log(`\n${title}`);
+      console.log(fmtRow('upstream directly', r.direct));
+      console.log(fmtRow('bare node:http forwarder (ceiling)', r.bare));
+      console.log(fmtRow(proxyName, r.proxy));
+      console.log(`  proxy/direct ${(r.proxy.rps / r.direct.rps).toFixed(2)}x, proxy/bare forwarder ${(r.proxy.rps / r.bare.rps).toFixed(2)}x; added p50 ${r.proxy.p50 - r.direct.p50} ms, added p99 ${r.proxy.p99 - r.direct.p99} ms`);
+    };
+
+    show(`1. moderate load: ${MODERATE_RATE} req/s over 16 connections, log ingesting on this machine`, await compare(targets, { connections: 16, rate: MODERATE_RATE }, headers));
+    show('2. saturation, 64 connections, log ingesting on this machine', await compare(targets, { connections: 64 }, headers));
+
+    const strict = await startCli(
+      ['proxy', '--mode', 'strict', '--upstream', upstream.url, '--log', logUrl, '--log-key', vkey, '--tokens', tokens, '--listen', '127.0.0.1:0', '--spool', join(tmp, 'spool-strict'), '--name', 'bench-strict', '--admin-listen', '127.0.0.1:0'],
+      [/^url: (\S+)$/m, /^admin: (\S+)$/m],
+    );
+    procs.push(strict.proc);
+    show(
+      `3. strict mode (forwarded only after the log's verified receipt): ${STRICT_RATE} req/s over 16 connections`,
+      await compare({ direct: upstream.url, bare: forwarderUrl, proxy: strict.lines[0] }, { connections: 16, rate: STRICT_RATE }, headers),
+      'proxy (strict mode)',
+    );
+    // the strict proxy's events: request events acknowledged directly, response events through its spool
+    let sh = await health(strict.lines[1]);
+    for (let i = 0; sh.spool_depth > 0 && i < 600; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      sh = await health(strict.lines[1]);
+    }
+    const metrics = await (await fetch(`${strict.lines[1]}/metrics`)).text();
+    const strictAcks = Number(/^trailmark_strict_acks_total (\d+)$/m.exec(metrics)?.[1] ?? NaN);
+    const strictEvents = sh.delivered + strictAcks;
+    await stop(strict.proc);
+
+    await stop(log.proc);
+    show('4. saturation, 64 connections, log stopped (events wait in the spool)', await compare(targets, { connections: 64 }, headers), 'proxy (spool mode, log down)');
+    const before = await health(admin);
     const t0 = Date.now();
+    log = await startCli(['serve', '--data', logData, '--listen', new URL(logUrl).host], [/^vkey: (\S+)$/m, /^url: (\S+)$/m]);
+    procs.push(log.proc);
     let h = await health(admin);
-    while (h.spool_depth > 0 && Date.now() - t0 < 120_000) {
-      await new Promise((r) => setTimeout(r, 200));
+    while (h.spool_depth > 0 && Date.now() - t0 < 300_000) {
+      await new Promise((r) => setTimeout(r, 100));
       h = await health(admin);
     }
+    const drainMs = Date.now() - t0;
     const sth = (await (await fetch(`${logUrl}/v1/get-sth`)).json()) as { tree_size: number };
-    console.log(`\nshipper: ${h.delivered.toLocaleString('en-US')} events delivered with verified receipts, spool depth ${h.spool_depth} ${Date.now() - t0} ms after the load stopped, ${h.failed_deliveries} failed deliveries, ${h.receipt_failures} receipt failures; log tree size ${sth.tree_size.toLocaleString('en-US')}`);
+    console.log(`\nafter the log restarted: ${before.spool_depth.toLocaleString('en-US')} spooled events drained in ${drainMs} ms (${Math.round(before.spool_depth / (drainMs / 1000)).toLocaleString('en-US')} events/s, verified receipts)`);
+    console.log(`shipper: ${h.delivered.toLocaleString('en-US')} events delivered, spool depth ${h.spool_depth}, ${h.failed_deliveries} failed deliveries (while the log was down), ${h.receipt_failures} receipt failures; log tree size ${sth.tree_size.toLocaleString('en-US')}`);
     if (h.spool_depth > 0) throw new Error('the spool did not drain');
-    if (sth.tree_size !== h.delivered) throw new Error(`log holds ${sth.tree_size} entries, the shipper delivered ${h.delivered}`);
+    console.log(`strict proxy: ${strictAcks.toLocaleString('en-US')} request events acknowledged before forwarding, ${sh.delivered.toLocaleString('en-US')} events shipped from its spool`);
+    if (sth.tree_size !== h.delivered + strictEvents) {
+      throw new Error(`log holds ${sth.tree_size} entries, the proxies delivered ${h.delivered} + ${strictEvents}`);
+    }
   } finally {
-    for (const p of procs) p.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 300));
+    await Promise.all(procs.map(stop));
     rmSync(tmp, { recursive: true, force: true });
   }
 }
