@@ -1,4 +1,7 @@
-/** The main-thread side of canon-worker: one worker, requests matched to answers by id, restarted if it dies. */
+/**
+ * The main-thread side of canon-worker: a few workers (each request to the least busy), answers matched to
+ * requests by id, a worker that dies is replaced on the next request.
+ */
 import { Worker } from 'node:worker_threads';
 import { HttpError } from './errors.js';
 import { prepareBatch, type PackedLeaves, type PrepError } from './canon.js';
@@ -6,6 +9,8 @@ import type { Leaf } from './storage.js';
 
 /** Bodies below this size are prepared inline: the worker round trip would cost more than it saves. */
 export const INLINE_BODY_BYTES = 64 * 1024;
+/** Bodies above this size are prepared inline too: the worker's heap is kept small, and they are rare. */
+export const WORKER_MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 interface Waiter {
   resolve(p: PackedLeaves): void;
@@ -28,17 +33,24 @@ function asHttp(e: unknown): unknown {
   return e;
 }
 
+interface Slot {
+  worker: Worker | undefined;
+  waiting: Map<number, Waiter>;
+}
+
 export class CanonPool {
-  private worker: Worker | undefined;
-  private readonly waiting = new Map<number, Waiter>();
+  private readonly slots: Slot[];
   private next = 1;
   private closed = false;
 
-  constructor(private readonly useWorker = true) {}
+  /** `workers` = 0 prepares everything inline. */
+  constructor(workers = 1) {
+    this.slots = Array.from({ length: Math.max(0, workers) }, () => ({ worker: undefined, waiting: new Map() }));
+  }
 
-  private start(): Worker {
+  private start(slot: Slot): Worker {
     // the worker's heap holds a few request bodies at a time; keep its share of the RSS small
-    const resourceLimits = { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 16 };
+    const resourceLimits = { maxOldGenerationSizeMb: 48, maxYoungGenerationSizeMb: 8 };
     let w: Worker;
     if (import.meta.url.endsWith('.ts')) {
       // running from sources (tests under tsx): the worker registers tsx itself before loading the .ts file
@@ -49,16 +61,16 @@ export class CanonPool {
     }
     w.unref();
     w.on('message', (m: { id: number; ok: boolean; data: Uint8Array; offsets: Uint32Array; hashes: Uint8Array; status: number; message: string }) => {
-      const waiter = this.waiting.get(m.id);
+      const waiter = slot.waiting.get(m.id);
       if (!waiter) return;
-      this.waiting.delete(m.id);
+      slot.waiting.delete(m.id);
       if (m.ok) waiter.resolve({ data: Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength), offsets: m.offsets, hashes: Buffer.from(m.hashes.buffer, m.hashes.byteOffset, m.hashes.byteLength) });
       else waiter.reject(m.status < 500 ? new HttpError(m.status, m.message) : new Error(`entry preparation failed: ${m.message}`));
     });
     const fail = (e: unknown) => {
-      if (this.worker === w) this.worker = undefined;
-      for (const waiter of this.waiting.values()) waiter.reject(new Error(`entry preparation worker stopped: ${(e as Error)?.message ?? e}`));
-      this.waiting.clear();
+      if (slot.worker === w) slot.worker = undefined;
+      for (const waiter of slot.waiting.values()) waiter.reject(new Error(`entry preparation worker stopped: ${(e as Error)?.message ?? e}`));
+      slot.waiting.clear();
     };
     w.on('error', fail);
     w.on('exit', (code) => fail(new Error(`exit code ${code}`)));
@@ -67,28 +79,34 @@ export class CanonPool {
 
   /** Parses and canonicalizes an add-entries body into leaves. Rejects with HttpError (4xx) for client mistakes. */
   async prepare(body: Buffer): Promise<Leaf[]> {
-    if (!this.useWorker || this.closed || body.length < INLINE_BODY_BYTES) {
+    if (this.slots.length === 0 || this.closed || body.length < INLINE_BODY_BYTES || body.length > WORKER_MAX_BODY_BYTES) {
       try {
         return unpack(prepareBatch(body));
       } catch (e) {
         throw asHttp(e);
       }
     }
-    this.worker ??= this.start();
+    let slot = this.slots[0];
+    for (const s of this.slots) if (s.waiting.size < slot.waiting.size) slot = s;
+    const worker = (slot.worker ??= this.start(slot));
     const id = this.next++;
     // hand the bytes over without a copy when the buffer is the body's own
     const own = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength;
     const msg = own ? body : Buffer.from(body);
     return new Promise<PackedLeaves>((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
-      this.worker!.postMessage({ id, body: msg }, [msg.buffer as ArrayBuffer]);
+      slot.waiting.set(id, { resolve, reject });
+      worker.postMessage({ id, body: msg }, [msg.buffer as ArrayBuffer]);
     }).then(unpack);
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    const w = this.worker;
-    this.worker = undefined;
-    if (w) await w.terminate();
+    await Promise.all(
+      this.slots.map(async (s) => {
+        const w = s.worker;
+        s.worker = undefined;
+        if (w) await w.terminate();
+      }),
+    );
   }
 }

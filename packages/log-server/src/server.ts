@@ -30,12 +30,14 @@ export interface LogServerOptions {
   logger?: Logger;
   /** Most entries waiting for a commit before 503s (default 200,000). */
   maxQueuedEntries?: number;
-  /** Most entries per group commit (default 20,000). */
+  /** Most entries per group commit (default 8,000). */
   maxBatchEntries?: number;
-  /** Full tiles cached in memory (~16 KiB each; default 4096). */
+  /** Full tiles cached whole (~16 KiB each; default 4,096). */
   tileCacheTiles?: number;
-  /** Prepare large add-entries bodies in a worker thread (default true). */
-  canonWorker?: boolean;
+  /** Full tiles whose upper Merkle nodes are cached (2 KiB each; default 32,768). */
+  upperCacheTiles?: number;
+  /** Worker threads preparing large add-entries bodies (default 1; 0 = on the main thread). */
+  canonWorkers?: number;
 }
 
 export interface LogServer {
@@ -79,7 +81,7 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
     throw new LogStateError('data-dir', `cannot create data directory ${opts.dataDir}: ${(e as Error).message}`);
   }
   const key = loadLogKey(opts.keyFile ?? join(opts.dataDir, 'log.key'), { origin: opts.origin, create: opts.keyFile === undefined });
-  const store = await LogStore.open(join(opts.dataDir, 'db'), key, { logger, tileCacheTiles: opts.tileCacheTiles });
+  const store = await LogStore.open(join(opts.dataDir, 'db'), key, { logger, tileCacheTiles: opts.tileCacheTiles, upperCacheTiles: opts.upperCacheTiles });
 
   let witnessing: Witnessing | undefined;
   let closing = false;
@@ -125,7 +127,7 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
   }
 
   const tokenHashes = opts.submitTokens && opts.submitTokens.length > 0 ? opts.submitTokens.map((t) => createHash('sha256').update(t).digest()) : undefined;
-  const canon = new CanonPool(opts.canonWorker ?? true);
+  const canon = new CanonPool(opts.canonWorkers ?? 1);
   const ctx: ApiContext = {
     store,
     canon,

@@ -36,7 +36,7 @@ import type { LogKey } from './keys.js';
 import type { Logger } from './logger.js';
 import { nodeHasher } from './sha.js';
 import { signTreeHead } from './sth.js';
-import { Lru, TILE_W, TileNode } from './tilecache.js';
+import { Lru, lowNode, TILE_W, TileNode, UPPER_FROM, upperNode } from './tilecache.js';
 
 const STATE_KEY = Buffer.from('S');
 const MAX_SIZE = Number.MAX_SAFE_INTEGER;
@@ -129,8 +129,10 @@ export interface Prepared {
 }
 
 export interface StoreOptions {
-  /** Full tiles kept in memory (each ~16 KiB with its inner nodes). */
+  /** Full tiles kept whole in memory (~16 KiB each with all inner nodes; default 4,096, i.e. 1M entries). */
   tileCacheTiles?: number;
+  /** Full tiles whose upper inner nodes are kept (2 KiB each; default 32,768, i.e. 8M entries). */
+  upperCacheTiles?: number;
   logger?: Logger;
 }
 
@@ -153,8 +155,12 @@ interface StateJson {
 export class LogStore {
   private compact!: CompactRange;
   private readonly edge: TileNode[] = [];
+  /** The tile of each level that filled last: its top inner nodes complete just after it does. */
+  private readonly lastFull: (TileNode | undefined)[] = [];
   private edgeBundle: { index: number; entries: Uint8Array[] } = { index: 0, entries: [] };
   private readonly tiles: Lru<number, TileNode>;
+  /** Upper inner nodes of full tiles: a proof node at sub-level >= 3 is one lookup, lower ones <= 3 hashes. */
+  private readonly uppers: Lru<number, Buffer>;
   private readonly bundles = new Lru<number, Buffer>(64);
   private readonly filter = new PrefixFilter();
   private latest!: SignedTree;
@@ -163,6 +169,8 @@ export class LogStore {
   private touched = new Set<number>();
   /** Prepared batches not yet durable, oldest first. */
   private readonly inflight: Prepared[] = [];
+  /** Tiles filled in this prepare: their upper nodes are complete once the whole batch is appended. */
+  private pendingUpper: TileNode[] = [];
   private lastTimestamp = 0;
   private readonly visit = (id: NodeId, h: Uint8Array) => this.onNode(id, h);
 
@@ -173,6 +181,7 @@ export class LogStore {
     opts: StoreOptions,
   ) {
     this.tiles = new Lru(opts.tileCacheTiles ?? 4096);
+    this.uppers = new Lru(opts.upperCacheTiles ?? 32_768);
   }
 
   /**
@@ -337,7 +346,16 @@ export class LogStore {
   }
 
   private onNode(id: NodeId, h: Uint8Array): void {
-    if ((id.level & 7) !== 0) return;
+    const k = id.level & 7;
+    if (k !== 0) {
+      // an inner node of a tile: keep it, so proofs on fresh tiles need no hashing
+      const L = id.level >> 3;
+      const first = Number(id.index) * 2 ** k;
+      const t = Math.floor(first / TILE_W);
+      const node = this.edge[L]?.index === t ? this.edge[L] : this.lastFull[L]?.index === t ? this.lastFull[L] : undefined;
+      node?.setNode(k, (first % TILE_W) >> k, h);
+      return;
+    }
     const level = id.level >> 3;
     const idx = Number(id.index);
     let node = this.edge[level];
@@ -348,6 +366,8 @@ export class LogStore {
     if (node.width === TILE_W) {
       this.batch!.put(tileKey(level, node.index), node.data());
       this.tiles.set(this.tileId(level, node.index), node);
+      this.lastFull[level] = node;
+      this.pendingUpper.push(node);
       this.edge[level] = new TileNode(level, node.index + 1);
     }
   }
@@ -455,6 +475,8 @@ export class LogStore {
           this.edgeBundle = { index: eb.index + 1, entries: [] };
         }
       }
+      for (const t of this.pendingUpper) this.uppers.set(this.tileId(t.level, t.index), t.upper());
+      this.pendingUpper = [];
       if (size === start) {
         void batch.close().catch(() => {});
         return { batch: undefined, indices, added: 0, hashes: added, start, tree: undefined };
@@ -547,12 +569,35 @@ export class LogStore {
       const first = Number(index) * 2 ** k;
       const tIndex = Math.floor(first / TILE_W);
       const p = (first % TILE_W) / 2 ** k;
-      let t = this.tileSync(L, tIndex);
-      if (!t) t = await this.tile(L, tIndex);
-      if (!t) throw new Error(`internal: tile ${L}/${tIndex} missing for node ${level}/${index} in a tree of ${size}`);
-      out[i] = t.node(k, p);
+      const t = this.tileSync(L, tIndex);
+      if (t) {
+        out[i] = t.node(k, p);
+        continue;
+      }
+      const id = this.tileId(L, tIndex);
+      if (k >= UPPER_FROM) {
+        let u = this.uppers.get(id);
+        if (!u) {
+          const whole = await this.tile(L, tIndex);
+          if (!whole) throw new Error(`internal: tile ${L}/${tIndex} missing for node ${level}/${index} in a tree of ${size}`);
+          u = whole.upper();
+          this.uppers.set(id, u);
+        }
+        out[i] = upperNode(u, k, p);
+      } else {
+        // the tile's own hashes: LevelDB's block cache or the page cache, read synchronously (8 KiB)
+        const raw = this.rawTile(L, tIndex);
+        if (!raw) throw new Error(`internal: tile ${L}/${tIndex} missing for node ${level}/${index} in a tree of ${size}`);
+        out[i] = lowNode(raw, k, p);
+      }
     }
     return out;
+  }
+
+  private rawTile(level: number, index: number): Uint8Array | undefined {
+    const raw = this.db.getSync(tileKey(level, index));
+    if (raw && raw.length !== TILE_W * 32) throw new LogStateError('tile', `stored tile ${level}/${index} has ${raw.length / 32} hashes, expected a full tile`);
+    return raw;
   }
 
   /** Leaf hash at `index`. Precondition: index < size <= durable size. */

@@ -9,6 +9,9 @@ export const TILE_W = 256;
 const HASH = 32;
 /** Hash offset of sub-level k inside a TileNode buffer: 256 + 128 + ... hashes before it. */
 const SUB_OFFSET = [0, 256, 384, 448, 480, 496, 504, 508, 510];
+/** Sub-levels from this one up are kept for many tiles (2 KiB each); below it they are recomputed from the tile. */
+export const UPPER_FROM = 3;
+const UPPER_START = SUB_OFFSET[UPPER_FROM] * HASH;
 const NODE_HASHES = 511;
 
 export class TileNode {
@@ -36,6 +39,16 @@ export class TileNode {
     this.width++;
   }
 
+  /**
+   * Records an inner node computed elsewhere (the compact range computes them while appending), so proofs
+   * never rehash it. Precondition: nodes of sub-level k (1..8) arrive in order, each once complete.
+   */
+  setNode(k: number, p: number, h: Uint8Array): void {
+    if (this.built[k] !== p) return; // out of order: leave it to extend()
+    this.buf.set(h, (SUB_OFFSET[k] + p) * HASH);
+    this.built[k] = p + 1;
+  }
+
   /** The tile bytes of its first `width` hashes (a view: the prefix never changes once written). */
   data(width = this.width): Buffer {
     return this.buf.subarray(0, width * HASH);
@@ -53,6 +66,12 @@ export class TileNode {
     }
   }
 
+  /** A copy of the inner nodes at sub-levels UPPER_FROM..8 (63 hashes). Precondition: the tile is full. */
+  upper(): Buffer {
+    this.extend();
+    return Buffer.from(this.buf.subarray(UPPER_START, NODE_HASHES * HASH));
+  }
+
   /**
    * The node at sub-level k (0..8) and position p inside this tile.
    * Precondition: the node is complete in this tile, i.e. (p + 1) << k <= width.
@@ -63,6 +82,21 @@ export class TileNode {
     const off = (SUB_OFFSET[k] + p) * HASH;
     return this.buf.subarray(off, off + HASH);
   }
+}
+
+/** Node (k >= UPPER_FROM, p) from a tile's upper() copy. */
+export function upperNode(upper: Buffer, k: number, p: number): Buffer {
+  const off = (SUB_OFFSET[k] + p) * HASH - UPPER_START;
+  return upper.subarray(off, off + HASH);
+}
+
+/** Node (k < UPPER_FROM, p) from the raw bytes of a full tile: at most 3 hashes. */
+export function lowNode(raw: Uint8Array, k: number, p: number): Buffer {
+  const b = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  if (k === 0) return b.subarray(p * HASH, (p + 1) * HASH);
+  if (k === 1) return hashChildren(b, 2 * p * HASH, (2 * p + 1) * HASH);
+  const pair = Buffer.concat([hashChildren(b, 4 * p * HASH, (4 * p + 1) * HASH), hashChildren(b, (4 * p + 2) * HASH, (4 * p + 3) * HASH)]);
+  return hashChildren(pair, 0, HASH);
 }
 
 /** A least-recently-used map with a fixed number of entries. */
