@@ -67,4 +67,29 @@ describe('express middleware (real express app, real log)', function () {
     expect(evs.find((e) => e.stage === 'request' && e.request_id === did)!.actor.id).to.equal(null);
     expect(evs.find((e) => e.stage === 'response' && e.request_id === did)!.outcome.status).to.equal(401);
   });
+
+  it('strict mode: answers 503 without running the handler when the log does not acknowledge', async () => {
+    const t2 = tempDir('tm-mw-strict-');
+    const strict = await AccessTrail.open({ spoolDir: t2.dir, log: { url: 'http://127.0.0.1:9', vkey: log.vkey, attempts: 2, backoffBaseMs: 5 }, mode: 'strict', strictDeadlineMs: 500 });
+    const app = express();
+    let ran = 0;
+    app.use(accessTrailMiddleware({ trail: strict, target: 'https://billing.internal', onError: () => {} }));
+    app.get('/x', (_req, res) => {
+      ran++;
+      res.send('ok');
+    });
+    const s2 = app.listen(0, '127.0.0.1');
+    await new Promise((r) => s2.once('listening', r));
+    try {
+      const r = await fetch(`http://127.0.0.1:${(s2.address() as { port: number }).port}/x`);
+      expect(r.status).to.equal(503);
+      expect(ran).to.equal(0);
+      // logged locally: the request event (and the 503 response event) wait in the spool for the log
+      await waitFor('two events spooled', () => strict.spool.depth === 2);
+    } finally {
+      await close(s2);
+      await strict.close();
+      t2.cleanup();
+    }
+  });
 });
