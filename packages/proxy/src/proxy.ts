@@ -125,10 +125,13 @@ function closeServer(server: http.Server): Promise<void> {
   });
 }
 
-function sendJson(res: ServerResponse, status: number, body: Record<string, unknown>, headers: Record<string, string> = {}): void {
+/** Answers with a JSON body; returns the body's length in bytes (for the response event). */
+function sendJson(res: ServerResponse, status: number, body: Record<string, unknown>, headers: Record<string, string> = {}): number {
   const data = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), ...headers });
+  const n = Buffer.byteLength(data);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': n, ...headers });
   res.end(data);
+  return n;
 }
 
 /**
@@ -191,7 +194,6 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     redactQuery: new Set([...DEFAULT_REDACT_QUERY, ...(opts.redactQuery ?? [])].map((n) => n.toLowerCase())),
     redactHeaders: new Set((opts.redactHeaders ?? []).map((n) => n.toLowerCase())),
   };
-  // configured secret headers are not forwarded in events and never echoed; they still go upstream
   const isHttps = upstream.protocol === 'https:';
   const agent = isHttps ? new https.Agent({ keepAlive: true, maxSockets: 512, scheduling: 'lifo' }) : new http.Agent({ keepAlive: true, maxSockets: 512, scheduling: 'lifo' });
   const upstreamPort = upstream.port || (isHttps ? '443' : '80');
@@ -228,7 +230,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
         },
         (e: Error) => {
           warn(`could not spool a request event: ${e.message}`);
-          sendJson(res, 503, { error: 'access event could not be recorded', request_id: requestId }, { 'retry-after': '1' });
+          bytes = sendJson(res, 503, { error: 'access event could not be recorded', request_id: requestId }, { 'retry-after': '1' });
         },
       );
       return;
@@ -239,7 +241,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
         requests.inc({ outcome: 'log_unavailable' });
         if (mode !== 'strict') warn(`could not spool a request event: ${e.message}`);
         req.resume();
-        sendJson(res, 503, { error: mode === 'strict' ? 'the log is unavailable' : 'access event could not be recorded', request_id: requestId }, { 'retry-after': '1' });
+        bytes = sendJson(res, 503, { error: mode === 'strict' ? 'the log is unavailable' : 'access event could not be recorded', request_id: requestId }, { 'retry-after': '1' });
       },
     );
   };
