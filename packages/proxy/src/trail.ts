@@ -8,7 +8,7 @@
  * `after()` (response events, denials) always goes through the spool: the answer has been sent by then.
  */
 import { Registry, Counter, Gauge } from 'prom-client';
-import { ProxyError } from './errors.js';
+import { LogUnavailableError, ProxyError } from './errors.js';
 import { eventBytes, type AccessEvent } from './events.js';
 import { LogClient, type LogClientOptions, type Receipt } from './logclient.js';
 import { Shipper, type ShipperOptions } from './shipper.js';
@@ -34,6 +34,8 @@ export class AccessTrail {
   readonly registry: Registry;
   private readonly strictFailures: Counter;
   private readonly strictAcks: Counter;
+  /** Strict mode: until when the log counts as down (ms since the epoch). */
+  private logDownUntil = 0;
 
   private constructor(
     readonly spool: Spool,
@@ -111,11 +113,16 @@ export class AccessTrail {
       await this.spool.append(bytes);
       return null;
     }
+    // after a failure, one quick attempt per request until the log answers again: clients get their 503 at
+    // once instead of each waiting out the retries
+    const degraded = Date.now() < this.logDownUntil;
     try {
-      const r = await this.client.addEntry(bytes, { deadlineMs: this.strictDeadlineMs });
+      const r = await this.client.addEntry(bytes, degraded ? { attempts: 1, deadlineMs: Math.min(1000, this.strictDeadlineMs) } : { deadlineMs: this.strictDeadlineMs });
+      this.logDownUntil = 0;
       this.strictAcks.inc();
       return r;
     } catch (e) {
+      if (e instanceof LogUnavailableError) this.logDownUntil = Date.now() + 2000;
       this.strictFailures.inc();
       // the log may or may not have it: the same bytes in the spool make the outcome exactly once either way
       await this.spool.append(bytes);

@@ -249,15 +249,20 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     expect(down.status).to.equal(503);
     expect(JSON.parse(down.text).error).to.equal('the log is unavailable');
     expect(upstream.seen.length, 'forwarded without an acknowledgement').to.equal(seenBefore);
+    // while the log is known to be down, the next refusals come at once rather than after the retries
+    const t0 = Date.now();
+    const down2 = await req(`${p.url}/echo/2b`, { headers: auth });
+    expect(down2.status).to.equal(503);
+    expect(Date.now() - t0).to.be.below(1000);
     await log.start();
     const again = await req(`${p.url}/echo/3`, { headers: auth });
     expect(again.status).to.equal(200);
     p.trail.shipper.poke();
-    await waitFor('six events in the log', async () => (await treeSize(log.url)) >= 6);
+    await waitFor('eight events in the log', async () => (await treeSize(log.url)) >= 8);
     await p.trail.shipper.drained();
     const m = byRequest((await logEntries(log.url)).map((e) => e.event));
-    expect(m.size).to.equal(3);
-    expect(await treeSize(log.url)).to.equal(6);
+    expect(m.size).to.equal(4);
+    expect(await treeSize(log.url)).to.equal(8);
     expect(m.get(down.headers.get('trailmark-request-id')!)!.response.outcome).to.deep.include({ status: 503, bytes: Buffer.byteLength(down.text) });
   });
 
