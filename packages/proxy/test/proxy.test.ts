@@ -172,7 +172,7 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     await burst(30, 'during');
     await waitFor('response events spooled', () => p.trail.spool.depth >= 60);
     await waitFor('the shipper to hit the dead log', () => p.trail.client.stats.retries > 0);
-    const health = await (await fetch(`${p.adminUrl}/healthz`)).json();
+    const health = (await (await fetch(`${p.adminUrl}/healthz`)).json()) as Ev;
     expect(health.spool_depth).to.be.at.least(60);
     expect(health.oldest_undelivered_age_seconds).to.be.greaterThan(0);
     await log.start();
@@ -219,14 +219,14 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     await log.stop();
     await burst(first.url, 25, 'b');
     // the response event is spooled just after the answer: wait until the proxy says all 50 are on disk
-    await waitFor('events spooled', async () => (await (await fetch(`${first.admin}/healthz`)).json()).spool_depth === 50);
+    await waitFor('events spooled', async () => ((await (await fetch(`${first.admin}/healthz`)).json()) as Ev).spool_depth === 50);
     first.proc.kill('SIGKILL');
     await new Promise((r) => first.proc.once('exit', r));
     await log.start();
     const second = await start();
     await burst(second.url, 5, 'c');
     await waitFor('every event delivered', async () => (await treeSize(log.url)) >= 70, 30_000);
-    await waitFor('spool empty', async () => (await (await fetch(`${second.admin}/healthz`)).json()).spool_depth === 0);
+    await waitFor('spool empty', async () => ((await (await fetch(`${second.admin}/healthz`)).json()) as Ev).spool_depth === 0);
     const m = byRequest((await logEntries(log.url)).map((e) => e.event));
     expect(m.size).to.equal(35);
     expect([...m.keys()].sort()).to.deep.equal([...ids].sort());
