@@ -22,7 +22,7 @@ import { REQUEST_ID_HEADER } from './middleware.js';
 import { AccessTrail, type TrailMode } from './trail.js';
 
 export interface ProxyOptions {
-  /** Upstream origin URL (http or https). */
+  /** Upstream URL (http or https): its origin, plus an optional path prefix for every forwarded path. */
   upstream: string;
   /** Log URL and its vkey. */
   log: string;
@@ -148,6 +148,11 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     throw new ConfigError('upstream', `--upstream ${JSON.stringify(opts.upstream)} is not a URL`);
   }
   if (upstream.protocol !== 'http:' && upstream.protocol !== 'https:') throw new ConfigError('upstream', `--upstream must be an http or https URL, got ${upstream.protocol}`);
+  if (upstream.search || upstream.hash || upstream.username || upstream.password) {
+    throw new ConfigError('upstream', '--upstream must not carry a query, a fragment or credentials');
+  }
+  // a path in --upstream is a prefix put before every forwarded path (events show the client's path)
+  const basePath = upstream.pathname.replace(/\/+$/, '');
   const mode = opts.mode ?? 'spool';
   if (mode !== 'spool' && mode !== 'strict') throw new ConfigError('mode', `--mode must be spool or strict, got ${JSON.stringify(mode)}`);
   const tokens = typeof opts.tokens === 'string' ? TokenStore.fromFile(opts.tokens) : opts.tokens;
@@ -236,7 +241,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       return;
     }
     trail.before(g.event).then(
-      () => forward(req, res, g.forwardPath, requestId, (n) => (bytes += n)),
+      () => forward(req, res, basePath + g.forwardPath, requestId, (n) => (bytes += n)),
       (e: Error) => {
         requests.inc({ outcome: 'log_unavailable' });
         if (mode !== 'strict') warn(`could not spool a request event: ${e.message}`);

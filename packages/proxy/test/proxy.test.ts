@@ -320,6 +320,17 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     expect(m.get(down.id)!.request.action.path).to.equal('/big');
   });
 
+  it('puts the path of --upstream before every forwarded path', async () => {
+    const p = await proxy({ upstream: upstream.url + '/base/', rules: undefined });
+    const r = await req(`${p.url}/db/x?y=1`, { headers: { authorization: 'Bearer bob-secret-token-222' } });
+    expect(r.status).to.equal(200);
+    expect(JSON.parse(r.text).url).to.equal('/base/db/x?y=1');
+    await waitFor('both events in the log', async () => (await treeSize(log.url)) === 2);
+    const ev = byRequest((await logEntries(log.url)).map((e) => e.event)).get(r.headers.get('trailmark-request-id')!)!;
+    expect(ev.request.action).to.deep.include({ target: upstream.url, path: '/db/x', query: 'y=1' });
+    expect(ev.request.decision.reason).to.equal('valid bearer token');
+  });
+
   it('answers 502 when the upstream goes away, and logs it', async () => {
     const p = await proxy();
     await upstream.close();
