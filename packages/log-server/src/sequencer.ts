@@ -53,7 +53,7 @@ export class Sequencer {
     private readonly opts: SequencerOptions = {},
   ) {
     this.maxQueued = opts.maxQueuedEntries ?? 200_000;
-    this.maxBatch = opts.maxBatchEntries ?? 2_000;
+    this.maxBatch = opts.maxBatchEntries ?? 8_000;
   }
 
   /** Entries accepted and not yet in a commit. */

@@ -30,7 +30,7 @@ export interface LogServerOptions {
   logger?: Logger;
   /** Most entries waiting for a commit before 503s (default 200,000). */
   maxQueuedEntries?: number;
-  /** Most entries per group commit (default 2,000). */
+  /** Most entries per group commit (default 8,000). */
   maxBatchEntries?: number;
   /** Full tiles cached whole (~16 KiB each; default 4,096). */
   tileCacheTiles?: number;
