@@ -33,7 +33,7 @@ export interface ProxyOptions {
   tokens: string | TokenStore;
   /** Optional rules: a file path or loaded rules. */
   rules?: string | Rules;
-  /** HOST:PORT (default 127.0.0.1:8090; port 0 picks one). */
+  /** HOST:PORT (default 127.0.0.1:8081; port 0 picks one). */
   listen?: string;
   spoolDir: string;
   mode?: TrailMode;
@@ -163,7 +163,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   } catch (e) {
     throw new ConfigError('log-key', `--log-key is not a valid vkey: ${(e as Error).message}`);
   }
-  const listenAddr = parseListen(opts.listen ?? '127.0.0.1:8090');
+  const listenAddr = parseListen(opts.listen ?? '127.0.0.1:8081');
   const adminAddr = opts.adminListen ? parseListen(opts.adminListen, '--admin-listen') : null;
   const client = new LogClient({ url: opts.log, vkey: verifier, ...(opts.logToken ? { token: opts.logToken } : {}) });
   if (opts.checkUpstream !== false) await checkUpstream(upstream);

@@ -37,7 +37,7 @@ export function registerProxy(program: Command): void {
     .requiredOption('--log-key <vkey>', "the log's vkey or a file holding it")
     .requiredOption('--tokens <file>', 'JSON file mapping bearer tokens to identities {"<token>": {"id", "roles"}}')
     .option('--log-token <token>', 'bearer token for a log whose write API requires one')
-    .option('--listen <host:port>', 'where the proxy listens', '127.0.0.1:8090')
+    .option('--listen <host:port>', 'where the proxy listens', '127.0.0.1:8081')
     .option('--spool <dir>', 'spool directory (events fsynced here before forwarding)', './trailmark-spool')
     .option('--mode <mode>', 'spool (default): durable locally first; strict: forward only after the log acknowledged', 'spool')
     .option('--name <name>', "the events' proxy field (default: the host name)")
