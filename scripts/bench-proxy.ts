@@ -9,8 +9,8 @@
  *  1. moderate load (a fixed rate well below saturation): latency added by the proxy;
  *  2. saturation with the log on this machine ingesting the events during the load;
  *  3. strict mode at a moderate rate (each request waits for the log's verified receipt);
- *  4. saturation with the log stopped (events wait in the spool): the proxy's own cost, as when the log
- *     runs elsewhere; then the log is restarted and the spool must drain completely into it.
+ *  4. and 5. moderate load and saturation with the log stopped (events wait in the spool): the proxy's own
+ *     cost, as when the log runs elsewhere; then the log is restarted and the spool must drain into it.
  *
  * At the end the log must hold exactly the events the shipper delivered, two per request; the script fails
  * otherwise.   node --import=tsx scripts/bench-proxy.ts   (BENCH_QUICK=1 for a smoke run)
@@ -170,7 +170,8 @@ async function main(): Promise<void> {
     await stop(strict.proc);
 
     await stop(log.proc);
-    show('4. saturation, 64 connections, log stopped (events wait in the spool)', await compare(targets, { connections: 64 }, headers), 'proxy (spool mode, log down)');
+    show(`4. moderate load: ${MODERATE_RATE} req/s over 16 connections, log stopped (events wait in the spool)`, await compare(targets, { connections: 16, rate: MODERATE_RATE }, headers), 'proxy (spool mode, log down)');
+    show('5. saturation, 64 connections, log stopped (events wait in the spool)', await compare(targets, { connections: 64 }, headers), 'proxy (spool mode, log down)');
     const before = await health(admin);
     const t0 = Date.now();
     log = await startCli(['serve', '--data', logData, '--listen', new URL(logUrl).host], [/^vkey: (\S+)$/m, /^url: (\S+)$/m]);
