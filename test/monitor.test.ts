@@ -280,4 +280,26 @@ describe('monitor (end to end)', function () {
     for (const c of sockets) c.destroy();
     await new Promise<void>((r) => hang.close(() => r()));
   });
+
+  it('a peer answering with an endless body is cut off, not buffered', async () => {
+    const big: Server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(1 << 20, 0x20);
+      let sent = 0;
+      const more = () => {
+        while (sent < 64 && res.write(chunk)) sent++;
+        if (sent < 64) res.once('drain', more);
+        else res.end();
+      };
+      res.on('error', () => undefined);
+      more();
+    });
+    await new Promise<void>((r) => big.listen(0, '127.0.0.1', () => r()));
+    closers.push(() => new Promise<void>((r) => { big.closeAllConnections(); big.close(() => r()); }));
+    const peer = `http://127.0.0.1:${(big.address() as { port: number }).port}`;
+    const m = await monitor('big-peer', 'http://127.0.0.1:1', { follow: false });
+    const out = await m.monitor.pullPeer(peer);
+    expect(out[0].status).to.equal('error');
+    expect(out[0].message).to.match(/larger than 16777216 bytes/);
+  });
 });

@@ -1,9 +1,31 @@
 import { HttpError } from './errors.js';
 
-/** Deadline of one request (default 10 s), and a signal that aborts it early (shutdown). */
+/** Deadline of one request (default 10 s), a signal that aborts it early (shutdown), a cap on the answer's size. */
 export interface RequestLimits {
   timeoutMs?: number;
   signal?: AbortSignal;
+  maxBytes?: number;
+}
+
+/** Largest answer read from a log or peer (default): a peer cannot make the monitor buffer without bound. */
+export const MAX_RESPONSE_BYTES = 16 << 20;
+
+async function readCapped(res: Response, max: number): Promise<string> {
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    n += value.length;
+    if (n > max) {
+      await reader.cancel();
+      throw new HttpError('', undefined, `answer larger than ${max} bytes`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 export interface HttpResponse {
@@ -41,8 +63,9 @@ export async function httpRequest(
   }
   let text: string;
   try {
-    text = await res.text();
+    text = await readCapped(res, init.maxBytes ?? MAX_RESPONSE_BYTES);
   } catch (e) {
+    if (e instanceof HttpError) throw new HttpError(url, res.status, `${init.method ?? 'GET'} ${url}: ${e.message}`);
     throw new HttpError(url, undefined, `${init.method ?? 'GET'} ${url}: reading the body failed: ${(e as Error).message}`);
   }
   return { status: res.status, contentType: res.headers.get('content-type') ?? '', text };
