@@ -166,7 +166,7 @@ describe('monitor (end to end)', function () {
     verifyEvidence(hooks[0], parseVkey(key.vkey));
 
     // a one-shot monitor pointed at the honest-looking log a and peer mb sees the misbehaviour: exit 1
-    const once = await cli(['monitor', '--once', '--log', a.url, '--log-key', key.vkey, '--peer', mb.url!]);
+    const once = await cli(['monitor', '--once', '--log', a.url, '--log-key', key.vkey, '--peer', mb.url!, ma.url!]);
     expect(once.code, once.stdout + once.stderr).to.equal(1);
   });
 

@@ -31,7 +31,7 @@ export function registerMonitor(program: Command): void {
     .requiredOption('--log <url>', 'log base URL (repeat to follow several logs)', collect)
     .requiredOption('--log-key <vkey>', "the log's vkey or a file holding it (one per --log, in order)", collect)
     .option('--witness-key <file>', 'witness private key (trailmark keygen --witness): serve POST /add-checkpoint')
-    .option('--peer <url>', 'peer monitor base URL to pull from and push to (repeatable)', collect)
+    .option('--peer <url...>', 'peer monitor base URLs to pull from and push to (--peer A B, or --peer A --peer B)')
     .option('--listen <host:port>', 'HTTP address for witness, gossip, evidence and metrics (default 127.0.0.1:8090; none with --once)')
     .option('--data <dir>', 'data directory (LevelDB view, witness state, evidence files); without it the view lives only for this run')
     .option('--once', 'check the logs and peers one time and exit: 0 consistent, 1 misbehaviour, 2 could not check')
