@@ -25,6 +25,7 @@ import {
   rfc6962,
   sha256,
   utf8,
+  rootsFromConsistencyProof,
   verifyConsistency,
   type Checkpoint,
   type Hash,
@@ -110,27 +111,12 @@ function isPow2(x: bigint): boolean {
  * accepts it against the second root.
  */
 export function prefixRootFromConsistency(m: bigint, n: bigint, proof: readonly Hash[]): Hash | undefined {
-  if (m <= 0n || m >= n || isPow2(m) || proof.length === 0) return undefined;
-  let fn = m - 1n;
-  let sn = n - 1n;
-  while ((fn & 1n) === 1n) {
-    fn >>= 1n;
-    sn >>= 1n;
+  if (m <= 0n || m >= n || isPow2(m)) return undefined;
+  try {
+    return rootsFromConsistencyProof(m, n, proof).first;
+  } catch {
+    return undefined;
   }
-  let fr = proof[0];
-  for (const c of proof.slice(1)) {
-    if (sn === 0n) return undefined;
-    if ((fn & 1n) === 1n || fn === sn) {
-      fr = rfc6962.node(c, fr);
-      while ((fn & 1n) === 0n && fn !== 0n) {
-        fn >>= 1n;
-        sn >>= 1n;
-      }
-    }
-    fn >>= 1n;
-    sn >>= 1n;
-  }
-  return fr;
 }
 
 /**

@@ -243,13 +243,44 @@ export function verifyConsistency(size1: U64Like, size2: U64Like, proof: readonl
     return;
   }
   checkHash(root1, 'first root');
+  const { first, second } = rootsFromConsistencyProof(m, n, proof, root1, hasher);
+  if (!bytesEqual(first, root1)) {
+    throw new ProofError('root-mismatch', `consistency proof gives first root ${hexEncode(first)}, expected ${hexEncode(root1)}`);
+  }
+  if (!bytesEqual(second, root2)) {
+    throw new ProofError('root-mismatch', `consistency proof gives second root ${hexEncode(second)}, expected ${hexEncode(root2)}`);
+  }
+}
+
+/**
+ * The two roots a consistency proof from size1 to size2 commits to (RFC 9162 2.1.4.2, steps 2 to 6).
+ * When size1 is a power of two the proof omits the old root, so `root1` is taken as given and returned as
+ * `first`; otherwise `root1` is not used and `first` is recomputed from the proof, which is what a monitor
+ * needs to show which old tree a fork's proof really extends.
+ * Precondition: 0 < size1 < size2; throws ProofError on a proof of the wrong length.
+ */
+export function rootsFromConsistencyProof(
+  size1: U64Like,
+  size2: U64Like,
+  proof: readonly Hash[],
+  root1?: Hash,
+  hasher: Hasher = rfc6962,
+): { first: Hash; second: Hash } {
+  const m = toU64(size1, 'first size');
+  const n = toU64(size2, 'second size');
+  if (m === 0n || m >= n) throw new ProofError('size-order', `consistency roots need 0 < first size < second size, got ${m} and ${n}`);
+  proof.forEach((p, i) => checkHash(p, `proof element ${i}`));
   if (proof.length === 0) throw new ProofError('proof-length', `consistency proof from ${m} to ${n} is empty`);
   const want = consistencyLength(m, n);
   if (proof.length !== want) {
     throw new ProofError('proof-length', `consistency proof from ${m} to ${n} needs ${want} hashes, got ${proof.length}`);
   }
   const path = [...proof];
-  if ((m & (m - 1n)) === 0n) path.unshift(root1);
+  if ((m & (m - 1n)) === 0n) {
+    if (!root1) throw new ProofError('root-missing', `a consistency proof from a power of two (${m}) does not contain the first root`);
+    checkHash(root1, 'first root');
+    path.unshift(root1);
+  }
   let fn = m - 1n;
   let sn = n - 1n;
   while ((fn & 1n) === 1n) {
@@ -274,12 +305,7 @@ export function verifyConsistency(size1: U64Like, size2: U64Like, proof: readonl
     sn >>= 1n;
   }
   if (sn !== 0n) throw new ProofError('proof-length', 'consistency proof is too short');
-  if (!bytesEqual(fr, root1)) {
-    throw new ProofError('root-mismatch', `consistency proof gives first root ${hexEncode(fr)}, expected ${hexEncode(root1)}`);
-  }
-  if (!bytesEqual(sr, root2)) {
-    throw new ProofError('root-mismatch', `consistency proof gives second root ${hexEncode(sr)}, expected ${hexEncode(root2)}`);
-  }
+  return { first: fr, second: sr };
 }
 
 /** Number of hashes in a consistency proof. Precondition: 0 < size1 < size2. */
