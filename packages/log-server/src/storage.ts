@@ -36,7 +36,7 @@ import type { LogKey } from './keys.js';
 import type { Logger } from './logger.js';
 import { nodeHasher } from './sha.js';
 import { signTreeHead } from './sth.js';
-import { Lru, lowNode, TILE_W, TileNode, UPPER_FROM, upperNode } from './tilecache.js';
+import { Lru, TILE_W, TileNode } from './tilecache.js';
 
 const STATE_KEY = Buffer.from('S');
 const MAX_SIZE = Number.MAX_SAFE_INTEGER;
@@ -161,6 +161,7 @@ export class LogStore {
   private readonly tiles: Lru<number, TileNode>;
   /** Upper inner nodes of full tiles: a proof node at sub-level >= 3 is one lookup, lower ones <= 3 hashes. */
   private readonly uppers: Lru<number, Buffer>;
+  private readonly upperCapacity: number;
   private readonly bundles = new Lru<number, Buffer>(64);
   private readonly filter = new PrefixFilter();
   private latest!: SignedTree;
@@ -181,7 +182,8 @@ export class LogStore {
     opts: StoreOptions,
   ) {
     this.tiles = new Lru(opts.tileCacheTiles ?? 4096);
-    this.uppers = new Lru(opts.upperCacheTiles ?? 32_768);
+    this.upperCapacity = opts.upperCacheTiles ?? 32_768;
+    this.uppers = new Lru(this.upperCapacity);
   }
 
   /**
@@ -289,6 +291,8 @@ export class LogStore {
     for await (const t of this.db.values({ gte: tileKey(0, 0), lt: tileKey(0, this.edge[0].index) })) {
       if (t.length !== TILE_W * 32) throw new LogStateError('tile', `stored tile 0/${full} is not full below the right edge`);
       for (let o = 0; o < t.length; o += 32) this.filter.add(t.subarray(o, o + 32));
+      // the upper inner nodes of the most recent tiles, so proofs are fast from the first request
+      if (full >= this.edge[0].index - this.upperCapacity) this.uppers.set(this.tileId(0, full), new TileNode(0, full, t).upper());
       full++;
     }
     if (full !== this.edge[0].index) throw new LogStateError('tile', `found ${full} full level-0 tiles, size ${size} needs ${this.edge[0].index}`);
@@ -575,21 +579,22 @@ export class LogStore {
         continue;
       }
       const id = this.tileId(L, tIndex);
-      if (k >= UPPER_FROM) {
-        let u = this.uppers.get(id);
-        if (!u) {
-          const whole = await this.tile(L, tIndex);
-          if (!whole) throw new Error(`internal: tile ${L}/${tIndex} missing for node ${level}/${index} in a tree of ${size}`);
-          u = whole.upper();
-          this.uppers.set(id, u);
-        }
-        out[i] = upperNode(u, k, p);
-      } else {
-        // the tile's own hashes: LevelDB's block cache or the page cache, read synchronously (8 KiB)
+      const u = this.uppers.get(id);
+      let whole: TileNode | undefined;
+      if (u) {
+        // the tile's own hashes (LevelDB's block cache or the page cache, 8 KiB) plus its known upper nodes
         const raw = this.rawTile(L, tIndex);
-        if (!raw) throw new Error(`internal: tile ${L}/${tIndex} missing for node ${level}/${index} in a tree of ${size}`);
-        out[i] = lowNode(raw, k, p);
+        if (raw) {
+          whole = new TileNode(L, tIndex, raw);
+          whole.seedUpper(u);
+          this.tiles.set(id, whole);
+        }
+      } else {
+        whole = await this.tile(L, tIndex);
+        if (whole) this.uppers.set(id, whole.upper());
       }
+      if (!whole) throw new Error(`internal: tile ${L}/${tIndex} missing for node ${level}/${index} in a tree of ${size}`);
+      out[i] = whole.node(k, p);
     }
     return out;
   }

@@ -66,6 +66,12 @@ export class TileNode {
     }
   }
 
+  /** Installs upper inner nodes computed earlier (see upper()). Precondition: the tile is full. */
+  seedUpper(upper: Buffer): void {
+    upper.copy(this.buf, UPPER_START);
+    for (let k = UPPER_FROM; k <= 8; k++) this.built[k] = TILE_W >> k;
+  }
+
   /** A copy of the inner nodes at sub-levels UPPER_FROM..8 (63 hashes). Precondition: the tile is full. */
   upper(): Buffer {
     this.extend();
@@ -77,7 +83,11 @@ export class TileNode {
    * Precondition: the node is complete in this tile, i.e. (p + 1) << k <= width.
    */
   node(k: number, p: number): Buffer {
-    if (k > 0 && this.built[k] <= p) this.extend();
+    if (k > 0 && this.built[k] <= p) {
+      // low nodes are cheap (at most 3 hashes): compute them rather than the whole tile
+      if (k < UPPER_FROM && ((p + 1) << k) <= this.width) return lowNode(this.buf, k, p);
+      this.extend();
+    }
     if (((p + 1) << k) > this.width) throw new Error(`tile ${this.level}/${this.index} of width ${this.width} has no complete node ${k}/${p}`);
     const off = (SUB_OFFSET[k] + p) * HASH;
     return this.buf.subarray(off, off + HASH);
