@@ -11,6 +11,11 @@ export interface Output {
   result(value: unknown): void;
 }
 
+/** JSON with uint64 bigints written as numbers when exact, decimal strings otherwise. */
+export function toJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? (v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString()) : v));
+}
+
 export function makeOutput(json: boolean): Output {
   return {
     json,
@@ -18,7 +23,7 @@ export function makeOutput(json: boolean): Output {
       if (!json) process.stdout.write(line + '\n');
     },
     result(value) {
-      if (json) process.stdout.write(JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? Number(v) : v)) + '\n');
+      if (json) process.stdout.write(toJson(value) + '\n');
     },
   };
 }
@@ -47,7 +52,7 @@ export function reportError(err: unknown, json: boolean): number {
   const message = err instanceof Error ? err.message : String(err);
   if (json) {
     const details = err instanceof CliError ? err.details : undefined;
-    process.stdout.write(JSON.stringify({ ok: false, error: message, exit: code, ...details }) + '\n');
+    process.stdout.write(toJson({ ok: false, error: message, exit: code, ...details }) + '\n');
   } else {
     process.stderr.write(`trailmark: ${message}\n`);
   }
