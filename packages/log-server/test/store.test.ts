@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { merkleRoot, consistencyProofPlan, inclusionProofPlan, verifyConsistency, verifyInclusion, hashLeaf } from '@trailmark/tlog';
-import { LogStore, loadLogKey, toLeaf, type Leaf } from '../src/index.js';
+import { LogStore, loadLogKey, nodeHasher, toLeaf, type Leaf } from '../src/index.js';
 
 describe('LogStore', function () {
   this.timeout(30000);
@@ -54,12 +54,20 @@ describe('LogStore', function () {
     expect((await store.append([mk(1), mk(4), mk(5)])).indices).to.deep.equal([0, 3, 4]);
   });
 
-  it('proofs from tiles match the tlog reference for sizes across tile boundaries', async () => {
+  it('proofs from tiles match the tlog reference for sizes across tile boundaries, before and after a restart', async () => {
     const leaves: Leaf[] = Array.from({ length: 70_000 }, (_, i) => leaf({ i }));
     for (let o = 0; o < leaves.length; o += 20_000) await store.append(leaves.slice(o, o + 20_000));
     const hashes = leaves.map((l) => l.hash);
+    await checkProofs(store, hashes);
+    // reopened with tiny caches: nodes come from upper-node records, tiles read back and hashed
+    await store.close();
+    store = await LogStore.open(join(dir, 'db'), loadLogKey(join(dir, 'log.key'), { create: false }), { tileCacheTiles: 2, upperCacheTiles: 100 });
+    await checkProofs(store, hashes);
+  });
+
+  async function checkProofs(store: LogStore, hashes: Uint8Array[]): Promise<void> {
     for (const size of [1, 255, 256, 257, 65_536, 65_537, 70_000]) {
-      const root = merkleRoot(hashes.slice(0, size));
+      const root = merkleRoot(hashes.slice(0, size), nodeHasher);
       expect(Buffer.from(await store.rootAt(size)).equals(Buffer.from(root))).to.equal(true);
       for (const idx of [0, size - 1, Math.floor(size / 3)]) {
         const proof = await store.inclusionProof(idx, size);
@@ -70,8 +78,8 @@ describe('LogStore', function () {
         if (first > size) continue;
         const proof = await store.consistencyProof(first, size);
         expect(proof).to.have.length(consistencyProofPlan(first, size).ranges.length);
-        verifyConsistency(first, size, proof, merkleRoot(hashes.slice(0, first)), root);
+        verifyConsistency(first, size, proof, merkleRoot(hashes.slice(0, first), nodeHasher), root);
       }
     }
-  });
+  }
 });
