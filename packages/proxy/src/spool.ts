@@ -26,8 +26,8 @@ import { crc32 } from 'node:zlib';
 import { SpoolError } from './errors.js';
 
 const HEADER = 16;
-const PREALLOC_CHUNK = 4 * 1024 * 1024;
-const ZEROS = Buffer.alloc(PREALLOC_CHUNK);
+const PREALLOC_CHUNK = 1024 * 1024;
+const ZEROS = Buffer.alloc(4 * 1024 * 1024);
 // O_DSYNC: a write returns only once its data (and the metadata needed to read it back) is on stable storage
 const NEW_SEGMENT = constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC;
 const OPEN_SEGMENT = constants.O_RDWR | constants.O_DSYNC;
@@ -58,6 +58,8 @@ export interface SpoolOptions {
   dir: string;
   /** Start a new segment once the current one is at least this large (default 64 MiB). */
   segmentBytes?: number;
+  /** Zeros written ahead of the data at a time (default 1 MiB; capped at segmentBytes). */
+  preallocBytes?: number;
 }
 
 interface Pending {
@@ -125,6 +127,7 @@ function pidAlive(pid: number): boolean {
 
 export class Spool {
   private readonly segmentBytes: number;
+  private readonly preallocBytes: number;
   /** Sizes of every segment on disk; the last one is being written. */
   private readonly sizes = new Map<number, number>();
   private writeSeg = 0;
@@ -149,6 +152,7 @@ export class Spool {
     truncated: number,
   ) {
     this.segmentBytes = opts.segmentBytes ?? 64 * 1024 * 1024;
+    this.preallocBytes = Math.max(4096, opts.preallocBytes ?? PREALLOC_CHUNK);
     this.truncatedBytes = truncated;
   }
 
@@ -356,7 +360,7 @@ export class Spool {
   }
 
   private get preallocChunk(): number {
-    return Math.min(PREALLOC_CHUNK, this.segmentBytes);
+    return Math.min(this.preallocBytes, this.segmentBytes);
   }
 
   /** Appends zeros to the write segment (at least up to `need`), durably, beyond any data. One at a time. */
