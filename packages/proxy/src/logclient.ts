@@ -14,12 +14,13 @@
  * Checkpoint signatures are the expensive part (an Ed25519 verify is ~4 ms here), so a small cache remembers
  * note texts whose signature already verified; the inclusion check is still done for every entry.
  */
-import { createHash } from 'node:crypto';
+import { createHash, createPublicKey, verify as cryptoVerify } from 'node:crypto';
 import {
   b64decode,
   buildProof,
   bytesEqual,
   hexEncode,
+  KEY_TYPE_ED25519,
   makeHasher,
   openCheckpoint,
   parseTlogProof,
@@ -82,6 +83,31 @@ export interface LogClientStats {
   /** Calls that ended in an error (unavailable, rejected or bad receipt). */
   failures: number;
   lastError: string | null;
+}
+
+/**
+ * The same verifier with its Ed25519 check done by node:crypto (~0.1 ms instead of ~4 ms for the portable
+ * implementation, and off the JavaScript heap), so checking a checkpoint signature no longer stalls the proxy's
+ * event loop. Only type 0x01 (Ed25519 note signature) keys are wrapped; the key id and name checks stay with
+ * tlog's note and checkpoint code, which calls verify() exactly as before.
+ */
+export function nativeEd25519Verifier(v: NoteVerifier): NoteVerifier {
+  if (v.type !== KEY_TYPE_ED25519) return v;
+  const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(v.publicKey).toString('base64url') }, format: 'jwk' });
+  return {
+    name: v.name,
+    keyId: v.keyId,
+    type: v.type,
+    publicKey: v.publicKey,
+    verify(msg, sig) {
+      if (sig.length !== 64) return false;
+      try {
+        return cryptoVerify(null, msg, key, sig);
+      } catch {
+        return false;
+      }
+    },
+  };
 }
 
 /** RFC 6962 hashing on node:crypto, faster here than the portable default. */
@@ -148,7 +174,7 @@ export class LogClient {
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ProxyError('config', `log URL ${opts.url} must be http or https`);
     this.url = u.href.replace(/\/+$/, '');
-    this.verifier = typeof opts.vkey === 'string' ? parseVkey(opts.vkey.trim()) : opts.vkey;
+    this.verifier = nativeEd25519Verifier(typeof opts.vkey === 'string' ? parseVkey(opts.vkey.trim()) : opts.vkey);
     this.token = opts.token;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.attempts = Math.max(1, opts.attempts ?? 6);

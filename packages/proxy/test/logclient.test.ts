@@ -1,7 +1,31 @@
 import { expect } from 'chai';
-import { canonicalJson, generateKey, hashLeaf, b64encode } from '@trailmark/tlog';
-import { LogClient, LogRejectedError, LogUnavailableError, ReceiptError } from '../src/index.js';
+import { canonicalJson, generateKey, hashLeaf, b64encode, parsePrivateKey, parseVkey } from '@trailmark/tlog';
+import fc from 'fast-check';
+import { LogClient, LogRejectedError, LogUnavailableError, nativeEd25519Verifier, ReceiptError } from '../src/index.js';
 import { RestartableLog, startRelay, tempDir } from './helpers.js';
+
+describe('nativeEd25519Verifier', () => {
+  it('accepts and rejects exactly what the tlog verifier does', () => {
+    const k = generateKey('example.com/log');
+    const signer = parsePrivateKey(k.privateKey);
+    const slow = parseVkey(k.vkey);
+    const fast = nativeEd25519Verifier(slow);
+    expect([fast.name, fast.keyId, fast.type]).to.deep.equal([slow.name, slow.keyId, slow.type]);
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), fc.nat(63), fc.nat(7), (msg, at, bit) => {
+        const sig = signer.sign(msg);
+        expect(fast.verify(msg, sig)).to.equal(true);
+        const bad = sig.slice();
+        bad[at] ^= 1 << bit;
+        expect(fast.verify(msg, bad)).to.equal(slow.verify(msg, bad)).and.equal(false);
+        expect(fast.verify(msg, sig.subarray(0, 63))).to.equal(false);
+        const other = msg.length ? msg.slice(1) : new Uint8Array([1]);
+        expect(fast.verify(other, sig)).to.equal(false);
+      }),
+      { numRuns: 25 },
+    );
+  });
+});
 
 describe('LogClient against a real log', () => {
   const tmp = tempDir('tm-logclient-');
