@@ -51,7 +51,9 @@ function sendError(res: ServerResponse, e: unknown, logger: Logger): number {
     return 500;
   }
   if (e instanceof HttpError) {
-    sendJson(res, e.status, { error: e.message }, { 'cache-control': 'no-store', ...e.headers });
+    // messages quote client input (a JSON path, a value): keep them readable
+    const error = e.message.length > 400 ? e.message.slice(0, 400) + '…' : e.message;
+    sendJson(res, e.status, { error }, { 'cache-control': 'no-store', ...e.headers });
     return e.status;
   }
   logger.error('internal error', { error: e as Error, stack: (e as Error)?.stack });
