@@ -309,7 +309,14 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     const started = performance.now();
     const requestId = randomUUID();
     const g = decide(req, requestId, gate);
-    const event = { ...g.event, decision: { allowed: false, reason: g.deny ? g.event.decision.reason : 'protocol upgrades are not supported' } };
+    const event = g.deny
+      ? g.event
+      : {
+          ...g.event,
+          // denied: the actor's id is null (contract), the reason names who asked
+          actor: { ...g.event.actor, id: null, roles: [] },
+          decision: { allowed: false, reason: `protocol upgrades are not supported (asked by ${g.identity?.id ?? 'anonymous'})` },
+        };
     const status = g.deny || 501;
     requests.inc({ outcome: g.deny === 401 ? 'unauthenticated' : g.deny === 403 ? 'forbidden' : 'upgrade_refused' });
     const answer = () => {

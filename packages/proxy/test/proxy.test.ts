@@ -142,9 +142,10 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     expect(m.get(ids[1])!.request.decision.reason).to.equal('no bearer token');
     expect(m.get(ids[2])!.request.decision.reason).to.equal('unknown bearer token');
     const f = m.get(ids[3])!;
-    expect(f.request.actor.id).to.equal('bob');
+    // denied: id null by the contract; the reason names who was refused
+    expect(f.request.actor).to.deep.equal({ id: null, roles: [], ip: '127.0.0.1', user_agent: 'REDACTED' });
     expect(f.request.action).to.deep.include({ method: 'DELETE', path: '/admin/users' });
-    expect(f.request.decision).to.deep.equal({ allowed: false, reason: 'no rule allows DELETE /admin/users for roles [viewer]' });
+    expect(f.request.decision).to.deep.equal({ allowed: false, reason: 'no rule allows DELETE /admin/users for bob (roles [viewer])' });
     expect(f.response.outcome.status).to.equal(403);
     expect(m.get(ids[4])!.request.action.path).to.equal('/echo/private');
 
@@ -360,8 +361,8 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     expect(r.status).to.equal(501);
     await waitFor('both events in the log', async () => (await treeSize(log.url)) === 2);
     const ev = byRequest((await logEntries(log.url)).map((e) => e.event)).get(r.id)!;
-    expect(ev.request.actor.id).to.equal('alice');
-    expect(ev.request.decision).to.deep.equal({ allowed: false, reason: 'protocol upgrades are not supported' });
+    expect(ev.request.actor.id).to.equal(null);
+    expect(ev.request.decision).to.deep.equal({ allowed: false, reason: 'protocol upgrades are not supported (asked by alice)' });
     expect(ev.response.outcome.status).to.equal(501);
     expect(upstream.seen).to.have.length(0);
   });
