@@ -65,13 +65,13 @@ export class TokenStore {
     return this.byDigest.size;
   }
 
-  /** The identity of a token, or null. */
+  /** The identity of a token, or null. Precondition: none. */
   lookup(token: string): Identity | null {
     return this.byDigest.get(digest(token)) ?? null;
   }
 }
 
-/** A bearer token from an Authorization header value, or null if absent or not a bearer credential. */
+/** A bearer token from an Authorization header value, or null if absent or not a bearer credential. Precondition: none. */
 export function bearerToken(header: string | undefined): string | null {
   if (!header) return null;
   const m = /^Bearer[ ]+([^\s]+)\s*$/i.exec(header);

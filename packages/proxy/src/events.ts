@@ -61,7 +61,10 @@ export interface ResponseEvent {
 
 export type AccessEvent = RequestEvent | ResponseEvent;
 
-/** A fresh unique id (UUID v4): unique ids keep distinct events from ever collapsing under the log's dedup. */
+/**
+ * A fresh unique id (UUID v4): unique ids keep distinct events from ever collapsing under the log's dedup.
+ * Precondition: none.
+ */
 export function newId(): string {
   return randomUUID();
 }
@@ -127,7 +130,7 @@ export function redactQuery(query: string, names: ReadonlySet<string>): string {
     .join('&');
 }
 
-/** Caps a client-supplied string so an event always stays far below the log's 65,535-byte entry limit. */
+/** Caps a client-supplied string so an event always stays far below the log's 65,535-byte entry limit. Precondition: max > 0. */
 export function capString(s: string, max = 4096): string {
   return s.length <= max ? s : s.slice(0, max) + '…';
 }

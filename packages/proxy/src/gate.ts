@@ -34,8 +34,6 @@ export interface GateResult {
 /** Query parameters that always carry secrets (RFC 6750 bearer tokens in the query). */
 export const DEFAULT_REDACT_QUERY = ['access_token'];
 
-/** Header names whose values never appear in events (they are not recorded at all; listed for clarity). */
-export const ALWAYS_REDACTED_HEADERS = ['authorization', 'proxy-authorization', 'cookie', 'set-cookie'];
 
 /**
  * Splits a request target into a normalized path (dot segments resolved, as the WHATWG URL parser does for

@@ -89,7 +89,7 @@ export interface LogClientStats {
  * The same verifier with its Ed25519 check done by node:crypto (~0.1 ms instead of ~4 ms for the portable
  * implementation, and off the JavaScript heap), so checking a checkpoint signature no longer stalls the proxy's
  * event loop. Only type 0x01 (Ed25519 note signature) keys are wrapped; the key id and name checks stay with
- * tlog's note and checkpoint code, which calls verify() exactly as before.
+ * tlog's note and checkpoint code, which calls verify() exactly as before. Precondition: a verifier from parseVkey.
  */
 export function nativeEd25519Verifier(v: NoteVerifier): NoteVerifier {
   if (v.type !== KEY_TYPE_ED25519) return v;

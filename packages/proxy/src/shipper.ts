@@ -68,7 +68,7 @@ export class Shipper {
     this.onError = opts.onError;
   }
 
-  /** Starts the delivery loop. Idempotent. */
+  /** Starts the delivery loop. Precondition: none (idempotent). */
   start(): void {
     if (this.running) return;
     this.running = true;
@@ -76,7 +76,7 @@ export class Shipper {
     this.loop = this.run();
   }
 
-  /** Wakes the loop (new records, or end a backoff early). */
+  /** Wakes the loop (new records, or end a backoff early). Precondition: none. */
   poke(): void {
     const w = this.wake;
     this.wake = null;
@@ -97,7 +97,7 @@ export class Shipper {
     clearTimeout(timer);
   }
 
-  /** Resolves once the spool is empty (or rejects after timeoutMs). For tests and graceful shutdown. */
+  /** Resolves once the spool is empty (or rejects after timeoutMs). Precondition: the shipper runs. */
   async drained(timeoutMs = 30_000): Promise<void> {
     const end = Date.now() + timeoutMs;
     while (this.spool.depth > 0) {

@@ -270,7 +270,7 @@ export class Spool {
     return { ...this.ackPos };
   }
 
-  /** Calls fn after each flush that made new records durable (the shipper wakes up on it). */
+  /** Calls fn after each flush that made new records durable (the shipper wakes up on it). Precondition: none. */
   onAppend(fn: () => void): () => void {
     this.listeners.push(fn);
     return () => {
@@ -483,7 +483,7 @@ export class Spool {
     this.headTime = this._depth > 0 ? await this.firstTime() : null;
   }
 
-  /** Waits for pending appends, then closes files and releases the lock. Idempotent. */
+  /** Waits for pending appends, then closes files and releases the lock. Precondition: none (idempotent). */
   async close(): Promise<void> {
     if (this.closed) return;
     while (this.flushing || this.pending.length > 0) await new Promise((r) => setTimeout(r, 2));

@@ -130,7 +130,7 @@ export class AccessTrail {
     }
   }
 
-  /** Stops the shipper, closes the spool and the log client's connections. */
+  /** Stops the shipper, closes the spool and the log client's connections. Precondition: none (call once). */
   async close(): Promise<void> {
     await this.shipper.stop();
     await this.spool.close();
