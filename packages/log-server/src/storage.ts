@@ -36,7 +36,7 @@ import type { LogKey } from './keys.js';
 import type { Logger } from './logger.js';
 import { nodeHasher } from './sha.js';
 import { signTreeHead } from './sth.js';
-import { FullTile, Lru, TILE_W, TileNode } from './tilecache.js';
+import { Lru, TILE_W, TileNode } from './tilecache.js';
 
 const STATE_KEY = Buffer.from('S');
 const MAX_SIZE = Number.MAX_SAFE_INTEGER;
@@ -158,7 +158,7 @@ export class LogStore {
   /** The tile of each level that filled last: its top inner nodes complete just after it does. */
   private readonly lastFull: (TileNode | undefined)[] = [];
   private edgeBundle: { index: number; entries: Uint8Array[] } = { index: 0, entries: [] };
-  private readonly tiles: Lru<number, FullTile>;
+  private readonly tiles: Lru<number, TileNode>;
   /** Upper inner nodes of full tiles: a proof node at sub-level >= 3 is one lookup, lower ones <= 3 hashes. */
   private readonly uppers: Lru<number, Buffer>;
   private readonly upperCapacity: number;
@@ -369,6 +369,7 @@ export class LogStore {
     this.touched.add(level);
     if (node.width === TILE_W) {
       this.batch!.put(tileKey(level, node.index), node.data());
+      this.tiles.set(this.tileId(level, node.index), node);
       this.lastFull[level] = node;
       this.pendingUpper.push(node);
       this.edge[level] = new TileNode(level, node.index + 1);
@@ -478,12 +479,7 @@ export class LogStore {
           this.edgeBundle = { index: eb.index + 1, entries: [] };
         }
       }
-      // tiles filled by this batch, now with every inner node: cached compactly for proofs
-      for (const t of this.pendingUpper) {
-        const full = FullTile.of(t);
-        this.tiles.set(this.tileId(t.level, t.index), full);
-        this.uppers.set(this.tileId(t.level, t.index), full.upperNodes);
-      }
+      for (const t of this.pendingUpper) this.uppers.set(this.tileId(t.level, t.index), t.upper());
       this.pendingUpper = [];
       if (size === start) {
         void batch.close().catch(() => {});
@@ -541,7 +537,7 @@ export class LogStore {
     return this.commit(await this.prepare(leaves));
   }
 
-  private async tile(level: number, index: number): Promise<TileNode | FullTile | undefined> {
+  private async tile(level: number, index: number): Promise<TileNode | undefined> {
     const e = this.edge[level];
     if (e && e.index === index) return e;
     const id = this.tileId(level, index);
@@ -553,17 +549,12 @@ export class LogStore {
       // a stored partial tile left of the right edge cannot happen in a consistent store
       throw new LogStateError('tile', `stored tile ${level}/${index} has ${raw.length / 32} hashes, expected a full tile`);
     }
-    let upperNodes = this.uppers.get(id);
-    if (!upperNodes) {
-      upperNodes = new TileNode(level, index, raw).upper();
-      this.uppers.set(id, upperNodes);
-    }
-    const full = new FullTile(level, index, buf(raw), upperNodes);
-    this.tiles.set(id, full);
-    return full;
+    const node = new TileNode(level, index, raw);
+    this.tiles.set(id, node);
+    return node;
   }
 
-  private tileSync(level: number, index: number): TileNode | FullTile | undefined {
+  private tileSync(level: number, index: number): TileNode | undefined {
     const e = this.edge[level];
     if (e && e.index === index) return e;
     return this.tiles.get(this.tileId(level, index));
@@ -589,15 +580,19 @@ export class LogStore {
       }
       const id = this.tileId(L, tIndex);
       const u = this.uppers.get(id);
-      let whole: TileNode | FullTile | undefined;
+      let whole: TileNode | undefined;
       if (u) {
         // the tile's own hashes (LevelDB's block cache or the page cache, 8 KiB) plus its known upper nodes
         const raw = this.rawTile(L, tIndex);
         if (raw) {
-          whole = new FullTile(L, tIndex, buf(raw), u);
+          whole = new TileNode(L, tIndex, raw);
+          whole.seedUpper(u);
           this.tiles.set(id, whole);
         }
-      } else whole = await this.tile(L, tIndex);
+      } else {
+        whole = await this.tile(L, tIndex);
+        if (whole) this.uppers.set(id, whole.upper());
+      }
       if (!whole) throw new Error(`internal: tile ${L}/${tIndex} missing for node ${level}/${index} in a tree of ${size}`);
       out[i] = whole.node(k, p);
     }

@@ -66,6 +66,12 @@ export class TileNode {
     }
   }
 
+  /** Installs upper inner nodes computed earlier (see upper()). Precondition: the tile is full. */
+  seedUpper(upper: Buffer): void {
+    upper.copy(this.buf, UPPER_START);
+    for (let k = UPPER_FROM; k <= 8; k++) this.built[k] = TILE_W >> k;
+  }
+
   /** A copy of the inner nodes at sub-levels UPPER_FROM..8 (63 hashes). Precondition: the tile is full. */
   upper(): Buffer {
     this.extend();
@@ -85,36 +91,6 @@ export class TileNode {
     if (((p + 1) << k) > this.width) throw new Error(`tile ${this.level}/${this.index} of width ${this.width} has no complete node ${k}/${p}`);
     const off = (SUB_OFFSET[k] + p) * HASH;
     return this.buf.subarray(off, off + HASH);
-  }
-}
-
-/**
- * A full tile as cached: its 256 hashes and its upper inner nodes (10 KiB instead of 16); the lower inner
- * nodes cost at most 3 hashes to recompute.
- */
-export class FullTile {
-  readonly width = TILE_W;
-  /** Precondition: raw is a full tile (8,192 bytes), upperNodes what TileNode.upper() gives for it. */
-  constructor(
-    readonly level: number,
-    readonly index: number,
-    readonly raw: Buffer,
-    readonly upperNodes: Buffer,
-  ) {}
-
-  static of(t: TileNode): FullTile {
-    return new FullTile(t.level, t.index, Buffer.from(t.data()), t.upper());
-  }
-
-  data(width = TILE_W): Buffer {
-    return this.raw.subarray(0, width * HASH);
-  }
-
-  /** Node at sub-level k, position p. Precondition: p < 256 >> k. */
-  node(k: number, p: number): Buffer {
-    if (k === 0) return this.raw.subarray(p * HASH, (p + 1) * HASH);
-    if (k < UPPER_FROM) return lowNode(this.raw, k, p);
-    return upperNode(this.upperNodes, k, p);
   }
 }
 
