@@ -132,7 +132,10 @@ export async function waitFor(what: string, fn: () => Promise<boolean> | boolean
  * A relay in front of a log that can rewrite answers (a misbehaving log or man in the middle) or answer
  * with errors first, to exercise the client's verification and retries against a real log behind it.
  */
-export async function startRelay(target: string, hook: { failFirst?: number; failStatus?: number; rewrite?: (path: string, body: any) => any }): Promise<{ url: string; calls: number; close(): Promise<void> }> {
+export async function startRelay(
+  target: string,
+  hook: { failFirst?: number; failStatus?: number; rewrite?: (path: string, body: any) => any; holdMs?: (path: string) => number },
+): Promise<{ url: string; calls: number; close(): Promise<void> }> {
   const state = { url: '', calls: 0, close: async () => {} };
   let failures = 0;
   const server = http.createServer(async (req, res) => {
@@ -149,6 +152,10 @@ export async function startRelay(target: string, hook: { failFirst?: number; fai
     if (hook.rewrite && r.ok && (r.headers.get('content-type') ?? '').includes('json')) {
       body = Buffer.from(JSON.stringify(hook.rewrite(req.url!, JSON.parse(body.toString()))));
     }
+    // the log has answered (and committed); the answer is held back, as by a slow network
+    const hold = hook.holdMs?.(req.url!) ?? 0;
+    if (hold > 0) await new Promise((r) => setTimeout(r, hold));
+    if (res.destroyed) return;
     res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'application/octet-stream' });
     res.end(body);
   });

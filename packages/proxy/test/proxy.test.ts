@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { startProxy, type RunningProxy } from '../src/index.js';
-import { logEntries, RestartableLog, startUpstream, tempDir, treeSize, waitFor } from './helpers.js';
+import { logEntries, RestartableLog, startRelay, startUpstream, tempDir, treeSize, waitFor } from './helpers.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const bin = join(root, 'packages/cli/dist/bin.js');
@@ -187,24 +187,56 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     expect(await treeSize(log.url)).to.equal(100);
   });
 
+  /** `trailmark proxy` as a child process; resolves with its URLs once it listens. */
+  function startChild(spool: string, logUrl = log.url): Promise<{ url: string; admin: string; proc: ChildProcess }> {
+    const c = spawn(process.execPath, [bin, 'proxy', '--upstream', upstream.url, '--log', logUrl, '--log-key', log.vkey, '--tokens', tokensFile, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spool', spool, '--name', 'child'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(c);
+    return new Promise((resolve, reject) => {
+      let out = '';
+      let err = '';
+      c.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      c.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const u = /^url: (\S+)$/m.exec(out);
+        const a = /^admin: (\S+)$/m.exec(out);
+        if (u && a) resolve({ url: u[1], admin: a[1], proc: c });
+      });
+      c.on('exit', (code) => reject(new Error(`proxy exited ${code}: ${err}`)));
+    });
+  }
+
+  it('spool mode: nothing lost or duplicated when the proxy is SIGKILLed after the log took a batch, before its ack', async () => {
+    const spool = join(tmp.dir, 'spool-held');
+    // the relay passes batches to the log but holds the answers back: the proxy dies before it can ack
+    const relay = await startRelay(log.url, { holdMs: (path) => (path === '/v1/add-entries' ? 60_000 : 0) });
+    try {
+      const first = await startChild(spool, relay.url);
+      const auth = { authorization: 'Bearer alice-secret-token-111' };
+      const rs = await Promise.all(Array.from({ length: 10 }, (_, i) => req(`${first.url}/echo/held/${i}`, { headers: auth })));
+      const ids = rs.map((r) => r.headers.get('trailmark-request-id')!);
+      rs.forEach((r) => expect(r.status).to.equal(200));
+      // a first batch is in the log, its answer held back; everything is still in the spool
+      await waitFor('a batch committed by the log, not acked', async () => (await treeSize(log.url)) >= 1 && ((await (await fetch(`${first.admin}/healthz`)).json()) as Ev).spool_depth === 20);
+      const committedBeforeCrash = await treeSize(log.url);
+      first.proc.kill('SIGKILL');
+      await new Promise((r) => first.proc.once('exit', r));
+      const second = await startChild(spool);
+      await waitFor('spool empty', async () => ((await (await fetch(`${second.admin}/healthz`)).json()) as Ev).spool_depth === 0);
+      // the resend of the batch the log already had was answered with the original indexes
+      expect(committedBeforeCrash).to.be.within(1, 20);
+      expect(await treeSize(log.url)).to.equal(20);
+      const m = byRequest((await logEntries(log.url)).map((e) => e.event));
+      expect([...m.keys()].sort()).to.deep.equal([...ids].sort());
+      second.proc.kill('SIGTERM');
+      await new Promise((r) => second.proc.once('exit', r));
+    } finally {
+      await relay.close();
+    }
+  });
+
   it('spool mode: nothing lost or duplicated when the proxy is SIGKILLed while the log is down', async () => {
     const spool = join(tmp.dir, 'spool-child');
-    const start = () => {
-      const c = spawn(process.execPath, [bin, 'proxy', '--upstream', upstream.url, '--log', log.url, '--log-key', log.vkey, '--tokens', tokensFile, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spool', spool, '--name', 'child'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      children.push(c);
-      return new Promise<{ url: string; admin: string; proc: ChildProcess }>((resolve, reject) => {
-        let out = '';
-        let err = '';
-        c.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-        c.stdout!.on('data', (d: Buffer) => {
-          out += d.toString();
-          const u = /^url: (\S+)$/m.exec(out);
-          const a = /^admin: (\S+)$/m.exec(out);
-          if (u && a) resolve({ url: u[1], admin: a[1], proc: c });
-        });
-        c.on('exit', (code) => reject(new Error(`proxy exited ${code}: ${err}`)));
-      });
-    };
+    const start = () => startChild(spool);
     const first = await start();
     const auth = { authorization: 'Bearer alice-secret-token-111' };
     const ids: string[] = [];
