@@ -436,6 +436,29 @@ describe('log server: tokens, overload, restart, refusal', function () {
     }
   });
 
+  it('close() (SIGTERM in serve) answers what it accepted, and everything answered is in the log after a restart', async () => {
+    let log = await startLogServer({ dataDir: dir });
+    const sent = Array.from({ length: 300 }, (_, i) => ({ shutdown: i }));
+    const pending = sent.map((e) => post(`${log.url}/v1/add-entry`, e).catch((err: Error) => err));
+    // close while the first answers arrive and the rest are queued or in flight
+    await Promise.race(pending);
+    await log.close();
+    const results = await Promise.all(pending);
+    const answered = results.flatMap((r, i) => (r instanceof Error ? [] : [{ r, i }]));
+    for (const { r } of answered) expect([200, 503], r.text).to.include(r.status);
+    const ok = answered.filter(({ r }) => r.status === 200);
+    expect(ok.length).to.be.greaterThan(0);
+    log = await startLogServer({ dataDir: dir });
+    try {
+      for (const { r, i } of ok) {
+        const back = await call(`${log.url}/v1/get-entries?start=${r.body.leaf_index}&end=${r.body.leaf_index}`);
+        expect(Buffer.from(back.body.entries[0].leaf_input, 'base64').toString()).to.equal(JSON.stringify(sent[i]));
+      }
+    } finally {
+      await log.close();
+    }
+  });
+
   async function tamper(fn: (db: Level<Uint8Array, Uint8Array>) => Promise<void>): Promise<void> {
     const db = new Level<Uint8Array, Uint8Array>(join(dir, 'db'), { keyEncoding: 'view', valueEncoding: 'view' });
     await db.open();
