@@ -1,7 +1,7 @@
 import { ProofError } from './errors.js';
 import { bytesEqual, hexEncode } from './encoding.js';
 import { type Hash, type Hasher, HASH_SIZE, rfc6962 } from './hash.js';
-import { type U64Like, bitLength, splitPoint, toU64 } from './u64.js';
+import { type U64Like, bitLength, splitPoint, toU64, trailingZeros } from './u64.js';
 
 /** A perfect subtree: the node at `level` (0 = leaves) covering leaves [index << level, (index + 1) << level). */
 export interface NodeId {
@@ -27,7 +27,7 @@ export function rangeNodes(begin: bigint, end: bigint): NodeId[] {
   while (pos < end) {
     // largest power of two that both fits the remaining range and keeps pos aligned
     let level = bitLength(end - pos) - 1;
-    while (level > 0 && pos % (1n << BigInt(level)) !== 0n) level--;
+    if (pos > 0n) level = Math.min(level, trailingZeros(pos));
     out.push({ level, index: pos >> BigInt(level) });
     pos += 1n << BigInt(level);
   }

@@ -25,20 +25,32 @@ export function toU64(v: U64Like | string, what = 'value'): bigint {
   return b;
 }
 
-/** Number of bits needed to represent x (0 for 0). Precondition: x >= 0. */
+const U32 = 0xffffffffn;
+
+/**
+ * Number of bits needed to represent x (0 for 0). Precondition: x >= 0.
+ * Works 32 bits at a time: Math.clz32 only ever sees a value below 2^32.
+ */
 export function bitLength(x: bigint): number {
-  return x === 0n ? 0 : x.toString(2).length;
+  let n = 0;
+  while (x > U32) {
+    x >>= 32n;
+    n += 32;
+  }
+  return n + 32 - Math.clz32(Number(x));
 }
 
 /** Number of trailing zero bits of x (0 for x = 0 by convention). Precondition: x >= 0. */
 export function trailingZeros(x: bigint): number {
   if (x === 0n) return 0;
   let n = 0;
-  while ((x & 1n) === 0n) {
-    x >>= 1n;
-    n++;
+  while ((x & U32) === 0n) {
+    x >>= 32n;
+    n += 32;
   }
-  return n;
+  const lo = Number(x & U32);
+  // lo is in [1, 2^32): in int32 arithmetic lo & -lo isolates its lowest set bit
+  return n + 31 - Math.clz32(lo & -lo);
 }
 
 /** Number of set bits of x. Precondition: x >= 0. */

@@ -206,3 +206,19 @@ describe('base64', () => {
     expect(Buffer.from(b64decode('aGVsbG8=')).toString()).to.equal('hello');
   });
 });
+
+describe('uint64 bit helpers', () => {
+  it('bitLength and trailingZeros agree with a string reference up to 2^64', async () => {
+    const { bitLength, trailingZeros } = await import('../src/u64.js');
+    fc.assert(fc.property(fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), (x) => {
+      const bin = x.toString(2);
+      expect(bitLength(x)).to.equal(x === 0n ? 0 : bin.length);
+      expect(trailingZeros(x)).to.equal(x === 0n ? 0 : bin.length - 1 - bin.lastIndexOf('1'));
+    }), { numRuns: 2000 });
+    for (let k = 0; k < 64; k++) {
+      expect(bitLength(1n << BigInt(k))).to.equal(k + 1);
+      expect(trailingZeros(1n << BigInt(k))).to.equal(k);
+      expect(bitLength((1n << BigInt(k + 1)) - 1n)).to.equal(k + 1);
+    }
+  });
+});
