@@ -58,3 +58,21 @@ describe('RFC 8785 canonical JSON', () => {
     );
   });
 });
+
+describe('canonicalJson against the canonicalize package (RFC 8785 reference)', () => {
+  it('property: same output for random JSON objects, including odd keys, numbers and Unicode', async () => {
+    const { default: canonicalize } = await import('canonicalize');
+    const key = fc.oneof(fc.string(), fc.string({ unit: 'grapheme' }), fc.string({ unit: 'binary' }).filter((s) => s.isWellFormed()));
+    const num = fc.oneof(fc.double({ noNaN: true, noDefaultInfinity: true }), fc.integer(), fc.constantFrom(1e21, 1e-7, -0, 5e-324, 2 ** 53 + 2));
+    const leaf = fc.oneof(num, fc.string({ unit: 'grapheme' }), fc.boolean(), fc.constant(null));
+    const { tree } = fc.letrec((tie) => ({
+      tree: fc.oneof({ depthSize: 'small' }, leaf, fc.array(tie('tree')), fc.dictionary(key, tie('tree'))),
+    }));
+    fc.assert(
+      fc.property(fc.dictionary(key, tree), (obj) => {
+        expect(canonicalJsonString(obj)).to.equal(canonicalize(obj));
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
