@@ -84,3 +84,24 @@ export async function main(argv: string[]): Promise<number> {
     return reportError(err, false);
   }
 }
+
+/**
+ * Keeps a daemon (serve, proxy, monitor) running until SIGTERM or SIGINT, then runs `close` (stop accepting,
+ * finish what is in flight). A second signal while closing ends the process at once with exit 2.
+ */
+export function runUntilSignal(close: () => Promise<void>): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      process.once('SIGTERM', () => process.exit(EXIT_ERROR));
+      process.once('SIGINT', () => process.exit(EXIT_ERROR));
+      close().then(resolve, (err) => {
+        process.stderr.write(`trailmark: shutdown failed: ${(err as Error).message}\n`);
+        resolve();
+      });
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { MonitorError, startMonitor, type RunningMonitor } from '@trailmark/monitor';
 import { TlogError } from '@trailmark/tlog';
-import { action, makeOutput } from '../program.js';
+import { action, makeOutput, runUntilSignal } from '../program.js';
 import { EXIT_OK, usage } from '../exit.js';
 import { loadVkey } from './verify.js';
 
@@ -98,16 +98,7 @@ export function registerMonitor(program: Command): void {
         if (running.witnessVkey) out.info(`witness: ${running.witnessVkey}`);
         for (const l of logs) out.info(`following: ${l.vkey.name} at ${l.url}`);
         out.result({ url: running.url, witness: running.witnessVkey, logs: logs.map((l) => ({ origin: l.vkey.name, url: l.url })) });
-        await new Promise<void>((resolve) => {
-          const stop = () => {
-            process.off('SIGINT', stop);
-            process.off('SIGTERM', stop);
-            resolve();
-          };
-          process.on('SIGINT', stop);
-          process.on('SIGTERM', stop);
-        });
-        await running.close();
+        await runUntilSignal(() => running.close());
         return EXIT_OK;
       }),
     );

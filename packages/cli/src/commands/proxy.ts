@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { ProxyError, startProxy, type RunningProxy } from '@trailmark/proxy';
 import { TlogError } from '@trailmark/tlog';
-import { action, makeOutput } from '../program.js';
+import { action, makeOutput, runUntilSignal } from '../program.js';
 import { EXIT_OK, usage } from '../exit.js';
 import { loadVkey } from './verify.js';
 
@@ -79,16 +79,7 @@ export function registerProxy(program: Command): void {
         if (running.adminUrl) out.info(`admin: ${running.adminUrl}`);
         out.info(`mode: ${opts.mode}, upstream: ${opts.upstream}, log: ${opts.log} (${logKey.name})`);
         out.result({ url: running.url, admin: running.adminUrl, mode: opts.mode, upstream: opts.upstream, log: opts.log, origin: logKey.name });
-        await new Promise<void>((resolve) => {
-          const stop = () => {
-            process.off('SIGINT', stop);
-            process.off('SIGTERM', stop);
-            resolve();
-          };
-          process.on('SIGINT', stop);
-          process.on('SIGTERM', stop);
-        });
-        await running.close();
+        await runUntilSignal(() => running.close());
         return EXIT_OK;
       }),
     );

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { jsonLogger, LogStateError, startLogServer } from '@trailmark/log-server';
-import { action, makeOutput } from '../program.js';
+import { action, makeOutput, runUntilSignal } from '../program.js';
 import { usage } from '../exit.js';
 
 interface ServeOptions {
@@ -62,21 +62,7 @@ export function registerServe(program: Command): void {
         out.info(`vkey: ${server.vkey}`);
         out.info(`url: ${server.url}`);
         out.result({ ok: true, vkey: server.vkey, url: server.url, origin: server.origin });
-        await new Promise<void>((resolve) => {
-          const stop = () => {
-            process.off('SIGTERM', stop);
-            process.off('SIGINT', stop);
-            // a second signal while draining ends the process at once
-            process.once('SIGTERM', () => process.exit(2));
-            process.once('SIGINT', () => process.exit(2));
-            server.close().then(resolve, (err) => {
-              process.stderr.write(`trailmark: shutdown failed: ${(err as Error).message}\n`);
-              resolve();
-            });
-          };
-          process.on('SIGTERM', stop);
-          process.on('SIGINT', stop);
-        });
+        await runUntilSignal(() => server.close());
       }),
     );
 }
