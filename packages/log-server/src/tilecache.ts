@@ -83,30 +83,13 @@ export class TileNode {
    * Precondition: the node is complete in this tile, i.e. (p + 1) << k <= width.
    */
   node(k: number, p: number): Buffer {
-    if (k > 0 && this.built[k] <= p) {
-      // low nodes are cheap (at most 3 hashes): compute them rather than the whole tile
-      if (k < UPPER_FROM && ((p + 1) << k) <= this.width) return lowNode(this.buf, k, p);
-      this.extend();
-    }
+    // Build every missing inner node once (at most 192 hashes for a tile seeded with its upper nodes): a tile
+    // in this cache serves many proofs, and recomputing low nodes per proof cost more than the whole build.
+    if (k > 0 && this.built[k] <= p) this.extend();
     if (((p + 1) << k) > this.width) throw new Error(`tile ${this.level}/${this.index} of width ${this.width} has no complete node ${k}/${p}`);
     const off = (SUB_OFFSET[k] + p) * HASH;
     return this.buf.subarray(off, off + HASH);
   }
-}
-
-/** Node (k >= UPPER_FROM, p) from a tile's upper() copy. */
-export function upperNode(upper: Buffer, k: number, p: number): Buffer {
-  const off = (SUB_OFFSET[k] + p) * HASH - UPPER_START;
-  return upper.subarray(off, off + HASH);
-}
-
-/** Node (k < UPPER_FROM, p) from the raw bytes of a full tile: at most 3 hashes. */
-export function lowNode(raw: Uint8Array, k: number, p: number): Buffer {
-  const b = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
-  if (k === 0) return b.subarray(p * HASH, (p + 1) * HASH);
-  if (k === 1) return hashChildren(b, 2 * p * HASH, (2 * p + 1) * HASH);
-  const pair = Buffer.concat([hashChildren(b, 4 * p * HASH, (4 * p + 1) * HASH), hashChildren(b, (4 * p + 2) * HASH, (4 * p + 3) * HASH)]);
-  return hashChildren(pair, 0, HASH);
 }
 
 /** A least-recently-used map with a fixed number of entries. */
