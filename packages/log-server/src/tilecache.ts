@@ -13,12 +13,15 @@ const SUB_OFFSET = [0, 256, 384, 448, 480, 496, 504, 508, 510];
 export const UPPER_FROM = 3;
 const UPPER_START = SUB_OFFSET[UPPER_FROM] * HASH;
 const NODE_HASHES = 511;
+/** Low-node reads answered by hashing before a tile builds its inner nodes for good. */
+const LOW_READS_BEFORE_BUILD = 16;
 
 export class TileNode {
   /** Hashes at the tile's own level, then each sub-level above, then the tile root. */
   readonly buf: Buffer;
   width = 0;
   private readonly built = new Uint16Array(9);
+  private lowReads = 0;
 
   /** Precondition: level 0..63, index a non-negative safe integer. */
   constructor(
@@ -83,13 +86,25 @@ export class TileNode {
    * Precondition: the node is complete in this tile, i.e. (p + 1) << k <= width.
    */
   node(k: number, p: number): Buffer {
-    // Build every missing inner node once (at most 192 hashes for a tile seeded with its upper nodes): a tile
-    // in this cache serves many proofs, and recomputing low nodes per proof cost more than the whole build.
-    if (k > 0 && this.built[k] <= p) this.extend();
+    if (k > 0 && this.built[k] <= p) {
+      // A tile read back for a few proofs computes its low nodes directly (at most 3 hashes); one that keeps
+      // serving proofs builds every missing inner node once (at most 192 hashes), which profiles showed is
+      // cheaper than recomputing them for each of its proofs.
+      if (k < UPPER_FROM && ((p + 1) << k) <= this.width && ++this.lowReads <= LOW_READS_BEFORE_BUILD) return lowNode(this.buf, k, p);
+      this.extend();
+    }
     if (((p + 1) << k) > this.width) throw new Error(`tile ${this.level}/${this.index} of width ${this.width} has no complete node ${k}/${p}`);
     const off = (SUB_OFFSET[k] + p) * HASH;
     return this.buf.subarray(off, off + HASH);
   }
+}
+
+/** Node (k < UPPER_FROM, p) from the raw bytes of a full tile: at most 3 hashes. */
+function lowNode(raw: Uint8Array, k: number, p: number): Buffer {
+  const b = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  if (k === 1) return hashChildren(b, 2 * p * HASH, (2 * p + 1) * HASH);
+  const pair = Buffer.concat([hashChildren(b, 4 * p * HASH, (4 * p + 1) * HASH), hashChildren(b, (4 * p + 2) * HASH, (4 * p + 3) * HASH)]);
+  return hashChildren(pair, 0, HASH);
 }
 
 /** A least-recently-used map with a fixed number of entries. */

@@ -1,0 +1,30 @@
+import { expect } from 'chai';
+import { randomBytes } from 'node:crypto';
+import { TileNode } from '../src/tilecache.js';
+
+describe('TileNode', () => {
+  it('a tile restored from its hashes and upper nodes gives the same inner nodes, read once or many times', () => {
+    const raw = randomBytes(256 * 32);
+    const built = new TileNode(0, 7);
+    for (let i = 0; i < 256; i++) built.push(raw.subarray(i * 32, (i + 1) * 32));
+    const upper = built.upper();
+    // read every node of every sub-level three times: the first reads hash low nodes directly, later ones
+    // come from the built tile; all must equal the incrementally built tile's nodes
+    const restored = new TileNode(0, 7, raw);
+    restored.seedUpper(upper);
+    for (let round = 0; round < 3; round++) {
+      for (let k = 0; k <= 8; k++) {
+        for (let p = 0; p < 256 >> k; p++) {
+          expect(restored.node(k, p).equals(built.node(k, p)), `round ${round} node ${k}/${p}`).to.equal(true);
+        }
+      }
+    }
+  });
+
+  it('refuses a node the tile does not hold yet', () => {
+    const t = new TileNode(0, 0);
+    for (let i = 0; i < 5; i++) t.push(randomBytes(32));
+    expect(() => t.node(3, 0)).to.throw(/no complete node/);
+    expect(t.node(2, 0)).to.have.length(32);
+  });
+});
