@@ -87,9 +87,13 @@ function rssOf(pid: number): { rss: number; peak: number } {
   return { rss: kb('VmRSS'), peak: kb('VmHWM') };
 }
 
+/** The recommended V8 heap settings for a log server (docs/operations.md). */
+const SERVER_NODE_ARGS = '--max-semi-space-size=2 --max-old-space-size=128';
+
 async function serve(dir: string): Promise<{ proc: ChildProcess; url: string }> {
-  // BENCH_NODE_ARGS: extra node flags for the server process (e.g. --cpu-prof to profile it)
-  const extra = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  // BENCH_NODE_ARGS: node flags for the server process (e.g. --cpu-prof to profile it); by default the V8 heap
+  // settings docs/operations.md recommends for a log, which `npm start` uses too
+  const extra = (process.env.BENCH_NODE_ARGS ?? SERVER_NODE_ARGS).split(' ').filter(Boolean);
   const proc = spawn(process.execPath, [...extra, BIN, 'serve', '--data', dir, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'ignore'] });
   return { proc, url: await waitForUrl(proc) };
 }
@@ -108,7 +112,7 @@ const print = (s: string) => {
 };
 
 async function main(): Promise<void> {
-  console.log(`log server benchmark: tree of ${fmt(SIZE)} entries, ${SECONDS}s phases${quick ? ' (quick)' : ''}`);
+  console.log(`log server benchmark: tree of ${fmt(SIZE)} entries, ${SECONDS}s phases${quick ? " (quick)" : ""}; server node flags: ${process.env.BENCH_NODE_ARGS ?? SERVER_NODE_ARGS}`);
   const sha = sha256Rates(quick ? 200 : 500);
   const levelBatch = await levelSyncBatchRate(1000, quick ? 10 : 30);
   const levelSingle = await levelSyncSingleRate(quick ? 100 : 300);
