@@ -21,6 +21,7 @@ import {
   bytesEqual,
   hexEncode,
   KEY_TYPE_ED25519,
+  isWeakEd25519Key,
   makeHasher,
   openCheckpoint,
   parseTlogProof,
@@ -92,7 +93,8 @@ export interface LogClientStats {
  * tlog's note and checkpoint code, which calls verify() exactly as before. Precondition: a verifier from parseVkey.
  */
 export function nativeEd25519Verifier(v: NoteVerifier): NoteVerifier {
-  if (v.type !== KEY_TYPE_ED25519) return v;
+  // tlog's own verify refuses weak (small-order) keys; OpenSSL's is not asked to judge them
+  if (v.type !== KEY_TYPE_ED25519 || isWeakEd25519Key(v.publicKey)) return v;
   const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(v.publicKey).toString('base64url') }, format: 'jwk' });
   return {
     name: v.name,

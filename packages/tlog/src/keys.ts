@@ -144,6 +144,24 @@ function numberLE(b: Uint8Array): bigint {
   return n;
 }
 
+// a small-order public key verifies forged signatures (R = identity, S = 0): no real key is one
+function isSmallOrder(a: InstanceType<typeof ed.Point>): boolean {
+  return a.clearCofactor().equals(ed.Point.ZERO);
+}
+
+/**
+ * Whether a 32-byte Ed25519 public key is unusable: not a valid point encoding, or a point of small order,
+ * for which signatures can be forged without a private key. Verifiers built elsewhere (e.g. on node:crypto)
+ * should refuse such keys as this package's verify does. Precondition: none.
+ */
+export function isWeakEd25519Key(publicKey: Uint8Array): boolean {
+  try {
+    return publicKey.length !== ED25519_KEY_SIZE || isSmallOrder(ed.Point.fromBytes(publicKey, false));
+  } catch {
+    return true;
+  }
+}
+
 /**
  * Cofactorless RFC 8032 verification, as Go's crypto/ed25519 does it: S < L and the encoding of [S]B - [k]A
  * equals R byte for byte. noble's verify uses the cofactored equation, which accepts signatures with a
@@ -157,8 +175,7 @@ function edVerify(sig: Uint8Array, msg: Uint8Array, publicKey: Uint8Array): bool
     const s = numberLE(sig.subarray(32));
     if (s >= ED25519_L) return false;
     const a = ed.Point.fromBytes(publicKey, false);
-    // a small-order public key verifies forged signatures (R = identity, S = 0): no real key is one
-    if (a.clearCofactor().equals(ed.Point.ZERO)) return false;
+    if (isSmallOrder(a)) return false;
     const k = numberLE(sha512(concatBytes(r, publicKey, msg))) % ED25519_L;
     const check = ed.Point.BASE.multiplyUnsafe(s).subtract(a.multiplyUnsafe(k));
     return bytesEqual(check.toBytes(), r);

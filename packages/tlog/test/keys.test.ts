@@ -128,3 +128,19 @@ describe('keys', () => {
     expectKeyError(() => (s as unknown as { signAt(m: Uint8Array, t: bigint): Uint8Array }).signAt(utf8('b\n'), 1n << 63n), 'timestamp');
   });
 });
+
+describe('isWeakEd25519Key', () => {
+  it('flags small-order points and invalid encodings, not real keys', async () => {
+    const { generateKey, parseVkey, isWeakEd25519Key } = await import('../src/index.js');
+    const v = parseVkey(generateKey('weak.example/log').vkey);
+    expect(isWeakEd25519Key(v.publicKey)).to.equal(false);
+    const identity = new Uint8Array(32);
+    identity[0] = 1; // y = 1, x = 0: the neutral element
+    expect(isWeakEd25519Key(identity)).to.equal(true);
+    expect(isWeakEd25519Key(new Uint8Array(31))).to.equal(true);
+    // y = 2 has no x on the curve: not a point at all
+    const notAPoint = new Uint8Array(32);
+    notAPoint[0] = 2;
+    expect(isWeakEd25519Key(notAPoint)).to.equal(true);
+  });
+});
