@@ -81,6 +81,13 @@ function duBytes(dir: string): number {
   return n;
 }
 
+/** The server's own view of its memory, from prom-client's default metrics on /metrics. */
+async function heapOf(url: string): Promise<{ used: number; total: number; external: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const metric = (name: string) => Number(new RegExp(`^trailmark_log_${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+  return { used: metric('nodejs_heap_size_used_bytes'), total: metric('nodejs_heap_size_total_bytes'), external: metric('nodejs_external_memory_bytes') };
+}
+
 function rssOf(pid: number): { rss: number; peak: number } {
   const s = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? 0) * 1024;
@@ -136,6 +143,7 @@ async function main(): Promise<void> {
     const requests = Math.ceil((SIZE - before) / BATCH);
     const batch = await load({ url: `${url}/v1/add-entries`, mode: 'batch', connections: BATCH_CONNS, amount: requests, batch: BATCH });
     const rssBatch = rssOf(proc.pid!);
+    const heapBatch = await heapOf(url);
     const sth = await (await fetch(`${url}/v1/get-sth`)).json();
     const size = sth.tree_size as number;
     const proofs = await load({ url, mode: 'proof', connections: 64, duration: SECONDS, size });
@@ -155,6 +163,7 @@ async function main(): Promise<void> {
     print(row('  proof p99 latency (ms)', proofs.p99, 'ms', 'bare node:http p99 (ms)', bareGet.p99));
     print(row(`server peak RSS at ${fmt(size)} entries (MB)`, mem.peak / 1e6, 'MB', 'limit (MB)', 256));
     print(`  RSS after single phase ${fmt(rssSingle.rss / 1e6)} MB, after ingest ${fmt(rssBatch.rss / 1e6)} MB (peak so far ${fmt(rssBatch.peak / 1e6)} MB), after proofs ${fmt(mem.rss / 1e6)} MB`);
+    print(`  after ingest, V8 heap used ${fmt(heapBatch.used / 1e6)} MB of ${fmt(heapBatch.total / 1e6)} MB, external (Buffers: tiles, bodies) ${fmt(heapBatch.external / 1e6)} MB`);
     print(row('disk per entry (B)', disk / size, 'B', 'entry bytes + 80 (B)', bundle + 80));
     print(`  disk ${fmt(disk)} B for ${fmt(size)} entries of ${bundle.toFixed(1)} B average: ${(disk / size).toFixed(1)} B/entry (LevelDB compresses entries)`);
     print(`  errors: single ${single.errors}/${single.non2xx} non-2xx, batch ${batch.errors}/${batch.non2xx}, proofs ${proofs.errors}/${proofs.non2xx}`);
