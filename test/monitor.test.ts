@@ -5,29 +5,15 @@
  * `trailmark monitor --once` exits 0, 1 and 2 as the contract says.
  */
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseVkey } from '@trailmark/tlog';
 import { startLogServer, type LogServer } from '@trailmark/log-server';
 import { startMonitor, verifyEvidence, type Evidence, type RunningMonitor } from '@trailmark/monitor';
-import { addEntries, entry, keyFile, tempDir, waitFor } from './lib/util.js';
+import { cli, addEntries, entry, keyFile, tempDir, waitFor } from './lib/util.js';
 
-const BIN = fileURLToPath(new URL('../packages/cli/dist/bin.js', import.meta.url));
 const quiet = () => undefined;
-
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 describe('monitor (end to end)', function () {
   this.timeout(30_000);

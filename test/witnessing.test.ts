@@ -5,27 +5,13 @@
  * quorum needs the missing witness; a restarted log serves its witnessed checkpoint at once.
  */
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { openCheckpoint, parsePolicy, parseVkey } from '@trailmark/tlog';
 import { startLogServer, type LogServer } from '@trailmark/log-server';
 import { startMonitor, type RunningMonitor } from '@trailmark/monitor';
-import { addEntries, entry, freePort, keyFile, tempDir, waitFor } from './lib/util.js';
+import { cli, addEntries, entry, freePort, keyFile, tempDir, waitFor } from './lib/util.js';
 
-const BIN = fileURLToPath(new URL('../packages/cli/dist/bin.js', import.meta.url));
-
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 describe('log-side witnessing with a policy (end to end)', function () {
   this.timeout(30_000);

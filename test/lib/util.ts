@@ -1,8 +1,10 @@
 /** Test helpers shared by the end-to-end tests: temp dirs, keys on disk, entries, polling. */
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { generateKey, KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519 } from '@trailmark/tlog';
 
 export async function tempDir(prefix: string): Promise<{ dir: string; cleanup: () => Promise<void> }> {
@@ -54,3 +56,18 @@ export async function freePort(): Promise<number> {
 }
 
 export const entry = (tag: string, i: number) => ({ schema: 'trailmark.access/v1', stage: 'request', id: `${tag}-${i}`, request_id: `${tag}-${i}` });
+
+/** The built `trailmark` bin. */
+export const BIN = fileURLToPath(new URL('../../packages/cli/dist/bin.js', import.meta.url));
+
+/** Runs `trailmark ARGS` as a child process and collects its exit status and output. */
+export function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
