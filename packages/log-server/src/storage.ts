@@ -163,7 +163,7 @@ export class LogStore {
   /** Upper inner nodes of full tiles: a proof node at sub-level >= 3 is one lookup, lower ones <= 3 hashes. */
   private readonly uppers: Lru<number, Buffer>;
   private readonly upperCapacity: number;
-  private readonly bundles = new Lru<number, Buffer>(64);
+  private readonly bundles = new Lru<number, Buffer>(16);
   private readonly filter = new PrefixFilter();
   private latest!: SignedTree;
   private failure: Error | undefined;
@@ -172,7 +172,6 @@ export class LogStore {
   /** Prepared batches not yet durable, oldest first. */
   private readonly inflight: Prepared[] = [];
   /** Tiles filled in this prepare: their upper nodes are complete once the whole batch is appended. */
-  private pendingUpper: TileNode[] = [];
   private lastTimestamp = 0;
   private readonly visit = (id: NodeId, h: Uint8Array) => this.onNode(id, h);
 
@@ -182,7 +181,11 @@ export class LogStore {
     readonly logger: Logger,
     opts: StoreOptions,
   ) {
-    this.tiles = new Lru(opts.tileCacheTiles ?? 4096);
+    // a full tile leaving the cache leaves its upper inner nodes behind (2 KiB), so a later proof through it
+    // rehashes at most its lowest levels; tiles still cached need no second copy of them
+    this.tiles = new Lru(opts.tileCacheTiles ?? 4096, (id, node) => {
+      if (node.width === TILE_W && !this.uppers.has(id)) this.uppers.set(id, node.upper());
+    });
     this.upperCapacity = opts.upperCacheTiles ?? 32_768;
     this.uppers = new Lru(this.upperCapacity);
   }
@@ -372,7 +375,6 @@ export class LogStore {
       this.batch!.put(tileKey(level, node.index), node.data());
       this.tiles.set(this.tileId(level, node.index), node);
       this.lastFull[level] = node;
-      this.pendingUpper.push(node);
       this.edge[level] = new TileNode(level, node.index + 1);
     }
   }
@@ -480,8 +482,6 @@ export class LogStore {
           this.edgeBundle = { index: eb.index + 1, entries: [] };
         }
       }
-      for (const t of this.pendingUpper) this.uppers.set(this.tileId(t.level, t.index), t.upper());
-      this.pendingUpper = [];
       if (size === start) {
         void batch.close().catch(() => {});
         return { batch: undefined, indices, added: 0, hashes: added, start, tree: undefined };

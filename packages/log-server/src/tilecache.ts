@@ -110,7 +110,15 @@ function lowNode(raw: Uint8Array, k: number, p: number): Buffer {
 /** A least-recently-used map with a fixed number of entries. */
 export class Lru<K, V> {
   private readonly map = new Map<K, V>();
-  constructor(readonly capacity: number) {}
+  /** `onEvict` sees each entry pushed out by a newer one. */
+  constructor(
+    readonly capacity: number,
+    private readonly onEvict?: (k: K, v: V) => void,
+  ) {}
+
+  has(k: K): boolean {
+    return this.map.has(k);
+  }
 
   get(k: K): V | undefined {
     const v = this.map.get(k);
@@ -124,7 +132,12 @@ export class Lru<K, V> {
   set(k: K, v: V): void {
     this.map.delete(k);
     this.map.set(k, v);
-    if (this.map.size > this.capacity) this.map.delete(this.map.keys().next().value as K);
+    if (this.map.size > this.capacity) {
+      const oldest = this.map.keys().next().value as K;
+      const ov = this.map.get(oldest) as V;
+      this.map.delete(oldest);
+      this.onEvict?.(oldest, ov);
+    }
   }
 
   get size(): number {

@@ -65,6 +65,15 @@ describe('LogStore', function () {
     await checkProofs(store, hashes);
   });
 
+  it('proofs stay right when tiles leave a tiny cache during ingest (their upper nodes are kept on eviction)', async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+    store = await LogStore.open(join(dir, 'db'), loadLogKey(join(dir, 'log.key'), { create: true, origin: 'store.test/log' }), { tileCacheTiles: 2, upperCacheTiles: 100 });
+    const leaves: Leaf[] = Array.from({ length: 70_000 }, (_, i) => leaf({ evict: i }));
+    for (let o = 0; o < leaves.length; o += 7_000) await store.append(leaves.slice(o, o + 7_000));
+    await checkProofs(store, leaves.map((l) => l.hash));
+  });
+
   async function checkProofs(store: LogStore, hashes: Uint8Array[]): Promise<void> {
     for (const size of [1, 255, 256, 257, 65_536, 65_537, 70_000]) {
       const root = merkleRoot(hashes.slice(0, size), nodeHasher);
