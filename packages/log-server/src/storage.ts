@@ -44,10 +44,7 @@ const MAX_SIZE = Number.MAX_SAFE_INTEGER;
 const P8 = 2 ** 8;
 
 function u64(n: number): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeUInt32BE(Math.floor(n / 2 ** 32), 0);
-  b.writeUInt32BE(n % 2 ** 32, 4);
-  return b;
+  return indexKey([], n);
 }
 
 function readU64(b: Uint8Array, off: number): number {
@@ -55,30 +52,18 @@ function readU64(b: Uint8Array, off: number): number {
   return v.readUInt32BE(off) * 2 ** 32 + v.readUInt32BE(off + 4);
 }
 
-function bundleKey(n: number): Buffer {
-  const k = Buffer.alloc(9);
-  k[0] = 0x45; // 'E'
-  k.writeUInt32BE(Math.floor(n / 2 ** 32), 1);
-  k.writeUInt32BE(n % 2 ** 32, 5);
+/** A key of one or two prefix bytes then a big-endian uint64 index (so LevelDB orders keys by index). */
+function indexKey(prefix: readonly number[], n: number): Buffer {
+  const k = Buffer.alloc(prefix.length + 8);
+  k.set(prefix, 0);
+  k.writeUInt32BE(Math.floor(n / 2 ** 32), prefix.length);
+  k.writeUInt32BE(n % 2 ** 32, prefix.length + 4);
   return k;
 }
 
-function pendingKey(i: number): Buffer {
-  const k = Buffer.alloc(9);
-  k[0] = 0x50; // 'P'
-  k.writeUInt32BE(Math.floor(i / 2 ** 32), 1);
-  k.writeUInt32BE(i % 2 ** 32, 5);
-  return k;
-}
-
-function tileKey(level: number, n: number): Buffer {
-  const k = Buffer.alloc(10);
-  k[0] = 0x54; // 'T'
-  k[1] = level;
-  k.writeUInt32BE(Math.floor(n / 2 ** 32), 2);
-  k.writeUInt32BE(n % 2 ** 32, 6);
-  return k;
-}
+const bundleKey = (n: number): Buffer => indexKey([0x45 /* 'E' */], n);
+const pendingKey = (i: number): Buffer => indexKey([0x50 /* 'P' */], i);
+const tileKey = (level: number, n: number): Buffer => indexKey([0x54 /* 'T' */, level], n);
 
 function hashKey(leafHash: Uint8Array): Buffer {
   const k = Buffer.alloc(9);
