@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { parseVkey } from '@trailmark/tlog';
 import { startLogServer, type LogServer } from '@trailmark/log-server';
 import { startMonitor, verifyEvidence, type Evidence, type RunningMonitor } from '@trailmark/monitor';
-import { cli, addEntries, entry, keyFile, tempDir, waitFor } from './lib/util.js';
+import { cli, startSilentServer, addEntries, entry, keyFile, tempDir, waitFor } from './lib/util.js';
 
 const quiet = () => undefined;
 
@@ -251,20 +251,14 @@ describe('monitor (end to end)', function () {
   });
 
   it('a log or peer that never answers does not hold up shutdown', async () => {
-    const sockets = new Set<import('node:net').Socket>();
-    const hang = (await import('node:net')).createServer((c) => {
-      sockets.add(c);
-      c.on('error', () => undefined);
-    });
-    await new Promise<void>((r) => hang.listen(0, '127.0.0.1', () => r()));
-    const hangUrl = `http://127.0.0.1:${(hang.address() as { port: number }).port}`;
+    const hang = await startSilentServer();
+    const { sockets, url: hangUrl } = hang;
     const m = await startMonitor({ logs: [{ url: hangUrl, vkey: key.vkey }], peers: [hangUrl], pollIntervalMs: 50, gossipIntervalMs: 50, logger: quiet });
     await waitFor('requests at the silent server', async () => sockets.size > 0);
     const t0 = Date.now();
     await m.close();
     expect(Date.now() - t0).to.be.below(2000);
-    for (const c of sockets) c.destroy();
-    await new Promise<void>((r) => hang.close(() => r()));
+    await hang.close();
   });
 
   it('a peer answering with an endless body is cut off, not buffered', async () => {

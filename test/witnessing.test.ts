@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { openCheckpoint, parsePolicy, parseVkey } from '@trailmark/tlog';
 import { startLogServer, type LogServer } from '@trailmark/log-server';
 import { startMonitor, type RunningMonitor } from '@trailmark/monitor';
-import { cli, addEntries, entry, freePort, keyFile, tempDir, waitFor } from './lib/util.js';
+import { cli, startSilentServer, addEntries, entry, freePort, keyFile, tempDir, waitFor } from './lib/util.js';
 
 
 describe('log-side witnessing with a policy (end to end)', function () {
@@ -149,13 +149,8 @@ describe('log-side witnessing with a policy (end to end)', function () {
   });
 
   it('a witness that never answers holds up neither receipts nor the log shutdown', async () => {
-    const sockets = new Set<import('node:net').Socket>();
-    const hang = (await import('node:net')).createServer((c) => {
-      sockets.add(c);
-      c.on('error', () => undefined);
-    });
-    await new Promise<void>((r) => hang.listen(0, '127.0.0.1', () => r()));
-    const hangUrl = `http://127.0.0.1:${(hang.address() as { port: number }).port}`;
+    const hang = await startSilentServer();
+    const { sockets, url: hangUrl } = hang;
     const wk = await keyFile(join(tmp.dir, 'hang.key'), 'hanging.example', true);
     const hangPolicy = join(tmp.dir, 'policy-hang');
     await writeFile(hangPolicy, `log ${logVkey}\nwitness h ${wk.vkey} ${hangUrl}\nquorum h\n`);
@@ -171,8 +166,7 @@ describe('log-side witnessing with a policy (end to end)', function () {
       const t1 = Date.now();
       await l.close();
       expect(Date.now() - t1).to.be.below(2000);
-      for (const c of sockets) c.destroy();
-      await new Promise<void>((r) => hang.close(() => r()));
+      await hang.close();
     }
   });
 

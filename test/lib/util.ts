@@ -1,7 +1,7 @@
 /** Test helpers shared by the end-to-end tests: temp dirs, keys on disk, entries, polling. */
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,4 +70,22 @@ export function cli(args: string[]): Promise<{ code: number | null; stdout: stri
     p.stderr.on('data', (d) => (stderr += d));
     p.on('close', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+/** A TCP server that accepts connections and never answers: a log, peer or witness gone silent. */
+export async function startSilentServer(): Promise<{ url: string; sockets: Set<Socket>; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer((c) => {
+    sockets.add(c);
+    c.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    sockets,
+    close: async () => {
+      for (const c of sockets) c.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
 }
