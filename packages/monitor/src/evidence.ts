@@ -99,7 +99,8 @@ function bodyOf(note: string): string {
   return i < 0 ? note : note.slice(0, i + 1);
 }
 
-function isPow2(x: bigint): boolean {
+/** Whether x is a power of two (such a tree size's root is a single perfect subtree). Precondition: x >= 0. */
+export function isPow2(x: bigint): boolean {
   return x > 0n && (x & (x - 1n)) === 0n;
 }
 

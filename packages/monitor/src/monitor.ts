@@ -24,6 +24,7 @@ import { MonitorError } from './errors.js';
 import {
   idOfEvidence,
   inconsistentEvidence,
+  isPow2,
   prefixRootFromConsistency,
   prefixRootFromInclusion,
   proofBindsPrefix,
@@ -94,10 +95,6 @@ interface Seen {
 
 const MAX_PENDING = 64;
 const MAX_KNOWN = 4096;
-
-function isPow2(x: bigint): boolean {
-  return x > 0n && (x & (x - 1n)) === 0n;
-}
 
 function originOf(note: string): string {
   return parseNote(note).text.split('\n')[0];

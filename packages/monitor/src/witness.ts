@@ -111,9 +111,11 @@ export class Witness {
   async addCheckpoint(body: string): Promise<WitnessAnswer> {
     const req = parseAddCheckpoint(body);
     if (typeof req === 'string') return answer(400, `malformed add-checkpoint request: ${req}`);
+    let text: string;
     let origin: string;
     try {
-      origin = parseNote(req.note).text.split('\n')[0];
+      text = parseNote(req.note).text;
+      origin = text.split('\n')[0];
     } catch (e) {
       return answer(400, `malformed checkpoint: ${(e as Error).message}`);
     }
@@ -148,7 +150,7 @@ export class Witness {
           return answer(422, `consistency proof does not verify: ${(e as Error).message}`, { checkpoint });
         }
       }
-      const line = cosignCheckpoint(parseNote(req.note).text, this.opts.signer, this.now());
+      const line = cosignCheckpoint(text, this.opts.signer, this.now());
       // durable before the cosignature leaves: a restarted witness must never cosign a rolled-back tree
       await this.opts.store.putWitness(origin, { size: cp.size.toString(), root: b64encode(cp.root), note: req.note, at: new Date().toISOString() });
       return { status: 200, contentType: 'text/plain; charset=utf-8', body: line + '\n', reason: 'cosigned', checkpoint };

@@ -17,7 +17,6 @@
 import { createHash, createPublicKey, verify as cryptoVerify } from 'node:crypto';
 import {
   b64decode,
-  buildProof,
   bytesEqual,
   hexEncode,
   KEY_TYPE_ED25519,
@@ -32,7 +31,7 @@ import {
   tileWidth,
   TILE_HEIGHT,
   TILE_WIDTH,
-  rootPlan,
+  treeRoot,
   verifyInclusion,
   type Checkpoint,
   type Hash,
@@ -493,11 +492,7 @@ class TreeView {
   }
 
   async root(): Promise<Hash> {
-    const plan = rootPlan(this.size);
-    if (plan.nodes.length === 0) return nodeHasher.empty();
-    const hashes: Hash[] = [];
-    for (const n of plan.nodes) hashes.push(await this.node(n.level, n.index));
-    return buildProof(plan, hashes, nodeHasher)[0];
+    return treeRoot(this.size, (nodes) => Promise.all(nodes.map((n) => this.node(n.level, n.index))), nodeHasher);
   }
 
   /** Whether node (level, index) covers one of our leaves. */
