@@ -1,7 +1,7 @@
 import { TlogError } from './errors.js';
 import { type Hash, type Hasher, rfc6962 } from './hash.js';
 import type { NodeId } from './proof.js';
-import { rangeNodes } from './proof.js';
+import { foldRange, rangeNodes } from './proof.js';
 import { type U64Like, toU64 } from './u64.js';
 
 /**
@@ -36,11 +36,6 @@ export class CompactRange {
     return this._hashes.map((h) => h.slice());
   }
 
-  /** The perfect subtrees, left to right, matching hashes(). */
-  nodes(): NodeId[] {
-    return rangeNodes(0n, this._size);
-  }
-
   /**
    * Appends one leaf hash. `visit` is called for every node that becomes complete (the leaf itself at
    * level 0 first, then each parent), so a caller can store them for proofs and tiles.
@@ -64,13 +59,6 @@ export class CompactRange {
 
   /** The Merkle tree hash of [0, size). */
   root(): Hash {
-    if (this._hashes.length === 0) return this.hasher.empty();
-    let r = this._hashes[this._hashes.length - 1];
-    for (let i = this._hashes.length - 2; i >= 0; i--) r = this.hasher.node(this._hashes[i], r);
-    return r;
-  }
-
-  clone(): CompactRange {
-    return new CompactRange(this._size, this._hashes, this.hasher);
+    return this._hashes.length === 0 ? this.hasher.empty() : foldRange(this._hashes, this.hasher);
   }
 }

@@ -11,6 +11,7 @@ import {
   cosignatureTimestamp,
   KEY_TYPE_COSIGNATURE,
   MAX_COSIGNATURE_TIMESTAMP,
+  keyIdHex,
   type CosignatureSigner,
   type NoteSigner,
   type NoteVerifier,
@@ -57,7 +58,7 @@ export function verifyCosignature(
   else {
     const parsed = typeof sig === 'string' ? parseSignatureLine(sig.endsWith('\n') ? sig.slice(0, -1) : sig) : sig;
     if (parsed.name !== verifier.name || parsed.keyId !== verifier.keyId) {
-      throw new CosignatureError('key-mismatch', `cosignature is by ${parsed.name}+${parsed.keyId.toString(16).padStart(8, '0')}, not by ${verifier.name}`);
+      throw new CosignatureError('key-mismatch', `cosignature is by ${parsed.name}+${keyIdHex(parsed.keyId)}, not by ${verifier.name}`);
     }
     raw = parsed.signature;
   }

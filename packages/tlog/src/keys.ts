@@ -95,11 +95,10 @@ export function keyIdBytes(id: number): Uint8Array {
   return new Uint8Array([(id >>> 24) & 0xff, (id >>> 16) & 0xff, (id >>> 8) & 0xff, id & 0xff]);
 }
 
-const te = new TextEncoder();
 
 /** The tlog-cosignature/v1 Ed25519 signed message: "cosignature/v1\ntime <T>\n" || note body. */
 export function cosignatureMessage(body: Uint8Array, timestampSeconds: bigint): Uint8Array {
-  return concatBytes(te.encode(`cosignature/v1\ntime ${timestampSeconds}\n`), body);
+  return concatBytes(utf8(`cosignature/v1\ntime ${timestampSeconds}\n`), body);
 }
 
 function checkTimestamp(t: bigint | number): bigint {

@@ -4,7 +4,7 @@
  */
 import { b64decode, b64encode, concatBytes, fromUtf8, utf8 } from './encoding.js';
 import { TlogError } from './errors.js';
-import { isValidKeyName, keyIdBytes, type NoteSigner, type NoteVerifier } from './keys.js';
+import { isValidKeyName, keyIdBytes, keyIdHex, type NoteSigner, type NoteVerifier } from './keys.js';
 
 /**
  * Note errors. Codes: 'malformed-note' (syntax or character rules), 'note-too-large', 'too-many-signatures',
@@ -242,7 +242,7 @@ export function verifyNote(noteText: string | Uint8Array, verifiers: NoteVerifie
   const check = checkSignatures(note, verifiers);
   if (check.failed.length > 0) {
     const f = check.failed[0];
-    throw new NoteError('bad-signature', `invalid signature by known key ${f.signature.name}+${f.signature.keyId.toString(16).padStart(8, '0')}`);
+    throw new NoteError('bad-signature', `invalid signature by known key ${f.signature.name}+${keyIdHex(f.signature.keyId)}`);
   }
   if (check.verified.length === 0) {
     const known = (Array.isArray(verifiers) ? verifiers : [verifiers]).map((v: NoteVerifier) => v.name).join(', ');

@@ -1,7 +1,7 @@
 import { ProofError } from './errors.js';
 import { bytesEqual, hexEncode } from './encoding.js';
 import { type Hash, type Hasher, HASH_SIZE, rfc6962 } from './hash.js';
-import { type U64Like, bitLength, splitPoint, toU64, trailingZeros } from './u64.js';
+import { type U64Like, bitLength, popCount, splitPoint, toU64, trailingZeros } from './u64.js';
 
 /** A perfect subtree: the node at `level` (0 = leaves) covering leaves [index << level, (index + 1) << level). */
 export interface NodeId {
@@ -192,18 +192,8 @@ export function rootFromInclusionProof(index: U64Like, size: U64Like, leafHash: 
 export function inclusionLength(index: bigint, size: bigint): number {
   // levels below the point where the paths to index and to the last leaf diverge, plus the right border
   const inner = bitLength(index ^ (size - 1n));
-  const border = popCountShifted(index, inner);
+  const border = popCount(index >> BigInt(inner));
   return inner + border;
-}
-
-function popCountShifted(x: bigint, shift: number): number {
-  let v = x >> BigInt(shift);
-  let n = 0;
-  while (v > 0n) {
-    n += Number(v & 1n);
-    v >>= 1n;
-  }
-  return n;
 }
 
 /**

@@ -16,7 +16,7 @@ import { bytesEqual, b64encode } from './encoding.js';
 import { TlogError } from './errors.js';
 import { type Hash, type Hasher, HASH_SIZE, rfc6962 } from './hash.js';
 import { type HashSource, type NodeId, foldRange, rangeNodes } from './proof.js';
-import { TILE_HEIGHT, TILE_WIDTH, type TileRef, nodeFromTile, tileForNode, tileHashes, tilePath, tileWidth } from './tiles.js';
+import { TILE_WIDTH, type TileRef, nodeFromTile, rightEdgeTiles, tileForNode, tileHashes, tilePath, tileRoot, tileWidth } from './tiles.js';
 import { toU64, type U64Like } from './u64.js';
 
 /**
@@ -41,7 +41,6 @@ export class TileVerifyError extends TlogError {
 export type TileFetcher = (ref: TileRef) => Promise<Uint8Array>;
 
 const W = BigInt(TILE_WIDTH);
-const H = BigInt(TILE_HEIGHT);
 
 function short(h: Uint8Array): string {
   return b64encode(h);
@@ -67,17 +66,7 @@ export function checkTileSize(ref: TileRef, data: Uint8Array): void {
  */
 export function fullTileRoot(data: Uint8Array, hasher: Hasher = rfc6962): Hash {
   if (data.length !== TILE_WIDTH * HASH_SIZE) throw new TlogError('tile', `a full tile is ${TILE_WIDTH * HASH_SIZE} bytes, got ${data.length}`);
-  // pairwise reduction, 128 + 64 + ... + 1 = 255 node hashes
-  let level: Hash[] = [];
-  for (let i = 0; i < TILE_WIDTH; i += 2) {
-    level.push(hasher.node(data.subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE), data.subarray((i + 1) * HASH_SIZE, (i + 2) * HASH_SIZE)));
-  }
-  while (level.length > 1) {
-    const next: Hash[] = [];
-    for (let i = 0; i < level.length; i += 2) next.push(hasher.node(level[i], level[i + 1]));
-    level = next;
-  }
-  return level[0];
+  return tileRoot(tileHashes(data), hasher);
 }
 
 /**
@@ -275,12 +264,7 @@ export class VerifiedTileReader {
   }
 
   private async verifyRightEdge(): Promise<Map<number, Uint8Array>> {
-    const refs: TileRef[] = [];
-    for (let level = 0; level < 64; level++) {
-      const n = this.size >> (H * BigInt(level));
-      if (n === 0n) break;
-      if (n % W !== 0n) refs.push({ level, index: n / W, width: Number(n % W) });
-    }
+    const refs = rightEdgeTiles(this.size);
     const datas = await Promise.all(refs.map((r) => this.fetchTile(r)));
     const byLevel = new Map<number, Uint8Array>();
     refs.forEach((r, i) => {
@@ -293,7 +277,7 @@ export class VerifiedTileReader {
       const loc = tileForNode(id);
       const data = byLevel.get(loc.level);
       // every node of the root's decomposition below a tile boundary lies in that level's partial tile
-      if (!data || loc.index !== (this.size >> (H * BigInt(loc.level))) / W) throw new TlogError('internal', `node ${id.level}/${id.index} is not on the right edge`);
+      if (!data || loc.index !== refs.find((r) => r.level === loc.level)!.index) throw new TlogError('internal', `node ${id.level}/${id.index} is not on the right edge`);
       return nodeFromTile(loc, tileHashes(data), this.hasher);
     });
     const got = foldRange(hashes, this.hasher);

@@ -95,6 +95,18 @@ export function tilesForSize(size: U64Like): TileRef[] {
   return out;
 }
 
+/** The partial tiles of a tree of `size` leaves, one per level at most: together they recompute the root. */
+export function rightEdgeTiles(size: U64Like): TileRef[] {
+  const s = toU64(size, 'tree size');
+  const out: TileRef[] = [];
+  for (let level = 0; level < 64; level++) {
+    const n = nodesAtTileLevel(level, s);
+    if (n === 0n) break;
+    if (n % W !== 0n) out.push({ level, index: n / W, width: Number(n % W) });
+  }
+  return out;
+}
+
 /**
  * Tiles that differ between a tree of size oldSize and one of newSize: the ones new or grown.
  * Precondition: oldSize <= newSize.
@@ -130,13 +142,6 @@ export function tileForNode(id: NodeId): NodeLocation {
   const k = id.level % TILE_HEIGHT;
   const first = id.index << BigInt(k);
   return { level, index: first / W, offset: Number(first % W), count: 1 << k };
-}
-
-/**
- * Index of the highest stored level-8L hash a node covers, plus one: the tile width needed to compute it.
- */
-export function widthNeeded(loc: NodeLocation): number {
-  return loc.offset + loc.count;
 }
 
 /** Splits tile bytes into hashes. Precondition: none; throws unless a whole number of 1..256 hashes. */

@@ -6,7 +6,7 @@
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import {
-  TILE_HEIGHT, TILE_WIDTH, b64encode, openCheckpoint, tilesChanged, type Checkpoint, type Hasher, type NoteVerifier, type TileRef,
+  TILE_WIDTH, b64encode, openCheckpoint, rightEdgeTiles, tilesChanged, type Checkpoint, type Hasher, type NoteVerifier, type TileRef,
 } from '@trailmark/tlog';
 import type { LogReader } from './http.js';
 import { BundleCheckPool } from './pool.js';
@@ -117,17 +117,6 @@ export interface AuditReport {
   summary: string;
   /** The state to save for the next incremental audit. */
   state: AuditState;
-}
-
-/** Partial tiles of the right edge of a tree of `size`: they alone recompute the root. */
-function rightEdgeTiles(size: bigint): TileRef[] {
-  const out: TileRef[] = [];
-  for (let level = 0; level < 64; level++) {
-    const n = size >> BigInt(TILE_HEIGHT * level);
-    if (n === 0n) break;
-    if (n % BigInt(TILE_WIDTH) !== 0n) out.push({ level, index: n / BigInt(TILE_WIDTH), width: Number(n % BigInt(TILE_WIDTH)) });
-  }
-  return out;
 }
 
 /**
