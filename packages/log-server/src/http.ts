@@ -8,7 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { canonicalJsonString, formatTlogProof, MAX_U64, parseTilePath, TlogError } from '@trailmark/tlog';
+import { formatTlogProof, MAX_U64, parseTilePath } from '@trailmark/tlog';
 import { HttpError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { LogMetrics } from './metrics.js';

@@ -1,5 +1,5 @@
 export { startLogServer, parseListen, type LogServer, type LogServerOptions } from './server.js';
-export { LogStore, widthAt, type Leaf, type SignedTree, type AppendResult, type StoreOptions, type Prepared } from './storage.js';
+export { LogStore, type Leaf, type SignedTree, type AppendResult, type StoreOptions, type Prepared } from './storage.js';
 export { Sequencer, type SequencerOptions, type Sequenced, type CommitInfo } from './sequencer.js';
 export { loadLogKey, type LogKey } from './keys.js';
 export { toLeaf, MAX_BODY_BYTES, MAX_GET_ENTRIES } from './http.js';

@@ -28,6 +28,7 @@ import {
   openCheckpoint,
   parseVkey,
   rootPlan,
+  tileWidth,
   signCheckpoint,
   type NodeId,
 } from '@trailmark/tlog';
@@ -41,7 +42,6 @@ import { Lru, TILE_W, TileNode } from './tilecache.js';
 
 const STATE_KEY = Buffer.from('S');
 const MAX_SIZE = Number.MAX_SAFE_INTEGER;
-const P8 = 2 ** 8;
 
 function u64(n: number): Buffer {
   return indexKey([], n);
@@ -147,7 +147,6 @@ export class LogStore {
   private readonly tiles: Lru<number, TileNode>;
   /** Upper inner nodes of full tiles: a proof node at sub-level >= 3 is one lookup, lower ones <= 3 hashes. */
   private readonly uppers: Lru<number, Buffer>;
-  private readonly upperCapacity: number;
   private readonly bundles = new Lru<number, Buffer>(16);
   private readonly filter = new PrefixFilter();
   private latest!: SignedTree;
@@ -156,7 +155,6 @@ export class LogStore {
   private touched = new Set<number>();
   /** Prepared batches not yet durable, oldest first. */
   private readonly inflight: Prepared[] = [];
-  /** Tiles filled in this prepare: their upper nodes are complete once the whole batch is appended. */
   private lastTimestamp = 0;
   private readonly visit = (id: NodeId, h: Uint8Array) => this.onNode(id, h);
 
@@ -171,8 +169,7 @@ export class LogStore {
     this.tiles = new Lru(opts.tileCacheTiles ?? 4096, (id, node) => {
       if (node.width === TILE_W && !this.uppers.has(id)) this.uppers.set(id, node.upper());
     });
-    this.upperCapacity = opts.upperCacheTiles ?? 32_768;
-    this.uppers = new Lru(this.upperCapacity);
+    this.uppers = new Lru(opts.upperCacheTiles ?? 32_768);
   }
 
   /**
@@ -255,7 +252,7 @@ export class LogStore {
     if (entries.length !== bWidth) throw new LogStateError('entries', `the partial bundle ${bIndex} should hold ${bWidth} entries for size ${size}, found ${entries.length}`);
 
     // right edge: the partial tile at every level (level 0 from the pending entries)
-    for (let level = 0, n = size; n > 0 || level === 0; level++, n = Math.floor(n / P8)) {
+    for (let level = 0, n = size; n > 0 || level === 0; level++, n = Math.floor(n / TILE_W)) {
       const index = Math.floor(n / TILE_W);
       const width = n % TILE_W;
       const node = new TileNode(level, index);
@@ -281,7 +278,7 @@ export class LogStore {
       if (t.length !== TILE_W * 32) throw new LogStateError('tile', `stored tile 0/${full} is not full below the right edge`);
       for (let o = 0; o < t.length; o += 32) this.filter.add(t.subarray(o, o + 32));
       // the upper inner nodes of the most recent tiles, so proofs are fast from the first request
-      if (full >= this.edge[0].index - this.upperCapacity) this.uppers.set(this.tileId(0, full), new TileNode(0, full, t).upper());
+      if (full >= this.edge[0].index - this.uppers.capacity) this.uppers.set(this.tileId(0, full), new TileNode(0, full, t).upper());
       full++;
     }
     if (full !== this.edge[0].index) throw new LogStateError('tile', `found ${full} full level-0 tiles, size ${size} needs ${this.edge[0].index}`);
@@ -459,7 +456,7 @@ export class LogStore {
         const eb = this.edgeBundle;
         eb.entries.push(leaf.data);
         if (eb.entries.length === TILE_W) {
-          const encoded = Buffer.from(encodeEntryBundle(eb.entries));
+          const encoded = buf(encodeEntryBundle(eb.entries));
           batch.put(bundleKey(eb.index), encoded);
           // entries of this bundle written as pending by earlier commits
           for (let j = eb.index * TILE_W; j < start; j++) batch.del(pendingKey(j));
@@ -706,7 +703,7 @@ export class LogStore {
    * Precondition: width 1..256.
    */
   async tileData(level: number, index: number, width: number): Promise<Buffer | undefined> {
-    const have = widthAt(level, index, this.latest.size);
+    const have = tileWidth(level, index, this.latest.size);
     if (have < width) return undefined;
     const t = this.tileSync(level, index) ?? (await this.tile(level, index));
     return t?.data(width);
@@ -715,9 +712,9 @@ export class LogStore {
   /** Entry bundle N with its first `width` entries, or undefined if the durable tree has fewer. */
   async bundleData(index: number, width: number): Promise<Buffer | undefined> {
     const size = this.latest.size;
-    const have = widthAt(0, index, size);
+    const have = tileWidth(0, index, size);
     if (have < width) return undefined;
-    if (index === this.edgeBundle.index) return Buffer.from(encodeEntryBundle(this.edgeBundle.entries.slice(0, width)));
+    if (index === this.edgeBundle.index) return buf(encodeEntryBundle(this.edgeBundle.entries.slice(0, width)));
     let full = this.bundles.get(index);
     if (!full) {
       const raw = await this.db.get(bundleKey(index));
@@ -726,7 +723,7 @@ export class LogStore {
       this.bundles.set(index, full);
     }
     if (width === TILE_W) return full;
-    return Buffer.from(encodeEntryBundle(decodeEntryBundle(full).slice(0, width)));
+    return buf(encodeEntryBundle(decodeEntryBundle(full).slice(0, width)));
   }
 
   /** Leaf data of entries [start, end). Precondition: start <= end <= durable size. */
@@ -751,12 +748,3 @@ export class LogStore {
     if (this.db.status === 'open') await this.db.close();
   }
 }
-
-/** Hashes in tile (level, index) for a tree of `size` leaves (0..256). */
-export function widthAt(level: number, index: number, size: number): number {
-  const n = Math.floor(size / 2 ** (8 * level));
-  const startAt = index * TILE_W;
-  if (n <= startAt) return 0;
-  return Math.min(n - startAt, TILE_W);
-}
-
