@@ -3,7 +3,8 @@ import cliProgress from 'cli-progress';
 import { auditLog, readAuditState, writeAuditState, type AuditProgress } from '@trailmark/monitor';
 import { action, makeOutput } from '../program.js';
 import { usage } from '../exit.js';
-import { type LogArgs, loadVkey, logOptions, logReader, mapped } from './checkpoint.js';
+import { type LogArgs, logOptions, logReader, mapped } from './checkpoint.js';
+import { loadVkey } from './files.js';
 
 interface AuditOptions extends LogArgs {
   state?: string;

@@ -1,12 +1,11 @@
-import { readFile, writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import {
-  TileVerifyError, TlogError, b64encode, checkSignatures, keyIdHex, parsePolicy, type NoteVerifier, type Policy,
+  TileVerifyError, TlogError, b64encode, checkSignatures, keyIdHex, type NoteVerifier,
 } from '@trailmark/tlog';
 import { AuditError, AuditStateError, LogReadError, LogReader, fetchVerifiedCheckpoint } from '@trailmark/monitor';
 import { action, makeOutput } from '../program.js';
 import { CliError, failed, usage } from '../exit.js';
-import { loadVkey } from './verify.js';
+import { loadPolicy, loadVkey, readTextFile, writeTextFile } from './files.js';
 
 /**
  * Maps what the auditor's library throws to the contract's exit statuses: anything the log served that does
@@ -70,34 +69,7 @@ export function logReader(args: LogArgs): LogReader {
   }
 }
 
-/** Reads a local text file; any failure is a usage/I-O error (exit 2). */
-export async function readTextFile(file: string, what: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (e) {
-    throw usage(`cannot read ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-}
 
-/** Writes an output file; any failure is an I/O error (exit 2). */
-export async function writeTextFile(file: string, text: string): Promise<void> {
-  try {
-    await writeFile(file, text);
-  } catch (e) {
-    throw usage(`cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-}
-
-export { loadVkey };
-
-async function loadPolicy(file: string): Promise<Policy> {
-  const text = await readTextFile(file, 'policy file');
-  try {
-    return parsePolicy(text);
-  } catch (e) {
-    throw usage(`policy file ${file}: ${(e as Error).message}`);
-  }
-}
 
 interface CheckpointOptions extends LogArgs {
   policy?: string;

@@ -3,7 +3,8 @@ import { b64encode, fromUtf8, hashLeaf, toU64 } from '@trailmark/tlog';
 import { followEntries, type VerifiedEntry } from '@trailmark/monitor';
 import { action } from '../program.js';
 import { usage } from '../exit.js';
-import { type LogArgs, loadVkey, logOptions, logReader, mapped } from './checkpoint.js';
+import { type LogArgs, logOptions, logReader, mapped } from './checkpoint.js';
+import { loadVkey } from './files.js';
 
 interface EntriesOptions extends LogArgs {
   start?: string;

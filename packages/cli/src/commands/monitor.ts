@@ -1,10 +1,9 @@
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { MonitorError, startMonitor, type RunningMonitor } from '@trailmark/monitor';
 import { TlogError } from '@trailmark/tlog';
 import { action, makeOutput, runUntilSignal } from '../program.js';
 import { EXIT_OK, usage } from '../exit.js';
-import { loadVkey } from './verify.js';
+import { loadVkey, readTextFile } from './files.js';
 
 interface MonitorCliOptions {
   log: string[];
@@ -51,11 +50,7 @@ export function registerMonitor(program: Command): void {
         const logs = await Promise.all(opts.log.map(async (url, i) => ({ url, vkey: await loadVkey(opts.logKey[i]) })));
         let witnessKey: string | undefined;
         if (opts.witnessKey) {
-          try {
-            witnessKey = await readFile(opts.witnessKey, 'utf8');
-          } catch (e) {
-            throw usage(`cannot read witness key ${opts.witnessKey}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-          }
+          witnessKey = await readTextFile(opts.witnessKey, 'witness key');
         }
         const listen = opts.once ? opts.listen : (opts.listen ?? '127.0.0.1:8090');
         let running: RunningMonitor;

@@ -3,7 +3,8 @@ import { b64encode, canonicalizeJsonText, hashLeaf, openCheckpoint, toU64, type 
 import { fetchVerifiedCheckpoint, findLeafIndex, proveConsistencyFromTiles, proveInclusion } from '@trailmark/monitor';
 import { action, makeOutput } from '../program.js';
 import { usage } from '../exit.js';
-import { type LogArgs, loadVkey, logOptions, logReader, mapped, readTextFile, writeTextFile } from './checkpoint.js';
+import { type LogArgs, logOptions, logReader, mapped } from './checkpoint.js';
+import { loadVkey, readTextFile, writeTextFile } from './files.js';
 
 interface InclusionOptions extends LogArgs {
   index?: string;

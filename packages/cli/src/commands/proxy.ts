@@ -3,7 +3,7 @@ import { ProxyError, startProxy, type RunningProxy } from '@trailmark/proxy';
 import { TlogError } from '@trailmark/tlog';
 import { action, makeOutput, runUntilSignal } from '../program.js';
 import { EXIT_OK, usage } from '../exit.js';
-import { loadVkey } from './verify.js';
+import { loadVkey } from './files.js';
 
 interface ProxyCliOptions {
   upstream: string;

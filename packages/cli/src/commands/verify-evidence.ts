@@ -1,10 +1,9 @@
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { EvidenceError, verifyEvidence } from '@trailmark/monitor';
-import { parsePolicy, type NoteVerifier } from '@trailmark/tlog';
+import type { NoteVerifier } from '@trailmark/tlog';
 import { action, makeOutput } from '../program.js';
 import { failed, usage } from '../exit.js';
-import { loadVkey } from './verify.js';
+import { loadVkey, loadPolicy, readTextFile } from './files.js';
 
 interface EvidenceOptions {
   key?: string;
@@ -30,12 +29,7 @@ export function registerVerifyEvidence(program: Command): void {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
         if ((opts.key === undefined) === (opts.logKey === undefined)) throw usage("give the log's vkey with --key VKEY (or --log-key VKEY)");
         const key = await loadVkey((opts.key ?? opts.logKey)!);
-        let text: string;
-        try {
-          text = await readFile(file, 'utf8');
-        } catch (e) {
-          throw usage(`cannot read evidence file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-        }
+        const text = await readTextFile(file, 'evidence file');
         let doc: unknown;
         try {
           doc = JSON.parse(text);
@@ -44,17 +38,8 @@ export function registerVerifyEvidence(program: Command): void {
         }
         let witnesses: Map<string, NoteVerifier> | undefined;
         if (opts.policy !== undefined) {
-          let policyText: string;
-          try {
-            policyText = await readFile(opts.policy, 'utf8');
-          } catch (e) {
-            throw usage(`cannot read policy file ${opts.policy}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-          }
-          try {
-            witnesses = new Map([...parsePolicy(policyText).witnesses.values()].map((w) => [w.name, w.verifier]));
-          } catch (e) {
-            throw usage(`policy file ${opts.policy}: ${(e as Error).message}`);
-          }
+          const policy = await loadPolicy(opts.policy);
+          witnesses = new Map([...policy.witnesses.values()].map((w) => [w.name, w.verifier]));
         }
         const items = Array.isArray(doc) ? doc : [doc];
         if (items.length === 0) throw failed(`evidence file ${file} holds no evidence`);

@@ -1,60 +1,10 @@
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import {
-  TlogError, b64decode, b64encode, canonicalizeJsonText, fromUtf8, hashLeaf, openCheckpoint, parsePolicy, parseVkey,
-  verifyConsistency, verifyTlogProof, type NoteVerifier, type Policy,
+  TlogError, b64decode, b64encode, canonicalizeJsonText, hashLeaf, openCheckpoint, verifyConsistency, verifyTlogProof,
 } from '@trailmark/tlog';
 import { action, makeOutput } from '../program.js';
 import { failed, usage } from '../exit.js';
-
-async function readText(file: string, what: string): Promise<string> {
-  let data: Buffer;
-  try {
-    data = await readFile(file);
-  } catch (e) {
-    throw usage(`cannot read ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-  try {
-    return fromUtf8(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), what);
-  } catch {
-    throw usage(`${what} ${file} is not valid UTF-8`);
-  }
-}
-
-/**
- * A VKEY argument: the vkey string itself, or the path of a file holding one (such as FILE.pub).
- * Throws a usage error (exit 2) when it is neither.
- */
-export async function loadVkey(arg: string): Promise<NoteVerifier> {
-  try {
-    return parseVkey(arg.trim());
-  } catch (asString) {
-    let text: string;
-    try {
-      text = fromUtf8(new Uint8Array(await readFile(arg)), 'key file');
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG') {
-        throw usage(`--key ${JSON.stringify(arg)} is neither a vkey (${(asString as Error).message}) nor a readable file`);
-      }
-      throw usage(`cannot read key file ${arg}: ${code ?? (e as Error).message}`);
-    }
-    try {
-      return parseVkey(text.trim());
-    } catch (e) {
-      throw usage(`key file ${arg}: ${(e as Error).message}`);
-    }
-  }
-}
-
-async function loadPolicy(file: string): Promise<Policy> {
-  const text = await readText(file, 'policy file');
-  try {
-    return parsePolicy(text);
-  } catch (e) {
-    throw usage(`policy file ${file}: ${(e as Error).message}`);
-  }
-}
+import { loadPolicy, loadVkey, readTextFile } from './files.js';
 
 /** Runs a verification step; library errors become "verification failed" (exit 1). */
 function check<T>(what: string, fn: () => T): T {
@@ -97,7 +47,7 @@ export function registerVerify(program: Command): void {
         const logKey = await loadVkey(opts.key);
         let leafHash: Uint8Array;
         if (opts.entry !== undefined) {
-          const text = await readText(opts.entry, 'entry file');
+          const text = await readTextFile(opts.entry, 'entry file', { strict: true });
           try {
             leafHash = hashLeaf(canonicalizeJsonText(text));
           } catch (e) {
@@ -111,8 +61,8 @@ export function registerVerify(program: Command): void {
           }
           if (leafHash.length !== 32) throw usage(`--leaf-hash must be 32 bytes, got ${leafHash.length}`);
         }
-        const policy = opts.policy !== undefined ? await loadPolicy(opts.policy) : undefined;
-        const proofText = await readText(opts.proof, 'proof file');
+        const policy = opts.policy !== undefined ? await loadPolicy(opts.policy, { strict: true }) : undefined;
+        const proofText = await readTextFile(opts.proof, 'proof file', { strict: true });
         const r = check('inclusion proof', () => verifyTlogProof(proofText, leafHash, logKey, policy ? { policy } : {}));
         const cosigners = r.cosignatures.map((c) => c.witness ?? c.verifier.name);
         out.info(
@@ -142,7 +92,7 @@ export function registerVerify(program: Command): void {
       action(async (opts: ConsistencyOptions, cmd: Command) => {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
         const logKey = await loadVkey(opts.key);
-        const text = await readText(opts.proof, 'proof file');
+        const text = await readTextFile(opts.proof, 'proof file', { strict: true });
         let doc: unknown;
         try {
           doc = JSON.parse(text);
