@@ -9,4 +9,4 @@ export { treeHeadSignatureInput, signTreeHead } from './sth.js';
 export { HttpError, LogStateError, UnavailableError } from './errors.js';
 export { jsonLogger, silentLogger, type Logger } from './logger.js';
 export { nodeHasher, sha256 } from './sha.js';
-export type { Witnessing, WitnessingContext, CreateWitnessing } from './witness-hook.js';
+export type { Witnessing, WitnessingContext } from './witness-hook.js';

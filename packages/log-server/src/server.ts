@@ -3,7 +3,6 @@ import { createServer, type Server } from 'node:http';
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
 import { HttpError, LogStateError } from './errors.js';
 import { readRoutes, writeApp, type ApiContext } from './http.js';
 import { loadLogKey } from './keys.js';
@@ -12,7 +11,8 @@ import { createMetrics } from './metrics.js';
 import { Sequencer } from './sequencer.js';
 import { CanonPool } from './canon-pool.js';
 import { LogStore } from './storage.js';
-import type { CreateWitnessing, Witnessing } from './witness-hook.js';
+import type { Witnessing } from './witness-hook.js';
+import { createWitnessing } from './witnessing.js';
 
 export interface LogServerOptions {
   /** Data directory: the LevelDB lives in DIR/db; the key defaults to DIR/log.key. */
@@ -56,18 +56,6 @@ export function parseListen(listen: string): { host: string; port: number } {
   return { host: m[1] ?? m[2], port };
 }
 
-async function loadWitnessing(factoryCtx: Parameters<CreateWitnessing>[0]): Promise<Witnessing> {
-  const spec = './witnessing.js';
-  let mod: { createWitnessing?: CreateWitnessing };
-  try {
-    mod = await import(spec);
-  } catch (e) {
-    throw new LogStateError('policy', `--policy needs the witnessing module, which could not be loaded: ${(e as Error).message}`);
-  }
-  if (typeof mod.createWitnessing !== 'function') throw new LogStateError('policy', 'the witnessing module does not export createWitnessing');
-  return mod.createWitnessing(factoryCtx);
-}
-
 /**
  * Opens (or creates) the log in opts.dataDir and serves it. Precondition: no other process uses the data
  * directory. Rejects with LogStateError when the store does not match its signed checkpoint or key.
@@ -103,12 +91,7 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
 
   try {
     if (opts.policyFile !== undefined) {
-      try {
-        readFileSync(opts.policyFile);
-      } catch (e) {
-        throw new LogStateError('policy', `cannot read policy file ${opts.policyFile}: ${(e as Error).message}`);
-      }
-      witnessing = await loadWitnessing({
+      witnessing = await createWitnessing({
         policyFile: opts.policyFile,
         dataDir: opts.dataDir,
         origin: key.origin,

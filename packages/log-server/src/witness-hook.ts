@@ -1,7 +1,7 @@
 /**
- * The seam for witness cosigning (--policy). The witnessing module (witnessing.ts, owned by the monitor
- * package's engineer) exports `createWitnessing(ctx)`; the server calls it when a policy file is given,
- * feeds it every new durable checkpoint, and serves /checkpoint from it.
+ * What the server and witness cosigning (--policy, witnessing.ts) say to each other: the server calls
+ * `createWitnessing(ctx)` when a policy file is given, feeds it every new durable checkpoint, and serves
+ * /checkpoint from it.
  */
 import type { Logger } from './logger.js';
 
@@ -24,5 +24,3 @@ export interface Witnessing {
   checkpoint(): string | undefined;
   close(): Promise<void>;
 }
-
-export type CreateWitnessing = (ctx: WitnessingContext) => Promise<Witnessing>;
