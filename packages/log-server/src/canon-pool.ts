@@ -27,7 +27,8 @@ export function unpack(p: PackedLeaves): Leaf[] {
   return out;
 }
 
-function asHttp(e: unknown): unknown {
+/** A PrepError as the HttpError to answer with; anything else unchanged. */
+export function asHttp(e: unknown): unknown {
   const err = e as PrepError;
   if (typeof err?.status === 'number' && err.status < 500) return new HttpError(err.status, err.message);
   return e;

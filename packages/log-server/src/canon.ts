@@ -41,11 +41,16 @@ export function canonicalEntry(value: unknown, what: string): string {
   return text;
 }
 
-/**
- * Parses an add-entries body (UTF-8 JSON array of 1..10,000 objects) into packed leaves.
- * Precondition: none; throws PrepError for every client mistake.
- */
-export function prepareBatch(body: Uint8Array): PackedLeaves {
+/** Canonical text of one entry and its UTF-8 length, refusing one over 65,535 bytes (413). Throws PrepError. */
+export function canonicalEntrySized(value: unknown, what: string): { text: string; len: number } {
+  const text = canonicalEntry(value, what);
+  const len = Buffer.byteLength(text, 'utf8');
+  if (len > MAX_ENTRY_BYTES) throw { status: 413, message: `${what} is ${len} bytes in canonical form; at most ${MAX_ENTRY_BYTES} are accepted` };
+  return { text, len };
+}
+
+/** Parses a request body as UTF-8 JSON. Precondition: none; throws PrepError (400) for every client mistake. */
+export function parseJsonBody(body: Uint8Array): unknown {
   if (body.length === 0) throw { status: 400, message: 'empty body: expected JSON' };
   let text: string;
   try {
@@ -53,12 +58,19 @@ export function prepareBatch(body: Uint8Array): PackedLeaves {
   } catch {
     throw { status: 400, message: 'the body is not valid UTF-8' };
   }
-  let value: unknown;
   try {
-    value = JSON.parse(text);
+    return JSON.parse(text);
   } catch (e) {
     throw { status: 400, message: `malformed JSON: ${(e as Error).message}` };
   }
+}
+
+/**
+ * Parses an add-entries body (UTF-8 JSON array of 1..10,000 objects) into packed leaves.
+ * Precondition: none; throws PrepError for every client mistake.
+ */
+export function prepareBatch(body: Uint8Array): PackedLeaves {
+  const value = parseJsonBody(body);
   if (!Array.isArray(value)) throw { status: 400, message: `the body must be a JSON array of entry objects, got ${kindOf(value)}` };
   if (value.length === 0) throw { status: 400, message: 'the array of entries is empty' };
   if (value.length > MAX_BATCH_ENTRIES) throw { status: 413, message: `${value.length} entries in one request; at most ${MAX_BATCH_ENTRIES} are accepted` };
@@ -66,10 +78,8 @@ export function prepareBatch(body: Uint8Array): PackedLeaves {
   const lens = new Uint32Array(value.length);
   let total = 0;
   for (let i = 0; i < value.length; i++) {
-    const t = canonicalEntry(value[i], `entries[${i}]`);
-    const len = Buffer.byteLength(t, 'utf8');
-    if (len > MAX_ENTRY_BYTES) throw { status: 413, message: `entries[${i}] is ${len} bytes in canonical form; at most ${MAX_ENTRY_BYTES} are accepted` };
-    texts[i] = t;
+    const { text, len } = canonicalEntrySized(value[i], `entries[${i}]`);
+    texts[i] = text;
     lens[i] = len;
     total += len + 1;
   }

@@ -14,8 +14,8 @@ import type { Logger } from './logger.js';
 import type { LogMetrics } from './metrics.js';
 import type { Sequencer } from './sequencer.js';
 import { sha256 } from './sha.js';
-import { canonicalEntry, MAX_ENTRY_BYTES, type PrepError } from './canon.js';
-import type { CanonPool } from './canon-pool.js';
+import { canonicalEntrySized, parseJsonBody } from './canon.js';
+import { asHttp, type CanonPool } from './canon-pool.js';
 import type { Leaf, LogStore } from './storage.js';
 
 export const MAX_BODY_BYTES = 16 * 1024 * 1024;
@@ -119,8 +119,6 @@ function requestCounter(metrics: LogMetrics): (route: string, status: number) =>
 type ReadHandler = (params: URLSearchParams, res: ServerResponse) => Promise<void> | void;
 type WriteHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
-
 /**
  * Reads a request body of at most `limit` bytes. Rejects with HttpError 413 as soon as the limit is passed
  * (the rest is drained, so the client still reads the answer), 400 when the client aborts.
@@ -173,17 +171,10 @@ function checkWrite(req: IncomingMessage, tokenHashes: Buffer[] | undefined): vo
 
 async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
   const body = await readBody(req, limit);
-  if (body.length === 0) throw new HttpError(400, 'empty body: expected JSON');
-  let text: string;
   try {
-    text = strictUtf8.decode(body);
-  } catch {
-    throw new HttpError(400, 'the body is not valid UTF-8');
-  }
-  try {
-    return JSON.parse(text);
+    return parseJsonBody(body);
   } catch (e) {
-    throw new HttpError(400, `malformed JSON: ${(e as Error).message}`);
+    throw asHttp(e);
   }
 }
 
@@ -367,19 +358,16 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
 
 /** Canonicalizes one submitted JSON value into a leaf; `what` names it in errors. Throws HttpError 400/413. */
 export function toLeaf(value: unknown, what: string): Leaf {
-  let text: string;
+  let c: { text: string; len: number };
   try {
-    text = canonicalEntry(value, what);
+    c = canonicalEntrySized(value, what);
   } catch (e) {
-    const err = e as PrepError;
-    throw typeof err?.status === 'number' ? new HttpError(err.status, err.message) : e;
+    throw asHttp(e);
   }
-  const len = Buffer.byteLength(text, 'utf8');
-  if (len > MAX_ENTRY_BYTES) throw new HttpError(413, `${what} is ${len} bytes in canonical form; at most ${MAX_ENTRY_BYTES} are accepted`);
   // one buffer: 0x00 || data, so the leaf hash needs no copy
-  const buf = Buffer.allocUnsafe(len + 1);
+  const buf = Buffer.allocUnsafe(c.len + 1);
   buf[0] = 0;
-  buf.write(text, 1, 'utf8');
+  buf.write(c.text, 1, 'utf8');
   return { data: buf.subarray(1), hash: sha256(buf) };
 }
 
