@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { b64encode, fromUtf8, hashLeaf, toU64 } from '@trailmark/tlog';
-import { followEntries, type VerifiedEntry } from '@trailmark/monitor';
+import { b64encode, fromUtf8, toU64 } from '@trailmark/tlog';
+import { followEntries, nodeHasher, type VerifiedEntry } from '@trailmark/monitor';
 import { action } from '../program.js';
 import { usage } from '../exit.js';
 import { type LogArgs, logOptions, logReader, mapped } from './checkpoint.js';
@@ -48,7 +48,7 @@ function formatEntry(e: VerifiedEntry, json: boolean): string {
     return JSON.stringify({ leaf_index: Number(e.index), leaf_data: b64encode(e.data) }) + '\n';
   }
   if (!json) return text + '\n';
-  return `{"leaf_index":${e.index},"leaf_hash":"${b64encode(hashLeaf(e.data))}","entry":${text}}\n`;
+  return `{"leaf_index":${e.index},"leaf_hash":"${b64encode(nodeHasher.leaf(e.data))}","entry":${text}}\n`;
 }
 
 /** `trailmark entries --log URL --key VKEY [--start A] [--end B] [--follow]`: the verified trail as NDJSON. */
