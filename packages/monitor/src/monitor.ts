@@ -85,6 +85,8 @@ interface Followed {
   verifier: NoteVerifier;
   url: string;
   client: LogClient;
+  /** Notes already opened with this log's key: the view and pending notes are re-checked every round. */
+  opened: Map<string, Checkpoint>;
 }
 
 interface Seen {
@@ -95,6 +97,7 @@ interface Seen {
 
 const MAX_PENDING = 64;
 const MAX_KNOWN = 4096;
+const MAX_OPENED = 256;
 
 function originOf(note: string): string {
   return parseNote(note).text.split('\n')[0];
@@ -144,7 +147,7 @@ export class Monitor {
       }
       if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new MonitorError('config', `log URL ${l.url} must be http(s)`);
       if (this.logs.has(verifier.name)) throw new MonitorError('config', `two logs with origin ${verifier.name}`);
-      this.logs.set(verifier.name, { origin: verifier.name, verifier, url: l.url, client: new LogClient(l.url, this.limits) });
+      this.logs.set(verifier.name, { origin: verifier.name, verifier, url: l.url, client: new LogClient(l.url, this.limits), opened: new Map() });
     }
     this.peers = [...new Set(opts.peers ?? [])];
     for (const p of this.peers) {
@@ -291,8 +294,15 @@ export class Monitor {
     this.log(`ALERT ${kind} ${origin}: ${message}`);
   }
 
+  /** Opens a note with the log's key, once per distinct note (Ed25519 in pure JS costs milliseconds). */
   private open(f: Followed, note: string): Checkpoint {
-    return openCheckpoint(note, f.verifier).checkpoint;
+    let cp = f.opened.get(note);
+    if (!cp) {
+      cp = openCheckpoint(note, f.verifier).checkpoint;
+      if (f.opened.size >= MAX_OPENED) f.opened.delete(f.opened.keys().next().value as string);
+      f.opened.set(note, cp);
+    }
+    return cp;
   }
 
   private now(): string {
