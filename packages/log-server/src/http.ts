@@ -384,7 +384,6 @@ export function writeApp(ctx: ApiContext): express.Express {
   });
 
   app.get('/metrics', async (_req, res) => {
-    ctx.metrics.treeSize.set(ctx.store.size);
     res.set('content-type', ctx.metrics.registry.contentType).set('cache-control', 'no-store').send(await ctx.metrics.registry.metrics());
   });
 

@@ -74,7 +74,7 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
   let witnessing: Witnessing | undefined;
   let closing = false;
   let sequencer!: Sequencer;
-  const metrics = createMetrics(() => sequencer.depth);
+  const metrics = createMetrics(() => sequencer.depth, () => store.size);
   sequencer = new Sequencer(store, {
     maxQueuedEntries: opts.maxQueuedEntries,
     maxBatchEntries: opts.maxBatchEntries,
@@ -83,11 +83,9 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
       metrics.duplicates.inc(c.entries - c.added);
       metrics.batchEntries.observe(c.entries);
       metrics.commitSeconds.observe(c.seconds);
-      metrics.treeSize.set(c.tree.size);
       if (witnessing && c.added > 0) witnessing.onCheckpoint(c.tree.checkpoint, BigInt(c.tree.size));
     },
   });
-  metrics.treeSize.set(store.size);
 
   try {
     if (opts.policyFile !== undefined) {
