@@ -574,18 +574,34 @@ export class LogStore {
   /** A node from a cached tile, or from a stored full tile whose upper nodes are known. */
   private cachedNode(node: NodeId): Buffer | undefined {
     const { L, k, tIndex, p } = LogStore.locate(node);
-    const t = this.tileSync(L, tIndex);
-    if (t) return t.node(k, p);
-    const id = this.tileId(L, tIndex);
+    return this.memoryTile(L, tIndex)?.node(k, p);
+  }
+
+  /**
+   * Tile `level/index` without waiting: cached, the right edge, or a stored full tile whose upper nodes are
+   * known (its own 8 KiB come from LevelDB's synchronous read); undefined when it must be loaded.
+   */
+  private memoryTile(level: number, index: number): TileNode | undefined {
+    const t = this.tileSync(level, index);
+    if (t) return t;
+    const id = this.tileId(level, index);
     const u = this.uppers.get(id);
     if (!u) return undefined;
-    // the tile's own hashes (LevelDB's block cache or the page cache, 8 KiB) plus its known upper nodes
-    const raw = this.rawTile(L, tIndex);
+    const raw = this.rawTile(level, index);
     if (!raw) return undefined;
-    const whole = new TileNode(L, tIndex, raw);
+    const whole = new TileNode(level, index, raw);
     whole.seedUpper(u);
     this.tiles.set(id, whole);
-    return whole.node(k, p);
+    return whole;
+  }
+
+  /**
+   * Full level-0 tile `index` (leaves index*256 ..) from memory only; undefined when it must be loaded.
+   * Precondition: the tile is full in the durable tree, i.e. (index + 1) * 256 <= durable size.
+   */
+  leafTileSync(index: number): TileNode | undefined {
+    const t = this.memoryTile(0, index);
+    return t && t.width === TILE_W ? t : undefined;
   }
 
   private async loadNode(node: NodeId, size: number): Promise<Buffer> {

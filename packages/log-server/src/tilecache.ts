@@ -97,6 +97,14 @@ export class TileNode {
     const off = (SUB_OFFSET[k] + p) * HASH;
     return this.buf.subarray(off, off + HASH);
   }
+
+  /** node(k, p) in standard base64, read straight from the tile's buffer when built. Same precondition. */
+  nodeB64(k: number, p: number): string {
+    if (k > 0 && this.built[k] <= p) return this.node(k, p).toString('base64');
+    if (((p + 1) << k) > this.width) throw new Error(`tile ${this.level}/${this.index} of width ${this.width} has no complete node ${k}/${p}`);
+    const off = (SUB_OFFSET[k] + p) * HASH;
+    return this.buf.toString('base64', off, off + HASH);
+  }
 }
 
 /** Node (k < UPPER_FROM, p) from the raw bytes of a full tile: at most 3 hashes. */
@@ -142,5 +150,9 @@ export class Lru<K, V> {
 
   get size(): number {
     return this.map.size;
+  }
+
+  clear(): void {
+    this.map.clear();
   }
 }

@@ -166,6 +166,16 @@ describe('log server', function () {
     }
   });
 
+  it('get-proof-by-index gives the same answer however the query is written', async () => {
+    const want = await call(`${log.url}/v1/get-proof-by-index?leaf_index=300&tree_size=600`);
+    expect(want.status).to.equal(200);
+    for (const q of ['tree_size=600&leaf_index=300', 'leaf_index=300&tree_size=600&', 'leaf_%69ndex=300&tree_size=600', 'x=1&tree_size=600&leaf_index=300']) {
+      const r = await call(`${log.url}/v1/get-proof-by-index?${q}`);
+      expect(r.status, q).to.equal(200);
+      expect(r.text, q).to.equal(want.text);
+    }
+  });
+
   it('consistency proofs verify; first=0 and first=second are empty', async () => {
     for (const [a, b] of [[1, 603], [256, 600], [300, 603], [599, 600], [7, 8], [0, 603], [603, 603]]) {
       const r = await call(`${log.url}/v1/get-sth-consistency?first=${a}&second=${b}`);
@@ -293,6 +303,13 @@ describe('log server', function () {
       ['/v1/get-proof-by-index?leaf_index=1&tree_size=18446744073709551615', 404],
       ['/v1/get-proof-by-index?leaf_index=10&tree_size=10', 404],
       ['/v1/get-proof-by-index?leaf_index=0&tree_size=0', 404],
+      // the plain two-parameter form has its own parser: the same answers
+      ['/v1/get-proof-by-index?tree_size=10&tree_size=10', 400],
+      ['/v1/get-proof-by-index?leaf_index=3&leaf_index=3', 400],
+      ['/v1/get-proof-by-index?tree_size=603&leaf_index=603', 404],
+      ['/v1/get-proof-by-index?tree_size=604&leaf_index=0', 404],
+      ['/v1/get-proof-by-index?tree_size=999999999999999&leaf_index=0', 404],
+      ['/v1/get-proof-by-index?tree_size=10&leaf_index=00', 400],
       ['/v1/get-proof-by-hash?hash=AAAA&tree_size=10', 400],
       ['/v1/get-proof-by-hash?hash=not-base64!&tree_size=10', 400],
       ['/v1/get-proof-by-hash?tree_size=10', 400],
