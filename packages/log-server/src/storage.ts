@@ -115,7 +115,7 @@ export interface Prepared {
 }
 
 export interface StoreOptions {
-  /** Full tiles kept whole in memory (~16 KiB each with all inner nodes; default 4,096, i.e. 1M entries). */
+  /** Full tiles kept whole in memory (~10 KiB each with their inner nodes from sub-level 3 up; default 4,096, i.e. 1M entries). */
   tileCacheTiles?: number;
   /** Full tiles whose upper inner nodes are kept (2 KiB each; default 32,768, i.e. 8M entries). */
   upperCacheTiles?: number;

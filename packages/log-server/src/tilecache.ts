@@ -1,25 +1,32 @@
 /**
- * In-memory tiles. A TileNode holds one tile's hashes plus every Merkle node inside it (the 8 levels between
- * its hashes and its root), built incrementally as the tile grows, so any proof node inside a tile costs one
- * lookup instead of up to 127 hashes.
+ * In-memory tiles. A TileNode holds one tile's hashes plus its Merkle nodes at sub-levels 2..8 inside it,
+ * built incrementally as the tile grows, so any proof node inside a tile costs one lookup, or one hash for
+ * sub-level 1, never up to 127.
  */
 import { hashChildren } from './sha.js';
 
 export const TILE_W = 256;
 const HASH = 32;
-/** Hash offset of sub-level k inside a TileNode buffer: 256 + 128 + ... hashes before it. */
-const SUB_OFFSET = [0, 256, 384, 448, 480, 496, 504, 508, 510];
-/** Sub-levels from this one up are kept for many tiles (2 KiB each); below it they are recomputed from the tile. */
-export const UPPER_FROM = 3;
-const UPPER_START = SUB_OFFSET[UPPER_FROM] * HASH;
-const NODE_HASHES = 511;
-/** Low-node reads answered by hashing before a tile builds its inner nodes for good. */
+/**
+ * Sub-levels from this one up are stored; sub-level 1 is recomputed from the tile's own hashes when asked (one
+ * hash). Storing it too would cost 4 KiB more per tile (a third more tile cache, about 16 MB at 1M entries);
+ * leaving out sub-level 2 as well saved little more memory and cost proofs three hashes each.
+ */
+const STORED_FROM = 2;
+/** Hash offset of sub-level k in a TileNode buffer: the tile's 256 hashes, then sub-levels 2, 3, ... 8. */
+const OFFSET = [0, -1, 256, 320, 352, 368, 376, 380, 382];
+const NODE_HASHES = 383;
+/** Upper nodes (sub-levels 3..8, 63 hashes) are what a tile leaving the cache leaves behind. */
+const UPPER_FROM = 3;
+const UPPER_START = OFFSET[UPPER_FROM] * HASH;
+/** Sub-level 2 reads a restored tile answers by hashing (3 hashes each) before it builds that level once. */
 const LOW_READS_BEFORE_BUILD = 16;
 
 export class TileNode {
-  /** Hashes at the tile's own level, then each sub-level above, then the tile root. */
+  /** Hashes at the tile's own level, then each stored sub-level above, then the tile root. */
   readonly buf: Buffer;
   width = 0;
+  /** Complete nodes stored per sub-level (2..8). */
   private readonly built = new Uint16Array(9);
   private lowReads = 0;
 
@@ -47,8 +54,8 @@ export class TileNode {
    * never rehash it. Precondition: nodes of sub-level k (1..8) arrive in order, each once complete.
    */
   setNode(k: number, p: number, h: Uint8Array): void {
-    if (this.built[k] !== p) return; // out of order: leave it to extend()
-    this.buf.set(h, (SUB_OFFSET[k] + p) * HASH);
+    if (k < STORED_FROM || this.built[k] !== p) return; // not stored, or out of order: leave it to extend()
+    this.buf.set(h, (OFFSET[k] + p) * HASH);
     this.built[k] = p + 1;
   }
 
@@ -58,10 +65,17 @@ export class TileNode {
   }
 
   private extend(): void {
-    for (let k = 1; k <= 8; k++) {
+    const base = OFFSET[STORED_FROM] * HASH;
+    // sub-level 2 from the tile's own hashes (3 hashes a node), the rest from the sub-level below
+    for (let p = this.built[STORED_FROM]; p < this.width >> STORED_FROM; p++) {
+      const pair = Buffer.concat([lowNode(this.buf, STORED_FROM - 1, 2 * p), lowNode(this.buf, STORED_FROM - 1, 2 * p + 1)]);
+      hashChildren(pair, 0, HASH).copy(this.buf, base + p * HASH);
+    }
+    this.built[STORED_FROM] = this.width >> STORED_FROM;
+    for (let k = STORED_FROM + 1; k <= 8; k++) {
       const target = this.width >> k;
-      const below = SUB_OFFSET[k - 1] * HASH;
-      const here = SUB_OFFSET[k] * HASH;
+      const below = OFFSET[k - 1] * HASH;
+      const here = OFFSET[k] * HASH;
       for (let p = this.built[k]; p < target; p++) {
         hashChildren(this.buf, below + 2 * p * HASH, below + (2 * p + 1) * HASH).copy(this.buf, here + p * HASH);
       }
@@ -81,35 +95,48 @@ export class TileNode {
     return Buffer.from(this.buf.subarray(UPPER_START, NODE_HASHES * HASH));
   }
 
+  /** Byte offset of stored node (k, p), building what is missing. Precondition: k = 0 or 2..8, node complete. */
+  private offset(k: number, p: number): number {
+    if (((p + 1) << k) > this.width) throw new Error(`tile ${this.level}/${this.index} of width ${this.width} has no complete node ${k}/${p}`);
+    if (k > 0 && this.built[k] <= p) this.extend();
+    return (OFFSET[k] + p) * HASH;
+  }
+
+  /**
+   * Whether node (k, p) is answered by hashing the tile's own hashes: always for sub-level 1 (never stored);
+   * for sub-level 2 of a tile restored from its upper nodes, during its first few reads. A tile read back for a
+   * few proofs thus costs 3 hashes a proof, one that keeps serving proofs builds the level once (192 hashes).
+   */
+  private lowNode(k: number, p: number): Buffer {
+    if (((p + 1) << k) > this.width) throw new Error(`tile ${this.level}/${this.index} of width ${this.width} has no complete node ${k}/${p}`);
+    return lowNode(this.buf, k, p);
+  }
+
+  private hashed(k: number, p: number): boolean {
+    if (k === 1) return true;
+    return k === 2 && this.built[2] <= p && ++this.lowReads <= LOW_READS_BEFORE_BUILD;
+  }
+
   /**
    * The node at sub-level k (0..8) and position p inside this tile.
    * Precondition: the node is complete in this tile, i.e. (p + 1) << k <= width.
    */
   node(k: number, p: number): Buffer {
-    if (k > 0 && this.built[k] <= p) {
-      // A tile read back for a few proofs computes its low nodes directly (at most 3 hashes); one that keeps
-      // serving proofs builds every missing inner node once (at most 192 hashes), which profiles showed is
-      // cheaper than recomputing them for each of its proofs.
-      if (k < UPPER_FROM && ((p + 1) << k) <= this.width && ++this.lowReads <= LOW_READS_BEFORE_BUILD) return lowNode(this.buf, k, p);
-      this.extend();
-    }
-    if (((p + 1) << k) > this.width) throw new Error(`tile ${this.level}/${this.index} of width ${this.width} has no complete node ${k}/${p}`);
-    const off = (SUB_OFFSET[k] + p) * HASH;
+    if (this.hashed(k, p)) return this.lowNode(k, p);
+    const off = this.offset(k, p);
     return this.buf.subarray(off, off + HASH);
   }
 
-  /** node(k, p) in standard base64, read straight from the tile's buffer when built. Same precondition. */
+  /** node(k, p) in standard base64, stored nodes read straight from the tile's buffer. Same precondition. */
   nodeB64(k: number, p: number): string {
-    if (k > 0 && this.built[k] <= p) return this.node(k, p).toString('base64');
-    if (((p + 1) << k) > this.width) throw new Error(`tile ${this.level}/${this.index} of width ${this.width} has no complete node ${k}/${p}`);
-    const off = (SUB_OFFSET[k] + p) * HASH;
+    if (this.hashed(k, p)) return this.lowNode(k, p).toString('base64');
+    const off = this.offset(k, p);
     return this.buf.toString('base64', off, off + HASH);
   }
 }
 
-/** Node (k < UPPER_FROM, p) from the raw bytes of a full tile: at most 3 hashes. */
-function lowNode(raw: Uint8Array, k: number, p: number): Buffer {
-  const b = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+/** Node (k = 1 or 2, p) from a tile's own hashes: 1 or 3 hashes. */
+function lowNode(b: Buffer, k: number, p: number): Buffer {
   if (k === 1) return hashChildren(b, 2 * p * HASH, (2 * p + 1) * HASH);
   const pair = Buffer.concat([hashChildren(b, 4 * p * HASH, (4 * p + 1) * HASH), hashChildren(b, (4 * p + 2) * HASH, (4 * p + 3) * HASH)]);
   return hashChildren(pair, 0, HASH);

@@ -21,6 +21,26 @@ describe('TileNode', () => {
     }
   });
 
+  it('nodeB64 is node() in base64 for built, restored and partial tiles, however often read', () => {
+    const raw = randomBytes(256 * 32);
+    const built = new TileNode(0, 3);
+    for (let i = 0; i < 256; i++) built.push(raw.subarray(i * 32, (i + 1) * 32));
+    const restored = new TileNode(0, 3, raw);
+    restored.seedUpper(built.upper());
+    const partial = new TileNode(0, 4);
+    for (let i = 0; i < 77; i++) partial.push(raw.subarray(i * 32, (i + 1) * 32));
+    for (let round = 0; round < 20; round++) {
+      for (let k = 0; k <= 8; k++) {
+        for (let p = 0; p < 256 >> k; p++) {
+          const want = built.node(k, p).toString('base64');
+          expect(restored.nodeB64(k, p), `restored ${k}/${p}`).to.equal(want);
+          if (((p + 1) << k) <= 77) expect(partial.nodeB64(k, p), `partial ${k}/${p}`).to.equal(want);
+          else expect(() => partial.nodeB64(k, p)).to.throw(/no complete node/);
+        }
+      }
+    }
+  });
+
   it('refuses a node the tile does not hold yet', () => {
     const t = new TileNode(0, 0);
     for (let i = 0; i < 5; i++) t.push(randomBytes(32));
