@@ -108,6 +108,23 @@ function strictB64Hash(s: string | null, name: string): Buffer {
   return b;
 }
 
+/**
+ * get-proof-by-index's [leaf_index, tree_size]. The plain two-parameter form is read with one regex; anything
+ * else (and anything out of range) goes through URLSearchParams and its checks. Throws HttpError 400 / 404.
+ */
+function proofQuery(q: string, durable: number): [number, number] {
+  const m = PROOF_QUERY.exec(q);
+  if (m !== null && m[1] !== m[3]) {
+    const swap = m[1] === 'tree_size';
+    const size = Number(m[swap ? 2 : 4]);
+    const idx = Number(m[swap ? 4 : 2]);
+    if (size <= durable && idx < size) return [idx, size];
+  }
+  const p = new URLSearchParams(q);
+  const size = treeSizeParam(p, 'tree_size', durable);
+  return [indexParam(p, 'leaf_index', size), size];
+}
+
 /** Counts a request; the labelled children are cached, since labelling costs more than the increment. */
 function requestCounter(metrics: LogMetrics): (route: string, status: number) => void {
   const children = new Map<string, { inc(): void }>();
@@ -223,20 +240,8 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
       sendJson(res, 200, { leaf_index: idx, audit_path: proof.map(b64) });
     },
     '/v1/get-proof-by-index': (q, res) => {
-      // the hottest read: a plain two-parameter query is parsed without URLSearchParams, and a proof whose
-      // tiles are in memory is answered in this tick (markedly cheaper than after an await)
-      const fast = PROOF_QUERY.exec(q);
-      if (fast !== null && fast[1] !== fast[3]) {
-        const size = Number(fast[1] === 'tree_size' ? fast[2] : fast[4]);
-        const idx = Number(fast[1] === 'tree_size' ? fast[4] : fast[2]);
-        if (size <= store.size && idx < size) {
-          const body = bodies.sync(idx, size);
-          if (body !== undefined) return sendRaw(res, body);
-        }
-      }
-      const p = new URLSearchParams(q);
-      const size = treeSizeParam(p, 'tree_size', store.size);
-      const idx = indexParam(p, 'leaf_index', size);
+      // the hottest read: answered in this tick when its tiles are in memory (markedly cheaper than after an await)
+      const [idx, size] = proofQuery(q, store.size);
       const body = bodies.sync(idx, size);
       if (body !== undefined) return sendRaw(res, body);
       const proof = store.inclusionProofSync(idx, size);

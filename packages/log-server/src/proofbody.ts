@@ -2,6 +2,7 @@
  * Bodies of get-proof-by-index answers, the hottest read. Every leaf of one full level-0 tile shares the part
  * of its audit path above that tile (elements 8 onwards), so that part is serialized once per (tree size,
  * tile) and reused; the leaf hash and the 8 siblings inside the tile are encoded straight from the tile.
+ * Keys carry the size, so clients asking at different checkpoints (sizes) do not evict each other's paths.
  */
 import type { LogStore } from './storage.js';
 import { Lru, TILE_W } from './tilecache.js';
@@ -21,16 +22,15 @@ export function inclusionBody(index: number, leafHash: Uint8Array, proof: readon
 }
 
 export class InclusionBodies {
-  private size = -1;
-  /** Serialized path above each level-0 tile (`,"h1","h2"...`), for the tree of `size`. */
-  private readonly above: Lru<number, string>;
+  /** Serialized path above a level-0 tile (`,"h1","h2"...`), keyed by `size/tile`. */
+  private readonly above: Lru<string, string>;
 
-  /** `tiles`: how many tiles' upper paths to keep (~50 bytes per proof element each). */
+  /** `paths`: how many (size, tile) upper paths to keep (~50 bytes per proof element each). */
   constructor(
     private readonly store: LogStore,
-    tiles = 4096,
+    paths = 8192,
   ) {
-    this.above = new Lru(tiles);
+    this.above = new Lru(paths);
   }
 
   /**
@@ -42,17 +42,14 @@ export class InclusionBodies {
     if ((t + 1) * TILE_W > size) return undefined;
     const tile = this.store.leafTileSync(t);
     if (!tile) return undefined;
-    if (size !== this.size) {
-      this.above.clear();
-      this.size = size;
-    }
-    let above = this.above.get(t);
+    const key = `${size}/${t}`;
+    let above = this.above.get(key);
     if (above === undefined) {
       const proof = this.store.inclusionProofSync(index, size);
       if (!proof) return undefined;
       above = '';
       for (let i = IN_TILE; i < proof.length; i++) above += ',"' + b64(proof[i]) + '"';
-      this.above.set(t, above);
+      this.above.set(key, above);
     }
     const p = index - t * TILE_W;
     let body = `{"leaf_index":${index},"leaf_hash":"${tile.nodeB64(0, p)}","audit_path":["${tile.nodeB64(0, p ^ 1)}"`;

@@ -32,7 +32,7 @@ export interface LogServerOptions {
   maxQueuedEntries?: number;
   /** Most entries per group commit (default 8,000). */
   maxBatchEntries?: number;
-  /** Full tiles cached whole (~10 KiB each; default 4,096). */
+  /** Full tiles cached whole (~12 KiB each; default 4,096). */
   tileCacheTiles?: number;
   /** Full tiles whose upper Merkle nodes are cached (2 KiB each; default 32,768). */
   upperCacheTiles?: number;

@@ -115,7 +115,7 @@ export interface Prepared {
 }
 
 export interface StoreOptions {
-  /** Full tiles kept whole in memory (~10 KiB each with their inner nodes from sub-level 3 up; default 4,096, i.e. 1M entries). */
+  /** Full tiles kept whole in memory (~12 KiB each with their inner nodes from sub-level 2 up; default 4,096, i.e. 1M entries). */
   tileCacheTiles?: number;
   /** Full tiles whose upper inner nodes are kept (2 KiB each; default 32,768, i.e. 8M entries). */
   upperCacheTiles?: number;
@@ -145,6 +145,11 @@ export class LogStore {
   private readonly lastFull: (TileNode | undefined)[] = [];
   private edgeBundle: { index: number; entries: Uint8Array[] } = { index: 0, entries: [] };
   private readonly tiles: Lru<number, TileNode>;
+  /**
+   * Full tiles filled by batches not yet durable. LevelDB does not hold them until their commit, so they stay
+   * here whatever the LRU evicts: a proof at the durable size may need a tile a later batch has filled.
+   */
+  private readonly fresh = new Map<number, TileNode>();
   /** Upper inner nodes of full tiles: a proof node at sub-level >= 3 is one lookup, lower ones <= 3 hashes. */
   private readonly uppers: Lru<number, Buffer>;
   private readonly bundles = new Lru<number, Buffer>(16);
@@ -356,6 +361,7 @@ export class LogStore {
     if (node.width === TILE_W) {
       this.batch!.put(tileKey(level, node.index), node.data());
       this.tiles.set(this.tileId(level, node.index), node);
+      this.fresh.set(this.tileId(level, node.index), node);
       this.lastFull[level] = node;
       this.edge[level] = new TileNode(level, node.index + 1);
     }
@@ -512,6 +518,7 @@ export class LogStore {
     }
     this.latest = p.tree;
     this.inflight.shift();
+    for (const [id, t] of this.fresh) if ((t.index + 1) * TILE_W ** (t.level + 1) <= p.tree.size) this.fresh.delete(id);
     return { indices: p.indices, added: p.added, tree: p.tree };
   }
 
@@ -524,7 +531,7 @@ export class LogStore {
     const e = this.edge[level];
     if (e && e.index === index) return e;
     const id = this.tileId(level, index);
-    const cached = this.tiles.get(id);
+    const cached = this.tiles.get(id) ?? this.fresh.get(id);
     if (cached) return cached;
     const raw = await this.db.get(tileKey(level, index));
     if (!raw) return undefined;
@@ -540,7 +547,8 @@ export class LogStore {
   private tileSync(level: number, index: number): TileNode | undefined {
     const e = this.edge[level];
     if (e && e.index === index) return e;
-    return this.tiles.get(this.tileId(level, index));
+    const id = this.tileId(level, index);
+    return this.tiles.get(id) ?? this.fresh.get(id);
   }
 
   /**

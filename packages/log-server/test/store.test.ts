@@ -74,6 +74,23 @@ describe('LogStore', function () {
     await checkProofs(store, leaves.map((l) => l.hash));
   });
 
+  it('serves proofs at the durable size while a later batch, not yet durable, has filled more tiles than the cache holds', async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+    store = await LogStore.open(join(dir, 'db'), loadLogKey(join(dir, 'log.key'), { create: true, origin: 'store.test/log' }), { tileCacheTiles: 4, upperCacheTiles: 8 });
+    const leaves: Leaf[] = Array.from({ length: 12_000 }, (_, i) => leaf({ pending: i }));
+    const hashes = leaves.map((l) => l.hash);
+    await store.append(leaves.slice(0, 5_000)); // tile 19 is partial and durable
+    const p = await store.prepare(leaves.slice(5_000)); // fills tiles 19..46 in memory only
+    expect(store.size).to.equal(5_000);
+    const root = merkleRoot(hashes.slice(0, 5_000), nodeHasher);
+    for (const idx of [4_999, 4_864, 4_863, 1_000, 0]) verifyInclusion(idx, 5_000, hashes[idx], await store.inclusionProof(idx, 5_000), root);
+    expect(Buffer.from(await store.rootAt(5_000)).equals(Buffer.from(root))).to.equal(true);
+    await store.commit(p);
+    const root2 = merkleRoot(hashes, nodeHasher);
+    for (const idx of [4_999, 11_999, 7_000]) verifyInclusion(idx, 12_000, hashes[idx], await store.inclusionProof(idx, 12_000), root2);
+  });
+
   async function checkProofs(store: LogStore, hashes: Uint8Array[]): Promise<void> {
     for (const size of [1, 255, 256, 257, 65_536, 65_537, 70_000]) {
       const root = merkleRoot(hashes.slice(0, size), nodeHasher);
