@@ -677,25 +677,19 @@ export class LogStore {
    * proof in a tree of this size shares, so it is folded once per (size, range) rather than once per proof.
    */
   private edgeRangeSync(nodes: NodeId[], size: number): Uint8Array | undefined {
-    if (this.edgeMemoSize === size) {
-      const h = this.edgeMemo.get(`${nodes[0].level}/${nodes[0].index}`);
-      if (h) return h;
-    }
+    const h = this.edgeMemo.get(`${size}/${nodes[0].level}/${nodes[0].index}`);
+    if (h) return h;
     const hashes = this.nodeHashesSync(nodes);
     return hashes && this.memoEdge(nodes, size, foldRange(hashes, nodeHasher));
   }
 
   private memoEdge(nodes: NodeId[], size: number, h: Uint8Array): Uint8Array {
-    if (this.edgeMemoSize !== size) {
-      this.edgeMemo.clear();
-      this.edgeMemoSize = size;
-    }
-    this.edgeMemo.set(`${nodes[0].level}/${nodes[0].index}`, h);
+    this.edgeMemo.set(`${size}/${nodes[0].level}/${nodes[0].index}`, h);
     return h;
   }
 
-  private readonly edgeMemo = new Map<string, Uint8Array>();
-  private edgeMemoSize = -1;
+  /** Folded right-edge ranges by `size/level/index`: a tree has at most 63, so this holds dozens of sizes. */
+  private readonly edgeMemo = new Lru<string, Uint8Array>(2048);
 
   /** RFC 9162 consistency proof. Precondition: first <= second <= durable size. */
   async consistencyProof(first: number, second: number): Promise<Uint8Array[]> {
