@@ -169,23 +169,35 @@ export function rootFromInclusionProof(index: U64Like, size: U64Like, leafHash: 
   if (proof.length !== want) {
     throw new ProofError('proof-length', `inclusion proof for index ${idx} in size ${n} needs ${want} hashes, got ${proof.length}`);
   }
-  let fn = idx;
-  let sn = n - 1n;
-  let r = leafHash;
-  for (const p of proof) {
+  return chain(idx, n - 1n, leafHash, proof, hasher, false).second;
+}
+
+/**
+ * RFC 9162's walk up a proof path (2.1.3.2 step 4, 2.1.4.2 step 6) from node `fn`, in a tree whose last node at
+ * that level is `sn`, starting at hash `seed`. `second` is the root the whole path reaches; `first`, tracked
+ * only when asked (consistency proofs), folds in the left siblings alone: the old tree's root.
+ * Precondition: the path has the length (fn, sn) require (checked by the callers); throws ProofError otherwise.
+ */
+function chain(fn: bigint, sn: bigint, seed: Hash, path: readonly Hash[], hasher: Hasher, trackFirst: boolean): { first: Hash; second: Hash } {
+  let fr = seed;
+  let sr = seed;
+  for (const c of path) {
+    if (sn === 0n) throw new ProofError('proof-length', 'proof is too long');
     if ((fn & 1n) === 1n || fn === sn) {
-      r = hasher.node(p, r);
+      if (trackFirst) fr = hasher.node(c, fr);
+      sr = hasher.node(c, sr);
       while ((fn & 1n) === 0n && fn !== 0n) {
         fn >>= 1n;
         sn >>= 1n;
       }
     } else {
-      r = hasher.node(r, p);
+      sr = hasher.node(sr, c);
     }
     fn >>= 1n;
     sn >>= 1n;
   }
-  return r;
+  if (sn !== 0n) throw new ProofError('proof-length', 'proof is too short');
+  return { first: fr, second: sr };
 }
 
 /** Number of hashes in an inclusion proof. Precondition: index < size. */
@@ -265,11 +277,11 @@ export function rootsFromConsistencyProof(
   if (proof.length !== want) {
     throw new ProofError('proof-length', `consistency proof from ${m} to ${n} needs ${want} hashes, got ${proof.length}`);
   }
-  const path = [...proof];
-  if ((m & (m - 1n)) === 0n) {
+  // from a power of two the proof starts above the old root, which the caller supplies
+  const pow2 = (m & (m - 1n)) === 0n;
+  if (pow2) {
     if (!root1) throw new ProofError('root-missing', `a consistency proof from a power of two (${m}) does not contain the first root`);
     checkHash(root1, 'first root');
-    path.unshift(root1);
   }
   let fn = m - 1n;
   let sn = n - 1n;
@@ -277,25 +289,7 @@ export function rootsFromConsistencyProof(
     fn >>= 1n;
     sn >>= 1n;
   }
-  let fr = path[0];
-  let sr = path[0];
-  for (const c of path.slice(1)) {
-    if (sn === 0n) throw new ProofError('proof-length', 'consistency proof is too long');
-    if ((fn & 1n) === 1n || fn === sn) {
-      fr = hasher.node(c, fr);
-      sr = hasher.node(c, sr);
-      while ((fn & 1n) === 0n && fn !== 0n) {
-        fn >>= 1n;
-        sn >>= 1n;
-      }
-    } else {
-      sr = hasher.node(sr, c);
-    }
-    fn >>= 1n;
-    sn >>= 1n;
-  }
-  if (sn !== 0n) throw new ProofError('proof-length', 'consistency proof is too short');
-  return { first: fr, second: sr };
+  return pow2 ? chain(fn, sn, root1!, proof, hasher, true) : chain(fn, sn, proof[0], proof.slice(1), hasher, true);
 }
 
 /** Number of hashes in a consistency proof. Precondition: 0 < size1 < size2. */
