@@ -6,6 +6,21 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ConfigError } from './errors.js';
 
+/** The parsed contents of a tokens or rules file. Throws ConfigError when it cannot be read or is not JSON. */
+function readJsonFile(kind: 'tokens' | 'rules', path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(kind, `cannot read ${kind} file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(kind, `${kind} file ${path} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
 export interface Identity {
   id: string;
   roles: string[];
@@ -46,19 +61,7 @@ export class TokenStore {
 
   /** Reads a tokens JSON file. Precondition: the file exists and is valid (else ConfigError saying why). */
   static fromFile(path: string): TokenStore {
-    let text: string;
-    try {
-      text = readFileSync(path, 'utf8');
-    } catch (e) {
-      throw new ConfigError('tokens', `cannot read tokens file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
-    let map: unknown;
-    try {
-      map = JSON.parse(text);
-    } catch (e) {
-      throw new ConfigError('tokens', `tokens file ${path} is not valid JSON: ${(e as Error).message}`);
-    }
-    return new TokenStore(map, `tokens file ${path}`);
+    return new TokenStore(readJsonFile('tokens', path), `tokens file ${path}`);
   }
 
   get size(): number {
@@ -114,18 +117,7 @@ export class Rules {
 
   /** Reads a rules JSON file. Precondition: it exists and is valid (else ConfigError). */
   static fromFile(path: string): Rules {
-    let text: string;
-    try {
-      text = readFileSync(path, 'utf8');
-    } catch (e) {
-      throw new ConfigError('rules', `cannot read rules file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
-    try {
-      return new Rules(JSON.parse(text), `rules file ${path}`);
-    } catch (e) {
-      if (e instanceof ConfigError) throw e;
-      throw new ConfigError('rules', `rules file ${path} is not valid JSON: ${(e as Error).message}`);
-    }
+    return new Rules(readJsonFile('rules', path), `rules file ${path}`);
   }
 
   /**
