@@ -1,7 +1,7 @@
 import { expect } from 'chai';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cli, closedPort, flipByte, startTamperProxy, startTestLog, tmp, type TamperProxy, type TestLog } from './auditor-helpers.js';
+import { cli, closedPort, flipByte, startTestLog, tamperedLogSuite, type TamperProxy, type TestLog } from './auditor-helpers.js';
 
 describe('trailmark audit (real log server, real HTTP)', function () {
   this.timeout(60_000);
@@ -10,18 +10,8 @@ describe('trailmark audit (real log server, real HTTP)', function () {
   let dir: string;
   const audit = (...extra: string[]) => cli(['audit', '--log', proxy.url, '--key', log.server.vkey, ...extra], dir);
 
-  before(async () => {
-    dir = tmp('tm-audit-cli-');
-    log = await startTestLog();
-    await log.add(1300); // five full bundles and a partial one; a partial level-1 tile
-    proxy = await startTamperProxy(log.server.url);
-  });
-  after(async () => {
-    await proxy.close();
-    await log.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  afterEach(() => proxy.reset());
+  // five full bundles and a partial one; a partial level-1 tile
+  tamperedLogSuite('tm-audit-cli-', (l) => l.add(1300), (s) => ({ dir, log, proxy } = s));
 
   it('passes on an honest log, with a CloudTrail-style summary', async () => {
     const r = await audit();

@@ -141,3 +141,30 @@ export async function closedPort(): Promise<number> {
   await new Promise<void>((r) => s.close(() => r()));
   return port;
 }
+
+export interface TamperedLog {
+  dir: string;
+  log: TestLog;
+  proxy: TamperProxy;
+}
+
+/**
+ * Registers the hooks of an auditor CLI suite: a temp dir, a test log filled by `fill`, and a tampering proxy
+ * in front of it (reset after each test); `use` receives them once they are up.
+ */
+export function tamperedLogSuite(prefix: string, fill: (log: TestLog) => Promise<unknown>, use: (s: TamperedLog) => void): void {
+  let s: TamperedLog;
+  before(async () => {
+    const dir = tmp(prefix);
+    const log = await startTestLog();
+    await fill(log);
+    s = { dir, log, proxy: await startTamperProxy(log.server.url) };
+    use(s);
+  });
+  after(async () => {
+    await s.proxy.close();
+    await s.log.close();
+    rmSync(s.dir, { recursive: true, force: true });
+  });
+  afterEach(() => s.proxy.reset());
+}

@@ -1,8 +1,7 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
 import { b64encode, canonicalJson, hashLeaf, utf8 } from '@trailmark/tlog';
-import { BIN, cli, event, flipByte, startTamperProxy, startTestLog, tmp, type TamperProxy, type TestLog } from './auditor-helpers.js';
+import { BIN, cli, event, flipByte, tamperedLogSuite, type TamperProxy, type TestLog } from './auditor-helpers.js';
 
 describe('trailmark entries (real log server, real HTTP)', function () {
   this.timeout(60_000);
@@ -10,18 +9,7 @@ describe('trailmark entries (real log server, real HTTP)', function () {
   let proxy: TamperProxy;
   let dir: string;
 
-  before(async () => {
-    dir = tmp('tm-entries-cli-');
-    log = await startTestLog();
-    await log.add(600);
-    proxy = await startTamperProxy(log.server.url);
-  });
-  after(async () => {
-    await proxy.close();
-    await log.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  afterEach(() => proxy.reset());
+  tamperedLogSuite('tm-entries-cli-', (l) => l.add(600), (s) => ({ dir, log, proxy } = s));
 
   it('prints the verified entries as NDJSON, byte for byte as logged', async () => {
     const r = await cli(['entries', '--log', log.server.url, '--key', log.server.vkey, '--start', '250', '--end', '260'], dir);

@@ -1,11 +1,11 @@
 import { expect } from 'chai';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   b64decode, canonicalJson, hashLeaf, openCheckpoint, parseVkey, verifyConsistency, verifyTlogProof,
 } from '@trailmark/tlog';
 import { LogReader, fetchVerifiedCheckpoint, proveConsistencyFromTiles, verifiedLogFromNote } from '@trailmark/monitor';
-import { cli, event, startTamperProxy, startTestLog, tmp, type TamperProxy, type TestLog } from './auditor-helpers.js';
+import { cli, event, tamperedLogSuite, type TamperProxy, type TestLog } from './auditor-helpers.js';
 
 describe('trailmark prove (real log server, real HTTP)', function () {
   this.timeout(60_000);
@@ -15,19 +15,14 @@ describe('trailmark prove (real log server, real HTTP)', function () {
   /** Signed checkpoints the log returned for many tree sizes. */
   const checkpoints: { size: number; checkpoint: string }[] = [];
 
-  before(async () => {
-    dir = tmp('tm-prove-cli-');
-    log = await startTestLog();
-    // sizes around tile and power-of-two boundaries
-    for (const n of [1, 1, 1, 252, 1, 1, 43, 211, 1, 1, 300, 490]) checkpoints.push(...(await log.add(n)));
-    proxy = await startTamperProxy(log.server.url);
-  });
-  after(async () => {
-    await proxy.close();
-    await log.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  afterEach(() => proxy.reset());
+  tamperedLogSuite(
+    'tm-prove-cli-',
+    async (l) => {
+      // sizes around tile and power-of-two boundaries
+      for (const n of [1, 1, 1, 252, 1, 1, 43, 211, 1, 1, 300, 490]) checkpoints.push(...(await l.add(n)));
+    },
+    (s) => ({ dir, log, proxy } = s),
+  );
 
   it('prove inclusion --index writes a tlog-proof that verifies offline (tlog and trailmark verify)', async () => {
     for (const i of [0, 255, 256, 1302]) {
