@@ -56,8 +56,4 @@ export class PrefixFilter {
     return false;
   }
 
-  /** Bytes of memory held. */
-  get bytes(): number {
-    return this.segments.reduce((n, s) => n + s.bits.byteLength, 0);
-  }
 }

@@ -247,7 +247,7 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
       const proof = store.inclusionProofSync(idx, size);
       const leafHash = store.leafHashSync(idx);
       if (proof && leafHash) return sendRaw(res, inclusionBody(idx, leafHash, proof));
-      return (async () => sendRaw(res, inclusionBody(idx, await store.leafHash(idx, size), await store.inclusionProof(idx, size))))();
+      return (async () => sendRaw(res, inclusionBody(idx, await store.leafHash(idx, size), await store.loadInclusionProof(idx, size))))();
     },
     '/v1/get-entries': async (q, res) => {
       const p = new URLSearchParams(q);
@@ -414,23 +414,10 @@ export function writeApp(ctx: ApiContext): express.Express {
   }
   app.use((req, _res, next) => next(new HttpError(404, `no such endpoint: ${req.method} ${req.path}`)));
 
-  // express 5 forwards rejected promises from async handlers here
+  // express 5 forwards rejected promises from async handlers here; it has no body parser, so every error is
+  // one of ours (404/405) or an internal one
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    const route = req.route?.path ?? 'other';
-    let e = err;
-    const bp = err as { type?: string; status?: number; message?: string; expose?: boolean };
-    if (!(err instanceof HttpError) && typeof bp?.type === 'string') {
-      if (bp.type === 'entity.too.large') e = new HttpError(413, `the body exceeds ${MAX_BODY_BYTES} bytes`);
-      else if (bp.type === 'entity.parse.failed') e = new HttpError(400, `malformed JSON: ${bp.message}`);
-      else if (bp.type === 'encoding.unsupported' || bp.type === 'charset.unsupported') e = new HttpError(415, bp.message ?? 'unsupported encoding');
-      else if (bp.status && bp.status >= 400 && bp.status < 500) e = new HttpError(bp.status, bp.message ?? 'bad request');
-    }
-    if (e instanceof HttpError && e.status === 503) ctx.metrics.rejected.inc({ reason: /overloaded/.test(e.message) ? 'overload' : 'unavailable' });
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    count(route, sendError(res, e, ctx.logger));
+    count(req.route?.path ?? 'other', sendError(res, err, ctx.logger));
   });
 
   return app;

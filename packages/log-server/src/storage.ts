@@ -20,7 +20,6 @@ import {
   buildProof,
   bytesEqual,
   CompactRange,
-  consistencyProofPlan,
   decodeEntryBundle,
   encodeEntryBundle,
   foldRange,
@@ -30,6 +29,8 @@ import {
   rootPlan,
   tileWidth,
   signCheckpoint,
+  consistencyProof,
+  treeRoot,
   type NodeId,
 } from '@trailmark/tlog';
 import { LogStateError, UnavailableError } from './errors.js';
@@ -633,8 +634,11 @@ export class LogStore {
 
   /** RFC 9162 inclusion proof. Precondition: index < size <= durable size. */
   async inclusionProof(index: number, size: number): Promise<Uint8Array[]> {
-    const sync = this.inclusionProofSync(index, size);
-    if (sync) return sync;
+    return this.inclusionProofSync(index, size) ?? this.loadInclusionProof(index, size);
+  }
+
+  /** inclusionProof, loading the tiles it needs (for a caller that just found inclusionProofSync undefined). Same precondition. */
+  async loadInclusionProof(index: number, size: number): Promise<Uint8Array[]> {
     const plan = inclusionProofPlan(BigInt(index), BigInt(size));
     const out = new Array<Uint8Array>(plan.ranges.length);
     for (let i = 0; i < plan.ranges.length; i++) {
@@ -693,15 +697,12 @@ export class LogStore {
 
   /** RFC 9162 consistency proof. Precondition: first <= second <= durable size. */
   async consistencyProof(first: number, second: number): Promise<Uint8Array[]> {
-    const plan = consistencyProofPlan(BigInt(first), BigInt(second));
-    return buildProof(plan, await this.nodeHashes(plan.nodes, second), nodeHasher);
+    return consistencyProof(first, second, (nodes) => this.nodeHashes(nodes, second), nodeHasher);
   }
 
   /** Root of the tree of `size` leaves. Precondition: size <= durable size. */
   async rootAt(size: number): Promise<Uint8Array> {
-    const plan = rootPlan(BigInt(size));
-    if (plan.nodes.length === 0) return nodeHasher.empty();
-    return buildProof(plan, await this.nodeHashes(plan.nodes, size), nodeHasher)[0];
+    return treeRoot(size, (nodes) => this.nodeHashes(nodes, size), nodeHasher);
   }
 
   /** Index of the leaf with this hash, if stored within the durable tree. */

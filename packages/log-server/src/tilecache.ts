@@ -175,11 +175,4 @@ export class Lru<K, V> {
     }
   }
 
-  get size(): number {
-    return this.map.size;
-  }
-
-  clear(): void {
-    this.map.clear();
-  }
 }
