@@ -3,13 +3,14 @@
  * checkpoint per origin, and evidence. Every write that a promise depends on is synced (fsync) before the
  * call resolves, and evidence is also written as a JSON file under <dir>/evidence/ (fsynced, then renamed).
  */
-import { mkdtemp, mkdir, open, rename, rm } from 'node:fs/promises';
+import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Level } from 'level';
 import type { Evidence, Sighting } from './evidence.js';
 import { KeyedLock } from './lock.js';
 import { MonitorError } from './errors.js';
+import { writeFileDurably } from './durable.js';
 
 /** The latest checkpoint of a log the monitor verified (signature, and consistency with the one before). */
 export interface ViewRecord {
@@ -95,11 +96,6 @@ export class MonitorStore {
     await this.db.put(WITNESS + origin, rec, { sync: true });
   }
 
-  /** Evidence by id. */
-  async getEvidence(id: string): Promise<Evidence | undefined> {
-    return (await this.db.get(EVIDENCE + id)) as Evidence | undefined;
-  }
-
   /** All evidence, in id order. */
   async allEvidence(): Promise<Evidence[]> {
     const out: Evidence[] = [];
@@ -124,29 +120,5 @@ export class MonitorStore {
   /** Where the evidence file with this id lives. */
   evidencePath(id: string): string {
     return join(this.dir, 'evidence', `${id}.json`);
-  }
-}
-
-let tmpCounter = 0;
-
-/**
- * Writes a file so that after a crash it is either absent or complete: temp file, fsync, rename, fsync dir.
- * Precondition: the parent directory exists.
- */
-export async function writeFileDurably(path: string, data: string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${++tmpCounter}`;
-  const fh = await open(tmp, 'w', 0o644);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
-  const dir = await open(join(path, '..'), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
   }
 }

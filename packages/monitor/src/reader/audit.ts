@@ -3,11 +3,11 @@
  * fetched; every leaf hash, every tile and the root are recomputed and compared with the signed checkpoint;
  * and the new checkpoint is proven consistent with the last audited one (proof computed from verified tiles).
  */
-import { open, readFile, rename, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import {
   TILE_WIDTH, b64encode, openCheckpoint, rightEdgeTiles, tilesChanged, type Checkpoint, type Hasher, type NoteVerifier, type TileRef,
 } from '@trailmark/tlog';
+import { writeFileDurably } from '../durable.js';
 import type { LogReader } from './http.js';
 import { BundleCheckPool } from './pool.js';
 import { fetchVerifiedCheckpoint, proveConsistencyFromTiles } from './verified.js';
@@ -59,24 +59,9 @@ export async function readAuditState(file: string, logKey: NoteVerifier): Promis
 
 /** Writes the state atomically and durably (temp file, fsync, rename, fsync of the directory). */
 export async function writeAuditState(file: string, state: AuditState): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`;
   try {
-    const fh = await open(tmp, 'w', 0o644);
-    try {
-      await fh.writeFile(JSON.stringify(state, null, 2) + '\n');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, file);
-    const dir = await open(dirname(file), 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+    await writeFileDurably(file, JSON.stringify(state, null, 2) + '\n');
   } catch (e) {
-    await unlink(tmp).catch(() => undefined);
     throw new AuditStateError(`cannot write state file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
 }
