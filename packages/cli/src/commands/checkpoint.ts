@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import {
-  TileVerifyError, TlogError, b64encode, checkSignatures, keyIdHex, type NoteVerifier,
+  TileVerifyError, TlogError, b64encode, keyIdHex, type NoteVerifier,
 } from '@trailmark/tlog';
 import { AuditError, AuditStateError, LogReadError, LogReader, fetchVerifiedCheckpoint } from '@trailmark/monitor';
 import { action, makeOutput } from '../program.js';
@@ -102,7 +102,7 @@ export function registerCheckpoint(program: Command): void {
           verified: true,
         }));
         const known = new Set([keyLabel(logKey), ...verifiedCosigners.map((c) => c.key)]);
-        const others = checkSignatures(log.opened.note, []).unknown
+        const others = log.opened.note.signatures
           .map((s) => ({ name: s.name, key: keyLabel(s), verified: false }))
           .filter((s) => !known.has(s.key));
         if (opts.out !== undefined) await writeTextFile(opts.out, log.text);

@@ -15,7 +15,6 @@ import { registerVerifyEvidence } from './verify-evidence.js';
  * Commands only parse arguments and call into the packages.
  */
 export function registerCommands(program: Command): void {
-  void program;
   registerKeygen(program);
   registerVerify(program);
   registerCheckpoint(program);
