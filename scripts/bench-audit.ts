@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { canonicalJson, parseVkey } from '@trailmark/tlog';
 import { LogStore, loadLogKey } from '@trailmark/log-server';
 import { LogReader, auditLog } from '@trailmark/monitor';
-import { fmt, median, row, sha256Rates, waitForUrl } from './lib/ceilings.js';
+import { fmt, median, rate, row, sha256Rates, waitForUrl } from './lib/ceilings.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 const N = Number(process.env.BENCH_AUDIT_ENTRIES ?? (quick ? 100_000 : 1_000_000));
@@ -24,15 +24,6 @@ const RUNS = quick ? 1 : 3;
 const WORKERS = (process.env.BENCH_AUDIT_WORKERS ?? '2').split(',').map(Number);
 const BIN = fileURLToPath(new URL('../packages/cli/dist/bin.js', import.meta.url));
 
-function rate(fn: () => void, ms: number): number {
-  const t0 = performance.now();
-  let n = 0;
-  while (performance.now() - t0 < ms) {
-    for (let i = 0; i < 1000; i++) fn();
-    n += 1000;
-  }
-  return n / ((performance.now() - t0) / 1000);
-}
 
 /** An access event of about 300 canonical bytes, like the proxy writes. */
 function event(i: number): Uint8Array {

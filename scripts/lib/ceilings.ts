@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
 
-function rate(fn: () => void, ms: number): number {
+/** Calls of `fn` per second over about `ms` milliseconds. */
+export function rate(fn: () => void, ms: number): number {
   const end = performance.now() + ms;
   let n = 0;
   const t0 = performance.now();
