@@ -26,7 +26,12 @@ export class LogStateError extends Error {
 
 /** The log stopped accepting writes: shutting down, or a durable write failed. */
 export class UnavailableError extends HttpError {
-  constructor(message: string, retryAfterSeconds = 1) {
+  /** `reason`: the label the rejected-requests metric counts it under. */
+  constructor(
+    message: string,
+    retryAfterSeconds = 1,
+    readonly reason: 'overload' | 'unavailable' = 'unavailable',
+  ) {
     super(503, message, { 'Retry-After': String(retryAfterSeconds) });
     this.name = 'UnavailableError';
   }

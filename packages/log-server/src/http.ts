@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { formatTlogProof, MAX_U64, parseTilePath } from '@trailmark/tlog';
-import { HttpError } from './errors.js';
+import { HttpError, UnavailableError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { LogMetrics } from './metrics.js';
 import type { Sequencer } from './sequencer.js';
@@ -350,7 +350,7 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
       write(req, res).then(
         () => count(path, 200),
         (e) => {
-          if (e instanceof HttpError && e.status === 503) ctx.metrics.rejected.inc({ reason: /overloaded/.test(e.message) ? 'overload' : 'unavailable' });
+          if (e instanceof UnavailableError) ctx.metrics.rejected.inc({ reason: e.reason });
           count(path, sendError(res, e, ctx.logger));
         },
       );

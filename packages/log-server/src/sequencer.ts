@@ -68,9 +68,10 @@ export class Sequencer {
    */
   submit(leaves: readonly Leaf[]): Promise<Sequenced> {
     if (this.closing) return Promise.reject(new UnavailableError('the log is shutting down', 5));
-    if (this.store.failed) return Promise.reject(new UnavailableError(`the log stopped writing after a storage failure: ${this.store.failed.message}`, 30));
+    const stopped = this.store.writeStopped;
+    if (stopped) return Promise.reject(stopped);
     if (this.queued > 0 && this.queued + leaves.length > this.maxQueued) {
-      return Promise.reject(new UnavailableError(`the log is overloaded: ${this.queued} entries queued`, 1));
+      return Promise.reject(new UnavailableError(`the log is overloaded: ${this.queued} entries queued`, 1, 'overload'));
     }
     return new Promise<Sequenced>((resolve, reject) => {
       this.queue.push({ leaves, acceptedAt: performance.now(), resolve, reject });

@@ -380,7 +380,7 @@ export class LogStore {
    * Precondition: calls to prepare are serial, and each prepared batch is committed in order.
    */
   async prepare(leaves: readonly Leaf[]): Promise<Prepared> {
-    if (this.failure) throw new UnavailableError(`the log stopped writing after a storage failure: ${this.failure.message}`, 30);
+    if (this.failure) throw this.fail(this.failure);
     // batches prepared before this one: not durable yet, or made durable while this call awaits its reads
     const earlier = [...this.inflight];
     // only leaves whose prefix might be stored need a read: duplicates, and 64-bit prefix collisions
@@ -494,6 +494,11 @@ export class LogStore {
     } finally {
       this.batch = undefined;
     }
+  }
+
+  /** The 503 every write gets once a durable write failed; undefined while writing works. */
+  get writeStopped(): UnavailableError | undefined {
+    return this.failure && this.fail(this.failure);
   }
 
   private fail(e: unknown): UnavailableError {
