@@ -21,6 +21,7 @@ import {
 } from '@trailmark/tlog';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { MonitorError } from './errors.js';
+import { rememberingVerifier } from './verifycache.js';
 import {
   idOfEvidence,
   inconsistentEvidence,
@@ -85,8 +86,6 @@ interface Followed {
   verifier: NoteVerifier;
   url: string;
   client: LogClient;
-  /** Notes already opened with this log's key: the view and pending notes are re-checked every round. */
-  opened: Map<string, Checkpoint>;
 }
 
 interface Seen {
@@ -97,7 +96,6 @@ interface Seen {
 
 const MAX_PENDING = 64;
 const MAX_KNOWN = 4096;
-const MAX_OPENED = 256;
 
 function originOf(note: string): string {
   return parseNote(note).text.split('\n')[0];
@@ -137,7 +135,7 @@ export class Monitor {
     if (opts.logs.length === 0) throw new MonitorError('config', 'a monitor needs at least one log to follow');
     this.limits = { timeoutMs: opts.timeoutMs, signal: this.closing.signal };
     for (const l of opts.logs) {
-      const verifier = typeof l.vkey === 'string' ? parseVkey(l.vkey) : l.vkey;
+      const verifier = rememberingVerifier(typeof l.vkey === 'string' ? parseVkey(l.vkey) : l.vkey);
       if (verifier.type !== 0x01) throw new MonitorError('config', `log key ${verifier.name} must be a type 0x01 (Ed25519) key`);
       let u: URL;
       try {
@@ -147,7 +145,7 @@ export class Monitor {
       }
       if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new MonitorError('config', `log URL ${l.url} must be http(s)`);
       if (this.logs.has(verifier.name)) throw new MonitorError('config', `two logs with origin ${verifier.name}`);
-      this.logs.set(verifier.name, { origin: verifier.name, verifier, url: l.url, client: new LogClient(l.url, this.limits), opened: new Map() });
+      this.logs.set(verifier.name, { origin: verifier.name, verifier, url: l.url, client: new LogClient(l.url, this.limits) });
     }
     this.peers = [...new Set(opts.peers ?? [])];
     for (const p of this.peers) {
@@ -294,15 +292,9 @@ export class Monitor {
     this.log(`ALERT ${kind} ${origin}: ${message}`);
   }
 
-  /** Opens a note with the log's key, once per distinct note (Ed25519 in pure JS costs milliseconds). */
+  /** Opens a note with the log's key (its verifier remembers signatures it has checked). */
   private open(f: Followed, note: string): Checkpoint {
-    let cp = f.opened.get(note);
-    if (!cp) {
-      cp = openCheckpoint(note, f.verifier).checkpoint;
-      if (f.opened.size >= MAX_OPENED) f.opened.delete(f.opened.keys().next().value as string);
-      f.opened.set(note, cp);
-    }
-    return cp;
+    return openCheckpoint(note, f.verifier).checkpoint;
   }
 
   private now(): string {
