@@ -283,16 +283,17 @@ export function rootsFromConsistencyProof(
     if (!root1) throw new ProofError('root-missing', `a consistency proof from a power of two (${m}) does not contain the first root`);
     checkHash(root1, 'first root');
   }
-  let fn = m - 1n;
-  let sn = n - 1n;
-  while ((fn & 1n) === 1n) {
-    fn >>= 1n;
-    sn >>= 1n;
-  }
+  // the walk starts at the largest perfect subtree m's tree ends with
+  const shift = BigInt(trailingZeros(m));
+  const fn = (m - 1n) >> shift;
+  const sn = (n - 1n) >> shift;
   return pow2 ? chain(fn, sn, root1!, proof, hasher, true) : chain(fn, sn, proof[0], proof.slice(1), hasher, true);
 }
 
 /** Number of hashes in a consistency proof. Precondition: 0 < size1 < size2. */
 export function consistencyLength(size1: bigint, size2: bigint): number {
-  return consistencyProofPlan(size1, size2).ranges.length;
+  // the path from the old tree's last perfect subtree to the new root, plus that subtree itself unless it is
+  // the whole old tree (size1 a power of two)
+  const shift = trailingZeros(size1);
+  return inclusionLength(size1 - 1n, size2) - shift + ((size1 & (size1 - 1n)) === 0n ? 0 : 1);
 }
