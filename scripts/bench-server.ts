@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fmt, levelSyncBatchRate, levelSyncSingleRate, row, sha256Rates, startBareServer, waitForUrl } from './lib/ceilings.js';
+import { decodeEntryBundle } from '@trailmark/tlog';
 
 const quick = process.env.BENCH_QUICK === '1';
 const SIZE = Number(process.env.BENCH_SIZE ?? (quick ? 100_000 : 1_000_000));
@@ -182,13 +183,10 @@ async function measureEntryBytes(dir: string): Promise<number> {
   try {
     let total = 0;
     let n = 0;
-    for await (const [k, v] of db.iterator({ gt: Buffer.from([0x45]), lt: Buffer.from([0x46]) })) {
-      void k;
-      for (let o = 0; o < v.length; ) {
-        const len = (v[o] << 8) | v[o + 1];
-        total += len;
+    for await (const v of db.values({ gt: Buffer.from([0x45]), lt: Buffer.from([0x46]) })) {
+      for (const e of decodeEntryBundle(v)) {
+        total += e.length;
         n++;
-        o += 2 + len;
       }
     }
     return total / n;

@@ -17,6 +17,7 @@
 import {
   b64decode,
   b64encode,
+  bitLength,
   bytesEqual,
   checkSignatures,
   hexEncode,
@@ -91,12 +92,7 @@ export function evidenceId(kind: EvidenceKind, bodies: [string, string]): string
 
 /** The evidence's id as evidenceId computes it. Precondition: ev passed verifyEvidence (or was built here). */
 export function idOfEvidence(ev: Evidence): string {
-  return evidenceId(ev.kind, [bodyOf(ev.checkpoints[0]), bodyOf(ev.checkpoints[1])]);
-}
-
-function bodyOf(note: string): string {
-  const i = note.lastIndexOf('\n\n');
-  return i < 0 ? note : note.slice(0, i + 1);
+  return evidenceId(ev.kind, [parseNote(ev.checkpoints[0]).text, parseNote(ev.checkpoints[1]).text]);
 }
 
 /** Whether x is a power of two (such a tree size's root is a single perfect subtree). Precondition: x >= 0. */
@@ -127,7 +123,7 @@ export function prefixRootFromConsistency(m: bigint, n: bigint, proof: readonly 
  */
 export function prefixRootFromInclusion(m: bigint, leafHash: Hash, path: readonly Hash[]): Hash | undefined {
   if (!isPow2(m)) return undefined;
-  const k = m.toString(2).length - 1;
+  const k = bitLength(m) - 1;
   if (path.length < k) return undefined;
   let h = leafHash;
   for (let i = 0; i < k; i++) h = rfc6962.node(path[i], h);

@@ -11,6 +11,7 @@ import {
   b64encode,
   bytesEqual,
   emptyRoot,
+  KEY_TYPE_ED25519,
   openCheckpoint,
   parseNote,
   parseVkey,
@@ -136,7 +137,7 @@ export class Monitor {
     this.limits = { timeoutMs: opts.timeoutMs, signal: this.closing.signal };
     for (const l of opts.logs) {
       const verifier = rememberingVerifier(typeof l.vkey === 'string' ? parseVkey(l.vkey) : l.vkey);
-      if (verifier.type !== 0x01) throw new MonitorError('config', `log key ${verifier.name} must be a type 0x01 (Ed25519) key`);
+      if (verifier.type !== KEY_TYPE_ED25519) throw new MonitorError('config', `log key ${verifier.name} must be a type 0x01 (Ed25519) key`);
       let u: URL;
       try {
         u = new URL(l.url);
