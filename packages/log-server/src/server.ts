@@ -95,7 +95,7 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
         origin: key.origin,
         vkey: key.vkey,
         logger,
-        latest: () => ({ size: BigInt(store.tree.size), checkpoint: store.tree.checkpoint }),
+        latest: () => ({ size: BigInt(store.tree.size), root: store.tree.root, checkpoint: store.tree.checkpoint }),
         consistencyProof: (a, b) => {
           if (a > b || b > BigInt(store.size)) throw new HttpError(400, `no consistency proof from ${a} to ${b} in a tree of ${store.size}`);
           return store.consistencyProof(Number(a), Number(b));

@@ -534,10 +534,7 @@ export class LogStore {
   }
 
   private async tile(level: number, index: number): Promise<TileNode | undefined> {
-    const e = this.edge[level];
-    if (e && e.index === index) return e;
-    const id = this.tileId(level, index);
-    const cached = this.tiles.get(id) ?? this.fresh.get(id);
+    const cached = this.tileSync(level, index);
     if (cached) return cached;
     const raw = await this.db.get(tileKey(level, index));
     if (!raw) return undefined;
@@ -546,7 +543,7 @@ export class LogStore {
       throw new LogStateError('tile', `stored tile ${level}/${index} has ${raw.length / 32} hashes, expected a full tile`);
     }
     const node = new TileNode(level, index, raw);
-    this.tiles.set(id, node);
+    this.tiles.set(this.tileId(level, index), node);
     return node;
   }
 
@@ -729,7 +726,7 @@ export class LogStore {
   async tileData(level: number, index: number, width: number): Promise<Buffer | undefined> {
     const have = tileWidth(level, index, this.latest.size);
     if (have < width) return undefined;
-    const t = this.tileSync(level, index) ?? (await this.tile(level, index));
+    const t = await this.tile(level, index);
     return t?.data(width);
   }
 

@@ -11,8 +11,8 @@ export interface WitnessingContext {
   origin: string;
   vkey: string;
   logger: Logger;
-  /** The latest durable log-signed checkpoint. */
-  latest(): { size: bigint; checkpoint: string };
+  /** The latest durable log-signed checkpoint, with its size and root. */
+  latest(): { size: bigint; root: Uint8Array; checkpoint: string };
   /** RFC 9162 consistency proof between two sizes of this log. Precondition: first <= second <= latest size. */
   consistencyProof(first: bigint, second: bigint): Promise<Uint8Array[]>;
 }
