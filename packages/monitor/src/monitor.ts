@@ -250,10 +250,11 @@ export class Monitor {
 
   /** Pulls from and pushes to every peer once. */
   async gossipAll(): Promise<{ what: string; outcome: Outcome }[]> {
+    const payload = await this.gossipPayload();
     const out = await Promise.all(
       this.peers.map(async (p) => {
         // push first: the peer checks what we pushed before answering, so the pull that follows sees its verdict
-        const push = await this.pushPeer(p);
+        const push = await this.pushPeer(p, payload);
         const pull = await this.pullPeer(p);
         return [...pull.map((o) => ({ what: `peer ${p}`, outcome: o })), { what: `push to ${p}`, outcome: push }];
       }),
@@ -591,10 +592,16 @@ export class Monitor {
     return out;
   }
 
-  /** Pushes our latest checkpoints (and any evidence) to a peer's POST /v1/gossip. Precondition: none. */
-  async pushPeer(peer: string): Promise<Outcome> {
-    const checkpoints = await this.latestCheckpoints();
-    const evidence = await this.allEvidence();
+  private async gossipPayload(): Promise<{ checkpoints: string[]; evidence: Evidence[] }> {
+    return { checkpoints: await this.latestCheckpoints(), evidence: await this.allEvidence() };
+  }
+
+  /**
+   * Pushes our latest checkpoints (and any evidence) to a peer's POST /v1/gossip; `payload` when the caller
+   * already read them for several peers. Precondition: none.
+   */
+  async pushPeer(peer: string, payload?: { checkpoints: string[]; evidence: Evidence[] }): Promise<Outcome> {
+    const { checkpoints, evidence } = payload ?? (await this.gossipPayload());
     if (checkpoints.length === 0 && evidence.length === 0) return { status: 'ok', message: 'nothing to push yet' };
     const url = joinUrl(peer, '/v1/gossip');
     try {
