@@ -327,38 +327,45 @@ export class Monitor {
       return this.evidence(sameSizeEvidence(f.origin, [v.note, note], [v.seen, got.seen], cp.size));
     }
     if (cp.size > v.cp.size) {
-      let proof: Hash[];
-      try {
-        proof = await f.client.consistency(v.cp.size, cp.size);
-      } catch (e) {
-        this.m.errors.inc({ what: 'log' });
-        return { status: 'error', message: `could not fetch consistency proof ${v.cp.size} -> ${cp.size}: ${(e as Error).message}` };
-      }
-      try {
-        verifyConsistency(v.cp.size, cp.size, proof, v.cp.root, cp.root);
-      } catch {
-        return this.proveSplit(f, v, got, proof);
-      }
+      const bad = await this.checkExtends(f, v, got, (e) => this.proofError(v.cp.size, cp.size, e));
+      if (bad) return bad;
       await this.advance(f, got);
       return { status: 'advanced', message: `${f.origin} advanced ${v.cp.size} -> ${cp.size}` };
     }
     // the log went backwards: consistent or not, it is showing an older tree than it showed before
-    let proof: Hash[];
-    try {
-      proof = await f.client.consistency(cp.size, v.cp.size);
-    } catch (e) {
-      const msg = `log ${f.url} went back from size ${v.cp.size} to ${cp.size} and could not prove consistency: ${(e as Error).message}`;
+    const bad = await this.checkExtends(f, got, v, (e) => {
+      const msg = `log ${f.url} went back from size ${v.cp.size} to ${cp.size} and could not prove consistency: ${e.message}`;
       this.alert(f.origin, 'rollback', msg);
       return { status: 'misbehaviour', message: msg };
-    }
-    try {
-      verifyConsistency(cp.size, v.cp.size, proof, cp.root, v.cp.root);
-    } catch {
-      return this.proveSplit(f, got, v, proof);
-    }
+    });
+    if (bad) return bad;
     const msg = `log ${f.url} went back from size ${v.cp.size} to ${cp.size} (consistent, but a rollback)`;
     this.alert(f.origin, 'rollback', msg);
     return { status: 'misbehaviour', message: msg };
+  }
+
+  /**
+   * Fetches and checks the log's consistency proof from `small` to `large` (two of its checkpoints): null when
+   * `large` extends `small`, split evidence when not, `unfetched(e)` when no proof could be had.
+   */
+  private async checkExtends(f: Followed, small: Seen, large: Seen, unfetched: (e: Error) => Outcome): Promise<Outcome | null> {
+    let proof: Hash[];
+    try {
+      proof = await f.client.consistency(small.cp.size, large.cp.size);
+    } catch (e) {
+      return unfetched(e as Error);
+    }
+    try {
+      verifyConsistency(small.cp.size, large.cp.size, proof, small.cp.root, large.cp.root);
+    } catch {
+      return this.proveSplit(f, small, large, proof);
+    }
+    return null;
+  }
+
+  private proofError(from: bigint, to: bigint, e: Error): Outcome {
+    this.m.errors.inc({ what: 'log' });
+    return { status: 'error', message: `could not fetch consistency proof ${from} -> ${to}: ${e.message}` };
   }
 
   private viewSeen(f: Followed, v: ViewRecord): Seen {
@@ -502,18 +509,8 @@ export class Monitor {
     if (cp.size === v.cp.size) {
       if (!bytesEqual(cp.root, v.cp.root)) return this.evidence(sameSizeEvidence(f.origin, [v.note, got.note], [v.seen, got.seen], cp.size));
     } else {
-      let proof: Hash[];
-      try {
-        proof = await f.client.consistency(cp.size, v.cp.size);
-      } catch (e) {
-        this.m.errors.inc({ what: 'log' });
-        return { status: 'error', message: `could not fetch consistency proof ${cp.size} -> ${v.cp.size}: ${(e as Error).message}` };
-      }
-      try {
-        verifyConsistency(cp.size, v.cp.size, proof, cp.root, v.cp.root);
-      } catch {
-        return this.proveSplit(f, got, v, proof);
-      }
+      const bad = await this.checkExtends(f, got, v, (e) => this.proofError(cp.size, v.cp.size, e));
+      if (bad) return bad;
     }
     if (known.size >= MAX_KNOWN) known.clear();
     known.add(key);
