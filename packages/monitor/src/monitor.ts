@@ -149,12 +149,14 @@ export class Monitor {
       this.logs.set(verifier.name, { origin: verifier.name, verifier, url: l.url, client: new LogClient(l.url, this.limits) });
     }
     this.peers = [...new Set(opts.peers ?? [])];
-    for (const p of this.peers) {
+    for (const [what, u] of [...this.peers.map((p) => ['peer', p]), ...(opts.alertWebhook ? [['alert webhook', opts.alertWebhook]] : [])]) {
+      let url: URL;
       try {
-        new URL(p);
+        url = new URL(u);
       } catch {
-        throw new MonitorError('config', `peer URL ${JSON.stringify(p)} is not an absolute URL`);
+        throw new MonitorError('config', `${what} URL ${JSON.stringify(u)} is not an absolute URL`);
       }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new MonitorError('config', `${what} URL ${u} must be http(s)`);
     }
     this.log = opts.logger ?? ((line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`));
     this.registry = opts.registry ?? new Registry();

@@ -44,9 +44,6 @@ export function registerMonitor(program: Command): void {
         }
         const interval = Number(opts.interval);
         if (!Number.isSafeInteger(interval) || interval < 50) throw usage(`--interval ${opts.interval} must be an integer >= 50 (milliseconds)`);
-        for (const u of [...opts.log, ...(opts.peer ?? []), ...(opts.alertWebhook ? [opts.alertWebhook] : [])]) {
-          if (!/^https?:\/\/[^/]/.test(u)) throw usage(`${JSON.stringify(u)} is not an http(s) URL`);
-        }
         const logs = await Promise.all(opts.log.map(async (url, i) => ({ url, vkey: await loadVkey(opts.logKey[i]) })));
         let witnessKey: string | undefined;
         if (opts.witnessKey) {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { ProxyError, startProxy, type RunningProxy } from '@trailmark/proxy';
+import { ProxyError, startProxy, type RunningProxy, type TrailMode } from '@trailmark/proxy';
 import { TlogError } from '@trailmark/tlog';
 import { action, makeOutput, runUntilSignal } from '../program.js';
 import { EXIT_OK, usage } from '../exit.js';
@@ -48,10 +48,7 @@ export function registerProxy(program: Command): void {
     .action(
       action(async (opts: ProxyCliOptions, cmd: Command) => {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
-        if (opts.mode !== 'spool' && opts.mode !== 'strict') throw usage(`--mode must be spool or strict, got ${JSON.stringify(opts.mode)}`);
-        for (const [flag, u] of [['--upstream', opts.upstream], ['--log', opts.log]] as const) {
-          if (!/^https?:\/\/[^/]/.test(u)) throw usage(`${flag} ${JSON.stringify(u)} is not an http(s) URL`);
-        }
+        // startProxy checks --mode and both URLs (a ProxyError, exit 2)
         const logKey = await loadVkey(opts.logKey);
         let running: RunningProxy;
         try {
@@ -64,7 +61,7 @@ export function registerProxy(program: Command): void {
             ...(opts.rules ? { rules: opts.rules } : {}),
             listen: opts.listen,
             spoolDir: opts.spool,
-            mode: opts.mode,
+            mode: opts.mode as TrailMode,
             ...(opts.name ? { name: opts.name } : {}),
             redactHeaders: opts.redactHeader ?? [],
             redactQuery: opts.redactQuery ?? [],
