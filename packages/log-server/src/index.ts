@@ -1,4 +1,4 @@
-export { startLogServer, parseListen, type LogServer, type LogServerOptions } from './server.js';
+export { startLogServer, parseListen, readSubmitTokens, type LogServer, type LogServerOptions } from './server.js';
 export { LogStore, type Leaf, type SignedTree, type AppendResult, type StoreOptions, type Prepared } from './storage.js';
 export { Sequencer, type SequencerOptions, type Sequenced, type CommitInfo } from './sequencer.js';
 export { loadLogKey, type LogKey } from './keys.js';

@@ -1,7 +1,7 @@
 /** startLogServer: the log as a library call (the CLI's `trailmark serve` is a thin wrapper). */
 import { createServer, type Server } from 'node:http';
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HttpError, LogStateError } from './errors.js';
 import { readRoutes, writeApp, type ApiContext } from './http.js';
@@ -46,6 +46,23 @@ export interface LogServer {
   origin: string;
   /** Stops accepting, commits what was accepted, closes the database. Idempotent. */
   close(): Promise<void>;
+}
+
+/**
+ * Reads a submit-tokens file: one bearer token a line, blank lines and `#` comments ignored.
+ * Precondition: none; throws LogStateError when it cannot be read, lists no token, or a token has spaces.
+ */
+export function readSubmitTokens(file: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new LogStateError('submit-tokens', `cannot read submit tokens ${file}: ${(e as Error).message}`);
+  }
+  const tokens = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length > 0 && !l.startsWith('#'));
+  for (const t of tokens) if (/\s/.test(t)) throw new LogStateError('submit-tokens', `submit tokens file ${file}: a token may not contain spaces`);
+  if (tokens.length === 0) throw new LogStateError('submit-tokens', `submit tokens file ${file} lists no token`);
+  return tokens;
 }
 
 /** Parses HOST:PORT ("[::1]:8080" for IPv6). Precondition: none; throws LogStateError on a malformed value. */

@@ -18,8 +18,6 @@ import {
 } from './keys.js';
 import { formatSignatureLine, parseSignatureLine, type NoteSignature } from './note.js';
 
-export { cosignatureMessage, cosignatureTimestamp } from './keys.js';
-
 /**
  * Cosignature errors. Codes: 'cosign' (bad input to signing), 'key-mismatch' (line is from another key),
  * 'bad-cosignature' (does not verify), 'future' (timestamp later than allowed).

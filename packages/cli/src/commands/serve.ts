@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { jsonLogger, LogStateError, startLogServer } from '@trailmark/log-server';
+import { jsonLogger, LogStateError, readSubmitTokens, startLogServer } from '@trailmark/log-server';
 import { action, makeOutput, runUntilSignal } from '../program.js';
 import { usage } from '../exit.js';
 
@@ -11,19 +10,6 @@ interface ServeOptions {
   listen: string;
   policy?: string;
   submitTokens?: string;
-}
-
-function readTokens(file: string): string[] {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw usage(`cannot read submit tokens ${file}: ${(e as Error).message}`);
-  }
-  const tokens = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length > 0 && !l.startsWith('#'));
-  for (const t of tokens) if (/\s/.test(t)) throw usage(`submit tokens file ${file}: a token may not contain spaces`);
-  if (tokens.length === 0) throw usage(`submit tokens file ${file} lists no token`);
-  return tokens;
 }
 
 /**
@@ -43,9 +29,9 @@ export function registerServe(program: Command): void {
     .action(
       action(async (opts: ServeOptions, cmd: Command) => {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
-        const submitTokens = opts.submitTokens ? readTokens(opts.submitTokens) : undefined;
         let server;
         try {
+          const submitTokens = opts.submitTokens ? readSubmitTokens(opts.submitTokens) : undefined;
           server = await startLogServer({
             dataDir: opts.data,
             keyFile: opts.key,
