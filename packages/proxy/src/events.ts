@@ -89,6 +89,11 @@ export function requestEvent(p: { requestId: string; proxy: string; actor: Actor
   };
 }
 
+/** A response's outcome: `status` (499 when the client went away first), body bytes, milliseconds since `started` (performance.now()). */
+export function outcomeOf(status: number, bytes: number, started: number): Outcome {
+  return { status, bytes, duration_ms: Math.round((performance.now() - started) * 1000) / 1000 };
+}
+
 /** Builds a response-stage event. Precondition: status is an HTTP status (or 499: the client went away first). */
 export function responseEvent(p: { requestId: string; outcome: Outcome; time?: Date }): ResponseEvent {
   return {

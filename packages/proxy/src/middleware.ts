@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { Identity, Rules, TokenStore } from './auth.js';
-import { responseEvent } from './events.js';
+import { outcomeOf, responseEvent } from './events.js';
 import { decide, DEFAULT_REDACT_QUERY } from './gate.js';
 import type { AccessTrail } from './trail.js';
 
@@ -63,10 +63,7 @@ export function accessTrailMiddleware(opts: AccessMiddlewareOptions): (req: Inco
       return end(chunk, ...rest);
     }) as typeof res.end;
     res.once('close', () => {
-      const ev = responseEvent({
-        requestId,
-        outcome: { status: res.headersSent ? res.statusCode : 499, bytes, duration_ms: Math.round((performance.now() - started) * 1000) / 1000 },
-      });
+      const ev = responseEvent({ requestId, outcome: outcomeOf(res.headersSent ? res.statusCode : 499, bytes, started) });
       opts.trail.after(ev).catch(onError);
     });
     const record = g.deny ? opts.trail.after(g.event) : opts.trail.before(g.event);

@@ -15,7 +15,7 @@ import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
 import { parseVkey, type NoteVerifier } from '@trailmark/tlog';
 import { Rules, TokenStore } from './auth.js';
 import { ConfigError, ReceiptError } from './errors.js';
-import { responseEvent } from './events.js';
+import { outcomeOf, responseEvent } from './events.js';
 import { decide, DEFAULT_REDACT_QUERY, type GateOptions } from './gate.js';
 import { LogClient } from './logclient.js';
 import { REQUEST_ID_HEADER } from './middleware.js';
@@ -213,10 +213,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     const finish = () => {
       if (recorded) return;
       recorded = true;
-      const ev = responseEvent({
-        requestId,
-        outcome: { status: res.headersSent ? res.statusCode : 499, bytes, duration_ms: Math.round((performance.now() - started) * 1000) / 1000 },
-      });
+      const ev = responseEvent({ requestId, outcome: outcomeOf(res.headersSent ? res.statusCode : 499, bytes, started) });
       trail.after(ev).catch(afterError);
     };
     res.once('close', finish);
@@ -228,10 +225,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       req.resume();
       trail.after(g.event).then(
         () => {
-          const body = JSON.stringify({ error: g.event.decision.reason, request_id: requestId });
-          bytes = Buffer.byteLength(body);
-          res.writeHead(g.deny, { 'content-type': 'application/json', 'content-length': bytes, ...(g.deny === 401 ? { 'www-authenticate': 'Bearer' } : {}) });
-          res.end(body);
+          bytes = sendJson(res, g.deny, { error: g.event.decision.reason, request_id: requestId }, g.deny === 401 ? { 'www-authenticate': 'Bearer' } : {});
         },
         (e: Error) => {
           warn(`could not spool a request event: ${e.message}`);
@@ -291,10 +285,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       if (res.destroyed) return;
       requests.inc({ outcome: 'upstream_error' });
       const timeout = /idle/.test(e.message);
-      const body = JSON.stringify({ error: `upstream ${timeout ? 'timed out' : 'failed'}: ${e.code ?? e.message}`, request_id: requestId });
-      count(Buffer.byteLength(body));
-      res.writeHead(timeout ? 504 : 502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-      res.end(body);
+      count(sendJson(res, timeout ? 504 : 502, { error: `upstream ${timeout ? 'timed out' : 'failed'}: ${e.code ?? e.message}`, request_id: requestId }));
     });
     req.on('aborted', () => upReq.destroy());
     res.on('close', () => {
@@ -323,7 +314,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       const body = JSON.stringify({ error: event.decision.reason, request_id: requestId });
       socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${REQUEST_ID_HEADER}: ${requestId}\r\nconnection: close\r\n\r\n${body}`);
       trail
-        .after(responseEvent({ requestId, outcome: { status, bytes: Buffer.byteLength(body), duration_ms: Math.round((performance.now() - started) * 1000) / 1000 } }))
+        .after(responseEvent({ requestId, outcome: outcomeOf(status, Buffer.byteLength(body), started) }))
         .catch(afterError);
     };
     socket.on('error', () => socket.destroy());
