@@ -267,18 +267,20 @@ export class VerifiedTileReader {
     const refs = rightEdgeTiles(this.size);
     const datas = await Promise.all(refs.map((r) => this.fetchTile(r)));
     const byLevel = new Map<number, Uint8Array>();
+    // each partial tile split into its hashes once
+    const split = new Map<number, { index: bigint; hashes: Uint8Array[] }>();
     refs.forEach((r, i) => {
       checkTileSize(r, datas[i]);
       byLevel.set(r.level, datas[i]);
+      split.set(r.level, { index: r.index, hashes: tileHashes(datas[i]) });
     });
     if (this.size === 0n) return byLevel;
-    const nodes = rangeNodes(0n, this.size);
-    const hashes = nodes.map((id) => {
+    const hashes = rangeNodes(0n, this.size).map((id) => {
       const loc = tileForNode(id);
-      const data = byLevel.get(loc.level);
+      const tile = split.get(loc.level);
       // every node of the root's decomposition below a tile boundary lies in that level's partial tile
-      if (!data || loc.index !== refs.find((r) => r.level === loc.level)!.index) throw new TlogError('internal', `node ${id.level}/${id.index} is not on the right edge`);
-      return nodeFromTile(loc, tileHashes(data), this.hasher);
+      if (!tile || loc.index !== tile.index) throw new TlogError('internal', `node ${id.level}/${id.index} is not on the right edge`);
+      return nodeFromTile(loc, tile.hashes, this.hasher);
     });
     const got = foldRange(hashes, this.hasher);
     if (!bytesEqual(got, this.root)) {
