@@ -13,3 +13,4 @@ export * from './tlogproof.js';
 export * from './policy.js';
 export * from './json.js';
 export * from './tilereader.js';
+export * from './stream.js';
