@@ -1,5 +1,6 @@
 export { startLogServer, parseListen, readSubmitTokens, type LogServer, type LogServerOptions } from './server.js';
-export { LogStore, type Leaf, type SignedTree, type AppendResult, type StoreOptions, type Prepared } from './storage.js';
+export { LogStore, type StoreOptions } from './storage.js';
+export type { Leaf, SignedTree, AppendResult, Prepared, LogStorage, LogReads, LogWrites, LeafTile } from './log-storage.js';
 export { Sequencer, type SequencerOptions, type Sequenced, type CommitInfo } from './sequencer.js';
 export { loadLogKey, type LogKey } from './keys.js';
 export { toLeaf, MAX_BODY_BYTES, MAX_GET_ENTRIES } from './http.js';
