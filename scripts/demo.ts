@@ -154,7 +154,7 @@ async function main(): Promise<void> {
   say(`monitor-1 at ${m1Url}, monitor-2 at ${m2Url} (witness endpoint: POST /add-checkpoint)`);
 
   section('The log, asking both witnesses to cosign its checkpoints');
-  await daemon('log', ['serve', '--data', join(work, 'log-data'), '--key', key, '--listen', `127.0.0.1:${logPort}`, '--policy', policy], /url: \S+/);
+  await daemon('log', ['serve', '--data', join(work, 'log-data'), '--key', key, '--create', '--listen', `127.0.0.1:${logPort}`, '--policy', policy], /url: \S+/);
   say(`log at ${logUrl}, origin ${origin}`);
 
   section('An upstream service behind the access proxy');
@@ -224,7 +224,7 @@ async function main(): Promise<void> {
 
   section("The operator forks the log: same key, a history without alice's access");
   const forkUrl = `http://127.0.0.1:${forkPort}`;
-  await daemon('fork', ['serve', '--data', join(work, 'fork-data'), '--key', key, '--listen', `127.0.0.1:${forkPort}`], /url: \S+/);
+  await daemon('fork', ['serve', '--data', join(work, 'fork-data'), '--key', key, '--create', '--listen', `127.0.0.1:${forkPort}`], /url: \S+/);
   const forged = [
     { schema: 'trailmark.access/v1', stage: 'request', id: 'forged-1', request_id: 'forged-1', note: 'bob looked at an invoice' },
     { schema: 'trailmark.access/v1', stage: 'response', id: 'forged-2', request_id: 'forged-1' },

@@ -49,7 +49,7 @@ export interface TestLog {
 /** Starts a real log server in a temp dir (with `keyFile`, the same key as another log: a fork). */
 export async function startTestLog(opts: { keyFile?: string } = {}): Promise<TestLog> {
   const dir = tmp('tm-audit-log-');
-  const server = await startLogServer({ dataDir: dir, ...(opts.keyFile ? { keyFile: opts.keyFile } : {}) });
+  const server = await startLogServer({ dataDir: dir, ...(opts.keyFile ? { keyFile: opts.keyFile, create: true } : {}) });
   const log: TestLog = {
     server,
     dir,

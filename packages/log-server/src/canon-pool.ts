@@ -5,7 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import { HttpError } from './errors.js';
 import { prepareBatch, type PackedLeaves, type PrepError } from './canon.js';
-import type { Leaf } from './storage.js';
+import type { Leaf } from './log-storage.js';
 
 /** Bodies below this size are prepared inline: the worker round trip would cost more than it saves. */
 export const INLINE_BODY_BYTES = 64 * 1024;

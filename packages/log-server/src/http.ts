@@ -16,7 +16,7 @@ import type { Sequencer } from './sequencer.js';
 import { sha256 } from './sha.js';
 import { canonicalEntrySized, parseJsonBody } from './canon.js';
 import { asHttp, type CanonPool } from './canon-pool.js';
-import type { Leaf, LogStore } from './storage.js';
+import type { Leaf, LogStorage } from './log-storage.js';
 import { InclusionBodies, inclusionBody } from './proofbody.js';
 
 export const MAX_BODY_BYTES = 16 * 1024 * 1024;
@@ -27,7 +27,7 @@ const IMMUTABLE = 'public, max-age=31536000, immutable';
 const MUTABLE = 'no-cache';
 
 export interface ApiContext {
-  store: LogStore;
+  store: LogStorage;
   sequencer: Sequencer;
   metrics: LogMetrics;
   logger: Logger;

@@ -1,7 +1,8 @@
-export { startLogServer, parseListen, readSubmitTokens, type LogServer, type LogServerOptions } from './server.js';
-export { LogStore, type Leaf, type SignedTree, type AppendResult, type StoreOptions, type Prepared } from './storage.js';
+export { startLogServer, parseListen, readSubmitTokens, isLoopback, type LogServer, type LogServerOptions } from './server.js';
+export { LogStore, type StoreOptions } from './storage.js';
+export type { Leaf, SignedTree, AppendResult, Prepared, LogStorage, LogReads, LogWrites, LeafTile } from './log-storage.js';
 export { Sequencer, type SequencerOptions, type Sequenced, type CommitInfo } from './sequencer.js';
-export { loadLogKey, type LogKey } from './keys.js';
+export { loadLogKey, generateLogKey, writeLogKey, parseLogKey, type LogKey, type NewLogKey } from './keys.js';
 export { toLeaf, MAX_BODY_BYTES, MAX_GET_ENTRIES } from './http.js';
 export { MAX_ENTRY_BYTES, MAX_BATCH_ENTRIES, prepareBatch, type PackedLeaves } from './canon.js';
 export { CanonPool, unpack } from './canon-pool.js';
@@ -10,3 +11,4 @@ export { HttpError, LogStateError, UnavailableError } from './errors.js';
 export { jsonLogger, silentLogger, type Logger } from './logger.js';
 export { nodeHasher, sha256 } from './sha.js';
 export type { Witnessing, WitnessingContext } from './witness-hook.js';
+export { auditStore, type StoreAuditReport, type StoreAuditOptions } from './store-audit.js';

@@ -37,6 +37,29 @@ function writeFileDurably(path: string, data: string, mode: number): void {
   renameSync(tmp, path);
 }
 
+/** A key generated in memory: nothing is written until `writeLogKey`, so a start that fails leaves no key behind. */
+export interface NewLogKey {
+  privateKey: string;
+  vkey: string;
+}
+
+/** Generates a log key named `origin` (default localhost/trailmark). Throws LogStateError('key-name') on a bad name. */
+export function generateLogKey(origin = 'localhost/trailmark'): NewLogKey {
+  try {
+    return generateKey(origin, KEY_TYPE_ED25519);
+  } catch (e) {
+    throw new LogStateError('key-name', `cannot create a log key named ${JSON.stringify(origin)}: ${(e as Error).message}`);
+  }
+}
+
+/** Writes a generated key to `keyFile` (0600) and its vkey to `keyFile.pub` (0644), each fsynced. Returns the paths it created. */
+export function writeLogKey(keyFile: string, k: NewLogKey): string[] {
+  mkdirSync(dirname(keyFile), { recursive: true });
+  writeFileDurably(keyFile, k.privateKey + '\n', 0o600);
+  writeFileDurably(keyFile + '.pub', k.vkey + '\n', 0o644);
+  return [keyFile, keyFile + '.pub'];
+}
+
 /**
  * Loads the log key from `keyFile`, creating it (and keyFile.pub) named `origin` when `create` is set and the
  * file does not exist. Precondition: none; throws LogStateError naming what did not match.
@@ -44,16 +67,7 @@ function writeFileDurably(path: string, data: string, mode: number): void {
 export function loadLogKey(keyFile: string, opts: { origin?: string; create: boolean }): LogKey {
   if (!existsSync(keyFile)) {
     if (!opts.create) throw new LogStateError('key-missing', `log key file ${keyFile} does not exist`);
-    const name = opts.origin ?? 'localhost/trailmark';
-    let generated: { privateKey: string; vkey: string };
-    try {
-      generated = generateKey(name, KEY_TYPE_ED25519);
-    } catch (e) {
-      throw new LogStateError('key-name', `cannot create a log key named ${JSON.stringify(name)}: ${(e as Error).message}`);
-    }
-    mkdirSync(dirname(keyFile), { recursive: true });
-    writeFileDurably(keyFile, generated.privateKey + '\n', 0o600);
-    writeFileDurably(keyFile + '.pub', generated.vkey + '\n', 0o644);
+    writeLogKey(keyFile, generateLogKey(opts.origin));
   }
   let text: string;
   try {
@@ -61,15 +75,20 @@ export function loadLogKey(keyFile: string, opts: { origin?: string; create: boo
   } catch (e) {
     throw new LogStateError('key-read', `cannot read log key ${keyFile}: ${(e as Error).message}`);
   }
+  return parseLogKey(text, keyFile, opts.origin);
+}
+
+/** The signing key in a key file's text; `where` names it in errors. Throws LogStateError. */
+export function parseLogKey(text: string, where: string, origin?: string): LogKey {
   let slow: NoteSigner;
   try {
     slow = parsePrivateKey(text);
   } catch (e) {
-    throw new LogStateError('key-format', `log key ${keyFile}: ${(e as Error).message}`);
+    throw new LogStateError('key-format', `log key ${where}: ${(e as Error).message}`);
   }
-  if (slow.type !== KEY_TYPE_ED25519) throw new LogStateError('key-type', `log key ${keyFile} is not an Ed25519 (type 0x01) note key`);
-  if (opts.origin !== undefined && opts.origin !== slow.name) {
-    throw new LogStateError('origin-mismatch', `--origin ${JSON.stringify(opts.origin)} differs from the name of log key ${keyFile} (${JSON.stringify(slow.name)}); the origin is always the key's name`);
+  if (slow.type !== KEY_TYPE_ED25519) throw new LogStateError('key-type', `log key ${where} is not an Ed25519 (type 0x01) note key`);
+  if (origin !== undefined && origin !== slow.name) {
+    throw new LogStateError('origin-mismatch', `--origin ${JSON.stringify(origin)} differs from the name of log key ${where} (${JSON.stringify(slow.name)}); the origin is always the key's name`);
   }
   return { signer: fastSigner(text, slow), vkey: vkeyOf(slow), origin: slow.name };
 }

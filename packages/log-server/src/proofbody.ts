@@ -4,7 +4,7 @@
  * tile) and reused; the leaf hash and the 8 siblings inside the tile are encoded straight from the tile.
  * Keys carry the size, so clients asking at different checkpoints (sizes) do not evict each other's paths.
  */
-import type { LogStore } from './storage.js';
+import type { LogReads } from './log-storage.js';
 import { Lru, TILE_W } from './tilecache.js';
 
 /** Proof elements that lie inside a leaf's own level-0 tile (one per tile level). */
@@ -27,7 +27,7 @@ export class InclusionBodies {
 
   /** `paths`: how many (size, tile) upper paths to keep (~50 bytes per proof element each). */
   constructor(
-    private readonly store: LogStore,
+    private readonly store: LogReads,
     paths = 8192,
   ) {
     this.above = new Lru(paths);

@@ -1,10 +1,10 @@
 /**
  * Group commit. Submissions queue up (bounded, so overload becomes a 503 instead of memory growth); one loop
- * takes everything queued (up to a cap), hands it to LogStore.append as one atomic sync batch with one newly
+ * takes everything queued (up to a cap), hands it to the store (LogWrites: prepare, then commit) as one atomic sync batch with one newly
  * signed checkpoint, then answers every waiter. Only one append is ever in flight.
  */
 import { UnavailableError } from './errors.js';
-import type { AppendResult, Leaf, LogStore, Prepared, SignedTree } from './storage.js';
+import type { AppendResult, Leaf, LogWrites, Prepared, SignedTree } from './log-storage.js';
 
 export interface SequencerOptions {
   /** Most entries waiting (queued, not yet in a batch) before submissions are refused with 503. */
@@ -49,7 +49,7 @@ export class Sequencer {
   readonly maxBatch: number;
 
   constructor(
-    readonly store: LogStore,
+    readonly store: LogWrites,
     private readonly opts: SequencerOptions = {},
   ) {
     this.maxQueued = opts.maxQueuedEntries ?? 200_000;

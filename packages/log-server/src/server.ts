@@ -1,18 +1,19 @@
 /** startLogServer: the log as a library call (the CLI's `trailmark serve` is a thin wrapper). */
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
 import { HttpError, LogStateError } from './errors.js';
 import { readRoutes, writeApp, type ApiContext } from './http.js';
-import { loadLogKey } from './keys.js';
+import { generateLogKey, parseLogKey, writeLogKey, type LogKey } from './keys.js';
 import { silentLogger, type Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { Sequencer } from './sequencer.js';
 import { CanonPool } from './canon-pool.js';
 import { LogStore } from './storage.js';
 import type { Witnessing } from './witness-hook.js';
-import { createWitnessing } from './witnessing.js';
+import { createWitnessing, loadWitnessPolicy } from './witnessing.js';
 
 export interface LogServerOptions {
   /** Data directory: the LevelDB lives in DIR/db; the key defaults to DIR/log.key. */
@@ -21,6 +22,11 @@ export interface LogServerOptions {
   keyFile?: string;
   /** Key name for a newly created key; when given it must equal the key's name. */
   origin?: string;
+  /**
+   * Create a new log for an existing key file on a data directory that holds no log (`serve --create`).
+   * Without it that start is refused: it would publish a second history under the same key.
+   */
+  create?: boolean;
   /** HOST:PORT, default 127.0.0.1:0 (an ephemeral port). */
   listen?: string;
   /** Bearer tokens accepted by the write API; undefined or empty = writes are open. */
@@ -73,20 +79,145 @@ export function parseListen(listen: string): { host: string; port: number } {
   return { host: m[1] ?? m[2], port };
 }
 
+/** Whether `host` only ever reaches this machine. */
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost' || host === '::1') return true;
+  return isIP(host) === 4 && host.startsWith('127.');
+}
+
 /**
- * Opens (or creates) the log in opts.dataDir and serves it. Precondition: no other process uses the data
- * directory. Rejects with LogStateError when the store does not match its signed checkpoint or key.
+ * The process holding LevelDB's lock on `lockFile`, if any (Linux: /proc/locks lists POSIX locks by device
+ * and inode). Checked before opening: LevelDB rotates its LOG file before it finds the lock taken, so a
+ * refused start would otherwise still change the directory.
+ */
+function lockHolder(lockFile: string): number | undefined {
+  let st;
+  let locks: string;
+  try {
+    st = statSync(lockFile);
+    locks = readFileSync('/proc/locks', 'utf8');
+  } catch {
+    return undefined;
+  }
+  // the kernel prints MAJOR:MINOR:INODE, major and minor in hex
+  const major = Math.floor(st.dev / 256) & 0xfff;
+  const minor = (st.dev & 0xff) | (Math.floor(st.dev / 4096) & 0xfff00);
+  for (const line of locks.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    const id = f.find((x) => /^[0-9a-f]+:[0-9a-f]+:[0-9]+$/.test(x));
+    if (!id) continue;
+    const [ma, mi, ino] = id.split(':');
+    if (parseInt(ma, 16) === major && parseInt(mi, 16) === minor && Number(ino) === st.ino) return Number(f[4]) || -1;
+  }
+  return undefined;
+}
+
+/** What a start created on disk, removed again when the start fails so that it leaves nothing behind. */
+class Created {
+  private readonly paths: string[] = [];
+  /** Creates `dir` and the missing directories above it, remembering the topmost one made. */
+  mkdir(dir: string): void {
+    let top = resolve(dir);
+    if (existsSync(top)) return;
+    while (!existsSync(dirname(top))) top = dirname(top);
+    mkdirSync(dir, { recursive: true });
+    this.paths.push(top);
+  }
+  add(paths: string[]): void {
+    this.paths.push(...paths);
+  }
+  undo(): void {
+    for (const p of this.paths.reverse()) rmSync(p, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Opens (or creates) the log in opts.dataDir and serves it. Everything that can be checked is checked and the
+ * port is bound before anything is created on disk; a start that fails removes what it created, so it leaves
+ * the data directory and key files as they were (contract section 3). Rejects with LogStateError naming why.
  */
 export async function startLogServer(opts: LogServerOptions): Promise<LogServer> {
   const logger = opts.logger ?? silentLogger;
   const { host, port } = parseListen(opts.listen ?? '127.0.0.1:0');
-  try {
-    mkdirSync(opts.dataDir, { recursive: true });
-  } catch (e) {
-    throw new LogStateError('data-dir', `cannot create data directory ${opts.dataDir}: ${(e as Error).message}`);
+  const keyFile = opts.keyFile ?? join(opts.dataDir, 'log.key');
+  const dbDir = join(opts.dataDir, 'db');
+
+  // the key: an existing one is read; a new one stays in memory until everything else has worked
+  const keyExists = existsSync(keyFile);
+  let newKey: ReturnType<typeof generateLogKey> | undefined;
+  let key: LogKey;
+  if (keyExists) {
+    let text: string;
+    try {
+      text = readFileSync(keyFile, 'utf8');
+    } catch (e) {
+      throw new LogStateError('key-read', `cannot read log key ${keyFile}: ${(e as Error).message}`);
+    }
+    key = parseLogKey(text, keyFile, opts.origin);
+  } else {
+    newKey = generateLogKey(opts.origin);
+    key = parseLogKey(newKey.privateKey, keyFile, opts.origin);
   }
-  const key = loadLogKey(opts.keyFile ?? join(opts.dataDir, 'log.key'), { origin: opts.origin, create: opts.keyFile === undefined });
-  const store = await LogStore.open(join(opts.dataDir, 'db'), key, { logger, tileCacheTiles: opts.tileCacheTiles, upperCacheTiles: opts.upperCacheTiles });
+
+  const hasLog = existsSync(join(dbDir, 'CURRENT'));
+  if (!hasLog && keyExists && !opts.create) {
+    throw new LogStateError(
+      'no-log',
+      `the data directory ${opts.dataDir} holds no log, but the key ${keyFile} already exists: serving that key on a new directory would publish a second history under the same key (is the --data path mistyped?). To start a new log for this key, pass --create`,
+    );
+  }
+  if (hasLog && !keyExists) {
+    throw new LogStateError('key-missing', `the data directory ${opts.dataDir} holds a log, but its key ${keyFile} does not exist; pass the log's key with --key`);
+  }
+  if (hasLog) {
+    const holder = lockHolder(join(dbDir, 'LOCK'));
+    if (holder !== undefined) throw new LogStateError('locked', `the log database in ${dbDir} is in use by another process${holder > 0 ? ` (pid ${holder})` : ''}`);
+  }
+  if (opts.policyFile !== undefined) await loadWitnessPolicy(opts.policyFile, key.origin, key.vkey);
+  if (!isLoopback(host) && !(opts.submitTokens && opts.submitTokens.length > 0)) {
+    logger.warn('the write API is open: the log listens beyond loopback without submit tokens, so anyone who reaches it can append entries; pass --submit-tokens', { listen: `${host}:${port}` });
+  }
+
+  // the port next: a port in use must fail before anything exists on disk; until the log is open it answers 503
+  let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => {
+    res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', 'cache-control': 'no-store' });
+    res.end('{"error":"the log is starting"}');
+  };
+  const server: Server = createServer((req, res) => handler(req, res));
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 70_000;
+  server.requestTimeout = 120_000;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (e) {
+    throw new LogStateError('listen', `cannot listen on ${host}:${port}: ${(e as Error).message}`);
+  }
+
+  const created = new Created();
+  let store: LogStore;
+  try {
+    created.mkdir(opts.dataDir);
+    if (newKey) created.add(writeLogKey(keyFile, newKey));
+    if (!existsSync(dbDir)) created.add([dbDir]);
+    store = await LogStore.open(dbDir, key, { logger, tileCacheTiles: opts.tileCacheTiles, upperCacheTiles: opts.upperCacheTiles });
+  } catch (e) {
+    server.close();
+    created.undo();
+    if (e instanceof LogStateError) throw e;
+    throw new LogStateError('data-dir', `cannot create the log in ${opts.dataDir}: ${(e as Error).message}`);
+  }
+  const fail = async (e: unknown): Promise<never> => {
+    server.close();
+    await store.close();
+    created.undo();
+    throw e;
+  };
 
   let witnessing: Witnessing | undefined;
   let closing = false;
@@ -120,8 +251,7 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
       });
     }
   } catch (e) {
-    await store.close();
-    throw e;
+    await fail(e);
   }
 
   const tokenHashes = opts.submitTokens && opts.submitTokens.length > 0 ? opts.submitTokens.map((t) => createHash('sha256').update(t).digest()) : undefined;
@@ -142,26 +272,9 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
   };
   const reads = readRoutes(ctx);
   const app = writeApp(ctx);
-  const server: Server = createServer((req, res) => {
+  handler = (req, res) => {
     if (!reads(req, res)) app(req, res);
-  });
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 70_000;
-  server.requestTimeout = 120_000;
-
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-  } catch (e) {
-    await witnessing?.close();
-    await store.close();
-    throw new LogStateError('listen', `cannot listen on ${host}:${port}: ${(e as Error).message}`);
-  }
+  };
   const addr = server.address();
   const boundPort = typeof addr === 'object' && addr ? addr.port : port;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;

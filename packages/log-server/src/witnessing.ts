@@ -68,22 +68,31 @@ const STATE_FILE = 'witnessed-checkpoint';
  * Rejects with LogStateError('policy') when the policy is malformed or does not accept this log.
  */
 export async function createWitnessing(ctx: WitnessingContext, opts: WitnessingOptions = {}): Promise<Witnessing> {
-  let policy: Policy;
-  try {
-    policy = parsePolicy(await readFile(ctx.policyFile));
-  } catch (e) {
-    throw new LogStateError('policy', `policy file ${ctx.policyFile}: ${(e as Error).message}`);
-  }
-  const logVerifier = parseVkey(ctx.vkey);
-  if (!policyHasLog(policy, logVerifier)) throw new LogStateError('policy', `policy file ${ctx.policyFile} does not list this log's key (${ctx.origin})`);
-  const reachable = new Set([...policy.witnesses.values()].filter((w) => w.url).map((w) => w.name));
-  if (!evaluateQuorum(policy, reachable)) {
-    // without URLs the log cannot ask enough witnesses, and /checkpoint would never be served
-    throw new LogStateError('policy', `policy file ${ctx.policyFile}: the witnesses with URLs (${[...reachable].join(', ') || 'none'}) cannot meet quorum ${policy.quorum}`);
-  }
+  const { policy, logVerifier } = await loadWitnessPolicy(ctx.policyFile, ctx.origin, ctx.vkey);
   const w = new LogWitnessing(ctx, policy, logVerifier, opts);
   await w.init();
   return w;
+}
+
+/**
+ * Reads and checks a policy file for this log without starting anything (the server checks it before it
+ * creates or opens anything). Rejects with LogStateError('policy').
+ */
+export async function loadWitnessPolicy(policyFile: string, origin: string, vkey: string): Promise<{ policy: Policy; logVerifier: NoteVerifier }> {
+  let policy: Policy;
+  try {
+    policy = parsePolicy(await readFile(policyFile));
+  } catch (e) {
+    throw new LogStateError('policy', `policy file ${policyFile}: ${(e as Error).message}`);
+  }
+  const logVerifier = parseVkey(vkey);
+  if (!policyHasLog(policy, logVerifier)) throw new LogStateError('policy', `policy file ${policyFile} does not list this log's key (${origin})`);
+  const reachable = new Set([...policy.witnesses.values()].filter((w) => w.url).map((w) => w.name));
+  if (!evaluateQuorum(policy, reachable)) {
+    // without URLs the log cannot ask enough witnesses, and /checkpoint would never be served
+    throw new LogStateError('policy', `policy file ${policyFile}: the witnesses with URLs (${[...reachable].join(', ') || 'none'}) cannot meet quorum ${policy.quorum}`);
+  }
+  return { policy, logVerifier };
 }
 
 class LogWitnessing implements Witnessing {

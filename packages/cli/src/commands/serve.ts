@@ -6,6 +6,7 @@ import { usage } from '../exit.js';
 interface ServeOptions {
   data: string;
   key?: string;
+  create?: boolean;
   origin?: string;
   listen: string;
   policy?: string;
@@ -21,7 +22,8 @@ export function registerServe(program: Command): void {
     .command('serve')
     .description('serve a transparency log (LevelDB storage, signed checkpoints, tiles, RFC 6962 API)')
     .option('--data <dir>', 'data directory', './trailmark-data')
-    .option('--key <file>', 'log private key (default DIR/log.key, created on first start)')
+    .option('--key <file>', 'log private key (default DIR/log.key); created with a new log when it does not exist')
+    .option('--create', 'start a new log for an existing key on a data directory that holds no log (refused without it: a second history under one key)')
     .option('--origin <name>', 'log origin = key name, for a newly created key (default localhost/trailmark)')
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8080')
     .option('--policy <file>', 'tlog-policy file: witnesses to cosign checkpoints, and the quorum')
@@ -35,6 +37,7 @@ export function registerServe(program: Command): void {
           server = await startLogServer({
             dataDir: opts.data,
             keyFile: opts.key,
+            create: Boolean(opts.create),
             origin: opts.origin,
             listen: opts.listen,
             submitTokens,
