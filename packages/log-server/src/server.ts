@@ -10,6 +10,7 @@ import { silentLogger, type Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { Sequencer } from './sequencer.js';
 import { CanonPool } from './canon-pool.js';
+import { BodyBudget, capConnections, defaultMaxConnections } from './limits.js';
 import { LogStore } from './storage.js';
 import type { Witnessing } from './witness-hook.js';
 import { createWitnessing } from './witnessing.js';
@@ -38,6 +39,10 @@ export interface LogServerOptions {
   upperCacheTiles?: number;
   /** Worker threads preparing large add-entries bodies (default 1; 0 = on the main thread). */
   canonWorkers?: number;
+  /** Most open connections (default: from the open-file limit, see limits.ts). */
+  maxConnections?: number;
+  /** Request-body memory all requests together may hold (default 64 MiB). */
+  bodyBudgetBytes?: number;
 }
 
 export interface LogServer {
@@ -91,7 +96,8 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
   let witnessing: Witnessing | undefined;
   let closing = false;
   let sequencer!: Sequencer;
-  const metrics = createMetrics(() => sequencer.depth, () => store.size);
+  const bodies = new BodyBudget(opts.bodyBudgetBytes);
+  const metrics = createMetrics(() => sequencer.depth, () => store.size, () => bodies.used);
   sequencer = new Sequencer(store, {
     maxQueuedEntries: opts.maxQueuedEntries,
     maxBatchEntries: opts.maxBatchEntries,
@@ -129,6 +135,7 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
   const ctx: ApiContext = {
     store,
     canon,
+    bodies,
     sequencer,
     metrics,
     logger,
@@ -142,12 +149,14 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
   };
   const reads = readRoutes(ctx);
   const app = writeApp(ctx);
-  const server: Server = createServer((req, res) => {
+  // slow and silent clients: headers within 10 s, the whole request within 60 s, no 20 s without a byte
+  // either way, checked every second (node's default is every 30 s)
+  const server: Server = createServer({ connectionsCheckingInterval: 1000, headersTimeout: 10_000, requestTimeout: 60_000 }, (req, res) => {
     if (!reads(req, res)) app(req, res);
   });
   server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 70_000;
-  server.requestTimeout = 120_000;
+  server.setTimeout(20_000);
+  capConnections(server, opts.maxConnections ?? defaultMaxConnections(), (reason) => metrics.connectionsClosed.inc({ reason }));
 
   try {
     await new Promise<void>((resolve, reject) => {
