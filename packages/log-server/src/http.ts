@@ -50,9 +50,13 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   res.end(data);
 }
 
-/** A 200 JSON answer whose body is already serialized; the header list avoids per-request object handling. */
+/** Read answers may be read by any web page: the log is public, and pages verify it themselves. */
+const ACAO = 'access-control-allow-origin';
+const CORS = { [ACAO]: '*' };
+
+/** A 200 JSON read answer whose body is already serialized; the header list avoids per-request object handling. */
 function sendRaw(res: ServerResponse, data: string): void {
-  res.writeHead(200, ['content-type', 'application/json', 'content-length', String(Buffer.byteLength(data)), 'cache-control', MUTABLE]);
+  res.writeHead(200, ['content-type', 'application/json', 'content-length', String(Buffer.byteLength(data)), 'cache-control', MUTABLE, ACAO, '*']);
   res.end(data);
 }
 
@@ -213,9 +217,9 @@ async function readEntry(req: IncomingMessage, res: ServerResponse, budget: Body
   }
 }
 
-/** Read answers may be read by any web page: the log is public, and pages verify it themselves. */
+/** The answer to a CORS preflight for a read endpoint. */
 const CORS_PREFLIGHT = {
-  'access-control-allow-origin': '*',
+  ...CORS,
   'access-control-allow-methods': 'GET, HEAD',
   'access-control-max-age': '86400',
   'cache-control': 'public, max-age=86400',
@@ -230,18 +234,23 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
     '/checkpoint': (_q, res) => {
       const cp = ctx.checkpoint();
       if (cp === undefined) throw new HttpError(503, 'no checkpoint meets the witness quorum yet', { 'Retry-After': '1' });
-      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(cp), 'cache-control': MUTABLE });
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(cp), 'cache-control': MUTABLE, ...CORS });
       res.end(cp);
     },
     '/v1/get-sth': (_q, res) => {
       const t = store.tree;
-      sendJson(res, 200, {
-        tree_size: t.size,
-        timestamp: t.timestamp,
-        sha256_root_hash: b64(t.root),
-        tree_head_signature: b64(t.sthSignature),
-        checkpoint: t.checkpoint,
-      });
+      sendJson(
+        res,
+        200,
+        {
+          tree_size: t.size,
+          timestamp: t.timestamp,
+          sha256_root_hash: b64(t.root),
+          tree_head_signature: b64(t.sthSignature),
+          checkpoint: t.checkpoint,
+        },
+        CORS,
+      );
     },
     '/v1/get-sth-consistency': async (q, res) => {
       const p = new URLSearchParams(q);
@@ -249,7 +258,7 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
       const first = u64Param(p, 'first');
       if (first > BigInt(second)) throw new HttpError(400, `first ${first} is greater than second ${second}`);
       const proof = await store.consistencyProof(Number(first), second);
-      sendJson(res, 200, { consistency: proof.map(b64) });
+      sendJson(res, 200, { consistency: proof.map(b64) }, CORS);
     },
     '/v1/get-proof-by-hash': async (q, res) => {
       const p = new URLSearchParams(q);
@@ -259,7 +268,7 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
       if (idx === undefined) throw new HttpError(404, 'no entry with this leaf hash');
       if (idx >= size) throw new HttpError(404, `the entry with this leaf hash is at index ${idx}, not in the tree of size ${size}`);
       const proof = await store.inclusionProof(idx, size);
-      sendJson(res, 200, { leaf_index: idx, audit_path: proof.map(b64) });
+      sendJson(res, 200, { leaf_index: idx, audit_path: proof.map(b64) }, CORS);
     },
     '/v1/get-proof-by-index': (q, res) => {
       // the hottest read: answered in this tick when its tiles are in memory (markedly cheaper than after an await)
@@ -281,7 +290,7 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
       const s = Number(start);
       const e = Math.min(Number(end > BigInt(size) ? BigInt(size) : end) + 1, size, s + MAX_GET_ENTRIES);
       const data = await store.entries(s, e);
-      sendJson(res, 200, { entries: data.map((d, i) => ({ leaf_index: s + i, leaf_input: b64(d) })) });
+      sendJson(res, 200, { entries: data.map((d, i) => ({ leaf_index: s + i, leaf_input: b64(d) })) }, CORS);
     },
     '/v1/get-entry-and-proof': async (q, res) => {
       const p = new URLSearchParams(q);
@@ -289,7 +298,7 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
       const idx = indexParam(p, 'leaf_index', size);
       const [entry] = await store.entries(idx, idx + 1);
       const proof = await store.inclusionProof(idx, size);
-      sendJson(res, 200, { leaf_input: b64(entry), audit_path: proof.map(b64) });
+      sendJson(res, 200, { leaf_input: b64(entry), audit_path: proof.map(b64) }, CORS);
     },
     '/v1/get-tlog-proof': async (q, res) => {
       const p = new URLSearchParams(q);
@@ -299,7 +308,7 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
       const idx = indexParam(p, 'leaf_index', size);
       const proof = await store.inclusionProof(idx, size);
       const text = formatTlogProof({ index: BigInt(idx), proof, checkpoint: cp });
-      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': MUTABLE });
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': MUTABLE, ...CORS });
       res.end(text);
     },
   };
@@ -319,6 +328,7 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
       'content-type': 'application/octet-stream',
       'content-length': data.length,
       'cache-control': ref.width === 256 ? IMMUTABLE : MUTABLE,
+      ...CORS,
     });
     res.end(data);
   };
@@ -400,14 +410,16 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
       res.end();
       return true;
     }
-    res.setHeader('access-control-allow-origin', '*');
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       count(route, 405);
-      sendJson(res, 405, { error: `${req.method} is not allowed on ${path}; use GET` }, { allow: 'GET, HEAD, OPTIONS' });
+      sendJson(res, 405, { error: `${req.method} is not allowed on ${path}; use GET` }, { allow: 'GET, HEAD, OPTIONS', ...CORS });
       return true;
     }
     const done = () => count(route, 200);
-    const fail = (e: unknown) => count(route, sendError(res, e, ctx.logger));
+    const fail = (e: unknown) => {
+      if (!res.headersSent) res.setHeader(ACAO, '*');
+      count(route, sendError(res, e, ctx.logger));
+    };
     try {
       const r = isTile ? tile(path, res) : handler!(q < 0 ? '' : url.slice(q + 1), res);
       if (r instanceof Promise) r.then(done, fail);

@@ -69,6 +69,15 @@ function repeated(head: string, unit: string, n: number, tail: string): Buffer {
   return b;
 }
 
+/** Resolves once `done()` holds; rejects after `ms`, naming `what`. Polls every 50 ms. */
+async function until(done: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** Opens `n` sockets that send nothing; resolves once each is connected or closed. */
 async function idleSockets(url: string, n: number, keep: Socket[]): Promise<void> {
   await Promise.all(
@@ -86,7 +95,10 @@ async function idleSockets(url: string, n: number, keep: Socket[]): Promise<void
   );
 }
 
-/** `n` uploads that declare 16 MB, send 15 MB and stall; resolves with the status lines answered so far. */
+/**
+ * `n` uploads that declare 16 MB, send 15 MB and stall; resolves once all is sent, with the status lines
+ * answered so far (the array keeps filling as answers arrive).
+ */
 async function stalledUploads(url: string, n: number, keep: Socket[]): Promise<string[]> {
   const fifteen = Buffer.alloc(15_000_000, 0x20);
   const answers: string[] = [];
@@ -191,6 +203,15 @@ describe('log server under hostile load (npm start heap flags, 512 open files)',
     rmSync(dir, { recursive: true, force: true });
   });
 
+  /**
+   * Waits until the server has taken all `n` idle sockets (it closes those beyond its cap of 128), then a
+   * second more, after which the silent ones may be closed to make room.
+   */
+  async function serverHasSeen(n: number): Promise<void> {
+    await until(() => sockets.filter((s) => s.destroyed || s.readyState === 'closed').length >= n - 128, 30_000, 'the server to refuse the sockets beyond its cap');
+    await new Promise((r) => setTimeout(r, 1200));
+  }
+
   /** The log is alive and works: a write, read back, and /healthz. */
   async function stillWorks(url: string): Promise<void> {
     expect(exited, server!.stderr()).to.equal(null);
@@ -219,7 +240,7 @@ describe('log server under hostile load (npm start heap flags, 512 open files)',
   it('idle sockets beyond the open-file limit: storage keeps its files, honest clients still connect', async () => {
     const { url } = server!;
     await idleSockets(url, 600, sockets);
-    await new Promise((r) => setTimeout(r, 1200));
+    await serverHasSeen(600);
     const honest = honestClients(url);
     await new Promise((r) => setTimeout(r, 1500));
     const { failures, done } = await honest.stop();
@@ -234,7 +255,7 @@ describe('log server under hostile load (npm start heap flags, 512 open files)',
     const { url, proc } = server!;
     const honest = honestClients(url);
     const answers = await stalledUploads(url, 30, sockets);
-    await new Promise((r) => setTimeout(r, 1000));
+    await until(() => answers.length >= 29, 30_000, 'answers to the uploads beyond the budget');
     const { failures } = await honest.stop();
     const rss = peakRss(proc.pid!);
     // without a bound, the stalled uploads alone held 450 MB
@@ -247,10 +268,10 @@ describe('log server under hostile load (npm start heap flags, 512 open files)',
   it('all of it at once: no honest request fails, the log stays up, memory stays bounded', async () => {
     const { url, proc } = server!;
     await idleSockets(url, 600, sockets);
-    await new Promise((r) => setTimeout(r, 1200));
+    await serverHasSeen(600);
     const honest = honestClients(url);
     const [{ got, want }, answers] = await Promise.all([hostileBodies(url), stalledUploads(url, 30, sockets)]);
-    await new Promise((r) => setTimeout(r, 1000));
+    await until(() => answers.length >= 29, 30_000, 'answers to the uploads beyond the budget');
     const { failures, done } = await honest.stop();
     expect(got).to.deep.equal(want);
     expect(answers.filter((a) => a.startsWith('HTTP/1.1 503')).length).to.be.greaterThan(20);
@@ -258,6 +279,7 @@ describe('log server under hostile load (npm start heap flags, 512 open files)',
     expect(done).to.be.greaterThan(10);
     const rss = peakRss(proc.pid!);
     expect(rss, `peak RSS ${rss}`).to.be.lessThan(320 * 1024 * 1024);
+    if (process.env.TRAILMARK_TEST_VERBOSE) console.log(`peak RSS ${(rss / 2 ** 20).toFixed(0)} MiB, ${done} honest requests answered`);
     await stillWorks(url);
   });
 });
