@@ -4,13 +4,11 @@
  */
 import { Worker } from 'node:worker_threads';
 import { HttpError } from './errors.js';
-import { prepareBatch, type PackedLeaves, type PrepError } from './canon.js';
+import { preparers, type BodyKind, type PackedLeaves, type PrepError } from './canon.js';
 import type { Leaf } from './log-storage.js';
 
 /** Bodies below this size are prepared inline: the worker round trip would cost more than it saves. */
 export const INLINE_BODY_BYTES = 64 * 1024;
-/** Bodies above this size are prepared inline too: the worker's heap is kept small, and they are rare. */
-export const WORKER_MAX_BODY_BYTES = 4 * 1024 * 1024;
 
 interface Waiter {
   resolve(p: PackedLeaves): void;
@@ -78,11 +76,15 @@ export class CanonPool {
     return w;
   }
 
-  /** Parses and canonicalizes an add-entries body into leaves. Rejects with HttpError (4xx) for client mistakes. */
-  async prepare(body: Buffer): Promise<Leaf[]> {
-    if (this.slots.length === 0 || this.closed || body.length < INLINE_BODY_BYTES || body.length > WORKER_MAX_BODY_BYTES) {
+  /**
+   * Parses and canonicalizes a body of many entries into leaves. Rejects with HttpError (4xx) for client
+   * mistakes. Bodies of any size may go to the worker: preparation parses one element at a time, so its heap
+   * holds one element's objects, and the packed result lives outside the heap.
+   */
+  async prepare(body: Buffer, kind: BodyKind = 'batch'): Promise<Leaf[]> {
+    if (this.slots.length === 0 || this.closed || body.length < INLINE_BODY_BYTES) {
       try {
-        return unpack(prepareBatch(body));
+        return unpack(preparers[kind](body));
       } catch (e) {
         throw asHttp(e);
       }
@@ -96,7 +98,7 @@ export class CanonPool {
     const msg = own ? body : Buffer.from(body);
     return new Promise<PackedLeaves>((resolve, reject) => {
       slot.waiting.set(id, { resolve, reject });
-      worker.postMessage({ id, body: msg }, [msg.buffer as ArrayBuffer]);
+      worker.postMessage({ id, body: msg, kind }, [msg.buffer as ArrayBuffer]);
     }).then(unpack);
   }
 

@@ -1,10 +1,10 @@
-/** Worker thread: prepares add-entries bodies (see canon.ts). Messages: {id, body} → {id, ok, ...}. */
+/** Worker thread: prepares add-entries bodies (see canon.ts). Messages: {id, body, kind} → {id, ok, ...}. */
 import { parentPort } from 'node:worker_threads';
-import { prepareBatch, type PrepError } from './canon.js';
+import { preparers, type BodyKind, type PrepError } from './canon.js';
 
-parentPort!.on('message', (m: { id: number; body: Uint8Array }) => {
+parentPort!.on('message', (m: { id: number; body: Uint8Array; kind: BodyKind }) => {
   try {
-    const p = prepareBatch(m.body);
+    const p = preparers[m.kind](m.body);
     parentPort!.postMessage({ id: m.id, ok: true, data: p.data, offsets: p.offsets, hashes: p.hashes }, [p.data.buffer as ArrayBuffer, p.offsets.buffer as ArrayBuffer, p.hashes.buffer as ArrayBuffer]);
   } catch (e) {
     const err = e as PrepError;

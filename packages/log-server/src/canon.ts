@@ -5,7 +5,9 @@
  * the worker would cost more than it saves.
  */
 import { canonicalJsonString, TlogError } from '@trailmark/tlog';
+import { isUtf8 } from 'node:buffer';
 import { sha256 } from './sha.js';
+import { scanContainer, skipWs, type ScanLimits } from './jsonscan.js';
 
 export const MAX_ENTRY_BYTES = 65_535;
 export const MAX_BATCH_ENTRIES = 10_000;
@@ -22,8 +24,6 @@ export interface PackedLeaves {
   offsets: Uint32Array;
   hashes: Uint8Array;
 }
-
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
 function kindOf(v: unknown): string {
   return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'a JSON object' : `a ${typeof v}`;
@@ -49,51 +49,153 @@ export function canonicalEntrySized(value: unknown, what: string): { text: strin
   return { text, len };
 }
 
-/** Parses a request body as UTF-8 JSON. Precondition: none; throws PrepError (400) for every client mistake. */
-export function parseJsonBody(body: Uint8Array): unknown {
+/** An add-entries body (and a Kubernetes EventList) may be at most this large, raw and in canonical form. */
+export const MAX_BATCH_BODY_BYTES = 16 * 1024 * 1024;
+/**
+ * An add-entry body may be at most this large: its canonical form is at most 65,535 bytes, and whitespace and
+ * escapes (`\u0041` for `A`) rarely make the raw text more than a few times that.
+ */
+export const MAX_ENTRY_BODY_BYTES = 1024 * 1024;
+/**
+ * A body this small is parsed whole without a scan: it holds at most one value per two bytes, so parsing it
+ * costs at most a few MB of heap however it is made (V8's JSON.parse does not recurse, so depth is harmless).
+ */
+const UNSCANNED_BODY_BYTES = 64 * 1024;
+/** Nested containers an entry may have (tlog's canonicalization refuses deeper ones). */
+const ENTRY_DEPTH = 256;
+const TOKENS_WHY = `(its canonical form would exceed ${MAX_ENTRY_BYTES} bytes)`;
+
+const entryLimits = (what: string): ScanLimits => ({ maxDepth: ENTRY_DEPTH, maxTokens: MAX_ENTRY_BYTES, maxParts: Infinity, what, tokensWhy: TOKENS_WHY });
+/** Limits for an array of entries: each element is scanned as an entry. */
+const listLimits = (what: string): ScanLimits => ({ maxDepth: ENTRY_DEPTH + 1, maxTokens: MAX_ENTRY_BYTES, maxParts: MAX_BATCH_ENTRIES, what, tokensWhy: TOKENS_WHY });
+
+/** The body as a Buffer (no copy) after checking it is non-empty UTF-8; `start` skips a byte order mark. */
+function utf8Body(body: Uint8Array): { b: Buffer; start: number } {
   if (body.length === 0) throw { status: 400, message: 'empty body: expected JSON' };
-  let text: string;
+  const b = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  if (!isUtf8(b)) throw { status: 400, message: 'the body is not valid UTF-8' };
+  return { b, start: b.length >= 3 && b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf ? 3 : 0 };
+}
+
+/** JSON.parse of b[s, e). Precondition: b is valid UTF-8. Throws PrepError 400 naming `what` when malformed. */
+function parsePart(b: Buffer, s: number, e: number, what?: string): unknown {
   try {
-    text = strictUtf8.decode(body);
-  } catch {
-    throw { status: 400, message: 'the body is not valid UTF-8' };
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw { status: 400, message: `malformed JSON: ${(e as Error).message}` };
+    return JSON.parse(b.toString('utf8', s, e));
+  } catch (err) {
+    throw { status: 400, message: `malformed JSON${what ? ` in ${what}` : ''}: ${(err as Error).message}` };
   }
 }
 
 /**
- * Parses an add-entries body (UTF-8 JSON array of 1..10,000 objects) into packed leaves.
- * Precondition: none; throws PrepError for every client mistake.
+ * Parses an add-entry body: UTF-8 JSON whose nesting and number of containers and commas are checked on the
+ * raw bytes first. Precondition: none; throws PrepError for every client mistake (413 for an entry that
+ * cannot fit in 65,535 canonical bytes).
+ */
+export function parseEntryBody(body: Uint8Array): unknown {
+  const { b, start } = utf8Body(body);
+  if (b.length > UNSCANNED_BODY_BYTES) scanContainer(b, start, b.length, entryLimits('the entry'), false);
+  return parsePart(b, start, b.length);
+}
+
+/**
+ * Parses an add-entries body (UTF-8 JSON array of 1..10,000 objects) into packed leaves, one element at a
+ * time. Precondition: none; throws PrepError for every client mistake.
  */
 export function prepareBatch(body: Uint8Array): PackedLeaves {
-  const value = parseJsonBody(body);
-  if (!Array.isArray(value)) throw { status: 400, message: `the body must be a JSON array of entry objects, got ${kindOf(value)}` };
-  if (value.length === 0) throw { status: 400, message: 'the array of entries is empty' };
-  if (value.length > MAX_BATCH_ENTRIES) throw { status: 413, message: `${value.length} entries in one request; at most ${MAX_BATCH_ENTRIES} are accepted` };
-  const texts = new Array<string>(value.length);
-  const lens = new Uint32Array(value.length);
-  let total = 0;
-  for (let i = 0; i < value.length; i++) {
-    const { text, len } = canonicalEntrySized(value[i], `entries[${i}]`);
-    texts[i] = text;
-    lens[i] = len;
-    total += len + 1;
+  const { b, start } = utf8Body(body);
+  if (b.length <= UNSCANNED_BODY_BYTES) {
+    const value = parsePart(b, start, b.length);
+    if (!Array.isArray(value)) throw { status: 400, message: `the body must be a JSON array of entry objects, got ${kindOf(value)}` };
+    if (value.length === 0) throw { status: 400, message: 'the array of entries is empty' };
+    if (value.length > MAX_BATCH_ENTRIES) throw { status: 413, message: `${value.length} entries in one request; at most ${MAX_BATCH_ENTRIES} are accepted` };
+    return pack(value.length, b.length, 'entries', (i) => value[i]);
   }
-  const data = Buffer.allocUnsafeSlow(total);
-  const offsets = new Uint32Array(value.length + 1);
-  const hashes = Buffer.allocUnsafeSlow(value.length * 32);
+  const list = scanContainer(b, start, b.length, listLimits('entries'), true);
+  if (list === undefined) throw { status: 400, message: `the body must be a JSON array of entry objects, got ${kindOf(parsePart(b, start, b.length))}` };
+  if (list.open !== 0x5b) throw { status: 400, message: 'the body must be a JSON array of entry objects, got a JSON object' };
+  if (list.bounds.length === 0) throw { status: 400, message: 'the array of entries is empty' };
+  return packParts(b, list.bounds, 'entries');
+}
+
+/** Packs each part b[bounds[2i], bounds[2i+1]) as one entry: only one part's parse is alive at a time. */
+function packParts(b: Buffer, bounds: readonly number[], what: string): PackedLeaves {
+  return pack(bounds.length / 2, b.length, what, (i, name) => parsePart(b, bounds[2 * i], bounds[2 * i + 1], name));
+}
+
+/**
+ * Parses a Kubernetes audit webhook body (an audit.k8s.io/v1 EventList) into packed leaves, one per event of
+ * `items`, in order. Precondition: none; throws PrepError for every client mistake.
+ */
+export function prepareAuditEvents(body: Uint8Array): PackedLeaves {
+  const { b, start } = utf8Body(body);
+  const what = 'the body must be an audit.k8s.io/v1 EventList object';
+  // the object's own members are few; `items` is bounded element by element below
+  const top = scanContainer(b, start, b.length, { maxDepth: ENTRY_DEPTH + 2, maxTokens: Infinity, maxParts: 64, what: 'EventList members', tokensWhy: '' }, true);
+  if (top === undefined || top.open !== 0x7b) throw { status: 400, message: what };
+  const members = new Map<string, unknown>();
+  let items: [number, number] | undefined;
+  for (let m = 0; m < top.bounds.length; m += 2) {
+    const end = top.bounds[m + 1];
+    const k = skipWs(b, top.bounds[m], end);
+    let q = k + 1;
+    if (b[k] === 0x22) {
+      while (q < end && b[q] !== 0x22) q += b[q] === 0x5c ? 2 : 1;
+    }
+    const colon = skipWs(b, q + 1, end);
+    if (b[k] !== 0x22 || q >= end || b[colon] !== 0x3a) throw { status: 400, message: 'malformed JSON: an EventList member is not "name": value' };
+    const key = parsePart(b, k, q + 1) as string;
+    // JSON.parse keeps the last of repeated names: so does this
+    if (key === 'items') items = [colon + 1, end];
+    else {
+      scanContainer(b, colon + 1, end, entryLimits(`EventList ${JSON.stringify(key.slice(0, 40))}`), false);
+      members.set(key, parsePart(b, colon + 1, end, key));
+    }
+  }
+  const kind = members.get('kind');
+  const apiVersion = members.get('apiVersion');
+  if (kind !== 'EventList' || apiVersion !== 'audit.k8s.io/v1') {
+    throw { status: 400, message: `${what}, got kind ${JSON.stringify(kind) ?? 'missing'} and apiVersion ${JSON.stringify(apiVersion) ?? 'missing'}` };
+  }
+  if (items === undefined) throw { status: 400, message: 'the EventList has no items' };
+  const list = scanContainer(b, items[0], items[1], listLimits('items'), true);
+  if (list === undefined) {
+    // Go encodes an empty list as null
+    if (parsePart(b, items[0], items[1], 'items') === null) return packParts(b, [], 'items');
+    throw { status: 400, message: 'the EventList items must be an array of events' };
+  }
+  if (list.open !== 0x5b) throw { status: 400, message: 'the EventList items must be an array of events' };
+  return packParts(b, list.bounds, 'items');
+}
+
+/** The bodies that carry many entries, and how each is prepared (the worker is told which by name). */
+export const preparers = { batch: prepareBatch, k8s: prepareAuditEvents } as const;
+export type BodyKind = keyof typeof preparers;
+
+/**
+ * Canonicalizes entries 0..n-1 (`value(i, name)` gives each) and packs the leaves; the packed data grows in
+ * one off-heap buffer, first sized from the raw body (`rawBytes`), at most 16 MiB of canonical entries.
+ */
+function pack(n: number, rawBytes: number, what: string, value: (i: number, name: string) => unknown): PackedLeaves {
+  const max = MAX_BATCH_BODY_BYTES + n;
+  let data = Buffer.allocUnsafeSlow(Math.min(rawBytes + n + 64, max));
+  const offsets = new Uint32Array(n + 1);
+  const hashes = Buffer.allocUnsafeSlow(n * 32);
   let o = 0;
-  for (let i = 0; i < texts.length; i++) {
+  for (let i = 0; i < n; i++) {
+    const name = `${what}[${i}]`;
+    const { text, len } = canonicalEntrySized(value(i, name), name);
+    if (o + 1 + len > data.length) {
+      if (o + 1 + len > max) throw { status: 413, message: `the ${what} are more than ${MAX_BATCH_BODY_BYTES} bytes in canonical form` };
+      const grown = Buffer.allocUnsafeSlow(Math.min(max, Math.max(2 * data.length, o + 1 + len)));
+      data.copy(grown, 0, 0, o);
+      data = grown;
+    }
     offsets[i] = o;
     data[o] = 0;
-    data.write(texts[i], o + 1, 'utf8');
-    sha256(data.subarray(o, o + 1 + lens[i])).copy(hashes, i * 32);
-    o += 1 + lens[i];
+    data.write(text, o + 1, 'utf8');
+    sha256(data.subarray(o, o + 1 + len)).copy(hashes, i * 32);
+    o += 1 + len;
   }
-  offsets[texts.length] = o;
+  offsets[n] = o;
   return { data, offsets, hashes };
 }

@@ -14,12 +14,14 @@ import type { Logger } from './logger.js';
 import type { LogMetrics } from './metrics.js';
 import type { Sequencer } from './sequencer.js';
 import { sha256 } from './sha.js';
-import { canonicalEntrySized, parseJsonBody } from './canon.js';
+import { canonicalEntrySized, MAX_BATCH_BODY_BYTES, MAX_ENTRY_BODY_BYTES, parseEntryBody, type BodyKind } from './canon.js';
+import type { BodyBudget } from './limits.js';
 import { asHttp, type CanonPool } from './canon-pool.js';
 import type { Leaf, LogStorage } from './log-storage.js';
 import { InclusionBodies, inclusionBody } from './proofbody.js';
 
-export const MAX_BODY_BYTES = 16 * 1024 * 1024;
+/** The largest add-entries (and k8s-audit) body. */
+export const MAX_BODY_BYTES = MAX_BATCH_BODY_BYTES;
 /** get-entries answers at most this many entries (RFC 6962 lets the server return fewer). */
 export const MAX_GET_ENTRIES = 1000;
 
@@ -35,6 +37,8 @@ export interface ApiContext {
   tokenHashes?: Buffer[];
   /** Prepares add-entries bodies (in a worker thread when large). */
   canon: CanonPool;
+  /** Request-body memory of all requests together. */
+  bodies: BodyBudget;
   /** The checkpoint /checkpoint serves (the witnessed one when a policy is set); undefined = none yet. */
   checkpoint(): string | undefined;
   healthy(): { ok: boolean; reason?: string };
@@ -46,9 +50,13 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   res.end(data);
 }
 
-/** A 200 JSON answer whose body is already serialized; the header list avoids per-request object handling. */
+/** Read answers may be read by any web page: the log is public, and pages verify it themselves. */
+const ACAO = 'access-control-allow-origin';
+const CORS = { [ACAO]: '*' };
+
+/** A 200 JSON read answer whose body is already serialized; the header list avoids per-request object handling. */
 function sendRaw(res: ServerResponse, data: string): void {
-  res.writeHead(200, ['content-type', 'application/json', 'content-length', String(Buffer.byteLength(data)), 'cache-control', MUTABLE]);
+  res.writeHead(200, ['content-type', 'application/json', 'content-length', String(Buffer.byteLength(data)), 'cache-control', MUTABLE, ACAO, '*']);
   res.end(data);
 }
 
@@ -141,16 +149,21 @@ type ReadHandler = (query: string, res: ServerResponse) => Promise<void> | void;
 type WriteHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
 /**
- * Reads a request body of at most `limit` bytes. Rejects with HttpError 413 as soon as the limit is passed
- * (the rest is drained, so the client still reads the answer), 400 when the client aborts.
+ * Reads a request body of at most `limit` bytes, holding room for it in the body budget until the answer
+ * is sent. Rejects with HttpError 413 as soon as the limit is passed, with UnavailableError 503 when the
+ * budget has no room (in both cases the rest is drained without being kept, so the client still reads the
+ * answer), 400 when the client aborts.
  */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+function readBody(req: IncomingMessage, res: ServerResponse, limit: number, budget: BodyBudget): Promise<Buffer> {
+  const room = budget.reserve();
+  res.once('close', () => room.release());
   return new Promise((resolve, reject) => {
     const tooLarge = () => new HttpError(413, `the body exceeds ${limit} bytes`);
-    const declared = req.headers['content-length'];
-    if (declared !== undefined && Number(declared) > limit) {
+    const busy = () => new UnavailableError('the log holds too many request bodies at the moment; retry later', 1, 'overload');
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > limit || !room.grow(declared)) {
       req.resume();
-      reject(tooLarge());
+      reject(declared > limit ? tooLarge() : busy());
       return;
     }
     const chunks: Buffer[] = [];
@@ -159,16 +172,20 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     req.on('data', (c: Buffer) => {
       if (over) return;
       n += c.length;
-      if (n > limit) {
+      if (n > limit || !room.grow(n)) {
         over = true;
         chunks.length = 0;
-        reject(tooLarge());
+        reject(n > limit ? tooLarge() : busy());
       } else chunks.push(c);
     });
     req.on('end', () => {
       if (!over) resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, n));
     });
-    req.on('error', () => reject(new HttpError(400, 'the request body was not received completely')));
+    const aborted = () => reject(new HttpError(400, 'the request body was not received completely'));
+    req.on('error', aborted);
+    req.on('close', () => {
+      if (!req.complete) aborted();
+    });
   });
 }
 
@@ -176,7 +193,8 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 function checkWrite(req: IncomingMessage, tokenHashes: Buffer[] | undefined): void {
   if (tokenHashes) {
     const h = req.headers.authorization;
-    const m = h ? /^Bearer (\S+)$/.exec(h) : null;
+    // the scheme is case-insensitive (RFC 9110 section 11.1)
+    const m = h ? /^bearer +(\S+)$/i.exec(h) : null;
     const got = m ? createHash('sha256').update(m[1]).digest() : undefined;
     if (!got || !tokenHashes.some((t) => timingSafeEqual(t, got))) {
       throw new HttpError(401, m ? 'the bearer token is not accepted' : 'the write API needs Authorization: Bearer <token>', { 'WWW-Authenticate': 'Bearer' });
@@ -190,14 +208,22 @@ function checkWrite(req: IncomingMessage, tokenHashes: Buffer[] | undefined): vo
   if (enc && enc.toLowerCase() !== 'identity') throw new HttpError(415, `content encoding ${JSON.stringify(enc.slice(0, 20))} is not supported`);
 }
 
-async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
-  const body = await readBody(req, limit);
+async function readEntry(req: IncomingMessage, res: ServerResponse, budget: BodyBudget): Promise<unknown> {
+  const body = await readBody(req, res, MAX_ENTRY_BODY_BYTES, budget);
   try {
-    return parseJsonBody(body);
+    return parseEntryBody(body);
   } catch (e) {
     throw asHttp(e);
   }
 }
+
+/** The answer to a CORS preflight for a read endpoint. */
+const CORS_PREFLIGHT = {
+  ...CORS,
+  'access-control-allow-methods': 'GET, HEAD',
+  'access-control-max-age': '86400',
+  'cache-control': 'public, max-age=86400',
+};
 
 /** Builds the read dispatcher: returns false when the request is not one of its routes. */
 export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerResponse) => boolean {
@@ -208,18 +234,23 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
     '/checkpoint': (_q, res) => {
       const cp = ctx.checkpoint();
       if (cp === undefined) throw new HttpError(503, 'no checkpoint meets the witness quorum yet', { 'Retry-After': '1' });
-      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(cp), 'cache-control': MUTABLE });
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(cp), 'cache-control': MUTABLE, ...CORS });
       res.end(cp);
     },
     '/v1/get-sth': (_q, res) => {
       const t = store.tree;
-      sendJson(res, 200, {
-        tree_size: t.size,
-        timestamp: t.timestamp,
-        sha256_root_hash: b64(t.root),
-        tree_head_signature: b64(t.sthSignature),
-        checkpoint: t.checkpoint,
-      });
+      sendJson(
+        res,
+        200,
+        {
+          tree_size: t.size,
+          timestamp: t.timestamp,
+          sha256_root_hash: b64(t.root),
+          tree_head_signature: b64(t.sthSignature),
+          checkpoint: t.checkpoint,
+        },
+        CORS,
+      );
     },
     '/v1/get-sth-consistency': async (q, res) => {
       const p = new URLSearchParams(q);
@@ -227,7 +258,7 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
       const first = u64Param(p, 'first');
       if (first > BigInt(second)) throw new HttpError(400, `first ${first} is greater than second ${second}`);
       const proof = await store.consistencyProof(Number(first), second);
-      sendJson(res, 200, { consistency: proof.map(b64) });
+      sendJson(res, 200, { consistency: proof.map(b64) }, CORS);
     },
     '/v1/get-proof-by-hash': async (q, res) => {
       const p = new URLSearchParams(q);
@@ -237,7 +268,7 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
       if (idx === undefined) throw new HttpError(404, 'no entry with this leaf hash');
       if (idx >= size) throw new HttpError(404, `the entry with this leaf hash is at index ${idx}, not in the tree of size ${size}`);
       const proof = await store.inclusionProof(idx, size);
-      sendJson(res, 200, { leaf_index: idx, audit_path: proof.map(b64) });
+      sendJson(res, 200, { leaf_index: idx, audit_path: proof.map(b64) }, CORS);
     },
     '/v1/get-proof-by-index': (q, res) => {
       // the hottest read: answered in this tick when its tiles are in memory (markedly cheaper than after an await)
@@ -259,7 +290,7 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
       const s = Number(start);
       const e = Math.min(Number(end > BigInt(size) ? BigInt(size) : end) + 1, size, s + MAX_GET_ENTRIES);
       const data = await store.entries(s, e);
-      sendJson(res, 200, { entries: data.map((d, i) => ({ leaf_index: s + i, leaf_input: b64(d) })) });
+      sendJson(res, 200, { entries: data.map((d, i) => ({ leaf_index: s + i, leaf_input: b64(d) })) }, CORS);
     },
     '/v1/get-entry-and-proof': async (q, res) => {
       const p = new URLSearchParams(q);
@@ -267,7 +298,7 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
       const idx = indexParam(p, 'leaf_index', size);
       const [entry] = await store.entries(idx, idx + 1);
       const proof = await store.inclusionProof(idx, size);
-      sendJson(res, 200, { leaf_input: b64(entry), audit_path: proof.map(b64) });
+      sendJson(res, 200, { leaf_input: b64(entry), audit_path: proof.map(b64) }, CORS);
     },
     '/v1/get-tlog-proof': async (q, res) => {
       const p = new URLSearchParams(q);
@@ -277,7 +308,7 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
       const idx = indexParam(p, 'leaf_index', size);
       const proof = await store.inclusionProof(idx, size);
       const text = formatTlogProof({ index: BigInt(idx), proof, checkpoint: cp });
-      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': MUTABLE });
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': MUTABLE, ...CORS });
       res.end(text);
     },
   };
@@ -297,6 +328,7 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
       'content-type': 'application/octet-stream',
       'content-length': data.length,
       'cache-control': ref.width === 256 ? IMMUTABLE : MUTABLE,
+      ...CORS,
     });
     res.end(data);
   };
@@ -304,10 +336,26 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
   const count = requestCounter(ctx.metrics);
   const observe = (acceptedAt: number) => ctx.metrics.submitToSigned.observe((performance.now() - acceptedAt) / 1000);
 
+  /** add-entries and k8s-audit: many entries in one body, committed together, answered in order. */
+  const addMany = (kind: BodyKind): WriteHandler => async (req, res) => {
+    checkWrite(req, ctx.tokenHashes);
+    const leaves = await ctx.canon.prepare(await readBody(req, res, MAX_BATCH_BODY_BYTES, ctx.bodies), kind);
+    if (leaves.length === 0) {
+      // an empty EventList: nothing to commit, the latest signed tree covers it
+      const t = store.tree;
+      return sendJson(res, 200, { tree_size: t.size, checkpoint: t.checkpoint, entries: [] }, { 'cache-control': 'no-store' });
+    }
+    const r = await ctx.sequencer.submit(leaves);
+    observe(r.acceptedAt);
+    const entries = new Array(leaves.length);
+    for (let i = 0; i < leaves.length; i++) entries[i] = { leaf_index: r.indices[i], leaf_hash: b64(leaves[i].hash) };
+    sendJson(res, 200, { tree_size: r.tree.size, checkpoint: r.tree.checkpoint, entries }, { 'cache-control': 'no-store' });
+  };
+
   const writes: Record<string, WriteHandler> = {
     '/v1/add-entry': async (req, res) => {
       checkWrite(req, ctx.tokenHashes);
-      const leaf = toLeaf(await readJson(req, MAX_BODY_BYTES), 'the entry');
+      const leaf = toLeaf(await readEntry(req, res, ctx.bodies), 'the entry');
       const r = await ctx.sequencer.submit([leaf]);
       observe(r.acceptedAt);
       const idx = r.indices[0];
@@ -325,16 +373,11 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
         { 'cache-control': 'no-store' },
       );
     },
-    '/v1/add-entries': async (req, res) => {
-      checkWrite(req, ctx.tokenHashes);
-      const leaves = await ctx.canon.prepare(await readBody(req, MAX_BODY_BYTES));
-      const r = await ctx.sequencer.submit(leaves);
-      observe(r.acceptedAt);
-      const entries = new Array(leaves.length);
-      for (let i = 0; i < leaves.length; i++) entries[i] = { leaf_index: r.indices[i], leaf_hash: b64(leaves[i].hash) };
-      sendJson(res, 200, { tree_size: r.tree.size, checkpoint: r.tree.checkpoint, entries }, { 'cache-control': 'no-store' });
-    },
+    '/v1/add-entries': addMany('batch'),
+    '/v1/k8s-audit': addMany('k8s'),
   };
+  // RFC 6962 section 4 puts the JSON API under <base>/ct/v1/, where CT clients look; /v1/ is kept
+  for (const p of Object.keys(routes)) if (p.startsWith('/v1/')) routes['/ct' + p] = routes[p];
 
   return (req, res) => {
     const url = req.url ?? '/';
@@ -360,13 +403,23 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
     const isTile = handler === undefined && path.startsWith('/tile/');
     if (handler === undefined && !isTile) return false;
     const route = isTile ? (path.startsWith('/tile/entries/') ? '/tile/entries' : '/tile') : path;
+    if (req.method === 'OPTIONS') {
+      count(route, 204);
+      const asked = req.headers['access-control-request-headers'];
+      res.writeHead(204, asked ? { ...CORS_PREFLIGHT, 'access-control-allow-headers': asked.slice(0, 1000), allow: 'GET, HEAD, OPTIONS' } : { ...CORS_PREFLIGHT, allow: 'GET, HEAD, OPTIONS' });
+      res.end();
+      return true;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       count(route, 405);
-      sendJson(res, 405, { error: `${req.method} is not allowed on ${path}; use GET` }, { allow: 'GET, HEAD' });
+      sendJson(res, 405, { error: `${req.method} is not allowed on ${path}; use GET` }, { allow: 'GET, HEAD, OPTIONS', ...CORS });
       return true;
     }
     const done = () => count(route, 200);
-    const fail = (e: unknown) => count(route, sendError(res, e, ctx.logger));
+    const fail = (e: unknown) => {
+      if (!res.headersSent) res.setHeader(ACAO, '*');
+      count(route, sendError(res, e, ctx.logger));
+    };
     try {
       const r = isTile ? tile(path, res) : handler!(q < 0 ? '' : url.slice(q + 1), res);
       if (r instanceof Promise) r.then(done, fail);

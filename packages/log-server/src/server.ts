@@ -11,6 +11,7 @@ import { silentLogger, type Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { Sequencer } from './sequencer.js';
 import { CanonPool } from './canon-pool.js';
+import { BodyBudget, capConnections, defaultMaxConnections } from './limits.js';
 import { LogStore } from './storage.js';
 import type { Witnessing } from './witness-hook.js';
 import { createWitnessing, loadWitnessPolicy } from './witnessing.js';
@@ -44,6 +45,10 @@ export interface LogServerOptions {
   upperCacheTiles?: number;
   /** Worker threads preparing large add-entries bodies (default 1; 0 = on the main thread). */
   canonWorkers?: number;
+  /** Most open connections (default: from the open-file limit, see limits.ts). */
+  maxConnections?: number;
+  /** Request-body memory all requests together may hold (default 64 MiB). */
+  bodyBudgetBytes?: number;
 }
 
 export interface LogServer {
@@ -183,10 +188,16 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
     res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', 'cache-control': 'no-store' });
     res.end('{"error":"the log is starting"}');
   };
-  const server: Server = createServer((req, res) => handler(req, res));
+  // slow and silent clients: headers within 10 s, the whole request within 60 s, no 20 s without a byte
+  // either way, checked every second (node's default is every 30 s)
+  const server: Server = createServer({ connectionsCheckingInterval: 1000, headersTimeout: 10_000, requestTimeout: 60_000 }, (req, res) =>
+    handler(req, res),
+  );
   server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 70_000;
-  server.requestTimeout = 120_000;
+  server.setTimeout(20_000);
+  // metrics exist only once the store is open; connections refused before then are not counted
+  let onConnectionClosed: (reason: 'dropped' | 'silent') => void = () => {};
+  capConnections(server, opts.maxConnections ?? defaultMaxConnections(), (reason) => onConnectionClosed(reason));
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -222,7 +233,9 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
   let witnessing: Witnessing | undefined;
   let closing = false;
   let sequencer!: Sequencer;
-  const metrics = createMetrics(() => sequencer.depth, () => store.size);
+  const bodies = new BodyBudget(opts.bodyBudgetBytes);
+  const metrics = createMetrics(() => sequencer.depth, () => store.size, () => bodies.used);
+  onConnectionClosed = (reason) => metrics.connectionsClosed.inc({ reason });
   sequencer = new Sequencer(store, {
     maxQueuedEntries: opts.maxQueuedEntries,
     maxBatchEntries: opts.maxBatchEntries,
@@ -259,6 +272,7 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
   const ctx: ApiContext = {
     store,
     canon,
+    bodies,
     sequencer,
     metrics,
     logger,
