@@ -1,5 +1,6 @@
 export * from './errors.js';
 export * from './spool.js';
+export * from './spool-repair.js';
 export * from './logclient.js';
 export * from './shipper.js';
 export * from './events.js';

@@ -1,12 +1,12 @@
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { startProxy, type RunningProxy } from '../src/index.js';
+import { Spool, startProxy, type RunningProxy } from '../src/index.js';
 import { logEntries, RestartableLog, startRelay, startUpstream, tempDir, treeSize, waitFor } from './helpers.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -204,6 +204,48 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
       c.on('exit', (code) => reject(new Error(`proxy exited ${code}: ${err}`)));
     });
   }
+
+  /** Runs the CLI to completion. */
+  function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string; err: string }> {
+    return new Promise((resolve) => {
+      const c = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+      children.push(c);
+      let out = '';
+      let err = '';
+      c.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      c.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      c.on('exit', (code) => resolve({ code: code ?? -1, out, err }));
+    });
+  }
+
+  it('refuses to start on a damaged spool (exit 2, naming segment and offset); spool check and salvage ship what is valid', async () => {
+    const spool = join(tmp.dir, 'spool-damaged');
+    const s = await Spool.open({ dir: spool });
+    for (let i = 0; i < 60; i++) await s.append(Buffer.from(JSON.stringify({ salvage_test: i })));
+    await s.close();
+    const name = readdirSync(spool).find((n) => n.endsWith('.seg'))!;
+    const data = readFileSync(join(spool, name));
+    let off = 0;
+    for (let i = 0; i < 6; i++) off += 16 + JSON.stringify({ salvage_test: i }).length;
+    data[off + 20] ^= 0x01;
+    writeFileSync(join(spool, name), data);
+    const refused = await cli(['proxy', '--upstream', upstream.url, '--log', log.url, '--log-key', log.vkey, '--tokens', tokensFile, '--listen', '127.0.0.1:0', '--spool', spool]);
+    expect(refused.code, refused.err).to.equal(2);
+    expect(refused.err).to.contain(name).and.to.contain(`byte ${off}`);
+    const check = await cli(['spool', 'check', spool]);
+    expect(check.code).to.equal(1);
+    expect(check.out).to.contain(`damaged at offset ${off}`);
+    const salvage = await cli(['spool', 'salvage', spool]);
+    expect(salvage.code, salvage.err).to.equal(0);
+    expect(salvage.out).to.contain('kept 59 undelivered records');
+    expect((await cli(['spool', 'check', spool])).code).to.equal(0);
+    const child = await startChild(spool);
+    await waitFor('salvaged events delivered', async () => (await logEntries(log.url)).filter((e) => 'salvage_test' in e.event).length === 59);
+    const got = (await logEntries(log.url)).filter((e) => 'salvage_test' in e.event).map((e) => e.event.salvage_test);
+    expect(got).to.deep.equal([0, 1, 2, 3, 4, 5, ...Array.from({ length: 53 }, (_, i) => i + 7)]);
+    child.proc.kill('SIGTERM');
+    await new Promise((r) => child.proc.once('exit', r));
+  });
 
   it('spool mode: nothing lost or duplicated when the proxy is SIGKILLed after the log took a batch, before its ack', async () => {
     const spool = join(tmp.dir, 'spool-held');
