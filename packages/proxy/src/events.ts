@@ -4,6 +4,7 @@
  * the spool keeps, so a resend after a crash is byte-identical and the log's dedup makes it a no-op.
  */
 import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { canonicalJson } from '@trailmark/tlog';
 
 export const ACCESS_SCHEMA = 'trailmark.access/v1';
@@ -45,9 +46,15 @@ export interface RequestEvent {
 }
 
 export interface Outcome {
-  status: number;
+  /** The status sent; null only in an aborted outcome whose status is unknown. */
+  status: number | null;
+  /** Response body bytes sent. */
   bytes: number;
+  /** Request body bytes received from the client. */
+  request_bytes: number;
   duration_ms: number;
+  /** Present (true) only when the proxy crashed before it could record the outcome (written at its restart). */
+  aborted?: true;
 }
 
 export interface ResponseEvent {
@@ -89,9 +96,27 @@ export function requestEvent(p: { requestId: string; proxy: string; actor: Actor
   };
 }
 
-/** A response's outcome: `status` (499 when the client went away first), body bytes, milliseconds since `started` (performance.now()). */
-export function outcomeOf(status: number, bytes: number, started: number): Outcome {
-  return { status, bytes, duration_ms: Math.round((performance.now() - started) * 1000) / 1000 };
+/**
+ * A response's outcome: `status` (499 when the client went away first), response and request body bytes,
+ * milliseconds since `started` (performance.now()).
+ */
+export function outcomeOf(status: number, bytes: number, requestBytes: number, started: number): Outcome {
+  return { status, bytes, request_bytes: requestBytes, duration_ms: Math.round((performance.now() - started) * 1000) / 1000 };
+}
+
+/**
+ * Counts a request's body bytes as they arrive from the client, whoever reads them and whenever (the count
+ * sits where the HTTP parser hands chunks to the stream, so it neither starts the flow nor misses a pipe).
+ * Precondition: called before the body is consumed.
+ */
+export function countRequestBytes(req: Readable): () => number {
+  let n = req.readableLength;
+  const push = req.push;
+  req.push = function (chunk: unknown, encoding?: BufferEncoding) {
+    if (chunk) n += typeof chunk === 'string' ? Buffer.byteLength(chunk, encoding) : (chunk as Uint8Array).length;
+    return push.call(this, chunk, encoding);
+  };
+  return () => n;
 }
 
 /** Builds a response-stage event. Precondition: status is an HTTP status (or 499: the client went away first). */

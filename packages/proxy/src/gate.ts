@@ -81,7 +81,6 @@ export function decide(req: IncomingMessage, requestId: string, opts: GateOption
     const role = opts.rules.allows(identity?.roles ?? [], method, path);
     if (role === null) {
       deny = 403;
-      // the contract gives a denied request's actor id null: who was refused is named here instead
       reason = `no rule allows ${method} ${capString(path, 200)} for ${identity ? capString(identity.id, 200) : 'anonymous'} (roles [${(identity?.roles ?? []).join(', ')}])`;
     } else reason = `allowed by role ${role}`;
   }
@@ -90,9 +89,9 @@ export function decide(req: IncomingMessage, requestId: string, opts: GateOption
     requestId,
     proxy: opts.proxy,
     actor: {
-      // contract section 5: a denied request's actor has id null (with its ip and user_agent)
-      id: identity && deny === 0 ? identity.id : null,
-      roles: identity && deny === 0 ? identity.roles : [],
+      // contract section 4: the authenticated identity, refused or not; null only when authentication failed
+      id: identity ? identity.id : null,
+      roles: identity ? identity.roles : [],
       ip: req.socket?.remoteAddress ?? null,
       user_agent: ua === undefined ? null : opts.redactHeaders.has('user-agent') ? REDACTED : capString(ua, 1024),
     },

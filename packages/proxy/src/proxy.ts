@@ -15,7 +15,7 @@ import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
 import { parseVkey, type NoteVerifier } from '@trailmark/tlog';
 import { Rules, TokenStore } from './auth.js';
 import { ConfigError, ReceiptError } from './errors.js';
-import { outcomeOf, responseEvent } from './events.js';
+import { countRequestBytes, outcomeOf, responseEvent } from './events.js';
 import { decide, DEFAULT_REDACT_QUERY, type GateOptions } from './gate.js';
 import { LogClient } from './logclient.js';
 import { REQUEST_ID_HEADER } from './middleware.js';
@@ -208,12 +208,13 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     const started = performance.now();
     const requestId = randomUUID();
+    const requestBytes = countRequestBytes(req);
     let bytes = 0;
     let recorded = false;
     const finish = () => {
       if (recorded) return;
       recorded = true;
-      const ev = responseEvent({ requestId, outcome: outcomeOf(res.headersSent ? res.statusCode : 499, bytes, started) });
+      const ev = responseEvent({ requestId, outcome: outcomeOf(res.headersSent ? res.statusCode : 499, bytes, requestBytes(), started) });
       trail.after(ev).catch(afterError);
     };
     res.once('close', finish);
@@ -300,21 +301,14 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     const started = performance.now();
     const requestId = randomUUID();
     const g = decide(req, requestId, gate);
-    const event = g.deny
-      ? g.event
-      : {
-          ...g.event,
-          // denied: the actor's id is null (contract), the reason names who asked
-          actor: { ...g.event.actor, id: null, roles: [] },
-          decision: { allowed: false, reason: `protocol upgrades are not supported (asked by ${g.identity?.id ?? 'anonymous'})` },
-        };
+    const event = g.deny ? g.event : { ...g.event, decision: { allowed: false, reason: 'protocol upgrades are not supported' } };
     const status = g.deny || 501;
     requests.inc({ outcome: g.deny === 401 ? 'unauthenticated' : g.deny === 403 ? 'forbidden' : 'upgrade_refused' });
     const answer = () => {
       const body = JSON.stringify({ error: event.decision.reason, request_id: requestId });
       socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${REQUEST_ID_HEADER}: ${requestId}\r\nconnection: close\r\n\r\n${body}`);
       trail
-        .after(responseEvent({ requestId, outcome: outcomeOf(status, Buffer.byteLength(body), started) }))
+        .after(responseEvent({ requestId, outcome: outcomeOf(status, Buffer.byteLength(body), 0, started) }))
         .catch(afterError);
     };
     socket.on('error', () => socket.destroy());

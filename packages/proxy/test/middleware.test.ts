@@ -62,7 +62,7 @@ describe('express middleware (real express app, real log)', function () {
     expect(req.proxy).to.equal('billing');
     expect(req.action).to.deep.equal({ method: 'GET', target: 'https://billing.internal', path: '/invoices/42', query: 'card=REDACTED' });
     const res = evs.find((e) => e.stage === 'response' && e.request_id === id)!;
-    expect(res.outcome).to.deep.include({ status: 200, bytes: Buffer.byteLength(okBody) });
+    expect(res.outcome).to.deep.include({ status: 200, bytes: Buffer.byteLength(okBody), request_bytes: 0 });
     const did = denied.headers.get('trailmark-request-id');
     expect(evs.find((e) => e.stage === 'request' && e.request_id === did)!.actor.id).to.equal(null);
     expect(evs.find((e) => e.stage === 'response' && e.request_id === did)!.outcome.status).to.equal(401);

@@ -131,6 +131,7 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     expect(Object.keys(a.response).sort()).to.deep.equal(['id', 'outcome', 'request_id', 'schema', 'stage', 'time']);
     expect(a.response.outcome.status).to.equal(200);
     expect(a.response.outcome.bytes).to.equal(Buffer.byteLength(ok.text));
+    expect(a.response.outcome.request_bytes).to.equal(0);
     expect(a.response.outcome.duration_ms).to.be.a('number').and.at.least(0);
     expect(a.request.id).to.not.equal(a.response.id);
     for (const [i, status] of [[1, 401], [2, 401]] as const) {
@@ -142,8 +143,8 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     expect(m.get(ids[1])!.request.decision.reason).to.equal('no bearer token');
     expect(m.get(ids[2])!.request.decision.reason).to.equal('unknown bearer token');
     const f = m.get(ids[3])!;
-    // denied: id null by the contract; the reason names who was refused
-    expect(f.request.actor).to.deep.equal({ id: null, roles: [], ip: '127.0.0.1', user_agent: 'REDACTED' });
+    // refused by the rules: the identity refused (contract section 4)
+    expect(f.request.actor).to.deep.equal({ id: 'bob', roles: ['viewer'], ip: '127.0.0.1', user_agent: 'REDACTED' });
     expect(f.request.action).to.deep.include({ method: 'DELETE', path: '/admin/users' });
     expect(f.request.decision).to.deep.equal({ allowed: false, reason: 'no rule allows DELETE /admin/users for bob (roles [viewer])' });
     expect(f.response.outcome.status).to.equal(403);
@@ -155,6 +156,20 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     expect(metrics).to.match(/^trailmark_proxy_requests_total\{outcome="unauthenticated"\} 2$/m);
     const health = await (await fetch(`${p.adminUrl}/healthz`)).json();
     expect(health).to.deep.include({ ok: true, spool_depth: 0, delivered: 10, receipt_failures: 0 });
+  });
+
+  it('records the request body size, forwarded or refused', async () => {
+    const p = await proxy();
+    const sent = await req(`${p.url}/echo/upload`, { method: 'POST', body: 'x'.repeat(12345), headers: { authorization: 'Bearer alice-secret-token-111' } });
+    const refused = await req(`${p.url}/echo/upload`, { method: 'POST', body: 'y'.repeat(321), headers: { authorization: 'Bearer bob-secret-token-222' } });
+    expect([sent.status, refused.status]).to.deep.equal([200, 403]);
+    expect(JSON.parse(sent.text).bytes).to.equal(12345);
+    await waitFor('four events in the log', async () => (await treeSize(log.url)) === 4);
+    const m = byRequest((await logEntries(log.url)).map((e) => e.event));
+    expect(m.get(sent.headers.get('trailmark-request-id')!)!.response.outcome.request_bytes).to.equal(12345);
+    const r = m.get(refused.headers.get('trailmark-request-id')!)!;
+    expect(r.request.actor.id).to.equal('bob');
+    expect(r.response.outcome.request_bytes).to.equal(321);
   });
 
   it('spool mode: serves while the log is down, then every event reaches the log exactly once', async () => {
@@ -435,8 +450,8 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     expect(r.status).to.equal(501);
     await waitFor('both events in the log', async () => (await treeSize(log.url)) === 2);
     const ev = byRequest((await logEntries(log.url)).map((e) => e.event)).get(r.id)!;
-    expect(ev.request.actor.id).to.equal(null);
-    expect(ev.request.decision).to.deep.equal({ allowed: false, reason: 'protocol upgrades are not supported (asked by alice)' });
+    expect(ev.request.actor.id).to.equal('alice');
+    expect(ev.request.decision).to.deep.equal({ allowed: false, reason: 'protocol upgrades are not supported' });
     expect(ev.response.outcome.status).to.equal(501);
     expect(upstream.seen).to.have.length(0);
   });
