@@ -137,27 +137,76 @@ export function eventBytes(e: AccessEvent | Record<string, unknown>): Uint8Array
 }
 
 /**
- * Replaces the values of the named query parameters (compared case-insensitively, after percent-decoding
- * the name) with REDACTED, keeping order, duplicates and everything else byte for byte.
- * Precondition: `query` is the raw query string without '?'.
+ * The spellings under which upstreams read a parameter name: percent-decoded ('+' as space), case-folded,
+ * leading spaces dropped (PHP), and cut at the first '[' (PHP, Rails and qs read `name[]`, `name[k]` as
+ * `name`), '.' (qs allowDots) or NUL; and PHP's form of each, which turns spaces, dots and '[' into '_'.
+ */
+function paramSpellings(raw: string): string[] {
+  let name = raw;
+  try {
+    name = decodeURIComponent(raw.replace(/\+/g, ' '));
+  } catch {
+    /* undecodable name: compare it raw */
+  }
+  name = name.toLowerCase().replace(/^[\s]+/, '');
+  const forms = new Set([name, name.split(/[[.\0]/)[0]]);
+  for (const f of [...forms]) forms.add(f.replace(/[ .[]/g, '_'));
+  return [...forms];
+}
+
+/** The names to redact with their PHP forms, as redactQuery() compares them. Precondition: lower-case names. */
+function redactionSet(names: ReadonlySet<string>): Set<string> {
+  const out = new Set<string>();
+  for (const n of names) {
+    out.add(n);
+    out.add(n.replace(/[ .[]/g, '_'));
+  }
+  return out;
+}
+
+const setCache = new WeakMap<ReadonlySet<string>, Set<string>>();
+
+/** Redacts `name=value` parts of `text` split on `sep`; the separators are kept byte for byte. */
+function redactParts(text: string, sep: RegExp, names: ReadonlySet<string>): string {
+  let set = setCache.get(names);
+  if (!set) setCache.set(names, (set = redactionSet(names)));
+  const all = set;
+  return text
+    .split(sep)
+    .map((part, i) => {
+      // split with a capturing group: odd indexes are the separators themselves
+      if (i % 2 === 1) return part;
+      const eq = part.indexOf('=');
+      const rawName = eq < 0 ? part : part.slice(0, eq);
+      if (!paramSpellings(rawName).some((n) => all.has(n))) return part;
+      return `${rawName}=${REDACTED}`;
+    })
+    .join('');
+}
+
+/**
+ * Replaces the values of the named query parameters with REDACTED in every spelling an upstream would read as
+ * that parameter (see paramSpellings; '&' and ';' both separate parameters), keeping order, duplicates and
+ * everything else byte for byte. Precondition: `query` is the raw query string without '?', names lower-case.
  */
 export function redactQuery(query: string, names: ReadonlySet<string>): string {
   if (query === '' || names.size === 0) return query;
-  return query
-    .split('&')
-    .map((part) => {
-      const eq = part.indexOf('=');
-      const rawName = eq < 0 ? part : part.slice(0, eq);
-      let name = rawName;
-      try {
-        name = decodeURIComponent(rawName.replace(/\+/g, ' '));
-      } catch {
-        /* undecodable name: compare it raw */
-      }
-      if (!names.has(name.toLowerCase())) return part;
-      return `${rawName}=${REDACTED}`;
+  return redactParts(query, /([&;])/, names);
+}
+
+/**
+ * Redacts the named matrix parameters of a path (`/login;password=S/x`: servlet containers hand them to the
+ * application as parameters). Precondition: as redactQuery.
+ */
+export function redactPathParams(path: string, names: ReadonlySet<string>): string {
+  if (!path.includes(';') || names.size === 0) return path;
+  return path
+    .split('/')
+    .map((seg) => {
+      const semi = seg.indexOf(';');
+      return semi < 0 ? seg : seg.slice(0, semi) + redactParts(seg.slice(semi), /([;])/, names);
     })
-    .join('&');
+    .join('/');
 }
 
 /** Caps a client-supplied string so an event always stays far below the log's 65,535-byte entry limit. Precondition: max > 0. */

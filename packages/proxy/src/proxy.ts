@@ -72,6 +72,8 @@ export function parseListen(s: string, what = '--listen'): { host: string; port:
 }
 
 const HOP_SET = new Set(HOP_BY_HOP);
+/** The requests metric's outcome label of each refusal. */
+const DENY_OUTCOME = { 400: 'bad_request', 401: 'unauthenticated', 403: 'forbidden' } as const;
 /** The client's credential for the proxy stays here; Host is set to the upstream's. */
 const NOT_FORWARDED = new Set(['authorization', 'host']);
 
@@ -221,7 +223,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     res.setHeader(REQUEST_ID_HEADER, requestId);
     const g = decide(req, requestId, gate);
     if (g.deny) {
-      requests.inc({ outcome: g.deny === 401 ? 'unauthenticated' : 'forbidden' });
+      requests.inc({ outcome: DENY_OUTCOME[g.deny] });
       // drain and drop the body of a denied request; it goes nowhere
       req.resume();
       trail.after(g.event).then(
@@ -236,7 +238,8 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       return;
     }
     trail.before(g.event).then(
-      () => forward(req, res, basePath + g.forwardPath, requestId, (n) => (bytes += n)),
+      // asterisk-form stays itself (under a base path it asks about that path)
+      () => forward(req, res, g.forwardPath === '*' ? basePath || '*' : basePath + g.forwardPath, requestId, (n) => (bytes += n)),
       (e: Error) => {
         requests.inc({ outcome: 'log_unavailable' });
         if (mode !== 'strict') warn(`could not spool a request event: ${e.message}`);
@@ -296,27 +299,28 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   };
 
   const server = http.createServer({ keepAliveTimeout: 65_000 }, handle);
-  // protocol upgrades (WebSocket) are not proxied; they are still recorded, like every request
-  server.on('upgrade', (req: IncomingMessage, socket: import('node:stream').Duplex) => {
+  // protocol upgrades (WebSocket) and CONNECT tunnels are not proxied; they are still recorded, like every request
+  const refuseRaw = (what: string) => (req: IncomingMessage, socket: import('node:stream').Duplex) => {
     const started = performance.now();
     const requestId = randomUUID();
+    const requestBytes = countRequestBytes(req);
     const g = decide(req, requestId, gate);
-    const event = g.deny ? g.event : { ...g.event, decision: { allowed: false, reason: 'protocol upgrades are not supported' } };
+    const event = g.deny ? g.event : { ...g.event, decision: { allowed: false, reason: `${what} not supported` } };
     const status = g.deny || 501;
-    requests.inc({ outcome: g.deny === 401 ? 'unauthenticated' : g.deny === 403 ? 'forbidden' : 'upgrade_refused' });
+    requests.inc({ outcome: g.deny ? DENY_OUTCOME[g.deny] : 'upgrade_refused' });
     const answer = () => {
       const body = JSON.stringify({ error: event.decision.reason, request_id: requestId });
       socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${REQUEST_ID_HEADER}: ${requestId}\r\nconnection: close\r\n\r\n${body}`);
-      trail
-        .after(responseEvent({ requestId, outcome: outcomeOf(status, Buffer.byteLength(body), 0, started) }))
-        .catch(afterError);
+      trail.after(responseEvent({ requestId, outcome: outcomeOf(status, Buffer.byteLength(body), requestBytes(), started) })).catch(afterError);
     };
     socket.on('error', () => socket.destroy());
     trail.after(event).then(answer, (e: Error) => {
       warn(`could not spool a request event: ${e.message}`);
       socket.destroy();
     });
-  });
+  };
+  server.on('upgrade', refuseRaw('protocol upgrades are'));
+  server.on('connect', refuseRaw('CONNECT is'));
   server.on('clientError', (_e, sock) => {
     if (sock.writable) sock.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
     else sock.destroy();

@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -170,6 +171,80 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     const r = m.get(refused.headers.get('trailmark-request-id')!)!;
     expect(r.request.actor.id).to.equal('bob');
     expect(r.response.outcome.request_bytes).to.equal(321);
+  });
+
+  /** Sends one raw HTTP/1.1 request (the exact request line given) and returns the status and headers. */
+  function raw(url: string, requestLine: string, headers: Record<string, string> = {}): Promise<{ status: number; id: string | null; text: string }> {
+    const u = new URL(url);
+    return new Promise((resolve, reject) => {
+      const sock = net.connect(Number(u.port), u.hostname);
+      let data = '';
+      sock.on('data', (d) => (data += d.toString()));
+      sock.on('error', reject);
+      sock.on('close', () => {
+        const m = /^HTTP\/1\.1 (\d{3})/.exec(data);
+        resolve({ status: m ? Number(m[1]) : 0, id: /trailmark-request-id: (\S+)/i.exec(data)?.[1] ?? null, text: data });
+      });
+      const h = Object.entries({ host: u.host, connection: 'close', ...headers }).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+      sock.write(`${requestLine} HTTP/1.1\r\n${h}\r\n`);
+    });
+  }
+
+  it('refuses paths an upstream would read differently (..;, encoded dots and semicolons, matrix params) before the rules', async () => {
+    const p = await proxy();
+    const bob = { authorization: 'Bearer bob-secret-token-222' };
+    const allowed = await raw(p.url, 'GET /echo/public/a', bob);
+    expect(allowed.status).to.equal(200);
+    const tricks = ['/echo/public/..;/db', '/echo/public/..%3b/db', '/echo/public/%2e%2e%3b/db', '/echo/public/%2e%2e%3B/db', '/echo/public/x;jsessionid=1', '/echo/public/%2e%2e%2fdb', '/echo/public/..%5cdb'];
+    const rs = await Promise.all(tricks.map((t) => raw(p.url, `GET ${t}`, bob)));
+    rs.forEach((r, i) => expect(r.status, tricks[i]).to.equal(400));
+    expect(upstream.seen.map((x) => x.url)).to.deep.equal(['/echo/public/a']);
+    await waitFor('all events', async () => (await treeSize(log.url)) === 2 * (tricks.length + 1));
+    const m = byRequest((await logEntries(log.url)).map((e) => e.event));
+    for (const r of rs) {
+      const ev = m.get(r.id!)!;
+      expect(ev.request.actor.id).to.equal('bob');
+      expect(ev.request.decision.allowed).to.equal(false);
+      expect(ev.request.decision.reason).to.match(/^ambiguous path/);
+      expect(ev.response.outcome.status).to.equal(400);
+    }
+  });
+
+  it('redacts a query parameter in every spelling: name[], ;-separated, and as a matrix parameter', async () => {
+    const p = await proxy();
+    const alice = { authorization: 'Bearer alice-secret-token-111' };
+    const rs = [
+      await raw(p.url, 'GET /echo/a?password[]=sec-aaa1', alice),
+      await raw(p.url, 'GET /echo/a?x=1;password=sec-bbb2', alice),
+      await raw(p.url, 'GET /echo/a?PASSWORD%5B0%5D=sec-ccc3', alice),
+      await raw(p.url, 'GET /echo/a;password=sec-ddd4', alice),
+    ];
+    // a matrix parameter is an ambiguous path under rules: refused, and still redacted in the event
+    expect(rs.map((r) => r.status)).to.deep.equal([200, 200, 200, 400]);
+    await waitFor('all events', async () => (await treeSize(log.url)) === 8);
+    const entries = await logEntries(log.url);
+    for (const e of entries) expect(e.raw).to.not.match(/sec-(aaa1|bbb2|ccc3|ddd4)/);
+    const m = byRequest(entries.map((e) => e.event));
+    expect(m.get(rs[0].id!)!.request.action.query).to.equal('password[]=REDACTED');
+    expect(m.get(rs[1].id!)!.request.action.query).to.equal('x=1;password=REDACTED');
+    expect(m.get(rs[3].id!)!.request.action.path).to.equal('/echo/a;password=REDACTED');
+  });
+
+  it('records CONNECT (refused, 501) and forwards OPTIONS * as OPTIONS *', async () => {
+    const p = await proxy({ rules: undefined });
+    const alice = { authorization: 'Bearer alice-secret-token-111' };
+    const connect = await raw(p.url, 'CONNECT example.invalid:443', alice);
+    expect(connect.status).to.equal(501);
+    const star = await raw(p.url, 'OPTIONS *', alice);
+    expect(star.status).to.equal(200);
+    expect(upstream.seen.map((x) => `${x.method} ${x.url}`)).to.deep.equal(['OPTIONS *']);
+    await waitFor('four events', async () => (await treeSize(log.url)) === 4);
+    const m = byRequest((await logEntries(log.url)).map((e) => e.event));
+    const c = m.get(connect.id!)!;
+    expect(c.request.action).to.deep.include({ method: 'CONNECT', path: 'example.invalid:443' });
+    expect(c.request.decision).to.deep.equal({ allowed: false, reason: 'CONNECT is not supported' });
+    expect(c.response.outcome.status).to.equal(501);
+    expect(m.get(star.id!)!.request.action).to.deep.include({ method: 'OPTIONS', path: '*' });
   });
 
   it('spool mode: serves while the log is down, then every event reaches the log exactly once', async () => {
