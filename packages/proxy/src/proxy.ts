@@ -169,11 +169,23 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   const adminAddr = opts.adminListen ? parseListen(opts.adminListen, '--admin-listen') : null;
   const client = new LogClient({ url: opts.log, vkey: verifier, ...(opts.logToken ? { token: opts.logToken } : {}) });
   if (opts.checkUpstream !== false) await checkUpstream(upstream);
+  let reachable = true;
   try {
     await client.checkpoint({ attempts: 1, deadlineMs: 3000 });
   } catch (e) {
     if (e instanceof ReceiptError) throw new ConfigError('log-key', `the log at ${client.url} does not match --log-key: ${e.message}`);
+    reachable = false;
     warn(`log not reachable at start (${(e as Error).message}); ${mode === 'strict' ? 'requests get 503 until it answers' : 'events wait in the spool'}`);
+  }
+  if (reachable) {
+    // a log that refuses our token would leave every event in the spool, retried forever: a configuration error
+    const access = await client.checkWriteAccess();
+    if (access.access === 'refused') {
+      throw new ConfigError(
+        'log-token',
+        `the log at ${client.url} refuses ${opts.logToken ? 'the log token' : 'writes without a log token (give --log-token-file FILE or TRAILMARK_LOG_TOKEN)'}: ${access.detail}`,
+      );
+    }
   }
 
   const registry = new Registry();

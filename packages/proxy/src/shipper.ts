@@ -137,6 +137,8 @@ export class Shipper {
         await this.spool.ack(batch);
         this.stats.delivered += batch.records.length;
         this.stats.lastDeliveryAt = Date.now();
+        // delivery works again: an old error no longer describes the shipper (/healthz shows it)
+        this.stats.lastError = null;
         failures = 0;
         if (batch.records.length < this.batchSize && this.lingerMs > 0) await new Promise((r) => setTimeout(r, this.lingerMs));
       } catch (e) {

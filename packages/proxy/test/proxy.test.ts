@@ -266,6 +266,8 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     const health = (await (await fetch(`${p.adminUrl}/healthz`)).json()) as Ev;
     expect(health.spool_depth).to.be.at.least(60);
     expect(health.oldest_undelivered_age_seconds).to.be.greaterThan(0);
+    await waitFor('a failed delivery', () => p.trail.shipper.stats.failedBatches > 0);
+    expect(((await (await fetch(`${p.adminUrl}/healthz`)).json()) as Ev).last_error).to.match(/unavailable/);
     await log.start();
     await burst(10, 'after');
     p.trail.shipper.poke();
@@ -275,6 +277,46 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     expect(m.size).to.equal(50);
     expect([...m.keys()].sort()).to.deep.equal([...ids].sort());
     expect(await treeSize(log.url)).to.equal(100);
+    // delivery works again: the old error is gone from /healthz
+    expect(((await (await fetch(`${p.adminUrl}/healthz`)).json()) as Ev).last_error).to.equal(null);
+  });
+
+  it('a log that refuses the proxy\'s token is a configuration error (exit 2); the token comes from a file or the environment', async () => {
+    const { startLogServer } = await import('@trailmark/log-server');
+    const guarded = await startLogServer({ dataDir: join(tmp.dir, 'guarded'), listen: '127.0.0.1:0', submitTokens: ['log-submit-token-999'] });
+    try {
+      const args = (spool: string) => ['proxy', '--upstream', upstream.url, '--log', guarded.url, '--log-key', guarded.vkey, '--tokens', tokensFile, '--listen', '127.0.0.1:0', '--spool', join(tmp.dir, spool)];
+      const none = await cli(args('s1'));
+      expect(none.code, none.err).to.equal(2);
+      expect(none.err).to.match(/refuses writes without a log token.*401/);
+      const wrong = await cli([...args('s2'), '--log-token-file', tokensFile]);
+      expect(wrong.code, wrong.err).to.equal(2);
+      expect(wrong.err).to.match(/refuses the log token/);
+      expect(wrong.err).to.not.contain('alice-secret-token-111');
+      const tokenFile = join(tmp.dir, 'log-token');
+      writeFileSync(tokenFile, 'log-submit-token-999\n');
+      const auth = { authorization: 'Bearer alice-secret-token-111' };
+      for (const [spool, extra, env] of [['s3', ['--log-token-file', tokenFile], {}], ['s4', [], { TRAILMARK_LOG_TOKEN: 'log-submit-token-999' }]] as const) {
+        const c = spawn(process.execPath, [bin, ...args(spool), ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+        children.push(c);
+        const url = await new Promise<string>((resolve, reject) => {
+          let out = '';
+          c.stdout!.on('data', (d: Buffer) => {
+            out += d.toString();
+            const m = /^url: (\S+)$/m.exec(out);
+            if (m) resolve(m[1]);
+          });
+          c.on('exit', (code) => reject(new Error(`proxy exited ${code}`)));
+        });
+        const before = await treeSize(guarded.url);
+        expect((await req(`${url}/echo/x`, { headers: auth })).status).to.equal(200);
+        await waitFor('events delivered with the token', async () => (await treeSize(guarded.url)) >= before + 2);
+        c.kill('SIGTERM');
+        await new Promise((r) => c.once('exit', r));
+      }
+    } finally {
+      await guarded.close();
+    }
   });
 
   /** `trailmark proxy` as a child process; resolves with its URLs once it listens. */
@@ -381,6 +423,8 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     };
     await burst(first.url, 5, 'a');
     await waitFor('first events delivered', async () => (await treeSize(log.url)) === 10);
+    // and acknowledged: a batch the log took but whose receipt was still being checked would stay spooled
+    await waitFor('first events acknowledged', async () => ((await (await fetch(`${first.admin}/healthz`)).json()) as Ev).spool_depth === 0);
     await log.stop();
     await burst(first.url, 25, 'b');
     // the response event is spooled just after the answer: wait until the proxy says all 50 are on disk

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { ProxyError, startProxy, type RunningProxy, type TrailMode } from '@trailmark/proxy';
 import { TlogError } from '@trailmark/tlog';
@@ -11,6 +12,7 @@ interface ProxyCliOptions {
   logKey: string;
   tokens: string;
   logToken?: string;
+  logTokenFile?: string;
   listen: string;
   spool: string;
   mode: string;
@@ -22,6 +24,24 @@ interface ProxyCliOptions {
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/** The log token from --log-token, --log-token-file or TRAILMARK_LOG_TOKEN (in that order), or undefined. */
+async function readLogToken(opts: { logToken?: string; logTokenFile?: string }): Promise<string | undefined> {
+  if (opts.logToken && opts.logTokenFile) throw usage('give --log-token or --log-token-file, not both');
+  if (opts.logToken) return opts.logToken;
+  if (opts.logTokenFile) {
+    let text: string;
+    try {
+      text = await readFile(opts.logTokenFile, 'utf8');
+    } catch (e) {
+      throw usage(`cannot read --log-token-file ${opts.logTokenFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    const token = text.split('\n')[0].trim();
+    if (!token) throw usage(`--log-token-file ${opts.logTokenFile} is empty`);
+    return token;
+  }
+  return process.env.TRAILMARK_LOG_TOKEN?.trim() || undefined;
+}
 
 /**
  * `trailmark proxy --upstream URL --log URL --log-key VKEY --tokens FILE [--log-token TOKEN] [--listen HOST:PORT]
@@ -36,7 +56,8 @@ export function registerProxy(program: Command): void {
     .requiredOption('--log <url>', 'log base URL')
     .requiredOption('--log-key <vkey>', "the log's vkey or a file holding it")
     .requiredOption('--tokens <file>', 'JSON file mapping bearer tokens to identities {"<token>": {"id", "roles"}}')
-    .option('--log-token <token>', 'bearer token for a log whose write API requires one')
+    .option('--log-token <token>', 'bearer token for a log whose write API requires one (visible in ps: prefer the two below)')
+    .option('--log-token-file <file>', 'read the log token from this file (first line)')
     .option('--listen <host:port>', 'where the proxy listens', '127.0.0.1:8081')
     .option('--spool <dir>', 'spool directory (events fsynced here before forwarding)', './trailmark-spool')
     .option('--mode <mode>', 'spool (default): durable locally first; strict: forward only after the log acknowledged', 'spool')
@@ -50,6 +71,7 @@ export function registerProxy(program: Command): void {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
         // startProxy checks --mode and both URLs (a ProxyError, exit 2)
         const logKey = await loadVkey(opts.logKey);
+        const logToken = await readLogToken(opts);
         let running: RunningProxy;
         try {
           running = await startProxy({
@@ -57,7 +79,7 @@ export function registerProxy(program: Command): void {
             log: opts.log,
             logKey,
             tokens: opts.tokens,
-            ...(opts.logToken ? { logToken: opts.logToken } : {}),
+            ...(logToken ? { logToken } : {}),
             ...(opts.rules ? { rules: opts.rules } : {}),
             listen: opts.listen,
             spoolDir: opts.spool,
