@@ -5,9 +5,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { canonicalJson } from '@trailmark/tlog';
+import { ACCESS_SCHEMA, canonicalJson, type StreamPosition } from '@trailmark/tlog';
 
-export const ACCESS_SCHEMA = 'trailmark.access/v1';
+export { ACCESS_SCHEMA };
 /** What replaces a redacted value. */
 export const REDACTED = 'REDACTED';
 
@@ -43,6 +43,8 @@ export interface RequestEvent {
   actor: Actor;
   action: Action;
   decision: Decision;
+  /** Given by the stream as the event is spooled (stream.ts). */
+  stream?: StreamPosition;
 }
 
 export interface Outcome {
@@ -63,7 +65,9 @@ export interface ResponseEvent {
   id: string;
   request_id: string;
   time: string;
+  proxy: string;
   outcome: Outcome;
+  stream?: StreamPosition;
 }
 
 export type AccessEvent = RequestEvent | ResponseEvent;
@@ -120,13 +124,14 @@ export function countRequestBytes(req: Readable): () => number {
 }
 
 /** Builds a response-stage event. Precondition: status is an HTTP status (or 499: the client went away first). */
-export function responseEvent(p: { requestId: string; outcome: Outcome; time?: Date }): ResponseEvent {
+export function responseEvent(p: { requestId: string; proxy: string; outcome: Outcome; time?: Date }): ResponseEvent {
   return {
     schema: ACCESS_SCHEMA,
     stage: 'response',
     id: newId(),
     request_id: p.requestId,
     time: rfc3339ms(p.time),
+    proxy: p.proxy,
     outcome: p.outcome,
   };
 }

@@ -64,7 +64,7 @@ export function accessTrailMiddleware(opts: AccessMiddlewareOptions): (req: Inco
       return end(chunk, ...rest);
     }) as typeof res.end;
     res.once('close', () => {
-      const ev = responseEvent({ requestId, outcome: outcomeOf(res.headersSent ? res.statusCode : 499, bytes, requestBytes(), started) });
+      const ev = responseEvent({ requestId, proxy: gateOpts.proxy, outcome: outcomeOf(res.headersSent ? res.statusCode : 499, bytes, requestBytes(), started) });
       opts.trail.after(ev).catch(onError);
     });
     const record = g.deny ? opts.trail.after(g.event) : opts.trail.before(g.event);

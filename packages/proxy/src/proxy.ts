@@ -51,11 +51,20 @@ export interface ProxyOptions {
   upstreamTimeoutMs?: number;
   /** Where warnings go (default stderr). */
   warn?: (line: string) => void;
+  /** The stream key file (default: stream.key in the spool directory, created on first start). */
+  streamKey?: string;
+  /** Milliseconds between the stream's signed heartbeats (default 30 s). */
+  heartbeatMs?: number;
+  /** false: no stream fields (for measuring their cost only; see AccessTrailOptions.streams). */
+  streams?: boolean;
 }
 
 export interface RunningProxy {
   url: string;
   adminUrl: string | null;
+  /** The stream key's vkey and the stream's id (null with `streams: false`). */
+  streamKey: string | null;
+  streamId: string | null;
   trail: AccessTrail;
   registry: Registry;
   close(): Promise<void>;
@@ -190,11 +199,17 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const proxyName = opts.name ?? hostname();
   const trail = await AccessTrail.open({
     spoolDir: opts.spoolDir,
     log: client,
     mode,
     registry,
+    proxy: proxyName,
+    ...(opts.streamKey !== undefined ? { streamKey: opts.streamKey } : {}),
+    ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}),
+    ...(opts.streams === false ? { streams: false } : {}),
+    onError: (e) => warn(`could not write a heartbeat: ${e.message}`),
     ...(opts.strictDeadlineMs !== undefined ? { strictDeadlineMs: opts.strictDeadlineMs } : {}),
     shipper: { onError: (e) => warn(`delivery to the log failed, will retry: ${e.message}`) },
   });
@@ -209,7 +224,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     tokens,
     ...(rules ? { rules } : {}),
     target: upstream.origin,
-    proxy: opts.name ?? hostname(),
+    proxy: proxyName,
     redactQuery: new Set([...DEFAULT_REDACT_QUERY, ...(opts.redactQuery ?? [])].map((n) => n.toLowerCase())),
     redactHeaders: new Set((opts.redactHeaders ?? []).map((n) => n.toLowerCase())),
   };
@@ -228,7 +243,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     const finish = () => {
       if (recorded) return;
       recorded = true;
-      const ev = responseEvent({ requestId, outcome: outcomeOf(res.headersSent ? res.statusCode : 499, bytes, requestBytes(), started) });
+      const ev = responseEvent({ requestId, proxy: gate.proxy, outcome: outcomeOf(res.headersSent ? res.statusCode : 499, bytes, requestBytes(), started) });
       trail.after(ev).catch(afterError);
     };
     res.once('close', finish);
@@ -323,7 +338,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     const answer = () => {
       const body = JSON.stringify({ error: event.decision.reason, request_id: requestId });
       socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${REQUEST_ID_HEADER}: ${requestId}\r\nconnection: close\r\n\r\n${body}`);
-      trail.after(responseEvent({ requestId, outcome: outcomeOf(status, Buffer.byteLength(body), requestBytes(), started) })).catch(afterError);
+      trail.after(responseEvent({ requestId, proxy: gate.proxy, outcome: outcomeOf(status, Buffer.byteLength(body), requestBytes(), started) })).catch(afterError);
     };
     socket.on('error', () => socket.destroy());
     trail.after(event).then(answer, (e: Error) => {
@@ -357,6 +372,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
             failed_deliveries: trail.shipper.stats.failedBatches,
             receipt_failures: client.stats.receiptFailures,
             last_error: trail.shipper.stats.lastError,
+            stream: trail.stream ? { id: trail.stream.id, next_seq: trail.stream.next.seq, open_requests: trail.stream.openRequests } : null,
           });
         }
         if (path === '/metrics') {
@@ -383,6 +399,8 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   return {
     url,
     adminUrl,
+    streamKey: trail.stream?.vkey ?? null,
+    streamId: trail.stream?.id ?? null,
     trail,
     registry,
     close() {

@@ -111,6 +111,11 @@ export async function logEntries(url: string): Promise<{ index: number; raw: str
   return out;
 }
 
+/** Request and response events in a log (the stream's own start, heartbeat and end events not counted). */
+export async function accessCount(url: string): Promise<number> {
+  return (await logEntries(url)).filter((e) => e.event.stage === 'request' || e.event.stage === 'response').length;
+}
+
 export async function treeSize(url: string): Promise<number> {
   return ((await (await fetch(`${url}/v1/get-sth`)).json()) as { tree_size: number }).tree_size;
 }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Spool, startProxy, type RunningProxy } from '../src/index.js';
-import { logEntries, RestartableLog, startRelay, startUpstream, tempDir, treeSize, waitFor } from './helpers.js';
+import { accessCount, logEntries, RestartableLog, startRelay, startUpstream, tempDir, treeSize, waitFor } from './helpers.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const bin = join(root, 'packages/cli/dist/bin.js');
@@ -34,6 +34,7 @@ function byRequest(events: Ev[]): Map<string, { request: Ev; response: Ev }> {
   const m = new Map<string, { request?: Ev; response?: Ev }>();
   for (const e of events) {
     expect(e.schema).to.equal('trailmark.access/v1');
+    if (e.stage !== 'request' && e.stage !== 'response') continue;
     const slot = m.get(e.request_id) ?? {};
     expect(slot[e.stage as 'request' | 'response'], `two ${e.stage} events for ${e.request_id}`).to.equal(undefined);
     slot[e.stage as 'request' | 'response'] = e;
@@ -115,7 +116,7 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     ids.forEach((id) => expect(id).to.match(/^[0-9a-f-]{36}$/));
 
     // response events are spooled right after each answer completes: wait for all ten events
-    await waitFor('ten events in the log', async () => (await treeSize(log.url)) === 10);
+    await waitFor('ten events in the log', async () => (await accessCount(log.url)) === 10);
     await p.trail.shipper.drained();
     const entries = await logEntries(log.url);
     for (const s of ['upstream-session=zzz', 'alice-secret-token-111', 'bob-secret-token-222', 'wrong-secret-token-888', 'cookie-secret-333', 'api-key-secret-444', 'ua-secret-555', 'query-secret-666', 'query-secret-777']) {
@@ -129,7 +130,7 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     expect(a.request.action).to.deep.equal({ method: 'GET', target: upstream.url, path: '/db/tables', query: 'password=REDACTED&access_token=REDACTED&q=1' });
     expect(a.request.decision).to.deep.equal({ allowed: true, reason: 'allowed by role dba' });
     expect(a.request.time).to.match(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
-    expect(Object.keys(a.response).sort()).to.deep.equal(['id', 'outcome', 'request_id', 'schema', 'stage', 'time']);
+    expect(Object.keys(a.response).sort()).to.deep.equal(['id', 'outcome', 'proxy', 'request_id', 'schema', 'stage', 'stream', 'time']);
     expect(a.response.outcome.status).to.equal(200);
     expect(a.response.outcome.bytes).to.equal(Buffer.byteLength(ok.text));
     expect(a.response.outcome.request_bytes).to.equal(0);
@@ -153,10 +154,11 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
 
     const metrics = await (await fetch(`${p.adminUrl}/metrics`)).text();
     expect(metrics).to.match(/^trailmark_spool_depth 0$/m);
-    expect(metrics).to.match(/^trailmark_spool_delivered_total 10$/m);
+    // ten access events and the stream's start
+    expect(metrics).to.match(/^trailmark_spool_delivered_total 11$/m);
     expect(metrics).to.match(/^trailmark_proxy_requests_total\{outcome="unauthenticated"\} 2$/m);
     const health = await (await fetch(`${p.adminUrl}/healthz`)).json();
-    expect(health).to.deep.include({ ok: true, spool_depth: 0, delivered: 10, receipt_failures: 0 });
+    expect(health).to.deep.include({ ok: true, spool_depth: 0, delivered: 11, receipt_failures: 0 });
   });
 
   it('records the request body size, forwarded or refused', async () => {
@@ -165,7 +167,7 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     const refused = await req(`${p.url}/echo/upload`, { method: 'POST', body: 'y'.repeat(321), headers: { authorization: 'Bearer bob-secret-token-222' } });
     expect([sent.status, refused.status]).to.deep.equal([200, 403]);
     expect(JSON.parse(sent.text).bytes).to.equal(12345);
-    await waitFor('four events in the log', async () => (await treeSize(log.url)) === 4);
+    await waitFor('four events in the log', async () => (await accessCount(log.url)) === 4);
     const m = byRequest((await logEntries(log.url)).map((e) => e.event));
     expect(m.get(sent.headers.get('trailmark-request-id')!)!.response.outcome.request_bytes).to.equal(12345);
     const r = m.get(refused.headers.get('trailmark-request-id')!)!;
@@ -199,7 +201,7 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     const rs = await Promise.all(tricks.map((t) => raw(p.url, `GET ${t}`, bob)));
     rs.forEach((r, i) => expect(r.status, tricks[i]).to.equal(400));
     expect(upstream.seen.map((x) => x.url)).to.deep.equal(['/echo/public/a']);
-    await waitFor('all events', async () => (await treeSize(log.url)) === 2 * (tricks.length + 1));
+    await waitFor('all events', async () => (await accessCount(log.url)) === 2 * (tricks.length + 1));
     const m = byRequest((await logEntries(log.url)).map((e) => e.event));
     for (const r of rs) {
       const ev = m.get(r.id!)!;
@@ -221,7 +223,7 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     ];
     // a matrix parameter is an ambiguous path under rules: refused, and still redacted in the event
     expect(rs.map((r) => r.status)).to.deep.equal([200, 200, 200, 400]);
-    await waitFor('all events', async () => (await treeSize(log.url)) === 8);
+    await waitFor('all events', async () => (await accessCount(log.url)) === 8);
     const entries = await logEntries(log.url);
     for (const e of entries) expect(e.raw).to.not.match(/sec-(aaa1|bbb2|ccc3|ddd4)/);
     const m = byRequest(entries.map((e) => e.event));
@@ -238,7 +240,7 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     const star = await raw(p.url, 'OPTIONS *', alice);
     expect(star.status).to.equal(200);
     expect(upstream.seen.map((x) => `${x.method} ${x.url}`)).to.deep.equal(['OPTIONS *']);
-    await waitFor('four events', async () => (await treeSize(log.url)) === 4);
+    await waitFor('four events', async () => (await accessCount(log.url)) === 4);
     const m = byRequest((await logEntries(log.url)).map((e) => e.event));
     const c = m.get(connect.id!)!;
     expect(c.request.action).to.deep.include({ method: 'CONNECT', path: 'example.invalid:443' });
@@ -271,12 +273,12 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     await log.start();
     await burst(10, 'after');
     p.trail.shipper.poke();
-    await waitFor('a hundred events in the log', async () => (await treeSize(log.url)) >= 100);
+    await waitFor('a hundred events in the log', async () => (await accessCount(log.url)) >= 100);
     await p.trail.shipper.drained();
     const m = byRequest((await logEntries(log.url)).map((e) => e.event));
     expect(m.size).to.equal(50);
     expect([...m.keys()].sort()).to.deep.equal([...ids].sort());
-    expect(await treeSize(log.url)).to.equal(100);
+    expect(await accessCount(log.url)).to.equal(100);
     // delivery works again: the old error is gone from /healthz
     expect(((await (await fetch(`${p.adminUrl}/healthz`)).json()) as Ev).last_error).to.equal(null);
   });
@@ -390,15 +392,16 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
       const ids = rs.map((r) => r.headers.get('trailmark-request-id')!);
       rs.forEach((r) => expect(r.status).to.equal(200));
       // a first batch is in the log, its answer held back; everything is still in the spool
-      await waitFor('a batch committed by the log, not acked', async () => (await treeSize(log.url)) >= 1 && ((await (await fetch(`${first.admin}/healthz`)).json()) as Ev).spool_depth === 20);
+      // (the stream's start event and the twenty access events)
+      await waitFor('a batch committed by the log, not acked', async () => (await treeSize(log.url)) >= 1 && ((await (await fetch(`${first.admin}/healthz`)).json()) as Ev).spool_depth === 21);
       const committedBeforeCrash = await treeSize(log.url);
       first.proc.kill('SIGKILL');
       await new Promise((r) => first.proc.once('exit', r));
       const second = await startChild(spool);
       await waitFor('spool empty', async () => ((await (await fetch(`${second.admin}/healthz`)).json()) as Ev).spool_depth === 0);
       // the resend of the batch the log already had was answered with the original indexes
-      expect(committedBeforeCrash).to.be.within(1, 20);
-      expect(await treeSize(log.url)).to.equal(20);
+      expect(committedBeforeCrash).to.be.within(1, 21);
+      expect(await accessCount(log.url)).to.equal(20);
       const m = byRequest((await logEntries(log.url)).map((e) => e.event));
       expect([...m.keys()].sort()).to.deep.equal([...ids].sort());
       second.proc.kill('SIGTERM');
@@ -422,7 +425,7 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
       }
     };
     await burst(first.url, 5, 'a');
-    await waitFor('first events delivered', async () => (await treeSize(log.url)) === 10);
+    await waitFor('first events delivered', async () => (await accessCount(log.url)) === 10);
     // and acknowledged: a batch the log took but whose receipt was still being checked would stay spooled
     await waitFor('first events acknowledged', async () => ((await (await fetch(`${first.admin}/healthz`)).json()) as Ev).spool_depth === 0);
     await log.stop();
@@ -434,12 +437,12 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     await log.start();
     const second = await start();
     await burst(second.url, 5, 'c');
-    await waitFor('every event delivered', async () => (await treeSize(log.url)) >= 70, 30_000);
+    await waitFor('every event delivered', async () => (await accessCount(log.url)) >= 70, 30_000);
     await waitFor('spool empty', async () => ((await (await fetch(`${second.admin}/healthz`)).json()) as Ev).spool_depth === 0);
     const m = byRequest((await logEntries(log.url)).map((e) => e.event));
     expect(m.size).to.equal(35);
     expect([...m.keys()].sort()).to.deep.equal([...ids].sort());
-    expect(await treeSize(log.url)).to.equal(70);
+    expect(await accessCount(log.url)).to.equal(70);
     second.proc.kill('SIGTERM');
     await new Promise((r) => second.proc.once('exit', r));
   });
@@ -467,11 +470,11 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     const again = await req(`${p.url}/echo/3`, { headers: auth });
     expect(again.status).to.equal(200);
     p.trail.shipper.poke();
-    await waitFor('eight events in the log', async () => (await treeSize(log.url)) >= 8);
+    await waitFor('eight events in the log', async () => (await accessCount(log.url)) >= 8);
     await p.trail.shipper.drained();
     const m = byRequest((await logEntries(log.url)).map((e) => e.event));
     expect(m.size).to.equal(4);
-    expect(await treeSize(log.url)).to.equal(8);
+    expect(await accessCount(log.url)).to.equal(8);
     expect(m.get(down.headers.get('trailmark-request-id')!)!.response.outcome).to.deep.include({ status: 503, bytes: Buffer.byteLength(down.text) });
   });
 
@@ -523,7 +526,7 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     });
     expect(down.bytes).to.equal(size);
     // the response event is spooled once the answer is complete, just after the client saw its end
-    await waitFor('both requests logged', async () => (await treeSize(log.url)) === 4);
+    await waitFor('both requests logged', async () => (await accessCount(log.url)) === 4);
     const m = byRequest((await logEntries(log.url)).map((e) => e.event));
     expect(m.get(down.id)!.response.outcome).to.deep.include({ status: 200, bytes: size });
     expect(m.get(down.id)!.request.action.path).to.equal('/big');
@@ -534,7 +537,7 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     const r = await req(`${p.url}/db/x?y=1`, { headers: { authorization: 'Bearer bob-secret-token-222' } });
     expect(r.status).to.equal(200);
     expect(JSON.parse(r.text).url).to.equal('/base/db/x?y=1');
-    await waitFor('both events in the log', async () => (await treeSize(log.url)) === 2);
+    await waitFor('both events in the log', async () => (await accessCount(log.url)) === 2);
     const ev = byRequest((await logEntries(log.url)).map((e) => e.event)).get(r.headers.get('trailmark-request-id')!)!;
     expect(ev.request.action).to.deep.include({ target: upstream.url, path: '/db/x', query: 'y=1' });
     expect(ev.request.decision.reason).to.equal('valid bearer token');
@@ -546,7 +549,7 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     const r = await req(`${p.url}/db/x`, { headers: { authorization: 'Bearer alice-secret-token-111' } });
     expect(r.status).to.equal(502);
     expect(JSON.parse(r.text).error).to.match(/^upstream failed: ECONNREFUSED/);
-    await waitFor('both events in the log', async () => (await treeSize(log.url)) === 2);
+    await waitFor('both events in the log', async () => (await accessCount(log.url)) === 2);
     const m = byRequest((await logEntries(log.url)).map((e) => e.event));
     const ev = m.get(r.headers.get('trailmark-request-id')!)!;
     expect(ev.request.decision.allowed).to.equal(true);
@@ -567,7 +570,7 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
       q.end();
     });
     expect(r.status).to.equal(501);
-    await waitFor('both events in the log', async () => (await treeSize(log.url)) === 2);
+    await waitFor('both events in the log', async () => (await accessCount(log.url)) === 2);
     const ev = byRequest((await logEntries(log.url)).map((e) => e.event)).get(r.id)!;
     expect(ev.request.actor.id).to.equal('alice');
     expect(ev.request.decision).to.deep.equal({ allowed: false, reason: 'protocol upgrades are not supported' });

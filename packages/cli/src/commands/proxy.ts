@@ -21,6 +21,8 @@ interface ProxyCliOptions {
   redactQuery?: string[];
   adminListen?: string;
   rules?: string;
+  streamKey?: string;
+  heartbeatSeconds?: string;
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -65,6 +67,8 @@ export function registerProxy(program: Command): void {
     .option('--redact-header <name>', 'header whose value never reaches the log (repeatable)', collect)
     .option('--redact-query <name>', 'query parameter whose value never reaches the log (repeatable)', collect)
     .option('--admin-listen <host:port>', 'serve /healthz and /metrics here')
+    .option('--stream-key <file>', "the stream key (signed-note private key); default: stream.key in the spool directory, created on first start")
+    .option('--heartbeat-seconds <n>', 'seconds between signed heartbeat events (at most 60)', '30')
     .option('--rules <file>', 'JSON file of role rules {"<role>": {"methods": [...], "paths": [...]}}: 403 outside them')
     .action(
       action(async (opts: ProxyCliOptions, cmd: Command) => {
@@ -72,6 +76,8 @@ export function registerProxy(program: Command): void {
         // startProxy checks --mode and both URLs (a ProxyError, exit 2)
         const logKey = await loadVkey(opts.logKey);
         const logToken = await readLogToken(opts);
+        const heartbeat = Number(opts.heartbeatSeconds);
+        if (!(heartbeat > 0 && heartbeat <= 60)) throw usage(`--heartbeat-seconds must be a number in (0, 60], got ${JSON.stringify(opts.heartbeatSeconds)}`);
         let running: RunningProxy;
         try {
           running = await startProxy({
@@ -88,6 +94,8 @@ export function registerProxy(program: Command): void {
             redactHeaders: opts.redactHeader ?? [],
             redactQuery: opts.redactQuery ?? [],
             ...(opts.adminListen ? { adminListen: opts.adminListen } : {}),
+            ...(opts.streamKey ? { streamKey: opts.streamKey } : {}),
+            heartbeatMs: Math.round(heartbeat * 1000),
           });
         } catch (e) {
           if (e instanceof ProxyError || e instanceof TlogError) throw usage(e.message);
@@ -97,7 +105,9 @@ export function registerProxy(program: Command): void {
         out.info(`url: ${running.url}`);
         if (running.adminUrl) out.info(`admin: ${running.adminUrl}`);
         out.info(`mode: ${opts.mode}, upstream: ${opts.upstream}, log: ${opts.log} (${logKey.name})`);
-        out.result({ url: running.url, admin: running.adminUrl, mode: opts.mode, upstream: opts.upstream, log: opts.log, origin: logKey.name });
+        out.info(`stream key: ${running.streamKey}`);
+        out.info(`stream: ${running.streamId}`);
+        out.result({ url: running.url, admin: running.adminUrl, mode: opts.mode, upstream: opts.upstream, log: opts.log, origin: logKey.name, stream_key: running.streamKey, stream: running.streamId });
         await runUntilSignal(() => running.close());
         return EXIT_OK;
       }),
