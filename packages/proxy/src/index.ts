@@ -6,6 +6,7 @@ export * from './shipper.js';
 export * from './events.js';
 export * from './auth.js';
 export * from './gate.js';
+export * from './stream.js';
 export * from './trail.js';
 export * from './middleware.js';
 export * from './proxy.js';

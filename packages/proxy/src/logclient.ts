@@ -111,8 +111,8 @@ export function nativeEd25519Verifier(v: NoteVerifier): NoteVerifier {
   };
 }
 
-/** RFC 6962 hashing on node:crypto, faster here than the portable default. */
-const nodeHasher = makeHasher((d) => createHash('sha256').update(d).digest());
+/** RFC 6962 hashing on node:crypto, faster here than the portable default. @internal */
+export const nodeHasher = makeHasher((d) => createHash('sha256').update(d).digest());
 
 const RETRYABLE = new Set([408, 425, 429, 500, 502, 503, 504]);
 

@@ -10,7 +10,7 @@
  * `end`, a spool that is new (or lost) and a salvaged one start a new stream. A request event whose response
  * event was never written (the proxy died in between) gets one at the next start, `outcome.aborted: true`.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
@@ -25,12 +25,14 @@ import {
   type StreamPosition,
 } from '@trailmark/tlog';
 import { ConfigError, SpoolError } from './errors.js';
+import { nodeHasher } from './logclient.js';
 import { MAX_RECORD_BYTES, type RecordSealer, type Spool, type SpoolPosition } from './spool.js';
 import { readSalvageNote } from './spool-repair.js';
 
 /** SHA-256(0x00 || bytes): the leaf hash the log computes for an entry (RFC 6962). */
 export function leafHash(bytes: Uint8Array): Buffer {
-  return createHash('sha256').update(Buffer.from([0])).update(bytes).digest();
+  const h = nodeHasher.leaf(bytes);
+  return Buffer.from(h.buffer, h.byteOffset, h.byteLength);
 }
 
 /** The stream key: its signer and vkey. */

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { ProxyError, startProxy, type RunningProxy, type TrailMode } from '@trailmark/proxy';
 import { TlogError } from '@trailmark/tlog';
 import { action, makeOutput, runUntilSignal } from '../program.js';
@@ -23,6 +23,7 @@ interface ProxyCliOptions {
   rules?: string;
   streamKey?: string;
   heartbeatSeconds?: string;
+  benchWithoutStreams?: boolean;
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -69,6 +70,8 @@ export function registerProxy(program: Command): void {
     .option('--admin-listen <host:port>', 'serve /healthz and /metrics here')
     .option('--stream-key <file>', "the stream key (signed-note private key); default: stream.key in the spool directory, created on first start")
     .option('--heartbeat-seconds <n>', 'seconds between signed heartbeat events (at most 60)', '30')
+    // events without stream fields, as before streams: only for scripts/bench-proxy.ts to measure their cost
+    .addOption(new Option('--bench-without-streams').hideHelp())
     .option('--rules <file>', 'JSON file of role rules {"<role>": {"methods": [...], "paths": [...]}}: 403 outside them')
     .action(
       action(async (opts: ProxyCliOptions, cmd: Command) => {
@@ -96,6 +99,7 @@ export function registerProxy(program: Command): void {
             ...(opts.adminListen ? { adminListen: opts.adminListen } : {}),
             ...(opts.streamKey ? { streamKey: opts.streamKey } : {}),
             heartbeatMs: Math.round(heartbeat * 1000),
+            ...(opts.benchWithoutStreams ? { streams: false } : {}),
           });
         } catch (e) {
           if (e instanceof ProxyError || e instanceof TlogError) throw usage(e.message);
