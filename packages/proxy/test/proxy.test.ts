@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Spool, startProxy, type RunningProxy } from '../src/index.js';
-import { accessCount, logEntries, RestartableLog, startRelay, startUpstream, tempDir, treeSize, waitFor } from './helpers.js';
+import { accessCount, byRequest, logEntries, spawnProxy, RestartableLog, startRelay, startUpstream, tempDir, treeSize, waitFor } from './helpers.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const bin = join(root, 'packages/cli/dist/bin.js');
@@ -28,24 +28,6 @@ async function req(url: string, opts: { method?: string; headers?: Record<string
 }
 
 type Ev = Record<string, any>;
-
-/** Groups log events by request id and checks each request has exactly one request and one response event. */
-function byRequest(events: Ev[]): Map<string, { request: Ev; response: Ev }> {
-  const m = new Map<string, { request?: Ev; response?: Ev }>();
-  for (const e of events) {
-    expect(e.schema).to.equal('trailmark.access/v1');
-    if (e.stage !== 'request' && e.stage !== 'response') continue;
-    const slot = m.get(e.request_id) ?? {};
-    expect(slot[e.stage as 'request' | 'response'], `two ${e.stage} events for ${e.request_id}`).to.equal(undefined);
-    slot[e.stage as 'request' | 'response'] = e;
-    m.set(e.request_id, slot);
-  }
-  for (const [id, s] of m) {
-    expect(s.request, `no request event for ${id}`).to.not.equal(undefined);
-    expect(s.response, `no response event for ${id}`).to.not.equal(undefined);
-  }
-  return m as Map<string, { request: Ev; response: Ev }>;
-}
 
 describe('access proxy (real upstream, real log, real proxy)', function () {
   this.timeout(60_000);
@@ -299,17 +281,7 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
       writeFileSync(tokenFile, 'log-submit-token-999\n');
       const auth = { authorization: 'Bearer alice-secret-token-111' };
       for (const [spool, extra, env] of [['s3', ['--log-token-file', tokenFile], {}], ['s4', [], { TRAILMARK_LOG_TOKEN: 'log-submit-token-999' }]] as const) {
-        const c = spawn(process.execPath, [bin, ...args(spool), ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-        children.push(c);
-        const url = await new Promise<string>((resolve, reject) => {
-          let out = '';
-          c.stdout!.on('data', (d: Buffer) => {
-            out += d.toString();
-            const m = /^url: (\S+)$/m.exec(out);
-            if (m) resolve(m[1]);
-          });
-          c.on('exit', (code) => reject(new Error(`proxy exited ${code}`)));
-        });
+        const { url, proc: c } = await spawnProxy(bin, [...args(spool).slice(1), ...extra], children, env);
         const before = await treeSize(guarded.url);
         expect((await req(`${url}/echo/x`, { headers: auth })).status).to.equal(200);
         await waitFor('events delivered with the token', async () => (await treeSize(guarded.url)) >= before + 2);
@@ -322,21 +294,9 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
   });
 
   /** `trailmark proxy` as a child process; resolves with its URLs once it listens. */
-  function startChild(spool: string, logUrl = log.url): Promise<{ url: string; admin: string; proc: ChildProcess }> {
-    const c = spawn(process.execPath, [bin, 'proxy', '--upstream', upstream.url, '--log', logUrl, '--log-key', log.vkey, '--tokens', tokensFile, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spool', spool, '--name', 'child'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(c);
-    return new Promise((resolve, reject) => {
-      let out = '';
-      let err = '';
-      c.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-      c.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        const u = /^url: (\S+)$/m.exec(out);
-        const a = /^admin: (\S+)$/m.exec(out);
-        if (u && a) resolve({ url: u[1], admin: a[1], proc: c });
-      });
-      c.on('exit', (code) => reject(new Error(`proxy exited ${code}: ${err}`)));
-    });
+  async function startChild(spool: string, logUrl = log.url): Promise<{ url: string; admin: string; proc: ChildProcess }> {
+    const p = await spawnProxy(bin, ['--upstream', upstream.url, '--log', logUrl, '--log-key', log.vkey, '--tokens', tokensFile, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spool', spool, '--name', 'child'], children);
+    return { url: p.url, admin: p.admin!, proc: p.proc };
   }
 
   /** Runs the CLI to completion. */
@@ -597,6 +557,8 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
       [{ '--upstream': 'http://127.0.0.1:9' }, /upstream http:\/\/127\.0\.0\.1:9 is unreachable: ECONNREFUSED/],
       [{ '--rules': join(tmp.dir, 'tokens.json') }, /rules file .*: role "alice-secret-token-111" rule 1: "methods"/],
       [{ '--mode': 'lossy' }, /--mode must be spool or strict/],
+      [{ '--stream-key': join(tmp.dir, 'no-such.key') }, /cannot read stream key .*no-such\.key: ENOENT/],
+      [{ '--stream-key': tokensFile }, /stream key .* is not a signed-note private key/],
     ];
     writeFileSync(join(tmp.dir, 'bad-tokens.json'), '{"t": {"roles": ["x"]}}');
     cases.push([{ '--tokens': join(tmp.dir, 'bad-tokens.json') }, /entry 1: "id" must be a non-empty string/]);
