@@ -215,6 +215,45 @@ describe('spool', () => {
     await s.close();
   });
 
+  it('restarts as PID 1 in a PID namespace after a SIGKILL as PID 1 (a container)', async function () {
+    this.timeout(30000);
+    // the writer runs as PID 1 of a new PID namespace, as a proxy does in a container
+    const runAsPid1 = () => {
+      const c = spawn('unshare', ['--pid', '--fork', '--kill-child', process.execPath, '--import=tsx', join(here, 'fixtures/spool-writer.ts'), dir, 'pid'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      c.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      const ready = new Promise<string>((resolve, reject) => {
+        c.stdout!.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /^ready pid (\d+)$/m.exec(out);
+          if (m) resolve(m[1]);
+        });
+        c.on('exit', (code) => reject(new Error(`writer exited ${code}: ${err}`)));
+      });
+      return { c, ready };
+    };
+    const first = runAsPid1();
+    let pid: string;
+    try {
+      pid = await first.ready;
+    } catch (e) {
+      if (/Operation not permitted|unshare failed/i.test((e as Error).message)) this.skip();
+      throw e;
+    }
+    expect(pid).to.equal('1');
+    expect(readFileSync(join(dir, 'lock'), 'utf8').trim()).to.equal('1');
+    const exited = new Promise((r) => first.c.on('exit', r));
+    first.c.kill('SIGKILL');
+    await exited;
+    // the lock file still names PID 1, which the restarted writer is again
+    const second = runAsPid1();
+    expect(await second.ready).to.equal('1');
+    const exited2 = new Promise((r) => second.c.on('exit', r));
+    second.c.kill('SIGKILL');
+    await exited2;
+  });
+
   it('rejects empty and oversized records, acks out of order, and a second user of the directory', async () => {
     const s = await Spool.open({ dir });
     for (const bad of [Buffer.alloc(0), Buffer.alloc(MAX_RECORD_BYTES + 1)]) {
