@@ -337,6 +337,11 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     await waitFor('salvaged events delivered', async () => (await logEntries(log.url)).filter((e) => 'salvage_test' in e.event).length === 59);
     const got = (await logEntries(log.url)).filter((e) => 'salvage_test' in e.event).map((e) => e.event.salvage_test);
     expect(got).to.deep.equal([0, 1, 2, 3, 4, 5, ...Array.from({ length: 53 }, (_, i) => i + 7)]);
+    // the loss is in the trail: the new stream's event after start says what salvage skipped
+    await waitFor('the salvage event', async () => (await logEntries(log.url)).some((e) => e.event.stage === 'salvage'));
+    const salvaged = (await logEntries(log.url)).find((e) => e.event.stage === 'salvage')!.event;
+    expect(salvaged.stream.seq).to.equal(1);
+    expect(salvaged.salvage).to.deep.include({ kept: 59, skipped: [{ segment: name, offset: off, bytes: 16 + JSON.stringify({ salvage_test: 6 }).length }] });
     child.proc.kill('SIGTERM');
     await new Promise((r) => child.proc.once('exit', r));
   });
