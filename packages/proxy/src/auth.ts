@@ -17,7 +17,15 @@ function readJsonFile(kind: 'tokens' | 'rules', path: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new ConfigError(kind, `${kind} file ${path} is not valid JSON: ${(e as Error).message}`);
+    // V8's message may quote the text around the error, and a tokens file is made of secrets: say where only
+    const msg = (e as Error).message;
+    const at = /at position (\d+)/.exec(msg);
+    let where = '';
+    if (at) {
+      const before = text.slice(0, Number(at[1])).split('\n');
+      where = ` at line ${before.length}, column ${before[before.length - 1].length + 1}`;
+    }
+    throw new ConfigError(kind, `${kind} file ${path} is not valid JSON${where}${kind === 'rules' ? `: ${msg}` : ''}`);
   }
 }
 
@@ -137,6 +145,8 @@ export class Rules {
 }
 
 function prefixMatch(prefix: string, path: string): boolean {
+  // `OPTIONS *` asks about the whole server: only a rule for the whole server ("/") covers it
+  if (path === '*') return prefix === '/';
   if (prefix.endsWith('/')) return path.startsWith(prefix) || path === prefix.slice(0, -1);
   return path === prefix || path.startsWith(prefix + '/');
 }

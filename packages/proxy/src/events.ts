@@ -4,9 +4,10 @@
  * the spool keeps, so a resend after a crash is byte-identical and the log's dedup makes it a no-op.
  */
 import { randomUUID } from 'node:crypto';
-import { canonicalJson } from '@trailmark/tlog';
+import type { Readable } from 'node:stream';
+import { ACCESS_SCHEMA, canonicalJson, type StreamPosition } from '@trailmark/tlog';
 
-export const ACCESS_SCHEMA = 'trailmark.access/v1';
+export { ACCESS_SCHEMA };
 /** What replaces a redacted value. */
 export const REDACTED = 'REDACTED';
 
@@ -42,12 +43,20 @@ export interface RequestEvent {
   actor: Actor;
   action: Action;
   decision: Decision;
+  /** Given by the stream as the event is spooled (stream.ts). */
+  stream?: StreamPosition;
 }
 
 export interface Outcome {
-  status: number;
+  /** The status sent; null only in an aborted outcome whose status is unknown. */
+  status: number | null;
+  /** Response body bytes sent. */
   bytes: number;
+  /** Request body bytes received from the client. */
+  request_bytes: number;
   duration_ms: number;
+  /** Present (true) only when the proxy crashed before it could record the outcome (written at its restart). */
+  aborted?: true;
 }
 
 export interface ResponseEvent {
@@ -56,7 +65,9 @@ export interface ResponseEvent {
   id: string;
   request_id: string;
   time: string;
+  proxy: string;
   outcome: Outcome;
+  stream?: StreamPosition;
 }
 
 export type AccessEvent = RequestEvent | ResponseEvent;
@@ -89,19 +100,38 @@ export function requestEvent(p: { requestId: string; proxy: string; actor: Actor
   };
 }
 
-/** A response's outcome: `status` (499 when the client went away first), body bytes, milliseconds since `started` (performance.now()). */
-export function outcomeOf(status: number, bytes: number, started: number): Outcome {
-  return { status, bytes, duration_ms: Math.round((performance.now() - started) * 1000) / 1000 };
+/**
+ * A response's outcome: `status` (499 when the client went away first), response and request body bytes,
+ * milliseconds since `started` (performance.now()).
+ */
+export function outcomeOf(status: number, bytes: number, requestBytes: number, started: number): Outcome {
+  return { status, bytes, request_bytes: requestBytes, duration_ms: Math.round((performance.now() - started) * 1000) / 1000 };
+}
+
+/**
+ * Counts a request's body bytes as they arrive from the client, whoever reads them and whenever (the count
+ * sits where the HTTP parser hands chunks to the stream, so it neither starts the flow nor misses a pipe).
+ * Precondition: called before the body is consumed.
+ */
+export function countRequestBytes(req: Readable): () => number {
+  let n = req.readableLength;
+  const push = req.push;
+  req.push = function (chunk: unknown, encoding?: BufferEncoding) {
+    if (chunk) n += typeof chunk === 'string' ? Buffer.byteLength(chunk, encoding) : (chunk as Uint8Array).length;
+    return push.call(this, chunk, encoding);
+  };
+  return () => n;
 }
 
 /** Builds a response-stage event. Precondition: status is an HTTP status (or 499: the client went away first). */
-export function responseEvent(p: { requestId: string; outcome: Outcome; time?: Date }): ResponseEvent {
+export function responseEvent(p: { requestId: string; proxy: string; outcome: Outcome; time?: Date }): ResponseEvent {
   return {
     schema: ACCESS_SCHEMA,
     stage: 'response',
     id: newId(),
     request_id: p.requestId,
     time: rfc3339ms(p.time),
+    proxy: p.proxy,
     outcome: p.outcome,
   };
 }
@@ -112,27 +142,76 @@ export function eventBytes(e: AccessEvent | Record<string, unknown>): Uint8Array
 }
 
 /**
- * Replaces the values of the named query parameters (compared case-insensitively, after percent-decoding
- * the name) with REDACTED, keeping order, duplicates and everything else byte for byte.
- * Precondition: `query` is the raw query string without '?'.
+ * The spellings under which upstreams read a parameter name: percent-decoded ('+' as space), case-folded,
+ * leading spaces dropped (PHP), and cut at the first '[' (PHP, Rails and qs read `name[]`, `name[k]` as
+ * `name`), '.' (qs allowDots) or NUL; and PHP's form of each, which turns spaces, dots and '[' into '_'.
+ */
+function paramSpellings(raw: string): string[] {
+  let name = raw;
+  try {
+    name = decodeURIComponent(raw.replace(/\+/g, ' '));
+  } catch {
+    /* undecodable name: compare it raw */
+  }
+  name = name.toLowerCase().replace(/^[\s]+/, '');
+  const forms = new Set([name, name.split(/[[.\0]/)[0]]);
+  for (const f of [...forms]) forms.add(f.replace(/[ .[]/g, '_'));
+  return [...forms];
+}
+
+/** The names to redact with their PHP forms, as redactQuery() compares them. Precondition: lower-case names. */
+function redactionSet(names: ReadonlySet<string>): Set<string> {
+  const out = new Set<string>();
+  for (const n of names) {
+    out.add(n);
+    out.add(n.replace(/[ .[]/g, '_'));
+  }
+  return out;
+}
+
+const setCache = new WeakMap<ReadonlySet<string>, Set<string>>();
+
+/** Redacts `name=value` parts of `text` split on `sep`; the separators are kept byte for byte. */
+function redactParts(text: string, sep: RegExp, names: ReadonlySet<string>): string {
+  let set = setCache.get(names);
+  if (!set) setCache.set(names, (set = redactionSet(names)));
+  const all = set;
+  return text
+    .split(sep)
+    .map((part, i) => {
+      // split with a capturing group: odd indexes are the separators themselves
+      if (i % 2 === 1) return part;
+      const eq = part.indexOf('=');
+      const rawName = eq < 0 ? part : part.slice(0, eq);
+      if (!paramSpellings(rawName).some((n) => all.has(n))) return part;
+      return `${rawName}=${REDACTED}`;
+    })
+    .join('');
+}
+
+/**
+ * Replaces the values of the named query parameters with REDACTED in every spelling an upstream would read as
+ * that parameter (see paramSpellings; '&' and ';' both separate parameters), keeping order, duplicates and
+ * everything else byte for byte. Precondition: `query` is the raw query string without '?', names lower-case.
  */
 export function redactQuery(query: string, names: ReadonlySet<string>): string {
   if (query === '' || names.size === 0) return query;
-  return query
-    .split('&')
-    .map((part) => {
-      const eq = part.indexOf('=');
-      const rawName = eq < 0 ? part : part.slice(0, eq);
-      let name = rawName;
-      try {
-        name = decodeURIComponent(rawName.replace(/\+/g, ' '));
-      } catch {
-        /* undecodable name: compare it raw */
-      }
-      if (!names.has(name.toLowerCase())) return part;
-      return `${rawName}=${REDACTED}`;
+  return redactParts(query, /([&;])/, names);
+}
+
+/**
+ * Redacts the named matrix parameters of a path (`/login;password=S/x`: servlet containers hand them to the
+ * application as parameters). Precondition: as redactQuery.
+ */
+export function redactPathParams(path: string, names: ReadonlySet<string>): string {
+  if (!path.includes(';') || names.size === 0) return path;
+  return path
+    .split('/')
+    .map((seg) => {
+      const semi = seg.indexOf(';');
+      return semi < 0 ? seg : seg.slice(0, semi) + redactParts(seg.slice(semi), /([;])/, names);
     })
-    .join('&');
+    .join('/');
 }
 
 /** Caps a client-supplied string so an event always stays far below the log's 65,535-byte entry limit. Precondition: max > 0. */

@@ -4,7 +4,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { bearerToken, type Identity, type Rules, type TokenStore } from './auth.js';
-import { capString, REDACTED, redactQuery, requestEvent, type RequestEvent } from './events.js';
+import { capString, REDACTED, redactPathParams, redactQuery, requestEvent, type RequestEvent } from './events.js';
 
 export interface GateOptions {
   /** Token → identity. Without it (and without `identify`), every request is anonymous and allowed. */
@@ -24,8 +24,8 @@ export interface GateOptions {
 
 export interface GateResult {
   event: RequestEvent;
-  /** 0 when allowed, else the status to answer (401 or 403). */
-  deny: 0 | 401 | 403;
+  /** 0 when allowed, else the status to answer (400: an ambiguous path under rules; 401; 403). */
+  deny: 0 | 400 | 401 | 403;
   identity: Identity | null;
   /** Normalized path plus the original query: what is forwarded. */
   forwardPath: string;
@@ -40,6 +40,8 @@ export const DEFAULT_REDACT_QUERY = ['access_token'];
  * %2e too) and its raw query. Precondition: none; an unparsable target gives path "/" and no query.
  */
 export function splitTarget(url: string | undefined): { path: string; query: string } {
+  // asterisk-form (RFC 9112 3.2.4): OPTIONS about the server as a whole, not about a path
+  if (url === '*') return { path: '*', query: '' };
   try {
     // origin-form ("/a/b?q") is appended to a base rather than resolved against it, so "//x/y" stays a path
     // instead of becoming a host; absolute-form ("http://host/a") is parsed as it is
@@ -51,12 +53,26 @@ export function splitTarget(url: string | undefined): { path: string; query: str
   }
 }
 
+/**
+ * Why a normalized path means different things to different upstreams, or null when it does not: matrix
+ * parameters (`;`: Tomcat, Jetty and Spring drop them, so `/public/..;/admin` is `/admin` there), percent-encoded
+ * dots, slashes, backslashes, semicolons, percent signs or NULs (decoded after the rules looked), and
+ * backslashes. Such paths are refused under rules rather than guessed at.
+ */
+export function ambiguousPath(path: string): string | null {
+  if (path.includes(';')) return 'a matrix parameter (;)';
+  if (path.includes('\\')) return 'a backslash';
+  const m = /%(2e|2f|5c|3b|25|00)/i.exec(path);
+  return m ? `an encoded ${({ '2e': 'dot', '2f': 'slash', '5c': 'backslash', '3b': 'semicolon', '25': 'percent sign', '00': 'NUL' } as Record<string, string>)[m[1].toLowerCase()]} (${m[0]})` : null;
+}
+
 /** Decides a request and builds its request event. Precondition: opts.redact* sets hold lower-case names. */
 export function decide(req: IncomingMessage, requestId: string, opts: GateOptions): GateResult {
-  const { path, query } = splitTarget(req.url);
   const method = (req.method ?? 'GET').toUpperCase();
+  // CONNECT names an authority (host:port), not a path
+  const { path, query } = method === 'CONNECT' ? { path: req.url ?? '', query: '' } : splitTarget(req.url);
   let identity: Identity | null = null;
-  let deny: 0 | 401 | 403 = 0;
+  let deny: 0 | 400 | 401 | 403 = 0;
   let reason: string;
   if (opts.identify) {
     identity = opts.identify(req);
@@ -77,11 +93,14 @@ export function decide(req: IncomingMessage, requestId: string, opts: GateOption
       } else reason = 'valid bearer token';
     }
   } else reason = 'no authentication configured';
-  if (deny === 0 && opts.rules) {
+  const ambiguous = deny === 0 && opts.rules ? (path === '*' && method !== 'OPTIONS' ? 'the asterisk-form outside OPTIONS' : ambiguousPath(path)) : null;
+  if (ambiguous) {
+    deny = 400;
+    reason = `ambiguous path: ${ambiguous}; refused before the rules (${identity ? capString(identity.id, 200) : 'anonymous'})`;
+  } else if (deny === 0 && opts.rules) {
     const role = opts.rules.allows(identity?.roles ?? [], method, path);
     if (role === null) {
       deny = 403;
-      // the contract gives a denied request's actor id null: who was refused is named here instead
       reason = `no rule allows ${method} ${capString(path, 200)} for ${identity ? capString(identity.id, 200) : 'anonymous'} (roles [${(identity?.roles ?? []).join(', ')}])`;
     } else reason = `allowed by role ${role}`;
   }
@@ -90,19 +109,19 @@ export function decide(req: IncomingMessage, requestId: string, opts: GateOption
     requestId,
     proxy: opts.proxy,
     actor: {
-      // contract section 5: a denied request's actor has id null (with its ip and user_agent)
-      id: identity && deny === 0 ? identity.id : null,
-      roles: identity && deny === 0 ? identity.roles : [],
+      // contract section 4: the authenticated identity, refused or not; null only when authentication failed
+      id: identity ? identity.id : null,
+      roles: identity ? identity.roles : [],
       ip: req.socket?.remoteAddress ?? null,
       user_agent: ua === undefined ? null : opts.redactHeaders.has('user-agent') ? REDACTED : capString(ua, 1024),
     },
     action: {
       method: capString(method, 32),
       target: opts.target,
-      path: capString(path),
+      path: capString(redactPathParams(path, opts.redactQuery)),
       query: capString(redactQuery(query, opts.redactQuery)),
     },
     decision: { allowed: deny === 0, reason },
   });
-  return { event, deny, identity, forwardPath: path + (query ? '?' + query : '') };
+  return { event, deny, identity, forwardPath: path === '*' ? '*' : path + (query ? '?' + query : '') };
 }

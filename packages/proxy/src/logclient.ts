@@ -111,8 +111,8 @@ export function nativeEd25519Verifier(v: NoteVerifier): NoteVerifier {
   };
 }
 
-/** RFC 6962 hashing on node:crypto, faster here than the portable default. */
-const nodeHasher = makeHasher((d) => createHash('sha256').update(d).digest());
+/** RFC 6962 hashing on node:crypto, faster here than the portable default. @internal */
+export const nodeHasher = makeHasher((d) => createHash('sha256').update(d).digest());
 
 const RETRYABLE = new Set([408, 425, 429, 500, 502, 503, 504]);
 
@@ -236,6 +236,23 @@ export class LogClient {
       const checkpoint = this.checkReceipt(() => this.openCached(note));
       return { note, checkpoint };
     });
+  }
+
+  /**
+   * Whether the log's write API accepts this client's token, asked without writing anything: an empty batch,
+   * which a log refuses as malformed (400) only once the token passed. 'refused' carries the log's answer
+   * (401/403); 'unreachable' that nothing conclusive came back. Precondition: none.
+   */
+  async checkWriteAccess(opts: CallOptions = { attempts: 1, deadlineMs: 3000 }): Promise<{ access: 'ok' | 'refused' | 'unreachable'; detail: string }> {
+    try {
+      await this.request('POST', '/v1/add-entries', new TextEncoder().encode('[]'), opts);
+      return { access: 'ok', detail: 'accepted' };
+    } catch (e) {
+      if (e instanceof LogRejectedError) {
+        return e.status === 401 || e.status === 403 ? { access: 'refused', detail: e.message } : { access: 'ok', detail: e.message };
+      }
+      return { access: 'unreachable', detail: (e as Error).message };
+    }
   }
 
   private async counted<T>(fn: () => Promise<T>): Promise<T> {

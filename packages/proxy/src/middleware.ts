@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { Identity, Rules, TokenStore } from './auth.js';
-import { outcomeOf, responseEvent } from './events.js';
+import { countRequestBytes, outcomeOf, responseEvent } from './events.js';
 import { decide, DEFAULT_REDACT_QUERY } from './gate.js';
 import type { AccessTrail } from './trail.js';
 
@@ -46,6 +46,7 @@ export function accessTrailMiddleware(opts: AccessMiddlewareOptions): (req: Inco
     const started = performance.now();
     const requestId = randomUUID();
     res.setHeader(REQUEST_ID_HEADER, requestId);
+    const requestBytes = countRequestBytes(req);
     const g = decide(req, requestId, gateOpts);
     let bytes = 0;
     const write = res.write.bind(res) as (...a: unknown[]) => boolean;
@@ -63,7 +64,7 @@ export function accessTrailMiddleware(opts: AccessMiddlewareOptions): (req: Inco
       return end(chunk, ...rest);
     }) as typeof res.end;
     res.once('close', () => {
-      const ev = responseEvent({ requestId, outcome: outcomeOf(res.headersSent ? res.statusCode : 499, bytes, started) });
+      const ev = responseEvent({ requestId, proxy: gateOpts.proxy, outcome: outcomeOf(res.headersSent ? res.statusCode : 499, bytes, requestBytes(), started) });
       opts.trail.after(ev).catch(onError);
     });
     const record = g.deny ? opts.trail.after(g.event) : opts.trail.before(g.event);

@@ -15,7 +15,7 @@ import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
 import { parseVkey, type NoteVerifier } from '@trailmark/tlog';
 import { Rules, TokenStore } from './auth.js';
 import { ConfigError, ReceiptError } from './errors.js';
-import { outcomeOf, responseEvent } from './events.js';
+import { countRequestBytes, outcomeOf, responseEvent } from './events.js';
 import { decide, DEFAULT_REDACT_QUERY, type GateOptions } from './gate.js';
 import { LogClient } from './logclient.js';
 import { REQUEST_ID_HEADER } from './middleware.js';
@@ -51,11 +51,20 @@ export interface ProxyOptions {
   upstreamTimeoutMs?: number;
   /** Where warnings go (default stderr). */
   warn?: (line: string) => void;
+  /** The stream key file (default: stream.key in the spool directory, created on first start). */
+  streamKey?: string;
+  /** Milliseconds between the stream's signed heartbeats (default 30 s). */
+  heartbeatMs?: number;
+  /** false: no stream fields (for measuring their cost only; see AccessTrailOptions.streams). */
+  streams?: boolean;
 }
 
 export interface RunningProxy {
   url: string;
   adminUrl: string | null;
+  /** The stream key's vkey and the stream's id (null with `streams: false`). */
+  streamKey: string | null;
+  streamId: string | null;
   trail: AccessTrail;
   registry: Registry;
   close(): Promise<void>;
@@ -72,6 +81,8 @@ export function parseListen(s: string, what = '--listen'): { host: string; port:
 }
 
 const HOP_SET = new Set(HOP_BY_HOP);
+/** The requests metric's outcome label of each refusal. */
+const DENY_OUTCOME = { 400: 'bad_request', 401: 'unauthenticated', 403: 'forbidden' } as const;
 /** The client's credential for the proxy stays here; Host is set to the upstream's. */
 const NOT_FORWARDED = new Set(['authorization', 'host']);
 
@@ -167,20 +178,38 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   const adminAddr = opts.adminListen ? parseListen(opts.adminListen, '--admin-listen') : null;
   const client = new LogClient({ url: opts.log, vkey: verifier, ...(opts.logToken ? { token: opts.logToken } : {}) });
   if (opts.checkUpstream !== false) await checkUpstream(upstream);
+  let reachable = true;
   try {
     await client.checkpoint({ attempts: 1, deadlineMs: 3000 });
   } catch (e) {
     if (e instanceof ReceiptError) throw new ConfigError('log-key', `the log at ${client.url} does not match --log-key: ${e.message}`);
+    reachable = false;
     warn(`log not reachable at start (${(e as Error).message}); ${mode === 'strict' ? 'requests get 503 until it answers' : 'events wait in the spool'}`);
+  }
+  if (reachable) {
+    // a log that refuses our token would leave every event in the spool, retried forever: a configuration error
+    const access = await client.checkWriteAccess();
+    if (access.access === 'refused') {
+      throw new ConfigError(
+        'log-token',
+        `the log at ${client.url} refuses ${opts.logToken ? 'the log token' : 'writes without a log token (give --log-token-file FILE or TRAILMARK_LOG_TOKEN)'}: ${access.detail}`,
+      );
+    }
   }
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const proxyName = opts.name ?? hostname();
   const trail = await AccessTrail.open({
     spoolDir: opts.spoolDir,
     log: client,
     mode,
     registry,
+    proxy: proxyName,
+    ...(opts.streamKey !== undefined ? { streamKey: opts.streamKey } : {}),
+    ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}),
+    ...(opts.streams === false ? { streams: false } : {}),
+    onError: (e) => warn(`could not write a heartbeat: ${e.message}`),
     ...(opts.strictDeadlineMs !== undefined ? { strictDeadlineMs: opts.strictDeadlineMs } : {}),
     shipper: { onError: (e) => warn(`delivery to the log failed, will retry: ${e.message}`) },
   });
@@ -195,7 +224,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     tokens,
     ...(rules ? { rules } : {}),
     target: upstream.origin,
-    proxy: opts.name ?? hostname(),
+    proxy: proxyName,
     redactQuery: new Set([...DEFAULT_REDACT_QUERY, ...(opts.redactQuery ?? [])].map((n) => n.toLowerCase())),
     redactHeaders: new Set((opts.redactHeaders ?? []).map((n) => n.toLowerCase())),
   };
@@ -208,19 +237,20 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     const started = performance.now();
     const requestId = randomUUID();
+    const requestBytes = countRequestBytes(req);
     let bytes = 0;
     let recorded = false;
     const finish = () => {
       if (recorded) return;
       recorded = true;
-      const ev = responseEvent({ requestId, outcome: outcomeOf(res.headersSent ? res.statusCode : 499, bytes, started) });
+      const ev = responseEvent({ requestId, proxy: gate.proxy, outcome: outcomeOf(res.headersSent ? res.statusCode : 499, bytes, requestBytes(), started) });
       trail.after(ev).catch(afterError);
     };
     res.once('close', finish);
     res.setHeader(REQUEST_ID_HEADER, requestId);
     const g = decide(req, requestId, gate);
     if (g.deny) {
-      requests.inc({ outcome: g.deny === 401 ? 'unauthenticated' : 'forbidden' });
+      requests.inc({ outcome: DENY_OUTCOME[g.deny] });
       // drain and drop the body of a denied request; it goes nowhere
       req.resume();
       trail.after(g.event).then(
@@ -235,7 +265,8 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       return;
     }
     trail.before(g.event).then(
-      () => forward(req, res, basePath + g.forwardPath, requestId, (n) => (bytes += n)),
+      // asterisk-form stays itself (under a base path it asks about that path)
+      () => forward(req, res, g.forwardPath === '*' ? basePath || '*' : basePath + g.forwardPath, requestId, (n) => (bytes += n)),
       (e: Error) => {
         requests.inc({ outcome: 'log_unavailable' });
         if (mode !== 'strict') warn(`could not spool a request event: ${e.message}`);
@@ -295,34 +326,28 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   };
 
   const server = http.createServer({ keepAliveTimeout: 65_000 }, handle);
-  // protocol upgrades (WebSocket) are not proxied; they are still recorded, like every request
-  server.on('upgrade', (req: IncomingMessage, socket: import('node:stream').Duplex) => {
+  // protocol upgrades (WebSocket) and CONNECT tunnels are not proxied; they are still recorded, like every request
+  const refuseRaw = (what: string) => (req: IncomingMessage, socket: import('node:stream').Duplex) => {
     const started = performance.now();
     const requestId = randomUUID();
+    const requestBytes = countRequestBytes(req);
     const g = decide(req, requestId, gate);
-    const event = g.deny
-      ? g.event
-      : {
-          ...g.event,
-          // denied: the actor's id is null (contract), the reason names who asked
-          actor: { ...g.event.actor, id: null, roles: [] },
-          decision: { allowed: false, reason: `protocol upgrades are not supported (asked by ${g.identity?.id ?? 'anonymous'})` },
-        };
+    const event = g.deny ? g.event : { ...g.event, decision: { allowed: false, reason: `${what} not supported` } };
     const status = g.deny || 501;
-    requests.inc({ outcome: g.deny === 401 ? 'unauthenticated' : g.deny === 403 ? 'forbidden' : 'upgrade_refused' });
+    requests.inc({ outcome: g.deny ? DENY_OUTCOME[g.deny] : 'upgrade_refused' });
     const answer = () => {
       const body = JSON.stringify({ error: event.decision.reason, request_id: requestId });
       socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${REQUEST_ID_HEADER}: ${requestId}\r\nconnection: close\r\n\r\n${body}`);
-      trail
-        .after(responseEvent({ requestId, outcome: outcomeOf(status, Buffer.byteLength(body), started) }))
-        .catch(afterError);
+      trail.after(responseEvent({ requestId, proxy: gate.proxy, outcome: outcomeOf(status, Buffer.byteLength(body), requestBytes(), started) })).catch(afterError);
     };
     socket.on('error', () => socket.destroy());
     trail.after(event).then(answer, (e: Error) => {
       warn(`could not spool a request event: ${e.message}`);
       socket.destroy();
     });
-  });
+  };
+  server.on('upgrade', refuseRaw('protocol upgrades are'));
+  server.on('connect', refuseRaw('CONNECT is'));
   server.on('clientError', (_e, sock) => {
     if (sock.writable) sock.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
     else sock.destroy();
@@ -347,6 +372,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
             failed_deliveries: trail.shipper.stats.failedBatches,
             receipt_failures: client.stats.receiptFailures,
             last_error: trail.shipper.stats.lastError,
+            stream: trail.stream ? { id: trail.stream.id, next_seq: trail.stream.next.seq, open_requests: trail.stream.openRequests } : null,
           });
         }
         if (path === '/metrics') {
@@ -373,6 +399,8 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   return {
     url,
     adminUrl,
+    streamKey: trail.stream?.vkey ?? null,
+    streamId: trail.stream?.id ?? null,
     trail,
     registry,
     close() {

@@ -24,6 +24,8 @@ export interface ShipperOptions {
   /** Backoff after a failed delivery: base and cap (defaults 200 ms, 10 s). */
   retryBaseMs?: number;
   retryMaxMs?: number;
+  /** Attempts per add-entries call, retries inside the client included (default: the client's). */
+  attempts?: number;
   /** Called with each failure (for logging). */
   onError?: (e: Error) => void;
 }
@@ -55,6 +57,7 @@ export class Shipper {
   private readonly retryMaxMs: number;
   private readonly lingerMs: number;
   private readonly onError?: (e: Error) => void;
+  private readonly attempts?: number;
 
   /** Precondition: the spool is open; one shipper per spool. */
   constructor(opts: ShipperOptions) {
@@ -66,6 +69,7 @@ export class Shipper {
     this.retryBaseMs = opts.retryBaseMs ?? 200;
     this.retryMaxMs = opts.retryMaxMs ?? 10_000;
     this.onError = opts.onError;
+    this.attempts = opts.attempts;
   }
 
   /** Starts the delivery loop. Precondition: none (idempotent). */
@@ -133,10 +137,12 @@ export class Shipper {
           await this.sleep(1000);
           continue;
         }
-        await this.client.addEntries(batch.records.map((r) => r.data));
+        await this.client.addEntries(batch.records.map((r) => r.data), this.attempts !== undefined ? { attempts: this.attempts } : {});
         await this.spool.ack(batch);
         this.stats.delivered += batch.records.length;
         this.stats.lastDeliveryAt = Date.now();
+        // delivery works again: an old error no longer describes the shipper (/healthz shows it)
+        this.stats.lastError = null;
         failures = 0;
         if (batch.records.length < this.batchSize && this.lingerMs > 0) await new Promise((r) => setTimeout(r, this.lingerMs));
       } catch (e) {

@@ -8,24 +8,32 @@
  * Layout of DIR:
  *   <20-digit n>.seg   segments, appended in order; a record is
  *                      u32 BE payload length | u32 BE CRC-32 of (time || payload) | f64 BE append time (ms) | payload
- *   ack                "<segment> <offset>\n": everything before this position was delivered (written atomically:
- *                      temporary file, fsync, rename, fsync of the directory)
- *   lock               pid of the process using the spool
+ *   ack                "<segment> <offset>\n" then the base64 of the last delivered record: everything before this
+ *                      position was delivered (written atomically: temporary file, fsync, rename, fsync of the
+ *                      directory); the record lets a writer continue a hash chain once every segment is gone
+ *   lock               held with an open-file-description lock (fcntl F_OFD_SETLK) by the process using the
+ *                      spool; the kernel drops it when that process dies, whatever its PID or namespace. The
+ *                      file holds the holder's PID, for people only.
+ *   salvage.json       left by salvageSpool(): what was skipped, until the next writer has recorded it
  *
  * append() resolves only after its record is on disk: segments are opened O_DSYNC, so each write returns once its
  * data is durable (one trip to the thread pool instead of a write and then an fdatasync). Concurrent appends
  * share one write (group commit), so the cost of durability is paid once per flush, not once per event.
  * A crash can leave at most a torn tail on the last segment (records that were never acknowledged to a
- * caller): open() cuts it off. A crash between a delivery and its ack() means those records are read and
+ * caller): open() cuts it off. A damaged record followed by valid ones is not a torn tail but damage to
+ * acknowledged records: open() refuses the spool (SpoolError 'corrupt' naming segment and offset), and
+ * checkSpool()/salvageSpool() (spool-repair.ts) let an operator see and ship what is still valid. A crash between a delivery and its ack() means those records are read and
  * delivered again, which the log's leaf dedup makes harmless because the bytes are identical.
  */
-import { closeSync, constants, openSync, fsyncSync } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { closeSync, constants, openSync, fsyncSync, ftruncateSync, writeSync, readFileSync } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
+import { tryLock, unlock } from 'fs-native-extensions';
 import { SpoolError } from './errors.js';
 
-const HEADER = 16;
+/** @internal record header size */
+export const HEADER = 16;
 const PREALLOC_CHUNK = 1024 * 1024;
 const ZEROS = Buffer.alloc(4 * 1024 * 1024);
 // O_DSYNC: a write returns only once its data (and the metadata needed to read it back) is on stable storage
@@ -33,7 +41,8 @@ const NEW_SEGMENT = constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | co
 const OPEN_SEGMENT = constants.O_RDWR | constants.O_DSYNC;
 /** The log stores entries of at most 65,535 canonical bytes; a spool record never needs more. */
 export const MAX_RECORD_BYTES = 0xffff;
-const SEGMENT_RE = /^(\d{20})\.seg$/;
+/** @internal */
+export const SEGMENT_RE = /^(\d{20})\.seg$/;
 
 export interface SpoolPosition {
   segment: number;
@@ -41,7 +50,7 @@ export interface SpoolPosition {
 }
 
 export interface SpoolRecord {
-  /** The bytes given to append(). */
+  /** The bytes given to append() (or made by the sealer). */
   data: Buffer;
   /** When the record was appended (ms since the epoch). */
   time: number;
@@ -54,6 +63,18 @@ export interface SpoolBatch {
   end: SpoolPosition;
 }
 
+/**
+ * Turns appended items into record bytes at the moment they are written, in write order: what a record says
+ * about its place (a sequence number, the hash of the one before) is then only ever given to a record that
+ * becomes durable. seal() is called for each item of a group; commit() once the group is durable, rollback()
+ * when its write failed (the state goes back to the last commit). seal() must not change state when it throws.
+ */
+export interface RecordSealer<T> {
+  seal(item: T, segment: number): Uint8Array;
+  commit(): void;
+  rollback(): void;
+}
+
 export interface SpoolOptions {
   dir: string;
   /** Start a new segment once the current one is at least this large (default 64 MiB). */
@@ -63,23 +84,33 @@ export interface SpoolOptions {
 }
 
 interface Pending {
-  buf: Buffer;
+  item: Uint8Array | { sealed: unknown };
   time: number;
-  resolve: () => void;
+  resolve: (p: SpoolPosition) => void;
   reject: (e: Error) => void;
 }
 
-function segName(n: number): string {
+/** @internal */
+export function segName(n: number): string {
   return String(n).padStart(20, '0') + '.seg';
 }
 
-function encodeRecord(data: Uint8Array, time: number): Buffer {
+/** @internal */
+export function encodeRecord(data: Uint8Array, time: number): Buffer {
   const buf = Buffer.allocUnsafe(HEADER + data.length);
   buf.writeUInt32BE(data.length, 0);
   buf.writeDoubleBE(time, 8);
   buf.set(data, HEADER);
   buf.writeUInt32BE(crc32(buf.subarray(8)), 4);
   return buf;
+}
+
+/** Length of the whole valid record at pos, or 0 when there is none (incomplete, zero length, bad CRC). */
+function validRecordAt(buf: Buffer, pos: number): number {
+  if (buf.length - pos < HEADER) return 0;
+  const len = buf.readUInt32BE(pos);
+  if (len === 0 || len > MAX_RECORD_BYTES || buf.length - pos < HEADER + len) return 0;
+  return crc32(buf.subarray(pos + 8, pos + HEADER + len)) === buf.readUInt32BE(pos + 4) ? HEADER + len : 0;
 }
 
 /**
@@ -102,12 +133,58 @@ function parseRecords(buf: Buffer, maxRecords = Infinity): { records: SpoolRecor
   return { records, used: pos, damaged: false };
 }
 
+/** A segment read whole: its valid records (with offsets), damaged runs that valid records follow, and the tail. */
+export interface SegmentScan {
+  records: (SpoolRecord & { offset: number })[];
+  /** Byte runs that are not valid records, each followed by a valid record: damage, never a torn write. */
+  damaged: { offset: number; bytes: number }[];
+  /** End of the last valid record (or of the data, where nothing but zeros follows). */
+  end: number;
+  /** Non-zero bytes after `end` with no valid record after them: a torn tail (or damage to the last records). */
+  tailBytes: number;
+}
+
+/**
+ * Scans a segment, resynchronizing after damage: at a place that is not a valid record, the next offset where
+ * a whole record with a matching CRC-32 starts is where the valid data goes on (a false match needs a length
+ * in range and 32 matching CRC bits).
+ * @internal
+ */
+export function scanSegment(buf: Buffer): SegmentScan {
+  const out: SegmentScan = { records: [], damaged: [], end: 0, tailBytes: 0 };
+  let pos = 0;
+  while (pos < buf.length) {
+    const n = validRecordAt(buf, pos);
+    if (n > 0) {
+      out.records.push({ offset: pos, time: buf.readDoubleBE(pos + 8), data: Buffer.from(buf.subarray(pos + HEADER, pos + n)) });
+      pos += n;
+      out.end = pos;
+      continue;
+    }
+    let next = -1;
+    for (let q = pos + 1; q + HEADER <= buf.length; q++) {
+      if (validRecordAt(buf, q) > 0) {
+        next = q;
+        break;
+      }
+    }
+    if (next < 0) {
+      if (!isZero(buf.subarray(pos))) out.tailBytes = buf.length - pos;
+      break;
+    }
+    out.damaged.push({ offset: pos, bytes: next - pos });
+    pos = next;
+  }
+  return out;
+}
+
 function isZero(b: Buffer): boolean {
   for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
   return true;
 }
 
-function fsyncDir(dir: string): void {
+/** @internal */
+export function fsyncDir(dir: string): void {
   const fd = openSync(dir, 'r');
   try {
     fsyncSync(fd);
@@ -116,12 +193,79 @@ function fsyncDir(dir: string): void {
   }
 }
 
-function pidAlive(pid: number): boolean {
+/** The ack file: the cursor and the last delivered record (absent in spools written before it was kept). @internal */
+export async function readAck(dir: string): Promise<{ pos: SpoolPosition; last: Buffer | null } | null> {
+  const path = join(dir, 'ack');
+  let text: string;
   try {
-    process.kill(pid, 0);
-    return true;
+    text = await readFile(path, 'utf8');
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new SpoolError('io', `cannot read ${path}: ${(e as Error).message}`);
+  }
+  const m = /^(\d+) (\d+)\n(?:([A-Za-z0-9+/]+={0,2})\n)?$/.exec(text);
+  if (!m) throw new SpoolError('corrupt', `spool ack file ${path} is malformed: ${JSON.stringify(text.slice(0, 60))}`);
+  return { pos: { segment: Number(m[1]), offset: Number(m[2]) }, last: m[3] ? Buffer.from(m[3], 'base64') : null };
+}
+
+/** Writes the ack file atomically and durably. @internal */
+export async function writeAck(dir: string, pos: SpoolPosition, last: Buffer | null): Promise<void> {
+  const tmp = join(dir, 'ack.tmp');
+  const fh = await open(tmp, 'w');
+  try {
+    await fh.writeFile(`${pos.segment} ${pos.offset}\n${last ? last.toString('base64') + '\n' : ''}`);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, join(dir, 'ack'));
+  fsyncDir(dir);
+}
+
+/**
+ * The spool directory's lock: an exclusive open-file-description lock on DIR/lock. Unlike a PID file it cannot
+ * go stale: the kernel releases it when the holder's last descriptor closes (exit, SIGKILL), so a restarted
+ * proxy that got the same PID (PID 1 in a container) or whose old PID was reused takes it at once.
+ * @internal
+ */
+export class SpoolLock {
+  private constructor(private fd: number | null) {}
+
+  /** Takes the lock or throws SpoolError 'locked' (held by another open spool, here or in another process). */
+  static take(dir: string): SpoolLock {
+    const path = join(dir, 'lock');
+    let fd: number;
+    try {
+      fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+    } catch (e) {
+      throw new SpoolError('io', `cannot lock spool ${dir}: ${(e as Error).message}`);
+    }
+    let got: boolean;
+    try {
+      got = tryLock(fd);
+    } catch (e) {
+      closeSync(fd);
+      throw new SpoolError('io', `cannot lock spool ${dir}: ${(e as Error).message}`);
+    }
+    if (!got) {
+      closeSync(fd);
+      const holder = readFileSync(path, 'utf8').trim();
+      throw new SpoolError('locked', `spool ${dir} is in use${/^\d+$/.test(holder) ? ` by process ${holder}` : ''}`);
+    }
+    // the PID is for people looking at the directory; the lock itself is the kernel's
+    ftruncateSync(fd, 0);
+    writeSync(fd, `${process.pid}\n`, 0);
+    return new SpoolLock(fd);
+  }
+
+  release(): void {
+    if (this.fd === null) return;
+    try {
+      unlock(this.fd);
+    } finally {
+      closeSync(this.fd);
+      this.fd = null;
+    }
   }
 }
 
@@ -143,6 +287,12 @@ export class Spool {
   private _depth = 0;
   private headTime: number | null = null;
   private listeners: (() => void)[] = [];
+  private ackWaiters: { pos: SpoolPosition; resolve: (done: boolean) => void }[] = [];
+  private sealer: RecordSealer<unknown> | null = null;
+  private retainFloor: () => number | null = () => null;
+  private _lastRecord: Buffer | null = null;
+  private lastAcked: Buffer | null = null;
+  private lock: SpoolLock | null = null;
   /** Torn tail bytes cut off at open (a crash during a write). */
   readonly truncatedBytes: number;
 
@@ -158,7 +308,8 @@ export class Spool {
 
   /**
    * Opens (creating if needed) the spool in opts.dir, takes its lock, cuts a torn tail off the last segment and
-   * counts what is undelivered. Precondition: no other live process uses the directory (else SpoolError 'locked').
+   * counts what is undelivered. Throws SpoolError 'locked' when another open spool holds the directory, and
+   * 'corrupt' (naming segment and offset) when a record other than a torn tail is damaged.
    */
   static async open(opts: SpoolOptions): Promise<Spool> {
     const dir = opts.dir;
@@ -167,11 +318,13 @@ export class Spool {
     } catch (e) {
       throw new SpoolError('io', `cannot create spool directory ${dir}: ${(e as Error).message}`);
     }
-    await takeLock(dir);
+    const lock = SpoolLock.take(dir);
     try {
-      return await Spool.load(dir, opts);
+      const spool = await Spool.load(dir, opts);
+      spool.lock = lock;
+      return spool;
     } catch (e) {
-      await unlink(join(dir, 'lock')).catch(() => {});
+      lock.release();
       throw e;
     }
   }
@@ -179,69 +332,68 @@ export class Spool {
   private static async load(dir: string, opts: SpoolOptions): Promise<Spool> {
     const names = (await readdir(dir)).filter((n) => SEGMENT_RE.test(n)).sort();
     const segs = names.map((n) => Number(SEGMENT_RE.exec(n)![1]));
-    let ack: SpoolPosition | null = null;
-    try {
-      const text = await readFile(join(dir, 'ack'), 'utf8');
-      const m = /^(\d+) (\d+)\n$/.exec(text);
-      if (!m) throw new SpoolError('corrupt', `spool ack file ${join(dir, 'ack')} is malformed: ${JSON.stringify(text.slice(0, 60))}`);
-      ack = { segment: Number(m[1]), offset: Number(m[2]) };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
-    // segments wholly before the ack cursor were delivered; a crash may have left them behind
-    for (const s of segs.filter((s) => ack && s < ack.segment)) await unlink(join(dir, segName(s)));
-    const live = segs.filter((s) => !ack || s >= ack.segment);
+    const ackFile = await readAck(dir);
+    const ack = ackFile?.pos ?? null;
     let truncated = 0;
     const spool = new Spool(dir, opts, 0);
+    spool.lastAcked = ackFile?.last ?? null;
+    spool._lastRecord = spool.lastAcked;
     let depth = 0;
     let headTime: number | null = null;
-    for (let i = 0; i < live.length; i++) {
-      const s = live[i];
+    // segments before the ack segment were delivered; they stay until ack() finds them below the retain floor
+    for (let i = 0; i < segs.length; i++) {
+      const s = segs[i];
       const path = join(dir, segName(s));
       const data = await readFile(path);
-      const start = ack && ack.segment === s ? ack.offset : 0;
-      if (start > data.length) throw new SpoolError('corrupt', `spool ack offset ${start} is past the end of ${path} (${data.length} bytes)`);
+      const start = !ack || s > ack.segment ? 0 : s === ack.segment ? ack.offset : data.length;
+      if (ack && s === ack.segment && start > data.length) throw new SpoolError('corrupt', `spool ack offset ${start} is past the end of ${path} (${data.length} bytes)`);
       // validate the delivered part too, so the cursor is known to sit on a record boundary
-      const { records, used, damaged } = parseRecords(data);
-      let boundary = 0;
+      const scan = scanSegment(data);
+      if (scan.damaged.length > 0) {
+        const d = scan.damaged[0];
+        throw new SpoolError(
+          'corrupt',
+          `spool segment ${path} is damaged at byte ${d.offset} (${d.bytes} bytes are not a valid record, and valid records follow): acknowledged events are at stake; see \`trailmark spool check ${dir}\` and \`trailmark spool salvage ${dir}\``,
+        );
+      }
       let counted = 0;
-      let onBoundary = start === 0;
-      for (const r of records) {
-        if (boundary >= start) {
+      let onBoundary = start === 0 || start === data.length;
+      for (const r of scan.records) {
+        if (r.offset >= start) {
           counted++;
           if (headTime === null) headTime = r.time;
         }
-        boundary += HEADER + r.data.length;
-        if (boundary === start) onBoundary = true;
+        if (r.offset + HEADER + r.data.length === start) onBoundary = true;
       }
-      if (!onBoundary) throw new SpoolError('corrupt', `spool ack offset ${start} is not a record boundary in ${path}`);
+      if (ack && s === ack.segment && !onBoundary) throw new SpoolError('corrupt', `spool ack offset ${start} is not a record boundary in ${path}`);
       depth += counted;
-      const tailIsZero = isZero(data.subarray(used));
-      if (!tailIsZero) {
-        const last = i === live.length - 1;
+      if (scan.records.length > 0) spool._lastRecord = scan.records[scan.records.length - 1].data;
+      if (scan.tailBytes > 0) {
+        const last = i === segs.length - 1;
         if (!last) {
-          throw new SpoolError('corrupt', `spool segment ${path} is damaged at byte ${used} (${damaged ? 'bad record' : 'incomplete record'}) and is not the last segment`);
+          throw new SpoolError('corrupt', `spool segment ${path} is damaged at byte ${scan.end} (a bad or incomplete record) and is not the last segment; see \`trailmark spool salvage ${dir}\``);
         }
-        // torn tail: never acknowledged to a caller, since append() resolves only after the fsync of whole records
-        if (start > used) throw new SpoolError('corrupt', `spool ack offset ${start} lies in the damaged tail of ${path}`);
+        // torn tail: never acknowledged to a caller, since append() resolves only after the write of whole records
+        if (ack && s === ack.segment && start > scan.end) throw new SpoolError('corrupt', `spool ack offset ${start} lies in the damaged tail of ${path}`);
         const fh = await open(path, 'r+');
         try {
-          await fh.truncate(used);
+          await fh.truncate(scan.end);
           await fh.datasync();
         } finally {
           await fh.close();
         }
-        truncated = data.length - used;
+        truncated = scan.tailBytes;
       }
-      spool.sizes.set(s, used);
-      spool.allocated = tailIsZero ? data.length : used;
+      spool.sizes.set(s, scan.end);
+      spool.allocated = scan.tailBytes > 0 ? scan.end : data.length;
     }
     (spool as { truncatedBytes: number }).truncatedBytes = truncated;
     spool._depth = depth;
     spool.headTime = headTime;
+    const live = segs.filter((s) => !ack || s >= ack.segment);
     if (live.length === 0) {
       // a fresh segment after the acked one, so a stale ack offset can never point into it
-      const first = ack ? ack.segment + 1 : 1;
+      const first = Math.max(ack ? ack.segment + 1 : 1, (segs[segs.length - 1] ?? 0) + 1);
       spool.sizes.set(first, 0);
       spool.allocated = 0;
       spool.writeSeg = first;
@@ -270,6 +422,16 @@ export class Spool {
     return { ...this.ackPos };
   }
 
+  /** The last record made durable in this spool (delivered or not), or null for a spool that never held one. */
+  get lastRecord(): Buffer | null {
+    return this._lastRecord;
+  }
+
+  /** Segments kept on disk (delivered ones included, while the retain floor holds them). */
+  get segments(): number[] {
+    return [...this.sizes.keys()].sort((a, b) => a - b);
+  }
+
   /** Calls fn after each flush that made new records durable (the shipper wakes up on it). Precondition: none. */
   onAppend(fn: () => void): () => void {
     this.listeners.push(fn);
@@ -278,18 +440,41 @@ export class Spool {
     };
   }
 
+  /** Installs the sealer that appendSealed() items go through. Precondition: no appendSealed() before it. */
+  setSealer<T>(sealer: RecordSealer<T>): void {
+    this.sealer = sealer as RecordSealer<unknown>;
+  }
+
   /**
-   * Appends one record; resolves once it is fsynced. Precondition: 0 < data.length <= MAX_RECORD_BYTES
-   * (else SpoolError 'too-large') and the spool is open.
+   * Delivered segments at or above the segment `floor()` returns are kept (to be read again by records());
+   * null keeps none. Precondition: none.
    */
-  append(data: Uint8Array): Promise<void> {
-    if (this.closed) return Promise.reject(new SpoolError('closed', 'spool is closed'));
+  setRetainFloor(floor: () => number | null): void {
+    this.retainFloor = floor;
+  }
+
+  /**
+   * Appends one record; resolves with the position after it once it is durable. Precondition:
+   * 0 < data.length <= MAX_RECORD_BYTES (else SpoolError 'too-large') and the spool is open.
+   */
+  append(data: Uint8Array): Promise<SpoolPosition> {
     if (data.length === 0 || data.length > MAX_RECORD_BYTES) {
       return Promise.reject(new SpoolError('too-large', `spool record must be 1..${MAX_RECORD_BYTES} bytes, got ${data.length}`));
     }
+    return this.enqueue(data);
+  }
+
+  /** Appends an item the sealer turns into bytes when it is written. Precondition: setSealer() was called. */
+  appendSealed(item: unknown): Promise<SpoolPosition> {
+    if (!this.sealer) return Promise.reject(new SpoolError('no-sealer', 'appendSealed() needs setSealer() first'));
+    return this.enqueue({ sealed: item });
+  }
+
+  private enqueue(item: Pending['item']): Promise<SpoolPosition> {
+    if (this.closed) return Promise.reject(new SpoolError('closed', 'spool is closed'));
     const time = Date.now();
-    return new Promise<void>((resolve, reject) => {
-      this.pending.push({ buf: encodeRecord(data, time), time, resolve, reject });
+    return new Promise<SpoolPosition>((resolve, reject) => {
+      this.pending.push({ item, time, resolve, reject });
       if (!this.flushing) {
         // start on the next turn of the event loop, so every append made in this one (all the requests read
         // from sockets in one poll) joins the same write and fsync
@@ -305,14 +490,21 @@ export class Spool {
       while (this.pending.length > 0) {
         const group = this.pending;
         this.pending = [];
+        let positions: (SpoolPosition | Error)[];
         try {
-          await this.writeGroup(group);
-          for (const p of group) p.resolve();
+          positions = await this.writeGroup(group);
+          this.sealer?.commit();
         } catch (e) {
+          this.sealer?.rollback();
           const err = e instanceof SpoolError ? e : new SpoolError('io', `spool write failed: ${(e as Error).message}`);
           for (const p of group) p.reject(err);
           continue;
         }
+        group.forEach((p, i) => {
+          const r = positions[i];
+          if (r instanceof Error) p.reject(r);
+          else p.resolve(r);
+        });
         for (const l of this.listeners) l();
       }
     } finally {
@@ -320,13 +512,37 @@ export class Spool {
     }
   }
 
-  private async writeGroup(group: Pending[]): Promise<void> {
+  private async writeGroup(group: Pending[]): Promise<(SpoolPosition | Error)[]> {
     let size = this.sizes.get(this.writeSeg)!;
     if (size >= this.segmentBytes) {
       await this.roll();
       size = 0;
     }
-    const buf = group.length === 1 ? group[0].buf : Buffer.concat(group.map((p) => p.buf));
+    const bufs: Buffer[] = [];
+    const positions: (SpoolPosition | Error)[] = [];
+    let end = size;
+    let last: Buffer | null = null;
+    let firstTime: number | null = null;
+    for (const p of group) {
+      let data: Uint8Array;
+      if (p.item instanceof Uint8Array) data = p.item;
+      else {
+        try {
+          data = this.sealer!.seal(p.item.sealed, this.writeSeg);
+        } catch (e) {
+          positions.push(e instanceof Error ? e : new Error(String(e)));
+          continue;
+        }
+      }
+      const buf = encodeRecord(data, p.time);
+      bufs.push(buf);
+      end += buf.length;
+      positions.push({ segment: this.writeSeg, offset: end });
+      last = buf;
+      firstTime ??= p.time;
+    }
+    if (bufs.length === 0) return positions;
+    const buf = bufs.length === 1 ? bufs[0] : Buffer.concat(bufs);
     const fh = this.fh!;
     while (this.allocated < size + buf.length) await (this.extending ?? this.extend(size + buf.length));
     try {
@@ -343,8 +559,10 @@ export class Spool {
     }
     this.sizes.set(this.writeSeg, size + buf.length);
     if (this.allocated - (size + buf.length) < this.preallocChunk / 2 && !this.extending) void this.extend(0).catch(() => {});
-    if (this._depth === 0) this.headTime = group[0].time;
-    this._depth += group.length;
+    if (this._depth === 0) this.headTime = firstTime;
+    this._depth += bufs.length;
+    this._lastRecord = Buffer.from(last!.subarray(HEADER));
+    return positions;
   }
 
   private async roll(): Promise<void> {
@@ -402,16 +620,8 @@ export class Spool {
         continue;
       }
       const want = Math.min(end - pos.offset, Math.max(maxBytes - bytes, HEADER + MAX_RECORD_BYTES));
-      const buf = Buffer.allocUnsafe(want);
-      // a handle of its own (the writer closes its handle when it rolls), kept while reading the same segment
-      const fh = await this.readHandle(pos.segment);
-      let got = 0;
-      while (got < want) {
-        const { bytesRead } = await fh.read(buf, got, want - got, pos.offset + got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      const parsed = parseRecords(buf.subarray(0, got), maxRecords - records.length);
+      const buf = await this.readAt(pos, want);
+      const parsed = parseRecords(buf, maxRecords - records.length);
       if (parsed.damaged || parsed.used === 0) {
         throw new SpoolError('corrupt', `spool segment ${segName(pos.segment)} is damaged at byte ${pos.offset + parsed.used}`);
       }
@@ -424,6 +634,32 @@ export class Spool {
     return { records, start, end: pos };
   }
 
+  private async readAt(pos: SpoolPosition, want: number): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(want);
+    // a handle of its own (the writer closes its handle when it rolls), kept while reading the same segment
+    const fh = await this.readHandle(pos.segment);
+    let got = 0;
+    while (got < want) {
+      const { bytesRead } = await fh.read(buf, got, want - got, pos.offset + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return buf.subarray(0, got);
+  }
+
+  /**
+   * Every durable record still on disk, delivered or not, oldest first, with the segment holding it (what a
+   * writer reads at start to find what it left unfinished). Precondition: no appends while it runs.
+   */
+  async *records(): AsyncGenerator<SpoolRecord & { segment: number }> {
+    for (const segment of this.segments) {
+      const end = this.sizes.get(segment) ?? 0;
+      if (end === 0) continue;
+      const parsed = parseRecords(await this.readAt({ segment, offset: 0 }, end));
+      for (const r of parsed.records) yield { ...r, segment };
+    }
+  }
+
   /** Append time of the record at the ack cursor (read from its header), or null if there is none. */
   private async firstTime(): Promise<number | null> {
     let pos = this.ackPos;
@@ -434,9 +670,7 @@ export class Spool {
       if (pos.segment === this.writeSeg) return null;
       pos = { segment: pos.segment + 1, offset: 0 };
     }
-    const fh = await this.readHandle(pos.segment);
-    const b = Buffer.alloc(HEADER);
-    await fh.read(b, 0, HEADER, pos.offset);
+    const b = await this.readAt(pos, HEADER);
     return b.readDoubleBE(8);
   }
 
@@ -450,8 +684,9 @@ export class Spool {
   }
 
   /**
-   * Marks a batch delivered: persists the cursor at batch.end, then removes segments wholly delivered.
-   * Precondition: batch came from read() and starts at the current ack cursor (else SpoolError 'ack-order').
+   * Marks a batch delivered: persists the cursor at batch.end, then removes segments wholly delivered (below the
+   * retain floor). Precondition: batch came from read() and starts at the current ack cursor (else SpoolError
+   * 'ack-order').
    */
   async ack(batch: SpoolBatch): Promise<void> {
     if (this.closed) throw new SpoolError('closed', 'spool is closed');
@@ -459,20 +694,26 @@ export class Spool {
       throw new SpoolError('ack-order', `ack of a batch starting at ${batch.start.segment}:${batch.start.offset}, but the cursor is at ${this.ackPos.segment}:${this.ackPos.offset}`);
     }
     if (batch.records.length === 0) return;
-    const tmp = join(this.dir, 'ack.tmp');
-    const fh = await open(tmp, 'w');
-    try {
-      await fh.writeFile(`${batch.end.segment} ${batch.end.offset}\n`);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, join(this.dir, 'ack'));
-    fsyncDir(this.dir);
-    const old = this.ackPos.segment;
+    const last = batch.records[batch.records.length - 1].data;
+    await writeAck(this.dir, batch.end, last);
+    this.lastAcked = last;
     this.ackPos = { ...batch.end };
     this._depth -= batch.records.length;
-    for (let s = old; s < batch.end.segment; s++) {
+    this.headTime = this._depth > 0 ? await this.firstTime() : null;
+    this.ackWaiters = this.ackWaiters.filter((w) => {
+      if (!atOrBefore(w.pos, this.ackPos)) return true;
+      w.resolve(true);
+      return false;
+    });
+    await this.removeDelivered();
+  }
+
+  /** Deletes the delivered segments below the retain floor. Precondition: the spool is open. */
+  async removeDelivered(): Promise<void> {
+    const floor = this.retainFloor();
+    const keepFrom = Math.min(this.ackPos.segment, floor ?? Infinity);
+    for (const s of this.segments) {
+      if (s >= keepFrom) break;
       this.sizes.delete(s);
       if (this.reader?.segment === s) {
         await this.reader.fh.close();
@@ -480,7 +721,28 @@ export class Spool {
       }
       await unlink(join(this.dir, segName(s))).catch(() => {});
     }
-    this.headTime = this._depth > 0 ? await this.firstTime() : null;
+  }
+
+  /**
+   * Resolves true once everything up to `pos` (an append's result) was delivered, false after timeoutMs.
+   * Precondition: pos came from this spool.
+   */
+  delivered(pos: SpoolPosition, timeoutMs: number): Promise<boolean> {
+    if (atOrBefore(pos, this.ackPos)) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const w = {
+        pos,
+        resolve: (done: boolean) => {
+          clearTimeout(t);
+          resolve(done);
+        },
+      };
+      const t = setTimeout(() => {
+        this.ackWaiters = this.ackWaiters.filter((x) => x !== w);
+        resolve(false);
+      }, timeoutMs);
+      this.ackWaiters.push(w);
+    });
   }
 
   /** Waits for pending appends, then closes files and releases the lock. Precondition: none (idempotent). */
@@ -488,31 +750,17 @@ export class Spool {
     if (this.closed) return;
     while (this.flushing || this.pending.length > 0) await new Promise((r) => setTimeout(r, 2));
     this.closed = true;
+    for (const w of this.ackWaiters.splice(0)) w.resolve(false);
     await this.extending?.catch(() => {});
     await this.fh?.close();
     this.fh = null;
     await this.reader?.fh.close();
     this.reader = null;
-    await unlink(join(this.dir, 'lock')).catch(() => {});
+    this.lock?.release();
+    this.lock = null;
   }
 }
 
-async function takeLock(dir: string): Promise<void> {
-  const path = join(dir, 'lock');
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      await writeFile(path, `${process.pid}\n`, { flag: 'wx' });
-      return;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new SpoolError('io', `cannot lock spool ${dir}: ${(e as Error).message}`);
-    }
-    const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim());
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && pidAlive(pid)) {
-      throw new SpoolError('locked', `spool ${dir} is in use by process ${pid}`);
-    }
-    if (pid === process.pid) throw new SpoolError('locked', `spool ${dir} is already open in this process`);
-    // a stale lock left by a process that died (SIGKILL, power loss)
-    await unlink(path).catch(() => {});
-  }
-  throw new SpoolError('locked', `cannot take the lock of spool ${dir}`);
+function atOrBefore(a: SpoolPosition, b: SpoolPosition): boolean {
+  return a.segment < b.segment || (a.segment === b.segment && a.offset <= b.offset);
 }

@@ -1,18 +1,23 @@
 /**
- * AccessTrail: where access events go, with the guarantees of the chosen mode.
+ * AccessTrail: where access events go, with the guarantees of the chosen mode. Every event goes through the
+ * spool's stream (stream.ts), which numbers and chains it as it becomes durable, and reaches the log in that
+ * order through the shipper.
  *
- * - spool: `before()` resolves once the event is fsynced in the local spool; the shipper delivers it later.
- * - strict: `before()` resolves once the log acknowledged the event with a verified receipt; if that fails the
- *   event is still spooled (so it reaches the log when it comes back) and `before()` throws, and the caller
- *   must not serve the request.
+ * - spool: `before()` resolves once the event is durable in the local spool; the shipper delivers it later.
+ * - strict: `before()` resolves once the log acknowledged the event (and every one before it in the stream)
+ *   with a verified receipt; if that does not happen in time, `before()` throws and the caller must not serve
+ *   the request (the event stays in the spool and reaches the log when it comes back).
  * `after()` (response events, denials) always goes through the spool: the answer has been sent by then.
  */
+import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { Registry, Counter, Gauge } from 'prom-client';
-import { LogUnavailableError, ProxyError } from './errors.js';
+import { ProxyError } from './errors.js';
 import { eventBytes, type AccessEvent } from './events.js';
-import { LogClient, type LogClientOptions, type Receipt } from './logclient.js';
+import { LogClient, type LogClientOptions } from './logclient.js';
 import { Shipper, type ShipperOptions } from './shipper.js';
 import { Spool } from './spool.js';
+import { EventStream, loadStreamKey, streamKeyName, type StreamKey, type UnsealedEvent } from './stream.js';
 
 export type TrailMode = 'spool' | 'strict';
 
@@ -26,6 +31,21 @@ export interface AccessTrailOptions {
   shipper?: Omit<ShipperOptions, 'spool' | 'client'>;
   /** Registry for the trail's metrics (a fresh one by default). */
   registry?: Registry;
+  /** The events' `proxy` field for the stream's own events (default: the host name). */
+  proxy?: string;
+  /** The stream key: a key file, or a loaded key (default: DIR/stream.key in the spool, created when absent). */
+  streamKey?: string | StreamKey;
+  /** Milliseconds between heartbeats (default 30 s). */
+  heartbeatMs?: number;
+  /** See EventStreamOptions.trackResponses (default true). */
+  trackResponses?: boolean;
+  /**
+   * false: events go to the spool without stream fields, as before streams existed. Only for measuring what
+   * streams cost (scripts/bench-proxy.ts); such events do not meet contract section 4.
+   */
+  streams?: boolean;
+  /** Called with errors nobody awaits (a heartbeat that could not be written). */
+  onError?: (e: Error) => void;
 }
 
 export class StrictModeError extends ProxyError {}
@@ -41,6 +61,8 @@ export class AccessTrail {
     readonly spool: Spool,
     readonly client: LogClient,
     readonly shipper: Shipper,
+    /** The spool's stream (null only with `streams: false`). */
+    readonly stream: EventStream | null,
     readonly mode: TrailMode,
     private readonly strictDeadlineMs: number,
     registry: Registry,
@@ -87,51 +109,79 @@ export class AccessTrail {
     this.strictFailures = new Counter({ name: 'trailmark_strict_failures_total', help: 'Requests refused because the log did not acknowledge in time (strict mode)', registers: [registry] });
   }
 
-  /** Opens the spool and starts the shipper. Precondition: the spool dir is not in use by another process. */
+  /**
+   * Opens the spool, takes over its stream (stream.ts) and starts the shipper. Precondition: the spool dir is
+   * not in use by another process (else SpoolError 'locked'); throws ConfigError for an unusable stream key.
+   */
   static async open(opts: AccessTrailOptions): Promise<AccessTrail> {
     const client = opts.log instanceof LogClient ? opts.log : new LogClient(opts.log);
+    const mode = opts.mode ?? 'spool';
+    const proxy = opts.proxy ?? hostname();
+    // read the key before the spool is taken, so a bad key leaves nothing behind
+    const key =
+      opts.streams === false
+        ? null
+        : typeof opts.streamKey === 'object'
+          ? opts.streamKey
+          : await loadStreamKey(opts.streamKey ?? join(opts.spoolDir, 'stream.key'), { create: opts.streamKey === undefined, name: streamKeyName(proxy) });
     const spool = await Spool.open({ dir: opts.spoolDir });
-    const shipper = new Shipper({ ...opts.shipper, spool, client });
-    const trail = new AccessTrail(spool, client, shipper, opts.mode ?? 'spool', opts.strictDeadlineMs ?? 5000, opts.registry ?? new Registry());
+    let stream: EventStream | null = null;
+    try {
+      if (key) stream = await EventStream.open(spool, { key, proxy, ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}), ...(opts.trackResponses !== undefined ? { trackResponses: opts.trackResponses } : {}), ...(opts.onError ? { onError: opts.onError } : {}) });
+    } catch (e) {
+      await spool.close();
+      throw e;
+    }
+    // strict: a request waits for the shipper, so it neither lingers nor backs off long once the log is back
+    const shipperOpts = mode === 'strict' ? { lingerMs: 0, retryBaseMs: 50, retryMaxMs: 500, attempts: 1, ...opts.shipper } : opts.shipper;
+    const shipper = new Shipper({ ...shipperOpts, spool, client });
+    const trail = new AccessTrail(spool, client, shipper, stream, mode, opts.strictDeadlineMs ?? 5000, opts.registry ?? new Registry());
     shipper.start();
     return trail;
   }
 
+  private write(event: AccessEvent | UnsealedEvent) {
+    return this.stream ? this.stream.append(event as UnsealedEvent) : this.spool.append(eventBytes(event));
+  }
+
   /** Durably records an event in the spool (shipped later). Precondition: a JSON-only event. */
-  async after(event: AccessEvent): Promise<void> {
-    await this.spool.append(eventBytes(event));
+  async after(event: AccessEvent | UnsealedEvent): Promise<void> {
+    await this.write(event);
   }
 
   /**
-   * Records an event that must be safe before the request proceeds: spooled (spool mode) or acknowledged
-   * by the log (strict mode). Returns the receipt in strict mode. Throws StrictModeError (strict, log not
-   * acknowledging; the event is then spooled) or SpoolError (disk).
+   * Records an event that must be safe before the request proceeds: durable in the spool (spool mode) or
+   * acknowledged by the log with a verified receipt (strict mode). Throws StrictModeError (strict, the log did
+   * not acknowledge in time; the event stays spooled) or SpoolError (disk).
    */
-  async before(event: AccessEvent): Promise<Receipt | null> {
-    const bytes = eventBytes(event);
-    if (this.mode === 'spool') {
-      await this.spool.append(bytes);
-      return null;
-    }
-    // after a failure, one quick attempt per request until the log answers again: clients get their 503 at
-    // once instead of each waiting out the retries
+  async before(event: AccessEvent | UnsealedEvent): Promise<void> {
+    const pos = await this.write(event);
+    if (this.mode === 'spool') return;
+    // after a failure, a short wait per request until the log answers again: clients get their 503 at once
+    // instead of each waiting out the whole deadline
     const degraded = Date.now() < this.logDownUntil;
-    try {
-      const r = await this.client.addEntry(bytes, degraded ? { attempts: 1, deadlineMs: Math.min(1000, this.strictDeadlineMs) } : { deadlineMs: this.strictDeadlineMs });
+    this.shipper.poke();
+    if (await this.spool.delivered(pos, degraded ? Math.min(250, this.strictDeadlineMs) : this.strictDeadlineMs)) {
       this.logDownUntil = 0;
       this.strictAcks.inc();
-      return r;
-    } catch (e) {
-      if (e instanceof LogUnavailableError) this.logDownUntil = Date.now() + 2000;
-      this.strictFailures.inc();
-      // the log may or may not have it: the same bytes in the spool make the outcome exactly once either way
-      await this.spool.append(bytes);
-      throw new StrictModeError('log-unavailable', `the log did not acknowledge the request event: ${(e as Error).message}`);
+      return;
     }
+    this.logDownUntil = Date.now() + 2000;
+    this.strictFailures.inc();
+    throw new StrictModeError('log-unavailable', `the log did not acknowledge the request event in time${this.shipper.stats.lastError ? `: ${this.shipper.stats.lastError}` : ''}`);
   }
 
   /** Stops the shipper, closes the spool and the log client's connections. Precondition: none (call once). */
   async close(): Promise<void> {
+    // a clean shutdown ends the stream (signed); the shipper then gets a moment to deliver the end
+    if (this.stream) {
+      try {
+        await this.stream.end();
+        await this.shipper.drained(2000);
+      } catch {
+        /* the end stays in the spool and is shipped at the next start */
+      }
+    }
     await this.shipper.stop();
     await this.spool.close();
     this.client.close();

@@ -1,6 +1,9 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { ConfigError, redactQuery, Rules, splitTarget, TokenStore, bearerToken } from '../src/index.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ambiguousPath, ConfigError, redactPathParams, redactQuery, Rules, splitTarget, TokenStore, bearerToken } from '../src/index.js';
 
 describe('auth, rules, redaction', () => {
   it('redacts named query parameters, case-insensitively and percent-decoded, keeping the rest byte for byte', () => {
@@ -10,13 +13,37 @@ describe('auth, rules, redaction', () => {
     expect(redactQuery('%zz=1&password=2', names)).to.equal('%zz=1&password=REDACTED');
   });
 
+  it('redacts every spelling an upstream reads as the parameter: name[], name[k], ;-separated, matrix params', () => {
+    const names = new Set(['password']);
+    const cases: [string, string][] = [
+      ['password[]=S1', 'password[]=REDACTED'],
+      ['password%5B%5D=S2&a=1', 'password%5B%5D=REDACTED&a=1'],
+      ['user[name]=x&Password[0]=S3', 'user[name]=x&Password[0]=REDACTED'],
+      ['a=1;password=S4', 'a=1;password=REDACTED'],
+      ['a=1;%20password=S5', 'a=1;%20password=REDACTED'],
+      ['password.x=S6', 'password.x=REDACTED'],
+      ['passwords=keep', 'passwords=keep'],
+    ];
+    for (const [q, want] of cases) expect(redactQuery(q, names), q).to.equal(want);
+    expect(redactQuery('pass.word=S7', new Set(['pass_word']))).to.equal('pass.word=REDACTED');
+    expect(redactPathParams('/login;password=S8;lang=en/x', names)).to.equal('/login;password=REDACTED;lang=en/x');
+  });
+
+  it('finds the paths upstreams read differently: matrix params, encoded dots, slashes, semicolons, backslashes', () => {
+    for (const p of ['/public/..;/admin', '/public/..%3b/admin', '/public/%2e%2e%3b/admin', '/public/%2E%2E/admin', '/a%2fb', '/a%5cb', '/a\\b', '/a%252e', '/x;jsessionid=1']) {
+      expect(ambiguousPath(p), p).to.be.a('string');
+    }
+    for (const p of ['/public/a', '/public/%41b', '/a-b_c~d']) expect(ambiguousPath(p), p).to.equal(null);
+    expect(splitTarget('*')).to.deep.equal({ path: '*', query: '' });
+  });
+
   it('never lets a redacted value through, whatever the query looks like (property)', () => {
-    const name = fc.constantFrom('password', 'PassWord', 'pass%77ord', 'token', 'q', 'a+b');
+    const name = fc.constantFrom('password', 'PassWord', 'pass%77ord', 'password[]', 'password[k]', 'token', 'q', 'a+b');
     const value = fc.stringMatching(/^[A-Za-z0-9%+._~-]{0,12}$/);
     fc.assert(
       fc.property(fc.array(fc.tuple(name, value), { maxLength: 6 }), fc.stringMatching(/^[A-Za-z0-9]{8}$/).map((x) => `!${x}`), (pairs, secret) => {
         // '!' never occurs in the generated values, so the secret can only come from a redacted parameter
-        const parts = pairs.map(([n, v]) => `${n}=${n.toLowerCase().replace('%77', 'w') === 'password' ? secret + v : v}`);
+        const parts = pairs.map(([n, v]) => `${n}=${n.toLowerCase().replace('%77', 'w').startsWith('password') ? secret + v : v}`);
         const out = redactQuery(parts.join('&'), new Set(['password']));
         expect(out).to.not.include(secret);
         const outParts = out === '' ? [] : out.split('&');
@@ -67,6 +94,26 @@ describe('auth, rules, redaction', () => {
         expect((e as Error).message).to.match(re);
         expect((e as Error).message).to.not.match(/sekrit/);
       }
+    }
+  });
+
+  it('says where a tokens file is not JSON without quoting any of it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tm-tokens-'));
+    try {
+      for (const text of ['{"abc-secret-tok": x}', '{"abc-secret-tok": {"id": "a"},}', '{\n"abc-secret-tok" {"id": "a"}}']) {
+        const file = join(dir, 'tokens.json');
+        writeFileSync(file, text);
+        try {
+          TokenStore.fromFile(file);
+          expect.fail('accepted a broken tokens file');
+        } catch (e) {
+          expect(e).to.be.instanceOf(ConfigError);
+          expect((e as Error).message).to.match(/is not valid JSON/);
+          expect((e as Error).message).to.not.match(/abc|secret/);
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

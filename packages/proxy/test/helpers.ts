@@ -1,10 +1,12 @@
 /** Real components for the proxy tests: an upstream node:http server, a log server, a relay that can misbehave. */
+import { spawn, type ChildProcess } from 'node:child_process';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { expect } from 'chai';
 import { startLogServer, type LogServer } from '@trailmark/log-server';
 
 export function tempDir(prefix: string): { dir: string; cleanup(): void } {
@@ -111,6 +113,11 @@ export async function logEntries(url: string): Promise<{ index: number; raw: str
   return out;
 }
 
+/** Request and response events in a log (the stream's own start, heartbeat and end events not counted). */
+export async function accessCount(url: string): Promise<number> {
+  return (await logEntries(url)).filter((e) => e.event.stage === 'request' || e.event.stage === 'response').length;
+}
+
 export async function treeSize(url: string): Promise<number> {
   return ((await (await fetch(`${url}/v1/get-sth`)).json()) as { tree_size: number }).tree_size;
 }
@@ -162,4 +169,47 @@ export async function startRelay(
   state.url = await listen(server);
   state.close = () => close(server);
   return state;
+}
+
+type Ev = Record<string, any>;
+
+/** Groups log events by request id and checks each request has exactly one request and one response event. */
+export function byRequest(events: Ev[]): Map<string, { request: Ev; response: Ev }> {
+  const m = new Map<string, { request?: Ev; response?: Ev }>();
+  for (const e of events) {
+    expect(e.schema).to.equal('trailmark.access/v1');
+    if (e.stage !== 'request' && e.stage !== 'response') continue;
+    const slot = m.get(e.request_id) ?? {};
+    expect(slot[e.stage as 'request' | 'response'], `two ${e.stage} events for ${e.request_id}`).to.equal(undefined);
+    slot[e.stage as 'request' | 'response'] = e;
+    m.set(e.request_id, slot);
+  }
+  for (const [id, s] of m) {
+    expect(s.request, `no request event for ${id}`).to.not.equal(undefined);
+    expect(s.response, `no response event for ${id}`).to.not.equal(undefined);
+  }
+  return m as Map<string, { request: Ev; response: Ev }>;
+}
+
+/**
+ * `trailmark proxy ARGS` (the CLI at `bin`) as a child process; resolves once it printed its URL, admin URL
+ * (when `--admin-listen` is given) and stream key. The process is pushed to `children` for cleanup.
+ */
+export function spawnProxy(bin: string, args: string[], children: ChildProcess[], env: Record<string, string> = {}): Promise<{ url: string; admin: string | null; key: string; proc: ChildProcess }> {
+  const c = spawn(process.execPath, [bin, 'proxy', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  children.push(c);
+  const wantAdmin = args.includes('--admin-listen');
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    c.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    c.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const u = /^url: (\S+)$/m.exec(out);
+      const a = /^admin: (\S+)$/m.exec(out);
+      const k = /^stream key: (\S+)$/m.exec(out);
+      if (u && k && (a || !wantAdmin)) resolve({ url: u[1], admin: a ? a[1] : null, key: k[1], proc: c });
+    });
+    c.on('exit', (code) => reject(new Error(`proxy exited ${code}: ${err}`)));
+  });
 }

@@ -4,7 +4,7 @@ import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, st
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Spool, SpoolError, MAX_RECORD_BYTES } from '../src/index.js';
+import { Spool, SpoolError, MAX_RECORD_BYTES, checkSpool, salvageSpool } from '../src/index.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 
@@ -127,6 +127,131 @@ describe('spool', () => {
       expect((e as SpoolError).code).to.equal('corrupt');
       expect((e as Error).message).to.match(/damaged at byte 0/);
     }
+  });
+
+  it('refuses a damaged record followed by valid ones in the active segment, and salvage ships every valid one', async () => {
+    let s = await Spool.open({ dir });
+    for (let i = 0; i < 60; i++) await s.append(rec(i));
+    // the first 3 were delivered
+    await s.ack(await s.read(3));
+    await s.close();
+    const name = readdirSync(dir).find((n) => n.endsWith('.seg'))!;
+    const seg = join(dir, name);
+    // one flipped byte in the payload of record 6 (0-based): 54 acknowledged records after it
+    let off = 0;
+    for (let i = 0; i < 6; i++) off += 16 + rec(i).length;
+    const data = readFileSync(seg);
+    data[off + 16 + 3] ^= 0x01;
+    writeFileSync(seg, data);
+    try {
+      await Spool.open({ dir });
+      expect.fail('opened a spool whose acknowledged records are damaged');
+    } catch (e) {
+      expect((e as SpoolError).code).to.equal('corrupt');
+      expect((e as Error).message).to.contain(name).and.to.contain(`byte ${off}`).and.to.contain('spool salvage');
+    }
+    // nothing was cut: the damaged segment is as it was
+    expect(readFileSync(seg).equals(data)).to.equal(true);
+    const report = await checkSpool(dir);
+    expect(report.ok).to.equal(false);
+    expect(report.segments).to.have.length(1);
+    expect(report.segments[0].damaged).to.deep.equal([{ offset: off, bytes: 16 + rec(6).length }]);
+    expect(report.segments[0].records).to.equal(59);
+    expect(report.segments[0].undelivered).to.equal(56);
+    const salvage = await salvageSpool(dir);
+    expect(salvage.kept).to.equal(56);
+    expect(salvage.skipped).to.deep.equal([{ segment: name, offset: off, bytes: 16 + rec(6).length }]);
+    expect(JSON.parse(readFileSync(join(dir, 'salvage.json'), 'utf8')).skipped).to.deep.equal(salvage.skipped);
+    s = await Spool.open({ dir });
+    expect(s.depth).to.equal(56);
+    const all = await s.read();
+    expect(all.records.map((r) => JSON.parse(r.data.toString()).i)).to.deep.equal([3, 4, 5, ...Array.from({ length: 53 }, (_, i) => i + 7)]);
+    await s.close();
+    expect((await checkSpool(dir)).ok).to.equal(true);
+  });
+
+  it('refuses a zeroed record header followed by valid records (not a torn tail)', async () => {
+    let s = await Spool.open({ dir });
+    for (let i = 0; i < 10; i++) await s.append(rec(i));
+    await s.close();
+    const seg = join(dir, readdirSync(dir).find((n) => n.endsWith('.seg'))!);
+    const data = readFileSync(seg);
+    let off = 0;
+    for (let i = 0; i < 4; i++) off += 16 + rec(i).length;
+    data.fill(0, off, off + 16);
+    writeFileSync(seg, data);
+    try {
+      s = await Spool.open({ dir });
+      expect.fail('cut valid records off as a torn tail');
+    } catch (e) {
+      expect((e as SpoolError).code).to.equal('corrupt');
+      expect((e as Error).message).to.contain(`byte ${off}`);
+    }
+  });
+
+  it('locks with a kernel lock: a stale lock file naming this or another live PID does not block a restart', async () => {
+    // a proxy killed as PID 1 in a container restarts as PID 1 again; another's lock may name a reused live PID
+    for (const pid of [process.pid, process.ppid, 1]) {
+      writeFileSync(join(dir, 'lock'), `${pid}\n`);
+      const s = await Spool.open({ dir });
+      await s.append(rec(pid));
+      await s.close();
+    }
+    // a live holder in another process blocks, and is released when that process is killed
+    const child = spawn(process.execPath, ['--import=tsx', join(here, 'fixtures/spool-writer.ts'), dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve()));
+    try {
+      await Spool.open({ dir });
+      expect.fail('opened a spool another process holds');
+    } catch (e) {
+      expect((e as SpoolError).code).to.equal('locked');
+      expect((e as Error).message).to.contain(`process ${child.pid}`);
+    }
+    const exited = new Promise((r) => child.on('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+    const s = await Spool.open({ dir, segmentBytes: 16 * 1024 });
+    expect(s.depth).to.be.greaterThan(0);
+    await s.close();
+  });
+
+  it('restarts as PID 1 in a PID namespace after a SIGKILL as PID 1 (a container)', async function () {
+    this.timeout(30000);
+    // the writer runs as PID 1 of a new PID namespace, as a proxy does in a container
+    const runAsPid1 = () => {
+      const c = spawn('unshare', ['--pid', '--fork', '--kill-child', process.execPath, '--import=tsx', join(here, 'fixtures/spool-writer.ts'), dir, 'pid'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      c.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      const ready = new Promise<string>((resolve, reject) => {
+        c.stdout!.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /^ready pid (\d+)$/m.exec(out);
+          if (m) resolve(m[1]);
+        });
+        c.on('exit', (code) => reject(new Error(`writer exited ${code}: ${err}`)));
+      });
+      return { c, ready };
+    };
+    const first = runAsPid1();
+    let pid: string;
+    try {
+      pid = await first.ready;
+    } catch (e) {
+      if (/Operation not permitted|unshare failed/i.test((e as Error).message)) this.skip();
+      throw e;
+    }
+    expect(pid).to.equal('1');
+    expect(readFileSync(join(dir, 'lock'), 'utf8').trim()).to.equal('1');
+    const exited = new Promise((r) => first.c.on('exit', r));
+    first.c.kill('SIGKILL');
+    await exited;
+    // the lock file still names PID 1, which the restarted writer is again
+    const second = runAsPid1();
+    expect(await second.ready).to.equal('1');
+    const exited2 = new Promise((r) => second.c.on('exit', r));
+    second.c.kill('SIGKILL');
+    await exited2;
   });
 
   it('rejects empty and oversized records, acks out of order, and a second user of the directory', async () => {
