@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerProxy } from './proxy.js';
+import { registerForwardAuth } from './forward-auth.js';
 import { registerServe } from './serve.js';
 import { registerKeygen } from './keygen.js';
 import { registerVerify } from './verify.js';
@@ -24,5 +25,6 @@ export function registerCommands(program: Command): void {
   registerMonitor(program);
   registerVerifyEvidence(program);
   registerProxy(program);
+  registerForwardAuth(program);
   registerServe(program);
 }

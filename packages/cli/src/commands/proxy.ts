@@ -1,83 +1,26 @@
 import type { Command } from 'commander';
-import { ProxyError, startProxy, type RunningProxy, type TrailMode } from '@trailmark/proxy';
-import { TlogError } from '@trailmark/tlog';
-import { action, makeOutput, runUntilSignal } from '../program.js';
-import { EXIT_OK, usage } from '../exit.js';
-import { loadVkey } from './files.js';
+import { startProxy } from '@trailmark/proxy';
+import { action } from '../program.js';
+import { recorderOptions, runRecorder, type RecorderCliOptions } from './recorder.js';
 
-interface ProxyCliOptions {
+interface ProxyCliOptions extends RecorderCliOptions {
   upstream: string;
-  log: string;
-  logKey: string;
-  tokens: string;
-  logToken?: string;
-  listen: string;
-  spool: string;
-  mode: string;
-  name?: string;
-  redactHeader?: string[];
-  redactQuery?: string[];
-  adminListen?: string;
-  rules?: string;
 }
-
-const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /**
  * `trailmark proxy --upstream URL --log URL --log-key VKEY --tokens FILE [--log-token TOKEN] [--listen HOST:PORT]
  * [--spool DIR] [--mode spool|strict] [--name NAME] [--redact-header NAME ...] [--redact-query NAME ...]
- * [--admin-listen HOST:PORT] [--rules FILE]` (contract section 5).
+ * [--admin-listen HOST:PORT] [--rules FILE] [--workers N]` (contract section 5).
  */
 export function registerProxy(program: Command): void {
-  program
+  const cmd = program
     .command('proxy')
     .description('access proxy: record every request to one upstream in the log (spool or strict mode)')
-    .requiredOption('--upstream <url>', 'the upstream service origin (http or https)')
-    .requiredOption('--log <url>', 'log base URL')
-    .requiredOption('--log-key <vkey>', "the log's vkey or a file holding it")
-    .requiredOption('--tokens <file>', 'JSON file mapping bearer tokens to identities {"<token>": {"id", "roles"}}')
-    .option('--log-token <token>', 'bearer token for a log whose write API requires one')
-    .option('--listen <host:port>', 'where the proxy listens', '127.0.0.1:8081')
-    .option('--spool <dir>', 'spool directory (events fsynced here before forwarding)', './trailmark-spool')
-    .option('--mode <mode>', 'spool (default): durable locally first; strict: forward only after the log acknowledged', 'spool')
-    .option('--name <name>', "the events' proxy field (default: the host name)")
-    .option('--redact-header <name>', 'header whose value never reaches the log (repeatable)', collect)
-    .option('--redact-query <name>', 'query parameter whose value never reaches the log (repeatable)', collect)
-    .option('--admin-listen <host:port>', 'serve /healthz and /metrics here')
-    .option('--rules <file>', 'JSON file of role rules {"<role>": {"methods": [...], "paths": [...]}}: 403 outside them')
-    .action(
-      action(async (opts: ProxyCliOptions, cmd: Command) => {
-        const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
-        // startProxy checks --mode and both URLs (a ProxyError, exit 2)
-        const logKey = await loadVkey(opts.logKey);
-        let running: RunningProxy;
-        try {
-          running = await startProxy({
-            upstream: opts.upstream,
-            log: opts.log,
-            logKey,
-            tokens: opts.tokens,
-            ...(opts.logToken ? { logToken: opts.logToken } : {}),
-            ...(opts.rules ? { rules: opts.rules } : {}),
-            listen: opts.listen,
-            spoolDir: opts.spool,
-            mode: opts.mode as TrailMode,
-            ...(opts.name ? { name: opts.name } : {}),
-            redactHeaders: opts.redactHeader ?? [],
-            redactQuery: opts.redactQuery ?? [],
-            ...(opts.adminListen ? { adminListen: opts.adminListen } : {}),
-          });
-        } catch (e) {
-          if (e instanceof ProxyError || e instanceof TlogError) throw usage(e.message);
-          const err = e as NodeJS.ErrnoException;
-          throw usage(`cannot start the proxy: ${err.code ? `${err.code}: ` : ''}${err.message}`);
-        }
-        out.info(`url: ${running.url}`);
-        if (running.adminUrl) out.info(`admin: ${running.adminUrl}`);
-        out.info(`mode: ${opts.mode}, upstream: ${opts.upstream}, log: ${opts.log} (${logKey.name})`);
-        out.result({ url: running.url, admin: running.adminUrl, mode: opts.mode, upstream: opts.upstream, log: opts.log, origin: logKey.name });
-        await runUntilSignal(() => running.close());
-        return EXIT_OK;
-      }),
-    );
+    .requiredOption('--upstream <url>', 'the upstream service origin (http or https)');
+  recorderOptions(cmd, '127.0.0.1:8081').action(
+    action(async (opts: ProxyCliOptions, c: Command) =>
+      // startProxy checks --mode and both URLs (a ProxyError, exit 2)
+      runRecorder('the proxy', opts, c, (common) => startProxy({ ...common, upstream: opts.upstream }), { upstream: opts.upstream }),
+    ),
+  );
 }

@@ -1,0 +1,100 @@
+import type { Command } from 'commander';
+import { defaultWorkers, ProxyError, runWorkers, type RecorderOptions, type RunningPool, type RunningRecorder, type TrailMode } from '@trailmark/proxy';
+import { TlogError } from '@trailmark/tlog';
+import { makeOutput, runUntilSignal } from '../program.js';
+import { EXIT_OK, usage } from '../exit.js';
+import { loadVkey } from './files.js';
+
+/** The options `proxy` and `forward-auth` share (contract section 5), as commander parses them. */
+export interface RecorderCliOptions {
+  log: string;
+  logKey: string;
+  tokens: string;
+  logToken?: string;
+  listen: string;
+  spool: string;
+  mode: string;
+  name?: string;
+  redactHeader?: string[];
+  redactQuery?: string[];
+  adminListen?: string;
+  rules?: string;
+  workers: string;
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/** Declares the shared options on a recording command. */
+export function recorderOptions(cmd: Command, defaultListen: string): Command {
+  return cmd
+    .requiredOption('--log <url>', 'log base URL')
+    .requiredOption('--log-key <vkey>', "the log's vkey or a file holding it")
+    .requiredOption('--tokens <file>', 'JSON file mapping bearer tokens to identities {"<token>": {"id", "roles"}}')
+    .option('--log-token <token>', 'bearer token for a log whose write API requires one')
+    .option('--listen <host:port>', 'where it listens', defaultListen)
+    .option('--spool <dir>', 'spool directory (request events fsynced here before the request proceeds)', './trailmark-spool')
+    .option('--mode <mode>', 'spool (default): durable locally first; strict: only after the log acknowledged', 'spool')
+    .option('--name <name>', "the events' proxy field (default: the host name)")
+    .option('--redact-header <name>', 'header whose value never reaches the log (repeatable)', collect)
+    .option('--redact-query <name>', 'query parameter whose value never reaches the log (repeatable)', collect)
+    .option('--admin-listen <host:port>', 'serve /healthz and /metrics here')
+    .option('--rules <file>', 'JSON file of role rules {"<role>": {"methods": [...], "paths": [...]}}: 403 outside them')
+    .option('--workers <n>', 'processes serving the one listening address, each with its own spool and stream (default: the CPU count)', String(defaultWorkers()));
+}
+
+/**
+ * Starts a recording daemon with its workers and serves until a signal (the primary) or until the primary
+ * stops it (a worker). `start` gets the shared options with the spool directory and listen address to use.
+ * Precondition: opts parsed by recorderOptions. A configuration error is a usage error (exit 2).
+ */
+export async function runRecorder(
+  what: string,
+  opts: RecorderCliOptions,
+  cmd: Command,
+  start: (common: RecorderOptions & { listen: string }) => Promise<RunningRecorder>,
+  extra: Record<string, string>,
+): Promise<number> {
+  const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
+  const logKey = await loadVkey(opts.logKey);
+  const workers = Number(opts.workers);
+  const common: RecorderOptions & { listen: string } = {
+    log: opts.log,
+    logKey,
+    tokens: opts.tokens,
+    ...(opts.logToken ? { logToken: opts.logToken } : {}),
+    ...(opts.rules ? { rules: opts.rules } : {}),
+    listen: opts.listen,
+    spoolDir: opts.spool,
+    mode: opts.mode as TrailMode,
+    ...(opts.name ? { name: opts.name } : {}),
+    redactHeaders: opts.redactHeader ?? [],
+    redactQuery: opts.redactQuery ?? [],
+    ...(opts.adminListen ? { adminListen: opts.adminListen } : {}),
+  };
+  // the pool serves /healthz and /metrics for all workers; the daemons themselves get no admin server
+  const { adminListen: _admin, ...daemon } = common;
+  let pool: RunningPool;
+  try {
+    pool = await runWorkers({
+      workers,
+      recorder: common,
+      start: (spoolDir, listen) => start({ ...daemon, spoolDir, listen: listen ?? opts.listen }),
+    });
+  } catch (e) {
+    if (e instanceof ProxyError || e instanceof TlogError) throw usage(e.message);
+    const err = e as NodeJS.ErrnoException;
+    throw usage(`cannot start ${what}: ${err.code ? `${err.code}: ` : ''}${err.message}`);
+  }
+  if (pool.role === 'worker') {
+    await pool.stopped;
+    return EXIT_OK;
+  }
+  out.info(`url: ${pool.url}`);
+  if (pool.adminUrl) out.info(`admin: ${pool.adminUrl}`);
+  const described = Object.entries(extra).map(([k, v]) => `${k}: ${v}, `).join('');
+  out.info(`mode: ${common.mode}, workers: ${pool.workers}, ${described}log: ${opts.log} (${logKey.name})`);
+  for (const w of pool.pids()) out.info(`worker ${w.index}: pid ${w.pid}`);
+  out.result({ url: pool.url, admin: pool.adminUrl, mode: common.mode, workers: pool.workers, ...extra, log: opts.log, origin: logKey.name });
+  await runUntilSignal(() => pool.close());
+  return EXIT_OK;
+}
