@@ -9,6 +9,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { existsSync, readdirSync } from 'node:fs';
+import net from 'node:net';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { AggregatorRegistry } from 'prom-client';
@@ -21,6 +22,8 @@ export interface WorkerPoolOptions {
   workers?: number;
   /** The daemon's options; `spoolDir` is the root under which each worker has its own. */
   recorder: RecorderOptions;
+  /** HOST:PORT the daemon listens on (port 0: the primary picks one for all workers). */
+  listen: string;
   /** Starts one worker's daemon on its spool directory, without an admin server; `listen` overrides its address. */
   start(spoolDir: string, listen?: string): Promise<RunningRecorder>;
 }
@@ -75,6 +78,18 @@ export function leftoverSpools(root: string, workers: number, index: number | nu
   // a single-process spool in the root, from before the workers
   if (index === 0 && readdirSync(root).some((n) => n === 'ack' || n.endsWith('.seg'))) out.push(root);
   return out.sort();
+}
+
+/** A port free on `host` a moment ago. */
+function pickPort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', (e: NodeJS.ErrnoException) => reject(new ConfigError('listen', `cannot listen on ${host}: ${e.code ?? e.message}`)));
+    s.listen(0, host, () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
 }
 
 /** Opens a spool, retrying while a dying predecessor still holds its lock. */
@@ -217,7 +232,11 @@ async function runPrimary(opts: WorkerPoolOptions, n: number): Promise<RunningPo
   const warn = opts.recorder.warn ?? ((l: string) => process.stderr.write(`trailmark: ${l}\n`));
   const slots: (Worker | null)[] = new Array(n).fill(null);
   let closing = false;
-  let listenAt: string | undefined;
+  // every worker (and every successor of one) listens on the same HOST:PORT, so they share the primary's one
+  // listening socket; port 0 is resolved here once, or a successor would get a port of its own
+  const addr = parseListen(opts.listen);
+  const port = addr.port === 0 ? await pickPort(addr.host) : addr.port;
+  const listenAt = `${addr.host.includes(':') ? `[${addr.host}]` : addr.host}:${port}`;
   let crashes = 0;
   let resolveStarted!: (url: string) => void;
   let rejectStarted!: (e: Error) => void;
@@ -230,7 +249,7 @@ async function runPrimary(opts: WorkerPoolOptions, n: number): Promise<RunningPo
   let healthSeq = 0;
 
   const fork = (index: number) => {
-    const w = cluster.fork({ [INDEX_ENV]: String(index), ...(listenAt ? { [LISTEN_ENV]: listenAt } : {}) });
+    const w = cluster.fork({ [INDEX_ENV]: String(index), [LISTEN_ENV]: listenAt });
     slots[index] = w;
     // a send to a worker that is exiting fails with EPIPE; its 'exit' tells the rest
     w.on('error', () => {});
@@ -240,7 +259,6 @@ async function runPrimary(opts: WorkerPoolOptions, n: number): Promise<RunningPo
       if (m.trailmark === 'ready') {
         up = true;
         crashes = 0;
-        if (!listenAt) listenAt = new URL(m.url).host;
         if (++ready === n) resolveStarted(m.url);
       } else if (m.trailmark === 'failed') {
         rejectStarted(new ConfigError('worker', m.message));

@@ -78,6 +78,7 @@ export async function runRecorder(
     pool = await runWorkers({
       workers,
       recorder: common,
+      listen: opts.listen,
       start: (spoolDir, listen) => start({ ...daemon, spoolDir, listen: listen ?? opts.listen }),
     });
   } catch (e) {
