@@ -58,6 +58,8 @@ export interface RunningNginx {
   /** http://127.0.0.1:PORT */
   url: string;
   port: number;
+  /** The master process. */
+  pid: number;
   /** The prefix directory (config, pid, logs). */
   dir: string;
   /** The access log so far. */
@@ -110,6 +112,7 @@ ${httpConfig}
   return {
     url: `http://127.0.0.1:${port}`,
     port,
+    pid: proc.pid!,
     dir,
     accessLog: () => (existsSync(join(dir, 'access.log')) ? readFileSync(join(dir, 'access.log'), 'utf8') : ''),
     async close() {
