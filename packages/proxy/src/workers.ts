@@ -24,6 +24,8 @@ export interface WorkerPoolOptions {
   recorder: RecorderOptions;
   /** HOST:PORT the daemon listens on (port 0: the primary picks one for all workers). */
   listen: string;
+  /** The command's name, for warnings ("proxy", "forward-auth"). */
+  daemon: string;
   /** Starts one worker's daemon on its spool directory, without an admin server; `listen` overrides its address. */
   start(spoolDir: string, listen?: string): Promise<RunningRecorder>;
 }
@@ -106,10 +108,10 @@ async function withLockRetry<T>(open: () => Promise<T>, timeoutMs = 10_000): Pro
 }
 
 /** Delivers what earlier runs left in `dirs`, one after the other, in the background; stop() ends it. */
-function adopt(dirs: string[], recorder: RecorderOptions): { stop(): Promise<void> } {
+function adopt(dirs: string[], recorder: RecorderOptions, daemon: string): { stop(): Promise<void> } {
   let stopping = false;
   let current: AccessTrail | null = null;
-  const r = dirs.length > 0 ? checkRecorder(recorder, 'proxy') : null;
+  const r = dirs.length > 0 ? checkRecorder(recorder, daemon) : null;
   const done = (async () => {
     for (const dir of dirs) {
       if (stopping) return;
@@ -146,14 +148,14 @@ export async function runWorkers(opts: WorkerPoolOptions): Promise<RunningPool> 
   if (cluster.isWorker && process.env[INDEX_ENV] !== undefined) return runWorker(opts, n, Number(process.env[INDEX_ENV]));
   if (n === 1) return runSingle(opts, root);
   // what can be checked without the workers is, so a bad file or key fails at once instead of in each of them
-  checkRecorder(opts.recorder, 'proxy');
+  checkRecorder(opts.recorder, opts.daemon);
   return runPrimary(opts, n);
 }
 
 async function runSingle(opts: WorkerPoolOptions, root: string): Promise<RunningPool> {
   const adminAddr = opts.recorder.adminListen ? parseListen(opts.recorder.adminListen, '--admin-listen') : null;
   const running = await opts.start(root);
-  const leftovers = adopt(leftoverSpools(root, 1, null), opts.recorder);
+  const leftovers = adopt(leftoverSpools(root, 1, null), opts.recorder, opts.daemon);
   let admin: { server: import('node:http').Server; url: string } | null = null;
   try {
     if (adminAddr) admin = await startAdmin(adminAddr, () => trailHealth(running.trail), registryMetrics(running.registry));
@@ -200,7 +202,7 @@ async function runWorker(opts: WorkerPoolOptions, n: number, index: number): Pro
   // the primary's /metrics asks each worker for its registry (prom-client's cluster protocol)
   new AggregatorRegistry();
   AggregatorRegistry.setRegistries([running.registry]);
-  const leftovers = adopt(leftoverSpools(opts.recorder.spoolDir, n, index), opts.recorder);
+  const leftovers = adopt(leftoverSpools(opts.recorder.spoolDir, n, index), opts.recorder, opts.daemon);
   let stop!: () => void;
   const stopped = new Promise<void>((r) => (stop = r));
   let closing: Promise<void> | null = null;
@@ -229,7 +231,7 @@ async function runWorker(opts: WorkerPoolOptions, n: number, index: number): Pro
 
 async function runPrimary(opts: WorkerPoolOptions, n: number): Promise<RunningPool> {
   const adminAddr = opts.recorder.adminListen ? parseListen(opts.recorder.adminListen, '--admin-listen') : null;
-  const warn = opts.recorder.warn ?? ((l: string) => process.stderr.write(`trailmark: ${l}\n`));
+  const warn = opts.recorder.warn ?? ((l: string) => process.stderr.write(`trailmark ${opts.daemon}: ${l}\n`));
   const slots: (Worker | null)[] = new Array(n).fill(null);
   let closing = false;
   // every worker (and every successor of one) listens on the same HOST:PORT, so they share the primary's one

@@ -48,7 +48,7 @@ export function recorderOptions(cmd: Command, defaultListen: string): Command {
  * Precondition: opts parsed by recorderOptions. A configuration error is a usage error (exit 2).
  */
 export async function runRecorder(
-  what: string,
+  daemon: 'proxy' | 'forward-auth',
   opts: RecorderCliOptions,
   cmd: Command,
   start: (common: RecorderOptions & { listen: string }) => Promise<RunningRecorder>,
@@ -72,19 +72,20 @@ export async function runRecorder(
     ...(opts.adminListen ? { adminListen: opts.adminListen } : {}),
   };
   // the pool serves /healthz and /metrics for all workers; the daemons themselves get no admin server
-  const { adminListen: _admin, ...daemon } = common;
+  const { adminListen: _admin, ...perWorker } = common;
   let pool: RunningPool;
   try {
     pool = await runWorkers({
       workers,
       recorder: common,
       listen: opts.listen,
-      start: (spoolDir, listen) => start({ ...daemon, spoolDir, listen: listen ?? opts.listen }),
+      daemon,
+      start: (spoolDir, listen) => start({ ...perWorker, spoolDir, listen: listen ?? opts.listen }),
     });
   } catch (e) {
     if (e instanceof ProxyError || e instanceof TlogError) throw usage(e.message);
     const err = e as NodeJS.ErrnoException;
-    throw usage(`cannot start ${what}: ${err.code ? `${err.code}: ` : ''}${err.message}`);
+    throw usage(`cannot start ${daemon}: ${err.code ? `${err.code}: ` : ''}${err.message}`);
   }
   if (pool.role === 'worker') {
     await pool.stopped;
