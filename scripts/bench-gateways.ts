@@ -14,6 +14,9 @@
  * figure, the CPU time the target's own processes spent per request (from /proc): on a shared machine the work
  * per request is what other load does not distort.
  *
+ * BENCH_BASELINE_BIN=/path/to/packages/cli/dist/bin.js adds `trailmark proxy --workers N` from another build
+ * (say, before a change) as one more target, so before and after are measured in the same run.
+ *
  *   node --import=tsx scripts/bench-gateways.ts   (BENCH_QUICK=1 for a smoke run)
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
@@ -94,6 +97,9 @@ async function main(): Promise<void> {
     const p1 = await startCli(['proxy', ...common, '--upstream', upstream.url, '--workers', '1', '--spool', join(tmp, 'spool-1')], want);
     const pN = await startCli(['proxy', ...common, '--upstream', upstream.url, '--workers', String(N), '--spool', join(tmp, 'spool-n')], want);
     procs.push(fa.proc, p1.proc, pN.proc);
+    const baselineBin = process.env.BENCH_BASELINE_BIN;
+    const base = baselineBin ? await startCli(['proxy', ...common, '--upstream', upstream.url, '--workers', String(N), '--spool', join(tmp, 'spool-base')], want, baselineBin) : null;
+    if (base) procs.push(base.proc);
 
     const peerPort = await freePort();
     const gwPort = await freePort();
@@ -107,19 +113,21 @@ async function main(): Promise<void> {
 
     const headers = { authorization: 'Bearer bench-token-0123456789', 'user-agent': 'autocannon' };
     const pid = (p: ChildProcess) => p.pid!;
-    const targets: Record<'direct' | 'nginx' | 'gateway' | 'proxy1' | 'proxyN', Target> = {
+    const targets: Record<string, Target> = {
       direct: { url: upstream.url, pids: [pid(upstream.proc)] },
       nginx: { url: nginx.url, pids: [nginx.pid] },
       gateway: { url: `http://127.0.0.1:${gwPort}`, pids: [nginx.pid, pid(fa.proc)] },
       proxy1: { url: p1.lines[0], pids: [pid(p1.proc)] },
       proxyN: { url: pN.lines[0], pids: [pid(pN.proc)] },
+      ...(base ? { baseline: { url: base.lines[0], pids: [pid(base.proc)] } } : {}),
     };
-    const names: Record<keyof typeof targets, string> = {
+    const names: Record<string, string> = {
       direct: 'upstream directly',
       nginx: `nginx ${nginxVersion} reverse proxy (peer)`,
       gateway: `nginx + auth_request -> forward-auth x${N}`,
       proxy1: 'trailmark proxy --workers 1',
       proxyN: `trailmark proxy --workers ${N}`,
+      baseline: `baseline build: proxy --workers ${N}`,
     };
     console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')} (${N} cores, shared with other work: figures are noisy, compare within a run)`);
     console.log(`gateway benchmark: median of ${rounds} round(s) of ${duration} s per figure, GET of a small JSON answer, load from a separate process`);
@@ -127,7 +135,7 @@ async function main(): Promise<void> {
 
     const show = (title: string, r: Record<string, LoadResult & { cpu: number }>) => {
       console.log(`\n${title}`);
-      for (const k of Object.keys(targets) as (keyof typeof targets)[]) {
+      for (const k of Object.keys(targets)) {
         const ratio = k === 'nginx' || k === 'direct' ? '' : `   ${(r[k].rps / r.nginx.rps).toFixed(2)}x nginx`;
         console.log(`${fmtRow(names[k], r[k])}   cpu ${r[k].cpu.toFixed(3)} ms/req${ratio}`);
       }
@@ -136,7 +144,7 @@ async function main(): Promise<void> {
     const sat = show('1. saturation, 64 connections', await compare(targets, { connections: 64 }, headers));
     const mod = show(`2. moderate load: ${MODERATE_RATE} req/s over 16 connections (added p99 against the upstream directly)`, await compare(targets, { connections: 16, rate: MODERATE_RATE }, headers));
     console.log('\nsummary');
-    for (const k of ['gateway', 'proxy1', 'proxyN'] as const) {
+    for (const k of ['gateway', 'proxy1', 'proxyN', ...(base ? ['baseline'] : [])]) {
       console.log(
         `  ${names[k].padEnd(40)} ${(sat[k].rps / sat.nginx.rps).toFixed(2)}x nginx's req/s at saturation; CPU per request ${(sat[k].cpu / sat.nginx.cpu).toFixed(1)}x nginx's; added p99 at ${MODERATE_RATE} req/s ${mod[k].p99 - mod.direct.p99} ms (nginx adds ${mod.nginx.p99 - mod.direct.p99} ms)`,
       );

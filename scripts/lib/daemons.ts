@@ -6,9 +6,12 @@ import { median, type LoadResult } from './ceilings.js';
 
 const bin = join(dirname(fileURLToPath(import.meta.url)), '../../packages/cli/dist/bin.js');
 
-/** Starts `trailmark ARGS`; resolves with the first group of each pattern once its output matched them all. */
-export function startCli(args: string[], want: RegExp[]): Promise<{ proc: ChildProcess; lines: string[] }> {
-  const proc = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Starts `trailmark ARGS` (this tree's build, or the `trailmark` bin.js at `binPath`); resolves with the first group
+ * of each pattern once its output matched them all.
+ */
+export function startCli(args: string[], want: RegExp[], binPath = bin): Promise<{ proc: ChildProcess; lines: string[] }> {
+  const proc = spawn(process.execPath, [binPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
     let out = '';
     let err = '';
