@@ -63,7 +63,8 @@ async function compare(targets: Record<string, Target>, load: { connections: num
   for (const [name, t] of Object.entries(targets)) {
     runs[name] = [];
     cpu[name] = { ms: 0, requests: 0 };
-    await autocannon({ url: t.url + '/warm', connections: load.connections, duration: 1, headers });
+    // long enough for each process's JIT to settle: a short warm-up leaves multi-process targets paying more of it
+    await autocannon({ url: t.url + '/warm', connections: load.connections, duration: quick ? 1 : 3, headers });
   }
   for (let r = 0; r < rounds; r++) {
     for (const [name, t] of Object.entries(targets)) {
