@@ -22,9 +22,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { autocannon, median, startBareServer, waitForUrl, type LoadResult } from './lib/ceilings.js';
+import { join } from 'node:path';
+import { autocannon, startBareServer, waitForUrl, type LoadResult } from './lib/ceilings.js';
+import { fmtRow, med, startCli, stop } from './lib/daemons.js';
 
 const BARE_FORWARDER = `
 const http = require('node:http');
@@ -42,36 +42,11 @@ s.keepAliveTimeout = 60000;
 s.listen(0, '127.0.0.1', () => process.stdout.write('url: http://127.0.0.1:' + s.address().port + '\\n'));
 `;
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const bin = join(root, 'packages/cli/dist/bin.js');
 const quick = Boolean(process.env.BENCH_QUICK);
 const duration = quick ? 3 : 5;
 const rounds = quick ? 1 : 3;
 const MODERATE_RATE = 1000;
 const STRICT_RATE = 500;
-
-function startCli(args: string[], want: RegExp[]): Promise<{ proc: ChildProcess; lines: string[] }> {
-  const proc = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let err = '';
-    proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = want.map((re) => re.exec(out));
-      if (m.every(Boolean)) resolve({ proc, lines: m.map((x) => x![1]) });
-    });
-    proc.on('exit', (code) => reject(new Error(`${args[0]} exited ${code}: ${err}`)));
-  });
-}
-
-function stop(proc: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
-    proc.once('exit', () => resolve());
-    proc.kill('SIGTERM');
-  });
-}
 
 interface Health {
   spool_depth: number;
@@ -82,20 +57,6 @@ interface Health {
 
 async function health(admin: string): Promise<Health> {
   return (await fetch(`${admin}/healthz`)).json() as Promise<Health>;
-}
-
-function med(xs: LoadResult[]): LoadResult {
-  return {
-    rps: median(xs.map((x) => x.rps)),
-    p50: median(xs.map((x) => x.p50)),
-    p99: median(xs.map((x) => x.p99)),
-    errors: xs.reduce((a, x) => a + x.errors, 0),
-    non2xx: xs.reduce((a, x) => a + x.non2xx, 0),
-  };
-}
-
-function fmtRow(what: string, r: LoadResult): string {
-  return `  ${what.padEnd(40)} ${Math.round(r.rps).toLocaleString('en-US').padStart(8)} req/s   p50 ${String(r.p50).padStart(4)} ms   p99 ${String(r.p99).padStart(4)} ms   errors ${r.errors}   non-2xx ${r.non2xx}`;
 }
 
 /** Runs each target once per round, alternating, and returns the medians. */

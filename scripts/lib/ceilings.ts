@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Level } from 'level';
@@ -145,4 +145,34 @@ export function fmt(n: number): string {
 /** One line of a benchmark table: figure, ceiling and their ratio. */
 export function row(what: string, figure: number, unit: string, ceilingWhat: string, ceiling: number): string {
   return `${what.padEnd(52)} ${fmt(figure).padStart(10)} ${unit.padEnd(10)} | ${ceilingWhat.padEnd(34)} ${fmt(ceiling).padStart(10)} | ${(figure / ceiling).toFixed(2)}x`;
+}
+
+/**
+ * CPU time (user + system, ms) used so far by the processes `roots` and all their descendants, from /proc (Linux).
+ * The figure a shared machine does not distort: the work done per request, whoever else runs.
+ */
+export function treeCpuMs(roots: number[]): number {
+  const ticks = 100; // USER_HZ on Linux
+  const parent = new Map<number, number>();
+  const cpu = new Map<number, number>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    // fields after the command name in parentheses (which may hold spaces): state ppid ... utime(14) stime(15)
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    parent.set(Number(name), Number(f[1]));
+    cpu.set(Number(name), ((Number(f[11]) + Number(f[12])) * 1000) / ticks);
+  }
+  const inTree = (pid: number): boolean => {
+    for (let p = pid, hops = 0; p > 1 && hops < 64; p = parent.get(p) ?? 0, hops++) if (roots.includes(p)) return true;
+    return false;
+  };
+  let total = 0;
+  for (const [pid, ms] of cpu) if (inTree(pid)) total += ms;
+  return total;
 }

@@ -9,4 +9,7 @@ export * from './gate.js';
 export * from './stream.js';
 export * from './trail.js';
 export * from './middleware.js';
+export * from './serving.js';
 export * from './proxy.js';
+export * from './forward-auth.js';
+export * from './workers.js';

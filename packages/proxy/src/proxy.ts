@@ -9,76 +9,28 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
-import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
-import { parseVkey, type NoteVerifier } from '@trailmark/tlog';
-import { Rules, TokenStore } from './auth.js';
-import { ConfigError, ReceiptError } from './errors.js';
+import { Counter, type Registry } from 'prom-client';
+import { ConfigError } from './errors.js';
 import { countRequestBytes, outcomeOf, responseEvent } from './events.js';
-import { decide, DEFAULT_REDACT_QUERY, type GateOptions } from './gate.js';
-import { LogClient } from './logclient.js';
+import { decide, type GateOptions } from './gate.js';
 import { REQUEST_ID_HEADER } from './middleware.js';
-import { AccessTrail, type TrailMode } from './trail.js';
+import { checkRecorder, openTrail, parseListen, sendJson, serveTrail, type RecorderOptions, type RunningRecorder } from './serving.js';
 
-export interface ProxyOptions {
+export interface ProxyOptions extends RecorderOptions {
   /** Upstream URL (http or https): its origin, plus an optional path prefix for every forwarded path. */
   upstream: string;
-  /** Log URL and its vkey. */
-  log: string;
-  /** The log's vkey, as text or parsed. */
-  logKey: string | NoteVerifier;
-  logToken?: string;
-  /** Tokens: a file path or a loaded store. */
-  tokens: string | TokenStore;
-  /** Optional rules: a file path or loaded rules. */
-  rules?: string | Rules;
   /** HOST:PORT (default 127.0.0.1:8081; port 0 picks one). */
   listen?: string;
-  spoolDir: string;
-  mode?: TrailMode;
-  /** The event's `proxy` field (default: the host name). */
-  name?: string;
-  redactHeaders?: string[];
-  redactQuery?: string[];
-  /** HOST:PORT of the admin server (/healthz, /metrics). */
-  adminListen?: string;
   /** Check at start that the upstream accepts TCP connections (default true). */
   checkUpstream?: boolean;
-  /** Strict mode: how long to wait for the log (default 5 s). */
-  strictDeadlineMs?: number;
   /** Idle timeout towards the upstream (default 60 s): then 504, or the response is cut. */
   upstreamTimeoutMs?: number;
-  /** Where warnings go (default stderr). */
-  warn?: (line: string) => void;
-  /** The stream key file (default: stream.key in the spool directory, created on first start). */
-  streamKey?: string;
-  /** Milliseconds between the stream's signed heartbeats (default 30 s). */
-  heartbeatMs?: number;
-  /** false: no stream fields (for measuring their cost only; see AccessTrailOptions.streams). */
-  streams?: boolean;
 }
 
-export interface RunningProxy {
-  url: string;
-  adminUrl: string | null;
-  /** The stream key's vkey and the stream's id (null with `streams: false`). */
-  streamKey: string | null;
-  streamId: string | null;
-  trail: AccessTrail;
-  registry: Registry;
-  close(): Promise<void>;
-}
+export type RunningProxy = RunningRecorder;
 
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
-
-/** Parses HOST:PORT (IPv6 in brackets). Precondition: none; throws ConfigError. */
-export function parseListen(s: string, what = '--listen'): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new ConfigError('listen', `${what} must be HOST:PORT, got ${JSON.stringify(s)}`);
-  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
-}
 
 const HOP_SET = new Set(HOP_BY_HOP);
 /** The requests metric's outcome label of each refusal. */
@@ -117,41 +69,12 @@ function checkUpstream(url: URL, timeoutMs = 3000): Promise<void> {
   });
 }
 
-function listen(server: http.Server, addr: { host: string; port: number }): Promise<string> {
-  return new Promise((resolve, reject) => {
-    server.once('error', (e: NodeJS.ErrnoException) => reject(new ConfigError('listen', `cannot listen on ${addr.host}:${addr.port}: ${e.code ?? e.message}`)));
-    server.listen(addr.port, addr.host, () => {
-      const a = server.address() as net.AddressInfo;
-      const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-      resolve(`http://${host}:${a.port}`);
-    });
-  });
-}
-
-function closeServer(server: http.Server): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeIdleConnections();
-    setTimeout(() => server.closeAllConnections(), 2000).unref();
-  });
-}
-
-/** Answers with a JSON body; returns the body's length in bytes (for the response event). */
-function sendJson(res: ServerResponse, status: number, body: Record<string, unknown>, headers: Record<string, string> = {}): number {
-  const data = JSON.stringify(body);
-  const n = Buffer.byteLength(data);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': n, ...headers });
-  res.end(data);
-  return n;
-}
-
 /**
  * Validates the configuration (fail fast: tokens, rules, vkey, upstream reachable, log key matches the log
  * when the log answers), opens the spool, and starts the proxy and its admin server.
  * Precondition: opts as documented; throws ConfigError/KeyError/SpoolError with a clear message.
  */
 export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
-  const warn = opts.warn ?? ((l: string) => process.stderr.write(`trailmark proxy: ${l}\n`));
   let upstream: URL;
   try {
     upstream = new URL(opts.upstream);
@@ -164,55 +87,12 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   }
   // a path in --upstream is a prefix put before every forwarded path (events show the client's path)
   const basePath = upstream.pathname.replace(/\/+$/, '');
-  const mode = opts.mode ?? 'spool';
-  if (mode !== 'spool' && mode !== 'strict') throw new ConfigError('mode', `--mode must be spool or strict, got ${JSON.stringify(mode)}`);
-  const tokens = typeof opts.tokens === 'string' ? TokenStore.fromFile(opts.tokens) : opts.tokens;
-  const rules = typeof opts.rules === 'string' ? Rules.fromFile(opts.rules) : opts.rules;
-  let verifier: NoteVerifier;
-  try {
-    verifier = typeof opts.logKey === 'string' ? parseVkey(opts.logKey.trim()) : opts.logKey;
-  } catch (e) {
-    throw new ConfigError('log-key', `--log-key is not a valid vkey: ${(e as Error).message}`);
-  }
+  const r = checkRecorder(opts, 'proxy');
+  const { mode, warn } = r;
   const listenAddr = parseListen(opts.listen ?? '127.0.0.1:8081');
   const adminAddr = opts.adminListen ? parseListen(opts.adminListen, '--admin-listen') : null;
-  const client = new LogClient({ url: opts.log, vkey: verifier, ...(opts.logToken ? { token: opts.logToken } : {}) });
   if (opts.checkUpstream !== false) await checkUpstream(upstream);
-  let reachable = true;
-  try {
-    await client.checkpoint({ attempts: 1, deadlineMs: 3000 });
-  } catch (e) {
-    if (e instanceof ReceiptError) throw new ConfigError('log-key', `the log at ${client.url} does not match --log-key: ${e.message}`);
-    reachable = false;
-    warn(`log not reachable at start (${(e as Error).message}); ${mode === 'strict' ? 'requests get 503 until it answers' : 'events wait in the spool'}`);
-  }
-  if (reachable) {
-    // a log that refuses our token would leave every event in the spool, retried forever: a configuration error
-    const access = await client.checkWriteAccess();
-    if (access.access === 'refused') {
-      throw new ConfigError(
-        'log-token',
-        `the log at ${client.url} refuses ${opts.logToken ? 'the log token' : 'writes without a log token (give --log-token-file FILE or TRAILMARK_LOG_TOKEN)'}: ${access.detail}`,
-      );
-    }
-  }
-
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
-  const proxyName = opts.name ?? hostname();
-  const trail = await AccessTrail.open({
-    spoolDir: opts.spoolDir,
-    log: client,
-    mode,
-    registry,
-    proxy: proxyName,
-    ...(opts.streamKey !== undefined ? { streamKey: opts.streamKey } : {}),
-    ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}),
-    ...(opts.streams === false ? { streams: false } : {}),
-    onError: (e) => warn(`could not write a heartbeat: ${e.message}`),
-    ...(opts.strictDeadlineMs !== undefined ? { strictDeadlineMs: opts.strictDeadlineMs } : {}),
-    shipper: { onError: (e) => warn(`delivery to the log failed, will retry: ${e.message}`) },
-  });
+  const { trail, registry } = await openTrail(r, opts);
   const requests = new Counter({
     name: 'trailmark_proxy_requests_total',
     help: 'Requests handled by the proxy, by outcome',
@@ -220,14 +100,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     registers: [registry],
   });
 
-  const gate: GateOptions = {
-    tokens,
-    ...(rules ? { rules } : {}),
-    target: upstream.origin,
-    proxy: proxyName,
-    redactQuery: new Set([...DEFAULT_REDACT_QUERY, ...(opts.redactQuery ?? [])].map((n) => n.toLowerCase())),
-    redactHeaders: new Set((opts.redactHeaders ?? []).map((n) => n.toLowerCase())),
-  };
+  const gate: GateOptions = { ...r.gate, target: upstream.origin };
   const isHttps = upstream.protocol === 'https:';
   const agent = isHttps ? new https.Agent({ keepAlive: true, maxSockets: 512, scheduling: 'lifo' }) : new http.Agent({ keepAlive: true, maxSockets: 512, scheduling: 'lifo' });
   const upstreamPort = upstream.port || (isHttps ? '443' : '80');
@@ -352,65 +225,5 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     if (sock.writable) sock.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
     else sock.destroy();
   });
-  let admin: http.Server | null = null;
-  let url: string;
-  let adminUrl: string | null = null;
-  try {
-    url = await listen(server, listenAddr);
-    if (adminAddr) {
-      admin = http.createServer((req, res) => {
-        const path = (req.url ?? '/').split('?')[0];
-        if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: 'method not allowed' });
-        if (path === '/healthz') {
-          const t = trail.spool.oldestTime;
-          return sendJson(res, 200, {
-            ok: true,
-            mode,
-            spool_depth: trail.spool.depth,
-            oldest_undelivered_age_seconds: t === null ? 0 : (Date.now() - t) / 1000,
-            delivered: trail.shipper.stats.delivered,
-            failed_deliveries: trail.shipper.stats.failedBatches,
-            receipt_failures: client.stats.receiptFailures,
-            last_error: trail.shipper.stats.lastError,
-            stream: trail.stream ? { id: trail.stream.id, next_seq: trail.stream.next.seq, open_requests: trail.stream.openRequests } : null,
-          });
-        }
-        if (path === '/metrics') {
-          registry.metrics().then(
-            (text) => {
-              res.writeHead(200, { 'content-type': registry.contentType });
-              res.end(text);
-            },
-            (e: Error) => sendJson(res, 500, { error: e.message }),
-          );
-          return;
-        }
-        sendJson(res, 404, { error: 'not found' });
-      });
-      adminUrl = await listen(admin, adminAddr);
-    }
-  } catch (e) {
-    server.close();
-    admin?.close();
-    await trail.close();
-    throw e;
-  }
-  let closing: Promise<void> | null = null;
-  return {
-    url,
-    adminUrl,
-    streamKey: trail.stream?.vkey ?? null,
-    streamId: trail.stream?.id ?? null,
-    trail,
-    registry,
-    close() {
-      closing ??= (async () => {
-        await closeServer(server);
-        if (admin) await closeServer(admin);
-        agent.destroy();
-        await trail.close();
-      })();
-      return closing;
-    },
-  };
+  return serveTrail(server, listenAddr, adminAddr, trail, registry, () => agent.destroy());
 }

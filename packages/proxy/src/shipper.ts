@@ -48,6 +48,8 @@ export class Shipper {
   private running = false;
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
+  /** In the backoff after a failed delivery: new records do not end it (an explicit poke() still does). */
+  private backingOff = false;
   private unsubscribe: (() => void) | null = null;
   private readonly spool: Spool;
   private readonly client: LogClient;
@@ -76,7 +78,11 @@ export class Shipper {
   start(): void {
     if (this.running) return;
     this.running = true;
-    this.unsubscribe = this.spool.onAppend(() => this.poke());
+    // while the log is failing, every flush would otherwise cut the backoff short and the shipper would retry
+    // (re-reading a full batch from the spool) as fast as the log client's own retries allow, under load
+    this.unsubscribe = this.spool.onAppend(() => {
+      if (!this.backingOff) this.poke();
+    });
     this.loop = this.run();
   }
 
@@ -154,7 +160,11 @@ export class Shipper {
         this.onError?.(err);
         failures++;
         const cap = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(failures, 16));
-        if (this.running) await this.sleep(cap / 2 + (Math.random() * cap) / 2);
+        if (this.running) {
+          this.backingOff = true;
+          await this.sleep(cap / 2 + (Math.random() * cap) / 2);
+          this.backingOff = false;
+        }
       }
     }
   }

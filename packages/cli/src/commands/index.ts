@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { registerProxy } from './proxy.js';
 import { registerSpool } from './spool.js';
+import { registerForwardAuth } from './forward-auth.js';
 import { registerServe } from './serve.js';
 import { registerKeygen } from './keygen.js';
 import { registerVerify } from './verify.js';
@@ -26,5 +27,6 @@ export function registerCommands(program: Command): void {
   registerVerifyEvidence(program);
   registerProxy(program);
   registerSpool(program);
+  registerForwardAuth(program);
   registerServe(program);
 }

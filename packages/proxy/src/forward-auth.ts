@@ -1,0 +1,163 @@
+/**
+ * forward-auth (contract section 5): the proxy's authentication, rules, events, spool and strict mode behind a
+ * gateway that keeps its own data path (nginx `auth_request`, Traefik `ForwardAuth`, Caddy `forward_auth`,
+ * Envoy `ext_authz` over HTTP). Each request it receives is a subrequest naming the client's original request;
+ * the answer is 2xx once the request event is durable (spool) or acknowledged (strict), 401/403 when refused
+ * (logged), 503 when it cannot be recorded. It never sees the upstream's answer, so it writes request events only.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { Counter, type Registry } from 'prom-client';
+import { ConfigError } from './errors.js';
+import { decide, type GateOptions } from './gate.js';
+import { REQUEST_ID_HEADER } from './middleware.js';
+import { checkRecorder, openTrail, parseListen, sendJson, serveTrail, type RecorderOptions, type RunningRecorder } from './serving.js';
+
+export interface ForwardAuthOptions extends RecorderOptions {
+  /** action.target when the gateway sends no X-Forwarded-Proto/X-Forwarded-Host (an origin URL). */
+  target?: string;
+  /** HOST:PORT (default 127.0.0.1:8082; port 0 picks one). */
+  listen?: string;
+}
+
+export type RunningForwardAuth = RunningRecorder;
+
+/** The answer header naming the authenticated identity, for the gateway to pass upstream. */
+export const ACTOR_HEADER = 'Trailmark-Actor';
+
+/** The original request a gateway's subrequest names. */
+export interface OriginalRequest {
+  method: string;
+  /** Request target (path and query) as the client sent it. */
+  url: string;
+  /** The client's address. */
+  ip: string | null;
+  /** `<proto>://<host>` from X-Forwarded-Proto/-Host, or null when the gateway did not send both. */
+  target: string | null;
+}
+
+const HOST_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?$/;
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/**
+ * Reads the original request from the subrequest's headers: nginx's X-Original-Method/-URI, else Traefik's and
+ * Caddy's X-Forwarded-Method/-Uri, else the subrequest's own method and target (Envoy's ext_authz sends the
+ * original method and path). The client's address is the last X-Forwarded-For entry, the one the gateway next
+ * to us appended (earlier entries come from the client and prove nothing), else the peer's address.
+ * Precondition: none.
+ */
+export function originalRequest(req: IncomingMessage): OriginalRequest {
+  const method = header(req, 'x-original-method') ?? header(req, 'x-forwarded-method') ?? req.method ?? 'GET';
+  const url = header(req, 'x-original-uri') ?? header(req, 'x-forwarded-uri') ?? req.url ?? '/';
+  const xff = req.headers['x-forwarded-for'];
+  const hops = (Array.isArray(xff) ? xff.join(',') : (xff ?? '')).split(',').map((s) => s.trim()).filter(Boolean);
+  const ip = hops.length > 0 ? hops[hops.length - 1] : (req.socket?.remoteAddress ?? null);
+  const proto = header(req, 'x-forwarded-proto')?.split(',')[0].trim().toLowerCase();
+  const host = header(req, 'x-forwarded-host')?.split(',')[0].trim();
+  const target = (proto === 'http' || proto === 'https') && host && HOST_RE.test(host) ? `${proto}://${host.toLowerCase()}` : null;
+  return { method: method.toUpperCase(), url, ip, target };
+}
+
+/**
+ * The subrequest seen as the original request, for the gate: the same object with the original method, target
+ * and client address in place of the subrequest's (everything else, headers included, is read through).
+ */
+function asOriginal(req: IncomingMessage, o: OriginalRequest): IncomingMessage {
+  return Object.create(req, {
+    method: { value: o.method },
+    url: { value: o.url },
+    socket: { value: { remoteAddress: o.ip ?? undefined } },
+  }) as IncomingMessage;
+}
+
+/** Header-safe text (visible ASCII and spaces), else null: an identity that cannot travel in a header is left out. */
+function headerSafe(s: string): string | null {
+  return /^[\x20-\x7e]{1,1024}$/.test(s) ? s : null;
+}
+
+/**
+ * Checks the configuration (tokens, rules, log key, target), opens the spool and starts answering subrequests.
+ * Precondition: opts as documented; throws ConfigError/SpoolError with a clear message.
+ */
+export async function startForwardAuth(opts: ForwardAuthOptions): Promise<RunningForwardAuth> {
+  let defaultTarget = '';
+  if (opts.target !== undefined) {
+    let t: URL;
+    try {
+      t = new URL(opts.target);
+    } catch {
+      throw new ConfigError('target', `--target ${JSON.stringify(opts.target)} is not a URL`);
+    }
+    if (t.protocol !== 'http:' && t.protocol !== 'https:') throw new ConfigError('target', `--target must be an http or https URL, got ${t.protocol}`);
+    defaultTarget = t.origin;
+  }
+  const r = checkRecorder(opts, 'forward-auth');
+  const listenAddr = parseListen(opts.listen ?? '127.0.0.1:8082');
+  const adminAddr = opts.adminListen ? parseListen(opts.adminListen, '--admin-listen') : null;
+  const { trail, registry } = await openTrail(r, opts);
+  const requests = new Counter({
+    name: 'trailmark_forward_auth_requests_total',
+    help: 'Subrequests answered by forward-auth, by outcome',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  const gates = new Map<string, GateOptions>();
+  const gateFor = (target: string): GateOptions => {
+    let g = gates.get(target);
+    if (!g) {
+      g = { ...r.gate, target };
+      // targets come from the gateway's headers: keep the cache bounded whatever it sends
+      if (gates.size < 1024) gates.set(target, g);
+    }
+    return g;
+  };
+  const unavailable = (res: ServerResponse, requestId: string, why: string) => {
+    requests.inc({ outcome: 'log_unavailable' });
+    sendJson(res, 503, { error: why, request_id: requestId }, { 'retry-after': '1' });
+  };
+
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
+    // a subrequest carries no body worth keeping (nginx sends none); drain whatever comes
+    req.resume();
+    const requestId = randomUUID();
+    res.setHeader(REQUEST_ID_HEADER, requestId);
+    const o = originalRequest(req);
+    const g = decide(asOriginal(req, o), requestId, gateFor(o.target ?? defaultTarget));
+    if (g.deny) {
+      trail.after(g.event).then(
+        () => {
+          requests.inc({ outcome: g.deny === 401 ? 'unauthenticated' : 'forbidden' });
+          sendJson(res, g.deny, { error: g.event.decision.reason, request_id: requestId }, g.deny === 401 ? { 'www-authenticate': 'Bearer' } : {});
+        },
+        (e: Error) => {
+          r.warn(`could not spool a request event: ${e.message}`);
+          unavailable(res, requestId, 'access event could not be recorded');
+        },
+      );
+      return;
+    }
+    trail.before(g.event).then(
+      () => {
+        requests.inc({ outcome: 'allowed' });
+        const actor = g.identity ? headerSafe(g.identity.id) : null;
+        res.writeHead(200, { 'content-length': 0, ...(actor !== null ? { [ACTOR_HEADER]: actor } : {}) });
+        res.end();
+      },
+      (e: Error) => {
+        if (r.mode !== 'strict') r.warn(`could not spool a request event: ${e.message}`);
+        unavailable(res, requestId, r.mode === 'strict' ? 'the log is unavailable' : 'access event could not be recorded');
+      },
+    );
+  };
+
+  const server = http.createServer({ keepAliveTimeout: 65_000 }, handle);
+  server.on('clientError', (_e, sock) => {
+    if (sock.writable) sock.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+    else sock.destroy();
+  });
+  return serveTrail(server, listenAddr, adminAddr, trail, registry);
+}
