@@ -98,7 +98,7 @@ export async function startForwardAuth(opts: ForwardAuthOptions): Promise<Runnin
   const r = checkRecorder(opts, 'forward-auth');
   const listenAddr = parseListen(opts.listen ?? '127.0.0.1:8082');
   const adminAddr = opts.adminListen ? parseListen(opts.adminListen, '--admin-listen') : null;
-  const { trail, registry } = await openTrail(r, opts);
+  const { trail, registry } = await openTrail(r, opts, false);
   const requests = new Counter({
     name: 'trailmark_forward_auth_requests_total',
     help: 'Subrequests answered by forward-auth, by outcome',

@@ -86,7 +86,12 @@ export function checkRecorder(opts: RecorderOptions, daemon: string): Recorder {
  * does not answer is only a warning), then opens the spool and starts the shipper.
  * Precondition: r from checkRecorder; throws ConfigError or SpoolError.
  */
-export async function openTrail(r: Recorder, opts: RecorderOptions): Promise<{ trail: AccessTrail; registry: Registry }> {
+export async function openTrail(
+  r: Recorder,
+  opts: RecorderOptions,
+  /** false for a daemon that writes request events only (forward-auth): a crash leaves no response owed. */
+  trackResponses = true,
+): Promise<{ trail: AccessTrail; registry: Registry }> {
   let reachable = true;
   try {
     await r.client.checkpoint({ attempts: 1, deadlineMs: 3000 });
@@ -113,6 +118,7 @@ export async function openTrail(r: Recorder, opts: RecorderOptions): Promise<{ t
     mode: r.mode,
     registry,
     proxy: r.gate.proxy,
+    trackResponses,
     ...(opts.streamKey !== undefined ? { streamKey: opts.streamKey } : {}),
     ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}),
     ...(opts.streams === false ? { streams: false } : {}),

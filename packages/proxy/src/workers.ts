@@ -116,7 +116,7 @@ function adopt(dirs: string[], recorder: RecorderOptions, daemon: string): { sto
     for (const dir of dirs) {
       if (stopping) return;
       try {
-        current = (await withLockRetry(() => openTrail(r!, { ...recorder, spoolDir: dir }))).trail;
+        current = (await withLockRetry(() => openTrail(r!, { ...recorder, spoolDir: dir }, daemon !== 'forward-auth'))).trail;
         while (!stopping && current.spool.depth > 0) await new Promise((res) => setTimeout(res, 200));
         if (!stopping) r!.warn(`delivered the events left in ${dir}`);
       } catch (e) {

@@ -196,7 +196,9 @@ export function byRequest(events: Ev[]): Map<string, { request: Ev; response: Ev
  * (when `--admin-listen` is given) and stream key. The process is pushed to `children` for cleanup.
  */
 export function spawnProxy(bin: string, args: string[], children: ChildProcess[], env: Record<string, string> = {}): Promise<{ url: string; admin: string | null; key: string; proc: ChildProcess }> {
-  const c = spawn(process.execPath, [bin, 'proxy', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  // one process unless the test asks for workers: the tests look into <spool> itself (workers use <spool>/worker-<i>)
+  const all = args.includes('--workers') ? args : ['--workers', '1', ...args];
+  const c = spawn(process.execPath, [bin, 'proxy', ...all], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   children.push(c);
   const wantAdmin = args.includes('--admin-listen');
   return new Promise((resolve, reject) => {

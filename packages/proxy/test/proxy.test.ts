@@ -269,7 +269,7 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     const { startLogServer } = await import('@trailmark/log-server');
     const guarded = await startLogServer({ dataDir: join(tmp.dir, 'guarded'), listen: '127.0.0.1:0', submitTokens: ['log-submit-token-999'] });
     try {
-      const args = (spool: string) => ['proxy', '--upstream', upstream.url, '--log', guarded.url, '--log-key', guarded.vkey, '--tokens', tokensFile, '--listen', '127.0.0.1:0', '--spool', join(tmp.dir, spool)];
+      const args = (spool: string) => ['proxy', '--workers', '1', '--upstream', upstream.url, '--log', guarded.url, '--log-key', guarded.vkey, '--tokens', tokensFile, '--listen', '127.0.0.1:0', '--spool', join(tmp.dir, spool)];
       const none = await cli(args('s1'));
       expect(none.code, none.err).to.equal(2);
       expect(none.err).to.match(/refuses writes without a log token.*401/);
@@ -323,7 +323,7 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     for (let i = 0; i < 6; i++) off += 16 + JSON.stringify({ salvage_test: i }).length;
     data[off + 20] ^= 0x01;
     writeFileSync(join(spool, name), data);
-    const refused = await cli(['proxy', '--upstream', upstream.url, '--log', log.url, '--log-key', log.vkey, '--tokens', tokensFile, '--listen', '127.0.0.1:0', '--spool', spool]);
+    const refused = await cli(['proxy', '--workers', '1', '--upstream', upstream.url, '--log', log.url, '--log-key', log.vkey, '--tokens', tokensFile, '--listen', '127.0.0.1:0', '--spool', spool]);
     expect(refused.code, refused.err).to.equal(2);
     expect(refused.err).to.contain(name).and.to.contain(`byte ${off}`);
     const check = await cli(['spool', 'check', spool]);
@@ -553,7 +553,7 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
         c.on('exit', (code) => resolve({ code: code ?? -1, err }));
       });
     const base = (o: Record<string, string>) => {
-      const v = { '--upstream': upstream.url, '--log': log.url, '--log-key': log.vkey, '--tokens': tokensFile, '--listen': '127.0.0.1:0', '--spool': join(tmp.dir, 'sp'), ...o };
+      const v = { '--workers': '1', '--upstream': upstream.url, '--log': log.url, '--log-key': log.vkey, '--tokens': tokensFile, '--listen': '127.0.0.1:0', '--spool': join(tmp.dir, 'sp'), ...o };
       return Object.entries(v).flat();
     };
     const cases: [Record<string, string>, RegExp][] = [
