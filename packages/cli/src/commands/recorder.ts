@@ -117,7 +117,7 @@ export async function runRecorder(
       start: async (spoolDir, listen) => {
         const running = await start({ ...perWorker, spoolDir, listen: listen ?? opts.listen });
         // each spool is its own stream (contract section 4); its key's vkey is what auditors pin
-        if (running.streamKey) out.info(`stream key: ${running.streamKey} (stream ${running.streamId}, spool ${spoolDir})`);
+        if (running.streamKey) out.info(`stream key: ${running.streamKey}\nstream: ${running.streamId}`);
         return running;
       },
     });
