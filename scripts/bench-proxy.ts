@@ -12,7 +12,8 @@
  *  4. and 5. moderate load and saturation with the log stopped (events wait in the spool): the proxy's own
  *     cost, as when the log runs elsewhere; then the log is restarted and the spool must drain into it.
  *
- * At the end the log must hold exactly the events the shipper delivered, two per request; the script fails
+ * The proxies run with `--workers 1`, like the bare forwarder they are compared with (bench-gateways.ts compares
+ * worker counts). At the end the log must hold exactly the events the shipper delivered, two per request; the script fails
  * otherwise.   node --import=tsx scripts/bench-proxy.ts   (BENCH_QUICK=1 for a smoke run)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -87,7 +88,7 @@ async function main(): Promise<void> {
     const tokens = join(tmp, 'tokens.json');
     writeFileSync(tokens, JSON.stringify({ 'bench-token-0123456789': { id: 'bench', roles: ['load'] } }));
     const proxy = await startCli(
-      ['proxy', '--upstream', upstream.url, '--log', logUrl, '--log-key', vkey, '--tokens', tokens, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spool', join(tmp, 'spool'), '--name', 'bench'],
+      ['proxy', '--workers', '1', '--upstream', upstream.url, '--log', logUrl, '--log-key', vkey, '--tokens', tokens, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spool', join(tmp, 'spool'), '--name', 'bench'],
       [/^url: (\S+)$/m, /^admin: (\S+)$/m],
     );
     procs.push(proxy.proc);
@@ -110,7 +111,7 @@ async function main(): Promise<void> {
     show('2. saturation, 64 connections, log ingesting on this machine', await compare(targets, { connections: 64 }, headers));
 
     const strict = await startCli(
-      ['proxy', '--mode', 'strict', '--upstream', upstream.url, '--log', logUrl, '--log-key', vkey, '--tokens', tokens, '--listen', '127.0.0.1:0', '--spool', join(tmp, 'spool-strict'), '--name', 'bench-strict', '--admin-listen', '127.0.0.1:0'],
+      ['proxy', '--workers', '1', '--mode', 'strict', '--upstream', upstream.url, '--log', logUrl, '--log-key', vkey, '--tokens', tokens, '--listen', '127.0.0.1:0', '--spool', join(tmp, 'spool-strict'), '--name', 'bench-strict', '--admin-listen', '127.0.0.1:0'],
       [/^url: (\S+)$/m, /^admin: (\S+)$/m],
     );
     procs.push(strict.proc);
