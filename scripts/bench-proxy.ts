@@ -17,7 +17,8 @@
  * signing shows against a figure taken under the same load; and while the log is up, the log's own ingest rate
  * (tree growth per second) during each figure.
  *
- * At the end the log must hold exactly the events the shippers delivered; the script fails otherwise.   node --import=tsx scripts/bench-proxy.ts   (BENCH_QUICK=1 for a smoke run)
+ * The proxies run with `--workers 1`, like the bare forwarder they are compared with (bench-gateways.ts compares
+ * worker counts). At the end the log must hold exactly the events the shippers delivered; the script fails otherwise.   node --import=tsx scripts/bench-proxy.ts   (BENCH_QUICK=1 for a smoke run)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -90,7 +91,7 @@ async function main(): Promise<void> {
     const [vkey, logUrl] = log.lines;
     const tokens = join(tmp, 'tokens.json');
     writeFileSync(tokens, JSON.stringify({ 'bench-token-0123456789': { id: 'bench', roles: ['load'] } }));
-    const proxyArgs = (spool: string, name: string) => ['proxy', '--upstream', upstream.url, '--log', logUrl, '--log-key', vkey, '--tokens', tokens, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spool', join(tmp, spool), '--name', name];
+    const proxyArgs = (spool: string, name: string) => ['proxy', '--workers', '1', '--upstream', upstream.url, '--log', logUrl, '--log-key', vkey, '--tokens', tokens, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spool', join(tmp, spool), '--name', name];
     const proxy = await startCli(proxyArgs('spool', 'bench'), [/^url: (\S+)$/m, /^admin: (\S+)$/m]);
     procs.push(proxy.proc);
     const [proxyUrl, admin] = proxy.lines;
@@ -127,7 +128,7 @@ async function main(): Promise<void> {
     show('2. saturation, 64 connections, log ingesting on this machine', await ingest(() => compare(targets, { connections: 64 }, headers)));
 
     const strict = await startCli(
-      ['proxy', '--mode', 'strict', '--upstream', upstream.url, '--log', logUrl, '--log-key', vkey, '--tokens', tokens, '--listen', '127.0.0.1:0', '--spool', join(tmp, 'spool-strict'), '--name', 'bench-strict', '--admin-listen', '127.0.0.1:0'],
+      ['proxy', '--workers', '1', '--mode', 'strict', '--upstream', upstream.url, '--log', logUrl, '--log-key', vkey, '--tokens', tokens, '--listen', '127.0.0.1:0', '--spool', join(tmp, 'spool-strict'), '--name', 'bench-strict', '--admin-listen', '127.0.0.1:0'],
       [/^url: (\S+)$/m, /^admin: (\S+)$/m],
     );
     procs.push(strict.proc);
