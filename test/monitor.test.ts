@@ -32,7 +32,7 @@ describe('monitor (end to end)', function () {
   after(async () => tmp.cleanup());
 
   async function log(name: string): Promise<LogServer> {
-    const s = await startLogServer({ dataDir: join(tmp.dir, name), keyFile: key.file, listen: '127.0.0.1:0' });
+    const s = await startLogServer({ dataDir: join(tmp.dir, name), keyFile: key.file, create: true, listen: '127.0.0.1:0' });
     closers.push(() => s.close());
     return s;
   }
@@ -240,7 +240,7 @@ describe('monitor (end to end)', function () {
     expect((await m1.monitor.checkOnce()).code).to.equal(0);
     await m1.close();
     const other = await keyFile(join(tmp.dir, 'other.key'), origin);
-    const l2 = await startLogServer({ dataDir: join(tmp.dir, 'rekey-log-2'), keyFile: other.file, listen: '127.0.0.1:0' });
+    const l2 = await startLogServer({ dataDir: join(tmp.dir, 'rekey-log-2'), keyFile: other.file, create: true, listen: '127.0.0.1:0' });
     closers.push(() => l2.close());
     const m2 = await startMonitor({ logs: [{ url: l2.url, vkey: other.vkey }], dataDir: join(tmp.dir, 'rekey-mon'), follow: false, logger: quiet });
     closers.push(() => m2.close());

@@ -55,7 +55,7 @@ describe('log-side witnessing with a policy (end to end)', function () {
     await writeFile(policyFile, [...lines, 'group two 2 w1 w2 w3', 'quorum two', ''].join('\n'));
     strictPolicyFile = join(tmp.dir, 'policy-all');
     await writeFile(strictPolicyFile, [...lines, 'group every all w1 w2 w3', 'quorum every', ''].join('\n'));
-    log = await startLogServer({ dataDir: join(tmp.dir, 'log'), keyFile: logKeyFile, listen: `127.0.0.1:${port}`, policyFile });
+    log = await startLogServer({ dataDir: join(tmp.dir, 'log'), keyFile: logKeyFile, create: true, listen: `127.0.0.1:${port}`, policyFile });
   });
   after(async () => {
     await log?.close();
@@ -102,7 +102,7 @@ describe('log-side witnessing with a policy (end to end)', function () {
       return true;
     });
     await log!.close();
-    log = await startLogServer({ dataDir: join(tmp.dir, 'log'), keyFile: logKeyFile, listen: new URL(logUrl).host, policyFile });
+    log = await startLogServer({ dataDir: join(tmp.dir, 'log'), keyFile: logKeyFile, create: true, listen: new URL(logUrl).host, policyFile });
     const r = await fetch(`${logUrl}/checkpoint`);
     expect(r.status).to.equal(200);
     const after = openCheckpoint(await r.text(), parseVkey(logVkey)).checkpoint;
@@ -112,7 +112,7 @@ describe('log-side witnessing with a policy (end to end)', function () {
 
   it('a forked checkpoint the operator submits to the witnesses is refused and becomes evidence', async () => {
     const forkPort = await freePort();
-    const fork = await startLogServer({ dataDir: join(tmp.dir, 'fork'), keyFile: logKeyFile, listen: `127.0.0.1:${forkPort}`, policyFile });
+    const fork = await startLogServer({ dataDir: join(tmp.dir, 'fork'), keyFile: logKeyFile, create: true, listen: `127.0.0.1:${forkPort}`, policyFile });
     try {
       await addEntries(`http://127.0.0.1:${forkPort}`, [entry('fork', 0), entry('fork', 1)]);
       for (const w of witnesses) {
@@ -139,7 +139,7 @@ describe('log-side witnessing with a policy (end to end)', function () {
     await writeFile(otherLog, `log ${other.vkey}\nquorum none\n`);
     for (const [file, why] of [[noUrl, /cannot meet quorum/], [otherLog, /does not list this log/]] as const) {
       try {
-        const s = await startLogServer({ dataDir: join(tmp.dir, 'refused'), keyFile: logKeyFile, listen: '127.0.0.1:0', policyFile: file });
+        const s = await startLogServer({ dataDir: join(tmp.dir, 'refused'), keyFile: logKeyFile, create: true, listen: '127.0.0.1:0', policyFile: file });
         await s.close();
         expect.fail('started');
       } catch (e) {
@@ -154,7 +154,7 @@ describe('log-side witnessing with a policy (end to end)', function () {
     const wk = await keyFile(join(tmp.dir, 'hang.key'), 'hanging.example', true);
     const hangPolicy = join(tmp.dir, 'policy-hang');
     await writeFile(hangPolicy, `log ${logVkey}\nwitness h ${wk.vkey} ${hangUrl}\nquorum h\n`);
-    const l = await startLogServer({ dataDir: join(tmp.dir, 'hang-log'), keyFile: logKeyFile, listen: '127.0.0.1:0', policyFile: hangPolicy });
+    const l = await startLogServer({ dataDir: join(tmp.dir, 'hang-log'), keyFile: logKeyFile, create: true, listen: '127.0.0.1:0', policyFile: hangPolicy });
     try {
       const t0 = Date.now();
       const r = await fetch(`${l.url}/v1/add-entry`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(entry('hang', 0)) });
@@ -172,13 +172,13 @@ describe('log-side witnessing with a policy (end to end)', function () {
 
   it('a restarted log ignores a stored witnessed checkpoint its own entries do not extend', async () => {
     const dir = join(tmp.dir, 'other-tree');
-    const l = await startLogServer({ dataDir: dir, keyFile: logKeyFile, listen: '127.0.0.1:0' });
+    const l = await startLogServer({ dataDir: dir, keyFile: logKeyFile, create: true, listen: '127.0.0.1:0' });
     await addEntries(l.url, Array.from({ length: 12 }, (_, i) => entry('other', i)));
     await l.close();
     // the main log's cosigned checkpoint (smaller, same key, another history) planted in this data dir
     const cosigned = await (await fetch(`${logUrl}/checkpoint`)).text();
     await writeFile(join(dir, 'witnessed-checkpoint'), cosigned);
-    const l2 = await startLogServer({ dataDir: dir, keyFile: logKeyFile, listen: '127.0.0.1:0', policyFile });
+    const l2 = await startLogServer({ dataDir: dir, keyFile: logKeyFile, create: true, listen: '127.0.0.1:0', policyFile });
     try {
       const r = await fetch(`${l2.url}/checkpoint`);
       expect(r.status).to.equal(503);

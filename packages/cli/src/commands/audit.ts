@@ -11,6 +11,7 @@ import { loadVkey } from './files.js';
 interface AuditOptions extends Omit<LogArgs, 'log' | 'key'> {
   log?: string;
   key?: string;
+  logKey?: string;
   data?: string;
   state?: string;
   concurrency?: string;
@@ -30,6 +31,7 @@ export function registerAudit(program: Command): void {
     .option('--log <url>', 'log URL')
     .option('--data <dir>', "audit a log's data directory offline instead (a stopped log, or a copy)")
     .option('--key <vkey>', 'log vkey, or a file holding it (required with --log)')
+    .option('--log-key <vkey>', 'the same as --key')
     .option('--retries <n>', 'retries of a failed request (429, 503, network errors), with backoff', '5')
     .option('--timeout <seconds>', 'timeout of one request', '15')
     .option('--state <file>', 'remember the audited checkpoint; next time prove consistency with it and fetch only what is new')
@@ -38,6 +40,8 @@ export function registerAudit(program: Command): void {
     .action(
       action(async (opts: AuditOptions, cmd: Command) => {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
+        if (opts.key !== undefined && opts.logKey !== undefined && opts.key !== opts.logKey) throw usage('--key and --log-key name different keys');
+        opts.key ??= opts.logKey;
         if (opts.data !== undefined) {
           if (opts.log !== undefined) throw usage('give either --log or --data, not both');
           return auditData(opts.data, opts.key, out);
