@@ -148,12 +148,25 @@ describe('monitor (end to end)', function () {
     expect(all.code, all.stderr).to.equal(0);
     expect(JSON.parse(all.stdout)).to.deep.include({ ok: true });
 
+    // /healthz is unhealthy while the monitor holds evidence nobody acknowledged; monitor-ack clears it
+    const health = await fetch(`${mb.url}/healthz`);
+    expect(health.status).to.equal(503);
+    expect(((await health.json()) as { unacknowledged_evidence: string[] }).unacknowledged_evidence).to.have.length(1);
+    const ack = await cli(['monitor-ack', '--data', join(tmp.dir, 'fork-mb')]);
+    expect(ack.code, ack.stderr).to.equal(0);
+    expect((await fetch(`${mb.url}/healthz`)).status).to.equal(200);
+
     await waitFor('webhook delivery', async () => hooks.length > 0, 5000);
     verifyEvidence(hooks[0], parseVkey(key.vkey));
 
     // a one-shot monitor pointed at the honest-looking log a and peer mb sees the misbehaviour: exit 1
     const once = await cli(['monitor', '--once', '--log', a.url, '--log-key', key.vkey, '--peer', mb.url!, ma.url!]);
     expect(once.code, once.stdout + once.stderr).to.equal(1);
+    // without --data nothing is kept: no output names a file in the folder it deletes; the evidence is printed
+    const lonely = await cli(['monitor', '--once', '--log', b.url, '--log-key', key.vkey, '--peer', ma.url!]);
+    expect(lonely.code, lonely.stdout + lonely.stderr).to.equal(1);
+    expect(lonely.stdout + lonely.stderr).to.not.match(/trailmark-monitor-[^\s]*\/evidence/);
+    expect(lonely.stdout).to.contain('"kind": "inconsistent"');
   });
 
   it('trailmark monitor --once: 0 when consistent (and across runs with --data), 2 when the log is unreachable', async () => {

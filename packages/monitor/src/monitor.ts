@@ -21,7 +21,7 @@ import {
   type NoteVerifier,
 } from '@trailmark/tlog';
 import { Counter, Gauge, Registry } from 'prom-client';
-import { MonitorError } from './errors.js';
+import { isNotEvidence, MonitorError } from './errors.js';
 import { rememberingVerifier } from './verifycache.js';
 import {
   idOfEvidence,
@@ -310,6 +310,11 @@ export class Monitor {
     try {
       cp = this.open(f, note);
     } catch (e) {
+      if (isNotEvidence(e)) {
+        // an HTML page, another log, a wrong key: nothing was checked, and nobody should be paged for a typo
+        this.m.errors.inc({ what: 'log' });
+        return { status: 'error', message: `${f.url} does not serve a checkpoint signed by ${f.origin}'s key (is it the log's base URL, and the right --log-key?): ${(e as Error).message}` };
+      }
       const msg = `log ${f.url} served a checkpoint that does not verify: ${(e as Error).message}`;
       this.alert(f.origin, 'bad-signature', msg);
       return { status: 'misbehaviour', message: msg };
@@ -420,7 +425,9 @@ export class Monitor {
     const added = await this.opts.store.addEvidence(id, ev);
     if (added) {
       this.m.evidence.inc({ origin: ev.origin });
-      this.alert(ev.origin, 'split-view', `${ev.kind}${note}: ${ev.detail}; evidence ${id} in ${this.opts.store.evidencePath(id)}`);
+      // without --data the store's folder is deleted on close: never point at a file that will not be there
+      const where = this.opts.store.temporary ? 'not kept on disk (no --data): GET /v1/evidence serves it while this monitor runs' : `in ${this.opts.store.evidencePath(id)}`;
+      this.alert(ev.origin, 'split-view', `${ev.kind}${note}: ${ev.detail}; evidence ${id} ${where}`);
       this.notify(ev);
     }
     return { status: 'misbehaviour', message: `split view of ${ev.origin} (${ev.kind}): ${ev.detail}`, evidence: id };
@@ -545,6 +552,13 @@ export class Monitor {
   /** Stored evidence about the followed logs. */
   async allEvidence(): Promise<Evidence[]> {
     return (await this.opts.store.allEvidence()).filter((e) => this.logs.has(e.origin));
+  }
+
+  /** Ids of stored evidence no operator has acknowledged yet (/healthz is unhealthy while there are any). */
+  async unacknowledgedEvidence(): Promise<string[]> {
+    const ids = (await this.allEvidence()).map(idOfEvidence);
+    const acked = await Promise.all(ids.map((id) => this.opts.store.acknowledged(id)));
+    return ids.filter((_id, i) => !acked[i]);
   }
 
   /**

@@ -181,8 +181,19 @@ export function buildApp(monitor: Monitor, witness?: Witness): express.Express {
     res.json(await monitor.allEvidence());
   });
 
-  app.get('/healthz', (_req, res) => {
-    res.json({ ok: true });
+  // unhealthy while it holds evidence nobody has acknowledged: a probe must not say "ok" over a caught log
+  app.get('/healthz', async (_req, res) => {
+    const unacknowledged = await monitor.unacknowledgedEvidence();
+    if (unacknowledged.length === 0) {
+      res.json({ ok: true });
+      return;
+    }
+    res.status(503).json({
+      ok: false,
+      error: `holding ${unacknowledged.length} piece(s) of unacknowledged evidence of misbehaviour (GET /v1/evidence)`,
+      unacknowledged_evidence: unacknowledged,
+      acknowledge: 'trailmark monitor-ack --data DIR [ID ...]',
+    });
   });
 
   app.get('/metrics', async (_req, res) => {

@@ -4,7 +4,7 @@ import { auditLog, readAuditState, writeAuditState, type AuditProgress } from '@
 import { action, makeOutput } from '../program.js';
 import { usage } from '../exit.js';
 import { type LogArgs, logOptions, logReader, mapped } from './checkpoint.js';
-import { loadVkey } from './files.js';
+import { loadLogKey } from './files.js';
 
 interface AuditOptions extends LogArgs {
   state?: string;
@@ -32,7 +32,7 @@ export function registerAudit(program: Command): void {
         if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256) throw usage(`--concurrency must be 1..256, got ${opts.concurrency}`);
         const workers = Number(opts.workers);
         if (!Number.isInteger(workers) || workers < 0 || workers > 16) throw usage(`--workers must be 0..16, got ${opts.workers}`);
-        const logKey = await loadVkey(opts.key);
+        const logKey = await loadLogKey(opts);
         const reader = logReader(opts);
         const previous = opts.state !== undefined ? await mapped(() => readAuditState(opts.state!, logKey)) : null;
 

@@ -1,6 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
-import { fromUtf8, parsePolicy, parseVkey, type NoteVerifier, type Policy } from '@trailmark/tlog';
-import { usage } from '../exit.js';
+import type { Command } from 'commander';
+import { KEY_TYPE_ED25519, fromUtf8, parsePolicy, parseVkey, type NoteVerifier, type Policy } from '@trailmark/tlog';
+import { type CliError, usage } from '../exit.js';
 
 /**
  * Reads a local text file; any failure is a usage/I-O error (exit 2). With `strict`, invalid UTF-8 is refused
@@ -30,13 +31,25 @@ export async function writeTextFile(file: string, text: string): Promise<void> {
   }
 }
 
+/** A private key where a vkey belongs: say which file to use instead, and never echo the key itself. */
+function privateKeyHint(arg: string, isFile: boolean): CliError {
+  return usage(
+    isFile
+      ? `${arg} is a private key; use ${arg}.pub (the vkey keygen wrote beside it)`
+      : 'that is a private key, which must not be passed around; use its vkey (the FILE.pub keygen wrote)',
+    { reason: 'private-key' },
+  );
+}
+
 /**
  * A VKEY argument: the vkey string itself, or the path of a file holding one (such as FILE.pub).
- * Throws a usage error (exit 2) when it is neither.
+ * Throws a usage error (exit 2) when it is neither, with a hint for the usual mix-ups (a private key).
  */
-export async function loadVkey(arg: string): Promise<NoteVerifier> {
+export async function loadVkey(arg: string, flag = '--key'): Promise<NoteVerifier> {
+  const trimmed = arg.trim();
+  if (trimmed.startsWith('PRIVATE+KEY+')) throw privateKeyHint(arg, false);
   try {
-    return parseVkey(arg.trim());
+    return parseVkey(trimmed);
   } catch (asString) {
     let text: string;
     try {
@@ -44,16 +57,44 @@ export async function loadVkey(arg: string): Promise<NoteVerifier> {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG') {
-        throw usage(`--key ${JSON.stringify(arg)} is neither a vkey (${(asString as Error).message}) nor a readable file`);
+        // a long argument without a path shape is a mistyped vkey: say why it does not parse
+        throw usage(`${flag} ${JSON.stringify(arg.length > 120 ? `${arg.slice(0, 120)}...` : arg)} is neither a vkey (${(asString as Error).message}) nor a readable file`);
       }
       throw usage(`cannot read key file ${arg}: ${code ?? (e as Error).message}`);
     }
+    if (text.trim().startsWith('PRIVATE+KEY+')) throw privateKeyHint(arg, true);
     try {
       return parseVkey(text.trim());
     } catch (e) {
       throw usage(`key file ${arg}: ${(e as Error).message}`);
     }
   }
+}
+
+/** The log's vkey flags: every command that takes it accepts both --key and --log-key (contract section 6). */
+export interface LogKeyArgs {
+  key?: string;
+  logKey?: string;
+}
+
+/** Adds --key and --log-key to a command; read them with loadLogKey. */
+export function logKeyOptions(cmd: Command): Command {
+  return cmd
+    .option('--key <vkey>', "the log's vkey, or a file holding it (such as log.key.pub)")
+    .option('--log-key <vkey>', 'same as --key');
+}
+
+/**
+ * The log's vkey from --key or --log-key (exactly one; exit 2 otherwise). A witness key is refused with a
+ * hint: it cannot sign checkpoints, so it is always a mix-up.
+ */
+export async function loadLogKey(opts: LogKeyArgs): Promise<NoteVerifier> {
+  if (opts.key !== undefined && opts.logKey !== undefined && opts.key !== opts.logKey) throw usage('give the log\'s vkey once: --key or --log-key, not both');
+  const arg = opts.key ?? opts.logKey;
+  if (arg === undefined) throw usage("give the log's vkey with --key VKEY (or --log-key VKEY): the vkey string or a file holding it, such as log.key.pub");
+  const v = await loadVkey(arg, opts.key !== undefined ? '--key' : '--log-key');
+  if (v.type !== KEY_TYPE_ED25519) throw usage(`${v.name} is a witness key (type 0x04); give the log's vkey (type 0x01)`, { reason: 'witness-key' });
+  return v;
 }
 
 /** A tlog-policy file; unreadable or malformed is a usage error (exit 2). */

@@ -7,7 +7,7 @@ import { registerCheckpoint } from './checkpoint.js';
 import { registerProve } from './prove.js';
 import { registerAudit } from './audit.js';
 import { registerEntries } from './entries.js';
-import { registerMonitor } from './monitor.js';
+import { registerMonitor, registerMonitorAck } from './monitor.js';
 import { registerVerifyEvidence } from './verify-evidence.js';
 
 /**
@@ -22,6 +22,7 @@ export function registerCommands(program: Command): void {
   registerAudit(program);
   registerEntries(program);
   registerMonitor(program);
+  registerMonitorAck(program);
   registerVerifyEvidence(program);
   registerProxy(program);
   registerServe(program);

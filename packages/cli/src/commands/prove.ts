@@ -4,7 +4,7 @@ import { fetchVerifiedCheckpoint, findLeafIndex, proveConsistencyFromTiles, prov
 import { action, makeOutput } from '../program.js';
 import { usage } from '../exit.js';
 import { type LogArgs, logOptions, logReader, mapped } from './checkpoint.js';
-import { loadVkey, readTextFile, writeTextFile } from './files.js';
+import { loadLogKey, readTextFile, writeTextFile } from './files.js';
 
 interface InclusionOptions extends LogArgs {
   index?: string;
@@ -67,7 +67,7 @@ export function registerProve(program: Command): void {
             throw usage(`entry file ${opts.entry}: ${(e as Error).message}`);
           }
         }
-        const logKey = await loadVkey(opts.key);
+        const logKey = await loadLogKey(opts);
         const reader = logReader(opts);
         const r = await mapped(async () => {
           const log = await fetchVerifiedCheckpoint(reader, logKey);
@@ -102,7 +102,7 @@ export function registerProve(program: Command): void {
     .action(
       action(async (opts: ConsistencyOptions, cmd: Command) => {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
-        const logKey = await loadVkey(opts.key);
+        const logKey = await loadLogKey(opts);
         const old = await loadOldCheckpoint(opts.old, logKey);
         const reader = logReader(opts);
         const r = await mapped(async () => {
