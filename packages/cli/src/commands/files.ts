@@ -1,6 +1,8 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { KEY_TYPE_ED25519, fromUtf8, parsePolicy, parseVkey, type NoteVerifier, type Policy } from '@trailmark/tlog';
+import {
+  KEY_TYPE_ED25519, b64encode, canonicalJson, fromUtf8, hashLeaf, parsePolicy, parseVkey, type NoteVerifier, type Policy,
+} from '@trailmark/tlog';
 import { type CliError, usage } from '../exit.js';
 
 /**
@@ -105,4 +107,37 @@ export async function loadPolicy(file: string, opts: { strict?: boolean } = {}):
   } catch (e) {
     throw usage(`policy file ${file}: ${(e as Error).message}`);
   }
+}
+
+/** The member names of one line of `trailmark --json entries`. */
+const ENTRIES_LINE_KEYS = ['entry', 'leaf_hash', 'leaf_index'];
+
+/**
+ * The leaf hash of the entry in FILE (`--entry`): either the entry itself, a JSON object canonicalized with RFC
+ * 8785 first (what `trailmark entries` prints, one a line), or one line of `trailmark --json entries`
+ * ({"leaf_index", "leaf_hash", "entry"}), whose entry is hashed and must give its leaf_hash. Exit 2 otherwise.
+ */
+export async function entryLeafHash(file: string): Promise<Uint8Array> {
+  const text = await readTextFile(file, 'entry file', { strict: true });
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    const lines = text.trim().split('\n').length;
+    throw usage(`entry file ${file}: ${lines > 1 ? `holds ${lines} lines; save one entry (one line of \`trailmark entries\`)` : `invalid JSON: ${(e as Error).message}`}`);
+  }
+  const o = v as Record<string, unknown>;
+  const isLine =
+    typeof v === 'object' && v !== null && !Array.isArray(v) &&
+    Object.keys(o).sort().join() === ENTRIES_LINE_KEYS.join() && typeof o.entry === 'object' && o.entry !== null && !Array.isArray(o.entry);
+  let leaf: Uint8Array;
+  try {
+    leaf = hashLeaf(canonicalJson(isLine ? o.entry : v));
+  } catch (e) {
+    throw usage(`entry file ${file}: ${(e as Error).message}`);
+  }
+  if (isLine && o.leaf_hash !== b64encode(leaf)) {
+    throw usage(`entry file ${file}: its leaf_hash ${JSON.stringify(o.leaf_hash)} is not the hash of its entry (${b64encode(leaf)}); was the line edited?`);
+  }
+  return leaf;
 }

@@ -1,12 +1,12 @@
 import type { Command } from 'commander';
 import {
-  TlogError, b64decode, b64encode, canonicalizeJsonText, hashLeaf, openCheckpoint, verifyConsistency, verifyTlogProof,
+  TlogError, b64decode, b64encode, openCheckpoint, verifyConsistency, verifyTlogProof,
 } from '@trailmark/tlog';
 import { action, makeOutput } from '../program.js';
 import { type CliError, failed, usage } from '../exit.js';
 import { isNotEvidence } from '@trailmark/monitor';
 import { toCliError } from './checkpoint.js';
-import { type LogKeyArgs, loadLogKey, loadPolicy, logKeyOptions, readTextFile } from './files.js';
+import { type LogKeyArgs, entryLeafHash, loadLogKey, loadPolicy, logKeyOptions, readTextFile } from './files.js';
 
 /** Runs a verification step; library errors become "verification failed" (exit 1), mistakes exit 2. */
 function check<T>(what: string, fn: () => T): T {
@@ -39,7 +39,7 @@ export function registerVerify(program: Command): void {
   logKeyOptions(verify.command('inclusion'))
     .description('check a tlog-proof (.tlog-proof) for an entry or a leaf hash')
     .requiredOption('--proof <file>', 'tlog-proof file (c2sp.org/tlog-proof@v1)')
-    .option('--entry <file>', 'the entry, a JSON object (canonicalized with RFC 8785 before hashing)')
+    .option('--entry <file>', 'the entry, a JSON object (canonicalized with RFC 8785 before hashing), or one line of `trailmark --json entries`')
     .option('--leaf-hash <b64>', 'the leaf hash, SHA-256(0x00 || leaf data), base64')
     .option('--policy <file>', 'tlog-policy file: witness cosignatures must meet its quorum')
     .action(
@@ -49,12 +49,7 @@ export function registerVerify(program: Command): void {
         const logKey = await loadLogKey(opts);
         let leafHash: Uint8Array;
         if (opts.entry !== undefined) {
-          const text = await readTextFile(opts.entry, 'entry file', { strict: true });
-          try {
-            leafHash = hashLeaf(canonicalizeJsonText(text));
-          } catch (e) {
-            throw usage(`entry file ${opts.entry}: ${(e as Error).message}`);
-          }
+          leafHash = await entryLeafHash(opts.entry);
         } else {
           try {
             leafHash = b64decode(opts.leafHash!, '--leaf-hash');
