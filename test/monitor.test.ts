@@ -10,10 +10,11 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseVkey } from '@trailmark/tlog';
 import { startLogServer, type LogServer } from '@trailmark/log-server';
+import { silentLogger } from '@trailmark/node';
 import { startMonitor, verifyEvidence, type Evidence, type RunningMonitor } from '@trailmark/monitor';
 import { cli, startSilentServer, addEntries, entry, keyFile, tempDir, waitFor } from './lib/util.js';
 
-const quiet = () => undefined;
+const quiet = silentLogger;
 
 describe('monitor (end to end)', function () {
   this.timeout(30_000);
@@ -242,6 +243,9 @@ describe('monitor (end to end)', function () {
     const once = await cli(['monitor', '--once', '--log', relayUrl, '--log-key', key.vkey]);
     expect(once.code, once.stdout + once.stderr).to.equal(1);
     expect(once.stdout).to.match(/does not verify/);
+    // the daemon's logs are JSON lines (the one daemon logging style), the alert a structured error record
+    const records = once.stderr.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(records.find((r) => r.alert === 'bad-signature')).to.include({ level: 'error', component: 'monitor', origin });
     tamper = false;
     await waitFor('view at 3 once the log behaves', async () => (await sizeOf(m)) === 3n);
   });

@@ -20,6 +20,7 @@ import {
   type Hash,
   type NoteVerifier,
 } from '@trailmark/tlog';
+import { createLogger, type Logger } from '@trailmark/node';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { isNotEvidence, MonitorError } from './errors.js';
 import { rememberingVerifier } from './verifycache.js';
@@ -60,8 +61,8 @@ export interface MonitorOptions {
   gossipIntervalMs?: number;
   /** Per-request deadline (default 10000 ms). */
   timeoutMs?: number;
-  /** Where log lines go (default stderr). Alerts start with "ALERT". */
-  logger?: (line: string) => void;
+  /** Where logs go (default: JSON lines on stderr, text on a terminal). Alerts are errors whose message starts with "ALERT". */
+  logger?: Logger;
   /** Prometheus registry for the metrics (default a new one). */
   registry?: Registry;
 }
@@ -108,7 +109,11 @@ export class Monitor {
   private readonly logs = new Map<string, Followed>();
   private readonly lock = new KeyedLock();
   private readonly peers: string[];
-  private readonly log: (line: string) => void;
+  private readonly log: Logger;
+  /** The monitor's logger (for the HTTP face's errors). */
+  get logger(): Logger {
+    return this.log;
+  }
   /** Checkpoints (origin -> "size root") already proven consistent with the view. */
   private readonly known = new Map<string, Set<string>>();
   /** Foreign checkpoints larger than the log has shown us yet, rechecked after each poll. */
@@ -158,7 +163,7 @@ export class Monitor {
       }
       if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new MonitorError('config', `${what} URL ${u} must be http(s)`);
     }
-    this.log = opts.logger ?? ((line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`));
+    this.log = opts.logger ?? createLogger(process.stderr, { component: 'monitor' });
     this.registry = opts.registry ?? new Registry();
     const r = [this.registry];
     this.m = {
@@ -206,7 +211,7 @@ export class Monitor {
     };
     const loop = () => {
       this.tick = run()
-        .catch((e) => this.log(`error: ${(e as Error).message}`))
+        .catch((e) => this.log.error((e as Error).message))
         .finally(() => {
           if (!this.stopped) this.timer = setTimeout(loop, period);
         });
@@ -232,12 +237,12 @@ export class Monitor {
       const before = this.failing.get(what);
       if (bad && before !== bad.message) {
         this.failing.set(what, bad.message);
-        this.log(`warn: ${what}: ${bad.message}`);
+        this.log.warn(`${what}: ${bad.message}`, { check: what });
       } else if (!bad && before !== undefined) {
         this.failing.delete(what);
-        this.log(`info: ${what}: checked again`);
+        this.log.info(`${what}: checked again`, { check: what });
       }
-      for (const o of list) if (o.status === 'advanced') this.log(`info: ${what}: ${o.message}`);
+      for (const o of list) if (o.status === 'advanced') this.log.info(`${what}: ${o.message}`, { check: what });
     }
   }
 
@@ -293,7 +298,7 @@ export class Monitor {
     if (this.lastAlert.get(key) === message) return;
     this.lastAlert.set(key, message);
     this.m.alerts.inc({ origin, kind });
-    this.log(`ALERT ${kind} ${origin}: ${message}`);
+    this.log.error(`ALERT ${kind} ${origin}: ${message}`, { alert: kind, origin });
   }
 
   /** Opens a note with the log's key (its verifier remembers signatures it has checked). */
@@ -442,9 +447,9 @@ export class Monitor {
         try {
           const r = await httpRequest(url, { method: 'POST', body, headers: { 'content-type': 'application/json' }, timeoutMs: 5000 });
           if (r.status >= 200 && r.status < 300) return;
-          this.log(`warn: alert webhook ${url} answered ${r.status}`);
+          this.log.warn(`alert webhook ${url} answered ${r.status}`, { webhook: url });
         } catch (e) {
-          this.log(`warn: alert webhook ${url}: ${(e as Error).message}`);
+          this.log.warn(`alert webhook ${url}: ${(e as Error).message}`, { webhook: url });
         }
         await new Promise((res) => setTimeout(res, 500 * attempt));
       }

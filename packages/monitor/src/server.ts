@@ -208,7 +208,7 @@ export function buildApp(monitor: Monitor, witness?: Witness): express.Express {
     void _next;
     const status = typeof err.status === 'number' && err.status >= 400 && err.status < 500 ? err.status : 500;
     const message = status === 413 ? 'request body too large' : status === 400 ? `malformed request: ${err.message}` : status === 500 ? 'internal error' : err.message;
-    if (status === 500) process.stderr.write(`monitor: ${err.stack ?? err.message}\n`);
+    if (status === 500) monitor.logger.error('internal error', { error: err, stack: err.stack });
     res.status(status).json({ error: message });
   });
   return app;

@@ -66,7 +66,7 @@ export function registerMonitor(program: Command): void {
             pollIntervalMs: interval,
             gossipIntervalMs: interval,
             follow: !opts.once,
-            logger: out.json ? (l) => process.stderr.write(l + '\n') : undefined,
+            // JSON lines on stderr, readable text on a terminal (the shared daemon logger)
           });
         } catch (e) {
           if (e instanceof MonitorError || e instanceof TlogError) throw usage(e.message);
