@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { auditLog, readAuditState, writeAuditState, type AuditProgress } from '@trailmark/monitor';
+import { auditLog, readAuditState, readAuditStreams, writeAuditState, type AuditProgress } from '@trailmark/monitor';
 import { action, makeOutput } from '../program.js';
 import { usage } from '../exit.js';
 import { type LogArgs, logOptions, logReader, mapped } from './checkpoint.js';
 import { loadLogKey } from './files.js';
+import { auditStreams, reportStreams, streamsJson } from './streams.js';
 
 interface AuditOptions extends LogArgs {
   state?: string;
@@ -35,6 +36,7 @@ export function registerAudit(program: Command): void {
         const logKey = await loadLogKey(opts);
         const reader = logReader(opts);
         const previous = opts.state !== undefined ? await mapped(() => readAuditState(opts.state!, logKey)) : null;
+        const previousStreams = previous ? await mapped(() => readAuditStreams(opts.state!)) : undefined;
 
         // a progress bar only for a person watching a terminal; scripts and --json get none
         const showBar = !out.json && Boolean(process.stderr.isTTY);
@@ -60,11 +62,15 @@ export function registerAudit(program: Command): void {
         } finally {
           if (started) bar!.stop();
         }
+        // the tree verified: now every proxy stream in it (contract section 4)
+        const streams = await auditStreams(reader, logKey, report, previousStreams);
         const seconds = (performance.now() - t0) / 1000;
-        if (opts.state !== undefined) await mapped(() => writeAuditState(opts.state!, report.state));
+        if (opts.state !== undefined) await mapped(() => writeAuditState(opts.state!, { ...report.state, streams: streams.state }));
         out.info(`${report.origin}: ${report.summary}`);
+        const code = reportStreams(out, streams);
         out.result({
-          ok: true,
+          ok: code === 0,
+          ...(code !== 0 ? { exit: code } : {}),
           origin: report.origin,
           tree_size: report.treeSize,
           root_hash: report.rootHash,
@@ -76,7 +82,9 @@ export function registerAudit(program: Command): void {
           summary: report.summary,
           seconds: Math.round(seconds * 1000) / 1000,
           ...(opts.state !== undefined ? { state: opts.state } : {}),
+          ...streamsJson(streams),
         });
+        return code;
       }),
     );
 }
