@@ -1,6 +1,6 @@
 /**
  * The monitor daemon's HTTP face: tlog-witness add-checkpoint (with a witness key), gossip
- * (GET /v1/checkpoints, POST /v1/gossip), GET /v1/evidence, /healthz and /metrics.
+ * (GET /v1/checkpoints, POST /v1/gossip), GET /v1/evidence, GET /v1/streams, /healthz and /metrics.
  */
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
@@ -179,6 +179,11 @@ export function buildApp(monitor: Monitor, witness?: Witness): express.Express {
 
   app.get('/v1/evidence', async (_req, res) => {
     res.json(await monitor.allEvidence());
+  });
+
+  // each proxy stream in the followed logs, with its completeness state and whether it has gone silent
+  app.get('/v1/streams', async (_req, res) => {
+    res.json(await monitor.streams());
   });
 
   // unhealthy while it holds evidence nobody has acknowledged: a probe must not say "ok" over a caught log

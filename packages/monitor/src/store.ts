@@ -7,6 +7,7 @@ import { access, mkdtemp, mkdir, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Level } from 'level';
+import type { StreamCheckerState } from '@trailmark/tlog';
 import type { Evidence, Sighting } from './evidence.js';
 import { KeyedLock } from './lock.js';
 import { MonitorError } from './errors.js';
@@ -33,6 +34,14 @@ export interface WitnessRecord {
 const VIEW = 'view!';
 const WITNESS = 'witness!';
 const EVIDENCE = 'evidence!';
+const STREAMS = 'streams!';
+
+/** The monitor's stream check of a log: how far it has read, and the checker's state there. */
+export interface StreamsRecord {
+  /** Decimal count of entries fed to the checker (entries [0, position)). */
+  position: string;
+  state: StreamCheckerState;
+}
 
 /** Durable monitor state; open with MonitorStore.open(), close once. */
 export class MonitorStore {
@@ -95,6 +104,16 @@ export class MonitorStore {
   /** Records a cosigned checkpoint, synced before resolving. Precondition: the caller holds the origin's witness lock. */
   async putWitness(origin: string, rec: WitnessRecord): Promise<void> {
     await this.db.put(WITNESS + origin, rec, { sync: true });
+  }
+
+  /** How far the stream check of `origin` has read, and its state. */
+  async streams(origin: string): Promise<StreamsRecord | undefined> {
+    return (await this.db.get(STREAMS + origin)) as StreamsRecord | undefined;
+  }
+
+  /** Saves the stream check of `origin`, synced. */
+  async putStreams(origin: string, rec: StreamsRecord): Promise<void> {
+    await this.db.put(STREAMS + origin, rec, { sync: true });
   }
 
   /** All evidence, in id order. */

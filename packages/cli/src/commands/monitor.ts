@@ -16,6 +16,8 @@ interface MonitorCliOptions {
   once?: boolean;
   alertWebhook?: string;
   interval: string;
+  streamStall: string;
+  streams: boolean;
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -38,6 +40,8 @@ export function registerMonitor(program: Command): void {
     .option('--once', 'check the logs and peers one time and exit: 0 consistent, 1 misbehaviour, 2 could not check')
     .option('--alert-webhook <url>', 'POST each new piece of evidence (JSON) to this URL')
     .option('--interval <ms>', 'polling and gossip period in milliseconds', '2000')
+    .option('--stream-stall <seconds>', 'alert on a proxy stream with neither heartbeat nor end for this long', '180')
+    .option('--no-streams', 'do not read entries to check proxy streams (only checkpoints)')
     .action(
       action(async (opts: MonitorCliOptions, cmd: Command) => {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
@@ -48,6 +52,8 @@ export function registerMonitor(program: Command): void {
         }
         const interval = Number(opts.interval);
         if (!Number.isSafeInteger(interval) || interval < 50) throw usage(`--interval ${opts.interval} must be an integer >= 50 (milliseconds)`);
+        const stall = Number(opts.streamStall);
+        if (!Number.isFinite(stall) || stall <= 0) throw usage(`--stream-stall ${opts.streamStall} must be a positive number of seconds`);
         const logs = await Promise.all(opts.log.map(async (url, i) => ({ url, vkey: await loadLogKey({ logKey: keys[i] }) })));
         let witnessKey: string | undefined;
         if (opts.witnessKey) {
@@ -66,6 +72,8 @@ export function registerMonitor(program: Command): void {
             pollIntervalMs: interval,
             gossipIntervalMs: interval,
             follow: !opts.once,
+            followStreams: opts.streams,
+            streamStallMs: stall * 1000,
             // JSON lines on stderr, readable text on a terminal (the shared daemon logger)
           });
         } catch (e) {
