@@ -4,12 +4,11 @@
  * an alert in the log and at the webhook, and GET /v1/streams shows the state.
  */
 import { expect } from 'chai';
-import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import type { Logger } from '@trailmark/node';
 import { startLogServer, type LogServer } from '@trailmark/log-server';
 import { startMonitor, type MonitoredStream, type RunningMonitor } from '@trailmark/monitor';
-import { addEntries, cli, keyFile, tempDir, waitFor } from './lib/util.js';
+import { addEntries, cli, keyFile, startWebhook, tempDir, waitFor } from './lib/util.js';
 import { StreamWriter, exchange } from './lib/streams.js';
 
 interface Alert {
@@ -40,19 +39,11 @@ describe('monitor: proxy streams (end to end)', function () {
     key = await keyFile(join(tmp.dir, 'log.key'), origin);
   });
   beforeEach(async () => {
-    hooks = [];
     records = [];
-    const hook: Server = createServer((req, res) => {
-      let b = '';
-      req.on('data', (d) => (b += d));
-      req.on('end', () => {
-        hooks.push(JSON.parse(b) as Alert);
-        res.end('ok');
-      });
-    });
-    await new Promise<void>((r) => hook.listen(0, '127.0.0.1', () => r()));
-    closers.push(() => new Promise<void>((r) => hook.close(() => r())));
-    hookUrl = `http://127.0.0.1:${(hook.address() as { port: number }).port}/alert`;
+    const hook = await startWebhook<Alert>();
+    closers.push(() => hook.close());
+    hooks = hook.bodies;
+    hookUrl = hook.url;
   });
   afterEach(async () => {
     while (closers.length) await closers.pop()!();

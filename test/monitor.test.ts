@@ -12,7 +12,7 @@ import { parseVkey } from '@trailmark/tlog';
 import { startLogServer, type LogServer } from '@trailmark/log-server';
 import { silentLogger } from '@trailmark/node';
 import { startMonitor, verifyEvidence, type Evidence, type RunningMonitor } from '@trailmark/monitor';
-import { cli, startSilentServer, addEntries, entry, keyFile, tempDir, waitFor } from './lib/util.js';
+import { cli, startSilentServer, startWebhook, addEntries, entry, keyFile, tempDir, waitFor } from './lib/util.js';
 
 const quiet = silentLogger;
 
@@ -90,18 +90,10 @@ describe('monitor (end to end)', function () {
   });
 
   it('catches a forked log through gossip within seconds; the evidence verifies offline and reaches the webhook', async () => {
-    const hooks: Evidence[] = [];
-    const hook: Server = createServer((req, res) => {
-      let b = '';
-      req.on('data', (d) => (b += d));
-      req.on('end', () => {
-        hooks.push(JSON.parse(b) as Evidence);
-        res.end('ok');
-      });
-    });
-    await new Promise<void>((r) => hook.listen(0, '127.0.0.1', () => r()));
-    closers.push(() => new Promise<void>((r) => hook.close(() => r())));
-    const hookUrl = `http://127.0.0.1:${(hook.address() as { port: number }).port}/alert`;
+    const hook = await startWebhook<Evidence>();
+    closers.push(() => hook.close());
+    const hooks = hook.bodies;
+    const hookUrl = hook.url;
 
     // same key, same origin, different entries: a split view
     const a = await log('fork-a');
