@@ -89,7 +89,8 @@ describe('monitor (end to end)', function () {
     expect(((await r.json()) as { results: { status: string }[] }).results[0].status).to.equal('ignored');
   });
 
-  it('catches a forked log through gossip within seconds; the evidence verifies offline and reaches the webhook', async () => {
+  it('catches a forked log through gossip within seconds; the evidence verifies offline and reaches the webhook', async function () {
+    this.timeout(90_000); // several CLI runs, slow on a loaded machine
     const hook = await startWebhook<Evidence>();
     closers.push(() => hook.close());
     const hooks = hook.bodies;
