@@ -285,9 +285,10 @@ export class StreamChecker {
   /** Every stream seen, in order of first appearance, with its verdict. */
   streams(): StreamReport[] {
     return [...this.byId.values()].map((r) => {
-      const { tail: _tail, ...rest } = this.record(r);
+      const rec = this.record(r);
+      const { tail: _tail, ...rest } = rec;
       void _tail;
-      return { ...rest, ...streamStatus(this.record(r)) };
+      return { ...rest, ...streamStatus(rec) };
     });
   }
 
