@@ -50,26 +50,23 @@ describe('monitor: proxy streams (end to end)', function () {
   });
   after(async () => tmp.cleanup());
 
-  async function log(name: string): Promise<LogServer> {
-    const s = await startLogServer({ dataDir: join(tmp.dir, name), keyFile: key.file, listen: '127.0.0.1:0' });
-    closers.push(() => s.close());
-    return s;
-  }
-  async function monitor(name: string, url: string, stallMs: number): Promise<RunningMonitor> {
+  /** A real log (filled with `events` first) and a monitor following it with the stall threshold `stallMs`. */
+  async function logAndMonitor(name: string, events: object[], stallMs: number): Promise<{ l: LogServer; m: RunningMonitor }> {
+    const l = await startLogServer({ dataDir: join(tmp.dir, `${name}-log`), keyFile: key.file, listen: '127.0.0.1:0' });
+    closers.push(() => l.close());
+    await addEntries(l.url, events);
     const m = await startMonitor({
-      logs: [{ url, vkey: key.vkey }], dataDir: join(tmp.dir, name), listen: '127.0.0.1:0',
+      logs: [{ url: l.url, vkey: key.vkey }], dataDir: join(tmp.dir, `${name}-mon`), listen: '127.0.0.1:0',
       pollIntervalMs: 100, gossipIntervalMs: 100, alertWebhook: hookUrl, streamStallMs: stallMs, logger,
     });
     closers.push(() => m.close());
-    return m;
+    return { l, m };
   }
   const streamsOf = async (m: RunningMonitor) => (await (await fetch(`${m.url}/v1/streams`)).json()) as MonitoredStream[];
 
   it('alerts when a stream has no heartbeat past the threshold, and clears once it speaks again', async () => {
-    const l = await log('stall-log');
     const w = new StreamWriter('worker-1', 'proxy-a');
-    await addEntries(l.url, [w.next('start'), ...exchange(w, 'r1'), w.next('heartbeat')]);
-    const m = await monitor('stall-mon', l.url, 4000);
+    const { l, m } = await logAndMonitor('stall', [w.next('start'), ...exchange(w, 'r1'), w.next('heartbeat')], 4000);
     const first = await waitFor('stream listed', async () => (await streamsOf(m)).find((s) => s.id === 'worker-1'));
     expect(first).to.include({ origin, proxy: 'proxy-a', first_seq: 0, last_seq: 3, events: 4, ended: false, stalled: false, failed: false });
     // no heartbeat arrives: past 4 s the stream is stalled, alerted once in the log and at the webhook
@@ -90,12 +87,11 @@ describe('monitor: proxy streams (end to end)', function () {
   });
 
   it('alerts on a dropped event and a forged heartbeat; monitor --once exits 1 on them', async () => {
-    const l = await log('hole-log');
     const w = new StreamWriter('worker-2', 'proxy-b');
     const f = new StreamWriter('worker-3', 'proxy-b');
     const evs = [w.next('start'), ...exchange(w, 'a'), ...exchange(w, 'b'), w.next('heartbeat')];
-    await addEntries(l.url, [...evs.filter((e) => e.stream.seq !== 2), f.next('start'), f.build('heartbeat', {}, 1, f.prev, StreamWriter.forger())]);
-    const m = await monitor('hole-mon', l.url, 60_000);
+    const dropped = evs.filter((e) => e.stream.seq !== 2);
+    const { l, m } = await logAndMonitor('hole', [...dropped, f.next('start'), f.build('heartbeat', {}, 1, f.prev, StreamWriter.forger())], 60_000);
     await waitFor('both alerts', async () => hooks.some((h) => h.alert === 'stream-hole') && hooks.some((h) => h.alert === 'stream-bad-signature'));
     expect(hooks.find((h) => h.alert === 'stream-hole')).to.deep.include({ stream: 'worker-2', seqs: [2, 2] });
     expect(hooks.find((h) => h.alert === 'stream-bad-signature')).to.deep.include({ stream: 'worker-3', seqs: [1, 1] });
