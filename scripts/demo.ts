@@ -242,7 +242,11 @@ async function main(): Promise<void> {
   for (const [n, url] of [[1, m1Url], [2, m2Url]] as const) {
     const evs = (await (await fetch(`${url}/v1/evidence`)).json()) as { kind: string; checkpoints: string[] }[];
     say(`monitor-${n}: GET /v1/evidence → ${evs.length} piece(s): ${evs.map((e) => `${e.kind} (sizes ${e.checkpoints.map((c) => c.split('\n')[1]).join(' and ')})`).join(', ')}`);
-    const alerts = (await readFile(join(work, `monitor-${n}.log`), 'utf8')).split('\n').filter((l) => l.includes('ALERT'));
+    // the monitor logs JSON lines; an alert's message starts with ALERT
+    const alerts = (await readFile(join(work, `monitor-${n}.log`), 'utf8'))
+      .split('\n')
+      .filter((l) => l.includes('ALERT'))
+      .map((l) => (JSON.parse(l) as { msg: string }).msg);
     for (const a of alerts.slice(0, 2)) say(red(a.length > 200 ? a.slice(0, 197) + '...' : a));
   }
 

@@ -10,10 +10,11 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseVkey } from '@trailmark/tlog';
 import { startLogServer, type LogServer } from '@trailmark/log-server';
+import { silentLogger } from '@trailmark/node';
 import { startMonitor, verifyEvidence, type Evidence, type RunningMonitor } from '@trailmark/monitor';
-import { cli, startSilentServer, addEntries, entry, keyFile, tempDir, waitFor } from './lib/util.js';
+import { cli, startSilentServer, startWebhook, addEntries, entry, keyFile, tempDir, waitFor } from './lib/util.js';
 
-const quiet = () => undefined;
+const quiet = silentLogger;
 
 describe('monitor (end to end)', function () {
   this.timeout(30_000);
@@ -88,19 +89,12 @@ describe('monitor (end to end)', function () {
     expect(((await r.json()) as { results: { status: string }[] }).results[0].status).to.equal('ignored');
   });
 
-  it('catches a forked log through gossip within seconds; the evidence verifies offline and reaches the webhook', async () => {
-    const hooks: Evidence[] = [];
-    const hook: Server = createServer((req, res) => {
-      let b = '';
-      req.on('data', (d) => (b += d));
-      req.on('end', () => {
-        hooks.push(JSON.parse(b) as Evidence);
-        res.end('ok');
-      });
-    });
-    await new Promise<void>((r) => hook.listen(0, '127.0.0.1', () => r()));
-    closers.push(() => new Promise<void>((r) => hook.close(() => r())));
-    const hookUrl = `http://127.0.0.1:${(hook.address() as { port: number }).port}/alert`;
+  it('catches a forked log through gossip within seconds; the evidence verifies offline and reaches the webhook', async function () {
+    this.timeout(90_000); // several CLI runs, slow on a loaded machine
+    const hook = await startWebhook<Evidence>();
+    closers.push(() => hook.close());
+    const hooks = hook.bodies;
+    const hookUrl = hook.url;
 
     // same key, same origin, different entries: a split view
     const a = await log('fork-a');
@@ -148,12 +142,25 @@ describe('monitor (end to end)', function () {
     expect(all.code, all.stderr).to.equal(0);
     expect(JSON.parse(all.stdout)).to.deep.include({ ok: true });
 
+    // /healthz is unhealthy while the monitor holds evidence nobody acknowledged; monitor-ack clears it
+    const health = await fetch(`${mb.url}/healthz`);
+    expect(health.status).to.equal(503);
+    expect(((await health.json()) as { unacknowledged_evidence: string[] }).unacknowledged_evidence).to.have.length(1);
+    const ack = await cli(['monitor-ack', '--data', join(tmp.dir, 'fork-mb')]);
+    expect(ack.code, ack.stderr).to.equal(0);
+    expect((await fetch(`${mb.url}/healthz`)).status).to.equal(200);
+
     await waitFor('webhook delivery', async () => hooks.length > 0, 5000);
     verifyEvidence(hooks[0], parseVkey(key.vkey));
 
     // a one-shot monitor pointed at the honest-looking log a and peer mb sees the misbehaviour: exit 1
     const once = await cli(['monitor', '--once', '--log', a.url, '--log-key', key.vkey, '--peer', mb.url!, ma.url!]);
     expect(once.code, once.stdout + once.stderr).to.equal(1);
+    // without --data nothing is kept: no output names a file in the folder it deletes; the evidence is printed
+    const lonely = await cli(['monitor', '--once', '--log', b.url, '--log-key', key.vkey, '--peer', ma.url!]);
+    expect(lonely.code, lonely.stdout + lonely.stderr).to.equal(1);
+    expect(lonely.stdout + lonely.stderr).to.not.match(/trailmark-monitor-[^\s]*\/evidence/);
+    expect(lonely.stdout).to.contain('"kind": "inconsistent"');
   });
 
   it('trailmark monitor --once: 0 when consistent (and across runs with --data), 2 when the log is unreachable', async () => {
@@ -229,6 +236,9 @@ describe('monitor (end to end)', function () {
     const once = await cli(['monitor', '--once', '--log', relayUrl, '--log-key', key.vkey]);
     expect(once.code, once.stdout + once.stderr).to.equal(1);
     expect(once.stdout).to.match(/does not verify/);
+    // the daemon's logs are JSON lines (the one daemon logging style), the alert a structured error record
+    const records = once.stderr.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(records.find((r) => r.alert === 'bad-signature')).to.include({ level: 'error', component: 'monitor', origin });
     tamper = false;
     await waitFor('view at 3 once the log behaves', async () => (await sizeOf(m)) === 3n);
   });

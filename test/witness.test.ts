@@ -3,6 +3,7 @@
  * C2SP tlog-witness v1.0.0, cosignatures per tlog-cosignature v1.0.1, persistence across a restart, and the
  * atomicity of check-and-record under concurrent requests.
  */
+import { silentLogger } from '@trailmark/node';
 import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -48,7 +49,7 @@ describe('witness: POST /add-checkpoint (tlog-witness v1.0.0)', function () {
       dataDir: dir,
       listen: '127.0.0.1:0',
       follow: false,
-      logger: () => undefined,
+      logger: silentLogger,
     });
   const post = async (text: string) => {
     const r = await fetch(`${w.url}/add-checkpoint`, { method: 'POST', body: text });

@@ -4,6 +4,7 @@
  * receipt from the log verifies with `trailmark verify inclusion --policy`, and fails under a policy whose
  * quorum needs the missing witness; a restarted log serves its witnessed checkpoint at once.
  */
+import { silentLogger } from '@trailmark/node';
 import { expect } from 'chai';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -41,7 +42,7 @@ describe('log-side witnessing with a policy (end to end)', function () {
           dataDir: join(tmp.dir, `w${i + 1}`),
           listen: '127.0.0.1:0',
           pollIntervalMs: 200,
-          logger: () => undefined,
+          logger: silentLogger,
         }),
       );
     }

@@ -1,5 +1,6 @@
 /** Test helpers shared by the end-to-end tests: temp dirs, keys on disk, entries, polling. */
 import { spawn } from 'node:child_process';
+import { createServer as createHttpServer } from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -87,5 +88,24 @@ export async function startSilentServer(): Promise<{ url: string; sockets: Set<S
       for (const c of sockets) c.destroy();
       await new Promise<void>((r) => server.close(() => r()));
     },
+  };
+}
+
+/** An alert webhook: an HTTP server keeping the JSON body of every POST it receives. */
+export async function startWebhook<T>(): Promise<{ url: string; bodies: T[]; close(): Promise<void> }> {
+  const bodies: T[] = [];
+  const server = createHttpServer((req, res) => {
+    let b = '';
+    req.on('data', (d) => (b += d));
+    req.on('end', () => {
+      bodies.push(JSON.parse(b) as T);
+      res.end('ok');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}/alert`,
+    bodies,
+    close: () => new Promise<void>((r) => server.close(() => r())),
   };
 }

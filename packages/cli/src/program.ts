@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { CliError, EXIT_ERROR, EXIT_OK } from './exit.js';
 import { registerCommands } from './commands/index.js';
@@ -60,9 +61,19 @@ export function reportError(err: unknown, json: boolean): number {
   return code;
 }
 
+/** The version of @trailmark/cli, from its package.json (dist/ and src/ both sit one level below it). */
+function cliVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
 export function buildProgram(): Command {
   const program = new Command('trailmark')
     .description('Trailmark: a transparency log for access trails')
+    .version(cliVersion(), '-V, --version', 'print the version')
     .option('--json', 'machine-readable output')
     .exitOverride()
     .showHelpAfterError()

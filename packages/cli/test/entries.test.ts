@@ -1,5 +1,7 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { b64encode, canonicalJson, hashLeaf, utf8 } from '@trailmark/tlog';
 import { BIN, cli, event, flipByte, tamperedLogSuite, type TamperProxy, type TestLog } from './auditor-helpers.js';
 
@@ -29,6 +31,28 @@ describe('trailmark entries (real log server, real HTTP)', function () {
       expect(d.entry).to.deep.equal(event(d.leaf_index));
       expect(d.leaf_hash).to.equal(b64encode(hashLeaf(utf8(JSON.stringify(d.entry)))));
     }
+  });
+
+  it("docs/proxy.md's recipe: an entries line saved to a file (with or without --json) verifies with verify inclusion --entry", async () => {
+    const i = 321;
+    for (const json of [true, false]) {
+      const r = await cli([...(json ? ['--json'] : []), 'entries', '--log', log.server.url, '--key', log.server.vkey, '--start', String(i), '--end', String(i)], dir);
+      expect(r.code, r.stderr).to.equal(0);
+      writeFileSync(join(dir, 'event.json'), r.stdout);
+      const p = await cli(['prove', 'inclusion', '--log', log.server.url, '--key', log.server.vkey, '--entry', 'event.json', '--out', 'event.tlog-proof'], dir);
+      expect(p.code, p.stderr).to.equal(0);
+      const v = await cli(['verify', 'inclusion', '--key', log.server.vkey, '--proof', 'event.tlog-proof', '--entry', 'event.json'], dir);
+      expect(v.code, v.stderr).to.equal(0);
+      expect(v.stdout).to.match(new RegExp(`verified: leaf ${i} `));
+    }
+    // a --json line whose entry was edited no longer matches its own leaf_hash: a usage error naming it
+    const r = await cli(['--json', 'entries', '--log', log.server.url, '--key', log.server.vkey, '--start', String(i), '--end', String(i)], dir);
+    const line = JSON.parse(r.stdout);
+    line.entry.n = 999;
+    writeFileSync(join(dir, 'edited.json'), JSON.stringify(line));
+    const bad = await cli(['verify', 'inclusion', '--key', log.server.vkey, '--proof', 'event.tlog-proof', '--entry', 'edited.json'], dir);
+    expect(bad.code).to.equal(2);
+    expect(bad.stderr).to.match(/leaf_hash .* is not the hash of its entry/);
   });
 
   it('exits 1 at a tampered entry, after printing only the entries before its bundle', async () => {

@@ -53,12 +53,13 @@ describe('trailmark prove (real log server, real HTTP)', function () {
     verifyTlogProof(doc.proof, hashLeaf(canonicalJson(event(700))), parseVkey(log.server.vkey));
 
     writeFileSync(join(dir, 'absent.json'), JSON.stringify({ not: 'logged' }));
+    // an entry that is not logged is not evidence of anything: exit 2, not 1 (contract section 6)
     const absent = await cli(['prove', 'inclusion', '--log', log.server.url, '--key', log.server.vkey, '--entry', 'absent.json'], dir);
-    expect(absent.code).to.equal(1);
+    expect(absent.code).to.equal(2);
     expect(absent.stderr).to.match(/no entry with leaf hash \S+ in the log at tree size \d+/);
   });
 
-  it('prove inclusion exits 1 when a tile on the path is tampered, 2 on usage errors', async () => {
+  it('prove inclusion exits 1 when a tile on the path is tampered, 2 on usage errors and a missing index', async () => {
     proxy.rewrite = (p, b) => (p === '/tile/0/001' ? Buffer.concat([b.subarray(0, 32 * 9), Buffer.alloc(32, 7), b.subarray(32 * 10)]) : b);
     const r = await cli(['prove', 'inclusion', '--log', proxy.url, '--key', log.server.vkey, '--index', '260'], dir);
     expect(r.code).to.equal(1);
@@ -67,7 +68,7 @@ describe('trailmark prove (real log server, real HTTP)', function () {
     expect(both.code).to.equal(2);
     expect(both.stderr).to.contain('give exactly one of --index I or --entry FILE.json');
     const far = await cli(['prove', 'inclusion', '--log', log.server.url, '--key', log.server.vkey, '--index', String(log.size)], dir);
-    expect(far.code).to.equal(1);
+    expect(far.code).to.equal(2); // a missing index is a mistake, not misbehaviour
     expect(far.stderr).to.contain(`leaf index ${log.size} is not below the checkpoint's tree size ${log.size}`);
     expect((await cli(['prove', 'inclusion', '--log', log.server.url, '--key', log.server.vkey, '--index', '-1'], dir)).code).to.equal(2);
   });

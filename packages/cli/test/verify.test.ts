@@ -82,16 +82,12 @@ describe('trailmark verify', () => {
     it('exit 1 with a one-line reason when verification fails', () => {
       file('p.tlog-proof', proofFor(4));
       file('other.json', JSON.stringify({ ...entries[4], n: 5 }));
-      const wrongKey = generateKey(ORIGIN, 1, seed(9)).vkey;
       const tampered = proofFor(4).replace('\nindex 4\n', '\nindex 5\n');
       file('t.tlog-proof', tampered);
-      file('garbage.tlog-proof', 'not a proof\n');
       const cases = [
         ['--proof', 'p.tlog-proof', '--entry', 'other.json', '--key', 'log.pub'],
         ['--proof', 'p.tlog-proof', '--leaf-hash', b64encode(leaves[5]), '--key', 'log.pub'],
-        ['--proof', 'p.tlog-proof', '--leaf-hash', b64encode(leaves[4]), '--key', wrongKey],
         ['--proof', 't.tlog-proof', '--leaf-hash', b64encode(leaves[4]), '--key', 'log.pub'],
-        ['--proof', 'garbage.tlog-proof', '--leaf-hash', b64encode(leaves[4]), '--key', 'log.pub'],
       ];
       for (const c of cases) {
         const r = run(['verify', 'inclusion', ...c], dir);
@@ -109,6 +105,8 @@ describe('trailmark verify', () => {
       file('bad.json', '{"a":');
       file('arr.json', '[1,2]');
       file('bad.policy', 'quorum nobody\n');
+      file('garbage.tlog-proof', 'not a proof\n');
+      file('e.html', '<!doctype html><html><title>Index</title></html>\n');
       const h = b64encode(leaves[4]);
       const cases = [
         ['--key', 'log.pub', '--proof', 'missing.tlog-proof', '--leaf-hash', h],
@@ -121,6 +119,11 @@ describe('trailmark verify', () => {
         ['--key', 'log.pub', '--proof', 'p.tlog-proof', '--leaf-hash', 'AAAA'],
         ['--key', 'log.pub', '--proof', 'p.tlog-proof', '--leaf-hash', h, '--policy', 'bad.policy'],
         ['--proof', 'p.tlog-proof', '--leaf-hash', h],
+        // mistakes, not evidence (contract section 6): a key for another log, a file that is not a tlog-proof
+        ['--key', generateKey(ORIGIN, 1, seed(9)).vkey, '--proof', 'p.tlog-proof', '--leaf-hash', h],
+        ['--key', generateKey('other.example/log', 1, seed(9)).vkey, '--proof', 'p.tlog-proof', '--leaf-hash', h],
+        ['--key', 'log.pub', '--proof', 'garbage.tlog-proof', '--leaf-hash', h],
+        ['--key', 'log.pub', '--proof', 'e.html', '--leaf-hash', h],
       ];
       for (const c of cases) {
         const r = run(['verify', 'inclusion', ...c], dir);
@@ -182,9 +185,6 @@ describe('trailmark verify', () => {
         { ...good, old_checkpoint: signedAt(5) },
         { ...good, old_checkpoint: signedAt(11), new_checkpoint: signedAt(4) },
         { ...good, new_checkpoint: good.new_checkpoint.replace('\n11\n', '\n12\n') },
-        { ...good, old_checkpoint: signCheckpoint(cpAt(4), parsePrivateKey(generateKey(ORIGIN, 1, seed(8)).privateKey)) },
-        { ...good, proof: ['!!'] },
-        { old_checkpoint: good.old_checkpoint },
       ];
       for (const v of variants) {
         file('c.json', JSON.stringify(v));
@@ -203,6 +203,18 @@ describe('trailmark verify', () => {
       expect(run(['verify', 'consistency', '--key', 'nope.pub', '--proof', 'c.json'], dir).code).to.equal(2);
       expect(run(['verify', 'consistency', '--proof', 'c.json'], dir).code).to.equal(2);
       expect(run(['verify', 'consistency', '--key', 'log.pub'], dir).code).to.equal(2);
+      // a checkpoint signed by another key, a malformed or incomplete proof file: mistakes, not evidence
+      const good = JSON.parse(doc(4, 11));
+      for (const v of [
+        { ...good, old_checkpoint: signCheckpoint(cpAt(4), parsePrivateKey(generateKey(ORIGIN, 1, seed(8)).privateKey)) },
+        { ...good, proof: ['!!'] },
+        { old_checkpoint: good.old_checkpoint },
+      ]) {
+        file('c.json', JSON.stringify(v));
+        const r = run(['verify', 'consistency', '--key', 'log.pub', '--proof', 'c.json'], dir);
+        expect(r.code, r.stderr).to.equal(2);
+        expect(r.stderr.trim().split('\n')).to.have.length(1);
+      }
     });
   });
 });

@@ -89,13 +89,33 @@ export async function getJson(url: string, limits: RequestLimits = {}): Promise<
 }
 
 function errorSuffix(text: string): string {
+  const t = bodySummary(text);
+  return t ? `: ${t}` : '';
+}
+
+/** Control characters out, one line, at most 200 characters: text from a server goes into our log lines. */
+function oneLine(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim().slice(0, 200);
+}
+
+/**
+ * A short, printable account of an answer's body for an error message: a JSON body's "error", an HTML page's
+ * title (a web server that is not a Trailmark log answers with pages; their markup is never echoed), else
+ * the first line of the text. Empty for an empty body.
+ */
+export function bodySummary(text: string): string {
   const t = text.trim();
   if (!t) return '';
   try {
     const j = JSON.parse(t) as { error?: unknown };
-    if (typeof j.error === 'string') return `: ${j.error.slice(0, 200)}`;
+    if (typeof j?.error === 'string') return oneLine(j.error);
   } catch {
     /* not JSON */
   }
-  return `: ${t.slice(0, 200)}`;
+  if (t.startsWith('<')) {
+    const title = /<title[^>]*>([^<]*)<\/title>/i.exec(t.slice(0, 64 << 10))?.[1];
+    return `an HTML page${title && oneLine(title) ? ` (${JSON.stringify(oneLine(title))})` : ''}, not a Trailmark log answer`;
+  }
+  return oneLine(t.split('\n')[0]);
 }

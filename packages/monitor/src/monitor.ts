@@ -16,12 +16,16 @@ import {
   parseNote,
   parseVkey,
   verifyConsistency,
+  StreamChecker,
   type Checkpoint,
+  type StreamFinding,
+  type StreamReport,
   type Hash,
   type NoteVerifier,
 } from '@trailmark/tlog';
+import { createLogger, type Logger } from '@trailmark/node';
 import { Counter, Gauge, Registry } from 'prom-client';
-import { MonitorError } from './errors.js';
+import { isNotEvidence, MonitorError } from './errors.js';
 import { rememberingVerifier } from './verifycache.js';
 import {
   idOfEvidence,
@@ -39,6 +43,9 @@ import { getJson, httpRequest, joinUrl } from './http.js';
 import { KeyedLock } from './lock.js';
 import { LogClient } from './logclient.js';
 import type { MonitorStore, ViewRecord } from './store.js';
+import { LogReader } from './reader/http.js';
+import { verifiedLogFromNote } from './reader/verified.js';
+import { checkStreamEntries } from './reader/streams.js';
 
 export interface FollowedLogOptions {
   /** Base URL of the log (its /checkpoint and /v1/ API). */
@@ -60,14 +67,30 @@ export interface MonitorOptions {
   gossipIntervalMs?: number;
   /** Per-request deadline (default 10000 ms). */
   timeoutMs?: number;
-  /** Where log lines go (default stderr). Alerts start with "ALERT". */
-  logger?: (line: string) => void;
+  /** Where logs go (default: JSON lines on stderr, text on a terminal). Alerts are errors whose message starts with "ALERT". */
+  logger?: Logger;
   /** Prometheus registry for the metrics (default a new one). */
   registry?: Registry;
+  /** Follow the proxy streams in each log (default true): read every entry and check completeness. */
+  followStreams?: boolean;
+  /** A stream with neither heartbeat nor end for longer than this is an alert (default 180000 ms, 3 minutes). */
+  streamStallMs?: number;
+}
+
+/** Most entries read for the stream check in one round (progress is saved between rounds). */
+const STREAM_ENTRIES_PER_ROUND = 65_536n;
+
+/** A stream as GET /v1/streams lists it: its report, its log, and whether it has gone silent. */
+export interface MonitoredStream extends StreamReport {
+  origin: string;
+  /** No heartbeat and no end for longer than the stall threshold. */
+  stalled: boolean;
+  /** Seconds since its last start, heartbeat or end (null when it never had one). */
+  silent_seconds: number | null;
 }
 
 /** What happened to one checkpoint. `misbehaviour` means the log (not a peer) was caught. */
-export type OutcomeStatus = 'ok' | 'advanced' | 'pending' | 'ignored' | 'rejected' | 'misbehaviour' | 'error';
+export type OutcomeStatus = 'ok' | 'advanced' | 'pending' | 'ignored' | 'rejected' | 'misbehaviour' | 'error' | 'warning';
 export interface Outcome {
   status: OutcomeStatus;
   message: string;
@@ -87,6 +110,8 @@ interface Followed {
   verifier: NoteVerifier;
   url: string;
   client: LogClient;
+  /** Tiles and entries, for the stream check. */
+  reader: LogReader;
 }
 
 interface Seen {
@@ -108,7 +133,11 @@ export class Monitor {
   private readonly logs = new Map<string, Followed>();
   private readonly lock = new KeyedLock();
   private readonly peers: string[];
-  private readonly log: (line: string) => void;
+  private readonly log: Logger;
+  /** The monitor's logger (for the HTTP face's errors). */
+  get logger(): Logger {
+    return this.log;
+  }
   /** Checkpoints (origin -> "size root") already proven consistent with the view. */
   private readonly known = new Map<string, Set<string>>();
   /** Foreign checkpoints larger than the log has shown us yet, rechecked after each poll. */
@@ -119,6 +148,10 @@ export class Monitor {
   private readonly deliveries = new Set<Promise<void>>();
   private readonly lastAlert = new Map<string, string>();
   private readonly failing = new Map<string, string>();
+  /** Each log's stream checker and how far it has read (loaded from the store on first use). */
+  private readonly checkers = new Map<string, { checker: StreamChecker; position: bigint }>();
+  /** origin + stream id of streams currently alerted as stalled. */
+  private readonly stalledNow = new Set<string>();
   /** Aborts requests in flight on stop(): a hanging log or peer must not hold up shutdown. */
   private readonly closing = new AbortController();
   private readonly limits: { timeoutMs?: number; signal: AbortSignal };
@@ -146,7 +179,8 @@ export class Monitor {
       }
       if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new MonitorError('config', `log URL ${l.url} must be http(s)`);
       if (this.logs.has(verifier.name)) throw new MonitorError('config', `two logs with origin ${verifier.name}`);
-      this.logs.set(verifier.name, { origin: verifier.name, verifier, url: l.url, client: new LogClient(l.url, this.limits) });
+      const reader = new LogReader(l.url, { timeoutMs: opts.timeoutMs ?? 10_000, retries: 1, headers: { 'user-agent': 'trailmark-monitor' } });
+      this.logs.set(verifier.name, { origin: verifier.name, verifier, url: l.url, client: new LogClient(l.url, this.limits), reader });
     }
     this.peers = [...new Set(opts.peers ?? [])];
     for (const [what, u] of [...this.peers.map((p) => ['peer', p]), ...(opts.alertWebhook ? [['alert webhook', opts.alertWebhook]] : [])]) {
@@ -158,7 +192,7 @@ export class Monitor {
       }
       if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new MonitorError('config', `${what} URL ${u} must be http(s)`);
     }
-    this.log = opts.logger ?? ((line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`));
+    this.log = opts.logger ?? createLogger(process.stderr, { component: 'monitor' });
     this.registry = opts.registry ?? new Registry();
     const r = [this.registry];
     this.m = {
@@ -199,6 +233,7 @@ export class Monitor {
         await this.loadMetrics();
       }
       this.report(await this.pollAll());
+      if (this.opts.followStreams !== false) this.report(await this.followAllStreams());
       if (this.peers.length && Date.now() - lastGossip >= (this.opts.gossipIntervalMs ?? 2000)) {
         lastGossip = Date.now();
         this.report(await this.gossipAll());
@@ -206,7 +241,7 @@ export class Monitor {
     };
     const loop = () => {
       this.tick = run()
-        .catch((e) => this.log(`error: ${(e as Error).message}`))
+        .catch((e) => this.log.error((e as Error).message))
         .finally(() => {
           if (!this.stopped) this.timer = setTimeout(loop, period);
         });
@@ -219,6 +254,8 @@ export class Monitor {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.closing.abort();
+    // a hanging entry read must not hold up shutdown either
+    for (const f of this.logs.values()) f.reader.close();
     await this.tick;
     await Promise.allSettled([...this.deliveries]);
   }
@@ -232,12 +269,12 @@ export class Monitor {
       const before = this.failing.get(what);
       if (bad && before !== bad.message) {
         this.failing.set(what, bad.message);
-        this.log(`warn: ${what}: ${bad.message}`);
+        this.log.warn(`${what}: ${bad.message}`, { check: what });
       } else if (!bad && before !== undefined) {
         this.failing.delete(what);
-        this.log(`info: ${what}: checked again`);
+        this.log.info(`${what}: checked again`, { check: what });
       }
-      for (const o of list) if (o.status === 'advanced') this.log(`info: ${what}: ${o.message}`);
+      for (const o of list) if (o.status === 'advanced') this.log.info(`${what}: ${o.message}`, { check: what });
     }
   }
 
@@ -288,12 +325,12 @@ export class Monitor {
   }
 
   /** Logs and counts an alert, once per distinct message: a log stuck in a bad state must not flood the log. */
-  private alert(origin: string, kind: string, message: string): void {
-    const key = `${origin}\n${kind}`;
+  private alert(origin: string, kind: string, message: string, subject = ''): void {
+    const key = `${origin}\n${kind}\n${subject}`;
     if (this.lastAlert.get(key) === message) return;
     this.lastAlert.set(key, message);
     this.m.alerts.inc({ origin, kind });
-    this.log(`ALERT ${kind} ${origin}: ${message}`);
+    this.log.error(`ALERT ${kind} ${origin}: ${message}`, { alert: kind, origin });
   }
 
   /** Opens a note with the log's key (its verifier remembers signatures it has checked). */
@@ -310,6 +347,11 @@ export class Monitor {
     try {
       cp = this.open(f, note);
     } catch (e) {
+      if (isNotEvidence(e)) {
+        // an HTML page, another log, a wrong key: nothing was checked, and nobody should be paged for a typo
+        this.m.errors.inc({ what: 'log' });
+        return { status: 'error', message: `${f.url} does not serve a checkpoint signed by ${f.origin}'s key (is it the log's base URL, and the right --log-key?): ${(e as Error).message}` };
+      }
       const msg = `log ${f.url} served a checkpoint that does not verify: ${(e as Error).message}`;
       this.alert(f.origin, 'bad-signature', msg);
       return { status: 'misbehaviour', message: msg };
@@ -420,13 +462,16 @@ export class Monitor {
     const added = await this.opts.store.addEvidence(id, ev);
     if (added) {
       this.m.evidence.inc({ origin: ev.origin });
-      this.alert(ev.origin, 'split-view', `${ev.kind}${note}: ${ev.detail}; evidence ${id} in ${this.opts.store.evidencePath(id)}`);
+      // without --data the store's folder is deleted on close: never point at a file that will not be there
+      const where = this.opts.store.temporary ? 'not kept on disk (no --data): GET /v1/evidence serves it while this monitor runs' : `in ${this.opts.store.evidencePath(id)}`;
+      this.alert(ev.origin, 'split-view', `${ev.kind}${note}: ${ev.detail}; evidence ${id} ${where}`);
       this.notify(ev);
     }
     return { status: 'misbehaviour', message: `split view of ${ev.origin} (${ev.kind}): ${ev.detail}`, evidence: id };
   }
 
-  private notify(ev: Evidence): void {
+  /** POSTs an alert (split-view evidence, or a stream alert) to the webhook, with a few retries. */
+  private notify(ev: object): void {
     const url = this.opts.alertWebhook;
     if (!url) return;
     const body = JSON.stringify(ev);
@@ -435,9 +480,9 @@ export class Monitor {
         try {
           const r = await httpRequest(url, { method: 'POST', body, headers: { 'content-type': 'application/json' }, timeoutMs: 5000 });
           if (r.status >= 200 && r.status < 300) return;
-          this.log(`warn: alert webhook ${url} answered ${r.status}`);
+          this.log.warn(`alert webhook ${url} answered ${r.status}`, { webhook: url });
         } catch (e) {
-          this.log(`warn: alert webhook ${url}: ${(e as Error).message}`);
+          this.log.warn(`alert webhook ${url}: ${(e as Error).message}`, { webhook: url });
         }
         await new Promise((res) => setTimeout(res, 500 * attempt));
       }
@@ -547,6 +592,13 @@ export class Monitor {
     return (await this.opts.store.allEvidence()).filter((e) => this.logs.has(e.origin));
   }
 
+  /** Ids of stored evidence no operator has acknowledged yet (/healthz is unhealthy while there are any). */
+  async unacknowledgedEvidence(): Promise<string[]> {
+    const ids = (await this.allEvidence()).map(idOfEvidence);
+    const acked = await Promise.all(ids.map((id) => this.opts.store.acknowledged(id)));
+    return ids.filter((_id, i) => !acked[i]);
+  }
+
   /**
    * Imports evidence reported by someone else after verifying it against the log's key: portable evidence
    * needs no trust in the reporter. Precondition: none.
@@ -624,11 +676,107 @@ export class Monitor {
    * Misbehaviour (new or stored evidence, bad signatures, rollbacks) gives 1, anything unchecked 2, else 0.
    */
   async checkOnce(): Promise<OnceResult> {
-    const outcomes = [...(await this.pollAll()), ...(await this.gossipAll())];
+    const outcomes = [...(await this.pollAll())];
+    if (this.opts.followStreams !== false) outcomes.push(...(await this.followAllStreams()));
+    outcomes.push(...(await this.gossipAll()));
     const evidence = await this.allEvidence();
-    const bad = outcomes.some((o) => o.outcome.status === 'misbehaviour') || evidence.length > 0;
+    const brokenStreams = (await this.streams()).some((s) => s.failed);
+    const bad = outcomes.some((o) => o.outcome.status === 'misbehaviour') || evidence.length > 0 || brokenStreams;
     const unchecked = outcomes.some((o) => o.outcome.status === 'error' || o.outcome.status === 'pending');
     return { code: bad ? 1 : unchecked ? 2 : 0, outcomes, evidence };
+  }
+
+  /** Follows the streams of every log once (see followStreams). */
+  async followAllStreams(): Promise<{ what: string; outcome: Outcome }[]> {
+    const out = await Promise.all([...this.logs.values()].map(async (f) => (await this.followStreams(f)).map((o) => ({ what: `streams of ${f.url}`, outcome: o }))));
+    return out.flat();
+  }
+
+  /** The stream checker of a log, loaded from the store once. */
+  private async checkerOf(f: Followed): Promise<{ checker: StreamChecker; position: bigint }> {
+    let c = this.checkers.get(f.origin);
+    if (!c) {
+      const saved = await this.opts.store.streams(f.origin);
+      c = { checker: new StreamChecker(saved?.state), position: BigInt(saved?.position ?? '0') };
+      this.checkers.set(f.origin, c);
+    }
+    return c;
+  }
+
+  /**
+   * Reads the entries of the verified view not yet checked (through tiles verified against it), feeds them to
+   * the log's stream checker, saves its state, and alerts on each hole, duplicate, broken link or bad
+   * signature, and on each stream silent for longer than the stall threshold (once per silence).
+   */
+  async followStreams(f: Followed): Promise<Outcome[]> {
+    return this.lock.run(`streams\n${f.origin}`, async () => {
+      const view = await this.opts.store.view(f.origin);
+      if (!view) return [];
+      const c = await this.checkerOf(f);
+      const size = BigInt(view.size);
+      const out: Outcome[] = [];
+      if (size > c.position) {
+        const to = size - c.position > STREAM_ENTRIES_PER_ROUND ? c.position + STREAM_ENTRIES_PER_ROUND : size;
+        let findings: StreamFinding[];
+        try {
+          const log = verifiedLogFromNote(f.reader, view.note, f.verifier);
+          findings = await checkStreamEntries(log, c.position, to, c.checker);
+        } catch (e) {
+          // the checker may hold part of the range: start again from what was saved
+          this.checkers.delete(f.origin);
+          this.m.errors.inc({ what: 'streams' });
+          return [{ status: 'error', message: `could not read entries ${c.position}..${to} for the stream check: ${(e as Error).message}` }];
+        }
+        c.position = to;
+        await this.opts.store.putStreams(f.origin, { position: to.toString(), state: c.checker.state() });
+        for (const fd of findings) {
+          const msg = `stream ${fd.stream} (proxy ${fd.proxy ?? 'unknown'}): ${fd.detail}`;
+          this.streamAlert(f.origin, `stream-${fd.kind}`, msg, fd.stream, fd);
+          out.push({ status: 'misbehaviour', message: msg });
+        }
+      }
+      const threshold = this.opts.streamStallMs ?? 180_000;
+      const stalled = new Set<string>();
+      for (const s of c.checker.stalled(Date.now(), threshold)) {
+        stalled.add(s.id);
+        const silent = s.alive_at === null ? 'never had a heartbeat' : `silent since ${new Date(s.alive_at).toISOString()}`;
+        const msg = `stream ${s.id} (proxy ${s.proxy ?? 'unknown'}) has had neither a heartbeat nor an end for more than ${Math.round(threshold / 1000)} s (${silent}, last seq ${s.last_seq})`;
+        out.push({ status: 'warning', message: msg });
+        const key = `${f.origin}\n${s.id}`;
+        if (!this.stalledNow.has(key)) {
+          this.stalledNow.add(key);
+          this.streamAlert(f.origin, 'stream-stalled', msg, s.id, { stream: s.id, proxy: s.proxy, seqs: [s.last_seq, s.last_seq], detail: msg });
+        }
+      }
+      // a stream that speaks again may stall again later, and is alerted again then
+      for (const key of [...this.stalledNow]) {
+        const [origin, id] = key.split('\n');
+        if (origin === f.origin && !stalled.has(id)) this.stalledNow.delete(key);
+      }
+      if (out.length === 0) out.push({ status: 'ok', message: `streams of ${f.origin} checked to entry ${c.position}` });
+      return out;
+    });
+  }
+
+  /** A stream alert: the same log line and webhook as split views, with what the webhook needs to act. */
+  private streamAlert(origin: string, kind: string, message: string, stream: string, f: { stream: string; proxy: string | null; seqs: [number, number]; detail: string; leaf_index?: string }): void {
+    this.alert(origin, kind, message, stream);
+    this.notify({ alert: kind, origin, stream: f.stream, proxy: f.proxy, seqs: f.seqs, ...(f.leaf_index ? { leaf_index: f.leaf_index } : {}), detail: f.detail, at: this.now() });
+  }
+
+  /** Every stream of every followed log (GET /v1/streams), with whether it has gone silent. */
+  async streams(): Promise<MonitoredStream[]> {
+    const now = Date.now();
+    const threshold = this.opts.streamStallMs ?? 180_000;
+    const out: MonitoredStream[] = [];
+    for (const f of this.logs.values()) {
+      const { checker } = await this.checkerOf(f);
+      for (const s of checker.streams()) {
+        const silent = s.alive_at === null ? null : Math.max(0, Math.round((now - s.alive_at) / 1000));
+        out.push({ origin: f.origin, ...s, stalled: !s.ended && (s.alive_at === null || now - s.alive_at > threshold), silent_seconds: silent });
+      }
+    }
+    return out;
   }
 
   /** The stored view of a followed log: size and root. */

@@ -1,6 +1,6 @@
 /**
  * The monitor daemon's HTTP face: tlog-witness add-checkpoint (with a witness key), gossip
- * (GET /v1/checkpoints, POST /v1/gossip), GET /v1/evidence, /healthz and /metrics.
+ * (GET /v1/checkpoints, POST /v1/gossip), GET /v1/evidence, GET /v1/streams, /healthz and /metrics.
  */
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
@@ -181,8 +181,24 @@ export function buildApp(monitor: Monitor, witness?: Witness): express.Express {
     res.json(await monitor.allEvidence());
   });
 
-  app.get('/healthz', (_req, res) => {
-    res.json({ ok: true });
+  // each proxy stream in the followed logs, with its completeness state and whether it has gone silent
+  app.get('/v1/streams', async (_req, res) => {
+    res.json(await monitor.streams());
+  });
+
+  // unhealthy while it holds evidence nobody has acknowledged: a probe must not say "ok" over a caught log
+  app.get('/healthz', async (_req, res) => {
+    const unacknowledged = await monitor.unacknowledgedEvidence();
+    if (unacknowledged.length === 0) {
+      res.json({ ok: true });
+      return;
+    }
+    res.status(503).json({
+      ok: false,
+      error: `holding ${unacknowledged.length} piece(s) of unacknowledged evidence of misbehaviour (GET /v1/evidence)`,
+      unacknowledged_evidence: unacknowledged,
+      acknowledge: 'trailmark monitor-ack --data DIR [ID ...]',
+    });
   });
 
   app.get('/metrics', async (_req, res) => {
@@ -197,7 +213,7 @@ export function buildApp(monitor: Monitor, witness?: Witness): express.Express {
     void _next;
     const status = typeof err.status === 'number' && err.status >= 400 && err.status < 500 ? err.status : 500;
     const message = status === 413 ? 'request body too large' : status === 400 ? `malformed request: ${err.message}` : status === 500 ? 'internal error' : err.message;
-    if (status === 500) process.stderr.write(`monitor: ${err.stack ?? err.message}\n`);
+    if (status === 500) monitor.logger.error('internal error', { error: err, stack: err.stack });
     res.status(status).json({ error: message });
   });
   return app;

@@ -3,10 +3,11 @@
  * checkpoint per origin, and evidence. Every write that a promise depends on is synced (fsync) before the
  * call resolves, and evidence is also written as a JSON file under <dir>/evidence/ (fsynced, then renamed).
  */
-import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { access, mkdtemp, mkdir, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Level } from 'level';
+import type { StreamCheckerState } from '@trailmark/tlog';
 import type { Evidence, Sighting } from './evidence.js';
 import { KeyedLock } from './lock.js';
 import { MonitorError } from './errors.js';
@@ -33,6 +34,14 @@ export interface WitnessRecord {
 const VIEW = 'view!';
 const WITNESS = 'witness!';
 const EVIDENCE = 'evidence!';
+const STREAMS = 'streams!';
+
+/** The monitor's stream check of a log: how far it has read, and the checker's state there. */
+export interface StreamsRecord {
+  /** Decimal count of entries fed to the checker (entries [0, position)). */
+  position: string;
+  state: StreamCheckerState;
+}
 
 /** Durable monitor state; open with MonitorStore.open(), close once. */
 export class MonitorStore {
@@ -42,7 +51,8 @@ export class MonitorStore {
     private readonly db: Level<string, unknown>,
     /** Directory holding the database and evidence files. */
     readonly dir: string,
-    private readonly temporary: boolean,
+    /** The directory is removed on close (no --data): nothing here outlives the run. */
+    readonly temporary: boolean,
   ) {}
 
   /**
@@ -96,6 +106,16 @@ export class MonitorStore {
     await this.db.put(WITNESS + origin, rec, { sync: true });
   }
 
+  /** How far the stream check of `origin` has read, and its state. */
+  async streams(origin: string): Promise<StreamsRecord | undefined> {
+    return (await this.db.get(STREAMS + origin)) as StreamsRecord | undefined;
+  }
+
+  /** Saves the stream check of `origin`, synced. */
+  async putStreams(origin: string, rec: StreamsRecord): Promise<void> {
+    await this.db.put(STREAMS + origin, rec, { sync: true });
+  }
+
   /** All evidence, in id order. */
   async allEvidence(): Promise<Evidence[]> {
     const out: Evidence[] = [];
@@ -119,6 +139,42 @@ export class MonitorStore {
 
   /** Where the evidence file with this id lives. */
   evidencePath(id: string): string {
-    return join(this.dir, 'evidence', `${id}.json`);
+    return evidenceFile(this.dir, id);
   }
+
+  /** Whether an operator acknowledged the evidence with this id (see acknowledgeEvidence). */
+  async acknowledged(id: string): Promise<boolean> {
+    return access(ackFile(this.dir, id)).then(
+      () => true,
+      () => false,
+    );
+  }
+}
+
+function evidenceFile(dir: string, id: string): string {
+  return join(dir, 'evidence', `${id}.json`);
+}
+
+function ackFile(dir: string, id: string): string {
+  return join(dir, 'evidence', `${id}.ack`);
+}
+
+/**
+ * Marks evidence in a monitor's data directory as seen by an operator: a file <id>.ack beside <id>.json, which
+ * the running monitor reads on /healthz (a file, not an HTTP call, so that only someone with access to the
+ * data directory can silence the health check). Without ids, every evidence file there. Returns the ids
+ * acknowledged. Precondition: none; throws MonitorError('evidence-id') for an id with no evidence file.
+ */
+export async function acknowledgeEvidence(dir: string, ids: string[] = []): Promise<string[]> {
+  const list = ids.length ? ids : (await readdir(join(dir, 'evidence')).catch(() => [] as string[])).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5));
+  for (const id of list) {
+    if (!/^[A-Za-z0-9_-]+$/.test(id)) throw new MonitorError('evidence-id', `${JSON.stringify(id)} is not an evidence id`);
+    try {
+      await access(evidenceFile(dir, id));
+    } catch {
+      throw new MonitorError('evidence-id', `no evidence ${id} in ${join(dir, 'evidence')}`);
+    }
+    await writeFileDurably(ackFile(dir, id), `${new Date().toISOString()}\n`);
+  }
+  return list;
 }

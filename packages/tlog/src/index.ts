@@ -14,3 +14,4 @@ export * from './policy.js';
 export * from './json.js';
 export * from './tilereader.js';
 export * from './stream.js';
+export * from './streamcheck.js';

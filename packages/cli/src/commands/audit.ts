@@ -1,12 +1,13 @@
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { auditLog, readAuditState, writeAuditState, type AuditProgress } from '@trailmark/monitor';
+import { auditLog, readAuditState, readAuditStreams, writeAuditState, type AuditProgress } from '@trailmark/monitor';
 import { auditStore, LogStateError } from '@trailmark/log-server';
 import { vkeyOf } from '@trailmark/tlog';
 import { action, makeOutput, type Output } from '../program.js';
 import { failed, usage } from '../exit.js';
 import { type LogArgs, logReader, mapped } from './checkpoint.js';
-import { loadVkey } from './files.js';
+import { loadLogKey, loadVkey } from './files.js';
+import { auditStreams, reportStreams, streamsJson } from './streams.js';
 
 interface AuditOptions extends Omit<LogArgs, 'log' | 'key'> {
   log?: string;
@@ -51,9 +52,10 @@ export function registerAudit(program: Command): void {
         if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256) throw usage(`--concurrency must be 1..256, got ${opts.concurrency}`);
         const workers = Number(opts.workers);
         if (!Number.isInteger(workers) || workers < 0 || workers > 16) throw usage(`--workers must be 0..16, got ${opts.workers}`);
-        const logKey = await loadVkey(opts.key);
-        const reader = logReader({ ...opts, log: opts.log, key: opts.key });
+        const logKey = await loadLogKey(opts);
+        const reader = logReader({ ...opts, log: opts.log });
         const previous = opts.state !== undefined ? await mapped(() => readAuditState(opts.state!, logKey)) : null;
+        const previousStreams = previous ? await mapped(() => readAuditStreams(opts.state!)) : undefined;
 
         // a progress bar only for a person watching a terminal; scripts and --json get none
         const showBar = !out.json && Boolean(process.stderr.isTTY);
@@ -79,11 +81,15 @@ export function registerAudit(program: Command): void {
         } finally {
           if (started) bar!.stop();
         }
+        // the tree verified: now every proxy stream in it (contract section 4)
+        const streams = await auditStreams(reader, logKey, report, previousStreams);
         const seconds = (performance.now() - t0) / 1000;
-        if (opts.state !== undefined) await mapped(() => writeAuditState(opts.state!, report.state));
+        if (opts.state !== undefined) await mapped(() => writeAuditState(opts.state!, { ...report.state, streams: streams.state }));
         out.info(`${report.origin}: ${report.summary}`);
+        const code = reportStreams(out, streams);
         out.result({
-          ok: true,
+          ok: code === 0,
+          ...(code !== 0 ? { exit: code } : {}),
           origin: report.origin,
           tree_size: report.treeSize,
           root_hash: report.rootHash,
@@ -95,7 +101,9 @@ export function registerAudit(program: Command): void {
           summary: report.summary,
           seconds: Math.round(seconds * 1000) / 1000,
           ...(opts.state !== undefined ? { state: opts.state } : {}),
+          ...streamsJson(streams),
         });
+        return code;
       }),
     );
 }

@@ -2,10 +2,10 @@ import type { Command } from 'commander';
 import {
   TileVerifyError, TlogError, b64encode, keyIdHex, type NoteVerifier,
 } from '@trailmark/tlog';
-import { AuditError, AuditStateError, LogReadError, LogReader, fetchVerifiedCheckpoint } from '@trailmark/monitor';
+import { AuditError, AuditStateError, LogReadError, LogReader, fetchVerifiedCheckpoint, isNotEvidence } from '@trailmark/monitor';
 import { action, makeOutput } from '../program.js';
 import { CliError, failed, usage } from '../exit.js';
-import { loadPolicy, loadVkey, readTextFile, writeTextFile } from './files.js';
+import { type LogKeyArgs, loadLogKey, loadPolicy, logKeyOptions, writeTextFile } from './files.js';
 
 /**
  * Maps what the auditor's library throws to the contract's exit statuses: anything the log served that does
@@ -13,6 +13,8 @@ import { loadPolicy, loadVkey, readTextFile, writeTextFile } from './files.js';
  */
 export function toCliError(e: unknown): unknown {
   if (e instanceof CliError) return e;
+  // not a note, not signed by this key, another origin, not a proof: a mistake (exit 2), never evidence
+  if (isNotEvidence(e)) return usage(`${(e as Error).message}${mistakeHint((e as TlogError).code)}`, { reason: (e as TlogError).code });
   if (e instanceof TileVerifyError) {
     return failed(`verification failed: ${e.message}`, {
       reason: e.code,
@@ -20,14 +22,33 @@ export function toCliError(e: unknown): unknown {
       ...(e.leafIndex !== undefined ? { leaf_index: Number(e.leafIndex) } : {}),
     });
   }
-  // an entry or index the verified tree does not hold: the claim "it is logged" fails (exit 1)
-  if (e instanceof AuditError && e.code === 'not-found') return failed(`not in the log: ${e.message}`, { reason: e.code });
+  // an entry or index the verified tree does not hold: nothing misbehaved, the question was wrong (exit 2)
+  if (e instanceof AuditError && e.code === 'not-found') return usage(`not in the log: ${e.message}`, { reason: e.code });
   if (e instanceof TlogError) return failed(`verification failed: ${e.message}`, { reason: e.code });
   if (e instanceof LogReadError) {
-    return usage(`cannot read the log: ${e.message}`, { reason: 'network', url: e.url, ...(e.status ? { status: e.status } : {}) });
+    const hint = e.status === 404 ? " (is --log the log's base URL? a Trailmark log serves /checkpoint)" : '';
+    return usage(`cannot read the log: ${e.message}${hint}`, { reason: 'network', url: e.url, ...(e.status ? { status: e.status } : {}) });
   }
   if (e instanceof AuditStateError) return usage(e.message, { reason: 'state' });
   return e;
+}
+
+/** What to check next after a mistake (see toCliError). */
+function mistakeHint(code: string): string {
+  switch (code) {
+    case 'malformed-note':
+    case 'note-too-large':
+    case 'too-many-signatures':
+      return " (this is not a checkpoint: is --log the log's base URL, or the file the one you meant?)";
+    case 'no-log-signature':
+    case 'no-verified-signature':
+    case 'origin-mismatch':
+      return " (is --key this log's vkey? `trailmark serve` prints it, and keygen writes it to FILE.pub)";
+    case 'malformed-proof':
+      return ' (`trailmark prove inclusion --out FILE` writes a tlog-proof)';
+    default:
+      return '';
+  }
 }
 
 /** Runs `fn`, rethrowing its errors as CLI errors (see toCliError). */
@@ -40,18 +61,15 @@ export async function mapped<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 /** Options every command that reads a log takes. */
-export interface LogArgs {
+export interface LogArgs extends LogKeyArgs {
   log: string;
-  key: string;
   retries: string;
   timeout: string;
 }
 
-/** Adds --log, --key, --retries and --timeout to a command. */
+/** Adds --log, --key (or --log-key), --retries and --timeout to a command. */
 export function logOptions(cmd: Command): Command {
-  return cmd
-    .requiredOption('--log <url>', 'log URL')
-    .requiredOption('--key <vkey>', 'log vkey, or a file holding it')
+  return logKeyOptions(cmd.requiredOption('--log <url>', 'log URL'))
     .option('--retries <n>', 'retries of a failed request (429, 503, network errors), with backoff', '5')
     .option('--timeout <seconds>', 'timeout of one request', '15');
 }
@@ -90,7 +108,7 @@ export function registerCheckpoint(program: Command): void {
     .action(
       action(async (opts: CheckpointOptions, cmd: Command) => {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
-        const logKey: NoteVerifier = await loadVkey(opts.key);
+        const logKey: NoteVerifier = await loadLogKey(opts);
         const policy = opts.policy !== undefined ? await loadPolicy(opts.policy) : undefined;
         const reader = logReader(opts);
         const log = await mapped(() => fetchVerifiedCheckpoint(reader, logKey, policy ? { policy } : {}));

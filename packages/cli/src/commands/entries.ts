@@ -4,7 +4,7 @@ import { followEntries, nodeHasher, type VerifiedEntry } from '@trailmark/monito
 import { action } from '../program.js';
 import { usage } from '../exit.js';
 import { type LogArgs, logOptions, logReader, mapped } from './checkpoint.js';
-import { loadVkey } from './files.js';
+import { loadLogKey } from './files.js';
 
 interface EntriesOptions extends LogArgs {
   start?: string;
@@ -76,7 +76,7 @@ export function registerEntries(program: Command): void {
         if (end !== undefined && end <= start) throw usage(`--end ${opts.end} is before --start ${opts.start}`);
         const interval = Number(opts.interval);
         if (!Number.isFinite(interval) || interval <= 0) throw usage(`--interval must be a positive number of seconds, got ${opts.interval}`);
-        const logKey = await loadVkey(opts.key);
+        const logKey = await loadLogKey(opts);
         const reader = logReader(opts);
         const stop = new AbortController();
         const onSignal = () => stop.abort();

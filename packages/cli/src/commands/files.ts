@@ -1,6 +1,9 @@
 import { readFile, writeFile } from 'node:fs/promises';
-import { fromUtf8, parsePolicy, parseVkey, type NoteVerifier, type Policy } from '@trailmark/tlog';
-import { usage } from '../exit.js';
+import type { Command } from 'commander';
+import {
+  KEY_TYPE_ED25519, b64encode, canonicalJson, fromUtf8, hashLeaf, parsePolicy, parseVkey, type NoteVerifier, type Policy,
+} from '@trailmark/tlog';
+import { type CliError, usage } from '../exit.js';
 
 /**
  * Reads a local text file; any failure is a usage/I-O error (exit 2). With `strict`, invalid UTF-8 is refused
@@ -30,13 +33,25 @@ export async function writeTextFile(file: string, text: string): Promise<void> {
   }
 }
 
+/** A private key where a vkey belongs: say which file to use instead, and never echo the key itself. */
+function privateKeyHint(arg: string, isFile: boolean): CliError {
+  return usage(
+    isFile
+      ? `${arg} is a private key; use ${arg}.pub (the vkey keygen wrote beside it)`
+      : 'that is a private key, which must not be passed around; use its vkey (the FILE.pub keygen wrote)',
+    { reason: 'private-key' },
+  );
+}
+
 /**
  * A VKEY argument: the vkey string itself, or the path of a file holding one (such as FILE.pub).
- * Throws a usage error (exit 2) when it is neither.
+ * Throws a usage error (exit 2) when it is neither, with a hint for the usual mix-ups (a private key).
  */
-export async function loadVkey(arg: string): Promise<NoteVerifier> {
+export async function loadVkey(arg: string, flag = '--key'): Promise<NoteVerifier> {
+  const trimmed = arg.trim();
+  if (trimmed.startsWith('PRIVATE+KEY+')) throw privateKeyHint(arg, false);
   try {
-    return parseVkey(arg.trim());
+    return parseVkey(trimmed);
   } catch (asString) {
     let text: string;
     try {
@@ -44,16 +59,44 @@ export async function loadVkey(arg: string): Promise<NoteVerifier> {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG') {
-        throw usage(`--key ${JSON.stringify(arg)} is neither a vkey (${(asString as Error).message}) nor a readable file`);
+        // a long argument without a path shape is a mistyped vkey: say why it does not parse
+        throw usage(`${flag} ${JSON.stringify(arg.length > 120 ? `${arg.slice(0, 120)}...` : arg)} is neither a vkey (${(asString as Error).message}) nor a readable file`);
       }
       throw usage(`cannot read key file ${arg}: ${code ?? (e as Error).message}`);
     }
+    if (text.trim().startsWith('PRIVATE+KEY+')) throw privateKeyHint(arg, true);
     try {
       return parseVkey(text.trim());
     } catch (e) {
       throw usage(`key file ${arg}: ${(e as Error).message}`);
     }
   }
+}
+
+/** The log's vkey flags: every command that takes it accepts both --key and --log-key (contract section 6). */
+export interface LogKeyArgs {
+  key?: string;
+  logKey?: string;
+}
+
+/** Adds --key and --log-key to a command; read them with loadLogKey. */
+export function logKeyOptions(cmd: Command): Command {
+  return cmd
+    .option('--key <vkey>', "the log's vkey, or a file holding it (such as log.key.pub)")
+    .option('--log-key <vkey>', 'same as --key');
+}
+
+/**
+ * The log's vkey from --key or --log-key (exactly one; exit 2 otherwise). A witness key is refused with a
+ * hint: it cannot sign checkpoints, so it is always a mix-up.
+ */
+export async function loadLogKey(opts: LogKeyArgs): Promise<NoteVerifier> {
+  if (opts.key !== undefined && opts.logKey !== undefined && opts.key !== opts.logKey) throw usage('give the log\'s vkey once: --key or --log-key, not both');
+  const arg = opts.key ?? opts.logKey;
+  if (arg === undefined) throw usage("give the log's vkey with --key VKEY (or --log-key VKEY): the vkey string or a file holding it, such as log.key.pub");
+  const v = await loadVkey(arg, opts.key !== undefined ? '--key' : '--log-key');
+  if (v.type !== KEY_TYPE_ED25519) throw usage(`${v.name} is a witness key (type 0x04); give the log's vkey (type 0x01)`, { reason: 'witness-key' });
+  return v;
 }
 
 /** A tlog-policy file; unreadable or malformed is a usage error (exit 2). */
@@ -64,4 +107,37 @@ export async function loadPolicy(file: string, opts: { strict?: boolean } = {}):
   } catch (e) {
     throw usage(`policy file ${file}: ${(e as Error).message}`);
   }
+}
+
+/** The member names of one line of `trailmark --json entries`. */
+const ENTRIES_LINE_KEYS = ['entry', 'leaf_hash', 'leaf_index'];
+
+/**
+ * The leaf hash of the entry in FILE (`--entry`): either the entry itself, a JSON object canonicalized with RFC
+ * 8785 first (what `trailmark entries` prints, one a line), or one line of `trailmark --json entries`
+ * ({"leaf_index", "leaf_hash", "entry"}), whose entry is hashed and must give its leaf_hash. Exit 2 otherwise.
+ */
+export async function entryLeafHash(file: string): Promise<Uint8Array> {
+  const text = await readTextFile(file, 'entry file', { strict: true });
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    const lines = text.trim().split('\n').length;
+    throw usage(`entry file ${file}: ${lines > 1 ? `holds ${lines} lines; save one entry (one line of \`trailmark entries\`)` : `invalid JSON: ${(e as Error).message}`}`);
+  }
+  const o = v as Record<string, unknown>;
+  const isLine =
+    typeof v === 'object' && v !== null && !Array.isArray(v) &&
+    Object.keys(o).sort().join() === ENTRIES_LINE_KEYS.join() && typeof o.entry === 'object' && o.entry !== null && !Array.isArray(o.entry);
+  let leaf: Uint8Array;
+  try {
+    leaf = hashLeaf(canonicalJson(isLine ? o.entry : v));
+  } catch (e) {
+    throw usage(`entry file ${file}: ${(e as Error).message}`);
+  }
+  if (isLine && o.leaf_hash !== b64encode(leaf)) {
+    throw usage(`entry file ${file}: its leaf_hash ${JSON.stringify(o.leaf_hash)} is not the hash of its entry (${b64encode(leaf)}); was the line edited?`);
+  }
+  return leaf;
 }

@@ -9,7 +9,7 @@ import { registerCheckpoint } from './checkpoint.js';
 import { registerProve } from './prove.js';
 import { registerAudit } from './audit.js';
 import { registerEntries } from './entries.js';
-import { registerMonitor } from './monitor.js';
+import { registerMonitor, registerMonitorAck } from './monitor.js';
 import { registerVerifyEvidence } from './verify-evidence.js';
 
 /**
@@ -24,6 +24,7 @@ export function registerCommands(program: Command): void {
   registerAudit(program);
   registerEntries(program);
   registerMonitor(program);
+  registerMonitorAck(program);
   registerVerifyEvidence(program);
   registerProxy(program);
   registerSpool(program);

@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
-import { b64encode, canonicalizeJsonText, hashLeaf, openCheckpoint, toU64, type Checkpoint, type NoteVerifier } from '@trailmark/tlog';
+import { b64encode, openCheckpoint, toU64, type Checkpoint, type NoteVerifier } from '@trailmark/tlog';
 import { fetchVerifiedCheckpoint, findLeafIndex, proveConsistencyFromTiles, proveInclusion } from '@trailmark/monitor';
 import { action, makeOutput } from '../program.js';
 import { usage } from '../exit.js';
 import { type LogArgs, logOptions, logReader, mapped } from './checkpoint.js';
-import { loadVkey, readTextFile, writeTextFile } from './files.js';
+import { entryLeafHash, loadLogKey, readTextFile, writeTextFile } from './files.js';
 
 interface InclusionOptions extends LogArgs {
   index?: string;
@@ -44,7 +44,7 @@ export function registerProve(program: Command): void {
 
   logOptions(prove.command('inclusion').description('write a tlog-proof (c2sp.org/tlog-proof@v1) that an entry is in the log'))
     .option('--index <i>', 'leaf index of the entry')
-    .option('--entry <file>', 'the entry, a JSON object (canonicalized with RFC 8785, then found by its leaf hash)')
+    .option('--entry <file>', 'the entry, a JSON object (canonicalized with RFC 8785, then found by its leaf hash), or one line of `trailmark --json entries`')
     .option('--out <file>', 'write the proof to FILE (.tlog-proof) instead of standard output')
     .action(
       action(async (opts: InclusionOptions, cmd: Command) => {
@@ -60,14 +60,9 @@ export function registerProve(program: Command): void {
         }
         let wantHash: Uint8Array | undefined;
         if (opts.entry !== undefined) {
-          const text = await readTextFile(opts.entry, 'entry file');
-          try {
-            wantHash = hashLeaf(canonicalizeJsonText(text));
-          } catch (e) {
-            throw usage(`entry file ${opts.entry}: ${(e as Error).message}`);
-          }
+          wantHash = await entryLeafHash(opts.entry);
         }
-        const logKey = await loadVkey(opts.key);
+        const logKey = await loadLogKey(opts);
         const reader = logReader(opts);
         const r = await mapped(async () => {
           const log = await fetchVerifiedCheckpoint(reader, logKey);
@@ -102,7 +97,7 @@ export function registerProve(program: Command): void {
     .action(
       action(async (opts: ConsistencyOptions, cmd: Command) => {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
-        const logKey = await loadVkey(opts.key);
+        const logKey = await loadLogKey(opts);
         const old = await loadOldCheckpoint(opts.old, logKey);
         const reader = logReader(opts);
         const r = await mapped(async () => {

@@ -3,11 +3,9 @@ import { EvidenceError, verifyEvidence } from '@trailmark/monitor';
 import type { NoteVerifier } from '@trailmark/tlog';
 import { action, makeOutput } from '../program.js';
 import { failed, usage } from '../exit.js';
-import { loadVkey, loadPolicy, readTextFile } from './files.js';
+import { type LogKeyArgs, loadLogKey, loadPolicy, logKeyOptions, readTextFile } from './files.js';
 
-interface EvidenceOptions {
-  key?: string;
-  logKey?: string;
+interface EvidenceOptions extends LogKeyArgs {
   policy?: string;
 }
 
@@ -17,18 +15,14 @@ interface EvidenceOptions {
  */
 export function registerVerifyEvidence(program: Command): void {
   const verify = program.commands.find((c) => c.name() === 'verify') ?? program.command('verify').description('offline checks');
-  verify
-    .command('evidence')
+  logKeyOptions(verify.command('evidence'))
     .description('offline check of split-view evidence: two checkpoints signed by the log key that cannot be joined')
     .argument('<file>', 'evidence JSON file (one object, or an array as served by GET /v1/evidence)')
-    .option('--key <vkey>', "the log's vkey or a file holding it")
-    .option('--log-key <vkey>', 'same as --key')
     .option('--policy <file>', "tlog-policy file: also name the policy's witnesses that cosigned each side (and any that cosigned both)")
     .action(
       action(async (file: string, opts: EvidenceOptions, cmd: Command) => {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
-        if ((opts.key === undefined) === (opts.logKey === undefined)) throw usage("give the log's vkey with --key VKEY (or --log-key VKEY)");
-        const key = await loadVkey((opts.key ?? opts.logKey)!);
+        const key = await loadLogKey(opts);
         const text = await readTextFile(file, 'evidence file');
         let doc: unknown;
         try {
@@ -47,6 +41,10 @@ export function registerVerifyEvidence(program: Command): void {
           try {
             return verifyEvidence(item, key, witnesses ? { witnesses } : {});
           } catch (e) {
+            // a file that is not evidence at all is a mistake (exit 2); evidence that proves nothing is exit 1
+            if (e instanceof EvidenceError && e.code === 'malformed-evidence') {
+              throw usage(`${items.length > 1 ? `evidence[${i}]: ` : ''}${e.message} (a monitor writes evidence to DIR/evidence/ and serves it at GET /v1/evidence)`, { reason: e.code });
+            }
             if (e instanceof EvidenceError) {
               throw failed(`${items.length > 1 ? `evidence[${i}]: ` : ''}${e.message}`, { reason: e.code });
             }

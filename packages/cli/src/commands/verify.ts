@@ -1,58 +1,55 @@
 import type { Command } from 'commander';
 import {
-  TlogError, b64decode, b64encode, canonicalizeJsonText, hashLeaf, openCheckpoint, verifyConsistency, verifyTlogProof,
+  TlogError, b64decode, b64encode, openCheckpoint, verifyConsistency, verifyTlogProof,
 } from '@trailmark/tlog';
 import { action, makeOutput } from '../program.js';
-import { failed, usage } from '../exit.js';
-import { loadPolicy, loadVkey, readTextFile } from './files.js';
+import { type CliError, failed, usage } from '../exit.js';
+import { isNotEvidence } from '@trailmark/monitor';
+import { toCliError } from './checkpoint.js';
+import { type LogKeyArgs, entryLeafHash, loadLogKey, loadPolicy, logKeyOptions, readTextFile } from './files.js';
 
-/** Runs a verification step; library errors become "verification failed" (exit 1). */
+/** Runs a verification step; library errors become "verification failed" (exit 1), mistakes exit 2. */
 function check<T>(what: string, fn: () => T): T {
   try {
     return fn();
   } catch (e) {
+    if (isNotEvidence(e)) {
+      const mapped = toCliError(e) as CliError;
+      throw usage(`${what}: ${mapped.message}`, mapped.details);
+    }
     if (e instanceof TlogError) throw failed(`${what}: ${e.message}`, { reason: e.code });
     throw e;
   }
 }
 
-interface InclusionOptions {
-  key: string;
+interface InclusionOptions extends LogKeyArgs {
   proof: string;
   entry?: string;
   leafHash?: string;
   policy?: string;
 }
 
-interface ConsistencyOptions {
-  key: string;
+interface ConsistencyOptions extends LogKeyArgs {
   proof: string;
 }
 
 export function registerVerify(program: Command): void {
   const verify = program.command('verify').description('offline checks of proofs against a log key');
 
-  verify
-    .command('inclusion')
+  logKeyOptions(verify.command('inclusion'))
     .description('check a tlog-proof (.tlog-proof) for an entry or a leaf hash')
-    .requiredOption('--key <vkey>', 'log vkey, or a file holding it')
     .requiredOption('--proof <file>', 'tlog-proof file (c2sp.org/tlog-proof@v1)')
-    .option('--entry <file>', 'the entry, a JSON object (canonicalized with RFC 8785 before hashing)')
+    .option('--entry <file>', 'the entry, a JSON object (canonicalized with RFC 8785 before hashing), or one line of `trailmark --json entries`')
     .option('--leaf-hash <b64>', 'the leaf hash, SHA-256(0x00 || leaf data), base64')
     .option('--policy <file>', 'tlog-policy file: witness cosignatures must meet its quorum')
     .action(
       action(async (opts: InclusionOptions, cmd: Command) => {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
         if ((opts.entry === undefined) === (opts.leafHash === undefined)) throw usage('give exactly one of --entry FILE or --leaf-hash B64');
-        const logKey = await loadVkey(opts.key);
+        const logKey = await loadLogKey(opts);
         let leafHash: Uint8Array;
         if (opts.entry !== undefined) {
-          const text = await readTextFile(opts.entry, 'entry file', { strict: true });
-          try {
-            leafHash = hashLeaf(canonicalizeJsonText(text));
-          } catch (e) {
-            throw usage(`entry file ${opts.entry}: ${(e as Error).message}`);
-          }
+          leafHash = await entryLeafHash(opts.entry);
         } else {
           try {
             leafHash = b64decode(opts.leafHash!, '--leaf-hash');
@@ -83,21 +80,19 @@ export function registerVerify(program: Command): void {
       }),
     );
 
-  verify
-    .command('consistency')
+  logKeyOptions(verify.command('consistency'))
     .description('check a consistency proof file {"old_checkpoint","new_checkpoint","proof"}')
-    .requiredOption('--key <vkey>', 'log vkey, or a file holding it')
     .requiredOption('--proof <file>', 'consistency proof JSON file (as written by `trailmark prove consistency`)')
     .action(
       action(async (opts: ConsistencyOptions, cmd: Command) => {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
-        const logKey = await loadVkey(opts.key);
+        const logKey = await loadLogKey(opts);
         const text = await readTextFile(opts.proof, 'proof file', { strict: true });
         let doc: unknown;
         try {
           doc = JSON.parse(text);
         } catch (e) {
-          throw failed(`proof file ${opts.proof} is not JSON: ${(e as Error).message}`, { reason: 'malformed-proof' });
+          throw usage(`proof file ${opts.proof} is not JSON: ${(e as Error).message} (\`trailmark prove consistency\` writes one)`, { reason: 'malformed-proof' });
         }
         const d = doc as { old_checkpoint?: unknown; new_checkpoint?: unknown; proof?: unknown };
         if (
@@ -105,12 +100,17 @@ export function registerVerify(program: Command): void {
           typeof d.old_checkpoint !== 'string' || typeof d.new_checkpoint !== 'string' ||
           !Array.isArray(d.proof) || !d.proof.every((h) => typeof h === 'string')
         ) {
-          throw failed('proof file must hold {"old_checkpoint": text, "new_checkpoint": text, "proof": [base64, ...]}', { reason: 'malformed-proof' });
+          throw usage('proof file must hold {"old_checkpoint": text, "new_checkpoint": text, "proof": [base64, ...]} (`trailmark prove consistency` writes one)', { reason: 'malformed-proof' });
         }
         const oldCp = check('old checkpoint', () => openCheckpoint(d.old_checkpoint as string, logKey)).checkpoint;
         const newCp = check('new checkpoint', () => openCheckpoint(d.new_checkpoint as string, logKey)).checkpoint;
         if (oldCp.origin !== newCp.origin) throw failed(`checkpoints are from different logs: ${oldCp.origin} and ${newCp.origin}`, { reason: 'origin-mismatch' });
-        const proof = check('consistency proof', () => (d.proof as string[]).map((h, i) => b64decode(h, `proof hash ${i}`)));
+        let proof: Uint8Array[];
+        try {
+          proof = (d.proof as string[]).map((h, i) => b64decode(h, `proof hash ${i}`));
+        } catch (e) {
+          throw usage(`proof file ${opts.proof}: ${(e as Error).message}`, { reason: 'malformed-proof' });
+        }
         if (oldCp.size > newCp.size) {
           throw failed(`old checkpoint size ${oldCp.size} is larger than new checkpoint size ${newCp.size}`, { reason: 'size-order' });
         }

@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import {
-  TILE_WIDTH, b64encode, openCheckpoint, rightEdgeTiles, tilesChanged, type Checkpoint, type Hasher, type NoteVerifier, type TileRef,
+  TILE_WIDTH, b64encode, openCheckpoint, rightEdgeTiles, tilesChanged, type Checkpoint, type StreamCheckerState, type Hasher, type NoteVerifier, type TileRef,
 } from '@trailmark/tlog';
 import { writeFileDurably } from '../durable.js';
 import type { LogReader } from './http.js';
@@ -29,6 +29,8 @@ export interface AuditState {
   tree_size: string;
   root_hash: string;
   audited_at: string;
+  /** The stream checker's state at tree_size (local bookkeeping, like the file itself). */
+  streams?: StreamCheckerState;
 }
 
 /**

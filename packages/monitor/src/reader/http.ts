@@ -9,6 +9,7 @@
  */
 import http, { type IncomingHttpHeaders } from 'node:http';
 import https from 'node:https';
+import { bodySummary } from '../http.js';
 import { MAX_NOTE_SIZE, TILE_WIDTH, tilePath, type TileFetcher, type TileRef } from '@trailmark/tlog';
 
 /** Why a read failed: the log could not be read (never evidence of misbehaviour). */
@@ -248,14 +249,8 @@ function httpGet(url: string, options: http.RequestOptions, timeoutMs: number, m
 }
 
 function errorDetail(body: Buffer): string {
-  const text = body.subarray(0, 300).toString('utf8');
-  try {
-    const j = JSON.parse(body.toString('utf8')) as { error?: unknown };
-    if (typeof j.error === 'string') return `: ${j.error}`;
-  } catch {
-    /* not JSON: show the start of the text */
-  }
-  return text.trim() ? `: ${text.trim().split('\n')[0]}` : '';
+  const t = bodySummary(body.toString('utf8'));
+  return t ? `: ${t}` : '';
 }
 
 function describeError(e: unknown, timeoutMs: number): string {

@@ -7,3 +7,4 @@ export * from './verified.js';
 export * from './fasthash.js';
 export * from './audit.js';
 export * from './entries.js';
+export * from './streams.js';
