@@ -1,0 +1,67 @@
+/**
+ * PostgreSQL access events (contract section 4, `action.protocol: "postgres"`): connect, request, response and
+ * disconnect, all linked by `action.session_id`, request and response also by `request_id`.
+ *
+ * Every event the pg-proxy writes goes through PgTrail.write: one place that hands events to the shared
+ * AccessTrail (spool, shipper, log client of @trailmark/proxy), so stream fields and anything else the trail
+ * adds to events apply here unchanged.
+ */
+import { AccessTrail, ACCESS_SCHEMA, capString, newId, rfc3339ms, type AccessEvent, type Receipt } from '@trailmark/proxy';
+
+export interface PgActor {
+  id: string | null;
+  roles: string[];
+  ip: string | null;
+  /** The client's application_name. */
+  user_agent: string | null;
+}
+
+export interface PgEvent {
+  schema: typeof ACCESS_SCHEMA;
+  stage: 'connect' | 'request' | 'response' | 'disconnect';
+  id: string;
+  time: string;
+  proxy: string;
+  request_id?: string;
+  actor?: PgActor;
+  action: Record<string, unknown> & { protocol: 'postgres'; session_id: string };
+  decision?: { allowed: boolean; reason: string };
+  outcome?: Record<string, unknown>;
+}
+
+/** SQL text kept in an event: the log's entries are at most 65,535 bytes, so long statements are cut. */
+export const MAX_STATEMENT_CHARS = 16_384;
+
+export function pgEvent(stage: PgEvent['stage'], proxy: string, fields: Omit<PgEvent, 'schema' | 'stage' | 'id' | 'time' | 'proxy'>): PgEvent {
+  return { schema: ACCESS_SCHEMA, stage, id: newId(), time: rfc3339ms(), proxy, ...fields };
+}
+
+export function statementText(sql: string): string {
+  return capString(sql, MAX_STATEMENT_CHARS);
+}
+
+/** The trail as the pg-proxy uses it. */
+export class PgTrail {
+  private readonly pending = new Set<Promise<unknown>>();
+
+  constructor(readonly trail: AccessTrail) {}
+
+  /** Resolves once every write started so far has settled (before closing the spool). */
+  async settle(): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+  }
+
+  /**
+   * Records one event. `beforeForward`: the statement waits for it (spool mode: fsynced; strict mode:
+   * acknowledged by the log, else StrictModeError). Otherwise it is spooled durably (never waits for the log).
+   */
+  write(event: PgEvent, beforeForward = false): Promise<Receipt | null> {
+    // AccessTrail's types name the HTTP events; it stores any JSON event as its canonical bytes
+    const e = event as unknown as AccessEvent;
+    const p = beforeForward ? this.trail.before(e) : this.trail.after(e).then(() => null);
+    this.pending.add(p);
+    const done = () => void this.pending.delete(p);
+    p.then(done, done);
+    return p;
+  }
+}
