@@ -1,6 +1,10 @@
 import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import pg from 'pg';
-import { find, Rig, statements } from './helpers.js';
+import { waitFor } from '../../proxy/test/helpers.js';
+import { find, Rig, run, statements } from './helpers.js';
 
 describe('pg-proxy (real PostgreSQL 15, real log, psql and node-postgres)', function () {
   this.timeout(60_000);
@@ -104,5 +108,77 @@ describe('pg-proxy (real PostgreSQL 15, real log, psql and node-postgres)', func
     await c2.end();
     const withParams = find(statements(await rig.events()), 'SELECT v FROM kv WHERE k = $1 AND $2::int > 0');
     expect(withParams.request.action.param_values).to.deep.equal(['color', '7']);
+  });
+});
+
+describe('pg-proxy: pipelines, COPY, cancel', function () {
+  this.timeout(60_000);
+  let rig: Rig;
+
+  beforeEach(async () => {
+    rig = new Rig();
+    await rig.start();
+    await rig.startProxy();
+  });
+  afterEach(async () => {
+    await rig.stop();
+  });
+
+  it('a pipelined batch (pgbench \\startpipeline, extended protocol): every statement recorded in order with its outcome', async () => {
+    const script = join(rig.tmp.dir, 'pipeline.sql');
+    writeFileSync(
+      script,
+      ['\\startpipeline', "INSERT INTO items VALUES (101, 'a');", "INSERT INTO items VALUES (102, 'b');", 'SELECT 1/0;', "INSERT INTO items VALUES (103, 'c');", '\\endpipeline', 'SELECT count(*) FROM items;', ''].join('\n'),
+    );
+    const r = await run('pgbench', ['-n', '-M', 'extended', '-t', '1', '-f', script], rig.env('alice'));
+    // the division by zero aborts the pipeline's implicit transaction: nothing of it is kept, as PostgreSQL does it
+    expect(r.stderr + r.stdout).to.match(/division by zero/);
+    expect(rig.pg.sql('SELECT count(*) FROM items', 'app')).to.equal('0');
+    const list = statements(await rig.events());
+    const texts = list.map((s) => s.request.action.statement);
+    expect(texts).to.deep.equal(["INSERT INTO items VALUES (101, 'a');", "INSERT INTO items VALUES (102, 'b');", 'SELECT 1/0;', "INSERT INTO items VALUES (103, 'c');"]);
+    expect(list.map((s) => s.request.action.method)).to.deep.equal(['extended', 'extended', 'extended', 'extended']);
+    expect(list[0].response.outcome).to.deep.include({ status: 'ok', command: 'INSERT 0 1' });
+    expect(list[2].response.outcome).to.deep.include({ status: 'error', sqlstate: '22012' });
+    // the statement after the failure never ran: the server skipped it until Sync
+    expect(list[3].response.outcome).to.deep.include({ status: 'error', command: null });
+  });
+
+  it('COPY in and out (psql \\copy): data through the proxy, the COPY statements recorded with their row counts', async () => {
+    const input = Array.from({ length: 500 }, (_, i) => `${i}\tname-${i}`).join('\n') + '\n';
+    const cin = await rig.psql('alice', '\\copy items FROM STDIN', { input });
+    expect(cin.stderr).to.equal('');
+    expect(rig.pg.sql('SELECT count(*), sum(id) FROM items', 'app')).to.equal('500|124750');
+    const cout = await rig.psql('alice', 'COPY (SELECT * FROM items ORDER BY id) TO STDOUT');
+    expect(cout.stdout.split('\n')).to.have.length(500);
+    expect(cout.stdout.split('\n')[499]).to.equal('499\tname-499');
+    const list = statements(await rig.events());
+    expect(find(list, 'COPY  items FROM STDIN ').response.outcome).to.deep.include({ status: 'ok', command: 'COPY 500', rows: 500 });
+    expect(find(list, 'COPY (SELECT * FROM items ORDER BY id) TO STDOUT').response.outcome).to.deep.include({ status: 'ok', command: 'COPY 500', rows: 500 });
+  });
+
+  it('a cancelled long query: the cancel request reaches the upstream, the query stops, its response records 57014', async () => {
+    const p = spawn('psql', ['-X', '-At', '-c', 'SELECT pg_sleep(30)'], { env: rig.env('alice') });
+    let stderr = '';
+    p.stderr.on('data', (d) => (stderr += d));
+    const t0 = Date.now();
+    await waitFor('the query to run upstream', () => rig.pg.sql("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'") === '1');
+    p.kill('SIGINT'); // psql sends a CancelRequest on its own connection to the proxy
+    await new Promise((r) => p.once('close', r));
+    expect(stderr).to.match(/canceling statement due to user request/);
+    expect(Date.now() - t0).to.be.below(25_000);
+    const s = find(statements(await rig.events()), 'SELECT pg_sleep(30)');
+    expect(s.response.outcome).to.deep.include({ status: 'error', sqlstate: '57014' });
+  });
+
+  it('a client that disconnects mid-query ends its upstream session (the query stops), and its statement gets an aborted response', async () => {
+    const p = spawn('psql', ['-X', '-At', '-c', 'SELECT pg_sleep(31)'], { env: rig.env('alice') });
+    await waitFor('the query to run upstream', () => rig.pg.sql("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(31)'") === '1');
+    p.kill('SIGKILL');
+    await waitFor('the upstream backend to end', () => rig.pg.sql("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(31)'") === '0', 10_000);
+    const events = await rig.events();
+    const s = find(statements(events), 'SELECT pg_sleep(31)');
+    expect(s.response.outcome).to.deep.include({ status: 'error', aborted: true });
+    expect(events.filter((e) => e.stage === 'disconnect')).to.have.length(1);
   });
 });

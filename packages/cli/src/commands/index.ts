@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerProxy } from './proxy.js';
+import { registerPgPassword, registerPgProxy } from './pg-proxy.js';
 import { registerServe } from './serve.js';
 import { registerKeygen } from './keygen.js';
 import { registerVerify } from './verify.js';
@@ -24,5 +25,7 @@ export function registerCommands(program: Command): void {
   registerMonitor(program);
   registerVerifyEvidence(program);
   registerProxy(program);
+  registerPgProxy(program);
+  registerPgPassword(program);
   registerServe(program);
 }
