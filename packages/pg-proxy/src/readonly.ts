@@ -57,7 +57,7 @@ export function blankLiterals(sql: string): string {
 
 const LIFTS: [RegExp, string][] = [
   [/\bread\s+write\b/i, 'READ WRITE'],
-  [/\b(set|reset)\b[^;]*\btransaction_read_only\b/i, 'a change of (default_)transaction_read_only'],
+  [/\b(set|reset)\b[^;]*\b(default_)?transaction_read_only\b/i, 'a change of (default_)transaction_read_only'],
   [/\bsession\s+characteristics\b/i, 'SET SESSION CHARACTERISTICS'],
   [/\bset_config\s*\(/i, 'set_config()'],
   [/\breset\s+all\b/i, 'RESET ALL'],

@@ -182,3 +182,76 @@ describe('pg-proxy: pipelines, COPY, cancel', function () {
     expect(events.filter((e) => e.stage === 'disconnect')).to.have.length(1);
   });
 });
+
+describe('pg-proxy: rules and read-only roles', function () {
+  this.timeout(60_000);
+  let rig: Rig;
+
+  beforeEach(async () => {
+    rig = new Rig();
+    await rig.start();
+    await rig.startProxy();
+  });
+  afterEach(async () => {
+    await rig.stop();
+  });
+
+  it('a read-only role reads, is refused writes (by the database) and every way to lift read-only (by the proxy, logged as denied)', async () => {
+    rig.pg.sql("INSERT INTO items VALUES (1, 'one')", 'app');
+    expect((await rig.psql('bob', 'SELECT name FROM items')).stdout).to.equal('one');
+    const write = await rig.psql('bob', "INSERT INTO items VALUES (2, 'two')");
+    expect(write.stderr).to.match(/cannot execute INSERT in a read-only transaction/);
+    for (const sql of ['SET default_transaction_read_only = off', 'BEGIN READ WRITE', "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE", "/* x */ set  TRANSACTION_READ_ONLY TO off"]) {
+      const r = await rig.psql('bob', sql);
+      expect(r.status, sql).to.not.equal(0);
+      expect(r.stderr, sql).to.match(/trailmark: read-only session/);
+    }
+    // extended protocol, inside a transaction: the refusal aborts it as a failed statement would
+    const c = rig.client('bob');
+    await c.connect();
+    await c.query('BEGIN');
+    const err = await c.query("SELECT set_config('default_transaction_read_only', $1, false)", ['off']).then(
+      () => null,
+      (e: { code: string }) => e,
+    );
+    expect(err?.code).to.equal('25006');
+    const after = await c.query('SELECT 1').then(
+      () => null,
+      (e: { code: string }) => e,
+    );
+    expect(after?.code).to.equal('25P02'); // in failed transaction
+    await c.query('ROLLBACK');
+    expect((await c.query('SHOW default_transaction_read_only')).rows[0].default_transaction_read_only).to.equal('on');
+    await c.end();
+    expect(rig.pg.sql('SELECT count(*) FROM items', 'app')).to.equal('1');
+    const list = statements(await rig.events());
+    const denied = list.filter((s) => !s.request.decision.allowed);
+    expect(denied.map((s) => s.request.action.statement)).to.deep.equal([
+      'SET default_transaction_read_only = off',
+      'BEGIN READ WRITE',
+      'SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE',
+      '/* x */ set  TRANSACTION_READ_ONLY TO off',
+      "SELECT set_config('default_transaction_read_only', $1, false)",
+    ]);
+    for (const d of denied) {
+      expect(d.request.actor.id).to.equal('bob');
+      expect(d.response.outcome).to.deep.include({ status: 'error', sqlstate: '25006' });
+    }
+    expect(find(list, "INSERT INTO items VALUES (2, 'two')").response.outcome).to.deep.include({ status: 'error', sqlstate: '25006' });
+    expect(find(list, "INSERT INTO items VALUES (2, 'two')").request.decision.allowed).to.equal(true);
+  });
+
+  it('databases per role: a database no role of the user allows is refused at login (logged with the identity refused)', async () => {
+    const r = await rig.psql('bob', 'SELECT 1', { db: 'postgres' });
+    expect(r.stderr).to.match(/permission denied for database "postgres"/);
+    const r2 = await rig.psql('carol', 'SELECT 1');
+    expect(r2.stderr).to.match(/permission denied for database "app"/);
+    expect((await rig.psql('alice', 'SELECT current_database()', { db: 'postgres' })).stdout).to.equal('postgres');
+    const connects = (await rig.events()).filter((e) => e.stage === 'connect');
+    expect(connects.map((e) => [e.actor.id, e.action.database, e.decision.allowed])).to.deep.equal([
+      ['bob', 'postgres', false],
+      ['carol', 'app', false],
+      ['alice', 'postgres', true],
+    ]);
+  });
+});
