@@ -1,10 +1,14 @@
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { waitFor } from '../../proxy/test/helpers.js';
-import { find, Rig, run, statements } from './helpers.js';
+import { find, Rig, run, statements, USERS } from './helpers.js';
+import { freePort } from '../../../test/lib/postgres.js';
+
+const BIN = fileURLToPath(new URL('../../cli/dist/bin.js', import.meta.url));
 
 describe('pg-proxy (real PostgreSQL 15, real log, psql and node-postgres)', function () {
   this.timeout(60_000);
@@ -253,5 +257,94 @@ describe('pg-proxy: rules and read-only roles', function () {
       ['carol', 'app', false],
       ['alice', 'postgres', true],
     ]);
+  });
+});
+
+describe('pg-proxy: strict mode and crashes', function () {
+  this.timeout(90_000);
+  let rig: Rig;
+  const children: ChildProcess[] = [];
+
+  beforeEach(async () => {
+    rig = new Rig();
+    await rig.start();
+  });
+  afterEach(async () => {
+    for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await rig.stop();
+  });
+
+  it('strict mode with the log down: the proxy starts, the statement fails, nothing reaches the database; once the log is back it runs', async () => {
+    await rig.log.stop();
+    await rig.startProxy({ mode: 'strict', strictDeadlineMs: 1500 });
+    const c = rig.client('alice');
+    await c.connect();
+    const err = await c.query("INSERT INTO items VALUES (1, 'while the log is down')").then(
+      () => null,
+      (e: { code: string; message: string }) => e,
+    );
+    expect(err?.code).to.equal('57P03');
+    expect(err?.message).to.match(/access log could not record/);
+    // the same through the extended protocol
+    const err2 = await c.query('INSERT INTO items VALUES ($1, $2)', [2, 'also down']).then(
+      () => null,
+      (e: { code: string }) => e,
+    );
+    expect(err2?.code).to.equal('57P03');
+    expect(rig.pg.sql('SELECT count(*) FROM items', 'app')).to.equal('0');
+    await rig.log.start();
+    await c.query("INSERT INTO items VALUES (3, 'log is back')");
+    await c.end();
+    expect(rig.pg.sql('SELECT id FROM items', 'app')).to.equal('3');
+    const list = statements(await rig.events());
+    expect(find(list, "INSERT INTO items VALUES (1, 'while the log is down')").response.outcome).to.deep.include({ status: 'error', sqlstate: '57P03' });
+    expect(find(list, 'INSERT INTO items VALUES ($1, $2)').response.outcome).to.deep.include({ status: 'error', sqlstate: '57P03' });
+    expect(find(list, "INSERT INTO items VALUES (3, 'log is back')").response.outcome).to.deep.include({ status: 'ok', rows: 1 });
+  });
+
+  it('a proxy SIGKILLed mid-session: every statement that reached the database has its request event in the log', async () => {
+    const port = await freePort();
+    const pwFile = join(rig.tmp.dir, 'upstream-password');
+    writeFileSync(pwFile, rig.pg.password + '\n');
+    const args = [BIN, 'pg-proxy', '--upstream', rig.pg.url('app'), '--upstream-password-file', pwFile, '--log', rig.log.url, '--log-key', rig.log.vkey, '--users', rig.usersFile, '--rules', rig.rulesFile, '--listen', `127.0.0.1:${port}`, '--spool', rig.spoolDir, '--name', 'pg-test'];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    let out = '';
+    child.stdout!.on('data', (d) => (out += d));
+    child.stderr!.on('data', (d) => (out += d));
+    await waitFor('the pg-proxy child to listen', () => out.includes('listening'));
+    // four clients insert as fast as they can, by both protocols, until the proxy dies under them
+    let next = 0;
+    const writer = async (extended: boolean) => {
+      const c = new pg.Client({ host: '127.0.0.1', port, user: 'alice', password: USERS.alice.password, database: 'app' });
+      c.on('error', () => undefined);
+      await c.connect();
+      try {
+        for (;;) {
+          const n = next++;
+          const text = `INSERT INTO items VALUES (${n}, 'row ${n}')`;
+          await (extended ? c.query({ name: `s${n}`, text }) : c.query(text));
+        }
+      } catch {
+        /* the proxy is gone */
+      }
+    };
+    const writers = [writer(false), writer(true), writer(false), writer(true)];
+    await waitFor('some rows', () => Number(rig.pg.sql('SELECT count(*) FROM items', 'app')) >= 50);
+    child.kill('SIGKILL');
+    await Promise.all(writers);
+    const ids = rig.pg.sql('SELECT id FROM items ORDER BY id', 'app').split('\n').map(Number);
+    expect(ids.length).to.be.greaterThan(49);
+    // a new proxy on the same spool ships what the killed one had made durable
+    await rig.startProxy();
+    const recorded = new Set(
+      (await rig.events())
+        .filter((e) => e.stage === 'request')
+        .map((e) => /^INSERT INTO items VALUES \((\d+),/.exec(e.action.statement)?.[1])
+        .filter((x) => x !== undefined)
+        .map(Number),
+    );
+    const missing = ids.filter((id) => !recorded.has(id));
+    expect(missing, 'rows in the database without a request event').to.deep.equal([]);
   });
 });
