@@ -40,14 +40,25 @@ export function statementText(sql: string): string {
   return capString(sql, MAX_STATEMENT_CHARS);
 }
 
-/** The trail as the pg-proxy uses it. */
+/** How long a response or disconnect event may wait for the next request event's write (ms). */
+const DEFER_MS = 250;
+
+/**
+ * The trail as the pg-proxy uses it. Request and connect events are written at once (the statement or session
+ * waits for them). Response and disconnect events wait up to DEFER_MS to join the next such write: the spool
+ * writes one group at a time, so a response event written alone would make the session's next statement wait
+ * for two disk flushes instead of one.
+ */
 export class PgTrail {
   private readonly pending = new Set<Promise<unknown>>();
+  private deferred: { event: PgEvent; resolve: () => void; reject: (e: Error) => void }[] = [];
+  private timer: NodeJS.Timeout | null = null;
 
   constructor(readonly trail: AccessTrail) {}
 
   /** Resolves once every write started so far has settled (before closing the spool). */
   async settle(): Promise<void> {
+    this.flushDeferred();
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
   }
 
@@ -56,9 +67,27 @@ export class PgTrail {
    * acknowledged by the log, else StrictModeError). Otherwise it is spooled durably (never waits for the log).
    */
   write(event: PgEvent, beforeForward = false): Promise<Receipt | null> {
+    if (!beforeForward && (event.stage === 'response' || event.stage === 'disconnect')) {
+      const p = new Promise<void>((resolve, reject) => this.deferred.push({ event, resolve, reject }));
+      this.timer ??= setTimeout(() => this.flushDeferred(), DEFER_MS);
+      return this.track(p.then(() => null));
+    }
+    // deferred events join this write (appends made in one turn of the event loop share one flush)
+    this.flushDeferred();
     // AccessTrail's types name the HTTP events; it stores any JSON event as its canonical bytes
     const e = event as unknown as AccessEvent;
-    const p = beforeForward ? this.trail.before(e) : this.trail.after(e).then(() => null);
+    return this.track(beforeForward ? this.trail.before(e) : this.trail.after(e).then(() => null));
+  }
+
+  private flushDeferred(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const batch = this.deferred;
+    this.deferred = [];
+    for (const d of batch) this.trail.after(d.event as unknown as AccessEvent).then(d.resolve, d.reject);
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
     this.pending.add(p);
     const done = () => void this.pending.delete(p);
     p.then(done, done);
