@@ -53,6 +53,8 @@ export interface RunningPgProxy {
   port: number;
   trail: AccessTrail;
   registry: Registry;
+  /** Resolves once every event written so far is in the spool (response events may wait briefly to share a flush). */
+  settle(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -154,6 +156,7 @@ export async function startPgProxy(opts: PgProxyOptions): Promise<RunningPgProxy
     port: addr.port,
     trail,
     registry,
+    settle: () => pgTrail.settle(),
     close() {
       closing ??= (async () => {
         const closed = new Promise<void>((r) => server.close(() => r()));

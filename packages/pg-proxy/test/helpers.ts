@@ -89,7 +89,10 @@ export class Rig {
 
   /** The log's events once the spool is drained (each checked against the contract's common fields). */
   async events(): Promise<Ev[]> {
-    if (this.proxy) await waitFor('the spool to drain', () => this.proxy!.trail.spool.depth === 0);
+    if (this.proxy) {
+      await this.proxy.settle();
+      await waitFor('the spool to drain', () => this.proxy!.trail.spool.depth === 0);
+    }
     const entries = await logEntries(this.log.url);
     for (const e of entries) {
       // neither the proxy users' passwords nor the upstream's ever reach the log
