@@ -348,3 +348,51 @@ describe('pg-proxy: strict mode and crashes', function () {
     expect(missing, 'rows in the database without a request event').to.deep.equal([]);
   });
 });
+
+describe('pg-proxy: TLS, pg-password, SSLRequest', function () {
+  this.timeout(60_000);
+  let rig: Rig;
+
+  beforeEach(async () => {
+    rig = new Rig();
+    await rig.start();
+  });
+  afterEach(async () => {
+    await rig.stop();
+  });
+
+  it('without --tls-cert an SSLRequest is answered N (sslmode=require fails, prefer falls back to plain)', async () => {
+    await rig.startProxy();
+    const req = await rig.psql('alice', 'SELECT 1', { args: ['-d', 'sslmode=require dbname=app'] });
+    expect(req.stderr).to.match(/server does not support SSL/);
+    const prefer = await rig.psql('alice', '\\conninfo', { args: ['-d', 'sslmode=prefer dbname=app'] });
+    expect(prefer.stdout).to.match(/You are connected to database "app" as user "alice"/);
+    expect(prefer.stdout).to.not.match(/SSL/);
+  });
+
+  it('with --tls-cert/--tls-key clients talk TLS to the proxy (psql sslmode=require), and statements are recorded as usual', async () => {
+    const key = join(rig.tmp.dir, 'key.pem');
+    const cert = join(rig.tmp.dir, 'cert.pem');
+    const gen = await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost'], process.env);
+    expect(gen.status, gen.stderr).to.equal(0);
+    await rig.startProxy({ tlsCert: cert, tlsKey: key });
+    const r = await rig.psql('alice', 'SELECT 40 + 2', { args: ['-d', 'sslmode=require dbname=app'] });
+    expect(r.stdout).to.equal('42');
+    const conn = await rig.psql('alice', '\\conninfo', { args: ['-d', `sslmode=verify-full sslrootcert=${cert} host=localhost dbname=app`] });
+    expect(conn.stdout).to.match(/SSL connection \(protocol: TLSv1\.3/);
+    expect(find(statements(await rig.events()), 'SELECT 40 + 2').response.outcome).to.deep.include({ status: 'ok', command: 'SELECT 1' });
+  });
+
+  it("trailmark pg-password prints a verifier PostgreSQL itself accepts (the users file's format is pg_authid's)", async () => {
+    const out = await run(process.execPath, [BIN, 'pg-password'], process.env, 'correct horse battery\n');
+    expect(out.status).to.equal(0);
+    const verifier = out.stdout;
+    expect(verifier).to.match(/^SCRAM-SHA-256\$4096:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$/);
+    rig.pg.sql(`CREATE ROLE dave LOGIN PASSWORD '${verifier}'`);
+    expect(rig.pg.sql("SELECT rolpassword FROM pg_authid WHERE rolname = 'dave'")).to.equal(verifier);
+    const env = { ...rig.pg.env, PGUSER: 'dave', PGPASSWORD: 'correct horse battery' };
+    expect((await run('psql', ['-X', '-At', '-c', 'SELECT current_user'], env)).stdout).to.equal('dave');
+    const wrong = await run('psql', ['-X', '-At', '-c', 'SELECT 1'], { ...env, PGPASSWORD: 'correct horse' });
+    expect(wrong.stderr).to.match(/password authentication failed/);
+  });
+});
