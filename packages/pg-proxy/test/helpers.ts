@@ -20,6 +20,17 @@ export const RULES = {
 
 export type Ev = Record<string, any>;
 
+/** One PostgreSQL for all the pg-proxy tests (each test gets fresh databases): starting one takes seconds. */
+let shared: Promise<Postgres> | null = null;
+function sharedPostgres(): Promise<Postgres> {
+  shared ??= startPostgres();
+  return shared;
+}
+export async function stopSharedPostgres(): Promise<void> {
+  if (shared) await (await shared).stop();
+  shared = null;
+}
+
 export class Rig {
   tmp!: ReturnType<typeof tempDir>;
   pg!: Postgres;
@@ -32,7 +43,9 @@ export class Rig {
 
   async start(): Promise<void> {
     this.tmp = tempDir('tm-pgproxy-');
-    this.pg = await startPostgres();
+    this.pg = await sharedPostgres();
+    this.pg.sql('DROP DATABASE IF EXISTS app WITH (FORCE)');
+    this.pg.sql("DROP ROLE IF EXISTS dave");
     this.pg.sql('CREATE DATABASE app');
     this.pg.sql('CREATE TABLE items (id int primary key, name text); CREATE TABLE kv (k text primary key, v text)', 'app');
     this.log = new RestartableLog(join(this.tmp.dir, 'log'));
@@ -67,7 +80,6 @@ export class Rig {
     await this.proxy?.close();
     this.proxy = null;
     await this.log?.stop();
-    await this.pg?.stop();
     this.tmp?.cleanup();
   }
 

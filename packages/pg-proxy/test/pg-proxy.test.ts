@@ -5,10 +5,12 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { waitFor } from '../../proxy/test/helpers.js';
-import { find, Rig, run, statements, USERS } from './helpers.js';
+import { find, Rig, run, statements, stopSharedPostgres, USERS } from './helpers.js';
 import { freePort } from '../../../test/lib/postgres.js';
 
 const BIN = fileURLToPath(new URL('../../cli/dist/bin.js', import.meta.url));
+
+after(() => stopSharedPostgres());
 
 describe('pg-proxy (real PostgreSQL 15, real log, psql and node-postgres)', function () {
   this.timeout(60_000);
