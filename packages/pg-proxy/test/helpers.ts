@@ -84,8 +84,8 @@ export class Rig {
   }
 
   /** Environment for psql/pgbench through the proxy as `user`. */
-  env(user: keyof typeof USERS, db = 'app'): NodeJS.ProcessEnv {
-    return { ...process.env, PGHOST: '127.0.0.1', PGPORT: String(this.proxy!.port), PGUSER: user, PGPASSWORD: USERS[user].password, PGDATABASE: db, PGSSLMODE: 'disable', PGAPPNAME: 'psql-test' };
+  env(user: keyof typeof USERS, db = 'app', port = this.proxy?.port): NodeJS.ProcessEnv {
+    return { ...process.env, PGHOST: '127.0.0.1', PGPORT: String(port), PGUSER: user, PGPASSWORD: USERS[user].password, PGDATABASE: db, PGSSLMODE: 'disable', PGAPPNAME: 'psql-test' };
   }
 
   /** psql through the proxy (asynchronous: the proxy runs in this process); returns status, stdout, stderr. */

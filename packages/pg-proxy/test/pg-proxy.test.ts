@@ -1,10 +1,12 @@
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { waitFor } from '../../proxy/test/helpers.js';
+import { logEntries, waitFor } from '../../proxy/test/helpers.js';
+
+const statementsOf = (entries: { event: Record<string, any> }[]) => entries.filter((e) => e.event.stage === 'request');
 import { find, Rig, run, statements, stopSharedPostgres, USERS } from './helpers.js';
 import { freePort } from '../../../test/lib/postgres.js';
 
@@ -302,6 +304,29 @@ describe('pg-proxy: strict mode and crashes', function () {
     expect(find(list, "INSERT INTO items VALUES (1, 'while the log is down')").response.outcome).to.deep.include({ status: 'error', sqlstate: '57P03' });
     expect(find(list, 'INSERT INTO items VALUES ($1, $2)').response.outcome).to.deep.include({ status: 'error', sqlstate: '57P03' });
     expect(find(list, "INSERT INTO items VALUES (3, 'log is back')").response.outcome).to.deep.include({ status: 'ok', rows: 1 });
+  });
+
+  it('--workers 2: two processes on one address, each with its own spool; every statement recorded; SIGTERM stops them all', async () => {
+    const port = await freePort();
+    const args = [BIN, 'pg-proxy', '--upstream', rig.pg.url('app'), '--log', rig.log.url, '--log-key', rig.log.vkey, '--users', rig.usersFile, '--listen', `127.0.0.1:${port}`, '--spool', rig.spoolDir, '--name', 'pg-test', '--workers', '2'];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PGPASSWORD: rig.pg.password } });
+    children.push(child);
+    let out = '';
+    child.stdout!.on('data', (d) => (out += d));
+    child.stderr!.on('data', (d) => (out += d));
+    await waitFor('the pg-proxy workers to listen', () => /workers: 2/.test(out));
+    const env = rig.env('alice', 'app', port);
+    const runs = await Promise.all(Array.from({ length: 6 }, (_, i) => run('psql', ['-X', '-At', '-c', `SELECT ${i} + 1000`], env)));
+    expect(runs.map((r) => r.stdout).sort()).to.deep.equal(['1000', '1001', '1002', '1003', '1004', '1005']);
+    expect(existsSync(join(rig.spoolDir, 'worker-0'))).to.equal(true);
+    expect(existsSync(join(rig.spoolDir, 'worker-1'))).to.equal(true);
+    await waitFor('the workers to ship', async () => statementsOf(await logEntries(rig.log.url)).length === 6);
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    child.kill('SIGTERM');
+    expect(await exited).to.equal(0);
+    const events = await rig.events();
+    expect(events.filter((e) => e.stage === 'disconnect')).to.have.length(6);
+    statements(events);
   });
 
   it('a proxy SIGKILLed mid-session: every statement that reached the database has its request event in the log', async () => {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { ProxyError, type TrailMode } from '@trailmark/proxy';
-import { makeVerifier, startPgProxy, type RunningPgProxy } from '@trailmark/pg-proxy';
+import { makeVerifier, servePgProxy, type PgProxyService } from '@trailmark/pg-proxy';
 import { TlogError } from '@trailmark/tlog';
 import { action, makeOutput, runUntilSignal } from '../program.js';
 import { EXIT_OK, usage } from '../exit.js';
@@ -22,6 +22,7 @@ interface PgProxyCliOptions {
   logParams?: boolean;
   tlsCert?: string;
   tlsKey?: string;
+  workers: string;
 }
 
 /** The first line of a file (a password file holds one line; its newline is not part of it). */
@@ -53,15 +54,18 @@ export function registerPgProxy(program: Command): void {
     .option('--log-params', 'record the values of bound parameters (default: only their number)')
     .option('--tls-cert <file>', 'PEM certificate for TLS to clients (with --tls-key)')
     .option('--tls-key <file>', 'PEM private key for TLS to clients')
+    .option('--workers <n>', 'serve with N processes on one address, each with its own spool DIR/worker-<i> (its own stream)', '1')
     .action(
       action(async (opts: PgProxyCliOptions, cmd: Command) => {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
         const logKey = await loadVkey(opts.logKey);
         const password = opts.upstreamPasswordFile ? await firstLine(opts.upstreamPasswordFile, 'upstream password file') : process.env.PGPASSWORD;
         const logToken = opts.logToken ?? process.env.TRAILMARK_LOG_TOKEN;
-        let running: RunningPgProxy;
+        const workers = Number(opts.workers);
+        if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw usage(`--workers must be 1..64, got ${opts.workers}`);
+        let running: PgProxyService;
         try {
-          running = await startPgProxy({
+          running = await servePgProxy({
             upstream: opts.upstream,
             ...(password !== undefined ? { upstreamPassword: password, upstreamReadOnlyPassword: password } : {}),
             ...(opts.upstreamReadOnly ? { upstreamReadOnly: opts.upstreamReadOnly } : {}),
@@ -77,7 +81,7 @@ export function registerPgProxy(program: Command): void {
             logParams: Boolean(opts.logParams),
             ...(opts.tlsCert ? { tlsCert: opts.tlsCert } : {}),
             ...(opts.tlsKey ? { tlsKey: opts.tlsKey } : {}),
-          });
+          }, workers);
         } catch (e) {
           if (e instanceof ProxyError || e instanceof TlogError) throw usage(e.message);
           const err = e as NodeJS.ErrnoException;
@@ -85,8 +89,8 @@ export function registerPgProxy(program: Command): void {
         }
         const url = `postgres://${running.host}:${running.port}`;
         out.info(`listening: ${url}`);
-        out.info(`mode: ${opts.mode}, log: ${opts.log} (${logKey.name})`);
-        out.result({ listen: url, mode: opts.mode, log: opts.log, origin: logKey.name });
+        out.info(`mode: ${opts.mode}, workers: ${running.workers}, log: ${opts.log} (${logKey.name})`);
+        out.result({ listen: url, mode: opts.mode, workers: running.workers, log: opts.log, origin: logKey.name });
         await runUntilSignal(() => running.close());
         return EXIT_OK;
       }),
