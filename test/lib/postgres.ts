@@ -9,9 +9,11 @@
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './util.js';
+
+export { freePort };
 
 export const PG_BIN = '/usr/lib/postgresql/15/bin';
 const UNPRIVILEGED = { uid: 65534, gid: 65534 }; // nobody:nogroup
@@ -49,18 +51,6 @@ function writeOwned(file: string, text: string): void {
   if (asRoot()) chownSync(file, UNPRIVILEGED.uid, UNPRIVILEGED.gid);
 }
 
-/** A loopback port that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 function waitExit(child: ChildProcess, ms: number): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
@@ -73,6 +63,20 @@ function waitExit(child: ChildProcess, ms: number): Promise<void> {
       resolve();
     });
   });
+}
+
+/** Waits until a server on `port` answers pg_isready; else stops it and throws with its stderr. */
+async function waitReady(what: string, port: number, child: ChildProcess, stderr: () => string, stop: () => Promise<void>, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const r = spawnSync(join(PG_BIN, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(port), '-t', '1'], { encoding: 'utf8' });
+    if (r.status === 0) return;
+    if (child.exitCode !== null || Date.now() > deadline) {
+      await stop();
+      throw new Error(`${what} did not start: ${stderr()}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 export interface Postgres {
@@ -130,16 +134,7 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
     await waitExit(child, 10_000);
     rmSync(dir, { recursive: true, force: true });
   };
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const r = spawnSync(join(PG_BIN, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(port), '-t', '1'], { encoding: 'utf8' });
-    if (r.status === 0) break;
-    if (child.exitCode !== null || Date.now() > deadline) {
-      await stop();
-      throw new Error(`postgres did not start: ${stderr}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitReady('postgres', port, child, () => stderr, stop, 30_000);
   const sql = (text: string, db = 'postgres') => {
     const r = spawnSync('psql', ['-X', '-v', 'ON_ERROR_STOP=1', '-At', '-d', db, '-c', text], { encoding: 'utf8', env });
     if (r.status !== 0) throw new Error(`psql failed: ${r.stderr}`);
@@ -199,15 +194,6 @@ export async function startPgbouncer(pg: Postgres, user: string, password: strin
     await waitExit(child, 10_000);
     rmSync(dir, { recursive: true, force: true });
   };
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const r = spawnSync(join(PG_BIN, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(port), '-t', '1'], { encoding: 'utf8' });
-    if (r.status === 0) break;
-    if (child.exitCode !== null || Date.now() > deadline) {
-      await stop();
-      throw new Error(`pgbouncer did not start: ${stderr}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitReady('pgbouncer', port, child, () => stderr, stop, 15_000);
   return { port, stop };
 }

@@ -31,6 +31,26 @@ export interface PgEvent {
 
 /** SQL text kept in an event: the log's entries are at most 65,535 bytes, so long statements are cut. */
 export const MAX_STATEMENT_CHARS = 16_384;
+/** What an event may take in canonical JSON, leaving room for the fields a trail adds (stream position). */
+const MAX_EVENT_BYTES = 60_000;
+
+/**
+ * Keeps a request event within the log's entry size: parameter values go first (`params_truncated: true`),
+ * then the statement is cut shorter. Escaping can make JSON up to six bytes per character, so a character cap
+ * alone does not do it.
+ */
+export function fitEvent(ev: PgEvent): PgEvent {
+  const size = () => Buffer.byteLength(JSON.stringify(ev));
+  if (size() <= MAX_EVENT_BYTES) return ev;
+  if ('param_values' in ev.action) {
+    delete ev.action.param_values;
+    ev.action.params_truncated = true;
+  }
+  for (let keep = 8192; size() > MAX_EVENT_BYTES && keep >= 256; keep >>= 1) {
+    ev.action.statement = capString(String(ev.action.statement ?? ''), keep);
+  }
+  return ev;
+}
 
 export function pgEvent(stage: PgEvent['stage'], proxy: string, fields: Omit<PgEvent, 'schema' | 'stage' | 'id' | 'time' | 'proxy'>): PgEvent {
   return { schema: ACCESS_SCHEMA, stage, id: newId(), time: rfc3339ms(), proxy, ...fields };

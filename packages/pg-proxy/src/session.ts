@@ -19,7 +19,7 @@ import type net from 'node:net';
 import tls from 'node:tls';
 import { serialize } from 'pg-protocol';
 import type { PgRules, PgUsers, Grant } from './config.js';
-import { pgEvent, statementText, type PgActor, type PgTrail } from './events.js';
+import { fitEvent, pgEvent, statementText, type PgActor, type PgTrail } from './events.js';
 import { liftsReadOnly } from './readonly.js';
 import { mockVerifier, ScramServer, SCRAM_MECHANISM } from './scram.js';
 import { cancelUpstream, loginUpstream, targetUrl, type UpstreamTarget } from './upstream.js';
@@ -337,7 +337,7 @@ export class Session {
     if (this.cfg.logParams && portal) {
       action.param_values = portal.values.map((v, i) => (v === null ? null : portal.formats[i] === 1 ? { binary: v.toString('base64') } : statementText(v.toString('utf8'))));
     }
-    return pgEvent('request', this.cfg.proxy, { request_id: randomUUID(), actor: this.actor!, action, decision });
+    return fitEvent(pgEvent('request', this.cfg.proxy, { request_id: randomUUID(), actor: this.actor!, action, decision }));
   }
 
   private readOnlyCheck(sql: string): { allowed: boolean; reason: string } {

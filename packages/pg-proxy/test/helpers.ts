@@ -118,6 +118,18 @@ export class Rig {
   }
 }
 
+/** One Rig for a describe block: started before each test (with the proxy when `withProxy`), stopped after. */
+export function useRig(withProxy = false): Rig {
+  const rig = new Rig();
+  beforeEach(async () => {
+    rig.warnings = [];
+    await rig.start();
+    if (withProxy) await rig.startProxy();
+  });
+  afterEach(() => rig.stop());
+  return rig;
+}
+
 /** Runs a client program; resolves with its exit status and output (killed after 30 s). */
 export function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, input?: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

@@ -7,7 +7,7 @@ import pg from 'pg';
 import { logEntries, waitFor } from '../../proxy/test/helpers.js';
 
 const statementsOf = (entries: { event: Record<string, any> }[]) => entries.filter((e) => e.event.stage === 'request');
-import { find, Rig, run, statements, stopSharedPostgres, USERS } from './helpers.js';
+import { find, run, statements, stopSharedPostgres, useRig, USERS } from './helpers.js';
 import { freePort } from '../../../test/lib/postgres.js';
 
 const BIN = fileURLToPath(new URL('../../cli/dist/bin.js', import.meta.url));
@@ -16,15 +16,7 @@ after(() => stopSharedPostgres());
 
 describe('pg-proxy (real PostgreSQL 15, real log, psql and node-postgres)', function () {
   this.timeout(60_000);
-  let rig: Rig;
-
-  beforeEach(async () => {
-    rig = new Rig();
-    await rig.start();
-  });
-  afterEach(async () => {
-    await rig.stop();
-  });
+  const rig = useRig();
 
   it('psql simple queries: results through the proxy, connect/request/response/disconnect events tied to the proxy user', async () => {
     await rig.startProxy();
@@ -119,18 +111,33 @@ describe('pg-proxy (real PostgreSQL 15, real log, psql and node-postgres)', func
   });
 });
 
+describe('pg-proxy: large statements and parameters', function () {
+  this.timeout(60_000);
+  const rig = useRig();
+
+  it('a statement or parameters too large for one log entry still run; the event keeps what fits (params_truncated)', async () => {
+    await rig.startProxy({ logParams: true });
+    const c = rig.client('alice');
+    await c.connect();
+    const big = 'x'.repeat(20_000);
+    const five = 'SELECT length(concat($1::text, $2::text, $3::text, $4::text, $5::text)) AS n';
+    expect((await c.query(five, [big, big, big, big, big])).rows[0].n).to.equal(100_000);
+    // control characters take six bytes each in JSON
+    const comment = '\u0001'.repeat(40_000);
+    expect((await c.query(`SELECT 7 AS n /* ${comment} */`)).rows[0].n).to.equal(7);
+    await c.end();
+    const list = statements(await rig.events());
+    const withParam = find(list, five);
+    expect(withParam.request.action).to.deep.include({ params: 5, params_truncated: true });
+    expect(withParam.response.outcome).to.deep.include({ status: 'ok', rows: 1 });
+    const long = list.find((s) => s.request.action.statement.startsWith('SELECT 7 AS n /*'));
+    expect(long?.response.outcome).to.deep.include({ status: 'ok', rows: 1 });
+  });
+});
+
 describe('pg-proxy: pipelines, COPY, cancel', function () {
   this.timeout(60_000);
-  let rig: Rig;
-
-  beforeEach(async () => {
-    rig = new Rig();
-    await rig.start();
-    await rig.startProxy();
-  });
-  afterEach(async () => {
-    await rig.stop();
-  });
+  const rig = useRig(true);
 
   it('a pipelined batch (pgbench \\startpipeline, extended protocol): every statement recorded in order with its outcome', async () => {
     const script = join(rig.tmp.dir, 'pipeline.sql');
@@ -193,16 +200,7 @@ describe('pg-proxy: pipelines, COPY, cancel', function () {
 
 describe('pg-proxy: rules and read-only roles', function () {
   this.timeout(60_000);
-  let rig: Rig;
-
-  beforeEach(async () => {
-    rig = new Rig();
-    await rig.start();
-    await rig.startProxy();
-  });
-  afterEach(async () => {
-    await rig.stop();
-  });
+  const rig = useRig(true);
 
   it('a read-only role reads, is refused writes (by the database) and every way to lift read-only (by the proxy, logged as denied)', async () => {
     rig.pg.sql("INSERT INTO items VALUES (1, 'one')", 'app');
@@ -266,16 +264,10 @@ describe('pg-proxy: rules and read-only roles', function () {
 
 describe('pg-proxy: strict mode and crashes', function () {
   this.timeout(90_000);
-  let rig: Rig;
+  const rig = useRig();
   const children: ChildProcess[] = [];
-
-  beforeEach(async () => {
-    rig = new Rig();
-    await rig.start();
-  });
-  afterEach(async () => {
+  afterEach(() => {
     for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    await rig.stop();
   });
 
   it('strict mode with the log down: the proxy starts, the statement fails, nothing reaches the database; once the log is back it runs', async () => {
@@ -378,15 +370,7 @@ describe('pg-proxy: strict mode and crashes', function () {
 
 describe('pg-proxy: TLS, pg-password, SSLRequest', function () {
   this.timeout(60_000);
-  let rig: Rig;
-
-  beforeEach(async () => {
-    rig = new Rig();
-    await rig.start();
-  });
-  afterEach(async () => {
-    await rig.stop();
-  });
+  const rig = useRig();
 
   it('without --tls-cert an SSLRequest is answered N (sslmode=require fails, prefer falls back to plain)', async () => {
     await rig.startProxy();
