@@ -124,6 +124,10 @@ export class Session {
     this.upTarget = cfg.upstream;
     cfg.sessions.add(this);
     socket.setNoDelay(true);
+    // a client that does not finish logging in within a minute does not hold a connection
+    socket.setTimeout(60_000, () => {
+      if (this.phase !== 'ready') this.fatal('08006', 'trailmark: login not completed in time');
+    });
     this.attachClient(socket);
   }
 
@@ -297,6 +301,7 @@ export class Session {
     upSock.on('close', () => this.close('upstream closed the connection'));
     this.send(authOk());
     this.phase = 'ready';
+    this.client.setTimeout(0);
     const pending = this.upReader!.drain();
     this.upReader = new FrameReader();
     if (pending) this.onUpstreamData(pending);

@@ -172,6 +172,27 @@ describe('pg-proxy: pipelines, COPY, cancel', function () {
     expect(find(list, 'COPY (SELECT * FROM items ORDER BY id) TO STDOUT').response.outcome).to.deep.include({ status: 'ok', command: 'COPY 500', rows: 500 });
   });
 
+  it('a client that stops reading gets backpressure (the proxy stops reading its upstream, buffering nothing) while other sessions go on', async () => {
+    const slow = rig.client('alice');
+    slow.on('error', () => undefined); // destroyed below
+    await slow.connect();
+    const stream = (slow as unknown as { connection: { stream: import('node:net').Socket } }).connection.stream;
+    const before = process.memoryUsage().rss;
+    // about 400 MB of rows; the client reads none of them
+    void slow.query("SELECT repeat('x', 2000) FROM generate_series(1, 200000)").catch(() => undefined);
+    stream.pause();
+    await waitFor('the query to run upstream', () => rig.pg.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT repeat%' AND wait_event = 'ClientWrite'") === '1');
+    const other = rig.client('alice');
+    await other.connect();
+    for (let i = 0; i < 20; i++) expect((await other.query('SELECT $1::int AS i', [i])).rows[0].i).to.equal(i);
+    await other.end();
+    // the upstream backend waits to write (ClientWrite) instead of the proxy holding its output
+    expect(rig.pg.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT repeat%' AND wait_event = 'ClientWrite'")).to.equal('1');
+    expect(process.memoryUsage().rss - before).to.be.below(100 * 1024 * 1024);
+    stream.destroy();
+    await waitFor('the slow session to end upstream', () => rig.pg.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT repeat%'") === '0');
+  });
+
   it('a cancelled long query: the cancel request reaches the upstream, the query stops, its response records 57014', async () => {
     const p = spawn('psql', ['-X', '-At', '-c', 'SELECT pg_sleep(30)'], { env: rig.env('alice') });
     let stderr = '';
