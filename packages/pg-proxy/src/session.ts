@@ -84,6 +84,8 @@ interface Item {
 
 interface Portal {
   sql: string;
+  params: number;
+  /** Kept only with --log-params (they hold slices of the client's buffers). */
   values: (Buffer | null)[];
   formats: number[];
 }
@@ -337,7 +339,7 @@ export class Session {
       database: this.database,
       session_id: this.sessionId,
       statement: statementText(sql),
-      params: portal ? portal.values.length : 0,
+      params: portal ? portal.params : 0,
     };
     if (this.cfg.logParams && portal) {
       action.param_values = portal.values.map((v, i) => (v === null ? null : portal.formats[i] === 1 ? { binary: v.toString('base64') } : statementText(v.toString('utf8'))));
@@ -370,7 +372,7 @@ export class Session {
         this.statements.delete('');
         this.portals.delete('');
       } else if (type === T('E')) {
-        portal = this.portals.get(firstString(raw)) ?? { sql: '', values: [], formats: [] };
+        portal = this.portals.get(firstString(raw)) ?? { sql: '', params: 0, values: [], formats: [] };
         sql = portal.sql;
         method = 'extended';
       } else if (type === T('F')) {
@@ -381,7 +383,8 @@ export class Session {
         this.statements.set(p.name, p.query);
       } else if (type === T('B')) {
         const b = readBind(raw);
-        this.portals.set(b.portal, { sql: this.statements.get(b.statement) ?? '', values: b.values, formats: b.formats });
+        const keep = this.cfg.logParams;
+        this.portals.set(b.portal, { sql: this.statements.get(b.statement) ?? '', params: b.values.length, values: keep ? b.values : [], formats: keep ? b.formats : [] });
       } else if (type === T('C')) {
         const which = String.fromCharCode(raw[5]);
         (which === 'S' ? this.statements : this.portals).delete(firstString(raw, 6));
