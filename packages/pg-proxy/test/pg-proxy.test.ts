@@ -15,7 +15,7 @@ const BIN = fileURLToPath(new URL('../../cli/dist/bin.js', import.meta.url));
 after(() => stopSharedPostgres());
 
 describe('pg-proxy (real PostgreSQL 15, real log, psql and node-postgres)', function () {
-  this.timeout(60_000);
+  this.timeout(120_000);
   const rig = useRig();
 
   it('psql simple queries: results through the proxy, connect/request/response/disconnect events tied to the proxy user', async () => {
@@ -112,7 +112,7 @@ describe('pg-proxy (real PostgreSQL 15, real log, psql and node-postgres)', func
 });
 
 describe('pg-proxy: large statements and parameters', function () {
-  this.timeout(60_000);
+  this.timeout(120_000);
   const rig = useRig();
 
   it('a statement or parameters too large for one log entry still run; the event keeps what fits (params_truncated)', async () => {
@@ -136,7 +136,7 @@ describe('pg-proxy: large statements and parameters', function () {
 });
 
 describe('pg-proxy: pipelines, COPY, cancel', function () {
-  this.timeout(60_000);
+  this.timeout(120_000);
   const rig = useRig(true);
 
   it('a pipelined batch (pgbench \\startpipeline, extended protocol): every statement recorded in order with its outcome', async () => {
@@ -220,7 +220,7 @@ describe('pg-proxy: pipelines, COPY, cancel', function () {
 });
 
 describe('pg-proxy: rules and read-only roles', function () {
-  this.timeout(60_000);
+  this.timeout(120_000);
   const rig = useRig(true);
 
   it('a read-only role reads, is refused writes (by the database) and every way to lift read-only (by the proxy, logged as denied)', async () => {
@@ -284,7 +284,7 @@ describe('pg-proxy: rules and read-only roles', function () {
 });
 
 describe('pg-proxy: strict mode and crashes', function () {
-  this.timeout(90_000);
+  this.timeout(180_000);
   const rig = useRig();
   const children: ChildProcess[] = [];
   afterEach(() => {
@@ -327,13 +327,13 @@ describe('pg-proxy: strict mode and crashes', function () {
     let out = '';
     child.stdout!.on('data', (d) => (out += d));
     child.stderr!.on('data', (d) => (out += d));
-    await waitFor('the pg-proxy workers to listen', () => /workers: 2/.test(out));
+    await waitFor('the pg-proxy workers to listen', () => /workers: 2/.test(out), 60_000);
     const env = rig.env('alice', 'app', port);
     const runs = await Promise.all(Array.from({ length: 6 }, (_, i) => run('psql', ['-X', '-At', '-c', `SELECT ${i} + 1000`], env)));
     expect(runs.map((r) => r.stdout).sort()).to.deep.equal(['1000', '1001', '1002', '1003', '1004', '1005']);
     expect(existsSync(join(rig.spoolDir, 'worker-0'))).to.equal(true);
     expect(existsSync(join(rig.spoolDir, 'worker-1'))).to.equal(true);
-    await waitFor('the workers to ship', async () => statementsOf(await logEntries(rig.log.url)).length === 6);
+    await waitFor('the workers to ship', async () => statementsOf(await logEntries(rig.log.url)).length === 6, 60_000);
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     child.kill('SIGTERM');
     expect(await exited).to.equal(0);
@@ -352,7 +352,7 @@ describe('pg-proxy: strict mode and crashes', function () {
     let out = '';
     child.stdout!.on('data', (d) => (out += d));
     child.stderr!.on('data', (d) => (out += d));
-    await waitFor('the pg-proxy child to listen', () => out.includes('listening'));
+    await waitFor('the pg-proxy child to listen', () => out.includes('listening'), 60_000);
     // four clients insert as fast as they can, by both protocols, until the proxy dies under them
     let next = 0;
     const writer = async (extended: boolean) => {
@@ -390,7 +390,7 @@ describe('pg-proxy: strict mode and crashes', function () {
 });
 
 describe('pg-proxy: TLS, pg-password, SSLRequest', function () {
-  this.timeout(60_000);
+  this.timeout(120_000);
   const rig = useRig();
 
   it('without --tls-cert an SSLRequest is answered N (sslmode=require fails, prefer falls back to plain)', async () => {
