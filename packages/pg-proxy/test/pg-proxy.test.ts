@@ -6,7 +6,6 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { logEntries, waitFor } from '../../proxy/test/helpers.js';
 
-const statementsOf = (entries: { event: Record<string, any> }[]) => entries.filter((e) => e.event.stage === 'request');
 import { find, run, statements, stopSharedPostgres, useRig, USERS } from './helpers.js';
 import { freePort } from '../../../test/lib/postgres.js';
 
@@ -333,7 +332,8 @@ describe('pg-proxy: strict mode and crashes', function () {
     expect(runs.map((r) => r.stdout).sort()).to.deep.equal(['1000', '1001', '1002', '1003', '1004', '1005']);
     expect(existsSync(join(rig.spoolDir, 'worker-0'))).to.equal(true);
     expect(existsSync(join(rig.spoolDir, 'worker-1'))).to.equal(true);
-    await waitFor('the workers to ship', async () => statementsOf(await logEntries(rig.log.url)).length === 6, 60_000);
+    // 6 sessions: connect, request, response and disconnect each
+    await waitFor('the workers to ship', async () => (await logEntries(rig.log.url)).length === 24, 60_000);
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     child.kill('SIGTERM');
     expect(await exited).to.equal(0);
