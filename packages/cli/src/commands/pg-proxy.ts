@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { ProxyError, type TrailMode } from '@trailmark/proxy';
-import { makeVerifier, servePgProxy, type PgProxyService } from '@trailmark/pg-proxy';
+import type { PgProxyService } from '@trailmark/pg-proxy';
 import { TlogError } from '@trailmark/tlog';
 import { action, makeOutput, runUntilSignal } from '../program.js';
 import { EXIT_OK, usage } from '../exit.js';
@@ -63,6 +63,8 @@ export function registerPgProxy(program: Command): void {
         const logToken = opts.logToken ?? process.env.TRAILMARK_LOG_TOKEN;
         const workers = Number(opts.workers);
         if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw usage(`--workers must be 1..64, got ${opts.workers}`);
+        // loaded here, not at start: other commands do not pay for it
+        const { servePgProxy } = await import('@trailmark/pg-proxy');
         let running: PgProxyService;
         try {
           running = await servePgProxy({
@@ -111,6 +113,7 @@ export function registerPgPassword(program: Command): void {
         for await (const c of process.stdin) chunks.push(c as Buffer);
         const password = Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0];
         if (password === '') throw usage('no password on standard input (one line)');
+        const { makeVerifier } = await import('@trailmark/pg-proxy');
         process.stdout.write(makeVerifier(password) + '\n');
         return EXIT_OK;
       }),
