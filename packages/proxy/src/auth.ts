@@ -6,8 +6,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ConfigError } from './errors.js';
 
-/** The parsed contents of a tokens or rules file. Throws ConfigError when it cannot be read or is not JSON. */
-function readJsonFile(kind: 'tokens' | 'rules', path: string): unknown {
+/** The parsed contents of a JSON configuration file (tokens, rules, users). Throws ConfigError(kind) when it cannot be read or is not JSON. */
+export function readJsonFile(kind: string, path: string): unknown {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { registerProxy } from './proxy.js';
 import { registerSpool } from './spool.js';
 import { registerForwardAuth } from './forward-auth.js';
+import { registerPgPassword, registerPgProxy } from './pg-proxy.js';
 import { registerServe } from './serve.js';
 import { registerKeygen } from './keygen.js';
 import { registerVerify } from './verify.js';
@@ -29,5 +30,7 @@ export function registerCommands(program: Command): void {
   registerProxy(program);
   registerSpool(program);
   registerForwardAuth(program);
+  registerPgProxy(program);
+  registerPgPassword(program);
   registerServe(program);
 }

@@ -1,0 +1,116 @@
+/**
+ * PostgreSQL access events (contract section 4, `action.protocol: "postgres"`): connect, request, response and
+ * disconnect, all linked by `action.session_id`, request and response also by `request_id`.
+ *
+ * Every event the pg-proxy writes goes through PgTrail.write: one place that hands events to the shared
+ * AccessTrail (spool, shipper, log client of @trailmark/proxy), so stream fields and anything else the trail
+ * adds to events apply here unchanged.
+ */
+import { AccessTrail, ACCESS_SCHEMA, capString, newId, rfc3339ms, type AccessEvent, type Receipt } from '@trailmark/proxy';
+
+export interface PgActor {
+  id: string | null;
+  roles: string[];
+  ip: string | null;
+  /** The client's application_name. */
+  user_agent: string | null;
+}
+
+export interface PgEvent {
+  schema: typeof ACCESS_SCHEMA;
+  stage: 'connect' | 'request' | 'response' | 'disconnect';
+  id: string;
+  time: string;
+  proxy: string;
+  request_id?: string;
+  actor?: PgActor;
+  action: Record<string, unknown> & { protocol: 'postgres'; session_id: string };
+  decision?: { allowed: boolean; reason: string };
+  outcome?: Record<string, unknown>;
+}
+
+/** SQL text kept in an event: the log's entries are at most 65,535 bytes, so long statements are cut. */
+export const MAX_STATEMENT_CHARS = 16_384;
+/** What an event may take in canonical JSON, leaving room for the fields a trail adds (stream position). */
+const MAX_EVENT_BYTES = 60_000;
+
+/**
+ * Keeps a request event within the log's entry size: parameter values go first (`params_truncated: true`),
+ * then the statement is cut shorter. Escaping can make JSON up to six bytes per character, so a character cap
+ * alone does not do it.
+ */
+export function fitEvent(ev: PgEvent): PgEvent {
+  const size = () => Buffer.byteLength(JSON.stringify(ev));
+  if (size() <= MAX_EVENT_BYTES) return ev;
+  if ('param_values' in ev.action) {
+    delete ev.action.param_values;
+    ev.action.params_truncated = true;
+  }
+  for (let keep = 8192; size() > MAX_EVENT_BYTES && keep >= 256; keep >>= 1) {
+    ev.action.statement = capString(String(ev.action.statement ?? ''), keep);
+  }
+  return ev;
+}
+
+export function pgEvent(stage: PgEvent['stage'], proxy: string, fields: Omit<PgEvent, 'schema' | 'stage' | 'id' | 'time' | 'proxy'>): PgEvent {
+  return { schema: ACCESS_SCHEMA, stage, id: newId(), time: rfc3339ms(), proxy, ...fields };
+}
+
+export function statementText(sql: string): string {
+  return capString(sql, MAX_STATEMENT_CHARS);
+}
+
+/** How long a response or disconnect event may wait for the next request event's write (ms). */
+const DEFER_MS = 250;
+
+/**
+ * The trail as the pg-proxy uses it. Request and connect events are written at once (the statement or session
+ * waits for them). Response and disconnect events wait up to DEFER_MS to join the next such write: the spool
+ * writes one group at a time, so a response event written alone would make the session's next statement wait
+ * for two disk flushes instead of one.
+ */
+export class PgTrail {
+  private readonly pending = new Set<Promise<unknown>>();
+  private deferred: { event: PgEvent; resolve: () => void; reject: (e: Error) => void }[] = [];
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(readonly trail: AccessTrail) {}
+
+  /** Resolves once every write started so far has settled (before closing the spool). */
+  async settle(): Promise<void> {
+    this.flushDeferred();
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+  }
+
+  /**
+   * Records one event. `beforeForward`: the statement waits for it (spool mode: fsynced; strict mode:
+   * acknowledged by the log, else StrictModeError). Otherwise it is spooled durably (never waits for the log).
+   */
+  write(event: PgEvent, beforeForward = false): Promise<Receipt | null> {
+    if (!beforeForward && (event.stage === 'response' || event.stage === 'disconnect')) {
+      const p = new Promise<void>((resolve, reject) => this.deferred.push({ event, resolve, reject }));
+      this.timer ??= setTimeout(() => this.flushDeferred(), DEFER_MS);
+      return this.track(p.then(() => null));
+    }
+    // deferred events join this write (appends made in one turn of the event loop share one flush)
+    this.flushDeferred();
+    // AccessTrail's types name the HTTP events; it stores any JSON event as its canonical bytes
+    const e = event as unknown as AccessEvent;
+    return this.track(beforeForward ? this.trail.before(e) : this.trail.after(e).then(() => null));
+  }
+
+  private flushDeferred(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const batch = this.deferred;
+    this.deferred = [];
+    for (const d of batch) this.trail.after(d.event as unknown as AccessEvent).then(d.resolve, d.reject);
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.pending.add(p);
+    const done = () => void this.pending.delete(p);
+    p.then(done, done);
+    return p;
+  }
+}

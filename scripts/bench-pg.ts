@@ -1,0 +1,201 @@
+/**
+ * pgbench through the pg-proxy, beside the same PostgreSQL called directly (the ceiling) and through pgbouncer
+ * (the peer: a pooler that records nothing), in one run on one private server.
+ *
+ * Workloads: select-only (-S) and TPC-B-like (the default script), both with -M extended (Parse/Bind/Execute, as
+ * GUI clients and drivers send), CLIENTS clients. TPS is pgbench's; p99 is computed from its per-transaction log.
+ * The pg-proxy runs in spool mode as `trailmark pg-proxy` with a real log server (`trailmark serve`) in its own
+ * process ingesting the events during the load. At the end every statement pgbench completed must have its
+ * request event in the log (the script fails otherwise). The PostgreSQL server runs with fsync off (the
+ * test harness's setting), which makes the server as fast as it gets here: the proxy's cost shows in full.
+ *
+ *   node --import=tsx scripts/bench-pg.ts   (BENCH_QUICK=1 for a smoke run)
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { makeVerifier } from '@trailmark/pg-proxy';
+import { Spool } from '@trailmark/proxy';
+import { freePort, startPgbouncer, startPostgres } from '../test/lib/postgres.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const bin = join(root, 'packages/cli/dist/bin.js');
+const quick = Boolean(process.env.BENCH_QUICK);
+const duration = quick ? 4 : 10;
+const CLIENTS = 16;
+
+function startCli(args: string[], want: RegExp, env: NodeJS.ProcessEnv = process.env): Promise<{ proc: ChildProcess; match: string }> {
+  const proc = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const on = (d: Buffer) => {
+      out += d.toString();
+      const m = want.exec(out);
+      if (m) resolve({ proc, match: m[1] });
+    };
+    proc.stdout!.on('data', on);
+    proc.stderr!.on('data', on);
+    proc.on('exit', (code) => reject(new Error(`trailmark ${args[0]} exited ${code}: ${out}`)));
+  });
+}
+
+function stop(proc: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+    proc.once('exit', () => resolve());
+    proc.kill('SIGTERM');
+  });
+}
+
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (out += d));
+    p.on('close', (status) => resolve({ status, out }));
+  });
+}
+
+interface Result {
+  tps: number;
+  p99: number;
+  transactions: number;
+}
+
+/** One pgbench run; p99 (ms) from the per-transaction latency log (third field, microseconds). */
+async function pgbench(env: NodeJS.ProcessEnv, selectOnly: boolean, logDir: string): Promise<Result> {
+  const prefix = join(logDir, `pgb-${Date.now()}`);
+  const args = ['-n', '-M', 'extended', '-c', String(CLIENTS), '-j', '2', '-T', String(duration), '-l', `--log-prefix=${prefix}`, ...(selectOnly ? ['-S'] : [])];
+  const r = await run('pgbench', args, env);
+  if (r.status !== 0) throw new Error(`pgbench failed: ${r.out}`);
+  const tps = Number(/tps = ([\d.]+) \((?:without initial connection time|excluding connections establishing)\)/.exec(r.out)?.[1]);
+  const transactions = Number(/number of transactions actually processed: (\d+)/.exec(r.out)?.[1]);
+  const lat: number[] = [];
+  for (const f of readdirSync(logDir).filter((f) => join(logDir, f).startsWith(prefix))) {
+    for (const line of readFileSync(join(logDir, f), 'utf8').split('\n')) {
+      const us = Number(line.split(' ')[2]);
+      if (line && Number.isFinite(us)) lat.push(us);
+    }
+  }
+  lat.sort((a, b) => a - b);
+  return { tps, p99: lat.length ? lat[Math.min(lat.length - 1, Math.floor(lat.length * 0.99))] / 1000 : NaN, transactions };
+}
+
+/** Request events in the log whose statement is `sql`, counted by walking every entry. */
+async function countStatements(logUrl: string, match: (sql: string) => boolean): Promise<{ matched: number; size: number }> {
+  const size = ((await (await fetch(`${logUrl}/v1/get-sth`)).json()) as { tree_size: number }).tree_size;
+  let matched = 0;
+  for (let i = 0; i < size; ) {
+    const r = (await (await fetch(`${logUrl}/v1/get-entries?start=${i}&end=${Math.min(size, i + 1000) - 1}`)).json()) as { entries: { leaf_input: string }[] };
+    for (const e of r.entries) {
+      const ev = JSON.parse(Buffer.from(e.leaf_input, 'base64').toString('utf8'));
+      if (ev.stage === 'request' && match(ev.action?.statement ?? '')) matched++;
+    }
+    i += r.entries.length;
+  }
+  return { matched, size };
+}
+
+/**
+ * The same-run ceiling for a proxy that makes each statement's event durable before forwarding it: the mean
+ * latency of one spool append (an O_DSYNC write) on this disk now. A client can do at most one statement per
+ * flush, so CLIENTS / latency bounds the TPS even with every client's event in every flush.
+ */
+async function spoolAppendMs(dir: string): Promise<number> {
+  const spool = await Spool.open({ dir });
+  const rec = Buffer.alloc(600, 0x61);
+  let n = 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < 1500) {
+    await spool.append(rec);
+    n++;
+  }
+  const ms = (performance.now() - t0) / n;
+  await spool.close();
+  return ms;
+}
+
+async function treeSize(logUrl: string): Promise<number> {
+  return ((await (await fetch(`${logUrl}/v1/get-sth`)).json()) as { tree_size: number }).tree_size;
+}
+
+async function main(): Promise<void> {
+  const tmp = mkdtempSync(join(tmpdir(), 'tm-bench-pg-'));
+  const procs: ChildProcess[] = [];
+  const pg = await startPostgres();
+  let bouncer: Awaited<ReturnType<typeof startPgbouncer>> | null = null;
+  try {
+    const init = await run('pgbench', ['-i', '-q', '-s', '4'], pg.env);
+    if (init.status !== 0) throw new Error(`pgbench -i failed: ${init.out}`);
+    bouncer = await startPgbouncer(pg, 'postgres', pg.password);
+    const logPort = await freePort();
+    const log = await startCli(['serve', '--data', join(tmp, 'log'), '--listen', `127.0.0.1:${logPort}`, '--origin', 'bench.example/log'], /(http:\/\/127\.0\.0\.1:\d+)/);
+    procs.push(log.proc);
+    const logUrl = log.match;
+    const vkey = readFileSync(join(tmp, 'log', 'log.key.pub'), 'utf8').trim();
+    const userPassword = 'bench-user-password';
+    writeFileSync(join(tmp, 'users.json'), JSON.stringify({ bench: { password: makeVerifier(userPassword), roles: ['dba'] } }));
+    const proxyPort = await freePort();
+    const proxy = await startCli(
+      ['pg-proxy', '--upstream', pg.url('postgres'), '--log', logUrl, '--log-key', vkey, '--users', join(tmp, 'users.json'), '--listen', `127.0.0.1:${proxyPort}`, '--spool', join(tmp, 'spool'), '--name', 'bench'],
+      /listening: (postgres:\S+)/,
+      { ...process.env, PGPASSWORD: pg.password },
+    );
+    procs.push(proxy.proc);
+
+    const targets: Record<string, NodeJS.ProcessEnv> = {
+      direct: pg.env,
+      pgbouncer: { ...pg.env, PGPORT: String(bouncer.port) },
+      'pg-proxy': { ...pg.env, PGPORT: String(proxyPort), PGUSER: 'bench', PGPASSWORD: userPassword },
+    };
+    console.log(`pgbench -M extended, ${CLIENTS} clients, ${duration} s each, scale 4; PostgreSQL 15 (fsync off) on this machine; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} (the machine is shared: figures are noisy, read them beside the same-run direct and pgbouncer rows)`);
+    const results: Record<string, Record<string, Result>> = {};
+    let proxyTransactions = { select: 0, tpcb: 0 };
+    const fsyncMs = await spoolAppendMs(join(tmp, 'ceiling-spool'));
+    console.log(`  ceiling: one spool append (fsync) takes ${fsyncMs.toFixed(2)} ms on this disk now: at most ${Math.round(CLIENTS / fsyncMs * 1000)} TPS for ${CLIENTS} clients when each statement waits for its event's flush`);
+    for (const [workload, selectOnly] of [
+      ['select-only (-S)', true],
+      ['TPC-B-like', false],
+    ] as const) {
+      results[workload] = {};
+      for (const [name, env] of Object.entries(targets)) {
+        const r = await pgbench(env, selectOnly, tmp);
+        results[workload][name] = r;
+        if (name === 'pg-proxy') proxyTransactions = { ...proxyTransactions, [selectOnly ? 'select' : 'tpcb']: r.transactions };
+        console.log(`  ${workload.padEnd(18)} ${name.padEnd(10)} ${r.tps.toFixed(0).padStart(7)} TPS   p99 ${r.p99.toFixed(2).padStart(7)} ms`);
+      }
+      const ratio = results[workload]['pg-proxy'].tps / results[workload].pgbouncer.tps;
+      const ceiling = results[workload]['pg-proxy'].tps / results[workload].direct.tps;
+      console.log(`  ${workload.padEnd(18)} pg-proxy / pgbouncer TPS: ${ratio.toFixed(2)} (target >= 0.5); pg-proxy / direct: ${ceiling.toFixed(2)}`);
+    }
+    // every statement durably recorded: wait for the log to stop growing, then count
+    let last = -1;
+    for (;;) {
+      const size = await treeSize(logUrl);
+      if (size === last) break;
+      last = size;
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+    const selects = await countStatements(logUrl, (s) => s.startsWith('SELECT abalance FROM pgbench_accounts WHERE aid = $1'));
+    const updates = await countStatements(logUrl, (s) => s.startsWith('UPDATE pgbench_tellers'));
+    const wantSelects = proxyTransactions.select + proxyTransactions.tpcb;
+    console.log(`  log: ${selects.size} entries; SELECT abalance request events ${selects.matched} for ${wantSelects} completed transactions, UPDATE pgbench_tellers ${updates.matched} for ${proxyTransactions.tpcb}`);
+    if (selects.matched < wantSelects || updates.matched < proxyTransactions.tpcb) {
+      console.error('FAIL: statements completed through the pg-proxy without their request events in the log');
+      process.exitCode = 1;
+    }
+  } finally {
+    for (const p of procs.reverse()) await stop(p);
+    await bouncer?.stop();
+    await pg.stop();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
