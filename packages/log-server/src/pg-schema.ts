@@ -6,7 +6,8 @@
  *   tm_log           the log's identity (origin, vkey) and next_index, the sequencing counter: writers
  *                    assign indices under this row's lock, so indices are dense and fixed at insert
  *   tm_leaf_hashes   leaf hash -> index, the primary key is the dedup (strong, across every frontend)
- *   tm_pending       entries whose bundle is not full yet; deleted when the bundle row is written
+ *   tm_pending       entries not yet in a full bundle, one row per writer batch (entries n from first_idx,
+ *                    each a uint16 length then its bytes); deleted once every entry is in a bundle row
  *   tm_bundles       full entry bundles (tlog-tiles encoding), immutable
  *   tm_tiles         tiles: full ones immutable; the partial tile of each level >= 1 grows in place
  *   tm_checkpoint    the latest signed tree (one row), updated by compare-and-swap on its size
@@ -33,7 +34,8 @@ CREATE TABLE tm_leaf_hashes (
   idx bigint NOT NULL
 );
 CREATE TABLE tm_pending (
-  idx bigint PRIMARY KEY,
+  first_idx bigint PRIMARY KEY,
+  n int NOT NULL CHECK (n > 0),
   data bytea NOT NULL
 );
 CREATE TABLE tm_bundles (

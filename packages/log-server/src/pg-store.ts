@@ -136,6 +136,54 @@ async function inTransaction<T>(c: pg.PoolClient, begin: string, fn: () => Promi
   }
 }
 
+/**
+ * Many byte strings as one bytea parameter (node-postgres sends a Buffer in binary) and their 1-based offsets
+ * and lengths: text-encoded bytea[] arrays cost seconds per 20,000 entries to escape and parse.
+ * SQL unpacks it with `substring($blob from o for l)` over `unnest(offsets, lengths)`.
+ */
+function pack(items: readonly Uint8Array[]): [Buffer, number[], number[]] {
+  const offs = new Array<number>(items.length);
+  const lens = new Array<number>(items.length);
+  let o = 0;
+  for (let i = 0; i < items.length; i++) {
+    offs[i] = o + 1;
+    lens[i] = items[i].length;
+    o += items[i].length;
+  }
+  return [Buffer.concat(items as Uint8Array[], o), offs, lens];
+}
+
+/** Rows (blob offset, length, ordinal) of a packed parameter pair: `FROM ${UNPACK(2)}` binds $2 and $3. */
+const UNPACK = (n: number) => `unnest($${n}::int[], $${n + 1}::int[]) WITH ORDINALITY AS u(o, l, i)`;
+
+/** A pending batch row's entries: each a big-endian uint16 length then its bytes (as in entry bundles). */
+function encodeBatch(entries: readonly Uint8Array[]): Buffer {
+  let len = 0;
+  for (const e of entries) len += 2 + e.length;
+  const out = Buffer.allocUnsafe(len);
+  let o = 0;
+  for (const e of entries) {
+    out.writeUInt16BE(e.length, o);
+    out.set(e, o + 2);
+    o += 2 + e.length;
+  }
+  return out;
+}
+
+function decodeBatch(blob: Buffer, n: number, first: number): Buffer[] {
+  const out: Buffer[] = [];
+  let o = 0;
+  while (o < blob.length) {
+    if (o + 2 > blob.length) break;
+    const len = blob.readUInt16BE(o);
+    out.push(blob.subarray(o + 2, o + 2 + len));
+    o += 2 + len;
+  }
+  if (out.length !== n || o !== blob.length) throw new LogStateError('entries', `the pending batch from entry ${first} holds ${out.length} entries in ${blob.length} bytes, expected ${n}`);
+  return out;
+}
+
+
 const toNum = (v: string | number): number => {
   const n = Number(v);
   if (!Number.isSafeInteger(n)) throw new LogStateError('state', `a stored index or size ${v} is beyond 2^53`);
@@ -260,11 +308,22 @@ export class PgStore extends DurableReads implements LogStorage {
         if (String(size) !== st.size || toNum(row.size) !== size) throw new LogStateError('state', `stored size ${row.size} differs from the signed checkpoint's size ${size}`);
 
         const bIndex = Math.floor(size / TILE_W);
-        const pend = await c.query<{ idx: string; data: Buffer }>('SELECT idx, data FROM tm_pending WHERE idx >= $1 AND idx < $2 ORDER BY idx', [bIndex * TILE_W, size]);
-        const entries = pend.rows.map((r, i) => {
-          if (toNum(r.idx) !== bIndex * TILE_W + i) throw new LogStateError('entries', `pending entry ${bIndex * TILE_W + i} is missing for size ${size}`);
-          return r.data;
-        });
+        const from = bIndex * TILE_W;
+        const entries: Buffer[] = [];
+        if (size > from) {
+          // rows never straddle a bundle boundary (prepare cuts them there)
+          const pend = await c.query<{ first_idx: string; n: number; data: Buffer }>('SELECT first_idx, n, data FROM tm_pending WHERE first_idx >= $1 AND first_idx < $2 ORDER BY first_idx', [from, size]);
+          for (const r of pend.rows) {
+            const first = toNum(r.first_idx);
+            const list = decodeBatch(r.data, r.n, first);
+            for (let i = 0; i < list.length; i++) {
+              const idx = first + i;
+              if (idx < from || idx >= size) continue;
+              if (idx !== from + entries.length) throw new LogStateError('entries', `pending entry ${from + entries.length} is missing for size ${size}`);
+              entries.push(list[i]);
+            }
+          }
+        }
         if (entries.length !== size % TILE_W) throw new LogStateError('entries', `the partial bundle ${bIndex} should hold ${size % TILE_W} entries for size ${size}, found ${entries.length}`);
 
         const tiles: TileNode[] = [];
@@ -364,7 +423,10 @@ export class PgStore extends DurableReads implements LogStorage {
         inTransaction(c, 'BEGIN', async () => {
           let next = toNum((await c.query<{ next_index: string }>('SELECT next_index FROM tm_log WHERE id = 1 FOR UPDATE')).rows[0].next_index);
           const found = new Map<string, number>();
-          const ex = await c.query<{ leaf_hash: Buffer; idx: string }>('SELECT leaf_hash, idx FROM tm_leaf_hashes WHERE leaf_hash = ANY($1::bytea[])', [hashes]);
+          const ex = await c.query<{ leaf_hash: Buffer; idx: string }>(
+            `SELECT leaf_hash, idx FROM tm_leaf_hashes WHERE leaf_hash IN (SELECT substring($1::bytea from 32 * g + 1 for 32) FROM generate_series(0, length($1::bytea) / 32 - 1) g)`,
+            [Buffer.concat(hashes)],
+          );
           for (const r of ex.rows) found.set(r.leaf_hash.toString('hex'), toNum(r.idx));
           const out = new Array<number>(uniq.length);
           const newIdx: number[] = [];
@@ -383,8 +445,30 @@ export class PgStore extends DurableReads implements LogStorage {
             newData.push(buf(uniq[i].data));
           }
           if (newIdx.length > 0) {
-            await c.query('INSERT INTO tm_leaf_hashes (leaf_hash, idx) SELECT * FROM unnest($1::bytea[], $2::bigint[])', [newHash, newIdx]);
-            await c.query('INSERT INTO tm_pending (idx, data) SELECT * FROM unnest($1::bigint[], $2::bytea[])', [newIdx, newData]);
+            // the new leaves take consecutive indices from newIdx[0], in order
+            await c.query(`INSERT INTO tm_leaf_hashes (leaf_hash, idx) SELECT substring($1::bytea from 32 * g + 1 for 32), $2::bigint + g FROM generate_series(0, $3::int - 1) g`, [
+              Buffer.concat(newHash),
+              newIdx[0],
+              newIdx.length,
+            ]);
+            // a row per bundle's worth (a row per entry costs PostgreSQL more than the entries' bytes), cut at
+            // bundle boundaries so that a full bundle frees whole rows and a view loads at most one bundle's rows
+            const rows: Buffer[] = [];
+            const firsts: number[] = [];
+            const counts: number[] = [];
+            for (let i = 0; i < newData.length; ) {
+              const first = newIdx[i];
+              const n = Math.min(newData.length - i, TILE_W - (first % TILE_W));
+              rows.push(encodeBatch(newData.slice(i, i + n)));
+              firsts.push(first);
+              counts.push(n);
+              i += n;
+            }
+            await c.query(`INSERT INTO tm_pending (first_idx, n, data) SELECT ($4::bigint[])[i], ($5::int[])[i], substring($1::bytea from o for l) FROM ${UNPACK(2)}`, [
+              ...pack(rows),
+              firsts,
+              counts,
+            ]);
             await c.query('UPDATE tm_log SET next_index = $1 WHERE id = 1', [next]);
             // wakes the sequencer wherever it runs (delivered at commit)
             if (!this.writer) await c.query(`SELECT pg_notify('tm_pending', $1)`, [String(next)]);
@@ -460,15 +544,25 @@ export class PgStore extends DurableReads implements LogStorage {
     const token = this.token!;
     const start = w.size;
     try {
-      const rows = (await this.pool.query<{ idx: string; data: Buffer }>('SELECT idx, data FROM tm_pending WHERE idx >= $1 ORDER BY idx LIMIT $2', [start, this.maxIntegrate])).rows;
-      if (rows.length === 0 || toNum(rows[0].idx) !== start) return false;
+      // one row per writer batch (node-postgres's binary results decode values as UTF-8 text, so hex it is)
+      // base64 text: half the bytes of bytea's hex output
+      const rows = (
+        await this.pool.query<{ rel: number; n: number; d: string }>(
+          `SELECT (first_idx - $1)::int AS rel, n, encode(data, 'base64') AS d FROM tm_pending WHERE first_idx >= $2 AND first_idx + n > $1 ORDER BY first_idx LIMIT $3`,
+          [start, start - (start % TILE_W), Math.ceil(this.maxIntegrate / TILE_W) + 1],
+        )
+      ).rows;
       const batch = new PgBatch();
-      w.begin(batch);
-      for (let i = 0; i < rows.length; i++) {
-        // dense by construction (indices come from one counter, in the transaction that writes the rows)
-        if (toNum(rows[i].idx) !== start + i) break;
-        w.append(nodeHasher.leaf(rows[i].data), rows[i].data);
+      let next = 0;
+      for (const r of rows) {
+        // dense by construction: indices come from one counter, in the transaction that writes the row
+        if (r.rel > next) throw new LogStateError('entries', `pending entries ${start + next} to ${start + r.rel - 1} are missing`);
+        const list = decodeBatch(Buffer.from(r.d, 'base64'), r.n, start + r.rel);
+        if (next === 0) w.begin(batch);
+        for (let i = next - r.rel; i < list.length; i++, next++) w.append(nodeHasher.leaf(list[i]), list[i]);
+        if (next >= this.maxIntegrate) break;
       }
+      if (next === 0) return false;
       const snap = w.finish();
       const size = snap.tree.size;
       await withClient(this.pool, (c) =>
@@ -479,14 +573,17 @@ export class PgStore extends DurableReads implements LogStorage {
           );
           if (lease.rowCount !== 1) throw new FencedError('the sequencer lease was lost');
           if (batch.bundles.length > 0) {
-            await c.query('INSERT INTO tm_bundles (idx, data) SELECT * FROM unnest($1::bigint[], $2::bytea[])', [batch.bundles.map((b) => b.idx), batch.bundles.map((b) => b.data)]);
+            const [blob, offs, lens] = pack(batch.bundles.map((b) => b.data));
+            await c.query(`INSERT INTO tm_bundles (idx, data) SELECT $4::bigint + i - 1, substring($1::bytea from o for l) FROM ${UNPACK(2)}`, [blob, offs, lens, batch.bundles[0].idx]);
           }
           const tiles = [...batch.tiles.values()];
           await c.query(
-            'INSERT INTO tm_tiles (level, idx, data) SELECT * FROM unnest($1::int[], $2::bigint[], $3::bytea[]) ON CONFLICT (level, idx) DO UPDATE SET data = EXCLUDED.data WHERE length(EXCLUDED.data) > length(tm_tiles.data)',
-            [tiles.map((t) => t.level), tiles.map((t) => t.idx), tiles.map((t) => t.data)],
+            `INSERT INTO tm_tiles (level, idx, data) SELECT ($4::int[])[i], ($5::bigint[])[i], substring($1::bytea from o for l) FROM ${UNPACK(2)}
+             ON CONFLICT (level, idx) DO UPDATE SET data = EXCLUDED.data WHERE length(EXCLUDED.data) > length(tm_tiles.data)`,
+            [...pack(tiles.map((t) => t.data)), tiles.map((t) => t.level), tiles.map((t) => t.idx)],
           );
-          if (batch.delTo >= 0) await c.query('DELETE FROM tm_pending WHERE idx >= $1 AND idx <= $2', [batch.delFrom, batch.delTo]);
+          // batch rows whose entries are all in full bundles now
+          if (batch.delTo >= 0) await c.query('DELETE FROM tm_pending WHERE first_idx <= $1 AND first_idx + n <= $1 + 1', [batch.delTo]);
           const cas = await c.query('UPDATE tm_checkpoint SET size = $1, state = $2 WHERE id = 1 AND size = $3', [size, batch.state, start]);
           if (cas.rowCount !== 1) throw new FencedError(`the stored checkpoint is no longer at size ${start}`);
           await c.query('INSERT INTO tm_checkpoints (size, root, note) VALUES ($1, $2, $3)', [size, snap.tree.root, snap.tree.checkpoint]);
