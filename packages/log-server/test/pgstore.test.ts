@@ -191,6 +191,44 @@ describe('log storage on PostgreSQL: several frontends', function () {
     }
   });
 
+  it('a sequencer that signed a batch and stalled while its lease was taken stores nothing it signed', async () => {
+    const key = newKey();
+    const url = newDb();
+    const db = url.split('/').pop()!;
+    const a = await PgStore.open(url, key, { pollMs: 100 });
+    await a.append([leaf({ before: 1 })]);
+    expect(a.sequencing).to.equal(true);
+    // a client holding the lease row's lock stalls the sequencer's next transaction after it has signed
+    const { default: pgmod } = await import('pg');
+    const blocker = new pgmod.Client({ connectionString: url });
+    await blocker.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('SELECT * FROM tm_lease FOR UPDATE');
+      const stalled = a.append([leaf({ during: 1 }), leaf({ during: 2 })]);
+      // meanwhile another frontend takes the lease (as one does once a paused sequencer's lease expires)
+      await new Promise((r) => setTimeout(r, 300));
+      await blocker.query(`UPDATE tm_lease SET holder = 'someone-else', token = token + 1, expires = clock_timestamp() + interval '1 hour'`);
+      await blocker.query('COMMIT');
+      // the stalled transaction finds the lease gone and stores nothing: the checkpoint stays at size 1
+      for (let i = 0; i < 50 && a.fenced === 0; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(a.fenced).to.be.at.least(1);
+      expect(a.sequencing).to.equal(false);
+      expect(pg.sql('SELECT size FROM tm_checkpoint', db)).to.equal('1');
+      expect(pg.sql('SELECT count(*) FROM tm_checkpoints', db)).to.equal('2');
+      expect(a.size).to.equal(1);
+      // the entries themselves are durable at their indices; the next sequencer signs them
+      await blocker.query(`UPDATE tm_lease SET expires = '-infinity'`);
+      const r = await stalled;
+      expect(r.indices).to.deep.equal([1, 2]);
+      expect(r.tree.size).to.equal(3);
+      expect(pg.sql('SELECT size FROM tm_checkpoints ORDER BY size', db).split('\n')).to.deep.equal(['0', '1', '3']);
+    } finally {
+      await blocker.end();
+      await a.close();
+    }
+  });
+
   it('refuses a store that belongs to another key', async () => {
     const url = newDb();
     const s = await PgStore.open(url, newKey());
