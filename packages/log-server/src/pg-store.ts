@@ -205,6 +205,7 @@ export class PgStore extends DurableReads implements LogStorage {
   private refreshAgain = false;
   private failure: Error | undefined;
   private closed = false;
+  private ticking = false;
   private readonly leaseMs: number;
   private readonly pollMs: number;
   private readonly maxIntegrate: number;
@@ -613,7 +614,17 @@ export class PgStore extends DurableReads implements LogStorage {
 
   /** Renews or tries for the lease, keeps the listener up, refreshes the view. Never throws. */
   private async tick(): Promise<void> {
-    if (this.closed) return;
+    // one at a time: two overlapping acquisitions by one frontend would fence each other
+    if (this.closed || this.ticking) return;
+    this.ticking = true;
+    try {
+      await this.tickOnce();
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  private async tickOnce(): Promise<void> {
     try {
       await this.lease();
     } catch (e) {
