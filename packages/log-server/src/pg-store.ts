@@ -112,6 +112,8 @@ function connectionOptions(url: string, max: number): pg.PoolConfig {
     // transaction (a SIGSTOPped sequencer) is ended by the server, which releases its row locks
     options: '-c synchronous_commit=on -c idle_in_transaction_session_timeout=2000',
     connectionTimeoutMillis: 10_000,
+    // no call waits forever on a connection that died silently (the tick loop must keep running)
+    query_timeout: 60_000,
   };
 }
 
