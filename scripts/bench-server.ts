@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fmt, levelSyncBatchRate, levelSyncSingleRate, row, sha256Rates, startBareServer, waitForUrl } from './lib/ceilings.js';
 import { decodeEntryBundle } from '@trailmark/tlog';
+import { STORE_GROUP, storeCeiling } from './lib/store-ceiling.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 const SIZE = Number(process.env.BENCH_SIZE ?? (quick ? 100_000 : 1_000_000));
@@ -124,6 +125,7 @@ async function main(): Promise<void> {
   const sha = sha256Rates(quick ? 200 : 500);
   const levelBatch = await levelSyncBatchRate(1000, quick ? 10 : 30);
   const levelSingle = await levelSyncSingleRate(quick ? 100 : 300);
+  const store = await storeCeiling(quick ? 100_000 : 400_000);
 
   const bare = await startBareServer('{"leaf_index":1,"tree_size":1}');
   const barePost = await load({ url: bare.url, mode: 'post', connections: 64, duration: SECONDS });
@@ -159,6 +161,7 @@ async function main(): Promise<void> {
     print(row('  p50 latency (ms)', single.p50, 'ms', 'target p99', 100));
     print(row('  (a commit is one fsync: group commit rate)', single.rps, 'entries/s', 'LevelDB sync batches of 1 put/s', levelSingle));
     print(row(`batched ingest, ${BATCH} events/request, ${BATCH_CONNS} conns`, (batch.total * BATCH) / batch.seconds, 'events/s', 'LevelDB sync puts/s (1000/batch)', levelBatch));
+    print(row('  same, against the store itself', (batch.total * BATCH) / batch.seconds, 'events/s', `log-layout sync batches of ${fmt(STORE_GROUP)}`, store));
     print(row('  same, against raw SHA-256 of a 301-byte leaf', (batch.total * BATCH) / batch.seconds, 'events/s', 'node:crypto SHA-256/s', sha.node));
     print(row(`inclusion proofs, tree of ${fmt(size)}, 64 conns`, proofs.rps, 'req/s', 'bare node:http, same GETs', bareGet.rps));
     print(row('  proof p99 latency (ms)', proofs.p99, 'ms', 'bare node:http p99 (ms)', bareGet.p99));
@@ -168,7 +171,7 @@ async function main(): Promise<void> {
     print(row('disk per entry (B)', disk / size, 'B', 'entry bytes + 80 (B)', bundle + 80));
     print(`  disk ${fmt(disk)} B for ${fmt(size)} entries of ${bundle.toFixed(1)} B average: ${(disk / size).toFixed(1)} B/entry (LevelDB compresses entries)`);
     print(`  errors: single ${single.errors}/${single.non2xx} non-2xx, batch ${batch.errors}/${batch.non2xx}, proofs ${proofs.errors}/${proofs.non2xx}`);
-    print(`  ceilings: SHA-256 node ${fmt(sha.node)}/s noble ${fmt(sha.noble)}/s; LevelDB sync 1000-put batches ${fmt(levelBatch)} puts/s, single-put batches ${fmt(levelSingle)}/s`);
+    print(`  ceilings: SHA-256 node ${fmt(sha.node)}/s noble ${fmt(sha.noble)}/s; LevelDB sync 1000-put batches ${fmt(levelBatch)} puts/s, single-put batches ${fmt(levelSingle)}/s; the store in log layout ${fmt(store)} entries/s`);
   } finally {
     await stop(proc);
     rmSync(dir, { recursive: true, force: true });

@@ -60,10 +60,20 @@ export class Dedup {
   }
 }
 
+/** Risky leaves a batch checks by scanning the batches not yet durable before it builds maps of them. */
+const SCANS_BEFORE_MAPS = 16;
+
+function samePrefix(a: Uint8Array, b: Uint8Array): boolean {
+  for (let i = 0; i < 8; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 export class DedupRound {
-  // built only when a leaf's prefix may repeat one not yet durable (rare): full hash -> index, prefix -> indices
+  // built only when many leaves of a batch might repeat one not yet durable (a resubmitted batch): full hash ->
+  // first index, prefix -> indices. A handful of filter false positives is cheaper to answer by scanning.
   private recent: Map<string, number> | undefined;
   private recentPrefixes: Map<string, number[]> | undefined;
+  private scans = 0;
 
   constructor(
     private readonly filter: PrefixFilter,
@@ -81,6 +91,21 @@ export class DedupRound {
     else this.recentPrefixes!.set(pk, [idx]);
   }
 
+  /** Leaves not yet durable sharing `h`'s 8-byte prefix: the first index with the same full hash, and every index. */
+  private scan(h: Uint8Array): { dup: number | undefined; indices: number[] } {
+    let dup: number | undefined;
+    const indices: number[] = [];
+    for (const f of [...this.earlier, this.batch]) {
+      const hs = f.hashes;
+      for (let k = 0; k < hs.length; k++) {
+        if (h[0] !== hs[k][0] || !samePrefix(h, hs[k])) continue;
+        indices.push(f.start + k);
+        if (dup === undefined && bytesEqual(h, hs[k])) dup = f.start + k;
+      }
+    }
+    return { dup, indices };
+  }
+
   /**
    * For leaf `i` of the batch, about to become index `next`: the original index when it is a duplicate,
    * else the 'H' value to store for it (every index sharing its 8-byte prefix, itself included).
@@ -88,17 +113,25 @@ export class DedupRound {
   check(i: number, leaf: Leaf, next: number): number | Buffer {
     const prev = this.matches.stored.get(i);
     if (prev === undefined && !this.filter.mightContain(leaf.hash)) return u64(next);
-    if (!this.recent) {
-      this.recent = new Map();
-      this.recentPrefixes = new Map();
-      for (const f of this.earlier) f.hashes.forEach((h, k) => this.note(h, f.start + k));
-      this.batch.hashes.forEach((h, k) => this.note(h, this.batch.start + k));
+    const stored = this.matches.known.get(key(leaf.hash));
+    if (stored !== undefined) return stored;
+    let dup: number | undefined;
+    let sharing: readonly number[];
+    if (!this.recent && this.scans++ < SCANS_BEFORE_MAPS) ({ dup, indices: sharing } = this.scan(leaf.hash));
+    else {
+      if (!this.recent) {
+        this.recent = new Map();
+        this.recentPrefixes = new Map();
+        for (const f of this.earlier) f.hashes.forEach((h, k) => this.note(h, f.start + k));
+        this.batch.hashes.forEach((h, k) => this.note(h, this.batch.start + k));
+      }
+      const hs = key(leaf.hash);
+      dup = this.recent.get(hs);
+      sharing = this.recentPrefixes!.get(hs.slice(0, 8)) ?? [];
     }
-    const hs = key(leaf.hash);
-    const dup = this.matches.known.get(hs) ?? this.recent.get(hs);
     if (dup !== undefined) return dup;
     // another leaf shares the 8-byte prefix: keep every index under the key
-    const all = new Set<number>(this.recentPrefixes!.get(hs.slice(0, 8)) ?? []);
+    const all = new Set<number>(sharing);
     if (prev) for (let o = 0; o < prev.length; o += 8) all.add(readU64(prev, o));
     all.add(next);
     return Buffer.concat([...all].map(u64));

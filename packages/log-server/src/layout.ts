@@ -19,20 +19,34 @@ export const TILE = 0x54; // 'T'
 export const HASH_INDEX = 0x48; // 'H'
 
 export function u64(n: number): Buffer {
-  return indexKey([], n);
+  return indexKey(NO_PREFIX, n);
 }
+
+const NO_PREFIX: readonly number[] = [];
 
 export function readU64(b: Uint8Array, off: number): number {
   const v = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
   return v.readUInt32BE(off) * 2 ** 32 + v.readUInt32BE(off + 4);
 }
 
-/** A key of one or two prefix bytes then a big-endian uint64 index (so LevelDB orders keys by index). */
+/**
+ * A key of one or two prefix bytes then a big-endian uint64 index (so LevelDB orders keys by index).
+ * Written byte by byte into a pooled buffer: at least one such key is made per entry.
+ */
 function indexKey(prefix: readonly number[], n: number): Buffer {
-  const k = Buffer.alloc(prefix.length + 8);
-  k.set(prefix, 0);
-  k.writeUInt32BE(Math.floor(n / 2 ** 32), prefix.length);
-  k.writeUInt32BE(n % 2 ** 32, prefix.length + 4);
+  const p = prefix.length;
+  const k = Buffer.allocUnsafe(p + 8);
+  for (let i = 0; i < p; i++) k[i] = prefix[i];
+  const hi = Math.floor(n / 2 ** 32);
+  const lo = n >>> 0; // n mod 2^32, exact for n < 2^53
+  k[p] = hi >>> 24;
+  k[p + 1] = (hi >>> 16) & 255;
+  k[p + 2] = (hi >>> 8) & 255;
+  k[p + 3] = hi & 255;
+  k[p + 4] = lo >>> 24;
+  k[p + 5] = (lo >>> 16) & 255;
+  k[p + 6] = (lo >>> 8) & 255;
+  k[p + 7] = lo & 255;
   return k;
 }
 
@@ -43,9 +57,10 @@ export const tileKey = (level: number, n: number): Buffer => indexKey([TILE, lev
 export const afterPrefix = (p: number): Buffer => Buffer.from([p + 1]);
 
 export function hashKey(leafHash: Uint8Array): Buffer {
-  const k = Buffer.alloc(9);
+  const k = Buffer.allocUnsafe(9);
   k[0] = HASH_INDEX;
-  k.set(leafHash.subarray(0, 8), 1);
+  // a byte loop: a subarray per key would cost an allocation more than the key itself
+  for (let i = 0; i < 8; i++) k[i + 1] = leafHash[i];
   return k;
 }
 

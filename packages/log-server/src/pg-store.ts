@@ -79,8 +79,8 @@ class PgBatch implements BatchWriter {
 
 /** The store's rows as the key-value reads DurableReads makes (tiles and bundles; never synchronous). */
 class PgRows {
-  /** Not 'open': DurableReads then never asks for a synchronous read. */
-  readonly status = 'pg';
+  /** Always usable: the pool reconnects by itself (a failed query rejects, and the read answers 5xx). */
+  readonly status = 'open';
   constructor(private readonly pool: pg.Pool) {}
 
   async get(key: Uint8Array): Promise<Uint8Array | undefined> {
@@ -95,6 +95,7 @@ class PgRows {
     return undefined;
   }
 
+  /** PostgreSQL has no synchronous reads: undefined sends DurableReads down its asynchronous path. */
   getSync(): undefined {
     return undefined;
   }

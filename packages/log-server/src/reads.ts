@@ -9,7 +9,7 @@
  */
 import type { Level } from 'level';
 import { bytesEqual, consistencyProof, decodeEntryBundle, encodeEntryBundle, foldRange, inclusionProofPlan, tileWidth, treeRoot, type NodeId } from '@trailmark/tlog';
-import { LogStateError } from './errors.js';
+import { LogStateError, UnavailableError } from './errors.js';
 import { bundleKey, buf, hashKey, readU64, tileKey } from './layout.js';
 import type { LogReads, SignedTree } from './log-storage.js';
 import { nodeHasher } from './sha.js';
@@ -98,6 +98,8 @@ export class DurableReads implements LogReads {
 
   private async get(key: Uint8Array): Promise<Uint8Array | undefined> {
     if (this.reopening) await this.reopening;
+    // a reopen that failed leaves the database closed until the next attempt: a retryable answer, not a 500
+    if (this.db.status !== 'open') throw new UnavailableError('the log database is being reopened after a storage failure', 1);
     return this.db.get(key);
   }
 

@@ -103,8 +103,7 @@ export class EdgeWriter {
       // the partial level-0 tile is rebuilt from the pending entries at start
       if (level > 0 && node.width > 0) batch.put(tileKey(level, node.index), node.data());
     }
-    const tree = this.sign(batch, size, Math.max(Date.now(), this.lastTimestamp));
-    this.lastTimestamp = tree.timestamp;
+    const tree = this.sign(batch, size, Date.now());
     this.batch = undefined;
     return this.snapshot(tree);
   }
@@ -119,8 +118,13 @@ export class EdgeWriter {
     this.batch = undefined;
   }
 
-  /** Signs the tree of `size` (the compact range's) and puts the state holding it into `batch`. */
-  sign(batch: BatchWriter, size: number, timestamp: number): SignedTree {
+  /**
+   * Signs the tree of `size` (the compact range's) and puts the state holding it into `batch`. The STH
+   * timestamp is `now`, or the last one signed if the clock went back: timestamps never decrease.
+   */
+  sign(batch: BatchWriter, size: number, now: number): SignedTree {
+    const timestamp = Math.max(now, this.lastTimestamp);
+    this.lastTimestamp = timestamp;
     const root = Buffer.from(this.compact.root());
     const checkpoint = signCheckpoint({ origin: this.key.origin, size: BigInt(size), root, extensions: [] }, this.key.signer);
     const sthSignature = signTreeHead(this.key.signer, BigInt(timestamp), BigInt(size), root);

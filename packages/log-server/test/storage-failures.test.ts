@@ -1,11 +1,34 @@
 import { expect } from 'chai';
-import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { merkleRoot } from '@trailmark/tlog';
 import { loadLogKey, LogStore, nodeHasher, startLogServer, toLeaf, UnavailableError, type Leaf } from '../src/index.js';
 
 const post = (url: string, body: unknown) => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+/** Resubmits `failed` until writes resume (the store reopens by itself), then checks every acknowledged entry and the root. */
+async function resumeAndVerify(store: LogStore, failed: Leaf[], acked: Map<number, Leaf>, more: Leaf[]): Promise<void> {
+  const until = Date.now() + 20000;
+  let resumed;
+  while (!resumed && Date.now() < until) {
+    try {
+      resumed = await store.append(failed);
+    } catch (e) {
+      if (!(e instanceof UnavailableError)) throw e;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  expect(resumed, 'writes did not resume').to.not.equal(undefined);
+  resumed!.indices.forEach((idx, k) => acked.set(idx, failed[k]));
+  (await store.append(more)).indices.forEach((idx, k) => acked.set(idx, more[k]));
+  // every acknowledged entry at its index, and the signed root is that of exactly the stored entries
+  const data = await store.entries(0, store.size);
+  expect(data.length).to.equal(acked.size);
+  for (const [idx, l] of acked) expect(Buffer.from(data[idx]).equals(Buffer.from(l.data)), `entry ${idx}`).to.equal(true);
+  expect(Buffer.from(merkleRoot(data.map((d) => nodeHasher.leaf(d)), nodeHasher)).equals(store.tree.root)).to.equal(true);
+}
 
 describe('storage failures', function () {
   this.timeout(60000);
@@ -78,27 +101,7 @@ describe('storage failures', function () {
       expect(store.size).to.be.at.least(1000);
       expect(await store.entries(store.size - 1, store.size)).to.have.length(1);
       for (const fd of fds.splice(0)) closeSync(fd);
-      // the store reopens by itself (backoff from 50 ms); then the failed batch can be resubmitted
-      const until = Date.now() + 20000;
-      let resumed;
-      while (!resumed && Date.now() < until) {
-        try {
-          resumed = await store.append(failed!);
-        } catch (e) {
-          if (!(e instanceof UnavailableError)) throw e;
-          await new Promise((r) => setTimeout(r, 50));
-        }
-      }
-      expect(resumed, 'writes did not resume').to.not.equal(undefined);
-      ack(failed!, resumed!.indices);
-      const more = batch();
-      ack(more, (await store.append(more)).indices);
-      // every acknowledged entry at its index, and the signed root is that of exactly the stored entries
-      const data = await store.entries(0, store.size);
-      expect(data.length).to.equal(acked.size);
-      for (const [idx, l] of acked) expect(Buffer.from(data[idx]).equals(Buffer.from(l.data)), `entry ${idx}`).to.equal(true);
-      const hashes = data.map((d) => nodeHasher.leaf(d));
-      expect(Buffer.from(merkleRoot(hashes, nodeHasher)).equals(store.tree.root)).to.equal(true);
+      await resumeAndVerify(store, failed!, acked, batch());
       await store.close();
       // and a restart agrees
       const again = await LogStore.open(join(dir, 'db'), loadLogKey(join(dir, 'log.key'), { create: false }));
@@ -107,6 +110,50 @@ describe('storage failures', function () {
     } finally {
       for (const fd of fds) closeSync(fd);
       await store.close();
+    }
+  });
+
+  it('recovers from a full disk once space returns, without a restart', async function () {
+    // a private 16 MiB tmpfs: the disk fills for real, and freeing a ballast file gives the space back
+    const mnt = join(dir, 'mnt');
+    mkdirSync(mnt);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', mnt], { stdio: 'pipe' });
+    } catch (e) {
+      throw new Error(`this test mounts a tmpfs and needs root (CAP_SYS_ADMIN): ${(e as Error).message}`);
+    }
+    const store = await LogStore.open(join(mnt, 'db'), loadLogKey(join(dir, 'log.key'), { create: true, origin: 'fail.test/log' }), { retryMs: 50 });
+    try {
+      const acked = new Map<number, Leaf>();
+      let next = 0;
+      const pad = 'q'.repeat(1000);
+      const batch = () => Array.from({ length: 200 }, () => toLeaf({ i: next++, pad }, 'entry'));
+      const first = batch();
+      (await store.append(first)).indices.forEach((idx, k) => acked.set(idx, first[k]));
+      // leave about 2 MiB free
+      writeFileSync(join(mnt, 'ballast'), Buffer.alloc(12 * 1024 * 1024));
+      let failed: Leaf[] | undefined;
+      for (let b = 0; b < 100 && !failed; b++) {
+        const l = batch();
+        try {
+          (await store.append(l)).indices.forEach((idx, k) => acked.set(idx, l[k]));
+        } catch (e) {
+          expect(e).to.be.instanceOf(UnavailableError);
+          failed = l;
+        }
+      }
+      expect(failed, 'the disk never filled').to.not.equal(undefined);
+      expect(store.failed).to.not.equal(undefined);
+      expect(await store.entries(0, 1)).to.have.length(1);
+      rmSync(join(mnt, 'ballast'));
+      await resumeAndVerify(store, failed!, acked, batch());
+      await store.close();
+      const again = await LogStore.open(join(mnt, 'db'), loadLogKey(join(dir, 'log.key'), { create: false }));
+      expect(again.size).to.equal(acked.size);
+      await again.close();
+    } finally {
+      await store.close();
+      execFileSync('umount', [mnt]);
     }
   });
 });

@@ -35,6 +35,16 @@ describe('LogStore', function () {
     expect(await store.findLeaf(hashLeaf(new TextEncoder().encode('{"a":3}')))).to.equal(2);
   });
 
+  it('dedups a whole resubmitted batch still in flight (more suspects than it scans for), and new leaves among them', async () => {
+    const first = Array.from({ length: 100 }, (_, i) => leaf({ r: i }));
+    const a = await store.prepare(first);
+    const b = await store.prepare([...first.slice(0, 50).reverse(), leaf({ r: 'new' }), ...first.slice(50), first[0]]);
+    expect(b.indices).to.deep.equal([...Array.from({ length: 50 }, (_, i) => 49 - i), 100, ...Array.from({ length: 50 }, (_, i) => 50 + i), 0]);
+    await store.commit(a);
+    await store.commit(b);
+    expect(store.size).to.equal(101);
+  });
+
   it('keeps every index under a shared 64-bit hash prefix', async () => {
     // hashes crafted to share their first 8 bytes (a collision SHA-256 will not produce on its own)
     const mk = (tail: number): Leaf => {
