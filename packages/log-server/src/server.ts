@@ -13,12 +13,19 @@ import { Sequencer } from './sequencer.js';
 import { CanonPool } from './canon-pool.js';
 import { BodyBudget, capConnections, defaultMaxConnections } from './limits.js';
 import { LogStore } from './storage.js';
+import type { LogStorage } from './log-storage.js';
+import { PgStore } from './pg-store.js';
 import type { Witnessing } from './witness-hook.js';
 import { createWitnessing, loadWitnessPolicy } from './witnessing.js';
 
 export interface LogServerOptions {
   /** Data directory: the LevelDB lives in DIR/db; the key defaults to DIR/log.key. */
   dataDir: string;
+  /**
+   * A PostgreSQL URL (contract section 9): the log lives in that database instead of DIR/db, shared by every
+   * frontend started on it with the same key. DIR still holds the default key file.
+   */
+  store?: string;
   /** Private key file; when omitted DIR/log.key (created on first start, named `origin`). */
   keyFile?: string;
   /** Key name for a newly created key; when given it must equal the key's name. */
@@ -164,17 +171,19 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
     key = parseLogKey(newKey.privateKey, keyFile, opts.origin);
   }
 
-  const hasLog = existsSync(join(dbDir, 'CURRENT'));
+  const pgUrl = opts.store;
+  const hasLog = pgUrl ? (await PgStore.inspect(pgUrl)).hasLog : existsSync(join(dbDir, 'CURRENT'));
+  const where = pgUrl ? 'store' : 'data directory';
   if (!hasLog && keyExists && !opts.create) {
     throw new LogStateError(
       'no-log',
-      `the data directory ${opts.dataDir} holds no log, but the key ${keyFile} already exists: serving that key on a new directory would publish a second history under the same key (is the --data path mistyped?). To start a new log for this key, pass --create`,
+      `the ${where} ${pgUrl ? '' : opts.dataDir + ' '}holds no log, but the key ${keyFile} already exists: serving that key on a new ${where} would publish a second history under the same key (is the ${pgUrl ? '--store URL' : '--data path'} mistyped?). To start a new log for this key, pass --create`,
     );
   }
   if (hasLog && !keyExists) {
-    throw new LogStateError('key-missing', `the data directory ${opts.dataDir} holds a log, but its key ${keyFile} does not exist; pass the log's key with --key`);
+    throw new LogStateError('key-missing', `the ${where} ${pgUrl ? '' : opts.dataDir + ' '}holds a log, but its key ${keyFile} does not exist; pass the log's key with --key`);
   }
-  if (hasLog) {
+  if (hasLog && !pgUrl) {
     const holder = lockHolder(join(dbDir, 'LOCK'));
     if (holder !== undefined) throw new LogStateError('locked', `the log database in ${dbDir} is in use by another process${holder > 0 ? ` (pid ${holder})` : ''}`);
   }
@@ -211,12 +220,21 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
   }
 
   const created = new Created();
-  let store: LogStore;
+  let store: LogStorage;
   try {
-    created.mkdir(opts.dataDir);
-    if (newKey) created.add(writeLogKey(keyFile, newKey));
-    if (!existsSync(dbDir)) created.add([dbDir]);
-    store = await LogStore.open(dbDir, key, { logger, tileCacheTiles: opts.tileCacheTiles, upperCacheTiles: opts.upperCacheTiles });
+    const cache = { logger, tileCacheTiles: opts.tileCacheTiles, upperCacheTiles: opts.upperCacheTiles };
+    if (pgUrl) {
+      if (newKey) {
+        created.mkdir(dirname(keyFile));
+        created.add(writeLogKey(keyFile, newKey));
+      }
+      store = await PgStore.open(pgUrl, key, cache);
+    } else {
+      created.mkdir(opts.dataDir);
+      if (newKey) created.add(writeLogKey(keyFile, newKey));
+      if (!existsSync(dbDir)) created.add([dbDir]);
+      store = await LogStore.open(dbDir, key, cache);
+    }
   } catch (e) {
     server.close();
     created.undo();

@@ -23,6 +23,7 @@ import {
 } from '@trailmark/tlog';
 import { LogStateError, startLogServer, treeHeadSignatureInput, type LogServer } from '../src/index.js';
 import { verify as edVerify, createPublicKey } from 'node:crypto';
+import { STORES, storeOption } from '../../../test/lib/pgstore.js';
 
 interface Api {
   status: number;
@@ -56,7 +57,8 @@ function rootOfCheckpoint(note: string, v: NoteVerifier) {
   return openCheckpoint(note, v).checkpoint;
 }
 
-describe('log server', function () {
+for (const kind of STORES)
+describe(`log server (${kind})`, function () {
   this.timeout(60000);
   let dir: string;
   let log: LogServer;
@@ -66,7 +68,7 @@ describe('log server', function () {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tm-log-'));
-    log = await startLogServer({ dataDir: join(dir, 'data'), origin: 'test.example/log' });
+    log = await startLogServer({ dataDir: join(dir, 'data'), origin: 'test.example/log', ...(await storeOption(kind)) });
     verifier = parseVkey(log.vkey);
     // 2 full level-0 tiles and a partial one, a partial level-1 tile
     const r = await post(`${log.url}/v1/add-entries`, events.slice(0, 500));

@@ -5,6 +5,7 @@ import { usage } from '../exit.js';
 
 interface ServeOptions {
   data: string;
+  store?: string;
   key?: string;
   create?: boolean;
   origin?: string;
@@ -22,6 +23,7 @@ export function registerServe(program: Command): void {
     .command('serve')
     .description('serve a transparency log (LevelDB storage, signed checkpoints, tiles, RFC 6962 API)')
     .option('--data <dir>', 'data directory', './trailmark-data')
+    .option('--store <url>', 'keep the log in PostgreSQL (postgres://USER@HOST:PORT/DB, password from PGPASSWORD or the URL) instead of LevelDB in DIR; every serve on the same store and key is one log')
     .option('--key <file>', 'log private key (default DIR/log.key); created with a new log when it does not exist')
     .option('--create', 'start a new log for an existing key on a data directory that holds no log (refused without it: a second history under one key)')
     .option('--origin <name>', 'log origin = key name, for a newly created key (default localhost/trailmark)')
@@ -35,7 +37,9 @@ export function registerServe(program: Command): void {
         try {
           const submitTokens = opts.submitTokens ? readSubmitTokens(opts.submitTokens) : undefined;
           server = await startLogServer({
-            dataDir: opts.data,
+            // --store with a path rather than a postgres:// URL names the embedded LevelDB store, like --data
+            dataDir: opts.store && !isPgUrl(opts.store) ? opts.store : opts.data,
+            store: opts.store && isPgUrl(opts.store) ? opts.store : undefined,
             keyFile: opts.key,
             create: Boolean(opts.create),
             origin: opts.origin,
@@ -55,3 +59,5 @@ export function registerServe(program: Command): void {
       }),
     );
 }
+
+const isPgUrl = (s: string): boolean => /^postgres(ql)?:\/\//i.test(s);
