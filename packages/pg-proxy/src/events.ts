@@ -96,7 +96,7 @@ export class PgTrail {
     this.flushDeferred();
     // AccessTrail's types name the HTTP events; it stores any JSON event as its canonical bytes
     const e = event as unknown as AccessEvent;
-    return this.track(beforeForward ? this.trail.before(e) : this.trail.after(e).then(() => null));
+    return this.track((beforeForward ? this.trail.before(e) : this.trail.after(e)).then(() => null));
   }
 
   private flushDeferred(): void {

@@ -121,6 +121,9 @@ export async function startPgProxy(opts: PgProxyOptions): Promise<RunningPgProxy
     log: client,
     mode,
     registry,
+    // the stream's own events (start, heartbeat, end) carry the same proxy name as the session events
+    proxy: opts.name ?? hostname(),
+    onError: (e) => warn(`could not write a heartbeat: ${e.message}`),
     ...(opts.strictDeadlineMs !== undefined ? { strictDeadlineMs: opts.strictDeadlineMs } : {}),
     shipper: { onError: (e) => warn(`delivery to the log failed, will retry: ${e.message}`) },
   });
