@@ -9,6 +9,8 @@ import { registerAudit } from './audit.js';
 import { registerEntries } from './entries.js';
 import { registerMonitor } from './monitor.js';
 import { registerVerifyEvidence } from './verify-evidence.js';
+import { registerExplorer } from './explorer.js';
+import { registerSearch } from './search.js';
 
 /**
  * Each command lives in its own module under commands/ and registers itself here.
@@ -25,4 +27,6 @@ export function registerCommands(program: Command): void {
   registerVerifyEvidence(program);
   registerProxy(program);
   registerServe(program);
+  registerExplorer(program);
+  registerSearch(program);
 }
