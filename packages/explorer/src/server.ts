@@ -37,8 +37,8 @@ export interface RunningExplorer {
   close(): Promise<void>;
 }
 
-/** Where the page's bundle is (built by `npm ci` / the package's build into dist/page). */
-const PAGE_DIR = fileURLToPath(new URL('./page/', import.meta.url));
+/** Where the page's bundle is (built by `npm ci` / the package's build into dist/page); from src/ or dist/ alike. */
+const PAGE_DIR = fileURLToPath(new URL('../dist/page/', import.meta.url));
 const PAGE_FILES: Record<string, { file: string; type: string }> = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
