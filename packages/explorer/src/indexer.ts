@@ -38,6 +38,8 @@ export interface IndexerStatus {
 export class Indexer {
   readonly status: IndexerStatus;
   private stopped = false;
+  /** Entries indexed when the planner's statistics were last refreshed. */
+  private optimizedAt = 0;
   private wake: (() => void) | null = null;
   private loop: Promise<void> | null = null;
   private readonly waiters: { size: number; resolve: () => void }[] = [];
@@ -77,6 +79,10 @@ export class Indexer {
     if (st.checkpoint === null || log.checkpoint.size !== openCheckpoint(st.checkpoint, logKey).checkpoint.size) store.setCheckpoint(log.text);
     this.status.checkpointSize = Number(log.checkpoint.size);
     await this.indexUpTo(log, st.indexed);
+    if (this.status.indexed - this.optimizedAt >= 50_000) {
+      store.optimize();
+      this.optimizedAt = this.status.indexed;
+    }
   }
 
   private async indexUpTo(log: VerifiedLog, from: number): Promise<void> {

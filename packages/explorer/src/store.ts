@@ -66,10 +66,13 @@ CREATE INDEX IF NOT EXISTS events_path ON events(path);
 CREATE INDEX IF NOT EXISTS events_request ON events(request_id);
 CREATE INDEX IF NOT EXISTS events_stream ON events(stream_id, stream_seq);
 CREATE INDEX IF NOT EXISTS events_time ON events(time_ms);
-CREATE INDEX IF NOT EXISTS events_status ON events(status);
+CREATE TABLE IF NOT EXISTS orphans (request_id TEXT PRIMARY KEY, leaf_index INTEGER NOT NULL) WITHOUT ROWID;
 CREATE VIRTUAL TABLE IF NOT EXISTS words USING fts5(text, content='', detail='none');
 CREATE TABLE IF NOT EXISTS streams (id TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID;
 `;
+
+/** Requests awaiting their response kept in memory (about 100 bytes each). */
+const MAX_PENDING = 100_000;
 
 /** One entry to index: its leaf index, leaf hash and canonical bytes (already checked against a verified tile). */
 export interface VerifiedLeaf {
@@ -135,7 +138,15 @@ export class IndexStore {
   private readonly insertEvent: Database.Statement;
   private readonly insertWords: Database.Statement;
   private readonly findRequest: Database.Statement;
-  private readonly findOrphanResponse: Database.Statement;
+  private readonly putOrphan: Database.Statement;
+  private readonly takeOrphan: Database.Statement;
+  /**
+   * Requests indexed recently that have no response yet (request_id -> leaf index): a response normally
+   * follows its request closely, so most joins need no index lookup. Bounded; a miss falls back to the index.
+   */
+  private readonly pending = new Map<string, number>();
+  /** request_ids of responses indexed before their request (rare: only across streams), mirrored in `orphans`. */
+  private readonly orphanIds: Set<string>;
   private readonly joinRequest: Database.Statement;
   private readonly hide: Database.Statement;
   private readonly putMeta: Database.Statement;
@@ -158,7 +169,9 @@ export class IndexStore {
     );
     this.insertWords = this.db.prepare('INSERT INTO words (rowid, text) VALUES (?, ?)');
     this.findRequest = this.db.prepare(`SELECT leaf_index FROM events WHERE request_id = ? AND kind = ${KIND_REQUEST} AND response_index IS NULL LIMIT 1`).pluck();
-    this.findOrphanResponse = this.db.prepare(`SELECT leaf_index, status FROM events WHERE request_id = ? AND kind = ${KIND_RESPONSE} AND top = 1 LIMIT 1`);
+    this.putOrphan = this.db.prepare('INSERT OR IGNORE INTO orphans (request_id, leaf_index) VALUES (?, ?)');
+    this.takeOrphan = this.db.prepare('DELETE FROM orphans WHERE request_id = ? RETURNING leaf_index');
+    this.orphanIds = new Set(this.db.prepare('SELECT request_id FROM orphans').pluck().all() as string[]);
     this.joinRequest = this.db.prepare('UPDATE events SET response_index = ?, status = ? WHERE leaf_index = ?');
     this.hide = this.db.prepare('UPDATE events SET top = 0 WHERE leaf_index = ?');
     this.putMeta = this.db.prepare('INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v');
@@ -197,7 +210,11 @@ export class IndexStore {
     try {
       this.batch(leaves, next, null);
     } catch (e) {
+      // memory must not run ahead of what was committed
       this.streams.reset(this.loadStreams());
+      this.pending.clear();
+      this.orphanIds.clear();
+      for (const r of this.db.prepare('SELECT request_id FROM orphans').pluck().all() as string[]) this.orphanIds.add(r);
       throw e;
     }
   }
@@ -215,18 +232,31 @@ export class IndexStore {
     let responseIndex: number | null = null;
     let status = f.status;
     if (f.kind === KIND_RESPONSE) {
-      const req = this.findRequest.get(f.requestId) as number | undefined;
+      const rid = f.requestId!;
+      let req = this.pending.get(rid);
+      if (req !== undefined) this.pending.delete(rid);
+      else req = this.findRequest.get(rid) as number | undefined;
       if (req !== undefined) {
         this.joinRequest.run(l.index, f.status, req);
         top = 0;
+      } else {
+        this.putOrphan.run(rid, l.index);
+        this.orphanIds.add(rid);
       }
     } else if (f.kind === KIND_REQUEST && f.requestId !== null) {
-      // a response logged before its request (never from one stream; possible across two): join it now
-      const resp = this.findOrphanResponse.get(f.requestId) as { leaf_index: number; status: string | null } | undefined;
-      if (resp) {
-        this.hide.run(resp.leaf_index);
-        responseIndex = resp.leaf_index;
-        status = resp.status;
+      const rid = f.requestId;
+      if (this.orphanIds.has(rid)) {
+        // a response logged before its request (never from one stream; possible across two): join it now
+        const resp = this.takeOrphan.get(rid) as { leaf_index: number } | undefined;
+        this.orphanIds.delete(rid);
+        if (resp) {
+          this.hide.run(resp.leaf_index);
+          responseIndex = resp.leaf_index;
+          status = (this.db.prepare('SELECT status FROM events WHERE leaf_index = ?').pluck().get(resp.leaf_index) as string | null) ?? null;
+        }
+      } else {
+        if (this.pending.size >= MAX_PENDING) this.pending.delete(this.pending.keys().next().value!);
+        this.pending.set(rid, l.index);
       }
     }
     this.insertEvent.run(
@@ -268,6 +298,11 @@ export class IndexStore {
       entry: r.entry,
       response: r.r_index === null ? null : { leaf_index: r.r_index, leaf_hash: r.r_hash!, entry: r.r_entry! },
     }));
+  }
+
+  /** Refreshes the query planner's statistics (after many rows were added). */
+  optimize(): void {
+    this.db.pragma('optimize');
   }
 
   /** Allowed and denied request events per time bucket (UTC), oldest first. */

@@ -35,6 +35,13 @@ export interface StreamEvent {
   signature: string | null;
 }
 
+/** Each problem list keeps at most this many items (a log broken at every event must not grow the state without bound). */
+export const MAX_LISTED = 1000;
+
+function note<T>(list: T[], item: T): void {
+  if (list.length < MAX_LISTED) list.push(item);
+}
+
 /** Whether the stream is complete so far: no hole, duplicate or broken link. */
 export function streamOk(s: StreamState): boolean {
   return s.holes.length === 0 && s.duplicates.length === 0 && s.broken.length === 0;
@@ -76,23 +83,23 @@ export class StreamTracker {
         id: e.id, proxy: e.proxy, first_seq: e.seq, last_seq: -1, events: 0, holes: [], duplicates: [], broken: [], ended: false,
         last_heartbeat: null, stream_key: null, last_hash: null,
       };
-      if (e.seq > 0) s.holes.push([0, e.seq - 1]);
+      if (e.seq > 0) note(s.holes, [0, e.seq - 1]);
       this.states.set(e.id, s);
     }
     this.dirty.add(e.id);
     s.events++;
     if (s.last_seq >= 0 && e.seq <= s.last_seq) {
-      s.duplicates.push(e.seq);
+      note(s.duplicates, e.seq);
       return;
     }
-    if (s.last_seq >= 0 && e.seq > s.last_seq + 1) s.holes.push([s.last_seq + 1, e.seq - 1]);
-    else if (s.last_seq >= 0 && e.prev !== s.last_hash) s.broken.push(e.seq);
+    if (s.last_seq >= 0 && e.seq > s.last_seq + 1) note(s.holes, [s.last_seq + 1, e.seq - 1]);
+    else if (s.last_seq >= 0 && e.prev !== s.last_hash) note(s.broken, e.seq);
     s.last_seq = e.seq;
     s.last_hash = e.leafHash;
     if (e.proxy && !s.proxy) s.proxy = e.proxy;
     if (e.stage === 'start' && e.streamKey) s.stream_key = e.streamKey;
     if (e.stage === 'heartbeat' || e.stage === 'end') {
-      if (!this.signatureOk(s, e)) s.broken.push(e.seq);
+      if (!this.signatureOk(s, e)) note(s.broken, e.seq);
       else if (e.stage === 'end') s.ended = true;
       else s.last_heartbeat = e.time;
     }

@@ -45,10 +45,13 @@ describe('explorer API (a log filled through the real proxy)', function () {
    * actor.id null for its 403s): the requests an actor filter must find depend on it.
    */
   let refusedIdentityLogged = false;
+  /** The upstream behind the proxy (action.target of every proxied request). */
+  let upstream = '';
   const byToken = (token: string) => ([t, , , s]: (typeof TRAFFIC)[number]) => t === token && (s !== 403 || refusedIdentityLogged);
   before(async () => {
     const [e] = (await get('path=/dbx')).events;
     refusedIdentityLogged = e.entry.actor.id === 'alice';
+    upstream = e.entry.action.target;
     if (!refusedIdentityLogged) console.log('      (note: this proxy logs actor.id null for requests refused by the rules)');
   });
 
@@ -79,6 +82,15 @@ describe('explorer API (a log filled through the real proxy)', function () {
     }
     expect(shown.size).to.equal(trail.size);
     expect(every.some((e) => e.entry.stage === 'response')).to.equal(false);
+  });
+
+  it('joins a response logged before its request', async () => {
+    const [e, ...rest] = await all('request_id=late-r');
+    expect(rest).to.deep.equal([]);
+    expect(e.entry.stage).to.equal('request');
+    expect(e.response!.entry.id).to.equal('late-a');
+    expect(e.response!.leaf_index).to.be.lessThan(e.leaf_index);
+    expect((await all('status=204')).map((x) => x.entry.id)).to.deep.equal(['late-q']);
   });
 
   it('filters by target, method, protocol, decision, status, request id and stream', async () => {
@@ -132,7 +144,7 @@ describe('explorer API (a log filled through the real proxy)', function () {
     const statuses = execFileSync('jq', ['-r', 'select(.response != null) | .response.entry.outcome.status'], { input: ndjson }).toString().trim().split('\n');
     expect(statuses).to.deep.equal(TRAFFIC.filter(byToken('alice-token')).map((t) => String(t[3])).reverse());
 
-    const csv = await (await fetch(`${x.url}/api/events.csv?protocol=http`)).text();
+    const csv = await (await fetch(`${x.url}/api/events.csv?target=${encodeURIComponent(upstream)}`)).text();
     const rows = parseCsv(csv, { columns: true }) as Record<string, string>[];
     expect(rows.length).to.equal(TRAFFIC.length);
     expect(rows.map((r) => `${r.method} ${r.path} ${r.status} ${r.decision}`)).to.deep.equal(
@@ -145,7 +157,7 @@ describe('explorer API (a log filled through the real proxy)', function () {
   it('exports OCSF: HTTP Activity for HTTP events, Datastore Activity for PostgreSQL ones', async () => {
     const text = await (await fetch(`${x.url}/api/events.ocsf.ndjson`)).text();
     const classes = execFileSync('jq', ['-r', '.class_uid'], { input: text }).toString().trim().split('\n');
-    expect(classes.filter((c) => c === '4002').length).to.equal(TRAFFIC.length);
+    expect(classes.filter((c) => c === '4002').length).to.equal(TRAFFIC.length + 1); // and the late DELETE
     expect(classes.filter((c) => c === '6005').length).to.equal(3);
     const events = text.trim().split('\n').map((l) => JSON.parse(l));
     const post = events.find((e) => e.http_request?.http_method === 'POST');
@@ -170,7 +182,7 @@ describe('explorer API (a log filled through the real proxy)', function () {
       { start: '2026-01-02T10:00:00.000Z', allowed: 1, denied: 0 },
       { start: '2026-01-02T10:01:00.000Z', allowed: 0, denied: 1 },
     ]);
-    const http = (await (await fetch(`${x.url}/api/stats?bucket=day&protocol=http`)).json()) as { total: { allowed: number; denied: number } };
+    const http = (await (await fetch(`${x.url}/api/stats?bucket=day&protocol=http&target=${encodeURIComponent(upstream)}`)).json()) as { total: { allowed: number; denied: number } };
     expect(http.total).to.deep.equal({ allowed: TRAFFIC.filter((t) => t[3] === 200).length, denied: TRAFFIC.filter((t) => t[3] !== 200).length });
     expect((await fetch(`${x.url}/api/stats?bucket=week`)).status).to.equal(400);
   });

@@ -170,6 +170,11 @@ export async function startTrail(): Promise<Trail> {
   }
   await waitFor('every proxy event in the log', async () => (await treeSize(log.url)) === TRAFFIC.length * 2);
   await addEntries(log.url, pgEvents());
+  // a response logged before its request (two streams can interleave so): the index joins them all the same
+  await addEntries(log.url, [
+    { schema: 'trailmark.access/v1', stage: 'response', id: 'late-a', request_id: 'late-r', time: '2026-01-02T12:00:00.500Z', proxy: 'http-proxy-2', outcome: { status: 204, bytes: 0, request_bytes: 0, duration_ms: 1 } },
+    { schema: 'trailmark.access/v1', stage: 'request', id: 'late-q', request_id: 'late-r', time: '2026-01-02T12:00:00.000Z', proxy: 'http-proxy-2', actor: { id: 'erin', roles: [], ip: null, user_agent: null }, action: { method: 'DELETE', target: 'http://other', path: '/jobs/7', query: '' }, decision: { allowed: true, reason: 'ok' } },
+  ]);
   const size = await addEntries(log.url, [k8sEvent('dave', 'get', 'secrets', 'forbid', 403), k8sEvent('alice', 'list', 'pods', 'allow', 200)]);
   const explorers: RunningExplorer[] = [];
   parseVkey(log.vkey);
