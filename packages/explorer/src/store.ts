@@ -87,9 +87,15 @@ export function ftsQuery(q: string): string | null {
   return words ? words.map((w) => `"${w}"`).join(' ') : null;
 }
 
-/** The WHERE clause (without the cursor) for `f`, over table alias e. */
-function whereOf(f: Filters): { sql: string[]; params: unknown[] } {
+/**
+ * The FROM and WHERE clauses (without the cursor) for `f`, over table alias e, and the column results are
+ * ordered by. With words, the full-text index drives the query (FTS5 walks its matches in rowid order, newest
+ * first, and stops at the page's end) rather than collecting every match first.
+ */
+function whereOf(f: Filters): { from: string; key: string; sql: string[]; params: unknown[] } {
   const sql: string[] = [];
+  let from = 'events e';
+  let key = 'e.leaf_index';
   const params: unknown[] = [];
   const eq = (col: string, v: unknown) => {
     if (v !== undefined) {
@@ -125,11 +131,13 @@ function whereOf(f: Filters): { sql: string[]; params: unknown[] } {
     const m = ftsQuery(f.q);
     if (m === null) sql.push('0');
     else {
-      sql.push('e.leaf_index IN (SELECT rowid FROM words WHERE words MATCH ?)');
-      params.push(m);
+      from = 'words w CROSS JOIN events e ON e.leaf_index = w.rowid';
+      key = 'w.rowid';
+      sql.unshift('words MATCH ?');
+      params.unshift(m);
     }
   }
-  return { sql, params };
+  return { from, key, sql, params };
 }
 
 export class IndexStore {
@@ -282,14 +290,14 @@ export class IndexStore {
     const sql = ['e.top = 1', ...w.sql];
     const params = [...w.params];
     if (before !== null) {
-      sql.push('e.leaf_index < ?');
+      sql.push(`${w.key} < ?`);
       params.push(before);
     }
     const rows = this.db
       .prepare(
         `SELECT e.leaf_index, e.leaf_hash, e.entry, r.leaf_index AS r_index, r.leaf_hash AS r_hash, r.entry AS r_entry
-         FROM events e LEFT JOIN events r ON r.leaf_index = e.response_index
-         WHERE ${sql.join(' AND ')} ORDER BY e.leaf_index DESC LIMIT ?`,
+         FROM ${w.from} LEFT JOIN events r ON r.leaf_index = e.response_index
+         WHERE ${sql.join(' AND ')} ORDER BY ${w.key} DESC LIMIT ?`,
       )
       .all(...params, limit) as { leaf_index: number; leaf_hash: Uint8Array; entry: string; r_index: number | null; r_hash: Uint8Array | null; r_entry: string | null }[];
     return rows.map((r) => ({
@@ -312,7 +320,7 @@ export class IndexStore {
     const rows = this.db
       .prepare(
         `SELECT (e.time_ms / ${size}) * ${size} AS b, SUM(e.decision = 1) AS allowed, SUM(e.decision = 0) AS denied
-         FROM events e WHERE ${['e.kind = ' + KIND_REQUEST, 'e.decision IS NOT NULL', 'e.time_ms IS NOT NULL', ...w.sql].join(' AND ')}
+         FROM ${w.from} WHERE ${['e.kind = ' + KIND_REQUEST, 'e.decision IS NOT NULL', 'e.time_ms IS NOT NULL', ...w.sql].join(' AND ')}
          GROUP BY b ORDER BY b`,
       )
       .all(...w.params) as { b: number; allowed: number; denied: number }[];
