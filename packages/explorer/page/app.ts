@@ -189,16 +189,18 @@ async function showDetail(index: number): Promise<void> {
 let plot: uPlot | null = null;
 
 async function chart(q: URLSearchParams): Promise<void> {
-  // the coarsest bucket first, finer ones while the activity fits in a few buckets
+  // the finest bucket that the activity's time span suits: days, hours within two days, minutes within three hours
   const statsFor = (bucket: string) => getJson(`api/stats?${new URLSearchParams([...q, ['bucket', bucket]])}`);
+  const span = (s: { buckets: { start: string }[] }) => (s.buckets.length < 2 ? 0 : Date.parse(s.buckets[s.buckets.length - 1].start) - Date.parse(s.buckets[0].start));
   let bucket = 'day';
   let stats = await statsFor(bucket);
-  for (const finer of ['hour', 'minute']) {
-    if (stats.buckets.length > 3) break;
-    const s = await statsFor(finer);
-    if (s.buckets.length > 2000) break;
-    bucket = finer;
-    stats = s;
+  if (span(stats) <= 2 * 86_400_000) {
+    bucket = 'hour';
+    stats = await statsFor(bucket);
+    if (span(stats) <= 3 * 3_600_000) {
+      bucket = 'minute';
+      stats = await statsFor(bucket);
+    }
   }
   text($('#bucket'), bucket);
   const xs = stats.buckets.map((b: { start: string }) => Date.parse(b.start) / 1000);
