@@ -39,6 +39,7 @@ export interface Stats {
   total: { allowed: number; denied: number };
 }
 
+// partial indexes: response events (half of all rows) carry no actor, target or path, and cost no index work
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
@@ -60,9 +61,9 @@ CREATE TABLE IF NOT EXISTS events (
   response_index INTEGER,
   entry TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_actor ON events(actor);
-CREATE INDEX IF NOT EXISTS events_target ON events(target);
-CREATE INDEX IF NOT EXISTS events_path ON events(path);
+CREATE INDEX IF NOT EXISTS events_actor ON events(actor) WHERE actor IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_target ON events(target) WHERE target IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_path ON events(path) WHERE path IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_request ON events(request_id);
 CREATE INDEX IF NOT EXISTS events_stream ON events(stream_id, stream_seq);
 CREATE INDEX IF NOT EXISTS events_time ON events(time_ms);
@@ -115,8 +116,9 @@ function whereOf(f: Filters): { from: string; key: string; sql: string[]; params
     // whole segments: /api matches /api and /api/..., never /apix ('0' is the character after '/')
     const p = f.path.replace(/\/+$/, '');
     if (p !== '') {
-      sql.push('(e.path = ? OR (e.path >= ? AND e.path < ?))');
-      params.push(p, p + '/', p + '0');
+      // one range scan of the path index: [p, p + '0') holds p and every p + c... with c <= '/'
+      sql.push("e.path >= ? AND e.path < ? AND (e.path = ? OR substr(e.path, ?, 1) = '/')");
+      params.push(p, p + '0', p, [...p].length + 1); // SQLite counts characters (code points)
     }
   }
   if (f.fromMs !== undefined) {
