@@ -93,6 +93,21 @@ describe('explorer indexer (follows the log, verifies before indexing)', functio
     expect(forked.events).to.deep.equal([]);
   });
 
+  it('trailmark explorer serves the index until SIGTERM, and refuses a malformed key', async () => {
+    const p = spawn(process.execPath, [BIN, 'explorer', '--log', trail.log.url, '--key', trail.vkey, '--data', join(trail.dir, 'x-cli'), '--listen', '127.0.0.1:0', '--interval', '100'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d) => (out += d));
+    const exited = new Promise<number | null>((r) => p.on('close', (code) => r(code)));
+    await waitFor('the explorer to print its URL', () => /^url: /m.test(out), 30_000);
+    const url = /^url: (\S+)$/m.exec(out)![1];
+    await waitFor('the index to catch up', async () => ((await (await fetch(`${url}/api/info`)).json()) as { tree_size: number }).tree_size === trail.size, 30_000);
+    p.kill('SIGTERM');
+    expect(await exited).to.equal(0);
+    const bad = await cli(['explorer', '--log', trail.log.url, '--key', 'not-a-key', '--data', join(trail.dir, 'x-bad'), '--listen', '127.0.0.1:0']);
+    expect(bad.code).to.equal(2);
+    expect(bad.stderr).to.match(/neither a vkey/);
+  });
+
   it('trailmark search prints verified results, and exits 1 when the explorer alters one', async () => {
     const x = await trail.startExplorer();
     await x.indexer.waitForIndexed(trail.size);
