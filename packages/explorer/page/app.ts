@@ -143,11 +143,17 @@ async function search(q: URLSearchParams, more: boolean): Promise<void> {
     return { tr, slot };
   });
   text($('#summary'), `${shown.size} shown, index holds ${page.tree_size} entries`);
-  // verified one after another: later rows reuse the tiles the first ones fetched
-  for (const { tr, slot } of rows) {
-    slot.verdict = verifyEvent(slot.ev);
-    mark(tr, await slot.verdict);
-  }
+  // a few at a time: each check waits on tile fetches from the log, and the verified tile reader shares a
+  // tile fetched (or in flight) for one row with every other row that needs it
+  let next = 0;
+  const worker = async () => {
+    while (next < rows.length) {
+      const { tr, slot } = rows[next++];
+      slot.verdict = verifyEvent(slot.ev);
+      mark(tr, await slot.verdict);
+    }
+  };
+  await Promise.all(Array.from({ length: 6 }, worker));
 }
 
 function pretty(v: unknown): string {
