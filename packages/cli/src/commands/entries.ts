@@ -14,7 +14,7 @@ interface EntriesOptions extends LogArgs {
 }
 
 /** Writes to stdout respecting backpressure; resolves false once the reader has gone (EPIPE, `| head`). */
-function makeWriter(): { write(s: string): Promise<boolean> } {
+export function makeWriter(): { write(s: string): Promise<boolean> } {
   let closed = false;
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code === 'EPIPE') closed = true;

@@ -12,6 +12,8 @@ import { registerAudit } from './audit.js';
 import { registerEntries } from './entries.js';
 import { registerMonitor, registerMonitorAck } from './monitor.js';
 import { registerVerifyEvidence } from './verify-evidence.js';
+import { registerExplorer } from './explorer.js';
+import { registerSearch } from './search.js';
 
 /**
  * Each command lives in its own module under commands/ and registers itself here.
@@ -33,4 +35,6 @@ export function registerCommands(program: Command): void {
   registerPgProxy(program);
   registerPgPassword(program);
   registerServe(program);
+  registerExplorer(program);
+  registerSearch(program);
 }

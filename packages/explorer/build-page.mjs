@@ -1,0 +1,23 @@
+// Bundles the explorer's page (page/app.ts, uPlot, @trailmark/tlog) into dist/page with esbuild. Run by the
+// repository's `prepare` (so `npm ci` produces it) and by this package's build; nothing is built at run time.
+import { build } from 'esbuild';
+import { copyFile, mkdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+
+const here = (p) => fileURLToPath(new URL(p, import.meta.url));
+const out = here('./dist/page/');
+await mkdir(out, { recursive: true });
+await build({
+  entryPoints: { app: here('./page/app.ts') },
+  bundle: true,
+  format: 'esm',
+  platform: 'browser',
+  target: 'es2022',
+  minify: true,
+  legalComments: 'eof',
+  outdir: out,
+  // the page verifies with the same library as the CLI, bundled from its source (no dependency on build order)
+  alias: { '@trailmark/tlog': here('../tlog/src/index.ts') },
+  logLevel: 'warning',
+});
+await copyFile(here('./page/index.html'), out + 'index.html');

@@ -1,0 +1,90 @@
+/**
+ * In-browser verification of explorer results against the log itself. The explorer is not trusted: the
+ * page canonicalizes and hashes each entry itself, fetches the log's checkpoint and tiles straight from the
+ * log's URL, checks the checkpoint's signature with the log key (and the witness quorum with a policy),
+ * builds the inclusion proof from tiles verified against that checkpoint, and checks it against the
+ * checkpoint's root. The proof and the checkpoint make the receipt (a tlog-proof) the page offers for download.
+ */
+import {
+  TILE_WIDTH, VerifiedTileReader, canonicalJson, formatTlogProof, hashLeaf, inclusionProof, openCheckpoint, tilePath, verifyInclusion,
+  type Hash, type NoteVerifier, type Policy, type TileRef,
+} from '@trailmark/tlog';
+
+export interface Verdict {
+  ok: boolean;
+  /** What was checked, or what failed. */
+  why: string;
+  /** The tlog-proof for the entry (when the log holds it). */
+  receipt?: string;
+}
+
+interface Log {
+  text: string;
+  size: bigint;
+  root: Hash;
+  tiles: VerifiedTileReader;
+}
+
+export class PageVerifier {
+  private log: Promise<Log> | null = null;
+
+  constructor(
+    private readonly logUrl: string,
+    readonly key: NoteVerifier,
+    private readonly policy?: Policy,
+  ) {}
+
+  /** GET from the log; only the checkpoint must be fresh (full tiles are immutable, and cached). */
+  private async get(path: string): Promise<Response> {
+    return fetch(`${this.logUrl.replace(/\/+$/, '')}/${path}`, path === 'checkpoint' ? { cache: 'no-store' } : {});
+  }
+
+  /** Tiles from the log; a partial tile the log no longer serves is cut from the full one. */
+  private readonly fetchTile = async (ref: TileRef): Promise<Uint8Array> => {
+    let r = await this.get(tilePath(ref));
+    if (r.status === 404 && ref.width < TILE_WIDTH && !ref.entries) {
+      r = await this.get(tilePath({ ...ref, width: TILE_WIDTH }));
+      if (r.ok) return new Uint8Array(await r.arrayBuffer()).subarray(0, ref.width * 32);
+    }
+    if (!r.ok) throw new Error(`GET ${tilePath(ref)}: HTTP ${r.status}`);
+    return new Uint8Array(await r.arrayBuffer());
+  };
+
+  /** The log's latest checkpoint, verified; fetched once, and again when a result lies beyond it. */
+  checkpoint(refresh = false): Promise<Log> {
+    if (!this.log || refresh) {
+      this.log = (async () => {
+        const r = await this.get('checkpoint');
+        if (!r.ok) throw new Error(`GET checkpoint: HTTP ${r.status}`);
+        const text = await r.text();
+        const cp = openCheckpoint(text, this.key, this.policy ? { policy: this.policy } : {}).checkpoint;
+        return { text, size: cp.size, root: cp.root, tiles: new VerifiedTileReader(cp.size, cp.root, this.fetchTile) };
+      })();
+      this.log.catch(() => (this.log = null));
+    }
+    return this.log;
+  }
+
+  /** Checks that the log holds `entry` at `index`. Never throws: failures are verdicts. */
+  async verify(index: unknown, entry: unknown): Promise<Verdict> {
+    try {
+      if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 0) return { ok: false, why: `not a leaf index: ${JSON.stringify(index)}` };
+      const leafHash = hashLeaf(canonicalJson(entry));
+      let log = await this.checkpoint();
+      if (BigInt(index) >= log.size) log = await this.checkpoint(true);
+      if (BigInt(index) >= log.size) return { ok: false, why: `leaf index ${index} is beyond the log's checkpoint (size ${log.size})` };
+      const proof = await inclusionProof(BigInt(index), log.size, log.tiles.readHashes);
+      const receipt = formatTlogProof({ index: BigInt(index), proof, checkpoint: log.text });
+      try {
+        // the checkpoint in the receipt was verified once (signature, quorum) when it was fetched; each
+        // result then costs only its inclusion proof against that root
+        verifyInclusion(BigInt(index), log.size, leafHash, proof, log.root);
+      } catch (e) {
+        return { ok: false, why: `the log does not hold this entry at index ${index}: ${(e as Error).message}` };
+      }
+      return { ok: true, why: `included at index ${index} in the log's checkpoint of size ${log.size}, signed by ${this.key.name}${this.policy ? ' and cosigned by a witness quorum' : ''}`, receipt };
+    } catch (e) {
+      return { ok: false, why: `could not verify: ${(e as Error).message}` };
+    }
+  }
+}

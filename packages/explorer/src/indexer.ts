@@ -1,0 +1,143 @@
+/**
+ * Follows the log as a monitor does and indexes what it verified: each new checkpoint is verified with the
+ * log key (and the witness policy when given) and proven consistent with the last one the index followed;
+ * each entry bundle is checked against its verified level-0 tile before any of its entries is indexed.
+ * A checkpoint that does not verify, a fork (no consistency proof joins two checkpoints), a rollback or a
+ * tile or entry that does not match stops the indexer with an alert: it never indexes a bad entry.
+ */
+import { TlogError, openCheckpoint, type NoteVerifier, type Policy } from '@trailmark/tlog';
+import {
+  LogReader, fetchVerifiedCheckpoint, nodeHasher, proveConsistencyFromTiles, verifiedEntries, type VerifiedLog,
+} from '@trailmark/monitor';
+import type { IndexStore, VerifiedLeaf } from './store.js';
+
+export interface IndexerOptions {
+  reader: LogReader;
+  logKey: NoteVerifier;
+  policy?: Policy;
+  store: IndexStore;
+  /** Poll interval for new checkpoints. Default 1 s. */
+  intervalMs?: number;
+  /** Entries per transaction. Default 4096. */
+  batchSize?: number;
+  /** Alert lines (default: stderr). */
+  alert?: (line: string) => void;
+}
+
+export interface IndexerStatus {
+  /** 'following', or 'stopped' after misbehaviour (see alert). */
+  state: 'following' | 'stopped';
+  indexed: number;
+  checkpointSize: number;
+  /** Why the indexer stopped: what did not verify. */
+  alert: string | null;
+  /** The last error reading the log (retried; not misbehaviour). */
+  lastReadError: string | null;
+}
+
+export class Indexer {
+  readonly status: IndexerStatus;
+  private stopped = false;
+  /** Entries indexed when the planner's statistics were last refreshed. */
+  private optimizedAt = 0;
+  private wake: (() => void) | null = null;
+  private loop: Promise<void> | null = null;
+  private readonly waiters: { size: number; resolve: () => void }[] = [];
+
+  constructor(private readonly opts: IndexerOptions) {
+    const st = opts.store.state();
+    this.status = { state: 'following', indexed: st.indexed, checkpointSize: 0, alert: null, lastReadError: null };
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    await this.loop;
+  }
+
+  /** Resolves once at least `size` entries are indexed (for tests and tools). */
+  waitForIndexed(size: number): Promise<void> {
+    if (this.status.indexed >= size) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ size, resolve }));
+  }
+
+  /** One round: verify the latest checkpoint and index every entry up to it. Throws what it met. */
+  async syncOnce(): Promise<void> {
+    const { reader, logKey, policy, store } = this.opts;
+    const st = store.state();
+    const log = await fetchVerifiedCheckpoint(reader, logKey, { hasher: nodeHasher, ...(policy ? { policy } : {}) });
+    if (st.checkpoint !== null) {
+      // the stored note was verified before it was stored; re-opening it guards against a data directory
+      // that belongs to another log
+      const prev = openCheckpoint(st.checkpoint, logKey).checkpoint;
+      await proveConsistencyFromTiles(log, prev);
+    }
+    if (st.checkpoint === null || log.checkpoint.size !== openCheckpoint(st.checkpoint, logKey).checkpoint.size) store.setCheckpoint(log.text);
+    this.status.checkpointSize = Number(log.checkpoint.size);
+    await this.indexUpTo(log, st.indexed);
+    if (this.status.indexed - this.optimizedAt >= 50_000) {
+      store.optimize();
+      this.optimizedAt = this.status.indexed;
+    }
+  }
+
+  private async indexUpTo(log: VerifiedLog, from: number): Promise<void> {
+    const size = log.checkpoint.size;
+    const batchSize = this.opts.batchSize ?? 4096;
+    let batch: VerifiedLeaf[] = [];
+    const flush = () => {
+      this.opts.store.add(batch);
+      this.status.indexed = batch[batch.length - 1].index + 1;
+      batch = [];
+      this.notify();
+    };
+    // verifiedEntries checks each whole bundle before yielding any of its entries
+    for await (const e of verifiedEntries(log, BigInt(from), size, 8)) {
+      batch.push({ index: Number(e.index), leafHash: nodeHasher.leaf(e.data), data: e.data });
+      if (batch.length >= batchSize) flush();
+      if (this.stopped) break;
+    }
+    if (batch.length > 0) flush();
+  }
+
+  private notify(): void {
+    for (let i = this.waiters.length - 1; i >= 0; i--) {
+      if (this.status.indexed >= this.waiters[i].size) {
+        this.waiters[i].resolve();
+        this.waiters.splice(i, 1);
+      }
+    }
+  }
+
+  private async run(): Promise<void> {
+    const alert = this.opts.alert ?? ((l: string) => process.stderr.write(l + '\n'));
+    while (!this.stopped) {
+      try {
+        await this.syncOnce();
+        this.status.lastReadError = null;
+      } catch (e) {
+        if (e instanceof TlogError) {
+          // cryptographic evidence: the log forked, rolled back, or served something that does not verify
+          this.status.state = 'stopped';
+          this.status.alert = `${e.code}: ${e.message}`;
+          alert(`ALERT trailmark explorer stopped indexing: the log misbehaved (${this.status.alert})`);
+          return;
+        }
+        this.status.lastReadError = (e as Error).message;
+      }
+      if (this.stopped) break;
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, this.opts.intervalMs ?? 1000);
+        this.wake = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+      this.wake = null;
+    }
+  }
+}

@@ -1,0 +1,133 @@
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startLogServer } from '@trailmark/log-server';
+import { parseVkey } from '@trailmark/tlog';
+import { startExplorer, type RunningExplorer } from '../src/index.js';
+import { addEntries, startRelay, startTrail, waitFor, type Trail } from './fixture.js';
+
+const BIN = fileURLToPath(new URL('../../cli/dist/bin.js', import.meta.url));
+
+function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const filler = (tag: string, n: number) =>
+  Array.from({ length: n }, (_, i) => ({ schema: 'trailmark.access/v1', stage: 'request', id: `${tag}-${i}`, request_id: `${tag}-${i}`, time: '2026-01-03T00:00:00.000Z', actor: { id: tag, roles: [], ip: null, user_agent: null }, action: { method: 'GET', target: 'http://svc', path: `/f/${i}`, query: '' }, decision: { allowed: true, reason: 'ok' } }));
+
+describe('explorer indexer (follows the log, verifies before indexing)', function () {
+  this.timeout(60_000);
+  let trail: Trail;
+  const extra: RunningExplorer[] = [];
+  const closers: (() => Promise<void>)[] = [];
+
+  beforeEach(async () => {
+    trail = await startTrail();
+  });
+  afterEach(async () => {
+    for (const x of extra.splice(0)) await x.close();
+    for (const c of closers.splice(0)) await c();
+    await trail.close();
+  });
+
+  it('survives a restart and catches up incrementally, without reading what it already indexed', async () => {
+    await addEntries(trail.log.url, filler('bulk', 300));
+    const first = await trail.startExplorer();
+    const size1 = trail.size + 300;
+    await first.indexer.waitForIndexed(size1);
+    await first.close();
+    await addEntries(trail.log.url, filler('late', 5));
+    const seen: string[] = [];
+    const relay = await startRelay(trail.log.url, { rewrite: (p) => void seen.push(p) });
+    closers.push(relay.close);
+    const second = await trail.startExplorer({ log: relay.url });
+    await second.indexer.waitForIndexed(size1 + 5);
+    expect(seen).to.not.include('/tile/entries/000', 'the first, full bundle was indexed before the restart');
+    const page = (await (await fetch(`${second.url}/api/events?actor=late`)).json()) as { tree_size: number; events: unknown[] };
+    expect(page.tree_size).to.equal(size1 + 5);
+    expect(page.events.length).to.equal(5);
+    const bulk = (await (await fetch(`${second.url}/api/events?actor=bulk&limit=1000`)).json()) as { events: unknown[] };
+    expect(bulk.events.length).to.equal(300);
+    expect(second.indexer.status).to.include({ state: 'following', lastReadError: null });
+  });
+
+  it('stops with an alert, indexing nothing, when the log serves an entry that does not match its tiles', async () => {
+    const relay = await startRelay(trail.log.url, {
+      rewrite: (p, body) => (p.startsWith('/tile/entries/000') ? Buffer.from(body.toString('latin1').replace('"alice"', '"mallo"'), 'latin1') : undefined),
+    });
+    closers.push(relay.close);
+    const alerts: string[] = [];
+    const x = await startExplorer({ log: relay.url, logKey: parseVkey(trail.vkey), dataDir: join(trail.dir, 'x-lying'), listen: '127.0.0.1:0', intervalMs: 100, alert: (l) => alerts.push(l) });
+    extra.push(x);
+    await waitFor('the indexer to stop', () => x.indexer.status.state === 'stopped');
+    expect(x.indexer.status.alert).to.match(/^entry-mismatch: /);
+    expect(alerts.join('\n')).to.match(/ALERT .*misbehaved/);
+    expect(x.indexer.status.indexed).to.equal(0);
+    const page = (await (await fetch(`${x.url}/api/events`)).json()) as { tree_size: number; events: unknown[] };
+    expect(page).to.deep.equal({ tree_size: 0, events: [], next: null });
+    expect((await fetch(`${x.url}/healthz`)).status).to.equal(503);
+  });
+
+  it('stops with an alert when the log forks: a second history under the same key', async () => {
+    const x = await trail.startExplorer();
+    await x.indexer.waitForIndexed(trail.size);
+    await x.close();
+    // the same key serving another history, longer than the one indexed
+    const fork = await startLogServer({ dataDir: join(trail.dir, 'fork'), keyFile: join(trail.dir, 'log', 'log.key'), listen: '127.0.0.1:0' });
+    closers.push(() => fork.close());
+    expect(fork.vkey).to.equal(trail.vkey);
+    await addEntries(fork.url, filler('fork', trail.size + 3));
+    const y = await trail.startExplorer({ log: fork.url });
+    await waitFor('the indexer to stop', () => y.indexer.status.state === 'stopped');
+    expect(y.indexer.status.alert).to.match(/^inconsistent: /);
+    expect(y.indexer.status.indexed).to.equal(trail.size);
+    const forked = (await (await fetch(`${y.url}/api/events?actor=fork`)).json()) as { events: unknown[] };
+    expect(forked.events).to.deep.equal([]);
+  });
+
+  it('trailmark explorer serves the index until SIGTERM, and refuses a malformed key', async () => {
+    const p = spawn(process.execPath, [BIN, 'explorer', '--log', trail.log.url, '--key', trail.vkey, '--data', join(trail.dir, 'x-cli'), '--listen', '127.0.0.1:0', '--interval', '100'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d) => (out += d));
+    const exited = new Promise<number | null>((r) => p.on('close', (code) => r(code)));
+    await waitFor('the explorer to print its URL', () => /^url: /m.test(out), 30_000);
+    const url = /^url: (\S+)$/m.exec(out)![1];
+    await waitFor('the index to catch up', async () => ((await (await fetch(`${url}/api/info`)).json()) as { tree_size: number }).tree_size === trail.size, 30_000);
+    p.kill('SIGTERM');
+    expect(await exited).to.equal(0);
+    const bad = await cli(['explorer', '--log', trail.log.url, '--key', 'not-a-key', '--data', join(trail.dir, 'x-bad'), '--listen', '127.0.0.1:0']);
+    expect(bad.code).to.equal(2);
+    expect(bad.stderr).to.match(/neither a vkey/);
+  });
+
+  it('trailmark search prints verified results, and exits 1 when the explorer alters one', async () => {
+    const x = await trail.startExplorer();
+    await x.indexer.waitForIndexed(trail.size);
+    const ok = await cli(['search', '--explorer', x.url, '--key', trail.vkey, '--protocol', 'http', '--method', 'POST']);
+    expect(ok.code, ok.stderr).to.equal(0);
+    const lines = ok.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((l) => [l.entry.action.path, l.response.entry.outcome.status])).to.deep.equal([['/db/rows', 200]]);
+    const csv = await cli(['search', '--explorer', x.url, '--log-key', trail.vkey, '--protocol', 'postgres', '--format', 'csv']);
+    expect(csv.code, csv.stderr).to.equal(0);
+    expect(csv.stdout.trim().split('\r\n').length).to.equal(4);
+    // a relay in front of the explorer changes what one event says
+    const lying = await startRelay(x.url, {
+      rewrite: (p, body) => (p.startsWith('/api/events') ? Buffer.from(body.toString().replace('"path":"/db/rows"', '"path":"/db/other"')) : undefined),
+    });
+    closers.push(lying.close);
+    const bad = await cli(['search', '--explorer', lying.url, '--key', trail.vkey, '--method', 'POST']);
+    expect(bad.code).to.equal(1);
+    expect(bad.stderr).to.match(/not what the log holds there/);
+    expect(bad.stdout).to.equal('');
+    const usage = await cli(['search', '--explorer', x.url, '--key', trail.vkey, '--decision', 'maybe']);
+    expect(usage.code).to.equal(2);
+  });
+});

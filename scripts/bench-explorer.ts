@@ -1,0 +1,208 @@
+/**
+ * Explorer: indexing rate and search latency on a log of 1,000,000 events (BENCH_QUICK=1: 100,000), served by
+ * `trailmark serve` in its own process, and the page's time to verify 100 results in headless Chromium.
+ *
+ * Same-run ceilings: indexing is printed beside the verified read of the same entries with no indexing
+ * (what the indexer cannot beat: fetch, check against tiles, hand out); search latency beside the latency of
+ * a trivial request to the same server; the page's verification beside the same 100 checks done by
+ * `trailmark search`'s code in Node.
+ */
+import { spawn } from 'node:child_process';
+import { hash as nodeHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { canonicalJson, parseVkey, type NoteVerifier } from '@trailmark/tlog';
+import { LogStore, loadLogKey } from '@trailmark/log-server';
+import { LogReader, fetchVerifiedCheckpoint, nodeHasher, verifiedEntries } from '@trailmark/monitor';
+import { IndexStore, Indexer, VerifiedSearch, startExplorer, type VerifiedLeaf } from '@trailmark/explorer';
+import { fmt, median, waitForUrl } from './lib/ceilings.js';
+import { launchChromium } from '../test/lib/chromium.js';
+import { startRelay } from '../packages/explorer/test/fixture.js';
+
+const quick = process.env.BENCH_QUICK === '1';
+const N = Number(process.env.BENCH_EXPLORER_EVENTS ?? (quick ? 100_000 : 1_000_000));
+const QUERIES = quick ? 200 : 1000;
+const BIN = fileURLToPath(new URL('../packages/cli/dist/bin.js', import.meta.url));
+const T0 = Date.parse('2026-01-01T00:00:00Z');
+
+/** Event i: request/response pairs from 97 actors over 12 days, one request in 20 denied. */
+function event(i: number, prev: string | null): Uint8Array {
+  const r = i >> 1;
+  const time = new Date(T0 + r * Math.floor((12 * 86_400_000) / (N / 2))).toISOString();
+  const denied = r % 20 === 7;
+  if (i % 2 === 1) {
+    return canonicalJson({
+      schema: 'trailmark.access/v1', stage: 'response', id: `a-${r}`, request_id: `req-${r}`, time, proxy: 'bench-proxy',
+      stream: { id: 'bench/0', seq: i, prev }, outcome: { status: denied ? 403 : 200, bytes: 512, request_bytes: 0, duration_ms: 1.5 },
+    });
+  }
+  return canonicalJson({
+    schema: 'trailmark.access/v1', stage: 'request', id: `q-${r}`, request_id: `req-${r}`, time, proxy: 'bench-proxy',
+    stream: { id: 'bench/0', seq: i, prev },
+    actor: { id: `user${r % 97}`, roles: ['dba'], ip: '10.0.0.7', user_agent: 'curl/8' },
+    action: { protocol: 'http', method: r % 5 === 0 ? 'POST' : 'GET', target: `https://svc${r % 7}.internal`, path: `/tables/t${r % 13}/rows/${r % 1000}`, query: `limit=${r % 50}` },
+    decision: { allowed: !denied, reason: denied ? 'no rule allows it' : 'role dba' },
+  });
+}
+
+async function buildLog(dir: string): Promise<void> {
+  const key = loadLogKey(join(dir, 'log.key'), { create: true });
+  const store = await LogStore.open(join(dir, 'db'), key);
+  const t0 = performance.now();
+  let prev: string | null = null;
+  for (let start = 0; start < N; start += 10_000) {
+    const leaves = [];
+    for (let i = start; i < Math.min(N, start + 10_000); i++) {
+      const data = event(i, prev);
+      const buf = new Uint8Array(data.length + 1);
+      buf.set(data, 1);
+      const hash = nodeHash('sha256', buf, 'buffer');
+      prev = hash.toString('base64');
+      leaves.push({ data, hash });
+    }
+    await store.append(leaves);
+  }
+  await store.close();
+  console.log(`built a log of ${fmt(N)} events in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+/**
+ * Entries/s of reading every entry verified against tiles, indexing nothing (the indexer's read side), and
+ * the leaves read, for the store-only measurement.
+ */
+async function verifiedRead(url: string, logKey: NoteVerifier): Promise<{ rate: number; leaves: VerifiedLeaf[] }> {
+  const reader = new LogReader(url);
+  const t0 = performance.now();
+  const log = await fetchVerifiedCheckpoint(reader, logKey, { hasher: nodeHasher });
+  const leaves: VerifiedLeaf[] = [];
+  for await (const e of verifiedEntries(log, 0n, log.checkpoint.size, 8)) {
+    leaves.push({ index: Number(e.index), leafHash: nodeHasher.leaf(e.data), data: e.data }); // the indexer hashes each entry once too
+  }
+  const rate = leaves.length / ((performance.now() - t0) / 1000);
+  reader.close();
+  if (leaves.length !== N) throw new Error(`read ${leaves.length} entries, want ${N}`);
+  return { rate, leaves };
+}
+
+/** Entries/s of the index store alone: the same leaves, from memory, into a fresh index (the write side). */
+function storeOnlyRate(dir: string, leaves: VerifiedLeaf[]): number {
+  const store = new IndexStore(dir);
+  const t0 = performance.now();
+  for (let i = 0; i < leaves.length; i += 4096) store.add(leaves.slice(i, i + 4096));
+  const rate = leaves.length / ((performance.now() - t0) / 1000);
+  store.close();
+  rmSync(dir, { recursive: true, force: true });
+  return rate;
+}
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+
+async function timeGet(url: string): Promise<number> {
+  const t0 = performance.now();
+  const r = await fetch(url);
+  await r.arrayBuffer();
+  if (r.status !== 200) throw new Error(`GET ${url}: ${r.status}`);
+  return performance.now() - t0;
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'tm-bench-explorer-'));
+  let kill = () => undefined as unknown;
+  try {
+    await buildLog(dir);
+    const proc = spawn(process.execPath, [BIN, 'serve', '--data', dir, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    kill = () => proc.kill('SIGTERM');
+    let out = '';
+    proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const url = await waitForUrl(proc);
+    const vkey = /^vkey: (\S+)$/m.exec(out)?.[1];
+    if (!vkey) throw new Error(`trailmark serve printed no vkey line: ${out}`);
+    const logKey = parseVkey(vkey);
+
+    // indexing, beside the verified read of the same entries in the same run
+    const read = await verifiedRead(url, logKey);
+    const readRate = read.rate;
+    const storeRate = storeOnlyRate(join(dir, 'store-only'), read.leaves);
+    read.leaves.length = 0;
+    const store = new IndexStore(join(dir, 'explorer'));
+    const reader = new LogReader(url);
+    const indexer = new Indexer({ reader, logKey, store });
+    const t0 = performance.now();
+    await indexer.syncOnce();
+    const indexRate = N / ((performance.now() - t0) / 1000);
+    reader.close();
+    store.close();
+    if (indexer.status.indexed !== N) throw new Error(`indexed ${indexer.status.indexed}, want ${N}`);
+    console.log('');
+    const bound = 1 / (1 / readRate + 1 / storeRate);
+    console.log(`indexing ${fmt(N)} events: ${fmt(indexRate)} events/s (target 50,000)`);
+    console.log(`  same-run ceilings: verified read of the same entries, no index ${fmt(readRate)} entries/s; the index store alone, same entries from memory ${fmt(storeRate)} entries/s; the two one after the other ${fmt(bound)} entries/s (indexing is ${Math.round((100 * indexRate) / bound)}% of that)`);
+
+    // search latency over HTTP, filtered pages of 100
+    const relay = await startRelay(url, { headers: { 'access-control-allow-origin': '*' } });
+    const x = await startExplorer({ log: relay.url, logKey, dataDir: join(dir, 'explorer'), listen: '127.0.0.1:0', alert: () => {} });
+    await x.indexer.waitForIndexed(N);
+    const filters = [
+      (i: number) => `actor=user${i % 97}`,
+      (i: number) => `actor=user${i % 97}&decision=denied`,
+      (i: number) => `path=/tables/t${i % 13}&method=POST`,
+      (i: number) => `target=https://svc${i % 7}.internal&status=403`,
+      (i: number) => `q=t${i % 13}`,
+      (i: number) => `from=${new Date(T0 + (i % 10) * 86_400_000).toISOString()}&to=${new Date(T0 + ((i % 10) + 1) * 86_400_000).toISOString()}&actor=user${i % 97}`,
+    ];
+    for (let i = 0; i < 20; i++) await timeGet(`${x.url}/api/events?${filters[i % filters.length](i)}&limit=100`); // warm-up
+    const lat: number[] = [];
+    const base: number[] = [];
+    for (let i = 0; i < QUERIES; i++) {
+      lat.push(await timeGet(`${x.url}/api/events?${filters[i % filters.length](i * 31)}&limit=100`));
+      base.push(await timeGet(`${x.url}/api/info`));
+    }
+    const deep = await timeGet(`${x.url}/api/events?actor=user3&limit=100&cursor=${Buffer.from(`b:${Math.floor(N / 3)}`).toString('base64url')}`);
+    console.log(`search, filtered page of 100 on ${fmt(N)} events (${QUERIES} queries, 6 filter shapes): p50 ${pct(lat, 50).toFixed(1)} ms, p99 ${pct(lat, 99).toFixed(1)} ms (target p99 <= 50 ms) | trivial request to the same server: p50 ${pct(base, 50).toFixed(1)} ms, p99 ${pct(base, 99).toFixed(1)} ms; a page deep in the log (cursor): ${deep.toFixed(1)} ms`);
+
+    // the page verifying 100 results in headless Chromium, beside the same checks in Node
+    const browser = await launchChromium();
+    try {
+      const times: number[] = [];
+      for (let r = 0; r < 3; r++) {
+        const page = await browser.context.newPage();
+        const t = performance.now();
+        await page.goto(`${x.url}/?actor=user${r + 1}`);
+        await page.waitForFunction(() => {
+          const rows = [...document.querySelectorAll('#results tbody tr')];
+          return rows.length === 100 && rows.every((row) => row.getAttribute('data-verified') === 'true');
+        }, undefined, { timeout: 120_000, polling: 20 });
+        times.push(performance.now() - t);
+        await page.close();
+      }
+      const nodeTimes: number[] = [];
+      for (let r = 0; r < 3; r++) {
+        const t = performance.now();
+        let n = 0;
+        for await (const _ of new VerifiedSearch({ explorer: x.url, logKey, filters: { actor: `user${r + 1}` }, max: 100 }).results()) n++;
+        if (n !== 100) throw new Error(`node search verified ${n} results`);
+        nodeTimes.push(performance.now() - t);
+      }
+      console.log(`page: load and verify 100 results in headless Chromium: ${median(times).toFixed(0)} ms (median of 3) | the same 100 checks in Node (trailmark search): ${median(nodeTimes).toFixed(0)} ms`);
+    } finally {
+      await browser.close();
+      await x.close();
+      await relay.close();
+    }
+    console.log('(the machine is shared with other work: figures are noisy; compare each with its same-run ceiling)');
+  } finally {
+    kill();
+    await new Promise((r) => setTimeout(r, 300));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
