@@ -4,11 +4,15 @@
  * an alert in the log and at the webhook, and GET /v1/streams shows the state.
  */
 import { expect } from 'chai';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '@trailmark/node';
 import { startLogServer, type LogServer } from '@trailmark/log-server';
 import { startMonitor, type MonitoredStream, type RunningMonitor } from '@trailmark/monitor';
-import { addEntries, cli, keyFile, startWebhook, tempDir, waitFor } from './lib/util.js';
+import { addEntries, BIN, cli, keyFile, startWebhook, tempDir, waitFor } from './lib/util.js';
 import { StreamWriter, exchange } from './lib/streams.js';
 
 interface Alert {
@@ -52,9 +56,9 @@ describe('monitor: proxy streams (end to end)', function () {
 
   /** A real log (filled with `events` first) and a monitor following it with the stall threshold `stallMs`. */
   async function logAndMonitor(name: string, events: object[], stallMs: number): Promise<{ l: LogServer; m: RunningMonitor }> {
-    const l = await startLogServer({ dataDir: join(tmp.dir, `${name}-log`), keyFile: key.file, listen: '127.0.0.1:0' });
+    const l = await startLogServer({ dataDir: join(tmp.dir, `${name}-log`), keyFile: key.file, create: true, listen: '127.0.0.1:0' });
     closers.push(() => l.close());
-    await addEntries(l.url, events);
+    if (events.length > 0) await addEntries(l.url, events);
     const m = await startMonitor({
       logs: [{ url: l.url, vkey: key.vkey }], dataDir: join(tmp.dir, `${name}-mon`), listen: '127.0.0.1:0',
       pollIntervalMs: 100, gossipIntervalMs: 100, alertWebhook: hookUrl, streamStallMs: stallMs, logger,
@@ -84,6 +88,40 @@ describe('monitor: proxy streams (end to end)', function () {
     await new Promise((r) => setTimeout(r, 4500));
     expect((await streamsOf(m))[0]).to.include({ stalled: false, status: 'complete' });
     expect(hooks.filter((h) => h.alert === 'stream-stalled')).to.have.length(1);
+  });
+
+  it('raises the stall alert when a real proxy is SIGSTOPped past the threshold, and clears it once the proxy runs again', async () => {
+    const upstream = createServer((_req, res) => res.end('ok'));
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    closers.push(() => new Promise<void>((r) => upstream.close(() => r())));
+    const { l, m } = await logAndMonitor('sigstop', [], 3000);
+    const tokens = join(tmp.dir, 'sigstop-tokens.json');
+    await writeFile(tokens, JSON.stringify({ 'stall-token': { id: 'alice', roles: [] } }));
+    const args = ['proxy', '--workers', '1', '--upstream', `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`, '--log', l.url,
+      '--log-key', key.vkey, '--tokens', tokens, '--listen', '127.0.0.1:0', '--spool', join(tmp.dir, 'sigstop-spool'), '--name', 'frozen',
+      '--heartbeat-seconds', '0.3'];
+    const proxy: ChildProcess = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    closers.push(async () => {
+      proxy.kill('SIGCONT');
+      proxy.kill('SIGKILL');
+    });
+    let out = '';
+    proxy.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const streamId = await waitFor('the proxy prints its stream', async () => /^stream: (\S+)$/m.exec(out)?.[1]);
+    // heartbeats flow: the monitor lists the stream, alive
+    await waitFor('stream alive with heartbeats', async () => {
+      const s = (await streamsOf(m)).find((x) => x.id === streamId);
+      return s !== undefined && s.events >= 3 && !s.stalled;
+    });
+    expect(hooks.filter((h) => h.alert === 'stream-stalled')).to.have.length(0);
+    // frozen: no more heartbeats, so past 3 s the monitor alerts, naming the stream
+    proxy.kill('SIGSTOP');
+    const alert = await waitFor('stall alert at the webhook', async () => hooks.find((h) => h.alert === 'stream-stalled' && h.stream === streamId), 15_000, 100);
+    expect(alert).to.include({ origin });
+    expect((await streamsOf(m)).find((x) => x.id === streamId)).to.include({ stalled: true, proxy: 'frozen' });
+    // thawed: heartbeats resume and the stream is no longer stalled
+    proxy.kill('SIGCONT');
+    await waitFor('stream alive again', async () => (await streamsOf(m)).find((x) => x.id === streamId)?.stalled === false, 15_000, 100);
   });
 
   it('alerts on a dropped event and a forged heartbeat; monitor --once exits 1 on them', async () => {
