@@ -16,11 +16,12 @@ const doc = readFileSync(fileURLToPath(new URL('../docs/gateways.md', import.met
 const TOKENS = { 'alice-gateway-token-1': { id: 'alice', roles: ['ops'] } };
 type Ev = Record<string, any>;
 
+/** The request events in the log (the stream's own start and heartbeat events are in it too). */
 async function logEvents(url: string): Promise<Ev[]> {
   const { tree_size: n } = (await (await fetch(`${url}/v1/get-sth`)).json()) as { tree_size: number };
   if (n === 0) return [];
   const r = (await (await fetch(`${url}/v1/get-entries?start=0&end=${n - 1}`)).json()) as { entries: { leaf_input: string }[] };
-  return r.entries.map((e) => JSON.parse(Buffer.from(e.leaf_input, 'base64').toString('utf8')));
+  return r.entries.map((e) => JSON.parse(Buffer.from(e.leaf_input, 'base64').toString('utf8')) as Ev).filter((e) => e.stage === 'request');
 }
 
 describe('forward-auth behind a real nginx (auth_request, the documented configuration)', function () {

@@ -81,7 +81,7 @@ describe('explorer indexer (follows the log, verifies before indexing)', functio
     await x.indexer.waitForIndexed(trail.size);
     await x.close();
     // the same key serving another history, longer than the one indexed
-    const fork = await startLogServer({ dataDir: join(trail.dir, 'fork'), keyFile: join(trail.dir, 'log', 'log.key'), listen: '127.0.0.1:0' });
+    const fork = await startLogServer({ dataDir: join(trail.dir, 'fork'), keyFile: join(trail.dir, 'log', 'log.key'), create: true, listen: '127.0.0.1:0' });
     closers.push(() => fork.close());
     expect(fork.vkey).to.equal(trail.vkey);
     await addEntries(fork.url, filler('fork', trail.size + 3));
