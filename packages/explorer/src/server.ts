@@ -13,7 +13,7 @@ import { FilterError, MAX_LIMIT, encodeCursor, parseCursor, parseFilters, parseL
 import { BUCKET_MS, IndexStore, type Bucket, type StoredEvent } from './store.js';
 import { Indexer } from './indexer.js';
 import { csvHeader, csvRow, eventJson, ocsfEvent } from './formats.js';
-import { streamOk } from './streams.js';
+import { streamView } from './streams.js';
 
 export interface ExplorerOptions {
   /** The log's base URL (the page fetches checkpoints and tiles from it directly). */
@@ -145,7 +145,10 @@ class ExplorerApi {
         case '/api/stats':
           return this.stats(url.searchParams, res);
         case '/api/streams':
-          return sendJson(res, 200, { streams: this.store.streams.all().map(({ last_hash: _h, ...s }) => ({ ...s, complete: streamOk({ ...s, last_hash: _h }) })) });
+          return sendJson(res, 200, {
+            streams: this.store.streams.streams().map(streamView),
+            ...(this.store.streams.malformedEvents().length ? { malformed_stream_events: this.store.streams.malformedEvents() } : {}),
+          });
         case '/api/info':
           return sendJson(res, 200, this.infoBody());
         case '/healthz': {

@@ -7,14 +7,17 @@
  * request_id: the request row points at its response (response_index, and takes its status), and the
  * response row is hidden from searches (top = 0). A response whose request is not in the log (yet) stays
  * visible on its own, so every entry is reachable.
+ *
+ * Meta `streams`: tlog's StreamChecker state (plain JSON), saved with each batch that touched a stream and
+ * resumed on restart.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { b64encode } from '@trailmark/tlog';
+import { StreamChecker, type StreamCheckerState } from '@trailmark/tlog';
 import { KIND_REQUEST, KIND_RESPONSE, normalize } from './normalize.js';
 import type { Filters } from './filters.js';
-import { StreamTracker, type StreamState } from './streams.js';
+import { fromLegacy, type LegacyStreamState } from './streams.js';
 
 export interface StoredEvent {
   leaf_index: number;
@@ -69,8 +72,10 @@ CREATE INDEX IF NOT EXISTS events_stream ON events(stream_id, stream_seq);
 CREATE INDEX IF NOT EXISTS events_time ON events(time_ms);
 CREATE TABLE IF NOT EXISTS orphans (request_id TEXT PRIMARY KEY, leaf_index INTEGER NOT NULL) WITHOUT ROWID;
 CREATE VIRTUAL TABLE IF NOT EXISTS words USING fts5(text, content='', detail='none');
-CREATE TABLE IF NOT EXISTS streams (id TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID;
 `;
+
+/** The meta key holding the StreamChecker state (plain JSON, resumed on restart). */
+const STREAMS_KEY = 'streams';
 
 /** Requests awaiting their response kept in memory (about 100 bytes each). */
 const MAX_PENDING = 100_000;
@@ -144,7 +149,10 @@ function whereOf(f: Filters): { from: string; key: string; sql: string[]; params
 
 export class IndexStore {
   readonly db: Database.Database;
-  readonly streams: StreamTracker;
+  /** The stream checker (tlog's, as the audit and the monitor use), fed every indexed entry in log order. */
+  private checker: StreamChecker;
+  /** Whether the checker changed since its state was last saved. */
+  private streamsDirty = false;
   private readonly insertEvent: Database.Statement;
   private readonly insertWords: Database.Statement;
   private readonly findRequest: Database.Statement;
@@ -160,7 +168,6 @@ export class IndexStore {
   private readonly joinRequest: Database.Statement;
   private readonly hide: Database.Statement;
   private readonly putMeta: Database.Statement;
-  private readonly putStream: Database.Statement;
   private readonly batch: (leaves: VerifiedLeaf[], indexed: number, checkpoint: string | null) => void;
 
   /** Opens (creating when absent) the index under `dir`. Precondition: none; throws on an unusable directory. */
@@ -185,22 +192,45 @@ export class IndexStore {
     this.joinRequest = this.db.prepare('UPDATE events SET response_index = ?, status = ? WHERE leaf_index = ?');
     this.hide = this.db.prepare('UPDATE events SET top = 0 WHERE leaf_index = ?');
     this.putMeta = this.db.prepare('INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v');
-    this.putStream = this.db.prepare('INSERT INTO streams (id, state) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state');
-    this.streams = new StreamTracker(this.loadStreams());
+    this.migrateLegacyStreams();
+    this.checker = new StreamChecker(this.loadStreams());
     this.batch = this.db.transaction((leaves: VerifiedLeaf[], indexed: number, checkpoint: string | null) => {
       for (const l of leaves) this.insertOne(l);
-      for (const s of this.streams.takeDirty()) this.putStream.run(s.id, JSON.stringify(s));
+      if (this.streamsDirty) {
+        this.putMeta.run(STREAMS_KEY, JSON.stringify(this.checker.state()));
+        this.streamsDirty = false;
+      }
       this.putMeta.run('indexed', String(indexed));
       if (checkpoint !== null) this.putMeta.run('checkpoint', checkpoint);
     });
   }
 
-  private loadStreams(): StreamState[] {
-    return (this.db.prepare('SELECT state FROM streams').pluck().all() as string[]).map((s) => JSON.parse(s) as StreamState);
+  /** The stream checker, with every stream in the entries indexed so far. */
+  get streams(): StreamChecker {
+    return this.checker;
+  }
+
+  /** The saved StreamChecker state (meta `streams`), or none before the first stream event. */
+  private loadStreams(): StreamCheckerState | undefined {
+    const v = this.db.prepare('SELECT v FROM meta WHERE k = ?').pluck().get(STREAMS_KEY) as string | undefined;
+    return v === undefined ? undefined : (JSON.parse(v) as StreamCheckerState);
+  }
+
+  /** An index written before the explorer used StreamChecker kept one row per stream in table `streams`: convert it once. */
+  private migrateLegacyStreams(): void {
+    const has = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'streams'").get();
+    if (!has) return;
+    this.db.transaction(() => {
+      if (this.loadStreams() === undefined) {
+        const rows = (this.db.prepare('SELECT state FROM streams').pluck().all() as string[]).map((s) => fromLegacy(JSON.parse(s) as LegacyStreamState));
+        if (rows.length) this.putMeta.run(STREAMS_KEY, JSON.stringify({ version: 1, streams: rows, malformed: [] } satisfies StreamCheckerState));
+      }
+      this.db.exec('DROP TABLE streams');
+    })();
   }
 
   state(): IndexState {
-    const rows = this.db.prepare('SELECT k, v FROM meta').all() as { k: string; v: string }[];
+    const rows = this.db.prepare("SELECT k, v FROM meta WHERE k IN ('indexed', 'checkpoint')").all() as { k: string; v: string }[];
     const m = new Map(rows.map((r) => [r.k, r.v]));
     return { indexed: Number(m.get('indexed') ?? 0), checkpoint: m.get('checkpoint') ?? null };
   }
@@ -221,7 +251,8 @@ export class IndexStore {
       this.batch(leaves, next, null);
     } catch (e) {
       // memory must not run ahead of what was committed
-      this.streams.reset(this.loadStreams());
+      this.checker = new StreamChecker(this.loadStreams());
+      this.streamsDirty = false;
       this.pending.clear();
       this.orphanIds.clear();
       for (const r of this.db.prepare('SELECT request_id FROM orphans').pluck().all() as string[]) this.orphanIds.add(r);
@@ -274,12 +305,9 @@ export class IndexStore {
       status, f.streamId, f.streamSeq, responseIndex, text,
     );
     if (f.words) this.insertWords.run(l.index, f.words);
-    if (f.stream) {
-      const e = parsed as Record<string, unknown>;
-      this.streams.add({
-        ...f.stream, leafHash: b64encode(l.leafHash), stage: f.stage, proxy: f.proxy, time: typeof e.time === 'string' ? e.time : null,
-        streamKey: typeof e.stream_key === 'string' ? e.stream_key : null, signature: typeof e.signature === 'string' ? e.signature : null,
-      });
+    if (typeof parsed === 'object' && parsed !== null && (parsed as { stream?: unknown }).stream !== undefined) {
+      this.checker.add(l.index, l.leafHash, parsed, Date.now());
+      this.streamsDirty = true;
     }
   }
 

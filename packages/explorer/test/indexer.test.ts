@@ -6,6 +6,7 @@ import { startLogServer } from '@trailmark/log-server';
 import { parseVkey } from '@trailmark/tlog';
 import { startExplorer, type RunningExplorer } from '../src/index.js';
 import { addEntries, startRelay, startTrail, waitFor, type Trail } from './fixture.js';
+import { StreamWriter, exchange } from '../../../test/lib/streams.js';
 
 const BIN = fileURLToPath(new URL('../../cli/dist/bin.js', import.meta.url));
 
@@ -57,6 +58,33 @@ describe('explorer indexer (follows the log, verifies before indexing)', functio
     const bulk = (await (await fetch(`${second.url}/api/events?actor=bulk&limit=1000`)).json()) as { events: unknown[] };
     expect(bulk.events.length).to.equal(300);
     expect(second.indexer.status).to.include({ state: 'following', lastReadError: null });
+  });
+
+  it('/api/streams reports a hole and a forged heartbeat, and resumes the stream state after a restart', async () => {
+    const hole = new StreamWriter('x-hole', 'proxy-h');
+    const forged = new StreamWriter('x-forged', 'proxy-f');
+    const before = [hole.next('start'), ...exchange(hole, 'h-r1')];
+    hole.next('heartbeat'); // seq 3 never reaches the log
+    const bad = [forged.next('start'), forged.build('heartbeat', {}, 1, forged.prev, StreamWriter.forger())];
+    const size1 = await addEntries(trail.log.url, [...before, ...bad]);
+    const first = await trail.startExplorer();
+    await first.indexer.waitForIndexed(size1);
+    await first.close();
+    // the second explorer resumes from the saved checker state: seq 4 continues the stream (no new hole at 0-3)
+    const size2 = await addEntries(trail.log.url, [hole.next('end')]);
+    const second = await trail.startExplorer();
+    await second.indexer.waitForIndexed(size2);
+    const r = (await (await fetch(`${second.url}/api/streams`)).json()) as { streams: Record<string, any>[] };
+    const h = r.streams.find((s) => s.id === 'x-hole')!;
+    expect(h).to.include({ proxy: 'proxy-h', first_seq: 0, last_seq: 4, events: 4, ended: true, complete: false, stream_key: hole.vkey });
+    expect(h.holes).to.deep.equal([[3, 3]]);
+    expect([h.duplicates, h.broken, h.bad_signatures]).to.deep.equal([[], [], []]);
+    expect(h.status).to.equal('missing seq 3');
+    const f = r.streams.find((s) => s.id === 'x-forged')!;
+    expect(f).to.include({ proxy: 'proxy-f', first_seq: 0, last_seq: 1, events: 2, ended: false, complete: false, last_heartbeat: null });
+    expect(f.holes).to.deep.equal([]);
+    expect(f.broken).to.deep.equal([1]);
+    expect(f.bad_signatures).to.deep.equal([1]);
   });
 
   it('stops with an alert, indexing nothing, when the log serves an entry that does not match its tiles', async () => {
