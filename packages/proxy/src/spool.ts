@@ -193,6 +193,20 @@ export function fsyncDir(dir: string): void {
   }
 }
 
+/**
+ * fsyncDir off the event loop, for paths taken while the proxy serves: a directory fsync waits for the disk
+ * (milliseconds when the shipper's ack competes with the spool's own writes), and a synchronous one stalls every
+ * session of the process for that long. @internal
+ */
+export async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
 /** The ack file: the cursor and the last delivered record (absent in spools written before it was kept). @internal */
 export async function readAck(dir: string): Promise<{ pos: SpoolPosition; last: Buffer | null } | null> {
   const path = join(dir, 'ack');
@@ -219,7 +233,7 @@ export async function writeAck(dir: string, pos: SpoolPosition, last: Buffer | n
     await fh.close();
   }
   await rename(tmp, join(dir, 'ack'));
-  fsyncDir(dir);
+  await syncDir(dir);
 }
 
 /**
@@ -568,7 +582,7 @@ export class Spool {
   private async roll(): Promise<void> {
     const next = this.writeSeg + 1;
     const fh = await open(join(this.dir, segName(next)), NEW_SEGMENT);
-    fsyncDir(this.dir);
+    await syncDir(this.dir);
     await this.extending?.catch(() => {});
     await this.fh!.close();
     this.fh = fh;
