@@ -205,7 +205,9 @@ describe('log on PostgreSQL: several serve processes', function () {
     paused.proc.kill('SIGCONT');
     // it wakes with its old lease and whatever it had signed in memory, and finds out
     // (its renewal fails, its signed batch is fenced, or the server ended its session mid-transaction)
-    await waitFor('the resumed frontend to step down', async () => /lost the sequencer lease|not the sequencer any more|steps down/.test(paused.stderr()), 20_000);
+    await waitFor('the resumed frontend to step down', async () => /lost the sequencer lease|not the sequencer any more|steps down/.test(paused.stderr()), 20_000).catch((e: Error) => {
+      throw new Error(`${e.message}; its log:\n${paused.stderr().slice(-3000)}`);
+    });
     const more = load.acked;
     await waitFor('writes go on', async () => load.acked >= more + 400, 10_000);
     await load.stop();

@@ -120,10 +120,19 @@ function connectionOptions(url: string, max: number): pg.PoolConfig {
 
 async function withClient<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
   const c = await pool.connect();
+  // a checked-out connection the server ends (the idle-in-transaction timeout after this process was paused,
+  // a restart) emits 'error' on the client, which the pool only handles for idle clients: unhandled, it would
+  // kill the process. The query in flight fails with it; the connection is then discarded, not reused.
+  let broken: Error | undefined;
+  const onError = (e: Error) => {
+    broken = e;
+  };
+  c.on('error', onError);
   try {
     return await fn(c);
   } finally {
-    c.release();
+    c.off('error', onError);
+    c.release(broken);
   }
 }
 
@@ -632,7 +641,7 @@ export class PgStore extends DurableReads implements LogStorage {
       await this.lease();
     } catch (e) {
       this.resign();
-      this.logger.warn('sequencer lease check failed', { frontend: this.id, error: (e as Error).message });
+      this.logger.warn('sequencer lease check failed; this frontend steps down and retries', { frontend: this.id, error: (e as Error).message });
     }
     if (!this.listener && !this.closed) await this.listen().catch((e) => this.logger.warn('cannot listen for log notifications', { error: (e as Error).message }));
     // a notification can be missed (listener reconnecting): the poll covers it
