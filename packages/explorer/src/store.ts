@@ -17,7 +17,6 @@ import Database from 'better-sqlite3';
 import { StreamChecker, type StreamCheckerState } from '@trailmark/tlog';
 import { KIND_REQUEST, KIND_RESPONSE, normalize } from './normalize.js';
 import type { Filters } from './filters.js';
-import { fromLegacy, type LegacyStreamState } from './streams.js';
 
 export interface StoredEvent {
   leaf_index: number;
@@ -192,7 +191,6 @@ export class IndexStore {
     this.joinRequest = this.db.prepare('UPDATE events SET response_index = ?, status = ? WHERE leaf_index = ?');
     this.hide = this.db.prepare('UPDATE events SET top = 0 WHERE leaf_index = ?');
     this.putMeta = this.db.prepare('INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v');
-    this.migrateLegacyStreams();
     this.checker = new StreamChecker(this.loadStreams());
     this.batch = this.db.transaction((leaves: VerifiedLeaf[], indexed: number, checkpoint: string | null) => {
       for (const l of leaves) this.insertOne(l);
@@ -214,19 +212,6 @@ export class IndexStore {
   private loadStreams(): StreamCheckerState | undefined {
     const v = this.db.prepare('SELECT v FROM meta WHERE k = ?').pluck().get(STREAMS_KEY) as string | undefined;
     return v === undefined ? undefined : (JSON.parse(v) as StreamCheckerState);
-  }
-
-  /** An index written before the explorer used StreamChecker kept one row per stream in table `streams`: convert it once. */
-  private migrateLegacyStreams(): void {
-    const has = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'streams'").get();
-    if (!has) return;
-    this.db.transaction(() => {
-      if (this.loadStreams() === undefined) {
-        const rows = (this.db.prepare('SELECT state FROM streams').pluck().all() as string[]).map((s) => fromLegacy(JSON.parse(s) as LegacyStreamState));
-        if (rows.length) this.putMeta.run(STREAMS_KEY, JSON.stringify({ version: 1, streams: rows, malformed: [] } satisfies StreamCheckerState));
-      }
-      this.db.exec('DROP TABLE streams');
-    })();
   }
 
   state(): IndexState {

@@ -3,7 +3,7 @@
  * heartbeat/end signatures by the start event's stream key, ended, open requests) is tlog's StreamChecker,
  * the one the audit and the monitor use; this only maps its report to the API's field names.
  */
-import type { StreamRecord, StreamReport } from '@trailmark/tlog';
+import type { StreamReport } from '@trailmark/tlog';
 
 /** A stream as `GET /api/streams` lists it: the audit's field names (contract section 6), and more. */
 export interface StreamView {
@@ -46,34 +46,5 @@ export function streamView(r: StreamReport): StreamView {
     stream_key: r.stream_key,
     complete: !r.failed,
     status: r.status,
-  };
-}
-
-/** A stream state saved by the explorer before it used StreamChecker (one row per stream in table `streams`). */
-export interface LegacyStreamState {
-  id: string;
-  proxy: string | null;
-  first_seq: number;
-  last_seq: number;
-  events: number;
-  holes: [number, number][];
-  duplicates: number[];
-  broken: number[];
-  ended: boolean;
-  last_heartbeat: string | null;
-  stream_key: string | null;
-  last_hash: string | null;
-}
-
-/**
- * Converts a legacy saved stream to a StreamChecker record, so an existing index resumes without re-indexing.
- * Lossy where the old state kept less: bad signatures were counted in `broken` (they stay there), the last
- * heartbeat's seq and leaf were not kept (it becomes unknown), and open requests were not tracked.
- */
-export function fromLegacy(s: LegacyStreamState): StreamRecord {
-  return {
-    id: s.id, proxy: s.proxy, stream_key: s.stream_key, first_seq: s.first_seq, last_seq: s.last_seq, events: s.events,
-    holes: s.holes, duplicates: s.duplicates, broken: s.broken, bad_signatures: [], unverified_signatures: 0, ended: s.ended,
-    last_heartbeat: null, alive_at: null, open_requests: [], open_requests_untracked: 0, tail: s.last_hash ? [s.last_hash] : [],
   };
 }
