@@ -24,7 +24,6 @@ const RUNS = quick ? 1 : 3;
 const WORKERS = (process.env.BENCH_AUDIT_WORKERS ?? '2').split(',').map(Number);
 const BIN = fileURLToPath(new URL('../packages/cli/dist/bin.js', import.meta.url));
 
-
 /** An access event of about 300 canonical bytes, like the proxy writes. */
 function event(i: number): Uint8Array {
   return canonicalJson({
@@ -57,7 +56,9 @@ async function buildLog(dir: string): Promise<number> {
     await store.append(leaves);
   }
   await store.close();
-  console.log(`built a log of ${fmt(N)} entries (${Math.round(bytes / N)} bytes each on average) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(
+    `built a log of ${fmt(N)} entries (${Math.round(bytes / N)} bytes each on average) in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
   return bytes / N;
 }
 
@@ -70,7 +71,10 @@ async function fetchOnly(url: string): Promise<number> {
   const worker = async () => {
     while (next < bundles) {
       const index = BigInt(next++);
-      await Promise.all([reader.tile({ level: 0, index, width: 256, entries: true }), reader.tile({ level: 0, index, width: 256 })]);
+      await Promise.all([
+        reader.tile({ level: 0, index, width: 256, entries: true }),
+        reader.tile({ level: 0, index, width: 256 }),
+      ]);
     }
   };
   await Promise.all(Array.from({ length: 32 }, worker));
@@ -83,7 +87,9 @@ async function main(): Promise<void> {
   const server = { kill: () => undefined as unknown };
   try {
     const avg = await buildLog(dir);
-    const proc = spawn(process.execPath, [BIN, 'serve', '--data', dir, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const proc = spawn(process.execPath, [BIN, 'serve', '--data', dir, '--listen', '127.0.0.1:0'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     server.kill = () => proc.kill('SIGTERM');
     let out = '';
     proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -116,7 +122,15 @@ async function main(): Promise<void> {
     const fetchFloor = median(fetchRates);
     const fig = median(rates);
     console.log('');
-    console.log(row(`audit replay, ${fmt(N)} entries (median of ${RUNS})`, fig, 'entries/s', 'SHA-256 leaf+node, one thread', hashBound));
+    console.log(
+      row(
+        `audit replay, ${fmt(N)} entries (median of ${RUNS})`,
+        fig,
+        'entries/s',
+        'SHA-256 leaf+node, one thread',
+        hashBound,
+      ),
+    );
     console.log(row('  same', fig, 'entries/s', 'HTTP fetch of the same, no checks', fetchFloor));
     console.log(row('  same', fig, 'entries/s', `SHA-256 ${sample.length} B leaf, crypto.hash`, leafRate));
     console.log(row('  same', fig, 'entries/s', 'SHA-256 65 B node, crypto.hash', nodeRate));

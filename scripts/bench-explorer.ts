@@ -34,15 +34,32 @@ function event(i: number, prev: string | null): Uint8Array {
   const denied = r % 20 === 7;
   if (i % 2 === 1) {
     return canonicalJson({
-      schema: 'trailmark.access/v1', stage: 'response', id: `a-${r}`, request_id: `req-${r}`, time, proxy: 'bench-proxy',
-      stream: { id: 'bench/0', seq: i, prev }, outcome: { status: denied ? 403 : 200, bytes: 512, request_bytes: 0, duration_ms: 1.5 },
+      schema: 'trailmark.access/v1',
+      stage: 'response',
+      id: `a-${r}`,
+      request_id: `req-${r}`,
+      time,
+      proxy: 'bench-proxy',
+      stream: { id: 'bench/0', seq: i, prev },
+      outcome: { status: denied ? 403 : 200, bytes: 512, request_bytes: 0, duration_ms: 1.5 },
     });
   }
   return canonicalJson({
-    schema: 'trailmark.access/v1', stage: 'request', id: `q-${r}`, request_id: `req-${r}`, time, proxy: 'bench-proxy',
+    schema: 'trailmark.access/v1',
+    stage: 'request',
+    id: `q-${r}`,
+    request_id: `req-${r}`,
+    time,
+    proxy: 'bench-proxy',
     stream: { id: 'bench/0', seq: i, prev },
     actor: { id: `user${r % 97}`, roles: ['dba'], ip: '10.0.0.7', user_agent: 'curl/8' },
-    action: { protocol: 'http', method: r % 5 === 0 ? 'POST' : 'GET', target: `https://svc${r % 7}.internal`, path: `/tables/t${r % 13}/rows/${r % 1000}`, query: `limit=${r % 50}` },
+    action: {
+      protocol: 'http',
+      method: r % 5 === 0 ? 'POST' : 'GET',
+      target: `https://svc${r % 7}.internal`,
+      path: `/tables/t${r % 13}/rows/${r % 1000}`,
+      query: `limit=${r % 50}`,
+    },
     decision: { allowed: !denied, reason: denied ? 'no rule allows it' : 'role dba' },
   });
 }
@@ -115,7 +132,9 @@ async function main(): Promise<void> {
   let kill = () => undefined as unknown;
   try {
     await buildLog(dir);
-    const proc = spawn(process.execPath, [BIN, 'serve', '--data', dir, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const proc = spawn(process.execPath, [BIN, 'serve', '--data', dir, '--listen', '127.0.0.1:0'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     kill = () => proc.kill('SIGTERM');
     let out = '';
     proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -141,11 +160,19 @@ async function main(): Promise<void> {
     console.log('');
     const bound = 1 / (1 / readRate + 1 / storeRate);
     console.log(`indexing ${fmt(N)} events: ${fmt(indexRate)} events/s (target 50,000)`);
-    console.log(`  same-run ceilings: verified read of the same entries, no index ${fmt(readRate)} entries/s; the index store alone, same entries from memory ${fmt(storeRate)} entries/s; the two one after the other ${fmt(bound)} entries/s (indexing is ${Math.round((100 * indexRate) / bound)}% of that)`);
+    console.log(
+      `  same-run ceilings: verified read of the same entries, no index ${fmt(readRate)} entries/s; the index store alone, same entries from memory ${fmt(storeRate)} entries/s; the two one after the other ${fmt(bound)} entries/s (indexing is ${Math.round((100 * indexRate) / bound)}% of that)`,
+    );
 
     // search latency over HTTP, filtered pages of 100
     const relay = await startRelay(url, { headers: { 'access-control-allow-origin': '*' } });
-    const x = await startExplorer({ log: relay.url, logKey, dataDir: join(dir, 'explorer'), listen: '127.0.0.1:0', alert: () => {} });
+    const x = await startExplorer({
+      log: relay.url,
+      logKey,
+      dataDir: join(dir, 'explorer'),
+      listen: '127.0.0.1:0',
+      alert: () => {},
+    });
     await x.indexer.waitForIndexed(N);
     const filters = [
       (i: number) => `actor=user${i % 97}`,
@@ -153,7 +180,8 @@ async function main(): Promise<void> {
       (i: number) => `path=/tables/t${i % 13}&method=POST`,
       (i: number) => `target=https://svc${i % 7}.internal&status=403`,
       (i: number) => `q=t${i % 13}`,
-      (i: number) => `from=${new Date(T0 + (i % 10) * 86_400_000).toISOString()}&to=${new Date(T0 + ((i % 10) + 1) * 86_400_000).toISOString()}&actor=user${i % 97}`,
+      (i: number) =>
+        `from=${new Date(T0 + (i % 10) * 86_400_000).toISOString()}&to=${new Date(T0 + ((i % 10) + 1) * 86_400_000).toISOString()}&actor=user${i % 97}`,
     ];
     for (let i = 0; i < 20; i++) await timeGet(`${x.url}/api/events?${filters[i % filters.length](i)}&limit=100`); // warm-up
     const lat: number[] = [];
@@ -162,8 +190,12 @@ async function main(): Promise<void> {
       lat.push(await timeGet(`${x.url}/api/events?${filters[i % filters.length](i * 31)}&limit=100`));
       base.push(await timeGet(`${x.url}/api/info`));
     }
-    const deep = await timeGet(`${x.url}/api/events?actor=user3&limit=100&cursor=${Buffer.from(`b:${Math.floor(N / 3)}`).toString('base64url')}`);
-    console.log(`search, filtered page of 100 on ${fmt(N)} events (${QUERIES} queries, 6 filter shapes): p50 ${pct(lat, 50).toFixed(1)} ms, p99 ${pct(lat, 99).toFixed(1)} ms (target p99 <= 50 ms) | trivial request to the same server: p50 ${pct(base, 50).toFixed(1)} ms, p99 ${pct(base, 99).toFixed(1)} ms; a page deep in the log (cursor): ${deep.toFixed(1)} ms`);
+    const deep = await timeGet(
+      `${x.url}/api/events?actor=user3&limit=100&cursor=${Buffer.from(`b:${Math.floor(N / 3)}`).toString('base64url')}`,
+    );
+    console.log(
+      `search, filtered page of 100 on ${fmt(N)} events (${QUERIES} queries, 6 filter shapes): p50 ${pct(lat, 50).toFixed(1)} ms, p99 ${pct(lat, 99).toFixed(1)} ms (target p99 <= 50 ms) | trivial request to the same server: p50 ${pct(base, 50).toFixed(1)} ms, p99 ${pct(base, 99).toFixed(1)} ms; a page deep in the log (cursor): ${deep.toFixed(1)} ms`,
+    );
 
     // the page verifying 100 results in headless Chromium, beside the same checks in Node
     const browser = await launchChromium();
@@ -173,10 +205,14 @@ async function main(): Promise<void> {
         const page = await browser.context.newPage();
         const t = performance.now();
         await page.goto(`${x.url}/?actor=user${r + 1}`);
-        await page.waitForFunction(() => {
-          const rows = [...document.querySelectorAll('#results tbody tr')];
-          return rows.length === 100 && rows.every((row) => row.getAttribute('data-verified') === 'true');
-        }, undefined, { timeout: 120_000, polling: 20 });
+        await page.waitForFunction(
+          () => {
+            const rows = [...document.querySelectorAll('#results tbody tr')];
+            return rows.length === 100 && rows.every((row) => row.getAttribute('data-verified') === 'true');
+          },
+          undefined,
+          { timeout: 120_000, polling: 20 },
+        );
         times.push(performance.now() - t);
         await page.close();
       }
@@ -184,11 +220,19 @@ async function main(): Promise<void> {
       for (let r = 0; r < 3; r++) {
         const t = performance.now();
         let n = 0;
-        for await (const _ of new VerifiedSearch({ explorer: x.url, logKey, filters: { actor: `user${r + 1}` }, max: 100 }).results()) n++;
+        for await (const _ of new VerifiedSearch({
+          explorer: x.url,
+          logKey,
+          filters: { actor: `user${r + 1}` },
+          max: 100,
+        }).results())
+          n++;
         if (n !== 100) throw new Error(`node search verified ${n} results`);
         nodeTimes.push(performance.now() - t);
       }
-      console.log(`page: load and verify 100 results in headless Chromium: ${median(times).toFixed(0)} ms (median of 3) | the same 100 checks in Node (trailmark search): ${median(nodeTimes).toFixed(0)} ms`);
+      console.log(
+        `page: load and verify 100 results in headless Chromium: ${median(times).toFixed(0)} ms (median of 3) | the same 100 checks in Node (trailmark search): ${median(nodeTimes).toFixed(0)} ms`,
+      );
     } finally {
       await browser.close();
       await x.close();

@@ -57,7 +57,11 @@ interface Target {
 }
 
 /** Medians per target, each with the CPU its processes spent per request (ms) over the measured runs. */
-async function compare(targets: Record<string, Target>, load: { connections: number; rate?: number }, headers: Record<string, string>): Promise<Record<string, LoadResult & { cpu: number }>> {
+async function compare(
+  targets: Record<string, Target>,
+  load: { connections: number; rate?: number },
+  headers: Record<string, string>,
+): Promise<Record<string, LoadResult & { cpu: number }>> {
   const runs: Record<string, LoadResult[]> = {};
   const cpu: Record<string, { ms: number; requests: number }> = {};
   for (const [name, t] of Object.entries(targets)) {
@@ -68,7 +72,13 @@ async function compare(targets: Record<string, Target>, load: { connections: num
   }
   for (let r = 0; r < rounds; r++) {
     for (const [name, t] of Object.entries(targets)) {
-      const opts = { url: t.url + '/rows?x=1', connections: load.connections, duration, headers, ...(load.rate ? { overallRate: load.rate } : {}) };
+      const opts = {
+        url: t.url + '/rows?x=1',
+        connections: load.connections,
+        duration,
+        headers,
+        ...(load.rate ? { overallRate: load.rate } : {}),
+      };
       const before = treeCpuMs(t.pids);
       const res = await autocannon(opts as Parameters<typeof autocannon>[0]);
       cpu[name].ms += treeCpuMs(t.pids) - before;
@@ -76,7 +86,9 @@ async function compare(targets: Record<string, Target>, load: { connections: num
       runs[name].push(res);
     }
   }
-  return Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, { ...med(v), cpu: cpu[k].ms / Math.max(1, cpu[k].requests) }]));
+  return Object.fromEntries(
+    Object.entries(runs).map(([k, v]) => [k, { ...med(v), cpu: cpu[k].ms / Math.max(1, cpu[k].requests) }]),
+  );
 }
 
 async function main(): Promise<void> {
@@ -87,25 +99,60 @@ async function main(): Promise<void> {
     const upstream = await startBareServer('{"ok":true,"rows":[1,2,3]}');
     procs.push(upstream.proc);
     const upstreamPort = Number(new URL(upstream.url).port);
-    const log = await startCli(['serve', '--data', join(tmp, 'log'), '--listen', '127.0.0.1:0'], [/^vkey: (\S+)$/m, /^url: (\S+)$/m]);
+    const log = await startCli(
+      ['serve', '--data', join(tmp, 'log'), '--listen', '127.0.0.1:0'],
+      [/^vkey: (\S+)$/m, /^url: (\S+)$/m],
+    );
     procs.push(log.proc);
     const [vkey, logUrl] = log.lines;
     const tokens = join(tmp, 'tokens.json');
     writeFileSync(tokens, JSON.stringify({ 'bench-token-0123456789': { id: 'bench', roles: ['load'] } }));
-    const common = ['--log', logUrl, '--log-key', vkey, '--tokens', tokens, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--name', 'bench'];
+    const common = [
+      '--log',
+      logUrl,
+      '--log-key',
+      vkey,
+      '--tokens',
+      tokens,
+      '--listen',
+      '127.0.0.1:0',
+      '--admin-listen',
+      '127.0.0.1:0',
+      '--name',
+      'bench',
+    ];
     const want = [/^url: (\S+)$/m, /^admin: (\S+)$/m];
-    const fa = await startCli(['forward-auth', ...common, '--workers', String(N), '--spool', join(tmp, 'spool-fa')], want);
-    const p1 = await startCli(['proxy', ...common, '--upstream', upstream.url, '--workers', '1', '--spool', join(tmp, 'spool-1')], want);
-    const pN = await startCli(['proxy', ...common, '--upstream', upstream.url, '--workers', String(N), '--spool', join(tmp, 'spool-n')], want);
+    const fa = await startCli(
+      ['forward-auth', ...common, '--workers', String(N), '--spool', join(tmp, 'spool-fa')],
+      want,
+    );
+    const p1 = await startCli(
+      ['proxy', ...common, '--upstream', upstream.url, '--workers', '1', '--spool', join(tmp, 'spool-1')],
+      want,
+    );
+    const pN = await startCli(
+      ['proxy', ...common, '--upstream', upstream.url, '--workers', String(N), '--spool', join(tmp, 'spool-n')],
+      want,
+    );
     procs.push(fa.proc, p1.proc, pN.proc);
     const baselineBin = process.env.BENCH_BASELINE_BIN;
-    const base = baselineBin ? await startCli(['proxy', ...common, '--upstream', upstream.url, '--workers', String(N), '--spool', join(tmp, 'spool-base')], want, baselineBin) : null;
+    const base = baselineBin
+      ? await startCli(
+          ['proxy', ...common, '--upstream', upstream.url, '--workers', String(N), '--spool', join(tmp, 'spool-base')],
+          want,
+          baselineBin,
+        )
+      : null;
     if (base) procs.push(base.proc);
 
     const peerPort = await freePort();
     const gwPort = await freePort();
     const doc = readFileSync(fileURLToPath(new URL('../docs/gateways.md', import.meta.url)), 'utf8');
-    const gateway = documentedNginxConfig(doc, { listen: gwPort, forwardAuth: Number(new URL(fa.lines[0]).port), upstream: upstreamPort });
+    const gateway = documentedNginxConfig(doc, {
+      listen: gwPort,
+      forwardAuth: Number(new URL(fa.lines[0]).port),
+      upstream: upstreamPort,
+    });
     nginx = await startNginx(PEER_CONFIG(peerPort, upstreamPort) + gateway, peerPort, { workers: 'auto' });
     const nginxVersion = /nginx\/(\S+)/.exec(spawnSync(ensureNginx(), ['-v']).stderr.toString())?.[1] ?? '?';
 
@@ -130,9 +177,17 @@ async function main(): Promise<void> {
       proxyN: `trailmark proxy --workers ${N}`,
       baseline: `baseline build: proxy --workers ${N}`,
     };
-    console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')} (${N} cores, shared with other work: figures are noisy, compare within a run)`);
-    console.log(`gateway benchmark: median of ${rounds} round(s) of ${duration} s per figure, GET of a small JSON answer, load from a separate process`);
-    console.log('trailmark in spool mode, every request event fsynced before the request goes on, the log stopped during the load');
+    console.log(
+      `load average at start: ${loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')} (${N} cores, shared with other work: figures are noisy, compare within a run)`,
+    );
+    console.log(
+      `gateway benchmark: median of ${rounds} round(s) of ${duration} s per figure, GET of a small JSON answer, load from a separate process`,
+    );
+    console.log(
+      'trailmark in spool mode, every request event fsynced before the request goes on, the log stopped during the load',
+    );
 
     const show = (title: string, r: Record<string, LoadResult & { cpu: number }>) => {
       console.log(`\n${title}`);
@@ -143,16 +198,26 @@ async function main(): Promise<void> {
       return r;
     };
     const sat = show('1. saturation, 64 connections', await compare(targets, { connections: 64 }, headers));
-    const mod = show(`2. moderate load: ${MODERATE_RATE} req/s over 16 connections (added p99 against the upstream directly)`, await compare(targets, { connections: 16, rate: MODERATE_RATE }, headers));
+    const mod = show(
+      `2. moderate load: ${MODERATE_RATE} req/s over 16 connections (added p99 against the upstream directly)`,
+      await compare(targets, { connections: 16, rate: MODERATE_RATE }, headers),
+    );
     console.log('\nsummary');
     for (const k of ['gateway', 'proxy1', 'proxyN', ...(base ? ['baseline'] : [])]) {
       console.log(
         `  ${names[k].padEnd(40)} ${(sat[k].rps / sat.nginx.rps).toFixed(2)}x nginx's req/s at saturation; CPU per request ${(sat[k].cpu / sat.nginx.cpu).toFixed(1)}x nginx's; added p99 at ${MODERATE_RATE} req/s ${mod[k].p99 - mod.direct.p99} ms (nginx adds ${mod.nginx.p99 - mod.direct.p99} ms)`,
       );
     }
-    const spooled = await Promise.all([fa, p1, pN].map(async (d) => ((await (await fetch(`${d.lines[1]}/healthz`)).json()) as { spool_depth: number }).spool_depth));
-    console.log(`  events waiting in the spools: forward-auth ${spooled[0].toLocaleString('en-US')}, proxy x1 ${spooled[1].toLocaleString('en-US')}, proxy x${N} ${spooled[2].toLocaleString('en-US')}`);
-    if (Object.values(sat).some((r) => r.errors > 0 || r.non2xx > 0)) throw new Error('some requests failed under load');
+    const spooled = await Promise.all(
+      [fa, p1, pN].map(
+        async (d) => ((await (await fetch(`${d.lines[1]}/healthz`)).json()) as { spool_depth: number }).spool_depth,
+      ),
+    );
+    console.log(
+      `  events waiting in the spools: forward-auth ${spooled[0].toLocaleString('en-US')}, proxy x1 ${spooled[1].toLocaleString('en-US')}, proxy x${N} ${spooled[2].toLocaleString('en-US')}`,
+    );
+    if (Object.values(sat).some((r) => r.errors > 0 || r.non2xx > 0))
+      throw new Error('some requests failed under load');
   } finally {
     await nginx?.close();
     await Promise.all(procs.map(stop));

@@ -26,7 +26,11 @@ const quick = Boolean(process.env.BENCH_QUICK);
 const duration = quick ? 4 : 10;
 const CLIENTS = 16;
 
-function startCli(args: string[], want: RegExp, env: NodeJS.ProcessEnv = process.env): Promise<{ proc: ChildProcess; match: string }> {
+function startCli(
+  args: string[],
+  want: RegExp,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ proc: ChildProcess; match: string }> {
   const proc = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   return new Promise((resolve, reject) => {
     let out = '';
@@ -68,10 +72,25 @@ interface Result {
 /** One pgbench run; p99 (ms) from the per-transaction latency log (third field, microseconds). */
 async function pgbench(env: NodeJS.ProcessEnv, selectOnly: boolean, logDir: string): Promise<Result> {
   const prefix = join(logDir, `pgb-${Date.now()}`);
-  const args = ['-n', '-M', 'extended', '-c', String(CLIENTS), '-j', '2', '-T', String(duration), '-l', `--log-prefix=${prefix}`, ...(selectOnly ? ['-S'] : [])];
+  const args = [
+    '-n',
+    '-M',
+    'extended',
+    '-c',
+    String(CLIENTS),
+    '-j',
+    '2',
+    '-T',
+    String(duration),
+    '-l',
+    `--log-prefix=${prefix}`,
+    ...(selectOnly ? ['-S'] : []),
+  ];
   const r = await run('pgbench', args, env);
   if (r.status !== 0) throw new Error(`pgbench failed: ${r.out}`);
-  const tps = Number(/tps = ([\d.]+) \((?:without initial connection time|excluding connections establishing)\)/.exec(r.out)?.[1]);
+  const tps = Number(
+    /tps = ([\d.]+) \((?:without initial connection time|excluding connections establishing)\)/.exec(r.out)?.[1],
+  );
   const transactions = Number(/number of transactions actually processed: (\d+)/.exec(r.out)?.[1]);
   const lat: number[] = [];
   for (const f of readdirSync(logDir).filter((f) => join(logDir, f).startsWith(prefix))) {
@@ -81,15 +100,24 @@ async function pgbench(env: NodeJS.ProcessEnv, selectOnly: boolean, logDir: stri
     }
   }
   lat.sort((a, b) => a - b);
-  return { tps, p99: lat.length ? lat[Math.min(lat.length - 1, Math.floor(lat.length * 0.99))] / 1000 : NaN, transactions };
+  return {
+    tps,
+    p99: lat.length ? lat[Math.min(lat.length - 1, Math.floor(lat.length * 0.99))] / 1000 : NaN,
+    transactions,
+  };
 }
 
 /** Request events in the log whose statement is `sql`, counted by walking every entry. */
-async function countStatements(logUrl: string, match: (sql: string) => boolean): Promise<{ matched: number; size: number }> {
+async function countStatements(
+  logUrl: string,
+  match: (sql: string) => boolean,
+): Promise<{ matched: number; size: number }> {
   const size = ((await (await fetch(`${logUrl}/v1/get-sth`)).json()) as { tree_size: number }).tree_size;
   let matched = 0;
-  for (let i = 0; i < size; ) {
-    const r = (await (await fetch(`${logUrl}/v1/get-entries?start=${i}&end=${Math.min(size, i + 1000) - 1}`)).json()) as { entries: { leaf_input: string }[] };
+  for (let i = 0; i < size;) {
+    const r = (await (
+      await fetch(`${logUrl}/v1/get-entries?start=${i}&end=${Math.min(size, i + 1000) - 1}`)
+    ).json()) as { entries: { leaf_input: string }[] };
     for (const e of r.entries) {
       const ev = JSON.parse(Buffer.from(e.leaf_input, 'base64').toString('utf8'));
       if (ev.stage === 'request' && match(ev.action?.statement ?? '')) matched++;
@@ -132,15 +160,37 @@ async function main(): Promise<void> {
     if (init.status !== 0) throw new Error(`pgbench -i failed: ${init.out}`);
     bouncer = await startPgbouncer(pg, 'postgres', pg.password);
     const logPort = await freePort();
-    const log = await startCli(['serve', '--data', join(tmp, 'log'), '--listen', `127.0.0.1:${logPort}`, '--origin', 'bench.example/log'], /(http:\/\/127\.0\.0\.1:\d+)/);
+    const log = await startCli(
+      ['serve', '--data', join(tmp, 'log'), '--listen', `127.0.0.1:${logPort}`, '--origin', 'bench.example/log'],
+      /(http:\/\/127\.0\.0\.1:\d+)/,
+    );
     procs.push(log.proc);
     const logUrl = log.match;
     const vkey = readFileSync(join(tmp, 'log', 'log.key.pub'), 'utf8').trim();
     const userPassword = 'bench-user-password';
-    writeFileSync(join(tmp, 'users.json'), JSON.stringify({ bench: { password: makeVerifier(userPassword), roles: ['dba'] } }));
+    writeFileSync(
+      join(tmp, 'users.json'),
+      JSON.stringify({ bench: { password: makeVerifier(userPassword), roles: ['dba'] } }),
+    );
     const proxyPort = await freePort();
     const proxy = await startCli(
-      ['pg-proxy', '--upstream', pg.url('postgres'), '--log', logUrl, '--log-key', vkey, '--users', join(tmp, 'users.json'), '--listen', `127.0.0.1:${proxyPort}`, '--spool', join(tmp, 'spool'), '--name', 'bench'],
+      [
+        'pg-proxy',
+        '--upstream',
+        pg.url('postgres'),
+        '--log',
+        logUrl,
+        '--log-key',
+        vkey,
+        '--users',
+        join(tmp, 'users.json'),
+        '--listen',
+        `127.0.0.1:${proxyPort}`,
+        '--spool',
+        join(tmp, 'spool'),
+        '--name',
+        'bench',
+      ],
       /listening: (postgres:\S+)/,
       { ...process.env, PGPASSWORD: pg.password },
     );
@@ -151,11 +201,19 @@ async function main(): Promise<void> {
       pgbouncer: { ...pg.env, PGPORT: String(bouncer.port) },
       'pg-proxy': { ...pg.env, PGPORT: String(proxyPort), PGUSER: 'bench', PGPASSWORD: userPassword },
     };
-    console.log(`pgbench -M extended, ${CLIENTS} clients, ${duration} s each, scale 4; PostgreSQL 15 (fsync off) on this machine; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} (the machine is shared: figures are noisy, read them beside the same-run direct and pgbouncer rows)`);
+    console.log(
+      `pgbench -M extended, ${CLIENTS} clients, ${duration} s each, scale 4; PostgreSQL 15 (fsync off) on this machine; load average ${loadavg()
+        .map((x) => x.toFixed(2))
+        .join(
+          ' ',
+        )} (the machine is shared: figures are noisy, read them beside the same-run direct and pgbouncer rows)`,
+    );
     const results: Record<string, Record<string, Result>> = {};
     let proxyTransactions = { select: 0, tpcb: 0 };
     const fsyncMs = await spoolAppendMs(join(tmp, 'ceiling-spool'));
-    console.log(`  ceiling: one spool append (fsync) takes ${fsyncMs.toFixed(2)} ms on this disk now: at most ${Math.round(CLIENTS / fsyncMs * 1000)} TPS for ${CLIENTS} clients when each statement waits for its event's flush`);
+    console.log(
+      `  ceiling: one spool append (fsync) takes ${fsyncMs.toFixed(2)} ms on this disk now: at most ${Math.round((CLIENTS / fsyncMs) * 1000)} TPS for ${CLIENTS} clients when each statement waits for its event's flush`,
+    );
     for (const [workload, selectOnly] of [
       ['select-only (-S)', true],
       ['TPC-B-like', false],
@@ -164,12 +222,17 @@ async function main(): Promise<void> {
       for (const [name, env] of Object.entries(targets)) {
         const r = await pgbench(env, selectOnly, tmp);
         results[workload][name] = r;
-        if (name === 'pg-proxy') proxyTransactions = { ...proxyTransactions, [selectOnly ? 'select' : 'tpcb']: r.transactions };
-        console.log(`  ${workload.padEnd(18)} ${name.padEnd(10)} ${r.tps.toFixed(0).padStart(7)} TPS   p99 ${r.p99.toFixed(2).padStart(7)} ms`);
+        if (name === 'pg-proxy')
+          proxyTransactions = { ...proxyTransactions, [selectOnly ? 'select' : 'tpcb']: r.transactions };
+        console.log(
+          `  ${workload.padEnd(18)} ${name.padEnd(10)} ${r.tps.toFixed(0).padStart(7)} TPS   p99 ${r.p99.toFixed(2).padStart(7)} ms`,
+        );
       }
       const ratio = results[workload]['pg-proxy'].tps / results[workload].pgbouncer.tps;
       const ceiling = results[workload]['pg-proxy'].tps / results[workload].direct.tps;
-      console.log(`  ${workload.padEnd(18)} pg-proxy / pgbouncer TPS: ${ratio.toFixed(2)} (target >= 0.5); pg-proxy / direct: ${ceiling.toFixed(2)}`);
+      console.log(
+        `  ${workload.padEnd(18)} pg-proxy / pgbouncer TPS: ${ratio.toFixed(2)} (target >= 0.5); pg-proxy / direct: ${ceiling.toFixed(2)}`,
+      );
     }
     // every statement durably recorded: wait for the log to stop growing, then count
     let last = -1;
@@ -179,10 +242,14 @@ async function main(): Promise<void> {
       last = size;
       await new Promise((r) => setTimeout(r, 2000));
     }
-    const selects = await countStatements(logUrl, (s) => s.startsWith('SELECT abalance FROM pgbench_accounts WHERE aid = $1'));
+    const selects = await countStatements(logUrl, (s) =>
+      s.startsWith('SELECT abalance FROM pgbench_accounts WHERE aid = $1'),
+    );
     const updates = await countStatements(logUrl, (s) => s.startsWith('UPDATE pgbench_tellers'));
     const wantSelects = proxyTransactions.select + proxyTransactions.tpcb;
-    console.log(`  log: ${selects.size} entries; SELECT abalance request events ${selects.matched} for ${wantSelects} completed transactions, UPDATE pgbench_tellers ${updates.matched} for ${proxyTransactions.tpcb}`);
+    console.log(
+      `  log: ${selects.size} entries; SELECT abalance request events ${selects.matched} for ${wantSelects} completed transactions, UPDATE pgbench_tellers ${updates.matched} for ${proxyTransactions.tpcb}`,
+    );
     if (selects.matched < wantSelects || updates.matched < proxyTransactions.tpcb) {
       console.error('FAIL: statements completed through the pg-proxy without their request events in the log');
       process.exitCode = 1;

@@ -37,9 +37,13 @@ function event(): string {
 }
 
 async function serve(args: string[]): Promise<{ proc: ChildProcess; url: string }> {
-  const proc = spawn(process.execPath, ['--max-semi-space-size=2', '--max-old-space-size=256', BIN, 'serve', '--listen', '127.0.0.1:0', ...args], {
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
+  const proc = spawn(
+    process.execPath,
+    ['--max-semi-space-size=2', '--max-old-space-size=256', BIN, 'serve', '--listen', '127.0.0.1:0', ...args],
+    {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    },
+  );
   return { proc, url: await waitForUrl(proc) };
 }
 
@@ -61,7 +65,11 @@ async function ingest(urls: string[], events: number): Promise<{ rate: number; s
       while (left-- > 0) {
         const body = '[' + Array.from({ length: BATCH }, event).join(',') + ']';
         const url = urls[turn++ % urls.length];
-        const r = await fetch(`${url}/v1/add-entries`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+        const r = await fetch(`${url}/v1/add-entries`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body,
+        });
         if (r.status !== 200) throw new Error(`add-entries: ${r.status} ${await r.text()}`);
         size = Math.max(size, ((await r.json()) as { tree_size: number }).tree_size);
       }
@@ -81,15 +89,26 @@ async function proofs(urls: string[], size: number): Promise<{ rps: number; p99:
               url,
               connections: 32,
               duration: PROOF_SECONDS,
-              requests: [{ setupRequest: (req: any) => ({ ...req, path: `/v1/get-proof-by-index?leaf_index=${Math.floor(Math.random() * size)}&tree_size=${size}` }) }],
+              requests: [
+                {
+                  setupRequest: (req: any) => ({
+                    ...req,
+                    path: `/v1/get-proof-by-index?leaf_index=${Math.floor(Math.random() * size)}&tree_size=${size}`,
+                  }),
+                },
+              ],
             },
             (err: Error | null, r: any) => (err ? reject(err) : resolve(r)),
           );
         }),
     ),
   );
-  for (const r of results) if (r.non2xx || r.errors) throw new Error(`proof load: ${r.non2xx} non-2xx, ${r.errors} errors`);
-  return { rps: results.reduce((s, r) => s + r.requests.total / r.duration, 0), p99: Math.max(...results.map((r) => r.latency.p99)) };
+  for (const r of results)
+    if (r.non2xx || r.errors) throw new Error(`proof load: ${r.non2xx} non-2xx, ${r.errors} errors`);
+  return {
+    rps: results.reduce((s, r) => s + r.requests.total / r.duration, 0),
+    p99: Math.max(...results.map((r) => r.latency.p99)),
+  };
 }
 
 /** Raw PostgreSQL ceiling: entries/s inserted in synchronous-commit transactions of BATCH 300-byte rows. */
@@ -115,8 +134,12 @@ async function pgInsertRate(db: Postgres): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  console.log(`log on PostgreSQL beside LevelDB: ${fmt(EVENTS)} events per log in batches of ${BATCH} from ${CLIENTS} clients${quick ? ' (quick)' : ''}`);
-  const db = await startPostgres({ settings: { fsync: 'on', synchronous_commit: 'on', max_wal_size: '4GB', shared_buffers: '256MB' } });
+  console.log(
+    `log on PostgreSQL beside LevelDB: ${fmt(EVENTS)} events per log in batches of ${BATCH} from ${CLIENTS} clients${quick ? ' (quick)' : ''}`,
+  );
+  const db = await startPostgres({
+    settings: { fsync: 'on', synchronous_commit: 'on', max_wal_size: '4GB', shared_buffers: '256MB' },
+  });
   process.env.PGPASSWORD = db.password;
   const tmp = mkdtempSync(join(tmpdir(), 'tm-bench-pg-'));
   const procs: ChildProcess[] = [];
@@ -151,14 +174,58 @@ async function main(): Promise<void> {
     const tp = await proofs([a.url, b.url], ti.size);
 
     lines.push('');
-    lines.push(row(`LevelDB: batched ingest, ${BATCH}/request`, li.rate, 'events/s', 'LevelDB sync batches, puts/s', levelCeiling));
-    lines.push(row('PostgreSQL, 1 frontend: batched ingest', oi.rate, 'events/s', 'PostgreSQL sync-commit inserts/s', pgCeiling));
-    lines.push(row('PostgreSQL, 2 frontends: batched ingest', ti.rate, 'events/s', 'PostgreSQL sync-commit inserts/s', pgCeiling));
+    lines.push(
+      row(
+        `LevelDB: batched ingest, ${BATCH}/request`,
+        li.rate,
+        'events/s',
+        'LevelDB sync batches, puts/s',
+        levelCeiling,
+      ),
+    );
+    lines.push(
+      row('PostgreSQL, 1 frontend: batched ingest', oi.rate, 'events/s', 'PostgreSQL sync-commit inserts/s', pgCeiling),
+    );
+    lines.push(
+      row(
+        'PostgreSQL, 2 frontends: batched ingest',
+        ti.rate,
+        'events/s',
+        'PostgreSQL sync-commit inserts/s',
+        pgCeiling,
+      ),
+    );
     lines.push(row('  target for PostgreSQL ingest', oi.rate, 'events/s', 'target', 20_000));
-    lines.push(row('  PostgreSQL, 1 frontend, against LevelDB', oi.rate, 'events/s', 'LevelDB batched ingest, same run', li.rate));
-    lines.push(row(`PostgreSQL, 1 frontend: proofs, tree of ${fmt(oi.size)}`, op.rps, 'req/s', 'LevelDB proofs, same run', lp.rps));
-    lines.push(row(`PostgreSQL, 2 frontends: proofs, tree of ${fmt(ti.size)}`, tp.rps, 'req/s', 'LevelDB proofs, same run', lp.rps));
-    lines.push(`  proofs: LevelDB ${fmt(lp.rps)} req/s (p99 ${fmt(lp.p99)} ms), PostgreSQL 1 frontend p99 ${fmt(op.p99)} ms, 2 frontends p99 ${fmt(tp.p99)} ms`);
+    lines.push(
+      row(
+        '  PostgreSQL, 1 frontend, against LevelDB',
+        oi.rate,
+        'events/s',
+        'LevelDB batched ingest, same run',
+        li.rate,
+      ),
+    );
+    lines.push(
+      row(
+        `PostgreSQL, 1 frontend: proofs, tree of ${fmt(oi.size)}`,
+        op.rps,
+        'req/s',
+        'LevelDB proofs, same run',
+        lp.rps,
+      ),
+    );
+    lines.push(
+      row(
+        `PostgreSQL, 2 frontends: proofs, tree of ${fmt(ti.size)}`,
+        tp.rps,
+        'req/s',
+        'LevelDB proofs, same run',
+        lp.rps,
+      ),
+    );
+    lines.push(
+      `  proofs: LevelDB ${fmt(lp.rps)} req/s (p99 ${fmt(lp.p99)} ms), PostgreSQL 1 frontend p99 ${fmt(op.p99)} ms, 2 frontends p99 ${fmt(tp.p99)} ms`,
+    );
     lines.push('  the machine is shared: compare each figure with its same-run ceiling, not with other runs');
     for (const l of lines) console.log(l);
   } finally {

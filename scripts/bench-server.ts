@@ -14,7 +14,15 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fmt, levelSyncBatchRate, levelSyncSingleRate, row, sha256Rates, startBareServer, waitForUrl } from './lib/ceilings.js';
+import {
+  fmt,
+  levelSyncBatchRate,
+  levelSyncSingleRate,
+  row,
+  sha256Rates,
+  startBareServer,
+  waitForUrl,
+} from './lib/ceilings.js';
 import { decodeEntryBundle } from '@trailmark/tlog';
 import { STORE_GROUP, storeCeiling } from './lib/store-ceiling.js';
 
@@ -63,14 +71,30 @@ interface Load {
   non2xx: number;
 }
 
-async function load(o: { url: string; mode: 'single' | 'batch' | 'proof' | 'post'; connections: number; duration?: number; amount?: number; batch?: number; size?: number }): Promise<Load> {
+async function load(o: {
+  url: string;
+  mode: 'single' | 'batch' | 'proof' | 'post';
+  connections: number;
+  duration?: number;
+  amount?: number;
+  batch?: number;
+  size?: number;
+}): Promise<Load> {
   const proc = spawn(process.execPath, ['-e', LOADER, JSON.stringify(o)], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   const code: number = await new Promise((r) => proc.on('exit', (c) => r(c ?? 1)));
   if (code !== 0) throw new Error(`load generator failed (${code})`);
   const r = JSON.parse(out);
-  return { rps: r.total / r.duration, total: r.total, seconds: r.duration, p50: r.p50, p99: r.p99, errors: r.errors, non2xx: r.non2xx };
+  return {
+    rps: r.total / r.duration,
+    total: r.total,
+    seconds: r.duration,
+    p50: r.p50,
+    p99: r.p99,
+    errors: r.errors,
+    non2xx: r.non2xx,
+  };
 }
 
 function duBytes(dir: string): number {
@@ -86,8 +110,13 @@ function duBytes(dir: string): number {
 /** The server's own view of its memory, from prom-client's default metrics on /metrics. */
 async function heapOf(url: string): Promise<{ used: number; total: number; external: number }> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const metric = (name: string) => Number(new RegExp(`^trailmark_log_${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
-  return { used: metric('nodejs_heap_size_used_bytes'), total: metric('nodejs_heap_size_total_bytes'), external: metric('nodejs_external_memory_bytes') };
+  const metric = (name: string) =>
+    Number(new RegExp(`^trailmark_log_${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+  return {
+    used: metric('nodejs_heap_size_used_bytes'),
+    total: metric('nodejs_heap_size_total_bytes'),
+    external: metric('nodejs_external_memory_bytes'),
+  };
 }
 
 function rssOf(pid: number): { rss: number; peak: number } {
@@ -103,7 +132,9 @@ async function serve(dir: string): Promise<{ proc: ChildProcess; url: string }> 
   // BENCH_NODE_ARGS: node flags for the server process (e.g. --cpu-prof to profile it); by default the V8 heap
   // settings docs/operations.md recommends for a log, which `npm start` uses too
   const extra = (process.env.BENCH_NODE_ARGS ?? SERVER_NODE_ARGS).split(' ').filter(Boolean);
-  const proc = spawn(process.execPath, [...extra, BIN, 'serve', '--data', dir, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const proc = spawn(process.execPath, [...extra, BIN, 'serve', '--data', dir, '--listen', '127.0.0.1:0'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   return { proc, url: await waitForUrl(proc) };
 }
 
@@ -121,7 +152,9 @@ const print = (s: string) => {
 };
 
 async function main(): Promise<void> {
-  console.log(`log server benchmark: tree of ${fmt(SIZE)} entries, ${SECONDS}s phases${quick ? " (quick)" : ""}; server node flags: ${process.env.BENCH_NODE_ARGS ?? SERVER_NODE_ARGS}`);
+  console.log(
+    `log server benchmark: tree of ${fmt(SIZE)} entries, ${SECONDS}s phases${quick ? ' (quick)' : ''}; server node flags: ${process.env.BENCH_NODE_ARGS ?? SERVER_NODE_ARGS}`,
+  );
   const sha = sha256Rates(quick ? 200 : 500);
   const levelBatch = await levelSyncBatchRate(1000, quick ? 10 : 30);
   const levelSingle = await levelSyncSingleRate(quick ? 100 : 300);
@@ -129,7 +162,11 @@ async function main(): Promise<void> {
 
   const bare = await startBareServer('{"leaf_index":1,"tree_size":1}');
   const barePost = await load({ url: bare.url, mode: 'post', connections: 64, duration: SECONDS });
-  const proofBody = JSON.stringify({ leaf_index: 123456, leaf_hash: 'A'.repeat(43) + '=', audit_path: Array.from({ length: 20 }, () => 'B'.repeat(43) + '=') });
+  const proofBody = JSON.stringify({
+    leaf_index: 123456,
+    leaf_hash: 'A'.repeat(43) + '=',
+    audit_path: Array.from({ length: 20 }, () => 'B'.repeat(43) + '='),
+  });
   bare.close();
   const bareProofSrv = await startBareServer(proofBody);
   const bareGet = await load({ url: bareProofSrv.url, mode: 'proof', connections: 64, duration: SECONDS, size: SIZE });
@@ -144,7 +181,13 @@ async function main(): Promise<void> {
     // batched ingest up to SIZE entries
     const before = (await (await fetch(`${url}/v1/get-sth`)).json()).tree_size as number;
     const requests = Math.ceil((SIZE - before) / BATCH);
-    const batch = await load({ url: `${url}/v1/add-entries`, mode: 'batch', connections: BATCH_CONNS, amount: requests, batch: BATCH });
+    const batch = await load({
+      url: `${url}/v1/add-entries`,
+      mode: 'batch',
+      connections: BATCH_CONNS,
+      amount: requests,
+      batch: BATCH,
+    });
     const rssBatch = rssOf(proc.pid!);
     const heapBatch = await heapOf(url);
     const sth = await (await fetch(`${url}/v1/get-sth`)).json();
@@ -156,22 +199,74 @@ async function main(): Promise<void> {
     const bundle = await measureEntryBytes(dir);
 
     print('');
-    print(row('single add-entry, 64 clients (req/s)', single.rps, 'req/s', 'bare node:http POST, 64 conns', barePost.rps));
+    print(
+      row('single add-entry, 64 clients (req/s)', single.rps, 'req/s', 'bare node:http POST, 64 conns', barePost.rps),
+    );
     print(row('  p99 latency = submit to signed receipt (ms)', single.p99, 'ms', 'target', 100));
     print(row('  p50 latency (ms)', single.p50, 'ms', 'target p99', 100));
-    print(row('  (a commit is one fsync: group commit rate)', single.rps, 'entries/s', 'LevelDB sync batches of 1 put/s', levelSingle));
-    print(row(`batched ingest, ${BATCH} events/request, ${BATCH_CONNS} conns`, (batch.total * BATCH) / batch.seconds, 'events/s', 'LevelDB sync puts/s (1000/batch)', levelBatch));
-    print(row('  same, against the store itself', (batch.total * BATCH) / batch.seconds, 'events/s', `log-layout sync batches of ${fmt(STORE_GROUP)}`, store));
-    print(row('  same, against raw SHA-256 of a 301-byte leaf', (batch.total * BATCH) / batch.seconds, 'events/s', 'node:crypto SHA-256/s', sha.node));
-    print(row(`inclusion proofs, tree of ${fmt(size)}, 64 conns`, proofs.rps, 'req/s', 'bare node:http, same GETs', bareGet.rps));
+    print(
+      row(
+        '  (a commit is one fsync: group commit rate)',
+        single.rps,
+        'entries/s',
+        'LevelDB sync batches of 1 put/s',
+        levelSingle,
+      ),
+    );
+    print(
+      row(
+        `batched ingest, ${BATCH} events/request, ${BATCH_CONNS} conns`,
+        (batch.total * BATCH) / batch.seconds,
+        'events/s',
+        'LevelDB sync puts/s (1000/batch)',
+        levelBatch,
+      ),
+    );
+    print(
+      row(
+        '  same, against the store itself',
+        (batch.total * BATCH) / batch.seconds,
+        'events/s',
+        `log-layout sync batches of ${fmt(STORE_GROUP)}`,
+        store,
+      ),
+    );
+    print(
+      row(
+        '  same, against raw SHA-256 of a 301-byte leaf',
+        (batch.total * BATCH) / batch.seconds,
+        'events/s',
+        'node:crypto SHA-256/s',
+        sha.node,
+      ),
+    );
+    print(
+      row(
+        `inclusion proofs, tree of ${fmt(size)}, 64 conns`,
+        proofs.rps,
+        'req/s',
+        'bare node:http, same GETs',
+        bareGet.rps,
+      ),
+    );
     print(row('  proof p99 latency (ms)', proofs.p99, 'ms', 'bare node:http p99 (ms)', bareGet.p99));
     print(row(`server peak RSS at ${fmt(size)} entries (MB)`, mem.peak / 1e6, 'MB', 'limit (MB)', 256));
-    print(`  RSS after single phase ${fmt(rssSingle.rss / 1e6)} MB, after ingest ${fmt(rssBatch.rss / 1e6)} MB (peak so far ${fmt(rssBatch.peak / 1e6)} MB), after proofs ${fmt(mem.rss / 1e6)} MB`);
-    print(`  after ingest, V8 heap used ${fmt(heapBatch.used / 1e6)} MB of ${fmt(heapBatch.total / 1e6)} MB, external (Buffers: tiles, bodies) ${fmt(heapBatch.external / 1e6)} MB`);
+    print(
+      `  RSS after single phase ${fmt(rssSingle.rss / 1e6)} MB, after ingest ${fmt(rssBatch.rss / 1e6)} MB (peak so far ${fmt(rssBatch.peak / 1e6)} MB), after proofs ${fmt(mem.rss / 1e6)} MB`,
+    );
+    print(
+      `  after ingest, V8 heap used ${fmt(heapBatch.used / 1e6)} MB of ${fmt(heapBatch.total / 1e6)} MB, external (Buffers: tiles, bodies) ${fmt(heapBatch.external / 1e6)} MB`,
+    );
     print(row('disk per entry (B)', disk / size, 'B', 'entry bytes + 80 (B)', bundle + 80));
-    print(`  disk ${fmt(disk)} B for ${fmt(size)} entries of ${bundle.toFixed(1)} B average: ${(disk / size).toFixed(1)} B/entry (LevelDB compresses entries)`);
-    print(`  errors: single ${single.errors}/${single.non2xx} non-2xx, batch ${batch.errors}/${batch.non2xx}, proofs ${proofs.errors}/${proofs.non2xx}`);
-    print(`  ceilings: SHA-256 node ${fmt(sha.node)}/s noble ${fmt(sha.noble)}/s; LevelDB sync 1000-put batches ${fmt(levelBatch)} puts/s, single-put batches ${fmt(levelSingle)}/s; the store in log layout ${fmt(store)} entries/s`);
+    print(
+      `  disk ${fmt(disk)} B for ${fmt(size)} entries of ${bundle.toFixed(1)} B average: ${(disk / size).toFixed(1)} B/entry (LevelDB compresses entries)`,
+    );
+    print(
+      `  errors: single ${single.errors}/${single.non2xx} non-2xx, batch ${batch.errors}/${batch.non2xx}, proofs ${proofs.errors}/${proofs.non2xx}`,
+    );
+    print(
+      `  ceilings: SHA-256 node ${fmt(sha.node)}/s noble ${fmt(sha.noble)}/s; LevelDB sync 1000-put batches ${fmt(levelBatch)} puts/s, single-put batches ${fmt(levelSingle)}/s; the store in log layout ${fmt(store)} entries/s`,
+    );
   } finally {
     await stop(proc);
     rmSync(dir, { recursive: true, force: true });

@@ -8,7 +8,16 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const benches = ['bench-tlog.ts', 'bench-server.ts', 'bench-audit.ts', 'bench-proxy.ts', 'bench-gateways.ts', 'bench-pg.ts', 'bench-pgstore.ts', 'bench-explorer.ts'];
+const benches = [
+  'bench-tlog.ts',
+  'bench-server.ts',
+  'bench-audit.ts',
+  'bench-proxy.ts',
+  'bench-gateways.ts',
+  'bench-pg.ts',
+  'bench-pgstore.ts',
+  'bench-explorer.ts',
+];
 let failed = 0;
 for (const b of benches) {
   const p = join(here, b);

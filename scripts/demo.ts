@@ -29,7 +29,14 @@ const green = (s: string) => (tty ? `\x1b[32m${s}\x1b[0m` : s);
 let step = 0;
 const section = (title: string) => console.log(`\n${bold(`── ${++step}. ${title} `.padEnd(78, '─'))}`);
 const say = (s: string) => console.log(`   ${s}`);
-const show = (s: string) => console.log(s.replace(/\n$/, '').split('\n').map((l) => `   ${dim('│')} ${l}`).join('\n'));
+const show = (s: string) =>
+  console.log(
+    s
+      .replace(/\n$/, '')
+      .split('\n')
+      .map((l) => `   ${dim('│')} ${l}`)
+      .join('\n'),
+  );
 
 const children: ChildProcess[] = [];
 const servers: Server[] = [];
@@ -47,8 +54,12 @@ async function freePort(): Promise<number> {
 }
 
 /** Runs `trailmark ARGS` to completion; prints the command and its output. */
-async function trailmark(args: string[], opts: { expect?: number; quiet?: boolean } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  if (!opts.quiet) say(`${dim('$')} trailmark ${args.map((a) => (a.startsWith(work) ? a.replace(work, '$DEMO') : a)).join(' ')}`);
+async function trailmark(
+  args: string[],
+  opts: { expect?: number; quiet?: boolean } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  if (!opts.quiet)
+    say(`${dim('$')} trailmark ${args.map((a) => (a.startsWith(work) ? a.replace(work, '$DEMO') : a)).join(' ')}`);
   const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
     const p = spawn(process.execPath, [BIN, ...args], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -62,13 +73,20 @@ async function trailmark(args: string[], opts: { expect?: number; quiet?: boolea
     if (r.stderr.trim()) show(r.stderr);
     say(dim(`exit ${r.code}`));
   }
-  if (opts.expect !== undefined && r.code !== opts.expect) throw new Error(`trailmark ${args[0]} exited ${r.code}, expected ${opts.expect}`);
+  if (opts.expect !== undefined && r.code !== opts.expect)
+    throw new Error(`trailmark ${args[0]} exited ${r.code}, expected ${opts.expect}`);
   return r;
 }
 
 /** Starts a long-running `trailmark ARGS`, its output going to DEMO/logs/NAME.log; resolves once `ready` matches its stdout. */
-async function daemon(name: string, args: string[], ready: RegExp): Promise<{ proc: ChildProcess; match: RegExpMatchArray }> {
-  say(`${dim('$')} trailmark ${args.map((a) => (a.startsWith(work) ? a.replace(work, '$DEMO') : a)).join(' ')} ${dim('&')}`);
+async function daemon(
+  name: string,
+  args: string[],
+  ready: RegExp,
+): Promise<{ proc: ChildProcess; match: RegExpMatchArray }> {
+  say(
+    `${dim('$')} trailmark ${args.map((a) => (a.startsWith(work) ? a.replace(work, '$DEMO') : a)).join(' ')} ${dim('&')}`,
+  );
   const logFile = createWriteStream(join(work, `${name}.log`));
   const proc = spawn(process.execPath, [BIN, ...args], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(proc);
@@ -104,7 +122,8 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>
   }
 }
 
-const treeSize = async (url: string) => ((await (await fetch(`${url}/v1/get-sth`)).json()) as { tree_size: number }).tree_size;
+const treeSize = async (url: string) =>
+  ((await (await fetch(`${url}/v1/get-sth`)).json()) as { tree_size: number }).tree_size;
 const checkpointSize = async (url: string) => {
   const r = await fetch(`${url}/checkpoint`);
   return r.status === 200 ? Number((await r.text()).split('\n')[1]) : -1;
@@ -121,8 +140,12 @@ async function main(): Promise<void> {
 
   section('Keys and a witness policy');
   await trailmark(['keygen', '--name', origin, '--out', key], { expect: 0 });
-  await trailmark(['keygen', '--witness', '--name', 'witness-1.demo.example', '--out', join(work, 'w1.key')], { expect: 0 });
-  await trailmark(['keygen', '--witness', '--name', 'witness-2.demo.example', '--out', join(work, 'w2.key')], { expect: 0 });
+  await trailmark(['keygen', '--witness', '--name', 'witness-1.demo.example', '--out', join(work, 'w1.key')], {
+    expect: 0,
+  });
+  await trailmark(['keygen', '--witness', '--name', 'witness-2.demo.example', '--out', join(work, 'w2.key')], {
+    expect: 0,
+  });
   const logVkey = (await readFile(vkeyFile, 'utf8')).trim();
   const w1Vkey = (await readFile(join(work, 'w1.key.pub'), 'utf8')).trim();
   const w2Vkey = (await readFile(join(work, 'w2.key.pub'), 'utf8')).trim();
@@ -146,15 +169,43 @@ async function main(): Promise<void> {
   const m1Url = `http://127.0.0.1:${w1Port}`;
   const m2Url = `http://127.0.0.1:${w2Port}`;
   const monitorArgs = (n: number, port: number, peer: string) => [
-    'monitor', '--log', logUrl, '--log-key', vkeyFile, '--witness-key', join(work, `w${n}.key`),
-    '--listen', `127.0.0.1:${port}`, '--data', join(work, `monitor-${n}`), '--peer', peer, '--interval', '500',
+    'monitor',
+    '--log',
+    logUrl,
+    '--log-key',
+    vkeyFile,
+    '--witness-key',
+    join(work, `w${n}.key`),
+    '--listen',
+    `127.0.0.1:${port}`,
+    '--data',
+    join(work, `monitor-${n}`),
+    '--peer',
+    peer,
+    '--interval',
+    '500',
   ];
   await daemon('monitor-1', monitorArgs(1, w1Port, m2Url), /url: \S+/);
   await daemon('monitor-2', monitorArgs(2, w2Port, m1Url), /url: \S+/);
   say(`monitor-1 at ${m1Url}, monitor-2 at ${m2Url} (witness endpoint: POST /add-checkpoint)`);
 
   section('The log, asking both witnesses to cosign its checkpoints');
-  await daemon('log', ['serve', '--data', join(work, 'log-data'), '--key', key, '--create', '--listen', `127.0.0.1:${logPort}`, '--policy', policy], /url: \S+/);
+  await daemon(
+    'log',
+    [
+      'serve',
+      '--data',
+      join(work, 'log-data'),
+      '--key',
+      key,
+      '--create',
+      '--listen',
+      `127.0.0.1:${logPort}`,
+      '--policy',
+      policy,
+    ],
+    /url: \S+/,
+  );
   say(`log at ${logUrl}, origin ${origin}`);
 
   section('An upstream service behind the access proxy');
@@ -166,19 +217,50 @@ async function main(): Promise<void> {
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', () => r()));
   const upstreamUrl = `http://127.0.0.1:${(upstream.address() as { port: number }).port}`;
   const tokens = join(work, 'tokens.json');
-  await writeFile(tokens, JSON.stringify({ 'alice-token': { id: 'alice', roles: ['doctor'] }, 'bob-token': { id: 'bob', roles: ['billing'] } }, null, 2));
+  await writeFile(
+    tokens,
+    JSON.stringify(
+      { 'alice-token': { id: 'alice', roles: ['doctor'] }, 'bob-token': { id: 'bob', roles: ['billing'] } },
+      null,
+      2,
+    ),
+  );
   const proxyUrl = `http://127.0.0.1:${proxyPort}`;
   await daemon(
     'proxy',
-    ['proxy', '--upstream', upstreamUrl, '--log', logUrl, '--log-key', vkeyFile, '--tokens', tokens, '--listen', `127.0.0.1:${proxyPort}`,
-      '--spool', join(work, 'spool'), '--name', 'demo-proxy', '--redact-query', 'ssn'],
+    [
+      'proxy',
+      '--upstream',
+      upstreamUrl,
+      '--log',
+      logUrl,
+      '--log-key',
+      vkeyFile,
+      '--tokens',
+      tokens,
+      '--listen',
+      `127.0.0.1:${proxyPort}`,
+      '--spool',
+      join(work, 'spool'),
+      '--name',
+      'demo-proxy',
+      '--redact-query',
+      'ssn',
+    ],
     /listen|url|proxy/i,
   );
   // a bare TCP connect: an HTTP probe would itself become an access event
-  await waitFor('proxy', () => new Promise<boolean>((resolve) => {
-    const c = connect(proxyPort, '127.0.0.1', () => { c.end(); resolve(true); });
-    c.once('error', () => resolve(false));
-  }));
+  await waitFor(
+    'proxy',
+    () =>
+      new Promise<boolean>((resolve) => {
+        const c = connect(proxyPort, '127.0.0.1', () => {
+          c.end();
+          resolve(true);
+        });
+        c.once('error', () => resolve(false));
+      }),
+  );
   say(`upstream at ${upstreamUrl}, proxy at ${proxyUrl}`);
 
   section('Traffic through the proxy');
@@ -191,57 +273,112 @@ async function main(): Promise<void> {
   ];
   for (const [method, path, token] of requests) {
     const r = await fetch(`${proxyUrl}${path}`, { method, headers: token ? { authorization: `Bearer ${token}` } : {} });
-    say(`${method.padEnd(4)} ${path.padEnd(36)} as ${(token ?? 'nobody').replace('-token', '').padEnd(6)} → ${r.status}`);
+    say(
+      `${method.padEnd(4)} ${path.padEnd(36)} as ${(token ?? 'nobody').replace('-token', '').padEnd(6)} → ${r.status}`,
+    );
     await r.arrayBuffer();
   }
   const expected = before + requests.length * 2;
   await waitFor('the events in the log', async () => (await treeSize(logUrl)) >= expected);
-  say(`the log now holds ${await treeSize(logUrl)} access events (a request and a response event per call; the ssn is redacted)`);
+  say(
+    `the log now holds ${await treeSize(logUrl)} access events (a request and a response event per call; the ssn is redacted)`,
+  );
   await waitFor('a cosigned checkpoint covering them', async () => (await checkpointSize(logUrl)) >= expected);
   say('GET /checkpoint (served once both witnesses cosigned it):');
   show(await (await fetch(`${logUrl}/checkpoint`)).text());
 
   section("A receipt for alice's first access, verified offline with the witness policy");
-  const entries = await trailmark(['--json', 'entries', '--log', logUrl, '--key', vkeyFile, '--start', String(before)], { quiet: true, expect: 0 });
-  const lines = entries.stdout.trim().split('\n').map((l) => JSON.parse(l) as { leaf_index: number; entry: Record<string, unknown> });
-  const pick = lines.find((l) => l.entry.stage === 'request' && (l.entry.actor as { id?: string } | undefined)?.id === 'alice') ?? lines[0];
+  const entries = await trailmark(
+    ['--json', 'entries', '--log', logUrl, '--key', vkeyFile, '--start', String(before)],
+    { quiet: true, expect: 0 },
+  );
+  const lines = entries.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { leaf_index: number; entry: Record<string, unknown> });
+  const pick =
+    lines.find((l) => l.entry.stage === 'request' && (l.entry.actor as { id?: string } | undefined)?.id === 'alice') ??
+    lines[0];
   const event = pick.entry;
   const entryFile = join(work, 'event.json');
   await writeFile(entryFile, JSON.stringify(event, null, 2));
   say(`event.json (leaf ${pick.leaf_index}):`);
   show(JSON.stringify(event, null, 2));
   const receipt = join(work, 'event.tlog-proof');
-  await trailmark(['prove', 'inclusion', '--log', logUrl, '--key', vkeyFile, '--entry', entryFile, '--out', receipt], { expect: 0 });
+  await trailmark(['prove', 'inclusion', '--log', logUrl, '--key', vkeyFile, '--entry', entryFile, '--out', receipt], {
+    expect: 0,
+  });
   say('event.tlog-proof:');
   show(await readFile(receipt, 'utf8'));
-  await trailmark(['verify', 'inclusion', '--key', vkeyFile, '--proof', receipt, '--entry', entryFile, '--policy', policy], { expect: 0 });
+  await trailmark(
+    ['verify', 'inclusion', '--key', vkeyFile, '--proof', receipt, '--entry', entryFile, '--policy', policy],
+    { expect: 0 },
+  );
 
   section('A full audit of the log');
   await trailmark(['audit', '--log', logUrl, '--key', vkeyFile], { expect: 0 });
 
   section('The monitors agree: the log is consistent');
-  await trailmark(['monitor', '--once', '--log', logUrl, '--log-key', vkeyFile, '--peer', m1Url, '--peer', m2Url], { expect: 0 });
+  await trailmark(['monitor', '--once', '--log', logUrl, '--log-key', vkeyFile, '--peer', m1Url, '--peer', m2Url], {
+    expect: 0,
+  });
 
   section("The operator forks the log: same key, a history without alice's access");
   const forkUrl = `http://127.0.0.1:${forkPort}`;
-  await daemon('fork', ['serve', '--data', join(work, 'fork-data'), '--key', key, '--create', '--listen', `127.0.0.1:${forkPort}`], /url: \S+/);
+  await daemon(
+    'fork',
+    ['serve', '--data', join(work, 'fork-data'), '--key', key, '--create', '--listen', `127.0.0.1:${forkPort}`],
+    /url: \S+/,
+  );
   const forged = [
-    { schema: 'trailmark.access/v1', stage: 'request', id: 'forged-1', request_id: 'forged-1', note: 'bob looked at an invoice' },
+    {
+      schema: 'trailmark.access/v1',
+      stage: 'request',
+      id: 'forged-1',
+      request_id: 'forged-1',
+      note: 'bob looked at an invoice',
+    },
     { schema: 'trailmark.access/v1', stage: 'response', id: 'forged-2', request_id: 'forged-1' },
-    { schema: 'trailmark.access/v1', stage: 'request', id: 'forged-3', request_id: 'forged-3', note: 'nothing to see here' },
+    {
+      schema: 'trailmark.access/v1',
+      stage: 'request',
+      id: 'forged-3',
+      request_id: 'forged-3',
+      note: 'nothing to see here',
+    },
   ];
-  const fr = await fetch(`${forkUrl}/v1/add-entries`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(forged) });
+  const fr = await fetch(`${forkUrl}/v1/add-entries`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(forged),
+  });
   if (fr.status !== 200) throw new Error(`fork add-entries: ${fr.status}`);
   say(`the forked log at ${forkUrl} shows a victim a validly signed tree of ${await treeSize(forkUrl)} entries:`);
   show(await (await fetch(`${forkUrl}/checkpoint`)).text());
 
   section("The victim's monitor gossips with the witnessing monitors");
-  const victim = await trailmark(['monitor', '--once', '--log', forkUrl, '--log-key', vkeyFile, '--peer', m1Url, '--peer', m2Url]);
+  const victim = await trailmark([
+    'monitor',
+    '--once',
+    '--log',
+    forkUrl,
+    '--log-key',
+    vkeyFile,
+    '--peer',
+    m1Url,
+    '--peer',
+    m2Url,
+  ]);
   if (victim.code !== 1) throw new Error(`the victim's monitor should have exited 1, got ${victim.code}`);
   say(red('exit 1: misbehaviour found'));
-  for (const [n, url] of [[1, m1Url], [2, m2Url]] as const) {
+  for (const [n, url] of [
+    [1, m1Url],
+    [2, m2Url],
+  ] as const) {
     const evs = (await (await fetch(`${url}/v1/evidence`)).json()) as { kind: string; checkpoints: string[] }[];
-    say(`monitor-${n}: GET /v1/evidence → ${evs.length} piece(s): ${evs.map((e) => `${e.kind} (sizes ${e.checkpoints.map((c) => c.split('\n')[1]).join(' and ')})`).join(', ')}`);
+    say(
+      `monitor-${n}: GET /v1/evidence → ${evs.length} piece(s): ${evs.map((e) => `${e.kind} (sizes ${e.checkpoints.map((c) => c.split('\n')[1]).join(' and ')})`).join(', ')}`,
+    );
     // the monitor logs JSON lines; an alert's message starts with ALERT
     const alerts = (await readFile(join(work, `monitor-${n}.log`), 'utf8'))
       .split('\n')
@@ -256,7 +393,9 @@ async function main(): Promise<void> {
   await writeFile(evidenceFile, JSON.stringify(JSON.parse(evidence)[0], null, 2));
   await trailmark(['verify', 'evidence', evidenceFile, '--key', vkeyFile, '--policy', policy], { expect: 0 });
   say('(the forked checkpoint carries no witness cosignature: under the policy, no receipt for it would verify)');
-  console.log(`\n${green(bold('Demo complete:'))} receipts verify under the witness quorum, the audit recomputes the tree, and a`);
+  console.log(
+    `\n${green(bold('Demo complete:'))} receipts verify under the witness quorum, the audit recomputes the tree, and a`,
+  );
   console.log('forked log is caught by gossip with evidence anyone can verify.');
 }
 

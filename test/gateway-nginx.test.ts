@@ -20,8 +20,12 @@ type Ev = Record<string, any>;
 async function logEvents(url: string): Promise<Ev[]> {
   const { tree_size: n } = (await (await fetch(`${url}/v1/get-sth`)).json()) as { tree_size: number };
   if (n === 0) return [];
-  const r = (await (await fetch(`${url}/v1/get-entries?start=0&end=${n - 1}`)).json()) as { entries: { leaf_input: string }[] };
-  return r.entries.map((e) => JSON.parse(Buffer.from(e.leaf_input, 'base64').toString('utf8')) as Ev).filter((e) => e.stage === 'request');
+  const r = (await (await fetch(`${url}/v1/get-entries?start=0&end=${n - 1}`)).json()) as {
+    entries: { leaf_input: string }[];
+  };
+  return r.entries
+    .map((e) => JSON.parse(Buffer.from(e.leaf_input, 'base64').toString('utf8')) as Ev)
+    .filter((e) => e.stage === 'request');
 }
 
 describe('forward-auth behind a real nginx (auth_request, the documented configuration)', function () {
@@ -43,7 +47,11 @@ describe('forward-auth behind a real nginx (auth_request, the documented configu
   beforeEach(async () => {
     tmp = await tempDir('gw-nginx');
     logPort = await freePort();
-    log = await startLogServer({ dataDir: join(tmp.dir, 'log'), listen: `127.0.0.1:${logPort}`, origin: 'test.example/gateway' });
+    log = await startLogServer({
+      dataDir: join(tmp.dir, 'log'),
+      listen: `127.0.0.1:${logPort}`,
+      origin: 'test.example/gateway',
+    });
     seen = [];
     upstream = createServer((req, res) => {
       seen.push({ url: req.url!, headers: req.headers });
@@ -75,14 +83,20 @@ describe('forward-auth behind a real nginx (auth_request, the documented configu
       warn: () => {},
     });
     const listen = await freePort();
-    const conf = documentedNginxConfig(doc, { listen, forwardAuth: Number(new URL(fa.url).port), upstream: (upstream.address() as { port: number }).port });
+    const conf = documentedNginxConfig(doc, {
+      listen,
+      forwardAuth: Number(new URL(fa.url).port),
+      upstream: (upstream.address() as { port: number }).port,
+    });
     nginx = await startNginx(conf, listen);
     return nginx;
   }
 
   it('a request with a valid token reaches the upstream and is in the log with its actor; one without gets 401 and is logged', async () => {
     const ng = await setUp('spool');
-    const ok = await fetch(`${ng.url}/invoices/2024?access_token=hidden&page=2`, { headers: { authorization: 'Bearer alice-gateway-token-1', 'user-agent': 'gateway-test/1' } });
+    const ok = await fetch(`${ng.url}/invoices/2024?access_token=hidden&page=2`, {
+      headers: { authorization: 'Bearer alice-gateway-token-1', 'user-agent': 'gateway-test/1' },
+    });
     expect(ok.status).to.equal(200);
     expect(await ok.text()).to.equal('from the upstream');
     expect(seen).to.have.length(1);
@@ -104,7 +118,12 @@ describe('forward-auth behind a real nginx (auth_request, the documented configu
     const allowed = evs.find((e) => e.request_id === id)!;
     expect(allowed).to.deep.include({ stage: 'request', proxy: 'gateway-test' });
     expect(allowed.actor).to.deep.equal({ id: 'alice', roles: ['ops'], ip: '127.0.0.1', user_agent: 'gateway-test/1' });
-    expect(allowed.action).to.deep.equal({ method: 'GET', target: 'http://127.0.0.1', path: '/invoices/2024', query: 'access_token=REDACTED&page=2' });
+    expect(allowed.action).to.deep.equal({
+      method: 'GET',
+      target: 'http://127.0.0.1',
+      path: '/invoices/2024',
+      query: 'access_token=REDACTED&page=2',
+    });
     const refused = evs.find((e) => e.request_id !== id)!;
     expect(refused.actor.id).to.equal(null);
     expect(refused.decision).to.deep.equal({ allowed: false, reason: 'no bearer token' });
@@ -121,7 +140,9 @@ describe('forward-auth behind a real nginx (auth_request, the documented configu
     await first.text();
     expect(seen).to.have.length(1);
     // acknowledged by the log before nginx passed it on
-    expect((await logEvents(log!.url)).map((e) => e.request_id)).to.deep.equal([seen[0].headers['trailmark-request-id']]);
+    expect((await logEvents(log!.url)).map((e) => e.request_id)).to.deep.equal([
+      seen[0].headers['trailmark-request-id'],
+    ]);
 
     const vkey = log!.vkey;
     await log!.close();
@@ -131,7 +152,11 @@ describe('forward-auth behind a real nginx (auth_request, the documented configu
     expect(((await down.json()) as { error: string }).error).to.match(/cannot record/);
     expect(seen, 'the upstream saw a request the log did not acknowledge').to.have.length(1);
 
-    log = await startLogServer({ dataDir: join(tmp.dir, 'log'), listen: `127.0.0.1:${logPort}`, origin: 'test.example/gateway' });
+    log = await startLogServer({
+      dataDir: join(tmp.dir, 'log'),
+      listen: `127.0.0.1:${logPort}`,
+      origin: 'test.example/gateway',
+    });
     expect(log.vkey).to.equal(vkey);
     await waitFor('the log acknowledging again', async () => {
       const r = await fetch(`${ng.url}/c`, { headers: auth });

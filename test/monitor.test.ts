@@ -33,11 +33,20 @@ describe('monitor (end to end)', function () {
   after(async () => tmp.cleanup());
 
   async function log(name: string): Promise<LogServer> {
-    const s = await startLogServer({ dataDir: join(tmp.dir, name), keyFile: key.file, create: true, listen: '127.0.0.1:0' });
+    const s = await startLogServer({
+      dataDir: join(tmp.dir, name),
+      keyFile: key.file,
+      create: true,
+      listen: '127.0.0.1:0',
+    });
     closers.push(() => s.close());
     return s;
   }
-  async function monitor(name: string, logUrl: string, extra: Partial<Parameters<typeof startMonitor>[0]> = {}): Promise<RunningMonitor> {
+  async function monitor(
+    name: string,
+    logUrl: string,
+    extra: Partial<Parameters<typeof startMonitor>[0]> = {},
+  ): Promise<RunningMonitor> {
     const m = await startMonitor({
       logs: [{ url: logUrl, vkey: key.vkey }],
       dataDir: join(tmp.dir, name),
@@ -67,7 +76,11 @@ describe('monitor (end to end)', function () {
     expect(metrics).to.match(/trailmark_monitor_tree_size\{origin="e2e\.example\/log"\} 5/);
     // one data dir, one monitor: a second one is refused with a clear error
     try {
-      await startMonitor({ logs: [{ url: l.url, vkey: key.vkey }], dataDir: join(tmp.dir, 'follow-mon'), logger: quiet });
+      await startMonitor({
+        logs: [{ url: l.url, vkey: key.vkey }],
+        dataDir: join(tmp.dir, 'follow-mon'),
+        logger: quiet,
+      });
       expect.fail('a second monitor opened the same data dir');
     } catch (e) {
       expect((e as Error).message).to.match(/in use by another monitor/);
@@ -81,10 +94,20 @@ describe('monitor (end to end)', function () {
   it('rejects malformed gossip with 400 and ignores checkpoints of unknown logs', async () => {
     const m = await monitor('gossip-bad', 'http://127.0.0.1:9', { follow: false });
     for (const body of ['not json', '{"checkpoints": "x"}', '{"checkpoints": [1]}', '[]']) {
-      const r = await fetch(`${m.url}/v1/gossip`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      const r = await fetch(`${m.url}/v1/gossip`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+      });
       expect(r.status, body).to.equal(400);
     }
-    const r = await fetch(`${m.url}/v1/gossip`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ checkpoints: ['other.example\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n— other.example AAAAAAA=\n'] }) });
+    const r = await fetch(`${m.url}/v1/gossip`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        checkpoints: ['other.example\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n— other.example AAAAAAA=\n'],
+      }),
+    });
     expect(r.status).to.equal(200);
     expect(((await r.json()) as { results: { status: string }[] }).results[0].status).to.equal('ignored');
   });
@@ -99,14 +122,28 @@ describe('monitor (end to end)', function () {
     // same key, same origin, different entries: a split view
     const a = await log('fork-a');
     const b = await log('fork-b');
-    await addEntries(a.url, [0, 1, 2, 3].map((i) => entry('a', i)));
-    await addEntries(b.url, [0, 1, 2, 3, 4, 5].map((i) => entry('b', i)));
+    await addEntries(
+      a.url,
+      [0, 1, 2, 3].map((i) => entry('a', i)),
+    );
+    await addEntries(
+      b.url,
+      [0, 1, 2, 3, 4, 5].map((i) => entry('b', i)),
+    );
     const ma = await monitor('fork-ma', a.url, { alertWebhook: hookUrl });
     const mb = await monitor('fork-mb', b.url, { peers: [ma.url!] });
     // ma learns of mb only after start, to show pull and push both work
     const t0 = Date.now();
-    await waitFor('evidence at mb', async () => ((await (await fetch(`${mb.url}/v1/evidence`)).json()) as Evidence[]).length > 0, 10_000);
-    await waitFor('evidence at ma (pulled from... pushed to it and imported)', async () => ((await (await fetch(`${ma.url}/v1/evidence`)).json()) as Evidence[]).length > 0, 10_000);
+    await waitFor(
+      'evidence at mb',
+      async () => ((await (await fetch(`${mb.url}/v1/evidence`)).json()) as Evidence[]).length > 0,
+      10_000,
+    );
+    await waitFor(
+      'evidence at ma (pulled from... pushed to it and imported)',
+      async () => ((await (await fetch(`${ma.url}/v1/evidence`)).json()) as Evidence[]).length > 0,
+      10_000,
+    );
     const took = Date.now() - t0;
     if (process.env.TRAILMARK_TEST_TIMING) console.log(`      fork detected at both monitors in ${took} ms`);
     expect(took).to.be.below(5000);
@@ -186,18 +223,31 @@ describe('monitor (end to end)', function () {
 
   it('a log restarted from scratch with the same key (a rollback) is caught by its own monitor', async () => {
     const l1 = await log('reset-1');
-    await addEntries(l1.url, [0, 1, 2, 3, 4].map((i) => entry('r', i)));
+    await addEntries(
+      l1.url,
+      [0, 1, 2, 3, 4].map((i) => entry('r', i)),
+    );
     const m = await monitor('reset-mon', l1.url);
     await waitFor('view at 5', async () => (await sizeOf(m)) === 5n);
     await m.close();
     const l2 = await log('reset-2');
-    await addEntries(l2.url, [0, 1, 2].map((i) => entry('s', i)));
+    await addEntries(
+      l2.url,
+      [0, 1, 2].map((i) => entry('s', i)),
+    );
     const m2 = await monitor('reset-mon', l2.url);
     // size 3 after 5: the log went backwards and cannot prove size 5 from its new tree
-    await waitFor('rollback alert', async () => /alerts_total\{origin="e2e\.example\/log",kind="rollback"\} [1-9]/.test(await (await fetch(`${m2.url}/metrics`)).text()));
+    await waitFor('rollback alert', async () =>
+      /alerts_total\{origin="e2e\.example\/log",kind="rollback"\} [1-9]/.test(
+        await (await fetch(`${m2.url}/metrics`)).text(),
+      ),
+    );
     expect(await sizeOf(m2)).to.equal(5n);
     // once the new tree outgrows the old one, its consistency proof convicts it
-    await addEntries(l2.url, [3, 4, 5, 6].map((i) => entry('s', i)));
+    await addEntries(
+      l2.url,
+      [3, 4, 5, 6].map((i) => entry('s', i)),
+    );
     const evs = await waitFor('evidence', async () => {
       const e = (await (await fetch(`${m2.url}/v1/evidence`)).json()) as Evidence[];
       return e.length > 0 && e;
@@ -231,14 +281,23 @@ describe('monitor (end to end)', function () {
     await waitFor('view at 2', async () => (await sizeOf(m)) === 2n);
     tamper = true;
     await addEntries(l.url, [entry('x', 2)]);
-    await waitFor('bad-signature alert', async () => /kind="bad-signature"\} [1-9]/.test(await (await fetch(`${m.url}/metrics`)).text()));
+    await waitFor('bad-signature alert', async () =>
+      /kind="bad-signature"\} [1-9]/.test(await (await fetch(`${m.url}/metrics`)).text()),
+    );
     expect(await sizeOf(m)).to.equal(2n);
     const once = await cli(['monitor', '--once', '--log', relayUrl, '--log-key', key.vkey]);
     expect(once.code, once.stdout + once.stderr).to.equal(1);
     expect(once.stdout).to.match(/does not verify/);
     // the daemon's logs are JSON lines (the one daemon logging style), the alert a structured error record
-    const records = once.stderr.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(records.find((r) => r.alert === 'bad-signature')).to.include({ level: 'error', component: 'monitor', origin });
+    const records = once.stderr
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(records.find((r) => r.alert === 'bad-signature')).to.include({
+      level: 'error',
+      component: 'monitor',
+      origin,
+    });
     tamper = false;
     await waitFor('view at 3 once the log behaves', async () => (await sizeOf(m)) === 3n);
   });
@@ -250,9 +309,19 @@ describe('monitor (end to end)', function () {
     expect((await m1.monitor.checkOnce()).code).to.equal(0);
     await m1.close();
     const other = await keyFile(join(tmp.dir, 'other.key'), origin);
-    const l2 = await startLogServer({ dataDir: join(tmp.dir, 'rekey-log-2'), keyFile: other.file, create: true, listen: '127.0.0.1:0' });
+    const l2 = await startLogServer({
+      dataDir: join(tmp.dir, 'rekey-log-2'),
+      keyFile: other.file,
+      create: true,
+      listen: '127.0.0.1:0',
+    });
     closers.push(() => l2.close());
-    const m2 = await startMonitor({ logs: [{ url: l2.url, vkey: other.vkey }], dataDir: join(tmp.dir, 'rekey-mon'), follow: false, logger: quiet });
+    const m2 = await startMonitor({
+      logs: [{ url: l2.url, vkey: other.vkey }],
+      dataDir: join(tmp.dir, 'rekey-mon'),
+      follow: false,
+      logger: quiet,
+    });
     closers.push(() => m2.close());
     const r = await m2.monitor.checkOnce();
     expect(r.code).to.equal(2);
@@ -263,7 +332,13 @@ describe('monitor (end to end)', function () {
   it('a log or peer that never answers does not hold up shutdown', async () => {
     const hang = await startSilentServer();
     const { sockets, url: hangUrl } = hang;
-    const m = await startMonitor({ logs: [{ url: hangUrl, vkey: key.vkey }], peers: [hangUrl], pollIntervalMs: 50, gossipIntervalMs: 50, logger: quiet });
+    const m = await startMonitor({
+      logs: [{ url: hangUrl, vkey: key.vkey }],
+      peers: [hangUrl],
+      pollIntervalMs: 50,
+      gossipIntervalMs: 50,
+      logger: quiet,
+    });
     await waitFor('requests at the silent server', async () => sockets.size > 0);
     const t0 = Date.now();
     await m.close();
@@ -285,7 +360,13 @@ describe('monitor (end to end)', function () {
       more();
     });
     await new Promise<void>((r) => big.listen(0, '127.0.0.1', () => r()));
-    closers.push(() => new Promise<void>((r) => { big.closeAllConnections(); big.close(() => r()); }));
+    closers.push(
+      () =>
+        new Promise<void>((r) => {
+          big.closeAllConnections();
+          big.close(() => r());
+        }),
+    );
     const peer = `http://127.0.0.1:${(big.address() as { port: number }).port}`;
     const m = await monitor('big-peer', 'http://127.0.0.1:1', { follow: false });
     const out = await m.monitor.pullPeer(peer);

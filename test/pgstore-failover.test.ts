@@ -20,16 +20,24 @@ interface Frontend {
 
 async function startFrontend(store: string, key: string, extra: string[] = []): Promise<Frontend> {
   const port = await freePort();
-  const proc = spawn(process.execPath, [BIN, 'serve', '--store', store, '--key', key, '--listen', `127.0.0.1:${port}`, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(
+    process.execPath,
+    [BIN, 'serve', '--store', store, '--key', key, '--listen', `127.0.0.1:${port}`, ...extra],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let out = '';
   let err = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (err += d));
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  await waitFor('the frontend to listen', async () => {
-    if (proc.exitCode !== null) throw new Error(`serve exited ${proc.exitCode}: ${err}`);
-    return out.includes('url: ');
-  }, 20_000);
+  await waitFor(
+    'the frontend to listen',
+    async () => {
+      if (proc.exitCode !== null) throw new Error(`serve exited ${proc.exitCode}: ${err}`);
+      return out.includes('url: ');
+    },
+    20_000,
+  );
   return {
     proc,
     url: `http://127.0.0.1:${port}`,
@@ -71,9 +79,17 @@ function startLoad(urls: () => string[], seen: Seen, tag: string, clients = 3) {
         const list = urls();
         const url = list[turn++ % list.length];
         try {
-          const r = await fetch(`${url}/v1/add-entries`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(batch), signal: AbortSignal.timeout(4000) });
+          const r = await fetch(`${url}/v1/add-entries`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify(batch),
+            signal: AbortSignal.timeout(4000),
+          });
           if (r.status === 200) {
-            const body = (await r.json()) as { checkpoint: string; entries: { leaf_index: number; leaf_hash: string }[] };
+            const body = (await r.json()) as {
+              checkpoint: string;
+              entries: { leaf_index: number; leaf_hash: string }[];
+            };
             for (const e of body.entries) seen.ack(e.leaf_index, e.leaf_hash);
             seen.checkpoints.push(body.checkpoint);
             acked += batch.length;
@@ -105,7 +121,9 @@ async function verifyAgainst(url: string, vkey: string, seen: Seen): Promise<num
   const size = Number(openCheckpoint(await (await fetch(`${url}/checkpoint`)).text(), verifier).checkpoint.size);
   const hashes: Uint8Array[] = [];
   while (hashes.length < size) {
-    const r = (await (await fetch(`${url}/v1/get-entries?start=${hashes.length}&end=${size - 1}`)).json()) as { entries: { leaf_input: string }[] };
+    const r = (await (await fetch(`${url}/v1/get-entries?start=${hashes.length}&end=${size - 1}`)).json()) as {
+      entries: { leaf_input: string }[];
+    };
     for (const e of r.entries) hashes.push(hashLeaf(b64decode(e.leaf_input, 'leaf')));
   }
   for (const [idx, h] of seen.acks) {
@@ -178,8 +196,18 @@ describe('log on PostgreSQL: several serve processes', function () {
     const killedAt = Date.now();
     live.splice(live.indexOf(victim), 1);
     const before = load.acked;
-    await waitFor('the survivor to hold the lease', async () => (await leaseHolder(db)) === survivor.proc.pid, 10_000, 100);
-    await waitFor('writes acknowledged after the kill', async () => load.acked >= before + 400, 10_000 - (Date.now() - killedAt), 50);
+    await waitFor(
+      'the survivor to hold the lease',
+      async () => (await leaseHolder(db)) === survivor.proc.pid,
+      10_000,
+      100,
+    );
+    await waitFor(
+      'writes acknowledged after the kill',
+      async () => load.acked >= before + 400,
+      10_000 - (Date.now() - killedAt),
+      50,
+    );
     const tookOver = Date.now() - killedAt;
     expect(tookOver).to.be.below(10_000);
     await load.stop();
@@ -198,14 +226,23 @@ describe('log on PostgreSQL: several serve processes', function () {
     await waitFor('entries acknowledged', async () => load.acked >= 1000, 30_000);
     paused.proc.kill('SIGSTOP');
     const stoppedAt = Date.now();
-    await waitFor('the other frontend to take the lease', async () => (await leaseHolder(db)) === other.proc.pid, 10_000, 100);
+    await waitFor(
+      'the other frontend to take the lease',
+      async () => (await leaseHolder(db)) === other.proc.pid,
+      10_000,
+      100,
+    );
     expect(Date.now() - stoppedAt).to.be.below(10_000);
     const before = load.acked;
     await waitFor('writes acknowledged by the new sequencer', async () => load.acked >= before + 400, 10_000);
     paused.proc.kill('SIGCONT');
     // it wakes with its old lease and whatever it had signed in memory, and finds out
     // (its renewal fails, its signed batch is fenced, or the server ended its session mid-transaction)
-    await waitFor('the resumed frontend to step down', async () => /lost the sequencer lease|not the sequencer any more|steps down/.test(paused.stderr()), 20_000).catch((e: Error) => {
+    await waitFor(
+      'the resumed frontend to step down',
+      async () => /lost the sequencer lease|not the sequencer any more|steps down/.test(paused.stderr()),
+      20_000,
+    ).catch((e: Error) => {
       throw new Error(`${e.message}; its log:\n${paused.stderr().slice(-3000)}`);
     });
     const more = load.acked;
@@ -214,15 +251,24 @@ describe('log on PostgreSQL: several serve processes', function () {
     expect(await leaseHolder(db)).to.equal(other.proc.pid);
     // both frontends serve checkpoints of the one tree; the resumed one catches up with the store
     const size = await verifyAgainst(other.url, vkey, seen);
-    await waitFor('the resumed frontend to serve the newest checkpoint', async () => {
-      const note = await (await fetch(`${paused.url}/checkpoint`)).text();
-      seen.checkpoints.push(note);
-      return Number(openCheckpoint(note, parseVkey(vkey)).checkpoint.size) === size;
-    }, 5_000);
+    await waitFor(
+      'the resumed frontend to serve the newest checkpoint',
+      async () => {
+        const note = await (await fetch(`${paused.url}/checkpoint`)).text();
+        seen.checkpoints.push(note);
+        return Number(openCheckpoint(note, parseVkey(vkey)).checkpoint.size) === size;
+      },
+      5_000,
+    );
     await verifyAgainst(paused.url, vkey, seen);
     // and the store holds exactly one root per signed size, each the tree's
     const pg = await testPostgres();
-    const stored = pg.sql(`SELECT replace(encode(convert_to(note, 'UTF8'), 'base64'), E'\\n', '') FROM tm_checkpoints ORDER BY size`, db).split('\n');
+    const stored = pg
+      .sql(
+        `SELECT replace(encode(convert_to(note, 'UTF8'), 'base64'), E'\\n', '') FROM tm_checkpoints ORDER BY size`,
+        db,
+      )
+      .split('\n');
     expect(stored.length).to.be.above(2);
     for (const line of stored) seen.checkpoints.push(Buffer.from(line, 'base64').toString('utf8'));
     await verifyAgainst(other.url, vkey, seen);

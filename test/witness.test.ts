@@ -84,7 +84,15 @@ describe('witness: POST /add-checkpoint (tlog-witness v1.0.0)', function () {
   });
 
   it('400 for malformed bodies', async () => {
-    for (const b of ['', 'old 01\n\n' + tree.checkpoint(3), 'old x\n\n' + tree.checkpoint(3), 'old 0\nnot-base64\n\n' + tree.checkpoint(3), 'old 0\n' + tree.checkpoint(3), body(0, [], 'not a note\n'), body(0, Array(64).fill(tree.root(1)), tree.checkpoint(3))]) {
+    for (const b of [
+      '',
+      'old 01\n\n' + tree.checkpoint(3),
+      'old x\n\n' + tree.checkpoint(3),
+      'old 0\nnot-base64\n\n' + tree.checkpoint(3),
+      'old 0\n' + tree.checkpoint(3),
+      body(0, [], 'not a note\n'),
+      body(0, Array(64).fill(tree.root(1)), tree.checkpoint(3)),
+    ]) {
       const r = await post(b);
       expect(r.status, JSON.stringify(b.slice(0, 20))).to.equal(400);
     }

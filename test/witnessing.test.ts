@@ -13,7 +13,6 @@ import { startLogServer, type LogServer } from '@trailmark/log-server';
 import { startMonitor, type RunningMonitor } from '@trailmark/monitor';
 import { cli, startSilentServer, addEntries, entry, freePort, keyFile, tempDir, waitFor } from './lib/util.js';
 
-
 describe('log-side witnessing with a policy (end to end)', function () {
   this.timeout(30_000);
   let tmp: Awaited<ReturnType<typeof tempDir>>;
@@ -33,7 +32,9 @@ describe('log-side witnessing with a policy (end to end)', function () {
     logVkey = lk.vkey;
     const port = await freePort();
     logUrl = `http://127.0.0.1:${port}`;
-    const wk = await Promise.all([1, 2, 3].map((i) => keyFile(join(tmp.dir, `w${i}.key`), `witness${i}.example`, true)));
+    const wk = await Promise.all(
+      [1, 2, 3].map((i) => keyFile(join(tmp.dir, `w${i}.key`), `witness${i}.example`, true)),
+    );
     for (const i of [0, 1]) {
       witnesses.push(
         await startMonitor({
@@ -56,7 +57,13 @@ describe('log-side witnessing with a policy (end to end)', function () {
     await writeFile(policyFile, [...lines, 'group two 2 w1 w2 w3', 'quorum two', ''].join('\n'));
     strictPolicyFile = join(tmp.dir, 'policy-all');
     await writeFile(strictPolicyFile, [...lines, 'group every all w1 w2 w3', 'quorum every', ''].join('\n'));
-    log = await startLogServer({ dataDir: join(tmp.dir, 'log'), keyFile: logKeyFile, create: true, listen: `127.0.0.1:${port}`, policyFile });
+    log = await startLogServer({
+      dataDir: join(tmp.dir, 'log'),
+      keyFile: logKeyFile,
+      create: true,
+      listen: `127.0.0.1:${port}`,
+      policyFile,
+    });
   });
   after(async () => {
     await log?.close();
@@ -68,20 +75,29 @@ describe('log-side witnessing with a policy (end to end)', function () {
     const r = await fetch(`${logUrl}/checkpoint`);
     if (r.status !== 200) return undefined;
     const text = await r.text();
-    const opened = openCheckpoint(text, parseVkey(logVkey), { policy: parsePolicy(await import('node:fs').then((fs) => fs.readFileSync(policyFile))) });
+    const opened = openCheckpoint(text, parseVkey(logVkey), {
+      policy: parsePolicy(await import('node:fs').then((fs) => fs.readFileSync(policyFile))),
+    });
     return opened.checkpoint.size >= BigInt(minSize) ? { text, opened } : undefined;
   };
 
   it('serves the newest checkpoint meeting the quorum although one witness is down', async () => {
     const t0 = Date.now();
-    await addEntries(logUrl, [0, 1, 2].map((i) => entry('w', i)));
+    await addEntries(
+      logUrl,
+      [0, 1, 2].map((i) => entry('w', i)),
+    );
     const got = await waitFor('cosigned checkpoint of size 3', () => cosignedCheckpoint(3), 10_000);
     expect(Date.now() - t0).to.be.below(5000);
     expect(got.opened.cosignatures.map((c) => c.witness).sort()).to.deep.equal(['w1', 'w2']);
   });
 
   it('a receipt verifies with --policy, and fails a policy whose quorum needs the down witness', async () => {
-    const r = await fetch(`${logUrl}/v1/add-entry`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(entry('w', 99)) });
+    const r = await fetch(`${logUrl}/v1/add-entry`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(entry('w', 99)),
+    });
     expect(r.status).to.equal(200);
     const receipt = (await r.json()) as { leaf_index: number; leaf_hash: string; tree_size: number };
     await waitFor('cosigned checkpoint covering the entry', () => cosignedCheckpoint(receipt.tree_size), 10_000);
@@ -89,21 +105,51 @@ describe('log-side witnessing with a policy (end to end)', function () {
     expect(pr.status).to.equal(200);
     const proofFile = join(tmp.dir, 'receipt.tlog-proof');
     await writeFile(proofFile, await pr.text());
-    const ok = await cli(['verify', 'inclusion', '--key', logKeyFile + '.pub', '--proof', proofFile, '--leaf-hash', receipt.leaf_hash, '--policy', policyFile]);
+    const ok = await cli([
+      'verify',
+      'inclusion',
+      '--key',
+      logKeyFile + '.pub',
+      '--proof',
+      proofFile,
+      '--leaf-hash',
+      receipt.leaf_hash,
+      '--policy',
+      policyFile,
+    ]);
     expect(ok.code, ok.stdout + ok.stderr).to.equal(0);
     expect(ok.stdout).to.match(/quorum met/);
-    const strict = await cli(['verify', 'inclusion', '--key', logVkey, '--proof', proofFile, '--leaf-hash', receipt.leaf_hash, '--policy', strictPolicyFile]);
+    const strict = await cli([
+      'verify',
+      'inclusion',
+      '--key',
+      logVkey,
+      '--proof',
+      proofFile,
+      '--leaf-hash',
+      receipt.leaf_hash,
+      '--policy',
+      strictPolicyFile,
+    ]);
     expect(strict.code, strict.stdout + strict.stderr).to.equal(1);
   });
 
   it('the witnesses also follow the log, and a restarted log serves its witnessed checkpoint at once', async () => {
     const before = (await cosignedCheckpoint(1))!;
     await waitFor('witness views', async () => {
-      for (const w of witnesses) if (((await w.monitor.view('witnessing.example/log'))?.size ?? 0n) < before.opened.checkpoint.size) return false;
+      for (const w of witnesses)
+        if (((await w.monitor.view('witnessing.example/log'))?.size ?? 0n) < before.opened.checkpoint.size)
+          return false;
       return true;
     });
     await log!.close();
-    log = await startLogServer({ dataDir: join(tmp.dir, 'log'), keyFile: logKeyFile, create: true, listen: new URL(logUrl).host, policyFile });
+    log = await startLogServer({
+      dataDir: join(tmp.dir, 'log'),
+      keyFile: logKeyFile,
+      create: true,
+      listen: new URL(logUrl).host,
+      policyFile,
+    });
     const r = await fetch(`${logUrl}/checkpoint`);
     expect(r.status).to.equal(200);
     const after = openCheckpoint(await r.text(), parseVkey(logVkey)).checkpoint;
@@ -113,12 +159,21 @@ describe('log-side witnessing with a policy (end to end)', function () {
 
   it('a forked checkpoint the operator submits to the witnesses is refused and becomes evidence', async () => {
     const forkPort = await freePort();
-    const fork = await startLogServer({ dataDir: join(tmp.dir, 'fork'), keyFile: logKeyFile, create: true, listen: `127.0.0.1:${forkPort}`, policyFile });
+    const fork = await startLogServer({
+      dataDir: join(tmp.dir, 'fork'),
+      keyFile: logKeyFile,
+      create: true,
+      listen: `127.0.0.1:${forkPort}`,
+      policyFile,
+    });
     try {
       await addEntries(`http://127.0.0.1:${forkPort}`, [entry('fork', 0), entry('fork', 1)]);
       for (const w of witnesses) {
         const evs = await waitFor('evidence at the witness', async () => {
-          const e = (await (await fetch(`${w.url}/v1/evidence`)).json()) as { kind: string; seen: { from: string }[] }[];
+          const e = (await (await fetch(`${w.url}/v1/evidence`)).json()) as {
+            kind: string;
+            seen: { from: string }[];
+          }[];
           return e.length > 0 && e;
         });
         expect(evs[0].kind).to.equal('inconsistent');
@@ -133,14 +188,27 @@ describe('log-side witnessing with a policy (end to end)', function () {
 
   it('refuses to start with a policy whose quorum no reachable witness can meet, or that does not list the log', async () => {
     const noUrl = join(tmp.dir, 'policy-no-url');
-    const w = (await import('node:fs')).readFileSync(policyFile, 'utf8').split('\n').find((l) => l.startsWith('witness w1'))!.split(' ');
+    const w = (await import('node:fs'))
+      .readFileSync(policyFile, 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('witness w1'))!
+      .split(' ');
     await writeFile(noUrl, `witness w1 ${w[2]}\nquorum w1\n`);
     const otherLog = join(tmp.dir, 'policy-other-log');
     const other = await keyFile(join(tmp.dir, 'other-log.key'), 'other.example/log');
     await writeFile(otherLog, `log ${other.vkey}\nquorum none\n`);
-    for (const [file, why] of [[noUrl, /cannot meet quorum/], [otherLog, /does not list this log/]] as const) {
+    for (const [file, why] of [
+      [noUrl, /cannot meet quorum/],
+      [otherLog, /does not list this log/],
+    ] as const) {
       try {
-        const s = await startLogServer({ dataDir: join(tmp.dir, 'refused'), keyFile: logKeyFile, create: true, listen: '127.0.0.1:0', policyFile: file });
+        const s = await startLogServer({
+          dataDir: join(tmp.dir, 'refused'),
+          keyFile: logKeyFile,
+          create: true,
+          listen: '127.0.0.1:0',
+          policyFile: file,
+        });
         await s.close();
         expect.fail('started');
       } catch (e) {
@@ -155,10 +223,20 @@ describe('log-side witnessing with a policy (end to end)', function () {
     const wk = await keyFile(join(tmp.dir, 'hang.key'), 'hanging.example', true);
     const hangPolicy = join(tmp.dir, 'policy-hang');
     await writeFile(hangPolicy, `log ${logVkey}\nwitness h ${wk.vkey} ${hangUrl}\nquorum h\n`);
-    const l = await startLogServer({ dataDir: join(tmp.dir, 'hang-log'), keyFile: logKeyFile, create: true, listen: '127.0.0.1:0', policyFile: hangPolicy });
+    const l = await startLogServer({
+      dataDir: join(tmp.dir, 'hang-log'),
+      keyFile: logKeyFile,
+      create: true,
+      listen: '127.0.0.1:0',
+      policyFile: hangPolicy,
+    });
     try {
       const t0 = Date.now();
-      const r = await fetch(`${l.url}/v1/add-entry`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(entry('hang', 0)) });
+      const r = await fetch(`${l.url}/v1/add-entry`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(entry('hang', 0)),
+      });
       expect(r.status).to.equal(200);
       expect(Date.now() - t0).to.be.below(2000);
       expect((await fetch(`${l.url}/checkpoint`)).status).to.equal(503);
@@ -174,12 +252,21 @@ describe('log-side witnessing with a policy (end to end)', function () {
   it('a restarted log ignores a stored witnessed checkpoint its own entries do not extend', async () => {
     const dir = join(tmp.dir, 'other-tree');
     const l = await startLogServer({ dataDir: dir, keyFile: logKeyFile, create: true, listen: '127.0.0.1:0' });
-    await addEntries(l.url, Array.from({ length: 12 }, (_, i) => entry('other', i)));
+    await addEntries(
+      l.url,
+      Array.from({ length: 12 }, (_, i) => entry('other', i)),
+    );
     await l.close();
     // the main log's cosigned checkpoint (smaller, same key, another history) planted in this data dir
     const cosigned = await (await fetch(`${logUrl}/checkpoint`)).text();
     await writeFile(join(dir, 'witnessed-checkpoint'), cosigned);
-    const l2 = await startLogServer({ dataDir: dir, keyFile: logKeyFile, create: true, listen: '127.0.0.1:0', policyFile });
+    const l2 = await startLogServer({
+      dataDir: dir,
+      keyFile: logKeyFile,
+      create: true,
+      listen: '127.0.0.1:0',
+      policyFile,
+    });
     try {
       const r = await fetch(`${l2.url}/checkpoint`);
       expect(r.status).to.equal(503);

@@ -79,7 +79,9 @@ s.listen(0, '127.0.0.1', () => process.stdout.write('url: http://127.0.0.1:' + s
 `;
 
 /** Starts a bare node:http server in its own process answering every request with `body`. */
-export async function startBareServer(body = '{"ok":true}'): Promise<{ url: string; close(): void; proc: ChildProcess }> {
+export async function startBareServer(
+  body = '{"ok":true}',
+): Promise<{ url: string; close(): void; proc: ChildProcess }> {
   const proc = spawn(process.execPath, ['-e', BARE_SERVER, body], { stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await waitForUrl(proc);
   return { url, proc, close: () => proc.kill('SIGTERM') };
@@ -114,7 +116,17 @@ export interface LoadResult {
  * Runs autocannon in a separate process (so the load does not share the server's event loop).
  * `requests` follows autocannon's option shape; figures are requests/s and latency in ms.
  */
-export async function autocannon(opts: { url: string; connections: number; duration?: number; amount?: number; method?: string; body?: string; headers?: Record<string, string>; requests?: unknown[]; pipelining?: number }): Promise<LoadResult> {
+export async function autocannon(opts: {
+  url: string;
+  connections: number;
+  duration?: number;
+  amount?: number;
+  method?: string;
+  body?: string;
+  headers?: Record<string, string>;
+  requests?: unknown[];
+  pipelining?: number;
+}): Promise<LoadResult> {
   const script = `
     const autocannon = require('autocannon');
     const o = JSON.parse(process.argv[1]);
@@ -122,7 +134,10 @@ export async function autocannon(opts: { url: string; connections: number; durat
       if (err) { console.error(err); process.exit(2); }
       process.stdout.write(JSON.stringify({ rps: r.requests.average, total: r.requests.total, duration: r.duration, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx }));
     });`;
-  const proc = spawn(process.execPath, ['-e', script, JSON.stringify(opts)], { stdio: ['ignore', 'pipe', 'inherit'], cwd: process.cwd() });
+  const proc = spawn(process.execPath, ['-e', script, JSON.stringify(opts)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    cwd: process.cwd(),
+  });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   const code: number = await new Promise((r) => proc.on('exit', (c) => r(c ?? 1)));

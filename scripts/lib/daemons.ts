@@ -10,7 +10,11 @@ const bin = join(dirname(fileURLToPath(import.meta.url)), '../../packages/cli/di
  * Starts `trailmark ARGS` (this tree's build, or the `trailmark` bin.js at `binPath`); resolves with the first group
  * of each pattern once its output matched them all.
  */
-export function startCli(args: string[], want: RegExp[], binPath = bin): Promise<{ proc: ChildProcess; lines: string[] }> {
+export function startCli(
+  args: string[],
+  want: RegExp[],
+  binPath = bin,
+): Promise<{ proc: ChildProcess; lines: string[] }> {
   const proc = spawn(process.execPath, [binPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
     let out = '';

@@ -14,9 +14,15 @@ export const STORE_GROUP = 8000;
 /** An event as the load generator makes it (same shape and size). */
 export function benchEvent(tag: string, n: number): object {
   return {
-    schema: 'trailmark.access/v1', stage: 'request', id: `${tag}-${n}`, request_id: `r-${tag}-${n}`, time: '2026-11-26T12:00:00.000Z', proxy: 'bench',
+    schema: 'trailmark.access/v1',
+    stage: 'request',
+    id: `${tag}-${n}`,
+    request_id: `r-${tag}-${n}`,
+    time: '2026-11-26T12:00:00.000Z',
+    proxy: 'bench',
     actor: { id: 'alice', roles: ['dba'], ip: '10.1.2.3', user_agent: 'bench/1.0' },
-    action: { method: 'GET', target: 'http://db.internal:8080', path: `/v1/rows/${n}`, query: {} }, decision: { allowed: true, reason: 'role' },
+    action: { method: 'GET', target: 'http://db.internal:8080', path: `/v1/rows/${n}`, query: {} },
+    decision: { allowed: true, reason: 'role' },
   };
 }
 
@@ -70,4 +76,3 @@ export async function storeCeiling(n: number): Promise<number> {
     rmSync(dir, { recursive: true, force: true });
   }
 }
-

@@ -14,8 +14,14 @@ import { chromium, type BrowserContext } from 'playwright-core';
 export const CHROMIUM = '/usr/bin/chromium';
 
 const FLAGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync',
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
 ];
 
 let installed = false;
@@ -27,10 +33,15 @@ export function ensureChromium(): void {
     return;
   }
   if (process.getuid?.() !== 0) {
-    throw new Error(`${CHROMIUM} is missing: install the Debian package "chromium" (apt-get install chromium), or run the tests as root to install it`);
+    throw new Error(
+      `${CHROMIUM} is missing: install the Debian package "chromium" (apt-get install chromium), or run the tests as root to install it`,
+    );
   }
   execFileSync('apt-get', ['update'], { stdio: 'ignore' });
-  execFileSync('apt-get', ['install', '-y', 'chromium'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  execFileSync('apt-get', ['install', '-y', 'chromium'], {
+    stdio: 'ignore',
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
   if (!existsSync(CHROMIUM)) throw new Error(`apt-get installed "chromium" but ${CHROMIUM} is still missing`);
   installed = true;
 }
@@ -41,7 +52,9 @@ export interface Chromium {
 }
 
 /** A fresh headless Chromium (its own --user-data-dir). Precondition: none; installs chromium when needed. */
-export async function launchChromium(opts: { acceptDownloads?: boolean; viewport?: { width: number; height: number } } = {}): Promise<Chromium> {
+export async function launchChromium(
+  opts: { acceptDownloads?: boolean; viewport?: { width: number; height: number } } = {},
+): Promise<Chromium> {
   ensureChromium();
   const profile = await mkdtemp(join(tmpdir(), 'trailmark-chromium-'));
   let context: BrowserContext;

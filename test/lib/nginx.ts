@@ -25,14 +25,20 @@ let installed: string | null = null;
 export function ensureNginx(): string {
   if (installed) return installed;
   if (!existsSync(NGINX)) {
-    if (process.getuid?.() !== 0) throw new Error(`nginx is not installed (${NGINX} missing): install the Debian package "nginx" (apt-get install nginx), or run the tests as root to have them install it`);
+    if (process.getuid?.() !== 0)
+      throw new Error(
+        `nginx is not installed (${NGINX} missing): install the Debian package "nginx" (apt-get install nginx), or run the tests as root to have them install it`,
+      );
     const ours = !existsSync(POLICY);
     if (ours) writeFileSync(POLICY, '#!/bin/sh\nexit 101\n', { mode: 0o755 });
     try {
       const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
       for (const args of [['update'], ['install', '-y', '--no-install-recommends', 'nginx']]) {
         const r = spawnSync('apt-get', args, { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: 300_000 });
-        if (r.status !== 0) throw new Error(`apt-get ${args.join(' ')} failed installing the Debian package "nginx": ${r.stderr?.toString().slice(-500)}`);
+        if (r.status !== 0)
+          throw new Error(
+            `apt-get ${args.join(' ')} failed installing the Debian package "nginx": ${r.stderr?.toString().slice(-500)}`,
+          );
       }
     } finally {
       if (ours) unlinkSync(POLICY);
@@ -72,12 +78,17 @@ export interface RunningNginx {
  * own main configuration: foreground, pid file, error and access logs and temporary paths all in a fresh
  * temporary directory. Resolves once it accepts connections. Precondition: `port` is free.
  */
-export async function startNginx(httpConfig: string, port: number, opts: { workers?: number | 'auto' } = {}): Promise<RunningNginx> {
+export async function startNginx(
+  httpConfig: string,
+  port: number,
+  opts: { workers?: number | 'auto' } = {},
+): Promise<RunningNginx> {
   const bin = ensureNginx();
   const dir = await mkdtemp(join(tmpdir(), 'trailmark-nginx-'));
   // workers run as www-data when we are root: they must be able to reach their temporary paths
   chmodSync(dir, 0o755);
-  for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(dir, 'tmp', d), { recursive: true, mode: 0o755 });
+  for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'])
+    mkdirSync(join(dir, 'tmp', d), { recursive: true, mode: 0o755 });
   const conf = `${process.getuid?.() === 0 ? 'user www-data;\n' : ''}worker_processes ${opts.workers ?? 1};
 daemon off;
 pid ${dir}/nginx.pid;
@@ -94,9 +105,13 @@ ${httpConfig}
 }
 `;
   writeFileSync(join(dir, 'nginx.conf'), conf);
-  const test = spawnSync(bin, ['-t', '-q', '-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const test = spawnSync(bin, ['-t', '-q', '-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   if (test.status !== 0) throw new Error(`nginx rejects the configuration: ${test.stderr.toString()}\n${conf}`);
-  const proc: ChildProcess = spawn(bin, ['-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc: ChildProcess = spawn(bin, ['-p', dir, '-e', join(dir, 'error.log'), '-c', join(dir, 'nginx.conf')], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
@@ -133,7 +148,10 @@ ${httpConfig}
  * example addresses replaced: so the test runs exactly what the documentation tells people to use.
  * Precondition: the marker and the three example addresses are in the document.
  */
-export function documentedNginxConfig(doc: string, ports: { listen: number; forwardAuth: number; upstream: number }): string {
+export function documentedNginxConfig(
+  doc: string,
+  ports: { listen: number; forwardAuth: number; upstream: number },
+): string {
   const m = /<!-- tested: nginx -->\s*```nginx\n([\s\S]*?)```/.exec(doc);
   if (!m) throw new Error('docs/gateways.md has no nginx block after <!-- tested: nginx -->');
   const swap: [string, number][] = [

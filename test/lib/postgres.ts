@@ -22,10 +22,13 @@ const installed = new Set<string>();
 /** Makes sure `binary` exists, installing Debian package `pkg` once when root; else throws naming the package. */
 export function requireBinary(binary: string, pkg: string): void {
   if (existsSync(binary)) return;
-  if (process.getuid?.() !== 0) throw new Error(`${binary} is missing: install the Debian package "${pkg}" (apt-get install -y ${pkg})`);
+  if (process.getuid?.() !== 0)
+    throw new Error(`${binary} is missing: install the Debian package "${pkg}" (apt-get install -y ${pkg})`);
   if (!installed.has(pkg)) {
     installed.add(pkg);
-    execFileSync('sh', ['-c', `apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${pkg}`], { stdio: 'inherit' });
+    execFileSync('sh', ['-c', `apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${pkg}`], {
+      stdio: 'inherit',
+    });
   }
   if (!existsSync(binary)) throw new Error(`${binary} is still missing after installing the Debian package "${pkg}"`);
 }
@@ -35,7 +38,10 @@ const asRoot = () => process.getuid?.() === 0;
 /** The argv that runs `cmd args` as the unprivileged user when we are root (setpriv execs, keeping the pid). */
 function unprivileged(cmd: string, args: string[]): [string, string[]] {
   if (!asRoot()) return [cmd, args];
-  return ['setpriv', ['--reuid', String(UNPRIVILEGED.uid), '--regid', String(UNPRIVILEGED.gid), '--clear-groups', '--', cmd, ...args]];
+  return [
+    'setpriv',
+    ['--reuid', String(UNPRIVILEGED.uid), '--regid', String(UNPRIVILEGED.gid), '--clear-groups', '--', cmd, ...args],
+  ];
 }
 
 /** A temporary directory the server's user owns (mode 0700). */
@@ -66,10 +72,19 @@ function waitExit(child: ChildProcess, ms: number): Promise<void> {
 }
 
 /** Waits until a server on `port` answers pg_isready; else stops it and throws with its stderr. */
-async function waitReady(what: string, port: number, child: ChildProcess, stderr: () => string, stop: () => Promise<void>, ms: number): Promise<void> {
+async function waitReady(
+  what: string,
+  port: number,
+  child: ChildProcess,
+  stderr: () => string,
+  stop: () => Promise<void>,
+  ms: number,
+): Promise<void> {
   const deadline = Date.now() + ms;
   for (;;) {
-    const r = spawnSync(join(PG_BIN, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(port), '-t', '1'], { encoding: 'utf8' });
+    const r = spawnSync(join(PG_BIN, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(port), '-t', '1'], {
+      encoding: 'utf8',
+    });
     if (r.status === 0) return;
     if (child.exitCode !== null || Date.now() > deadline) {
       await stop();
@@ -111,7 +126,18 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
   const password = `pw-${Math.random().toString(36).slice(2)}-${process.pid}`;
   const pwfile = join(dir, 'pwfile');
   writeOwned(pwfile, password + '\n');
-  const [icmd, iargs] = unprivileged(join(PG_BIN, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8', '--locale=C', '--no-sync']);
+  const [icmd, iargs] = unprivileged(join(PG_BIN, 'initdb'), [
+    '-D',
+    data,
+    '-U',
+    'postgres',
+    '--auth=scram-sha-256',
+    `--pwfile=${pwfile}`,
+    '-E',
+    'UTF8',
+    '--locale=C',
+    '--no-sync',
+  ]);
   const init = spawnSync(icmd, iargs, { encoding: 'utf8', cwd: dir });
   if (init.status !== 0) throw new Error(`initdb failed (${init.status}): ${init.stderr || init.stdout}`);
   rmSync(pwfile);
@@ -124,11 +150,22 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
     fsync: 'off',
     ...opts.settings,
   };
-  const [cmd, args] = unprivileged(join(PG_BIN, 'postgres'), ['-D', data, ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])]);
+  const [cmd, args] = unprivileged(join(PG_BIN, 'postgres'), [
+    '-D',
+    data,
+    ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
+  ]);
   const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir });
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
-  const env = { ...process.env, PGHOST: '127.0.0.1', PGPORT: String(port), PGUSER: 'postgres', PGPASSWORD: password, PGDATABASE: 'postgres' };
+  const env = {
+    ...process.env,
+    PGHOST: '127.0.0.1',
+    PGPORT: String(port),
+    PGUSER: 'postgres',
+    PGPASSWORD: password,
+    PGDATABASE: 'postgres',
+  };
   const stop = async () => {
     child.kill('SIGINT'); // fast shutdown
     await waitExit(child, 10_000);
@@ -136,7 +173,10 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
   };
   await waitReady('postgres', port, child, () => stderr, stop, 30_000);
   const sql = (text: string, db = 'postgres') => {
-    const r = spawnSync('psql', ['-X', '-v', 'ON_ERROR_STOP=1', '-At', '-d', db, '-c', text], { encoding: 'utf8', env });
+    const r = spawnSync('psql', ['-X', '-v', 'ON_ERROR_STOP=1', '-At', '-d', db, '-c', text], {
+      encoding: 'utf8',
+      env,
+    });
     if (r.status !== 0) throw new Error(`psql failed: ${r.stderr}`);
     return r.stdout.trim();
   };
@@ -162,7 +202,12 @@ export interface Pgbouncer {
  * Starts a private pgbouncer (session pooling) in front of `pg`, with one user `user`/`password` it checks with
  * SCRAM and uses upstream too. Precondition: a running Postgres (installs `pgbouncer` when root and missing).
  */
-export async function startPgbouncer(pg: Postgres, user: string, password: string, poolMode = 'session'): Promise<Pgbouncer> {
+export async function startPgbouncer(
+  pg: Postgres,
+  user: string,
+  password: string,
+  poolMode = 'session',
+): Promise<Pgbouncer> {
   requireBinary('/usr/sbin/pgbouncer', 'pgbouncer');
   const dir = serverDir('trailmark-pgb-');
   const port = await freePort();

@@ -4,7 +4,14 @@
  * them straight to a log: a real stream key, and ways to drop, duplicate, mislink or forge one.
  */
 import {
-  ACCESS_SCHEMA, b64encode, canonicalJson, generateKey, hashLeaf, parsePrivateKey, streamSignatureMessage, type NoteSigner,
+  ACCESS_SCHEMA,
+  b64encode,
+  canonicalJson,
+  generateKey,
+  hashLeaf,
+  parsePrivateKey,
+  streamSignatureMessage,
+  type NoteSigner,
 } from '@trailmark/tlog';
 
 export type StreamEvent = Record<string, unknown> & { stream: { id: string; seq: number; prev: string | null } };
@@ -35,10 +42,22 @@ export class StreamWriter {
   }
 
   /** An event at any position, signed with any key, without moving the stream on. */
-  build(stage: string, fields: Record<string, unknown>, seq: number, prev: string | null, signer: NoteSigner = this.signer): StreamEvent {
+  build(
+    stage: string,
+    fields: Record<string, unknown>,
+    seq: number,
+    prev: string | null,
+    signer: NoteSigner = this.signer,
+  ): StreamEvent {
     const stream = { id: this.id, seq, prev };
     const ev: StreamEvent = {
-      schema: ACCESS_SCHEMA, stage, id: `${this.id}-${seq}-${stage}`, time: this.clock().toISOString(), proxy: this.proxy, stream, ...fields,
+      schema: ACCESS_SCHEMA,
+      stage,
+      id: `${this.id}-${seq}-${stage}`,
+      time: this.clock().toISOString(),
+      proxy: this.proxy,
+      stream,
+      ...fields,
     };
     if (stage === 'start') ev.stream_key = this.vkey;
     if (stage === 'heartbeat' || stage === 'end') ev.signature = b64encode(signer.sign(streamSignatureMessage(stream)));
@@ -58,5 +77,8 @@ export function leafHashOf(ev: object): string {
 
 /** A request and its response in one stream. */
 export function exchange(w: StreamWriter, requestId: string): StreamEvent[] {
-  return [w.next('request', { request_id: requestId }), w.next('response', { request_id: requestId, outcome: { status: 200 } })];
+  return [
+    w.next('request', { request_id: requestId }),
+    w.next('response', { request_id: requestId, outcome: { status: 200 } }),
+  ];
 }

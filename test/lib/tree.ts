@@ -30,11 +30,16 @@ export class TestTree {
 
   /** The log-signed checkpoint note of the first `size` leaves. */
   checkpoint(size: number): string {
-    return signCheckpoint({ origin: this.signer.name, size: BigInt(size), root: this.root(size), extensions: [] }, this.signer);
+    return signCheckpoint(
+      { origin: this.signer.name, size: BigInt(size), root: this.root(size), extensions: [] },
+      this.signer,
+    );
   }
 
   private source = (nodes: NodeId[]) =>
-    nodes.map((n) => merkleRoot(this.leaves.slice(Number(n.index << BigInt(n.level)), Number((n.index + 1n) << BigInt(n.level)))));
+    nodes.map((n) =>
+      merkleRoot(this.leaves.slice(Number(n.index << BigInt(n.level)), Number((n.index + 1n) << BigInt(n.level)))),
+    );
 
   async consistency(m: number, n: number): Promise<Hash[]> {
     return consistencyProof(m, n, this.source);

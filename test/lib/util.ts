@@ -14,7 +14,11 @@ export async function tempDir(prefix: string): Promise<{ dir: string; cleanup: (
 }
 
 /** Writes a private key to `file` (and FILE.pub), returns the vkey and private key text. */
-export async function keyFile(file: string, name: string, witness = false): Promise<{ file: string; vkey: string; privateKey: string }> {
+export async function keyFile(
+  file: string,
+  name: string,
+  witness = false,
+): Promise<{ file: string; vkey: string; privateKey: string }> {
   const k = generateKey(name, witness ? KEY_TYPE_COSIGNATURE : KEY_TYPE_ED25519);
   await writeFile(file, k.privateKey + '\n', { mode: 0o600 });
   await writeFile(file + '.pub', k.vkey + '\n');
@@ -22,14 +26,26 @@ export async function keyFile(file: string, name: string, witness = false): Prom
 }
 
 /** Appends entries through the log's write API; returns the answer. */
-export async function addEntries(logUrl: string, entries: object[]): Promise<{ tree_size: number; checkpoint: string }> {
-  const r = await fetch(`${logUrl}/v1/add-entries`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(entries) });
+export async function addEntries(
+  logUrl: string,
+  entries: object[],
+): Promise<{ tree_size: number; checkpoint: string }> {
+  const r = await fetch(`${logUrl}/v1/add-entries`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(entries),
+  });
   if (r.status !== 200) throw new Error(`add-entries: ${r.status} ${await r.text()}`);
   return (await r.json()) as { tree_size: number; checkpoint: string };
 }
 
 /** Polls `fn` until it returns a truthy value or `ms` pass. */
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 10_000, every = 50): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false>,
+  ms = 10_000,
+  every = 50,
+): Promise<T> {
   const deadline = Date.now() + ms;
   let last: unknown;
   for (;;) {
@@ -39,7 +55,8 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
     await new Promise((r) => setTimeout(r, every));
   }
 }
@@ -56,7 +73,12 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export const entry = (tag: string, i: number) => ({ schema: 'trailmark.access/v1', stage: 'request', id: `${tag}-${i}`, request_id: `${tag}-${i}` });
+export const entry = (tag: string, i: number) => ({
+  schema: 'trailmark.access/v1',
+  stage: 'request',
+  id: `${tag}-${i}`,
+  request_id: `${tag}-${i}`,
+});
 
 /** The built `trailmark` bin. */
 export const BIN = fileURLToPath(new URL('../../packages/cli/dist/bin.js', import.meta.url));

@@ -14,7 +14,9 @@ export interface Output {
 
 /** JSON with uint64 bigints written as numbers when exact, decimal strings otherwise. */
 export function toJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? (v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString()) : v));
+  return JSON.stringify(value, (_k, v) =>
+    typeof v === 'bigint' ? (v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString()) : v,
+  );
 }
 
 export function makeOutput(json: boolean): Output {
@@ -33,9 +35,7 @@ export function makeOutput(json: boolean): Output {
  * Wraps a command action: runs it, maps thrown errors to the contract's exit statuses and a one-line reason,
  * never a stack trace for a user's mistake. Long-running commands (serve, proxy, monitor) resolve when they stop.
  */
-export function action<A extends unknown[]>(
-  fn: (...args: A) => Promise<number | void>,
-): (...args: A) => Promise<void> {
+export function action<A extends unknown[]>(fn: (...args: A) => Promise<number | void>): (...args: A) => Promise<void> {
   return async (...args: A) => {
     const cmd = args[args.length - 1] as Command;
     const json = Boolean(cmd.optsWithGlobals?.().json);
@@ -64,7 +64,8 @@ export function reportError(err: unknown, json: boolean): number {
 /** The version of @trailmark/cli, from its package.json (dist/ and src/ both sit one level below it). */
 function cliVersion(): string {
   try {
-    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string })
+      .version;
   } catch {
     return 'unknown';
   }

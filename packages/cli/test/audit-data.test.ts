@@ -31,7 +31,11 @@ describe('trailmark audit --data (offline audit of a data directory)', function 
     root = mkdtempSync(join(tmpdir(), 'trailmark-audit-data-'));
     data = join(root, 'data');
     const log = await startLogServer({ dataDir: data, origin: 'audit-data.test/log' });
-    const r = await fetch(`${log.url}/v1/add-entries`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(Array.from({ length: 1000 }, (_, i) => ({ event: i, pad: 'x'.repeat(i % 40) }))) });
+    const r = await fetch(`${log.url}/v1/add-entries`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(Array.from({ length: 1000 }, (_, i) => ({ event: i, pad: 'x'.repeat(i % 40) }))),
+    });
     expect(r.status).to.equal(200);
     await log.close();
   });

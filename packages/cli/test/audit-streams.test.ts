@@ -10,13 +10,23 @@ import { cli, startTestLog, tmp, type TestLog } from './auditor-helpers.js';
 import { StreamWriter, exchange, leafHashOf, type StreamEvent } from '../../../test/lib/streams.js';
 
 async function submit(log: TestLog, events: object[]): Promise<void> {
-  const res = await fetch(`${log.server.url}/v1/add-entries`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(events) });
+  const res = await fetch(`${log.server.url}/v1/add-entries`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(events),
+  });
   if (!res.ok) throw new Error(`add-entries: ${res.status} ${await res.text()}`);
 }
 
 /** A whole clean stream: start, two exchanges around a heartbeat, end. */
 function cleanStream(w: StreamWriter): StreamEvent[] {
-  return [w.next('start'), ...exchange(w, `${w.id}-r1`), w.next('heartbeat'), ...exchange(w, `${w.id}-r2`), w.next('end')];
+  return [
+    w.next('start'),
+    ...exchange(w, `${w.id}-r1`),
+    w.next('heartbeat'),
+    ...exchange(w, `${w.id}-r2`),
+    w.next('end'),
+  ];
 }
 
 describe('trailmark audit: stream completeness (real log server)', function () {
@@ -31,22 +41,37 @@ describe('trailmark audit: stream completeness (real log server)', function () {
     logs.push(l);
     return l;
   }
-  const audit = (log: TestLog, ...extra: string[]) => cli(['audit', '--log', log.server.url, '--key', log.server.vkey, ...extra], dir);
+  const audit = (log: TestLog, ...extra: string[]) =>
+    cli(['audit', '--log', log.server.url, '--key', log.server.vkey, ...extra], dir);
 
   it('clean streams exit 0, one line a stream; a running stream and open requests are reported, not failed', async () => {
     const log = await newLog();
     const done = new StreamWriter('done', 'proxy-a');
     const run = new StreamWriter('run', 'proxy-b');
-    await submit(log, [...cleanStream(done), run.next('start'), run.next('request', { request_id: 'waiting' }), run.next('heartbeat')]);
+    await submit(log, [
+      ...cleanStream(done),
+      run.next('start'),
+      run.next('request', { request_id: 'waiting' }),
+      run.next('heartbeat'),
+    ]);
     const r = await audit(log);
     expect(r.code, r.stderr).to.equal(0);
     const lines = r.stdout.trim().split('\n');
     expect(lines).to.have.length(3);
-    expect(lines[1]).to.match(/^stream done \(proxy proxy-a\): seq 0\.\.6, 7 events, last heartbeat \S+Z \(seq 3\): complete$/);
-    expect(lines[2]).to.equal(`stream run (proxy proxy-b): seq 0..2, 3 events, last heartbeat ${lines[2].match(/heartbeat (\S+)/)![1]} (seq 2): no end yet; 1 request(s) without a response`);
+    expect(lines[1]).to.match(
+      /^stream done \(proxy proxy-a\): seq 0\.\.6, 7 events, last heartbeat \S+Z \(seq 3\): complete$/,
+    );
+    expect(lines[2]).to.equal(
+      `stream run (proxy proxy-b): seq 0..2, 3 events, last heartbeat ${lines[2].match(/heartbeat (\S+)/)![1]} (seq 2): no end yet; 1 request(s) without a response`,
+    );
     const j = JSON.parse((await audit(log, '--json')).stdout);
     expect(j.ok).to.equal(true);
-    expect(j.streams.map((s: { id: string; ended: boolean; holes: unknown[] }) => [s.id, s.ended, s.holes])).to.deep.equal([['done', true, []], ['run', false, []]]);
+    expect(
+      j.streams.map((s: { id: string; ended: boolean; holes: unknown[] }) => [s.id, s.ended, s.holes]),
+    ).to.deep.equal([
+      ['done', true, []],
+      ['run', false, []],
+    ]);
     expect(j.streams[0]).to.include({ first_seq: 0, last_seq: 6, events: 7, proxy: 'proxy-a' });
   });
 
@@ -66,8 +91,12 @@ describe('trailmark audit: stream completeness (real log server)', function () {
     await submit(log, [
       ...cleanStream(ok),
       ...holeEvents.filter((e) => e.stream.seq !== 3 && e.stream.seq !== 4),
-      ...dupEvents, injected, dup.next('response', { request_id: 'd1' }), dup.next('end'),
-      ...prevEvents, mislinked,
+      ...dupEvents,
+      injected,
+      dup.next('response', { request_id: 'd1' }),
+      dup.next('end'),
+      ...prevEvents,
+      mislinked,
       ...forgedEvents,
     ]);
     const r = await audit(log);

@@ -1,7 +1,15 @@
 import { expect } from 'chai';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cli, closedPort, flipByte, startTestLog, tamperedLogSuite, type TamperProxy, type TestLog } from './auditor-helpers.js';
+import {
+  cli,
+  closedPort,
+  flipByte,
+  startTestLog,
+  tamperedLogSuite,
+  type TamperProxy,
+  type TestLog,
+} from './auditor-helpers.js';
 
 describe('trailmark audit (real log server, real HTTP)', function () {
   this.timeout(60_000);
@@ -11,17 +19,30 @@ describe('trailmark audit (real log server, real HTTP)', function () {
   const audit = (...extra: string[]) => cli(['audit', '--log', proxy.url, '--key', log.server.vkey, ...extra], dir);
 
   // five full bundles and a partial one; a partial level-1 tile
-  tamperedLogSuite('tm-audit-cli-', (l) => l.add(1300), (s) => ({ dir, log, proxy } = s));
+  tamperedLogSuite(
+    'tm-audit-cli-',
+    (l) => l.add(1300),
+    (s) => ({ dir, log, proxy } = s),
+  );
 
   it('passes on an honest log, with a CloudTrail-style summary', async () => {
     const r = await audit();
     expect(r.stderr).to.equal('');
     expect(r.code).to.equal(0);
-    expect(r.stdout).to.equal('localhost/trailmark: 1300/1300 entries verified, 7/7 tiles verified, root matches checkpoint 1300\n');
+    expect(r.stdout).to.equal(
+      'localhost/trailmark: 1300/1300 entries verified, 7/7 tiles verified, root matches checkpoint 1300\n',
+    );
     const j = await audit('--json');
     expect(j.code).to.equal(0);
     const doc = JSON.parse(j.stdout);
-    expect(doc).to.include({ ok: true, tree_size: 1300, entries_verified: 1300, tiles_verified: 7, tiles_total: 7, from_size: 0 });
+    expect(doc).to.include({
+      ok: true,
+      tree_size: 1300,
+      entries_verified: 1300,
+      tiles_verified: 7,
+      tiles_total: 7,
+      from_size: 0,
+    });
   });
 
   it('exits 1 naming the entry when one byte of an entry bundle is flipped', async () => {
@@ -29,16 +50,26 @@ describe('trailmark audit (real log server, real HTTP)', function () {
     const r = await audit();
     expect(r.code).to.equal(1);
     expect(r.stdout).to.equal('');
-    expect(r.stderr).to.match(/^trailmark: verification failed: entry 256 \(tile\/entries\/001, position 0\): leaf hash \S+ does not match \S+ in verified tile\/0\/001\n$/);
+    expect(r.stderr).to.match(
+      /^trailmark: verification failed: entry 256 \(tile\/entries\/001, position 0\): leaf hash \S+ does not match \S+ in verified tile\/0\/001\n$/,
+    );
     const j = await audit('--json');
-    expect(JSON.parse(j.stdout)).to.include({ ok: false, exit: 1, reason: 'entry-mismatch', tile: 'tile/entries/001', leaf_index: 256 });
+    expect(JSON.parse(j.stdout)).to.include({
+      ok: false,
+      exit: 1,
+      reason: 'entry-mismatch',
+      tile: 'tile/entries/001',
+      leaf_index: 256,
+    });
   });
 
   it('exits 1 naming the tile when one byte of a full tile is flipped', async () => {
     proxy.rewrite = (p, b) => (p === '/tile/0/003' ? flipByte(b, 77) : b);
     const r = await audit();
     expect(r.code).to.equal(1);
-    expect(r.stderr).to.match(/verification failed: tile\/0\/003 hashes to \S+, but verified parent tile 1\/0 holds \S+ at position 3/);
+    expect(r.stderr).to.match(
+      /verification failed: tile\/0\/003 hashes to \S+, but verified parent tile 1\/0 holds \S+ at position 3/,
+    );
     // the same verdict with every check on one thread (no worker pool)
     const single = await audit('--workers', '0');
     expect(single.code).to.equal(1);
@@ -51,7 +82,9 @@ describe('trailmark audit (real log server, real HTTP)', function () {
     proxy.rewrite = (p, b) => (p === '/tile/1/000.p/5' ? flipByte(b, 40) : b);
     const r = await audit();
     expect(r.code).to.equal(1);
-    expect(r.stderr).to.match(/right-edge tiles of tree size 1300 \(tile\/0\/005\.p\/20, tile\/1\/000\.p\/5\) give root \S+, but the checkpoint's root is/);
+    expect(r.stderr).to.match(
+      /right-edge tiles of tree size 1300 \(tile\/0\/005\.p\/20, tile\/1\/000\.p\/5\) give root \S+, but the checkpoint's root is/,
+    );
   });
 
   it('exits 1 when the checkpoint signature does not verify', async () => {
@@ -63,13 +96,20 @@ describe('trailmark audit (real log server, real HTTP)', function () {
     };
     const r = await audit();
     expect(r.code).to.equal(1);
-    expect(r.stderr).to.match(/verification failed: checkpoint signature by log key localhost\/trailmark does not verify/);
+    expect(r.stderr).to.match(
+      /verification failed: checkpoint signature by log key localhost\/trailmark does not verify/,
+    );
   });
 
   it('exits 2 (not 1) when the log cannot be reached, and on usage errors', async () => {
-    const r = await cli(['audit', '--log', `http://127.0.0.1:${await closedPort()}`, '--key', log.server.vkey, '--retries', '0'], dir);
+    const r = await cli(
+      ['audit', '--log', `http://127.0.0.1:${await closedPort()}`, '--key', log.server.vkey, '--retries', '0'],
+      dir,
+    );
     expect(r.code).to.equal(2);
-    expect(r.stderr).to.match(/^trailmark: cannot read the log: GET http:\/\/127\.0\.0\.1:\d+\/checkpoint: ECONNREFUSED/);
+    expect(r.stderr).to.match(
+      /^trailmark: cannot read the log: GET http:\/\/127\.0\.0\.1:\d+\/checkpoint: ECONNREFUSED/,
+    );
     expect((await cli(['audit', '--log', proxy.url, '--key', 'not-a-key'], dir)).code).to.equal(2);
     expect((await cli(['audit', '--key', log.server.vkey], dir)).code).to.equal(2);
   });
@@ -103,7 +143,9 @@ describe('trailmark audit (real log server, real HTTP)', function () {
       await fork.add(10, 'forked');
       const grown = await audit('--state', state);
       expect(grown.code).to.equal(1);
-      expect(grown.stderr).to.match(new RegExp(`checkpoint ${log.size + 10} \\(root \\S+\\) is not consistent with checkpoint ${log.size}`));
+      expect(grown.stderr).to.match(
+        new RegExp(`checkpoint ${log.size + 10} \\(root \\S+\\) is not consistent with checkpoint ${log.size}`),
+      );
     });
   });
 
@@ -118,7 +160,9 @@ describe('trailmark audit (real log server, real HTTP)', function () {
     expect(r.code).to.equal(0);
     const doc = JSON.parse(r.stdout);
     expect(doc).to.include({ from_size: from, tree_size: from + 600, entries_verified: 600, consistent_with: from });
-    expect(doc.summary).to.equal(`600/600 new entries verified (${from} to ${from + 600}), ${doc.tiles_total}/${doc.tiles_total} tiles verified, root matches checkpoint ${from + 600}, consistent with ${from}`);
+    expect(doc.summary).to.equal(
+      `600/600 new entries verified (${from} to ${from + 600}), ${doc.tiles_total}/${doc.tiles_total} tiles verified, root matches checkpoint ${from + 600}, consistent with ${from}`,
+    );
     expect(JSON.parse(readFileSync(state, 'utf8')).tree_size).to.equal(String(from + 600));
 
     // nothing new: still proves the same checkpoint and recomputes the root from the right edge

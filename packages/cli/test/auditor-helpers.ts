@@ -34,7 +34,13 @@ export function tmp(prefix: string): string {
 }
 
 export function event(i: number, tag = 'honest'): Record<string, unknown> {
-  return { schema: 'trailmark.access/v1', stage: 'request', id: `${tag}-${i}`, actor: { id: `user${i % 5}`, roles: ['dba'] }, n: i };
+  return {
+    schema: 'trailmark.access/v1',
+    stage: 'request',
+    id: `${tag}-${i}`,
+    actor: { id: `user${i % 5}`, roles: ['dba'] },
+    n: i,
+  };
 }
 
 export interface TestLog {
@@ -49,17 +55,24 @@ export interface TestLog {
 /** Starts a real log server in a temp dir (with `keyFile`, the same key as another log: a fork). */
 export async function startTestLog(opts: { keyFile?: string } = {}): Promise<TestLog> {
   const dir = tmp('tm-audit-log-');
-  const server = await startLogServer({ dataDir: dir, ...(opts.keyFile ? { keyFile: opts.keyFile, create: true } : {}) });
+  const server = await startLogServer({
+    dataDir: dir,
+    ...(opts.keyFile ? { keyFile: opts.keyFile, create: true } : {}),
+  });
   const log: TestLog = {
     server,
     dir,
     size: 0,
     async add(count, tag = 'honest') {
       const out: { size: number; checkpoint: string }[] = [];
-      for (let done = 0; done < count; ) {
+      for (let done = 0; done < count;) {
         const k = Math.min(2000, count - done);
         const body = Array.from({ length: k }, (_, j) => event(log.size + j, tag));
-        const res = await fetch(`${server.url}/v1/add-entries`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        const res = await fetch(`${server.url}/v1/add-entries`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
         if (!res.ok) throw new Error(`add-entries: HTTP ${res.status} ${await res.text()}`);
         const j = (await res.json()) as { tree_size: number; checkpoint: string };
         log.size = j.tree_size;
@@ -152,7 +165,11 @@ export interface TamperedLog {
  * Registers the hooks of an auditor CLI suite: a temp dir, a test log filled by `fill`, and a tampering proxy
  * in front of it (reset after each test); `use` receives them once they are up.
  */
-export function tamperedLogSuite(prefix: string, fill: (log: TestLog) => Promise<unknown>, use: (s: TamperedLog) => void): void {
+export function tamperedLogSuite(
+  prefix: string,
+  fill: (log: TestLog) => Promise<unknown>,
+  use: (s: TamperedLog) => void,
+): void {
   let s: TamperedLog;
   before(async () => {
     const dir = tmp(prefix);

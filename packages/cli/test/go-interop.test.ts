@@ -51,17 +51,31 @@ describe('trailmark verify with Go x/mod/sumdb data', () => {
   // index 700 of 1337: an 11-hash proof, with a three-digit index
   const p = big.record_proofs.find((r) => r.index === 700 && r.size === 1337)!;
   const leafHash = big.leaf_hashes[p.index];
-  const proofText = formatTlogProof({ index: p.index, proof: p.proof.map((h) => b64decode(h)), checkpoint: checkpoint(p.size) });
+  const proofText = formatTlogProof({
+    index: p.index,
+    proof: p.proof.map((h) => b64decode(h)),
+    checkpoint: checkpoint(p.size),
+  });
 
   it('verify inclusion accepts a tlog-proof made of a Go-signed checkpoint and a tlog.ProveRecord proof', () => {
     writeFileSync(join(dir, 'p.tlog-proof'), proofText);
     let r = run(['verify', 'inclusion', '--key', vkey, '--proof', 'p.tlog-proof', '--leaf-hash', leafHash], dir);
     expect(r.code, r.stderr).to.equal(0);
     expect(r.stdout).to.match(/verified: leaf 700 .* go\.example\/big-log at tree size 1337/);
-    r = run(['--json', 'verify', 'inclusion', '--key', 'go.pub', '--proof', 'p.tlog-proof', '--leaf-hash', leafHash], dir);
+    r = run(
+      ['--json', 'verify', 'inclusion', '--key', 'go.pub', '--proof', 'p.tlog-proof', '--leaf-hash', leafHash],
+      dir,
+    );
     expect(r.code, r.stderr).to.equal(0);
     const root = big.sizes.find((s) => s.size === 1337)!.root;
-    expect(JSON.parse(r.stdout)).to.include({ ok: true, origin: big.origin, leaf_index: 700, tree_size: 1337, leaf_hash: leafHash, root_hash: root });
+    expect(JSON.parse(r.stdout)).to.include({
+      ok: true,
+      origin: big.origin,
+      leaf_index: 700,
+      tree_size: 1337,
+      leaf_hash: leafHash,
+      root_hash: root,
+    });
   });
 
   it('verify inclusion exits 1 for single-byte mutations of the index, proof hashes and checkpoint (as the library does)', () => {
@@ -83,14 +97,20 @@ describe('trailmark verify with Go x/mod/sumdb data', () => {
       expect(text.length).to.equal(proofText.length);
       expect(() => verifyTlogProof(text, b64decode(leafHash), verifier), what).to.throw(TlogError);
       writeFileSync(join(dir, 'bad.tlog-proof'), text);
-      const r = run(['verify', 'inclusion', '--key', 'go.pub', '--proof', 'bad.tlog-proof', '--leaf-hash', leafHash], dir);
+      const r = run(
+        ['verify', 'inclusion', '--key', 'go.pub', '--proof', 'bad.tlog-proof', '--leaf-hash', leafHash],
+        dir,
+      );
       expect(r.code, `${what}: ${r.stdout}${r.stderr}`).to.equal(1);
     }
   });
 
   it('verify inclusion exits 1 for another Go leaf hash', () => {
     writeFileSync(join(dir, 'p.tlog-proof'), proofText);
-    const r = run(['verify', 'inclusion', '--key', 'go.pub', '--proof', 'p.tlog-proof', '--leaf-hash', big.leaf_hashes[701]], dir);
+    const r = run(
+      ['verify', 'inclusion', '--key', 'go.pub', '--proof', 'p.tlog-proof', '--leaf-hash', big.leaf_hashes[701]],
+      dir,
+    );
     expect(r.code, r.stderr).to.equal(1);
   });
 

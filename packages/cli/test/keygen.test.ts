@@ -31,7 +31,9 @@ describe('trailmark keygen', () => {
     expect(signer.type).to.equal(KEY_TYPE_ED25519);
     expect(signer.name).to.equal('example.com/log');
     expect(vkeyOf(signer)).to.equal(vkey);
-    expect(readFileSync(join(dir, 'log.key'), 'utf8')).to.match(/^PRIVATE\+KEY\+example\.com\/log\+[0-9a-f]{8}\+\S+\n$/);
+    expect(readFileSync(join(dir, 'log.key'), 'utf8')).to.match(
+      /^PRIVATE\+KEY\+example\.com\/log\+[0-9a-f]{8}\+\S+\n$/,
+    );
   });
 
   it('--witness makes a type 0x04 key; --json gives machine output', () => {

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { generateKey, KEY_TYPE_COSIGNATURE } from '@trailmark/tlog';
 import { cli, tamperedLogSuite, type TestLog } from './auditor-helpers.js';
 
-const PAGE = '<!DOCTYPE html>\n<html><head><title>Directory listing for /</title></head><body><h1>Directory listing</h1></body></html>\n';
+const PAGE =
+  '<!DOCTYPE html>\n<html><head><title>Directory listing for /</title></head><body><h1>Directory listing</h1></body></html>\n';
 
 /** A web server that is not a log: every path answers `status` with an HTML page, as python3 -m http.server does. */
 async function htmlServer(status: number): Promise<{ url: string; close(): Promise<void> }> {
@@ -30,7 +31,11 @@ describe('mistakes are exit 2 with a hint, never exit 1 (real log server)', func
   this.timeout(60_000);
   let log: TestLog;
   let dir: string;
-  tamperedLogSuite('tm-mistakes-', (l) => l.add(5), (s) => ({ dir, log } = s));
+  tamperedLogSuite(
+    'tm-mistakes-',
+    (l) => l.add(5),
+    (s) => ({ dir, log } = s),
+  );
 
   for (const status of [200, 404]) {
     it(`a plain web server answering ${status} with HTML at --log: exit 2, no markup echoed, no alert`, async () => {
@@ -53,7 +58,11 @@ describe('mistakes are exit 2 with a hint, never exit 1 (real log server)', func
         const once = await cli(['monitor', '--once', '--log', web.url, '--log-key', log.server.vkey], dir);
         expect(once.stdout).to.match(/could not check/);
         const cp = await cli(['checkpoint', '--log', web.url, '--key', log.server.vkey, '--retries', '0'], dir);
-        expect(cp.stderr).to.match(status === 200 ? /not a checkpoint: is --log the log's base URL/ : /an HTML page \("Directory listing for \/"\).*is --log the log's base URL/);
+        expect(cp.stderr).to.match(
+          status === 200
+            ? /not a checkpoint: is --log the log's base URL/
+            : /an HTML page \("Directory listing for \/"\).*is --log the log's base URL/,
+        );
       } finally {
         await web.close();
       }
@@ -76,12 +85,17 @@ describe('mistakes are exit 2 with a hint, never exit 1 (real log server)', func
     writeFileSync(join(dir, 'log.key'), k.privateKey + '\n');
     const f = await cli(['checkpoint', '--log', log.server.url, '--key', 'log.key'], dir);
     expect(f.code).to.equal(2);
-    expect(f.stderr).to.equal('trailmark: log.key is a private key; use log.key.pub (the vkey keygen wrote beside it)\n');
+    expect(f.stderr).to.equal(
+      'trailmark: log.key is a private key; use log.key.pub (the vkey keygen wrote beside it)\n',
+    );
     const s = await cli(['verify', 'inclusion', '--key', k.privateKey, '--proof', 'x', '--leaf-hash', 'x'], dir);
     expect(s.code).to.equal(2);
     expect(s.stderr).to.match(/that is a private key/);
     expect(s.stderr).to.not.contain(k.privateKey.split('+').pop()!);
-    const w = await cli(['audit', '--log', log.server.url, '--key', generateKey('w.example', KEY_TYPE_COSIGNATURE).vkey], dir);
+    const w = await cli(
+      ['audit', '--log', log.server.url, '--key', generateKey('w.example', KEY_TYPE_COSIGNATURE).vkey],
+      dir,
+    );
     expect(w.code).to.equal(2);
     expect(w.stderr).to.match(/w\.example is a witness key/);
   });
@@ -101,7 +115,10 @@ describe('mistakes are exit 2 with a hint, never exit 1 (real log server)', func
       expect(r.code, `${args.join(' ')}: ${r.stderr}`).to.equal(args[0] === 'verify' ? 2 : 0);
       if (args[0] === 'verify') expect(r.stderr).to.match(/leaf-hash/);
     }
-    const both = await cli(['checkpoint', '--log', log.server.url, '--key', pub, '--log-key', generateKey('x', 1).vkey], dir);
+    const both = await cli(
+      ['checkpoint', '--log', log.server.url, '--key', pub, '--log-key', generateKey('x', 1).vkey],
+      dir,
+    );
     expect(both.code).to.equal(2);
     expect(both.stderr).to.match(/once: --key or --log-key/);
   });

@@ -81,11 +81,17 @@ describe('trailmark serve: creating a log, and starts that fail', function () {
     const before = snapshot(dir);
     const r = run(['serve', '--key', 'log.key', '--data', 'trail-dta', '--listen', '127.0.0.1:0'], dir);
     expect(r.code, r.stderr).to.equal(2);
-    expect(r.stderr).to.match(/holds no log/).and.match(/second history/).and.match(/--create/);
+    expect(r.stderr)
+      .to.match(/holds no log/)
+      .and.match(/second history/)
+      .and.match(/--create/);
     expect(snapshot(dir)).to.deep.equal(before);
     expect(existsSync(join(dir, 'trail-dta'))).to.equal(false);
 
-    const created = await serve(['--key', 'log.key', '--data', 'trail-dta', '--create', '--listen', '127.0.0.1:0'], dir);
+    const created = await serve(
+      ['--key', 'log.key', '--data', 'trail-dta', '--create', '--listen', '127.0.0.1:0'],
+      dir,
+    );
     procs.push(created.proc);
     expect(((await (await fetch(`${created.url}/v1/get-sth`)).json()) as { tree_size: number }).tree_size).to.equal(0);
   });
@@ -100,7 +106,11 @@ describe('trailmark serve: creating a log, and starts that fail', function () {
 
   it('a start that fails on an existing log (port in use, missing policy, bad flag, locked directory) leaves it byte-identical', async () => {
     const first = await serve(['--data', 'data', '--listen', '127.0.0.1:0'], dir);
-    const r0 = await fetch(`${first.url}/v1/add-entries`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(Array.from({ length: 300 }, (_, i) => ({ i }))) });
+    const r0 = await fetch(`${first.url}/v1/add-entries`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(Array.from({ length: 300 }, (_, i) => ({ i }))),
+    });
     expect(r0.status).to.equal(200);
     await stop(first.proc);
     const before = snapshot(dir);

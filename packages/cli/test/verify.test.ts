@@ -5,8 +5,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  KEY_TYPE_COSIGNATURE, addSignatures, b64encode, canonicalJson, cosignCheckpoint, formatCheckpoint, formatTlogProof,
-  generateKey, hashLeaf, merkleRoot, parsePrivateKey, signCheckpoint, utf8, type Hash,
+  KEY_TYPE_COSIGNATURE,
+  addSignatures,
+  b64encode,
+  canonicalJson,
+  cosignCheckpoint,
+  formatCheckpoint,
+  formatTlogProof,
+  generateKey,
+  hashLeaf,
+  merkleRoot,
+  parsePrivateKey,
+  signCheckpoint,
+  utf8,
+  type Hash,
 } from '@trailmark/tlog';
 
 const BIN = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
@@ -66,15 +78,37 @@ describe('trailmark verify', () => {
       let r = run(['verify', 'inclusion', '--key', 'log.pub', '--proof', 'p.tlog-proof', '--entry', 'e.json'], dir);
       expect(r.code, r.stderr).to.equal(0);
       expect(r.stdout).to.match(/verified: leaf 4 .* example\.com\/trail at tree size 11/);
-      r = run(['--json', 'verify', 'inclusion', '--key', logKey.vkey, '--proof', 'p.tlog-proof', '--leaf-hash', b64encode(leaves[4])], dir);
+      r = run(
+        [
+          '--json',
+          'verify',
+          'inclusion',
+          '--key',
+          logKey.vkey,
+          '--proof',
+          'p.tlog-proof',
+          '--leaf-hash',
+          b64encode(leaves[4]),
+        ],
+        dir,
+      );
       expect(r.code, r.stderr).to.equal(0);
       const out = JSON.parse(r.stdout);
-      expect(out).to.include({ ok: true, origin: ORIGIN, leaf_index: 4, tree_size: 11, leaf_hash: b64encode(leaves[4]) });
+      expect(out).to.include({
+        ok: true,
+        origin: ORIGIN,
+        leaf_index: 4,
+        tree_size: 11,
+        leaf_hash: b64encode(leaves[4]),
+      });
     });
 
     it('carries extra data and says it is not authenticated', () => {
       file('p.tlog-proof', proofFor(0, signedAt(11), utf8('context')));
-      const r = run(['verify', 'inclusion', '--key', 'log.pub', '--proof', 'p.tlog-proof', '--leaf-hash', b64encode(leaves[0])], dir);
+      const r = run(
+        ['verify', 'inclusion', '--key', 'log.pub', '--proof', 'p.tlog-proof', '--leaf-hash', b64encode(leaves[0])],
+        dir,
+      );
       expect(r.code, r.stderr).to.equal(0);
       expect(r.stdout).to.match(/not authenticated/);
     });
@@ -134,14 +168,31 @@ describe('trailmark verify', () => {
     it('--policy: quorum enforced, bad known cosignature fails', () => {
       const body = formatCheckpoint(cpAt(11));
       const ws = wKeys.map((k) => parsePrivateKey(k.privateKey));
-      file('p.policy', `log ${logKey.vkey}\nwitness A ${wKeys[0].vkey}\nwitness B ${wKeys[1].vkey}\ngroup g all A B\nquorum g\n`);
-      const both = addSignatures(signedAt(11), ws.map((w) => cosignCheckpoint(body, w, 1700000000)));
+      file(
+        'p.policy',
+        `log ${logKey.vkey}\nwitness A ${wKeys[0].vkey}\nwitness B ${wKeys[1].vkey}\ngroup g all A B\nquorum g\n`,
+      );
+      const both = addSignatures(
+        signedAt(11),
+        ws.map((w) => cosignCheckpoint(body, w, 1700000000)),
+      );
       const one = addSignatures(signedAt(11), [cosignCheckpoint(body, ws[0], 1700000000)]);
       const bad = addSignatures(one, [cosignCheckpoint(formatCheckpoint(cpAt(10)), ws[1], 1700000000)]);
       file('both.tlog-proof', proofFor(3, both));
       file('one.tlog-proof', proofFor(3, one));
       file('bad.tlog-proof', proofFor(3, bad));
-      const args = (p: string) => ['verify', 'inclusion', '--key', 'log.pub', '--proof', p, '--leaf-hash', b64encode(leaves[3]), '--policy', 'p.policy'];
+      const args = (p: string) => [
+        'verify',
+        'inclusion',
+        '--key',
+        'log.pub',
+        '--proof',
+        p,
+        '--leaf-hash',
+        b64encode(leaves[3]),
+        '--policy',
+        'p.policy',
+      ];
       let r = run(args('both.tlog-proof'), dir);
       expect(r.code, r.stderr).to.equal(0);
       expect(r.stdout).to.match(/quorum met \(A, B\)/);
@@ -162,7 +213,13 @@ describe('trailmark verify', () => {
       JSON.stringify({ old_checkpoint: signedAt(m), new_checkpoint: signedAt(n), proof: proof.map(b64encode) });
 
     it('verifies consistency between checkpoints', () => {
-      for (const [m, n] of [[1, 11], [4, 11], [7, 11], [11, 11], [3, 8]]) {
+      for (const [m, n] of [
+        [1, 11],
+        [4, 11],
+        [7, 11],
+        [11, 11],
+        [3, 8],
+      ]) {
         file('c.json', doc(m, n));
         const r = run(['verify', 'consistency', '--key', 'log.pub', '--proof', 'c.json'], dir);
         expect(r.code, `${m}->${n}: ${r.stderr}`).to.equal(0);
@@ -206,7 +263,10 @@ describe('trailmark verify', () => {
       // a checkpoint signed by another key, a malformed or incomplete proof file: mistakes, not evidence
       const good = JSON.parse(doc(4, 11));
       for (const v of [
-        { ...good, old_checkpoint: signCheckpoint(cpAt(4), parsePrivateKey(generateKey(ORIGIN, 1, seed(8)).privateKey)) },
+        {
+          ...good,
+          old_checkpoint: signCheckpoint(cpAt(4), parsePrivateKey(generateKey(ORIGIN, 1, seed(8)).privateKey)),
+        },
         { ...good, proof: ['!!'] },
         { old_checkpoint: good.old_checkpoint },
       ]) {

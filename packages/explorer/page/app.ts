@@ -27,7 +27,20 @@ interface Info {
   alert: string | null;
 }
 
-const FIELDS = ['actor', 'target', 'method', 'path', 'protocol', 'decision', 'status', 'from', 'to', 'request_id', 'stream', 'q'];
+const FIELDS = [
+  'actor',
+  'target',
+  'method',
+  'path',
+  'protocol',
+  'decision',
+  'status',
+  'from',
+  'to',
+  'request_id',
+  'stream',
+  'q',
+];
 const $ = <T extends HTMLElement>(sel: string) => document.querySelector(sel) as T;
 
 let verifier: PageVerifier;
@@ -70,19 +83,41 @@ function chooseKey(info: Info): { key: NoteVerifier; pinned: boolean } {
   return pin ? { key: parseVkey(pin), pinned: true } : { key: parseVkey(info.key), pinned: false };
 }
 
-function describe(e: Record<string, any>): { time: string; actor: string; protocol: string; method: string; target: string; what: string; decision: string; status: string } {
+function describe(e: Record<string, any>): {
+  time: string;
+  actor: string;
+  protocol: string;
+  method: string;
+  target: string;
+  what: string;
+  decision: string;
+  status: string;
+} {
   const a = e.action ?? {};
   if (e.kind === 'Event' && typeof e.apiVersion === 'string') {
     const d = e.annotations?.['authorization.k8s.io/decision'];
     return {
-      time: e.stageTimestamp ?? '', actor: e.user?.username ?? '', protocol: 'kubernetes', method: e.verb ?? '', target: e.objectRef?.resource ?? '',
-      what: e.requestURI ?? '', decision: d === 'allow' ? 'allowed' : d === 'forbid' ? 'denied' : '', status: String(e.responseStatus?.code ?? ''),
+      time: e.stageTimestamp ?? '',
+      actor: e.user?.username ?? '',
+      protocol: 'kubernetes',
+      method: e.verb ?? '',
+      target: e.objectRef?.resource ?? '',
+      what: e.requestURI ?? '',
+      decision: d === 'allow' ? 'allowed' : d === 'forbid' ? 'denied' : '',
+      status: String(e.responseStatus?.code ?? ''),
     };
   }
-  const decision = typeof e.decision?.allowed === 'boolean' ? (e.decision.allowed ? 'allowed' : 'denied') : e.stage ?? '';
+  const decision =
+    typeof e.decision?.allowed === 'boolean' ? (e.decision.allowed ? 'allowed' : 'denied') : (e.stage ?? '');
   return {
-    time: e.time ?? '', actor: e.actor ? (e.actor.id ?? '(unauthenticated)') : '', protocol: a.protocol ?? (a.method ? 'http' : ''), method: a.method ?? e.stage ?? '',
-    target: a.target ?? '', what: a.statement ?? `${a.path ?? ''}${a.query ? `?${a.query}` : ''}`, decision, status: '',
+    time: e.time ?? '',
+    actor: e.actor ? (e.actor.id ?? '(unauthenticated)') : '',
+    protocol: a.protocol ?? (a.method ? 'http' : ''),
+    method: a.method ?? e.stage ?? '',
+    target: a.target ?? '',
+    what: a.statement ?? `${a.path ?? ''}${a.query ? `?${a.query}` : ''}`,
+    decision,
+    status: '',
   };
 }
 
@@ -96,7 +131,17 @@ function row(ev: ApiEvent): HTMLTableRowElement {
   mark.title = 'verifying…';
   text(mark, '…');
   tr.append(mark);
-  for (const v of [String(ev.leaf_index), d.time.replace('T', ' ').replace('Z', ''), d.actor, d.protocol, d.method, d.target, d.what, d.decision, status === undefined || status === null ? '' : String(status)]) {
+  for (const v of [
+    String(ev.leaf_index),
+    d.time.replace('T', ' ').replace('Z', ''),
+    d.actor,
+    d.protocol,
+    d.method,
+    d.target,
+    d.what,
+    d.decision,
+    status === undefined || status === null ? '' : String(status),
+  ]) {
     tr.append(text(document.createElement('td'), v));
   }
   if (d.decision === 'denied') tr.classList.add('denied');
@@ -110,7 +155,9 @@ function verifyEvent(ev: ApiEvent): Promise<Verdict> {
     const main = await verifier.verify(ev.leaf_index, ev.entry);
     if (!main.ok || !ev.response) return main;
     const resp = await verifier.verify(ev.response.leaf_index, ev.response.entry);
-    return resp.ok ? { ...main, why: `${main.why}; its response at index ${ev.response.leaf_index} too` } : { ok: false, why: `response: ${resp.why}` };
+    return resp.ok
+      ? { ...main, why: `${main.why}; its response at index ${ev.response.leaf_index} too` }
+      : { ok: false, why: `response: ${resp.why}` };
   })();
 }
 
@@ -168,7 +215,10 @@ async function showDetail(index: number): Promise<void> {
   box.dataset.leafIndex = String(index);
   text($('#d-index'), `#${index}`);
   text($('#d-request'), pretty(slot.ev.entry));
-  text($('#d-response'), slot.ev.response ? `#${slot.ev.response.leaf_index}\n${pretty(slot.ev.response.entry)}` : '(none joined)');
+  text(
+    $('#d-response'),
+    slot.ev.response ? `#${slot.ev.response.leaf_index}\n${pretty(slot.ev.response.entry)}` : '(none joined)',
+  );
   text($('#d-stream'), slot.ev.entry.stream ? pretty(slot.ev.entry.stream) : '(no stream position)');
   text($('#d-mark'), '…');
   text($('#d-why'), 'verifying…');
@@ -197,7 +247,8 @@ let plot: uPlot | null = null;
 async function chart(q: URLSearchParams): Promise<void> {
   // the finest bucket that the activity's time span suits: days, hours within two days, minutes within three hours
   const statsFor = (bucket: string) => getJson(`api/stats?${new URLSearchParams([...q, ['bucket', bucket]])}`);
-  const span = (s: { buckets: { start: string }[] }) => (s.buckets.length < 2 ? 0 : Date.parse(s.buckets[s.buckets.length - 1].start) - Date.parse(s.buckets[0].start));
+  const span = (s: { buckets: { start: string }[] }) =>
+    s.buckets.length < 2 ? 0 : Date.parse(s.buckets[s.buckets.length - 1].start) - Date.parse(s.buckets[0].start);
   let bucket = 'day';
   let stats = await statsFor(bucket);
   if (span(stats) <= 2 * 86_400_000) {
@@ -223,8 +274,19 @@ async function chart(q: URLSearchParams): Promise<void> {
       scales: { x: { time: true } },
       series: [
         {},
-        { label: 'allowed', stroke: '#2b7a3d', fill: 'rgba(43,122,61,0.15)', paths: uPlot.paths.bars!({ size: [0.6, 40] }) },
-        { label: 'denied', stroke: '#c62828', fill: 'rgba(198,40,40,0.5)', points: { show: true, size: 8, fill: '#c62828' }, paths: uPlot.paths.bars!({ size: [0.3, 20] }) },
+        {
+          label: 'allowed',
+          stroke: '#2b7a3d',
+          fill: 'rgba(43,122,61,0.15)',
+          paths: uPlot.paths.bars!({ size: [0.6, 40] }),
+        },
+        {
+          label: 'denied',
+          stroke: '#c62828',
+          fill: 'rgba(198,40,40,0.5)',
+          points: { show: true, size: 8, fill: '#c62828' },
+          paths: uPlot.paths.bars!({ size: [0.3, 20] }),
+        },
       ],
       axes: [{}, { label: 'requests' }],
     },

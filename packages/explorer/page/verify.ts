@@ -6,8 +6,19 @@
  * checkpoint's root. The proof and the checkpoint make the receipt (a tlog-proof) the page offers for download.
  */
 import {
-  TILE_WIDTH, VerifiedTileReader, canonicalJson, formatTlogProof, hashLeaf, inclusionProof, openCheckpoint, tilePath, verifyInclusion,
-  type Hash, type NoteVerifier, type Policy, type TileRef,
+  TILE_WIDTH,
+  VerifiedTileReader,
+  canonicalJson,
+  formatTlogProof,
+  hashLeaf,
+  inclusionProof,
+  openCheckpoint,
+  tilePath,
+  verifyInclusion,
+  type Hash,
+  type NoteVerifier,
+  type Policy,
+  type TileRef,
 } from '@trailmark/tlog';
 
 export interface Verdict {
@@ -68,11 +79,13 @@ export class PageVerifier {
   /** Checks that the log holds `entry` at `index`. Never throws: failures are verdicts. */
   async verify(index: unknown, entry: unknown): Promise<Verdict> {
     try {
-      if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 0) return { ok: false, why: `not a leaf index: ${JSON.stringify(index)}` };
+      if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 0)
+        return { ok: false, why: `not a leaf index: ${JSON.stringify(index)}` };
       const leafHash = hashLeaf(canonicalJson(entry));
       let log = await this.checkpoint();
       if (BigInt(index) >= log.size) log = await this.checkpoint(true);
-      if (BigInt(index) >= log.size) return { ok: false, why: `leaf index ${index} is beyond the log's checkpoint (size ${log.size})` };
+      if (BigInt(index) >= log.size)
+        return { ok: false, why: `leaf index ${index} is beyond the log's checkpoint (size ${log.size})` };
       const proof = await inclusionProof(BigInt(index), log.size, log.tiles.readHashes);
       const receipt = formatTlogProof({ index: BigInt(index), proof, checkpoint: log.text });
       try {
@@ -82,7 +95,11 @@ export class PageVerifier {
       } catch (e) {
         return { ok: false, why: `the log does not hold this entry at index ${index}: ${(e as Error).message}` };
       }
-      return { ok: true, why: `included at index ${index} in the log's checkpoint of size ${log.size}, signed by ${this.key.name}${this.policy ? ' and cosigned by a witness quorum' : ''}`, receipt };
+      return {
+        ok: true,
+        why: `included at index ${index} in the log's checkpoint of size ${log.size}, signed by ${this.key.name}${this.policy ? ' and cosigned by a witness quorum' : ''}`,
+        receipt,
+      };
     } catch (e) {
       return { ok: false, why: `could not verify: ${(e as Error).message}` };
     }

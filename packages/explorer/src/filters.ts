@@ -32,7 +32,20 @@ export const MAX_LIMIT = 1000;
 export const DEFAULT_LIMIT = 100;
 
 /** The query-string names of the filters, as the API and the CLI spell them. */
-export const FILTER_PARAMS = ['actor', 'target', 'method', 'path', 'protocol', 'decision', 'status', 'from', 'to', 'request_id', 'stream', 'q'] as const;
+export const FILTER_PARAMS = [
+  'actor',
+  'target',
+  'method',
+  'path',
+  'protocol',
+  'decision',
+  'status',
+  'from',
+  'to',
+  'request_id',
+  'stream',
+  'q',
+] as const;
 
 function time(name: string, v: string): number {
   // RFC 3339: a date and time with an offset or Z
@@ -68,7 +81,8 @@ export function parseFilters(q: URLSearchParams): Filters {
   }
   const d = get('decision');
   if (d !== undefined) {
-    if (d !== 'allowed' && d !== 'denied') throw new FilterError(`decision must be "allowed" or "denied", got ${JSON.stringify(d)}`);
+    if (d !== 'allowed' && d !== 'denied')
+      throw new FilterError(`decision must be "allowed" or "denied", got ${JSON.stringify(d)}`);
     f.decision = d;
   }
   const from = get('from');
@@ -84,7 +98,8 @@ export function parseFilters(q: URLSearchParams): Filters {
 export function parseLimit(q: URLSearchParams): number {
   const v = q.get('limit');
   if (v === null || v === '') return DEFAULT_LIMIT;
-  if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > MAX_LIMIT) throw new FilterError(`limit must be 1..${MAX_LIMIT}, got ${JSON.stringify(v)}`);
+  if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > MAX_LIMIT)
+    throw new FilterError(`limit must be 1..${MAX_LIMIT}, got ${JSON.stringify(v)}`);
   return Number(v);
 }
 
@@ -98,7 +113,8 @@ export function parseCursor(q: URLSearchParams): number | null {
   const c = q.get('cursor');
   if (c === null || c === '') return null;
   const m = /^b:(\d{1,16})$/.exec(Buffer.from(c, 'base64url').toString('utf8'));
-  if (!m || !Number.isSafeInteger(Number(m[1]))) throw new FilterError('cursor is malformed (use the "next" value of a previous answer)');
+  if (!m || !Number.isSafeInteger(Number(m[1])))
+    throw new FilterError('cursor is malformed (use the "next" value of a previous answer)');
   return Number(m[1]);
 }
 

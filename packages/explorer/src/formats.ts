@@ -26,8 +26,29 @@ function parse(text: string): Obj {
 }
 
 export const CSV_COLUMNS = [
-  'leaf_index', 'time', 'stage', 'protocol', 'actor', 'roles', 'ip', 'method', 'target', 'path', 'query', 'statement', 'decision', 'reason',
-  'status', 'duration_ms', 'bytes', 'request_id', 'stream', 'stream_seq', 'proxy', 'response_leaf_index', 'leaf_hash',
+  'leaf_index',
+  'time',
+  'stage',
+  'protocol',
+  'actor',
+  'roles',
+  'ip',
+  'method',
+  'target',
+  'path',
+  'query',
+  'statement',
+  'decision',
+  'reason',
+  'status',
+  'duration_ms',
+  'bytes',
+  'request_id',
+  'stream',
+  'stream_seq',
+  'proxy',
+  'response_leaf_index',
+  'leaf_hash',
 ] as const;
 
 /** RFC 4180 field: quoted when it holds a comma, quote, CR or LF; a leading formula character is defused. */
@@ -81,7 +102,17 @@ export function csvRow(e: StoredEvent): string {
 }
 
 const OCSF_VERSION = '1.3.0';
-const HTTP_ACTIVITY: Record<string, number> = { CONNECT: 1, DELETE: 2, GET: 3, HEAD: 4, OPTIONS: 5, POST: 6, PUT: 7, TRACE: 8, PATCH: 9 };
+const HTTP_ACTIVITY: Record<string, number> = {
+  CONNECT: 1,
+  DELETE: 2,
+  GET: 3,
+  HEAD: 4,
+  OPTIONS: 5,
+  POST: 6,
+  PUT: 7,
+  TRACE: 8,
+  PATCH: 9,
+};
 
 /** OCSF Datastore Activity id for a SQL statement: Read 1, Update 2, Query 4, Write 5, Create 6, Delete 7, Other 99. */
 function datastoreActivity(statement: unknown): number {
@@ -110,7 +141,12 @@ function datastoreActivity(statement: unknown): number {
 function statusOf(x: Obj, outcome: Obj): { status_id: number; status: string; status_code?: string } {
   const allowed = obj(x.decision).allowed;
   const code = outcome.status;
-  if (allowed === false) return { status_id: 2, status: 'Failure', ...(code !== undefined && code !== null ? { status_code: String(code) } : {}) };
+  if (allowed === false)
+    return {
+      status_id: 2,
+      status: 'Failure',
+      ...(code !== undefined && code !== null ? { status_code: String(code) } : {}),
+    };
   if (code === undefined || code === null) return { status_id: 0, status: 'Unknown' };
   const failed = code === 'error' || (typeof code === 'number' && code >= 400);
   return { status_id: failed ? 2 : 1, status: failed ? 'Failure' : 'Success', status_code: String(code) };
@@ -144,7 +180,13 @@ export function ocsfEvent(e: StoredEvent): Obj | null {
       log_name: 'trailmark',
       product: { name: 'Trailmark', vendor_name: 'Trailmark', feature: { name: x.proxy ?? 'proxy' } },
     },
-    actor: { user: { name: actor.id ?? null, uid: actor.id ?? null, groups: Array.isArray(actor.roles) ? actor.roles.map((r: string) => ({ name: r })) : [] } },
+    actor: {
+      user: {
+        name: actor.id ?? null,
+        uid: actor.id ?? null,
+        groups: Array.isArray(actor.roles) ? actor.roles.map((r: string) => ({ name: r })) : [],
+      },
+    },
     src_endpoint: { ip: actor.ip ?? null },
     ...(typeof decision.allowed === 'boolean'
       ? {
@@ -188,14 +230,29 @@ export function ocsfEvent(e: StoredEvent): Obj | null {
         http_method: method,
         uid: x.request_id,
         user_agent: actor.user_agent ?? null,
-        url: { url_string: `${action.target ?? ''}${action.path ?? ''}${action.query ? `?${action.query}` : ''}`, hostname, path: action.path ?? null, query_string: action.query ?? null },
+        url: {
+          url_string: `${action.target ?? ''}${action.path ?? ''}${action.query ? `?${action.query}` : ''}`,
+          hostname,
+          path: action.path ?? null,
+          query_string: action.query ?? null,
+        },
       },
-      ...(typeof outcome.status === 'number' ? { http_response: { code: outcome.status, length: outcome.bytes ?? null } } : {}),
+      ...(typeof outcome.status === 'number'
+        ? { http_response: { code: outcome.status, length: outcome.bytes ?? null } }
+        : {}),
       dst_endpoint: { hostname },
     };
   }
   const activity = x.stage === 'connect' ? 3 : datastoreActivity(action.statement);
-  const names: Record<number, string> = { 2: 'Update', 3: 'Connect', 4: 'Query', 5: 'Write', 6: 'Create', 7: 'Delete', 99: 'Other' };
+  const names: Record<number, string> = {
+    2: 'Update',
+    3: 'Connect',
+    4: 'Query',
+    5: 'Write',
+    6: 'Create',
+    7: 'Delete',
+    99: 'Other',
+  };
   return {
     category_uid: 6,
     category_name: 'Application Activity',

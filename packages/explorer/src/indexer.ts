@@ -7,7 +7,12 @@
  */
 import { TlogError, openCheckpoint, type NoteVerifier, type Policy } from '@trailmark/tlog';
 import {
-  LogReader, fetchVerifiedCheckpoint, nodeHasher, proveConsistencyFromTiles, verifiedEntries, type VerifiedLog,
+  LogReader,
+  fetchVerifiedCheckpoint,
+  nodeHasher,
+  proveConsistencyFromTiles,
+  verifiedEntries,
+  type VerifiedLog,
 } from '@trailmark/monitor';
 import type { IndexStore, VerifiedLeaf } from './store.js';
 
@@ -76,7 +81,8 @@ export class Indexer {
       const prev = openCheckpoint(st.checkpoint, logKey).checkpoint;
       await proveConsistencyFromTiles(log, prev);
     }
-    if (st.checkpoint === null || log.checkpoint.size !== openCheckpoint(st.checkpoint, logKey).checkpoint.size) store.setCheckpoint(log.text);
+    if (st.checkpoint === null || log.checkpoint.size !== openCheckpoint(st.checkpoint, logKey).checkpoint.size)
+      store.setCheckpoint(log.text);
     this.status.checkpointSize = Number(log.checkpoint.size);
     await this.indexUpTo(log, st.indexed);
     if (this.status.indexed - this.optimizedAt >= 50_000) {

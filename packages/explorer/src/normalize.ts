@@ -50,14 +50,29 @@ function statusText(v: unknown): string | null {
 }
 
 function streamOf(v: unknown): IndexedFields['stream'] {
-  if (!isObj(v) || typeof v.id !== 'string' || typeof v.seq !== 'number' || !Number.isSafeInteger(v.seq) || v.seq < 0) return null;
+  if (!isObj(v) || typeof v.id !== 'string' || typeof v.seq !== 'number' || !Number.isSafeInteger(v.seq) || v.seq < 0)
+    return null;
   return { id: v.id, seq: v.seq, prev: typeof v.prev === 'string' ? v.prev : null };
 }
 
 function empty(): IndexedFields {
   return {
-    kind: KIND_OTHER, stage: null, requestId: null, timeMs: null, actor: null, target: null, method: null, path: null,
-    protocol: null, decision: null, status: null, streamId: null, streamSeq: null, proxy: null, words: '', stream: null,
+    kind: KIND_OTHER,
+    stage: null,
+    requestId: null,
+    timeMs: null,
+    actor: null,
+    target: null,
+    method: null,
+    path: null,
+    protocol: null,
+    decision: null,
+    status: null,
+    streamId: null,
+    streamSeq: null,
+    proxy: null,
+    words: '',
+    stream: null,
   };
 }
 
@@ -66,7 +81,8 @@ export function normalize(e: unknown): IndexedFields {
   const f = empty();
   if (!isObj(e)) return f;
   if (e.schema === ACCESS_SCHEMA) return accessEvent(e, f);
-  if (e.kind === 'Event' && typeof e.apiVersion === 'string' && e.apiVersion.startsWith('audit.k8s.io/')) return k8sEvent(e, f);
+  if (e.kind === 'Event' && typeof e.apiVersion === 'string' && e.apiVersion.startsWith('audit.k8s.io/'))
+    return k8sEvent(e, f);
   f.timeMs = timeOf(e.time);
   return f;
 }

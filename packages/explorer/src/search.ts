@@ -74,8 +74,13 @@ export class VerifiedSearch {
       params.set('limit', String(Math.min(MAX_LIMIT, this.opts.max ?? MAX_LIMIT)));
       let n = 0;
       for (;;) {
-        const page = (await getJson(`${this.base}/api/events?${params}`)) as { tree_size?: unknown; events?: unknown; next?: unknown };
-        if (!Array.isArray(page.events)) throw new ExplorerReadError(`${this.base}/api/events: no events array (is this an explorer?)`);
+        const page = (await getJson(`${this.base}/api/events?${params}`)) as {
+          tree_size?: unknown;
+          events?: unknown;
+          next?: unknown;
+        };
+        if (!Array.isArray(page.events))
+          throw new ExplorerReadError(`${this.base}/api/events: no events array (is this an explorer?)`);
         for (const ev of page.events as ApiEvent[]) {
           yield await this.check(reader, ev);
           if (this.opts.max !== undefined && ++n >= this.opts.max) return;
@@ -91,25 +96,42 @@ export class VerifiedSearch {
   /** The verified checkpoint covering `index`, fetched again when the explorer is ahead of the one in hand. */
   private async logFor(reader: LogReader, index: number): Promise<VerifiedLog> {
     if (!this.log || BigInt(index) >= this.log.checkpoint.size) {
-      this.log = await fetchVerifiedCheckpoint(reader, this.opts.logKey, { hasher: nodeHasher, ...(this.opts.policy ? { policy: this.opts.policy } : {}) });
+      this.log = await fetchVerifiedCheckpoint(reader, this.opts.logKey, {
+        hasher: nodeHasher,
+        ...(this.opts.policy ? { policy: this.opts.policy } : {}),
+      });
     }
     return this.log;
   }
 
-  private async checkOne(reader: LogReader, what: string, index: unknown, entry: unknown): Promise<{ index: number; hash: Uint8Array; text: string }> {
+  private async checkOne(
+    reader: LogReader,
+    what: string,
+    index: unknown,
+    entry: unknown,
+  ): Promise<{ index: number; hash: Uint8Array; text: string }> {
     if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 0) {
-      throw new ExplorerMismatchError('explorer-mismatch', `${what}: leaf_index ${JSON.stringify(index)} is not a leaf index`);
+      throw new ExplorerMismatchError(
+        'explorer-mismatch',
+        `${what}: leaf_index ${JSON.stringify(index)} is not a leaf index`,
+      );
     }
     let bytes: Uint8Array;
     try {
       bytes = canonicalJson(entry);
     } catch (e) {
-      throw new ExplorerMismatchError('explorer-mismatch', `${what} at leaf index ${index}: the entry is not a loggable JSON object (${(e as Error).message})`);
+      throw new ExplorerMismatchError(
+        'explorer-mismatch',
+        `${what} at leaf index ${index}: the entry is not a loggable JSON object (${(e as Error).message})`,
+      );
     }
     const hash = nodeHasher.leaf(bytes);
     const log = await this.logFor(reader, index);
     if (BigInt(index) >= log.checkpoint.size) {
-      throw new ExplorerMismatchError('explorer-mismatch', `${what}: leaf index ${index} is not below the log's checkpoint size ${log.checkpoint.size}`);
+      throw new ExplorerMismatchError(
+        'explorer-mismatch',
+        `${what}: leaf index ${index} is not below the log's checkpoint size ${log.checkpoint.size}`,
+      );
     }
     const logged = await log.tiles.leafHash(BigInt(index));
     if (!bytesEqual(logged, hash)) {
@@ -125,7 +147,12 @@ export class VerifiedSearch {
     const main = await this.checkOne(reader, 'event', ev.leaf_index, ev.entry);
     let response: StoredEvent['response'] = null;
     if (ev.response !== null && ev.response !== undefined) {
-      const r = await this.checkOne(reader, `response of event ${main.index}`, ev.response.leaf_index, ev.response.entry);
+      const r = await this.checkOne(
+        reader,
+        `response of event ${main.index}`,
+        ev.response.leaf_index,
+        ev.response.entry,
+      );
       response = { leaf_index: r.index, leaf_hash: r.hash, entry: r.text };
     }
     return { leaf_index: main.index, leaf_hash: main.hash, entry: main.text, response };

@@ -9,7 +9,15 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { vkeyOf, type NoteVerifier, type Policy } from '@trailmark/tlog';
 import { LogReader, parseListen } from '@trailmark/monitor';
-import { FilterError, MAX_LIMIT, encodeCursor, parseCursor, parseFilters, parseLimit, type Filters } from './filters.js';
+import {
+  FilterError,
+  MAX_LIMIT,
+  encodeCursor,
+  parseCursor,
+  parseFilters,
+  parseLimit,
+  type Filters,
+} from './filters.js';
 import { BUCKET_MS, IndexStore, type Bucket, type StoredEvent } from './store.js';
 import { Indexer } from './indexer.js';
 import { csvHeader, csvRow, eventJson, ocsfEvent } from './formats.js';
@@ -46,7 +54,8 @@ const PAGE_FILES: Record<string, { file: string; type: string }> = {
 };
 
 // the page talks to the log (another origin) and to this server only; entries are rendered as text
-const CSP = "default-src 'self'; connect-src *; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; script-src 'self'; object-src 'none'; base-uri 'none'";
+const CSP =
+  "default-src 'self'; connect-src *; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; script-src 'self'; object-src 'none'; base-uri 'none'";
 
 /** Starts the indexer and the server. Rejects when the data directory or the address cannot be used. */
 export async function startExplorer(opts: ExplorerOptions): Promise<RunningExplorer> {
@@ -54,10 +63,18 @@ export async function startExplorer(opts: ExplorerOptions): Promise<RunningExplo
   const reader = new LogReader(opts.log);
   const store = new IndexStore(opts.dataDir);
   const indexer = new Indexer({
-    reader, logKey: opts.logKey, store, intervalMs: opts.intervalMs ?? 1000,
-    ...(opts.policy ? { policy: opts.policy } : {}), ...(opts.alert ? { alert: opts.alert } : {}),
+    reader,
+    logKey: opts.logKey,
+    store,
+    intervalMs: opts.intervalMs ?? 1000,
+    ...(opts.policy ? { policy: opts.policy } : {}),
+    ...(opts.alert ? { alert: opts.alert } : {}),
   });
-  const api = new ExplorerApi(store, indexer, { log: reader.url, vkey: vkeyOf(opts.logKey), policy: opts.policyText ?? null });
+  const api = new ExplorerApi(store, indexer, {
+    log: reader.url,
+    vkey: vkeyOf(opts.logKey),
+    policy: opts.policyText ?? null,
+  });
   const server = http.createServer((req, res) => {
     api.handle(req, res).catch((e) => {
       if (!res.headersSent) sendJson(res, 500, { error: (e as Error).message });
@@ -98,7 +115,11 @@ export async function startExplorer(opts: ExplorerOptions): Promise<RunningExplo
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
   res.end(text);
 }
 
@@ -128,7 +149,8 @@ class ExplorerApi {
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://explorer');
-    if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: `method ${req.method} not allowed` });
+    if (req.method !== 'GET' && req.method !== 'HEAD')
+      return sendJson(res, 405, { error: `method ${req.method} not allowed` });
     try {
       switch (url.pathname) {
         case '/api/events':
@@ -147,7 +169,9 @@ class ExplorerApi {
         case '/api/streams':
           return sendJson(res, 200, {
             streams: this.store.streams.streams().map(streamView),
-            ...(this.store.streams.malformedEvents().length ? { malformed_stream_events: this.store.streams.malformedEvents() } : {}),
+            ...(this.store.streams.malformedEvents().length
+              ? { malformed_stream_events: this.store.streams.malformedEvents() }
+              : {}),
           });
         case '/api/info':
           return sendJson(res, 200, this.infoBody());
@@ -166,9 +190,16 @@ class ExplorerApi {
     try {
       body = await readFile(PAGE_DIR + page.file);
     } catch {
-      return sendJson(res, 500, { error: `the page is not built (${page.file} missing in ${PAGE_DIR}); run npm ci or npm run build -w @trailmark/explorer` });
+      return sendJson(res, 500, {
+        error: `the page is not built (${page.file} missing in ${PAGE_DIR}); run npm ci or npm run build -w @trailmark/explorer`,
+      });
     }
-    res.writeHead(200, { 'content-type': page.type, 'content-length': body.length, 'content-security-policy': CSP, 'cache-control': 'no-cache' });
+    res.writeHead(200, {
+      'content-type': page.type,
+      'content-length': body.length,
+      'content-security-policy': CSP,
+      'cache-control': 'no-cache',
+    });
     res.end(req.method === 'HEAD' ? undefined : body);
   }
 
@@ -195,15 +226,29 @@ class ExplorerApi {
     const rows = this.store.search(f, limit, before);
     const next = rows.length === limit ? encodeCursor(rows[rows.length - 1].leaf_index) : null;
     const body = `{"tree_size":${treeSize},"events":[${rows.map(eventJson).join(',')}],"next":${next === null ? 'null' : JSON.stringify(next)}}`;
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+    res.writeHead(200, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+      'cache-control': 'no-store',
+    });
     res.end(body);
   }
 
   /** Every match, newest first, in pages (each page one short read of the index), streamed with backpressure. */
-  private async export(q: URLSearchParams, res: ServerResponse, type: string, header: string | null, line: (e: StoredEvent) => string): Promise<void> {
+  private async export(
+    q: URLSearchParams,
+    res: ServerResponse,
+    type: string,
+    header: string | null,
+    line: (e: StoredEvent) => string,
+  ): Promise<void> {
     const f: Filters = parseFilters(q);
     let before = parseCursor(q);
-    res.writeHead(200, { 'content-type': type, 'cache-control': 'no-store', 'x-trailmark-tree-size': String(this.indexer.status.indexed) });
+    res.writeHead(200, {
+      'content-type': type,
+      'cache-control': 'no-store',
+      'x-trailmark-tree-size': String(this.indexer.status.indexed),
+    });
     if (header !== null && !(await write(res, header))) return;
     for (;;) {
       const rows = this.store.search(f, MAX_LIMIT, before);

@@ -184,7 +184,11 @@ export class IndexStore {
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.insertWords = this.db.prepare('INSERT INTO words (rowid, text) VALUES (?, ?)');
-    this.findRequest = this.db.prepare(`SELECT leaf_index FROM events WHERE request_id = ? AND kind = ${KIND_REQUEST} AND response_index IS NULL LIMIT 1`).pluck();
+    this.findRequest = this.db
+      .prepare(
+        `SELECT leaf_index FROM events WHERE request_id = ? AND kind = ${KIND_REQUEST} AND response_index IS NULL LIMIT 1`,
+      )
+      .pluck();
     this.putOrphan = this.db.prepare('INSERT OR IGNORE INTO orphans (request_id, leaf_index) VALUES (?, ?)');
     this.takeOrphan = this.db.prepare('DELETE FROM orphans WHERE request_id = ? RETURNING leaf_index');
     this.orphanIds = new Set(this.db.prepare('SELECT request_id FROM orphans').pluck().all() as string[]);
@@ -215,7 +219,10 @@ export class IndexStore {
   }
 
   state(): IndexState {
-    const rows = this.db.prepare("SELECT k, v FROM meta WHERE k IN ('indexed', 'checkpoint')").all() as { k: string; v: string }[];
+    const rows = this.db.prepare("SELECT k, v FROM meta WHERE k IN ('indexed', 'checkpoint')").all() as {
+      k: string;
+      v: string;
+    }[];
     const m = new Map(rows.map((r) => [r.k, r.v]));
     return { indexed: Number(m.get('indexed') ?? 0), checkpoint: m.get('checkpoint') ?? null };
   }
@@ -240,7 +247,8 @@ export class IndexStore {
       this.streamsDirty = false;
       this.pending.clear();
       this.orphanIds.clear();
-      for (const r of this.db.prepare('SELECT request_id FROM orphans').pluck().all() as string[]) this.orphanIds.add(r);
+      for (const r of this.db.prepare('SELECT request_id FROM orphans').pluck().all() as string[])
+        this.orphanIds.add(r);
       throw e;
     }
   }
@@ -278,7 +286,9 @@ export class IndexStore {
         if (resp) {
           this.hide.run(resp.leaf_index);
           responseIndex = resp.leaf_index;
-          status = (this.db.prepare('SELECT status FROM events WHERE leaf_index = ?').pluck().get(resp.leaf_index) as string | null) ?? null;
+          status =
+            (this.db.prepare('SELECT status FROM events WHERE leaf_index = ?').pluck().get(resp.leaf_index) as
+              string | null) ?? null;
         }
       } else {
         if (this.pending.size >= MAX_PENDING) this.pending.delete(this.pending.keys().next().value!);
@@ -286,8 +296,23 @@ export class IndexStore {
       }
     }
     this.insertEvent.run(
-      l.index, l.leafHash, f.kind, top, f.requestId, f.timeMs, f.actor, f.target, f.method, f.path, f.protocol, f.decision,
-      status, f.streamId, f.streamSeq, responseIndex, text,
+      l.index,
+      l.leafHash,
+      f.kind,
+      top,
+      f.requestId,
+      f.timeMs,
+      f.actor,
+      f.target,
+      f.method,
+      f.path,
+      f.protocol,
+      f.decision,
+      status,
+      f.streamId,
+      f.streamSeq,
+      responseIndex,
+      text,
     );
     if (f.words) this.insertWords.run(l.index, f.words);
     if (typeof parsed === 'object' && parsed !== null && (parsed as { stream?: unknown }).stream !== undefined) {
@@ -314,7 +339,14 @@ export class IndexStore {
          FROM ${w.from} LEFT JOIN events r ON r.leaf_index = e.response_index
          WHERE ${sql.join(' AND ')} ORDER BY ${w.key} DESC LIMIT ?`,
       )
-      .all(...params, limit) as { leaf_index: number; leaf_hash: Uint8Array; entry: string; r_index: number | null; r_hash: Uint8Array | null; r_entry: string | null }[];
+      .all(...params, limit) as {
+      leaf_index: number;
+      leaf_hash: Uint8Array;
+      entry: string;
+      r_index: number | null;
+      r_hash: Uint8Array | null;
+      r_entry: string | null;
+    }[];
     return rows.map((r) => ({
       leaf_index: r.leaf_index,
       leaf_hash: r.leaf_hash,

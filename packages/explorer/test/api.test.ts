@@ -4,7 +4,12 @@ import { parse as parseCsv } from 'csv-parse/sync';
 import type { RunningExplorer } from '../src/index.js';
 import { PG_STREAM, TRAFFIC, startTrail, type Trail } from './fixture.js';
 
-type Ev = { leaf_index: number; leaf_hash: string; entry: Record<string, any>; response: { leaf_index: number; leaf_hash: string; entry: Record<string, any> } | null };
+type Ev = {
+  leaf_index: number;
+  leaf_hash: string;
+  entry: Record<string, any>;
+  response: { leaf_index: number; leaf_hash: string; entry: Record<string, any> } | null;
+};
 type Page = { tree_size: number; events: Ev[]; next: string | null };
 
 describe('explorer API (a log filled through the real proxy)', function () {
@@ -39,7 +44,9 @@ describe('explorer API (a log filled through the real proxy)', function () {
   }
   const paths = (evs: Ev[]) => evs.map((e) => `${e.entry.action?.method} ${e.entry.action?.path}`);
   const trafficBy = (pred: (t: (typeof TRAFFIC)[number]) => boolean) =>
-    TRAFFIC.filter(pred).map(([, m, p]) => `${m} ${p.split('?')[0]}`).reverse();
+    TRAFFIC.filter(pred)
+      .map(([, m, p]) => `${m} ${p.split('?')[0]}`)
+      .reverse();
   /**
    * Whether the proxy logs the identity a rule refused (contract section 4; a proxy that does not logs
    * actor.id null for its 403s): the requests an actor filter must find depend on it.
@@ -47,12 +54,16 @@ describe('explorer API (a log filled through the real proxy)', function () {
   let refusedIdentityLogged = false;
   /** The upstream behind the proxy (action.target of every proxied request). */
   let upstream = '';
-  const byToken = (token: string) => ([t, , , s]: (typeof TRAFFIC)[number]) => t === token && (s !== 403 || refusedIdentityLogged);
+  const byToken =
+    (token: string) =>
+    ([t, , , s]: (typeof TRAFFIC)[number]) =>
+      t === token && (s !== 403 || refusedIdentityLogged);
   before(async () => {
     const [e] = (await get('path=/dbx')).events;
     refusedIdentityLogged = e.entry.actor.id === 'alice';
     upstream = e.entry.action.target;
-    if (!refusedIdentityLogged) console.log('      (note: this proxy logs actor.id null for requests refused by the rules)');
+    if (!refusedIdentityLogged)
+      console.log('      (note: this proxy logs actor.id null for requests refused by the rules)');
   });
 
   it('answers with the verified tree size and each request joined with its response, newest first', async () => {
@@ -102,17 +113,29 @@ describe('explorer API (a log filled through the real proxy)', function () {
     const pg = await all('protocol=postgres');
     expect(pg.map((e) => e.entry.stage)).to.deep.equal(['request', 'request', 'connect']);
     expect(pg[0].response!.entry.outcome.sqlstate).to.equal('25006');
-    expect((await all('protocol=postgres&status=error')).map((e) => e.entry.action.statement)).to.deep.equal(['DELETE FROM invoices']);
+    expect((await all('protocol=postgres&status=error')).map((e) => e.entry.action.statement)).to.deep.equal([
+      'DELETE FROM invoices',
+    ]);
     expect((await all('request_id=pg-r1')).map((e) => e.entry.id)).to.deep.equal(['pg-q1']);
-    expect((await all(`stream=${encodeURIComponent(PG_STREAM)}`)).map((e) => e.entry.id)).to.deep.equal(['pg-q2', 'pg-q1', 'pg-c']);
+    expect((await all(`stream=${encodeURIComponent(PG_STREAM)}`)).map((e) => e.entry.id)).to.deep.equal([
+      'pg-q2',
+      'pg-q1',
+      'pg-c',
+    ]);
     const k8s = await all('protocol=kubernetes&decision=denied');
-    expect(k8s.map((e) => [e.entry.user.username, e.entry.verb, e.entry.objectRef.resource])).to.deep.equal([['dave', 'get', 'secrets']]);
+    expect(k8s.map((e) => [e.entry.user.username, e.entry.verb, e.entry.objectRef.resource])).to.deep.equal([
+      ['dave', 'get', 'secrets'],
+    ]);
     expect((await all('target=secrets&method=get')).length).to.equal(1);
   });
 
   it('matches a path prefix on whole segments, and words in the path, query or statement', async () => {
     expect(paths(await all('path=/db'))).to.deep.equal(['GET /db/secret', 'POST /db/rows', 'GET /db/tables']);
-    expect(paths(await all('path=/echo/public/'))).to.deep.equal(['GET /echo/public/invoice', 'GET /echo/public/readme', 'GET /echo/public/readme']);
+    expect(paths(await all('path=/echo/public/'))).to.deep.equal([
+      'GET /echo/public/invoice',
+      'GET /echo/public/readme',
+      'GET /echo/public/readme',
+    ]);
     expect(paths(await all('path=/ech'))).to.deep.equal([]);
     expect(paths(await all('q=orders'))).to.deep.equal(['GET /db/tables']);
     expect((await all('q=invoices')).map((e) => e.entry.id)).to.deep.equal(['pg-q2', 'pg-q1']);
@@ -131,7 +154,10 @@ describe('explorer API (a log filled through the real proxy)', function () {
   it('pages with cursors: every match once, in order, whatever the page size', async () => {
     const whole = (await get('limit=1000')).events.map((e) => e.leaf_index);
     for (const limit of [1, 2, 5]) {
-      expect((await all('x=1', limit)).map((e) => e.leaf_index), `limit ${limit}`).to.deep.equal(whole);
+      expect(
+        (await all('x=1', limit)).map((e) => e.leaf_index),
+        `limit ${limit}`,
+      ).to.deep.equal(whole);
     }
     expect((await fetch(`${x.url}/api/events?limit=1001`)).status).to.equal(400);
     expect((await fetch(`${x.url}/api/events?cursor=garbage`)).status).to.equal(400);
@@ -139,10 +165,22 @@ describe('explorer API (a log filled through the real proxy)', function () {
 
   it('exports every match as NDJSON that jq reads and CSV that a CSV parser reads', async () => {
     const ndjson = await (await fetch(`${x.url}/api/events.ndjson?actor=alice`)).text();
-    const ids = execFileSync('jq', ['-r', '.entry.request_id // .entry.auditID'], { input: ndjson }).toString().trim().split('\n');
+    const ids = execFileSync('jq', ['-r', '.entry.request_id // .entry.auditID'], { input: ndjson })
+      .toString()
+      .trim()
+      .split('\n');
     expect(ids).to.deep.equal((await all('actor=alice')).map((e) => e.entry.request_id ?? e.entry.auditID));
-    const statuses = execFileSync('jq', ['-r', 'select(.response != null) | .response.entry.outcome.status'], { input: ndjson }).toString().trim().split('\n');
-    expect(statuses).to.deep.equal(TRAFFIC.filter(byToken('alice-token')).map((t) => String(t[3])).reverse());
+    const statuses = execFileSync('jq', ['-r', 'select(.response != null) | .response.entry.outcome.status'], {
+      input: ndjson,
+    })
+      .toString()
+      .trim()
+      .split('\n');
+    expect(statuses).to.deep.equal(
+      TRAFFIC.filter(byToken('alice-token'))
+        .map((t) => String(t[3]))
+        .reverse(),
+    );
 
     const csv = await (await fetch(`${x.url}/api/events.csv?target=${encodeURIComponent(upstream)}`)).text();
     const rows = parseCsv(csv, { columns: true }) as Record<string, string>[];
@@ -159,9 +197,20 @@ describe('explorer API (a log filled through the real proxy)', function () {
     const classes = execFileSync('jq', ['-r', '.class_uid'], { input: text }).toString().trim().split('\n');
     expect(classes.filter((c) => c === '4002').length).to.equal(TRAFFIC.length + 1); // and the late DELETE
     expect(classes.filter((c) => c === '6005').length).to.equal(3);
-    const events = text.trim().split('\n').map((l) => JSON.parse(l));
+    const events = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const post = events.find((e) => e.http_request?.http_method === 'POST');
-    expect(post).to.include({ category_uid: 4, class_uid: 4002, activity_id: 6, type_uid: 400206, status_id: 1, action_id: 1, disposition_id: 1 });
+    expect(post).to.include({
+      category_uid: 4,
+      class_uid: 4002,
+      activity_id: 6,
+      type_uid: 400206,
+      status_id: 1,
+      action_id: 1,
+      disposition_id: 1,
+    });
     expect(post.actor.user.name).to.equal('alice');
     expect(post.http_request.url.path).to.equal('/db/rows');
     expect(post.http_response.code).to.equal(200);
@@ -177,13 +226,21 @@ describe('explorer API (a log filled through the real proxy)', function () {
   });
 
   it('counts allowed and denied requests per time bucket', async () => {
-    const r = (await (await fetch(`${x.url}/api/stats?bucket=minute&protocol=postgres`)).json()) as { buckets: { start: string; allowed: number; denied: number }[]; total: { allowed: number; denied: number } };
+    const r = (await (await fetch(`${x.url}/api/stats?bucket=minute&protocol=postgres`)).json()) as {
+      buckets: { start: string; allowed: number; denied: number }[];
+      total: { allowed: number; denied: number };
+    };
     expect(r.buckets).to.deep.equal([
       { start: '2026-01-02T10:00:00.000Z', allowed: 1, denied: 0 },
       { start: '2026-01-02T10:01:00.000Z', allowed: 0, denied: 1 },
     ]);
-    const http = (await (await fetch(`${x.url}/api/stats?bucket=day&protocol=http&target=${encodeURIComponent(upstream)}`)).json()) as { total: { allowed: number; denied: number } };
-    expect(http.total).to.deep.equal({ allowed: TRAFFIC.filter((t) => t[3] === 200).length, denied: TRAFFIC.filter((t) => t[3] !== 200).length });
+    const http = (await (
+      await fetch(`${x.url}/api/stats?bucket=day&protocol=http&target=${encodeURIComponent(upstream)}`)
+    ).json()) as { total: { allowed: number; denied: number } };
+    expect(http.total).to.deep.equal({
+      allowed: TRAFFIC.filter((t) => t[3] === 200).length,
+      denied: TRAFFIC.filter((t) => t[3] !== 200).length,
+    });
     expect((await fetch(`${x.url}/api/stats?bucket=week`)).status).to.equal(400);
   });
 

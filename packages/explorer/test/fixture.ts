@@ -41,11 +41,65 @@ export function pgEvents(): Record<string, unknown>[] {
   const actor = { id: 'carol', roles: ['analyst'], ip: '127.0.0.1', user_agent: 'psql' };
   const target = 'postgres://127.0.0.1:5432/app';
   const raw: Record<string, unknown>[] = [
-    { ...base, stage: 'connect', id: 'pg-c', time: '2026-01-02T10:00:00.000Z', actor, action: { protocol: 'postgres', target, database: 'app', session_id: 's1' }, decision: { allowed: true, reason: 'rule analyst' } },
-    { ...base, stage: 'request', id: 'pg-q1', request_id: 'pg-r1', time: '2026-01-02T10:00:01.000Z', actor, action: { protocol: 'postgres', target, database: 'app', session_id: 's1', statement: 'SELECT name FROM invoices WHERE total > $1', params: 1 }, decision: { allowed: true, reason: 'rule analyst' } },
-    { ...base, stage: 'response', id: 'pg-a1', request_id: 'pg-r1', time: '2026-01-02T10:00:01.020Z', outcome: { status: 'ok', command: 'SELECT 3', rows: 3, duration_ms: 2.5 } },
-    { ...base, stage: 'request', id: 'pg-q2', request_id: 'pg-r2', time: '2026-01-02T10:01:00.000Z', actor, action: { protocol: 'postgres', target, database: 'app', session_id: 's1', statement: 'DELETE FROM invoices', params: 0 }, decision: { allowed: false, reason: 'read-only session' } },
-    { ...base, stage: 'response', id: 'pg-a2', request_id: 'pg-r2', time: '2026-01-02T10:01:00.001Z', outcome: { status: 'error', command: null, rows: 0, sqlstate: '25006', duration_ms: 0.1 } },
+    {
+      ...base,
+      stage: 'connect',
+      id: 'pg-c',
+      time: '2026-01-02T10:00:00.000Z',
+      actor,
+      action: { protocol: 'postgres', target, database: 'app', session_id: 's1' },
+      decision: { allowed: true, reason: 'rule analyst' },
+    },
+    {
+      ...base,
+      stage: 'request',
+      id: 'pg-q1',
+      request_id: 'pg-r1',
+      time: '2026-01-02T10:00:01.000Z',
+      actor,
+      action: {
+        protocol: 'postgres',
+        target,
+        database: 'app',
+        session_id: 's1',
+        statement: 'SELECT name FROM invoices WHERE total > $1',
+        params: 1,
+      },
+      decision: { allowed: true, reason: 'rule analyst' },
+    },
+    {
+      ...base,
+      stage: 'response',
+      id: 'pg-a1',
+      request_id: 'pg-r1',
+      time: '2026-01-02T10:00:01.020Z',
+      outcome: { status: 'ok', command: 'SELECT 3', rows: 3, duration_ms: 2.5 },
+    },
+    {
+      ...base,
+      stage: 'request',
+      id: 'pg-q2',
+      request_id: 'pg-r2',
+      time: '2026-01-02T10:01:00.000Z',
+      actor,
+      action: {
+        protocol: 'postgres',
+        target,
+        database: 'app',
+        session_id: 's1',
+        statement: 'DELETE FROM invoices',
+        params: 0,
+      },
+      decision: { allowed: false, reason: 'read-only session' },
+    },
+    {
+      ...base,
+      stage: 'response',
+      id: 'pg-a2',
+      request_id: 'pg-r2',
+      time: '2026-01-02T10:01:00.001Z',
+      outcome: { status: 'error', command: null, rows: 0, sqlstate: '25006', duration_ms: 0.1 },
+    },
   ];
   let prev: string | null = null;
   return raw.map((e, seq) => {
@@ -56,18 +110,37 @@ export function pgEvents(): Record<string, unknown>[] {
 }
 
 /** A Kubernetes audit event (audit.k8s.io/v1 Event) as kube-apiserver's webhook sends it. */
-export function k8sEvent(user: string, verb: string, resource: string, decision: 'allow' | 'forbid', code: number): Record<string, unknown> {
+export function k8sEvent(
+  user: string,
+  verb: string,
+  resource: string,
+  decision: 'allow' | 'forbid',
+  code: number,
+): Record<string, unknown> {
   return {
-    kind: 'Event', apiVersion: 'audit.k8s.io/v1', level: 'Metadata', auditID: `k8s-${user}-${verb}-${resource}`, stage: 'ResponseComplete',
-    requestURI: `/api/v1/namespaces/prod/${resource}`, verb, user: { username: user, groups: ['system:authenticated'] }, sourceIPs: ['10.0.0.9'],
-    objectRef: { resource, namespace: 'prod', apiVersion: 'v1' }, responseStatus: { metadata: {}, code },
-    requestReceivedTimestamp: '2026-01-02T11:00:00.000000Z', stageTimestamp: '2026-01-02T11:00:00.010000Z',
+    kind: 'Event',
+    apiVersion: 'audit.k8s.io/v1',
+    level: 'Metadata',
+    auditID: `k8s-${user}-${verb}-${resource}`,
+    stage: 'ResponseComplete',
+    requestURI: `/api/v1/namespaces/prod/${resource}`,
+    verb,
+    user: { username: user, groups: ['system:authenticated'] },
+    sourceIPs: ['10.0.0.9'],
+    objectRef: { resource, namespace: 'prod', apiVersion: 'v1' },
+    responseStatus: { metadata: {}, code },
+    requestReceivedTimestamp: '2026-01-02T11:00:00.000000Z',
+    stageTimestamp: '2026-01-02T11:00:00.010000Z',
     annotations: { 'authorization.k8s.io/decision': decision, 'authorization.k8s.io/reason': '' },
   };
 }
 
 export async function addEntries(logUrl: string, entries: object[]): Promise<number> {
-  const r = await fetch(`${logUrl}/v1/add-entries`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(entries) });
+  const r = await fetch(`${logUrl}/v1/add-entries`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(entries),
+  });
   if (r.status !== 200) throw new Error(`add-entries: ${r.status} ${await r.text()}`);
   return ((await r.json()) as { tree_size: number }).tree_size;
 }
@@ -160,11 +233,23 @@ export async function startTrail(): Promise<Trail> {
   await writeFile(join(dir, 'tokens.json'), JSON.stringify(TOKENS));
   await writeFile(join(dir, 'rules.json'), JSON.stringify(RULES));
   const proxy = await startProxy({
-    upstream: upstream.url, log: log.url, logKey: log.vkey, tokens: join(dir, 'tokens.json'), rules: join(dir, 'rules.json'),
-    listen: '127.0.0.1:0', spoolDir: join(dir, 'spool'), name: 'http-proxy-1', warn: () => {}, heartbeatMs: 60_000,
+    upstream: upstream.url,
+    log: log.url,
+    logKey: log.vkey,
+    tokens: join(dir, 'tokens.json'),
+    rules: join(dir, 'rules.json'),
+    listen: '127.0.0.1:0',
+    spoolDir: join(dir, 'spool'),
+    name: 'http-proxy-1',
+    warn: () => {},
+    heartbeatMs: 60_000,
   });
   for (const [token, method, path, status] of TRAFFIC) {
-    const r = await fetch(proxy.url + path, { method, headers: token ? { authorization: `Bearer ${token}` } : {}, body: method === 'POST' ? '{"row":1}' : undefined });
+    const r = await fetch(proxy.url + path, {
+      method,
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+      body: method === 'POST' ? '{"row":1}' : undefined,
+    });
     await r.arrayBuffer();
     if (r.status !== status) throw new Error(`${method} ${path}: status ${r.status}, want ${status}`);
   }
@@ -173,17 +258,47 @@ export async function startTrail(): Promise<Trail> {
   await addEntries(log.url, pgEvents());
   // a response logged before its request (two streams can interleave so): the index joins them all the same
   await addEntries(log.url, [
-    { schema: 'trailmark.access/v1', stage: 'response', id: 'late-a', request_id: 'late-r', time: '2026-01-02T12:00:00.500Z', proxy: 'http-proxy-2', outcome: { status: 204, bytes: 0, request_bytes: 0, duration_ms: 1 } },
-    { schema: 'trailmark.access/v1', stage: 'request', id: 'late-q', request_id: 'late-r', time: '2026-01-02T12:00:00.000Z', proxy: 'http-proxy-2', actor: { id: 'erin', roles: [], ip: null, user_agent: null }, action: { method: 'DELETE', target: 'http://other', path: '/jobs/7', query: '' }, decision: { allowed: true, reason: 'ok' } },
+    {
+      schema: 'trailmark.access/v1',
+      stage: 'response',
+      id: 'late-a',
+      request_id: 'late-r',
+      time: '2026-01-02T12:00:00.500Z',
+      proxy: 'http-proxy-2',
+      outcome: { status: 204, bytes: 0, request_bytes: 0, duration_ms: 1 },
+    },
+    {
+      schema: 'trailmark.access/v1',
+      stage: 'request',
+      id: 'late-q',
+      request_id: 'late-r',
+      time: '2026-01-02T12:00:00.000Z',
+      proxy: 'http-proxy-2',
+      actor: { id: 'erin', roles: [], ip: null, user_agent: null },
+      action: { method: 'DELETE', target: 'http://other', path: '/jobs/7', query: '' },
+      decision: { allowed: true, reason: 'ok' },
+    },
   ]);
-  const size = await addEntries(log.url, [k8sEvent('dave', 'get', 'secrets', 'forbid', 403), k8sEvent('alice', 'list', 'pods', 'allow', 200)]);
+  const size = await addEntries(log.url, [
+    k8sEvent('dave', 'get', 'secrets', 'forbid', 403),
+    k8sEvent('alice', 'list', 'pods', 'allow', 200),
+  ]);
   const explorers: RunningExplorer[] = [];
   parseVkey(log.vkey);
   return {
-    dir, log, vkey: log.vkey, proxy, size,
+    dir,
+    log,
+    vkey: log.vkey,
+    proxy,
+    size,
     async startExplorer(opts = {}) {
       const x = await startExplorer({
-        log: opts.log ?? log.url, logKey: parseVkey(log.vkey), dataDir: opts.dataDir ?? join(dir, 'explorer'), listen: '127.0.0.1:0', intervalMs: 100, alert: () => {},
+        log: opts.log ?? log.url,
+        logKey: parseVkey(log.vkey),
+        dataDir: opts.dataDir ?? join(dir, 'explorer'),
+        listen: '127.0.0.1:0',
+        intervalMs: 100,
+        alert: () => {},
       });
       explorers.push(x);
       return x;

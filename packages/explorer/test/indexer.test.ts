@@ -22,7 +22,16 @@ function cli(args: string[]): Promise<{ code: number | null; stdout: string; std
 }
 
 const filler = (tag: string, n: number) =>
-  Array.from({ length: n }, (_, i) => ({ schema: 'trailmark.access/v1', stage: 'request', id: `${tag}-${i}`, request_id: `${tag}-${i}`, time: '2026-01-03T00:00:00.000Z', actor: { id: tag, roles: [], ip: null, user_agent: null }, action: { method: 'GET', target: 'http://svc', path: `/f/${i}`, query: '' }, decision: { allowed: true, reason: 'ok' } }));
+  Array.from({ length: n }, (_, i) => ({
+    schema: 'trailmark.access/v1',
+    stage: 'request',
+    id: `${tag}-${i}`,
+    request_id: `${tag}-${i}`,
+    time: '2026-01-03T00:00:00.000Z',
+    actor: { id: tag, roles: [], ip: null, user_agent: null },
+    action: { method: 'GET', target: 'http://svc', path: `/f/${i}`, query: '' },
+    decision: { allowed: true, reason: 'ok' },
+  }));
 
 describe('explorer indexer (follows the log, verifies before indexing)', function () {
   this.timeout(60_000);
@@ -52,10 +61,15 @@ describe('explorer indexer (follows the log, verifies before indexing)', functio
     const second = await trail.startExplorer({ log: relay.url });
     await second.indexer.waitForIndexed(size1 + 5);
     expect(seen).to.not.include('/tile/entries/000', 'the first, full bundle was indexed before the restart');
-    const page = (await (await fetch(`${second.url}/api/events?actor=late`)).json()) as { tree_size: number; events: unknown[] };
+    const page = (await (await fetch(`${second.url}/api/events?actor=late`)).json()) as {
+      tree_size: number;
+      events: unknown[];
+    };
     expect(page.tree_size).to.equal(size1 + 5);
     expect(page.events.length).to.equal(5);
-    const bulk = (await (await fetch(`${second.url}/api/events?actor=bulk&limit=1000`)).json()) as { events: unknown[] };
+    const bulk = (await (await fetch(`${second.url}/api/events?actor=bulk&limit=1000`)).json()) as {
+      events: unknown[];
+    };
     expect(bulk.events.length).to.equal(300);
     expect(second.indexer.status).to.include({ state: 'following', lastReadError: null });
   });
@@ -76,12 +90,28 @@ describe('explorer indexer (follows the log, verifies before indexing)', functio
     await second.indexer.waitForIndexed(size2);
     const r = (await (await fetch(`${second.url}/api/streams`)).json()) as { streams: Record<string, any>[] };
     const h = r.streams.find((s) => s.id === 'x-hole')!;
-    expect(h).to.include({ proxy: 'proxy-h', first_seq: 0, last_seq: 4, events: 4, ended: true, complete: false, stream_key: hole.vkey });
+    expect(h).to.include({
+      proxy: 'proxy-h',
+      first_seq: 0,
+      last_seq: 4,
+      events: 4,
+      ended: true,
+      complete: false,
+      stream_key: hole.vkey,
+    });
     expect(h.holes).to.deep.equal([[3, 3]]);
     expect([h.duplicates, h.broken, h.bad_signatures]).to.deep.equal([[], [], []]);
     expect(h.status).to.equal('missing seq 3');
     const f = r.streams.find((s) => s.id === 'x-forged')!;
-    expect(f).to.include({ proxy: 'proxy-f', first_seq: 0, last_seq: 1, events: 2, ended: false, complete: false, last_heartbeat: null });
+    expect(f).to.include({
+      proxy: 'proxy-f',
+      first_seq: 0,
+      last_seq: 1,
+      events: 2,
+      ended: false,
+      complete: false,
+      last_heartbeat: null,
+    });
     expect(f.holes).to.deep.equal([]);
     expect(f.broken).to.deep.equal([1]);
     expect(f.bad_signatures).to.deep.equal([1]);
@@ -89,11 +119,21 @@ describe('explorer indexer (follows the log, verifies before indexing)', functio
 
   it('stops with an alert, indexing nothing, when the log serves an entry that does not match its tiles', async () => {
     const relay = await startRelay(trail.log.url, {
-      rewrite: (p, body) => (p.startsWith('/tile/entries/000') ? Buffer.from(body.toString('latin1').replace('"alice"', '"mallo"'), 'latin1') : undefined),
+      rewrite: (p, body) =>
+        p.startsWith('/tile/entries/000')
+          ? Buffer.from(body.toString('latin1').replace('"alice"', '"mallo"'), 'latin1')
+          : undefined,
     });
     closers.push(relay.close);
     const alerts: string[] = [];
-    const x = await startExplorer({ log: relay.url, logKey: parseVkey(trail.vkey), dataDir: join(trail.dir, 'x-lying'), listen: '127.0.0.1:0', intervalMs: 100, alert: (l) => alerts.push(l) });
+    const x = await startExplorer({
+      log: relay.url,
+      logKey: parseVkey(trail.vkey),
+      dataDir: join(trail.dir, 'x-lying'),
+      listen: '127.0.0.1:0',
+      intervalMs: 100,
+      alert: (l) => alerts.push(l),
+    });
     extra.push(x);
     await waitFor('the indexer to stop', () => x.indexer.status.state === 'stopped');
     expect(x.indexer.status.alert).to.match(/^entry-mismatch: /);
@@ -109,7 +149,12 @@ describe('explorer indexer (follows the log, verifies before indexing)', functio
     await x.indexer.waitForIndexed(trail.size);
     await x.close();
     // the same key serving another history, longer than the one indexed
-    const fork = await startLogServer({ dataDir: join(trail.dir, 'fork'), keyFile: join(trail.dir, 'log', 'log.key'), create: true, listen: '127.0.0.1:0' });
+    const fork = await startLogServer({
+      dataDir: join(trail.dir, 'fork'),
+      keyFile: join(trail.dir, 'log', 'log.key'),
+      create: true,
+      listen: '127.0.0.1:0',
+    });
     closers.push(() => fork.close());
     expect(fork.vkey).to.equal(trail.vkey);
     await addEntries(fork.url, filler('fork', trail.size + 3));
@@ -122,16 +167,47 @@ describe('explorer indexer (follows the log, verifies before indexing)', functio
   });
 
   it('trailmark explorer serves the index until SIGTERM, and refuses a malformed key', async () => {
-    const p = spawn(process.execPath, [BIN, 'explorer', '--log', trail.log.url, '--key', trail.vkey, '--data', join(trail.dir, 'x-cli'), '--listen', '127.0.0.1:0', '--interval', '100'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(
+      process.execPath,
+      [
+        BIN,
+        'explorer',
+        '--log',
+        trail.log.url,
+        '--key',
+        trail.vkey,
+        '--data',
+        join(trail.dir, 'x-cli'),
+        '--listen',
+        '127.0.0.1:0',
+        '--interval',
+        '100',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
     p.stdout.on('data', (d) => (out += d));
     const exited = new Promise<number | null>((r) => p.on('close', (code) => r(code)));
     await waitFor('the explorer to print its URL', () => /^url: /m.test(out), 30_000);
     const url = /^url: (\S+)$/m.exec(out)![1];
-    await waitFor('the index to catch up', async () => ((await (await fetch(`${url}/api/info`)).json()) as { tree_size: number }).tree_size === trail.size, 30_000);
+    await waitFor(
+      'the index to catch up',
+      async () => ((await (await fetch(`${url}/api/info`)).json()) as { tree_size: number }).tree_size === trail.size,
+      30_000,
+    );
     p.kill('SIGTERM');
     expect(await exited).to.equal(0);
-    const bad = await cli(['explorer', '--log', trail.log.url, '--key', 'not-a-key', '--data', join(trail.dir, 'x-bad'), '--listen', '127.0.0.1:0']);
+    const bad = await cli([
+      'explorer',
+      '--log',
+      trail.log.url,
+      '--key',
+      'not-a-key',
+      '--data',
+      join(trail.dir, 'x-bad'),
+      '--listen',
+      '127.0.0.1:0',
+    ]);
     expect(bad.code).to.equal(2);
     expect(bad.stderr).to.match(/neither a vkey/);
   });
@@ -139,16 +215,42 @@ describe('explorer indexer (follows the log, verifies before indexing)', functio
   it('trailmark search prints verified results, and exits 1 when the explorer alters one', async () => {
     const x = await trail.startExplorer();
     await x.indexer.waitForIndexed(trail.size);
-    const ok = await cli(['search', '--explorer', x.url, '--key', trail.vkey, '--protocol', 'http', '--method', 'POST']);
+    const ok = await cli([
+      'search',
+      '--explorer',
+      x.url,
+      '--key',
+      trail.vkey,
+      '--protocol',
+      'http',
+      '--method',
+      'POST',
+    ]);
     expect(ok.code, ok.stderr).to.equal(0);
-    const lines = ok.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const lines = ok.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines.map((l) => [l.entry.action.path, l.response.entry.outcome.status])).to.deep.equal([['/db/rows', 200]]);
-    const csv = await cli(['search', '--explorer', x.url, '--log-key', trail.vkey, '--protocol', 'postgres', '--format', 'csv']);
+    const csv = await cli([
+      'search',
+      '--explorer',
+      x.url,
+      '--log-key',
+      trail.vkey,
+      '--protocol',
+      'postgres',
+      '--format',
+      'csv',
+    ]);
     expect(csv.code, csv.stderr).to.equal(0);
     expect(csv.stdout.trim().split('\r\n').length).to.equal(4);
     // a relay in front of the explorer changes what one event says
     const lying = await startRelay(x.url, {
-      rewrite: (p, body) => (p.startsWith('/api/events') ? Buffer.from(body.toString().replace('"path":"/db/rows"', '"path":"/db/other"')) : undefined),
+      rewrite: (p, body) =>
+        p.startsWith('/api/events')
+          ? Buffer.from(body.toString().replace('"path":"/db/rows"', '"path":"/db/other"'))
+          : undefined,
     });
     closers.push(lying.close);
     const bad = await cli(['search', '--explorer', lying.url, '--key', trail.vkey, '--method', 'POST']);

@@ -14,11 +14,21 @@ type Ev = { leaf_index: number; entry: Record<string, any> };
 
 /** The rows of the results table once every one is marked: [leaf index, data-verified]. */
 async function markedRows(page: Page): Promise<[number, string][]> {
-  await page.waitForFunction(() => {
-    const rows = [...document.querySelectorAll('#results tbody tr')];
-    return document.body.dataset.ready === 'true' && rows.length > 0 && rows.every((r) => r.hasAttribute('data-verified'));
-  }, undefined, { timeout: 30_000 });
-  return page.$$eval('#results tbody tr', (rows) => rows.map((r) => [Number((r as HTMLElement).dataset.leafIndex), (r as HTMLElement).dataset.verified!] as [number, string]));
+  await page.waitForFunction(
+    () => {
+      const rows = [...document.querySelectorAll('#results tbody tr')];
+      return (
+        document.body.dataset.ready === 'true' && rows.length > 0 && rows.every((r) => r.hasAttribute('data-verified'))
+      );
+    },
+    undefined,
+    { timeout: 30_000 },
+  );
+  return page.$$eval('#results tbody tr', (rows) =>
+    rows.map(
+      (r) => [Number((r as HTMLElement).dataset.leafIndex), (r as HTMLElement).dataset.verified!] as [number, string],
+    ),
+  );
 }
 
 describe('explorer page in headless Chromium (verifies every result against the log)', function () {
@@ -68,7 +78,10 @@ describe('explorer page in headless Chromium (verifies every result against the 
   it('marks the one event a relay in front of the explorer altered as failed', async () => {
     const victim = alice.find((e) => e.entry.action?.path === '/db/rows')!;
     const relay = await startRelay(x.url, {
-      rewrite: (p, body) => (p.startsWith('/api/events') ? Buffer.from(body.toString().replace('"path":"/db/rows"', '"path":"/db/archive"')) : undefined),
+      rewrite: (p, body) =>
+        p.startsWith('/api/events')
+          ? Buffer.from(body.toString().replace('"path":"/db/rows"', '"path":"/db/archive"'))
+          : undefined,
     });
     closers.push(relay.close);
     const page = await browser.context.newPage();
@@ -76,7 +89,9 @@ describe('explorer page in headless Chromium (verifies every result against the 
     const rows = await markedRows(page);
     expect(rows).to.deep.equal(alice.map((e) => [e.leaf_index, e === victim ? 'false' : 'true']));
     expect(await page.textContent(`[data-leaf-index="${victim.leaf_index}"] td:nth-child(8)`)).to.equal('/db/archive');
-    expect(await page.getAttribute(`[data-leaf-index="${victim.leaf_index}"] td.mark`, 'title')).to.match(/does not hold this entry/);
+    expect(await page.getAttribute(`[data-leaf-index="${victim.leaf_index}"] td.mark`, 'title')).to.match(
+      /does not hold this entry/,
+    );
     await page.close();
   });
 
@@ -94,7 +109,11 @@ describe('explorer page in headless Chromium (verifies every result against the 
     const page = await browser.context.newPage();
     await page.goto(`${x.url}/?protocol=postgres`);
     await markedRows(page);
-    const pg = ((await (await fetch(`${x.url}/api/events?protocol=postgres&status=ok`)).json()) as { events: (Ev & { response: Ev })[] }).events[0];
+    const pg = (
+      (await (await fetch(`${x.url}/api/events?protocol=postgres&status=ok`)).json()) as {
+        events: (Ev & { response: Ev })[];
+      }
+    ).events[0];
     await page.click(`[data-leaf-index="${pg.leaf_index}"]`);
     await page.waitForSelector('#detail[data-verified="true"]');
     expect(await page.textContent('#d-request')).to.contain('SELECT name FROM invoices');

@@ -20,7 +20,10 @@ export function unpack(p: PackedLeaves): Leaf[] {
   const n = p.offsets.length - 1;
   const out = new Array<Leaf>(n);
   for (let i = 0; i < n; i++) {
-    out[i] = { data: p.data.subarray(p.offsets[i] + 1, p.offsets[i + 1]), hash: p.hashes.subarray(i * 32, i * 32 + 32) };
+    out[i] = {
+      data: p.data.subarray(p.offsets[i] + 1, p.offsets[i + 1]),
+      hash: p.hashes.subarray(i * 32, i * 32 + 32),
+    };
   }
   return out;
 }
@@ -54,21 +57,44 @@ export class CanonPool {
     if (import.meta.url.endsWith('.ts')) {
       // running from sources (tests under tsx): the worker registers tsx itself before loading the .ts file
       const entry = new URL('./canon-worker.ts', import.meta.url).href;
-      w = new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`, { eval: true, resourceLimits });
+      w = new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`, {
+        eval: true,
+        resourceLimits,
+      });
     } else {
       w = new Worker(new URL('./canon-worker.js', import.meta.url), { resourceLimits });
     }
     w.unref();
-    w.on('message', (m: { id: number; ok: boolean; data: Uint8Array; offsets: Uint32Array; hashes: Uint8Array; status: number; message: string }) => {
-      const waiter = slot.waiting.get(m.id);
-      if (!waiter) return;
-      slot.waiting.delete(m.id);
-      if (m.ok) waiter.resolve({ data: Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength), offsets: m.offsets, hashes: Buffer.from(m.hashes.buffer, m.hashes.byteOffset, m.hashes.byteLength) });
-      else waiter.reject(m.status < 500 ? new HttpError(m.status, m.message) : new Error(`entry preparation failed: ${m.message}`));
-    });
+    w.on(
+      'message',
+      (m: {
+        id: number;
+        ok: boolean;
+        data: Uint8Array;
+        offsets: Uint32Array;
+        hashes: Uint8Array;
+        status: number;
+        message: string;
+      }) => {
+        const waiter = slot.waiting.get(m.id);
+        if (!waiter) return;
+        slot.waiting.delete(m.id);
+        if (m.ok)
+          waiter.resolve({
+            data: Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength),
+            offsets: m.offsets,
+            hashes: Buffer.from(m.hashes.buffer, m.hashes.byteOffset, m.hashes.byteLength),
+          });
+        else
+          waiter.reject(
+            m.status < 500 ? new HttpError(m.status, m.message) : new Error(`entry preparation failed: ${m.message}`),
+          );
+      },
+    );
     const fail = (e: unknown) => {
       if (slot.worker === w) slot.worker = undefined;
-      for (const waiter of slot.waiting.values()) waiter.reject(new Error(`entry preparation worker stopped: ${(e as Error)?.message ?? e}`));
+      for (const waiter of slot.waiting.values())
+        waiter.reject(new Error(`entry preparation worker stopped: ${(e as Error)?.message ?? e}`));
       slot.waiting.clear();
     };
     w.on('error', fail);

@@ -5,10 +5,15 @@ import { preparers, type BodyKind, type PrepError } from './canon.js';
 parentPort!.on('message', (m: { id: number; body: Uint8Array; kind: BodyKind }) => {
   try {
     const p = preparers[m.kind](m.body);
-    parentPort!.postMessage({ id: m.id, ok: true, data: p.data, offsets: p.offsets, hashes: p.hashes }, [p.data.buffer as ArrayBuffer, p.offsets.buffer as ArrayBuffer, p.hashes.buffer as ArrayBuffer]);
+    parentPort!.postMessage({ id: m.id, ok: true, data: p.data, offsets: p.offsets, hashes: p.hashes }, [
+      p.data.buffer as ArrayBuffer,
+      p.offsets.buffer as ArrayBuffer,
+      p.hashes.buffer as ArrayBuffer,
+    ]);
   } catch (e) {
     const err = e as PrepError;
-    if (typeof err?.status === 'number') parentPort!.postMessage({ id: m.id, ok: false, status: err.status, message: err.message });
+    if (typeof err?.status === 'number')
+      parentPort!.postMessage({ id: m.id, ok: false, status: err.status, message: err.message });
     else parentPort!.postMessage({ id: m.id, ok: false, status: 500, message: (e as Error)?.message ?? String(e) });
   }
 });

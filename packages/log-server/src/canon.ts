@@ -26,12 +26,19 @@ export interface PackedLeaves {
 }
 
 function kindOf(v: unknown): string {
-  return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'a JSON object' : `a ${typeof v}`;
+  return v === null
+    ? 'null'
+    : Array.isArray(v)
+      ? 'an array'
+      : typeof v === 'object'
+        ? 'a JSON object'
+        : `a ${typeof v}`;
 }
 
 /** Canonical text of one entry. Throws PrepError (as a plain object) for a non-object or one too large. */
 export function canonicalEntry(value: unknown, what: string): string {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw { status: 400, message: `${what} must be a JSON object, got ${kindOf(value)}` };
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw { status: 400, message: `${what} must be a JSON object, got ${kindOf(value)}` };
   let text: string;
   try {
     text = canonicalJsonString(value);
@@ -45,7 +52,11 @@ export function canonicalEntry(value: unknown, what: string): string {
 export function canonicalEntrySized(value: unknown, what: string): { text: string; len: number } {
   const text = canonicalEntry(value, what);
   const len = Buffer.byteLength(text, 'utf8');
-  if (len > MAX_ENTRY_BYTES) throw { status: 413, message: `${what} is ${len} bytes in canonical form; at most ${MAX_ENTRY_BYTES} are accepted` };
+  if (len > MAX_ENTRY_BYTES)
+    throw {
+      status: 413,
+      message: `${what} is ${len} bytes in canonical form; at most ${MAX_ENTRY_BYTES} are accepted`,
+    };
   return { text, len };
 }
 
@@ -65,9 +76,21 @@ const UNSCANNED_BODY_BYTES = 64 * 1024;
 const ENTRY_DEPTH = 256;
 const TOKENS_WHY = `(its canonical form would exceed ${MAX_ENTRY_BYTES} bytes)`;
 
-const entryLimits = (what: string): ScanLimits => ({ maxDepth: ENTRY_DEPTH, maxTokens: MAX_ENTRY_BYTES, maxParts: Infinity, what, tokensWhy: TOKENS_WHY });
+const entryLimits = (what: string): ScanLimits => ({
+  maxDepth: ENTRY_DEPTH,
+  maxTokens: MAX_ENTRY_BYTES,
+  maxParts: Infinity,
+  what,
+  tokensWhy: TOKENS_WHY,
+});
 /** Limits for an array of entries: each element is scanned as an entry. */
-const listLimits = (what: string): ScanLimits => ({ maxDepth: ENTRY_DEPTH + 1, maxTokens: MAX_ENTRY_BYTES, maxParts: MAX_BATCH_ENTRIES, what, tokensWhy: TOKENS_WHY });
+const listLimits = (what: string): ScanLimits => ({
+  maxDepth: ENTRY_DEPTH + 1,
+  maxTokens: MAX_ENTRY_BYTES,
+  maxParts: MAX_BATCH_ENTRIES,
+  what,
+  tokensWhy: TOKENS_WHY,
+});
 
 /** The body as a Buffer (no copy) after checking it is non-empty UTF-8; `start` skips a byte order mark. */
 function utf8Body(body: Uint8Array): { b: Buffer; start: number } {
@@ -105,14 +128,24 @@ export function prepareBatch(body: Uint8Array): PackedLeaves {
   const { b, start } = utf8Body(body);
   if (b.length <= UNSCANNED_BODY_BYTES) {
     const value = parsePart(b, start, b.length);
-    if (!Array.isArray(value)) throw { status: 400, message: `the body must be a JSON array of entry objects, got ${kindOf(value)}` };
+    if (!Array.isArray(value))
+      throw { status: 400, message: `the body must be a JSON array of entry objects, got ${kindOf(value)}` };
     if (value.length === 0) throw { status: 400, message: 'the array of entries is empty' };
-    if (value.length > MAX_BATCH_ENTRIES) throw { status: 413, message: `${value.length} entries in one request; at most ${MAX_BATCH_ENTRIES} are accepted` };
+    if (value.length > MAX_BATCH_ENTRIES)
+      throw {
+        status: 413,
+        message: `${value.length} entries in one request; at most ${MAX_BATCH_ENTRIES} are accepted`,
+      };
     return pack(value.length, b.length, 'entries', (i) => value[i]);
   }
   const list = scanContainer(b, start, b.length, listLimits('entries'), true);
-  if (list === undefined) throw { status: 400, message: `the body must be a JSON array of entry objects, got ${kindOf(parsePart(b, start, b.length))}` };
-  if (list.open !== 0x5b) throw { status: 400, message: 'the body must be a JSON array of entry objects, got a JSON object' };
+  if (list === undefined)
+    throw {
+      status: 400,
+      message: `the body must be a JSON array of entry objects, got ${kindOf(parsePart(b, start, b.length))}`,
+    };
+  if (list.open !== 0x5b)
+    throw { status: 400, message: 'the body must be a JSON array of entry objects, got a JSON object' };
   if (list.bounds.length === 0) throw { status: 400, message: 'the array of entries is empty' };
   return packParts(b, list.bounds, 'entries');
 }
@@ -130,7 +163,13 @@ export function prepareAuditEvents(body: Uint8Array): PackedLeaves {
   const { b, start } = utf8Body(body);
   const what = 'the body must be an audit.k8s.io/v1 EventList object';
   // the object's own members are few; `items` is bounded element by element below
-  const top = scanContainer(b, start, b.length, { maxDepth: ENTRY_DEPTH + 2, maxTokens: Infinity, maxParts: 64, what: 'EventList members', tokensWhy: '' }, true);
+  const top = scanContainer(
+    b,
+    start,
+    b.length,
+    { maxDepth: ENTRY_DEPTH + 2, maxTokens: Infinity, maxParts: 64, what: 'EventList members', tokensWhy: '' },
+    true,
+  );
   if (top === undefined || top.open !== 0x7b) throw { status: 400, message: what };
   const members = new Map<string, unknown>();
   let items: [number, number] | undefined;
@@ -142,7 +181,8 @@ export function prepareAuditEvents(body: Uint8Array): PackedLeaves {
       while (q < end && b[q] !== 0x22) q += b[q] === 0x5c ? 2 : 1;
     }
     const colon = skipWs(b, q + 1, end);
-    if (b[k] !== 0x22 || q >= end || b[colon] !== 0x3a) throw { status: 400, message: 'malformed JSON: an EventList member is not "name": value' };
+    if (b[k] !== 0x22 || q >= end || b[colon] !== 0x3a)
+      throw { status: 400, message: 'malformed JSON: an EventList member is not "name": value' };
     const key = parsePart(b, k, q + 1) as string;
     // JSON.parse keeps the last of repeated names: so does this
     if (key === 'items') items = [colon + 1, end];
@@ -154,7 +194,10 @@ export function prepareAuditEvents(body: Uint8Array): PackedLeaves {
   const kind = members.get('kind');
   const apiVersion = members.get('apiVersion');
   if (kind !== 'EventList' || apiVersion !== 'audit.k8s.io/v1') {
-    throw { status: 400, message: `${what}, got kind ${JSON.stringify(kind) ?? 'missing'} and apiVersion ${JSON.stringify(apiVersion) ?? 'missing'}` };
+    throw {
+      status: 400,
+      message: `${what}, got kind ${JSON.stringify(kind) ?? 'missing'} and apiVersion ${JSON.stringify(apiVersion) ?? 'missing'}`,
+    };
   }
   if (items === undefined) throw { status: 400, message: 'the EventList has no items' };
   const list = scanContainer(b, items[0], items[1], listLimits('items'), true);
@@ -185,7 +228,8 @@ function pack(n: number, rawBytes: number, what: string, value: (i: number, name
     const name = `${what}[${i}]`;
     const { text, len } = canonicalEntrySized(value(i, name), name);
     if (o + 1 + len > data.length) {
-      if (o + 1 + len > max) throw { status: 413, message: `the ${what} are more than ${MAX_BATCH_BODY_BYTES} bytes in canonical form` };
+      if (o + 1 + len > max)
+        throw { status: 413, message: `the ${what} are more than ${MAX_BATCH_BODY_BYTES} bytes in canonical form` };
       const grown = Buffer.allocUnsafeSlow(Math.min(max, Math.max(2 * data.length, o + 1 + len)));
       data.copy(grown, 0, 0, o);
       data = grown;

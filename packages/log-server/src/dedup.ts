@@ -34,7 +34,12 @@ export class Dedup {
    * Reads the hash index for the leaves the filter cannot rule out, confirming each prefix hit with
    * `leafHash` (the durable tree's). Only leaves whose prefix might be stored cost a read.
    */
-  async lookup(db: Db, leaves: readonly Leaf[], durable: number, leafHash: (index: number) => Promise<Uint8Array>): Promise<StoredMatches> {
+  async lookup(
+    db: Db,
+    leaves: readonly Leaf[],
+    durable: number,
+    leafHash: (index: number) => Promise<Uint8Array>,
+  ): Promise<StoredMatches> {
     const stored = new Map<number, Uint8Array>();
     const known = new Map<string, number>();
     const maybe: number[] = [];
@@ -55,7 +60,11 @@ export class Dedup {
   }
 
   /** One batch's dedup: `earlier` are the batches prepared before it and not yet durable. */
-  round(matches: StoredMatches, earlier: readonly SequencedHashes[], batch: SequencedHashes & { hashes: Uint8Array[] }): DedupRound {
+  round(
+    matches: StoredMatches,
+    earlier: readonly SequencedHashes[],
+    batch: SequencedHashes & { hashes: Uint8Array[] },
+  ): DedupRound {
     return new DedupRound(this.filter, matches, earlier, batch);
   }
 }

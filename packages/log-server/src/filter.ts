@@ -33,7 +33,7 @@ export class PrefixFilter {
       this.segments.push(s);
     }
     const h1 = ((hash[0] << 24) | (hash[1] << 16) | (hash[2] << 8) | hash[3]) >>> 0;
-    const h2 = (((hash[4] << 24) | (hash[5] << 16) | (hash[6] << 8) | hash[7]) | 1) >>> 0;
+    const h2 = ((hash[4] << 24) | (hash[5] << 16) | (hash[6] << 8) | hash[7] | 1) >>> 0;
     for (let i = 0; i < PROBES; i++) {
       const bit = (h1 + Math.imul(i, h2)) & s.mask;
       s.bits[bit >>> 5] |= 1 << (bit & 31);
@@ -44,7 +44,7 @@ export class PrefixFilter {
   /** False only if no added hash shares the 8-byte prefix of `hash`. */
   mightContain(hash: Uint8Array): boolean {
     const h1 = ((hash[0] << 24) | (hash[1] << 16) | (hash[2] << 8) | hash[3]) >>> 0;
-    const h2 = (((hash[4] << 24) | (hash[5] << 16) | (hash[6] << 8) | hash[7]) | 1) >>> 0;
+    const h2 = ((hash[4] << 24) | (hash[5] << 16) | (hash[6] << 8) | hash[7] | 1) >>> 0;
     for (const s of this.segments) {
       let all = true;
       for (let i = 0; i < PROBES && all; i++) {
@@ -55,5 +55,4 @@ export class PrefixFilter {
     }
     return false;
   }
-
 }

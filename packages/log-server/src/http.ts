@@ -14,7 +14,13 @@ import type { Logger } from './logger.js';
 import type { LogMetrics } from './metrics.js';
 import type { Sequencer } from './sequencer.js';
 import { sha256 } from './sha.js';
-import { canonicalEntrySized, MAX_BATCH_BODY_BYTES, MAX_ENTRY_BODY_BYTES, parseEntryBody, type BodyKind } from './canon.js';
+import {
+  canonicalEntrySized,
+  MAX_BATCH_BODY_BYTES,
+  MAX_ENTRY_BODY_BYTES,
+  parseEntryBody,
+  type BodyKind,
+} from './canon.js';
 import type { BodyBudget } from './limits.js';
 import { asHttp, type CanonPool } from './canon-pool.js';
 import type { Leaf, LogStorage } from './log-storage.js';
@@ -46,7 +52,12 @@ export interface ApiContext {
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const data = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data), 'cache-control': MUTABLE, ...headers });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(data),
+    'cache-control': MUTABLE,
+    ...headers,
+  });
   res.end(data);
 }
 
@@ -56,7 +67,16 @@ const CORS = { [ACAO]: '*' };
 
 /** A 200 JSON read answer whose body is already serialized; the header list avoids per-request object handling. */
 function sendRaw(res: ServerResponse, data: string): void {
-  res.writeHead(200, ['content-type', 'application/json', 'content-length', String(Buffer.byteLength(data)), 'cache-control', MUTABLE, ACAO, '*']);
+  res.writeHead(200, [
+    'content-type',
+    'application/json',
+    'content-length',
+    String(Buffer.byteLength(data)),
+    'cache-control',
+    MUTABLE,
+    ACAO,
+    '*',
+  ]);
   res.end(data);
 }
 
@@ -86,7 +106,8 @@ function u64Param(params: URLSearchParams, name: string): bigint {
   if (all.length === 0) throw new HttpError(400, `missing query parameter ${name}`);
   if (all.length > 1) throw new HttpError(400, `query parameter ${name} given ${all.length} times`);
   const v = all[0];
-  if (!DECIMAL.test(v)) throw new HttpError(400, `${name} must be a non-negative decimal integer, got ${JSON.stringify(v.slice(0, 40))}`);
+  if (!DECIMAL.test(v))
+    throw new HttpError(400, `${name} must be a non-negative decimal integer, got ${JSON.stringify(v.slice(0, 40))}`);
   const b = BigInt(v);
   if (b > MAX_U64) throw new HttpError(400, `${name} ${v} exceeds 2^64-1`);
   return b;
@@ -110,9 +131,11 @@ function b64(h: Uint8Array): string {
 
 function strictB64Hash(s: string | null, name: string): Buffer {
   if (s === null) throw new HttpError(400, `missing query parameter ${name}`);
-  if (!/^[A-Za-z0-9+/]{43}=$/.test(s)) throw new HttpError(400, `${name} must be a 32-byte hash in standard padded base64`);
+  if (!/^[A-Za-z0-9+/]{43}=$/.test(s))
+    throw new HttpError(400, `${name} must be a 32-byte hash in standard padded base64`);
   const b = Buffer.from(s, 'base64');
-  if (b.length !== 32 || b.toString('base64') !== s) throw new HttpError(400, `${name} must be a 32-byte hash in canonical base64`);
+  if (b.length !== 32 || b.toString('base64') !== s)
+    throw new HttpError(400, `${name} must be a 32-byte hash in canonical base64`);
   return b;
 }
 
@@ -159,7 +182,8 @@ function readBody(req: IncomingMessage, res: ServerResponse, limit: number, budg
   res.once('close', () => room.release());
   return new Promise((resolve, reject) => {
     const tooLarge = () => new HttpError(413, `the body exceeds ${limit} bytes`);
-    const busy = () => new UnavailableError('the log holds too many request bodies at the moment; retry later', 1, 'overload');
+    const busy = () =>
+      new UnavailableError('the log holds too many request bodies at the moment; retry later', 1, 'overload');
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > limit || !room.grow(declared)) {
       req.resume();
@@ -197,15 +221,25 @@ function checkWrite(req: IncomingMessage, tokenHashes: Buffer[] | undefined): vo
     const m = h ? /^bearer +(\S+)$/i.exec(h) : null;
     const got = m ? createHash('sha256').update(m[1]).digest() : undefined;
     if (!got || !tokenHashes.some((t) => timingSafeEqual(t, got))) {
-      throw new HttpError(401, m ? 'the bearer token is not accepted' : 'the write API needs Authorization: Bearer <token>', { 'WWW-Authenticate': 'Bearer' });
+      throw new HttpError(
+        401,
+        m ? 'the bearer token is not accepted' : 'the write API needs Authorization: Bearer <token>',
+        { 'WWW-Authenticate': 'Bearer' },
+      );
     }
   }
   const type = req.headers['content-type'];
   const m = type ? /^application\/json\s*(?:;\s*charset\s*=\s*"?([^";\s]+)"?\s*)?$/i.exec(type) : null;
-  if (!m) throw new HttpError(415, `the body must be application/json, got ${type ? JSON.stringify(type.slice(0, 60)) : 'no content type'}`);
-  if (m[1] && m[1].toLowerCase() !== 'utf-8') throw new HttpError(415, `the body must be UTF-8 JSON, got charset ${m[1].slice(0, 20)}`);
+  if (!m)
+    throw new HttpError(
+      415,
+      `the body must be application/json, got ${type ? JSON.stringify(type.slice(0, 60)) : 'no content type'}`,
+    );
+  if (m[1] && m[1].toLowerCase() !== 'utf-8')
+    throw new HttpError(415, `the body must be UTF-8 JSON, got charset ${m[1].slice(0, 20)}`);
   const enc = req.headers['content-encoding'];
-  if (enc && enc.toLowerCase() !== 'identity') throw new HttpError(415, `content encoding ${JSON.stringify(enc.slice(0, 20))} is not supported`);
+  if (enc && enc.toLowerCase() !== 'identity')
+    throw new HttpError(415, `content encoding ${JSON.stringify(enc.slice(0, 20))} is not supported`);
 }
 
 async function readEntry(req: IncomingMessage, res: ServerResponse, budget: BodyBudget): Promise<unknown> {
@@ -233,8 +267,14 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
   const routes: Record<string, ReadHandler> = {
     '/checkpoint': (_q, res) => {
       const cp = ctx.checkpoint();
-      if (cp === undefined) throw new HttpError(503, 'no checkpoint meets the witness quorum yet', { 'Retry-After': '1' });
-      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(cp), 'cache-control': MUTABLE, ...CORS });
+      if (cp === undefined)
+        throw new HttpError(503, 'no checkpoint meets the witness quorum yet', { 'Retry-After': '1' });
+      res.writeHead(200, {
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': Buffer.byteLength(cp),
+        'cache-control': MUTABLE,
+        ...CORS,
+      });
       res.end(cp);
     },
     '/v1/get-sth': (_q, res) => {
@@ -266,7 +306,8 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
       const size = treeSizeParam(p, 'tree_size', store.size);
       const idx = await store.findLeaf(hash);
       if (idx === undefined) throw new HttpError(404, 'no entry with this leaf hash');
-      if (idx >= size) throw new HttpError(404, `the entry with this leaf hash is at index ${idx}, not in the tree of size ${size}`);
+      if (idx >= size)
+        throw new HttpError(404, `the entry with this leaf hash is at index ${idx}, not in the tree of size ${size}`);
       const proof = await store.inclusionProof(idx, size);
       sendJson(res, 200, { leaf_index: idx, audit_path: proof.map(b64) }, CORS);
     },
@@ -278,7 +319,8 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
       const proof = store.inclusionProofSync(idx, size);
       const leafHash = store.leafHashSync(idx);
       if (proof && leafHash) return sendRaw(res, inclusionBody(idx, leafHash, proof));
-      return (async () => sendRaw(res, inclusionBody(idx, await store.leafHash(idx, size), await store.loadInclusionProof(idx, size))))();
+      return (async () =>
+        sendRaw(res, inclusionBody(idx, await store.leafHash(idx, size), await store.loadInclusionProof(idx, size))))();
     },
     '/v1/get-entries': async (q, res) => {
       const p = new URLSearchParams(q);
@@ -303,12 +345,18 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
     '/v1/get-tlog-proof': async (q, res) => {
       const p = new URLSearchParams(q);
       const cp = ctx.checkpoint();
-      if (cp === undefined) throw new HttpError(503, 'no checkpoint meets the witness quorum yet', { 'Retry-After': '1' });
+      if (cp === undefined)
+        throw new HttpError(503, 'no checkpoint meets the witness quorum yet', { 'Retry-After': '1' });
       const size = Number(cp.split('\n', 2)[1]);
       const idx = indexParam(p, 'leaf_index', size);
       const proof = await store.inclusionProof(idx, size);
       const text = formatTlogProof({ index: BigInt(idx), proof, checkpoint: cp });
-      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': MUTABLE, ...CORS });
+      res.writeHead(200, {
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': Buffer.byteLength(text),
+        'cache-control': MUTABLE,
+        ...CORS,
+      });
       res.end(text);
     },
   };
@@ -322,7 +370,9 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
     }
     if (ref.index > BigInt(Number.MAX_SAFE_INTEGER)) throw new HttpError(404, `tile ${path} is beyond the tree`);
     const index = Number(ref.index);
-    const data = ref.entries ? await store.bundleData(index, ref.width) : await store.tileData(ref.level, index, ref.width);
+    const data = ref.entries
+      ? await store.bundleData(index, ref.width)
+      : await store.tileData(ref.level, index, ref.width);
     if (!data) throw new HttpError(404, `${path.slice(1)} is not in the tree of size ${store.size}`);
     res.writeHead(200, {
       'content-type': 'application/octet-stream',
@@ -337,20 +387,32 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
   const observe = (acceptedAt: number) => ctx.metrics.submitToSigned.observe((performance.now() - acceptedAt) / 1000);
 
   /** add-entries and k8s-audit: many entries in one body, committed together, answered in order. */
-  const addMany = (kind: BodyKind): WriteHandler => async (req, res) => {
-    checkWrite(req, ctx.tokenHashes);
-    const leaves = await ctx.canon.prepare(await readBody(req, res, MAX_BATCH_BODY_BYTES, ctx.bodies), kind);
-    if (leaves.length === 0) {
-      // an empty EventList: nothing to commit, the latest signed tree covers it
-      const t = store.tree;
-      return sendJson(res, 200, { tree_size: t.size, checkpoint: t.checkpoint, entries: [] }, { 'cache-control': 'no-store' });
-    }
-    const r = await ctx.sequencer.submit(leaves);
-    observe(r.acceptedAt);
-    const entries = new Array(leaves.length);
-    for (let i = 0; i < leaves.length; i++) entries[i] = { leaf_index: r.indices[i], leaf_hash: b64(leaves[i].hash) };
-    sendJson(res, 200, { tree_size: r.tree.size, checkpoint: r.tree.checkpoint, entries }, { 'cache-control': 'no-store' });
-  };
+  const addMany =
+    (kind: BodyKind): WriteHandler =>
+    async (req, res) => {
+      checkWrite(req, ctx.tokenHashes);
+      const leaves = await ctx.canon.prepare(await readBody(req, res, MAX_BATCH_BODY_BYTES, ctx.bodies), kind);
+      if (leaves.length === 0) {
+        // an empty EventList: nothing to commit, the latest signed tree covers it
+        const t = store.tree;
+        return sendJson(
+          res,
+          200,
+          { tree_size: t.size, checkpoint: t.checkpoint, entries: [] },
+          { 'cache-control': 'no-store' },
+        );
+      }
+      const r = await ctx.sequencer.submit(leaves);
+      observe(r.acceptedAt);
+      const entries = new Array(leaves.length);
+      for (let i = 0; i < leaves.length; i++) entries[i] = { leaf_index: r.indices[i], leaf_hash: b64(leaves[i].hash) };
+      sendJson(
+        res,
+        200,
+        { tree_size: r.tree.size, checkpoint: r.tree.checkpoint, entries },
+        { 'cache-control': 'no-store' },
+      );
+    };
 
   const writes: Record<string, WriteHandler> = {
     '/v1/add-entry': async (req, res) => {
@@ -406,13 +468,23 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
     if (req.method === 'OPTIONS') {
       count(route, 204);
       const asked = req.headers['access-control-request-headers'];
-      res.writeHead(204, asked ? { ...CORS_PREFLIGHT, 'access-control-allow-headers': asked.slice(0, 1000), allow: 'GET, HEAD, OPTIONS' } : { ...CORS_PREFLIGHT, allow: 'GET, HEAD, OPTIONS' });
+      res.writeHead(
+        204,
+        asked
+          ? { ...CORS_PREFLIGHT, 'access-control-allow-headers': asked.slice(0, 1000), allow: 'GET, HEAD, OPTIONS' }
+          : { ...CORS_PREFLIGHT, allow: 'GET, HEAD, OPTIONS' },
+      );
       res.end();
       return true;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       count(route, 405);
-      sendJson(res, 405, { error: `${req.method} is not allowed on ${path}; use GET` }, { allow: 'GET, HEAD, OPTIONS', ...CORS });
+      sendJson(
+        res,
+        405,
+        { error: `${req.method} is not allowed on ${path}; use GET` },
+        { allow: 'GET, HEAD, OPTIONS', ...CORS },
+      );
       return true;
     }
     const done = () => count(route, 200);
@@ -455,15 +527,28 @@ export function writeApp(ctx: ApiContext): express.Express {
 
   app.get('/healthz', (_req, res) => {
     const h = ctx.healthy();
-    res.status(h.ok ? 200 : 503).set('cache-control', 'no-store').json({ status: h.ok ? 'ok' : 'unavailable', ...(h.reason ? { reason: h.reason } : {}), tree_size: ctx.store.size, queue_depth: ctx.sequencer.depth });
+    res
+      .status(h.ok ? 200 : 503)
+      .set('cache-control', 'no-store')
+      .json({
+        status: h.ok ? 'ok' : 'unavailable',
+        ...(h.reason ? { reason: h.reason } : {}),
+        tree_size: ctx.store.size,
+        queue_depth: ctx.sequencer.depth,
+      });
   });
 
   app.get('/metrics', async (_req, res) => {
-    res.set('content-type', ctx.metrics.registry.contentType).set('cache-control', 'no-store').send(await ctx.metrics.registry.metrics());
+    res
+      .set('content-type', ctx.metrics.registry.contentType)
+      .set('cache-control', 'no-store')
+      .send(await ctx.metrics.registry.metrics());
   });
 
   for (const p of ['/healthz', '/metrics']) {
-    app.all(p, (req, _res, next) => next(new HttpError(405, `${req.method} is not allowed on ${p}; use GET`, { allow: 'GET, HEAD' })));
+    app.all(p, (req, _res, next) =>
+      next(new HttpError(405, `${req.method} is not allowed on ${p}; use GET`, { allow: 'GET, HEAD' })),
+    );
   }
   app.use((req, _res, next) => next(new HttpError(404, `no such endpoint: ${req.method} ${req.path}`)));
 

@@ -1,6 +1,22 @@
-export { startLogServer, parseListen, readSubmitTokens, isLoopback, type LogServer, type LogServerOptions } from './server.js';
+export {
+  startLogServer,
+  parseListen,
+  readSubmitTokens,
+  isLoopback,
+  type LogServer,
+  type LogServerOptions,
+} from './server.js';
 export { LogStore, type StoreOptions } from './storage.js';
-export type { Leaf, SignedTree, AppendResult, Prepared, LogStorage, LogReads, LogWrites, LeafTile } from './log-storage.js';
+export type {
+  Leaf,
+  SignedTree,
+  AppendResult,
+  Prepared,
+  LogStorage,
+  LogReads,
+  LogWrites,
+  LeafTile,
+} from './log-storage.js';
 export { Sequencer, type SequencerOptions, type Sequenced, type CommitInfo } from './sequencer.js';
 export { loadLogKey, generateLogKey, writeLogKey, parseLogKey, type LogKey, type NewLogKey } from './keys.js';
 export { toLeaf, MAX_BODY_BYTES, MAX_GET_ENTRIES } from './http.js';

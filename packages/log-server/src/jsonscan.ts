@@ -51,7 +51,13 @@ export interface Split {
  * costs nothing to parse beyond its bytes). Throws ScanError: 400 for a structure that cannot be JSON
  * (unbalanced, trailing data) or nesting beyond maxDepth, 413 beyond maxTokens or maxParts.
  */
-export function scanContainer(b: Uint8Array, start: number, end: number, limits: ScanLimits, split: boolean): Split | undefined {
+export function scanContainer(
+  b: Uint8Array,
+  start: number,
+  end: number,
+  limits: ScanLimits,
+  split: boolean,
+): Split | undefined {
   let i = skipWs(b, start, end);
   const open = b[i];
   if (open !== 0x5b && open !== 0x7b) return undefined;
@@ -71,11 +77,16 @@ export function scanContainer(b: Uint8Array, start: number, end: number, limits:
         else if (d === 0x22) break;
       }
     } else if (c === 0x5b || c === 0x7b) {
-      if (++depth > maxDepth) throw { status: 400, message: `${partName()} is nested deeper than ${maxDepth - (split ? 1 : 0)}` };
+      if (++depth > maxDepth)
+        throw { status: 400, message: `${partName()} is nested deeper than ${maxDepth - (split ? 1 : 0)}` };
       if (++tokens > maxTokens) throw tooMany(partName(), limits);
     } else if (c === 0x5d || c === 0x7d) {
       if (--depth === 0) {
-        if (c !== open + 2) throw { status: 400, message: `malformed JSON: ${String.fromCharCode(open)} closed by ${String.fromCharCode(c)}` };
+        if (c !== open + 2)
+          throw {
+            status: 400,
+            message: `malformed JSON: ${String.fromCharCode(open)} closed by ${String.fromCharCode(c)}`,
+          };
         closed = i;
         break;
       }
@@ -84,7 +95,8 @@ export function scanContainer(b: Uint8Array, start: number, end: number, limits:
         bounds.push(partStart, i - 1);
         partStart = i;
         tokens = 0;
-        if (bounds.length / 2 >= maxParts) throw { status: 413, message: `more than ${maxParts} ${limits.what} in one request` };
+        if (bounds.length / 2 >= maxParts)
+          throw { status: 413, message: `more than ${maxParts} ${limits.what} in one request` };
       } else if (++tokens > maxTokens) throw tooMany(partName(), limits);
     }
   }
@@ -99,5 +111,8 @@ export function scanContainer(b: Uint8Array, start: number, end: number, limits:
 }
 
 function tooMany(name: string, limits: ScanLimits): ScanError {
-  return { status: 413, message: `${name} holds more than ${limits.maxTokens} JSON arrays, objects and commas ${limits.tokensWhy}` };
+  return {
+    status: 413,
+    message: `${name} holds more than ${limits.maxTokens} JSON arrays, objects and commas ${limits.tokensWhy}`,
+  };
 }

@@ -4,9 +4,26 @@
  * deterministic; checked at load time).
  */
 import { createPrivateKey, sign as nodeSign, type KeyObject } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync, openSync, fsyncSync, closeSync, renameSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  writeFileSync,
+  openSync,
+  fsyncSync,
+  closeSync,
+  renameSync,
+} from 'node:fs';
 import { dirname } from 'node:path';
-import { b64decode, bytesEqual, generateKey, KEY_TYPE_ED25519, parsePrivateKey, vkeyOf, type NoteSigner } from '@trailmark/tlog';
+import {
+  b64decode,
+  bytesEqual,
+  generateKey,
+  KEY_TYPE_ED25519,
+  parsePrivateKey,
+  vkeyOf,
+  type NoteSigner,
+} from '@trailmark/tlog';
 import { LogStateError } from './errors.js';
 
 // DER prefix of a PKCS#8 Ed25519 private key; the 32-byte seed follows.
@@ -21,7 +38,11 @@ export interface LogKey {
 function fastSigner(text: string, slow: NoteSigner): NoteSigner {
   // PRIVATE+KEY+<name>+<id>+<base64>: the name has no '+', the base64 may
   const raw = b64decode(text.trim().split('+').slice(4).join('+'), 'private key');
-  const key: KeyObject = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519, raw.subarray(1)]), format: 'der', type: 'pkcs8' });
+  const key: KeyObject = createPrivateKey({
+    key: Buffer.concat([PKCS8_ED25519, raw.subarray(1)]),
+    format: 'der',
+    type: 'pkcs8',
+  });
   const sign = (msg: Uint8Array) => new Uint8Array(nodeSign(null, msg, key));
   const probe = new TextEncoder().encode('trailmark key self-check\n');
   if (!bytesEqual(sign(probe), slow.sign(probe))) return slow; // never sign with a key we cannot cross-check
@@ -48,7 +69,10 @@ export function generateLogKey(origin = 'localhost/trailmark'): NewLogKey {
   try {
     return generateKey(origin, KEY_TYPE_ED25519);
   } catch (e) {
-    throw new LogStateError('key-name', `cannot create a log key named ${JSON.stringify(origin)}: ${(e as Error).message}`);
+    throw new LogStateError(
+      'key-name',
+      `cannot create a log key named ${JSON.stringify(origin)}: ${(e as Error).message}`,
+    );
   }
 }
 
@@ -86,9 +110,13 @@ export function parseLogKey(text: string, where: string, origin?: string): LogKe
   } catch (e) {
     throw new LogStateError('key-format', `log key ${where}: ${(e as Error).message}`);
   }
-  if (slow.type !== KEY_TYPE_ED25519) throw new LogStateError('key-type', `log key ${where} is not an Ed25519 (type 0x01) note key`);
+  if (slow.type !== KEY_TYPE_ED25519)
+    throw new LogStateError('key-type', `log key ${where} is not an Ed25519 (type 0x01) note key`);
   if (origin !== undefined && origin !== slow.name) {
-    throw new LogStateError('origin-mismatch', `--origin ${JSON.stringify(origin)} differs from the name of log key ${where} (${JSON.stringify(slow.name)}); the origin is always the key's name`);
+    throw new LogStateError(
+      'origin-mismatch',
+      `--origin ${JSON.stringify(origin)} differs from the name of log key ${where} (${JSON.stringify(slow.name)}); the origin is always the key's name`,
+    );
   }
   return { signer: fastSigner(text, slow), vkey: vkeyOf(slow), origin: slow.name };
 }

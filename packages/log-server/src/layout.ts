@@ -92,7 +92,13 @@ export interface StateJson {
   sth: string;
 }
 
-export function encodeState(st: Omit<StateJson, 'v' | 'root' | 'compact' | 'sth'> & { root: Uint8Array; compact: readonly Uint8Array[]; sth: Uint8Array }): Buffer {
+export function encodeState(
+  st: Omit<StateJson, 'v' | 'root' | 'compact' | 'sth'> & {
+    root: Uint8Array;
+    compact: readonly Uint8Array[];
+    sth: Uint8Array;
+  },
+): Buffer {
   const json: StateJson = {
     v: 1,
     origin: st.origin,
@@ -115,10 +121,16 @@ export function parseState(raw: Uint8Array): StateJson & { compactHashes: Uint8A
   } catch {
     throw new LogStateError('state', 'the stored log state is not valid JSON');
   }
-  if (st === null || typeof st !== 'object' || st.v !== 1) throw new LogStateError('state', `unknown log state version ${String((st as { v?: unknown } | null)?.v)}`);
-  if (typeof st.checkpoint !== 'string' || !Array.isArray(st.compact) || typeof st.sth !== 'string') throw new LogStateError('state', 'the stored log state lacks its checkpoint, compact range or STH');
+  if (st === null || typeof st !== 'object' || st.v !== 1)
+    throw new LogStateError('state', `unknown log state version ${String((st as { v?: unknown } | null)?.v)}`);
+  if (typeof st.checkpoint !== 'string' || !Array.isArray(st.compact) || typeof st.sth !== 'string')
+    throw new LogStateError('state', 'the stored log state lacks its checkpoint, compact range or STH');
   try {
-    return { ...st, compactHashes: st.compact.map((h) => b64decode(h, 'compact range hash')), sthBytes: b64decode(st.sth, 'sth') };
+    return {
+      ...st,
+      compactHashes: st.compact.map((h) => b64decode(h, 'compact range hash')),
+      sthBytes: b64decode(st.sth, 'sth'),
+    };
   } catch (e) {
     throw new LogStateError('state', `the stored log state: ${(e as Error).message}`);
   }

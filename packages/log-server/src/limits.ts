@@ -92,7 +92,11 @@ const SILENT_MS = 1000;
  * than `max` client sockets (plus the one being refused). `onClosed(reason)` counts connections refused
  * ('dropped') or closed to make room ('silent').
  */
-export function capConnections(server: Server, max: number, onClosed: (reason: 'dropped' | 'silent') => void = () => {}): void {
+export function capConnections(
+  server: Server,
+  max: number,
+  onClosed: (reason: 'dropped' | 'silent') => void = () => {},
+): void {
   const open = new Map<Socket, number>();
   server.on('connection', (s: Socket) => {
     const now = performance.now();

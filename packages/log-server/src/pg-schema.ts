@@ -91,10 +91,17 @@ export async function migrate(c: PoolClient): Promise<void> {
   await c.query('BEGIN');
   try {
     await c.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
-    await c.query('CREATE TABLE IF NOT EXISTS tm_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())');
-    const done = new Set((await c.query<{ version: number }>('SELECT version FROM tm_migrations')).rows.map((r) => r.version));
+    await c.query(
+      'CREATE TABLE IF NOT EXISTS tm_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())',
+    );
+    const done = new Set(
+      (await c.query<{ version: number }>('SELECT version FROM tm_migrations')).rows.map((r) => r.version),
+    );
     const newest = Math.max(0, ...done);
-    if (newest > SCHEMA_VERSION) throw new Error(`the store's schema is version ${newest}, newer than this trailmark (${SCHEMA_VERSION}): upgrade trailmark`);
+    if (newest > SCHEMA_VERSION)
+      throw new Error(
+        `the store's schema is version ${newest}, newer than this trailmark (${SCHEMA_VERSION}): upgrade trailmark`,
+      );
     for (const m of MIGRATIONS) {
       if (done.has(m.version)) continue;
       await c.query(m.sql);

@@ -63,7 +63,8 @@ class PgBatch implements BatchWriter {
   state: Buffer | undefined;
 
   put(k: Uint8Array, v: Uint8Array): void {
-    if (k[0] === TILE) this.tiles.set(`${k[1]}/${readU64(k, 2)}`, { level: k[1], idx: readU64(k, 2), data: Buffer.from(v) });
+    if (k[0] === TILE)
+      this.tiles.set(`${k[1]}/${readU64(k, 2)}`, { level: k[1], idx: readU64(k, 2), data: Buffer.from(v) });
     else if (k[0] === BUNDLE) this.bundles.push({ idx: readU64(k, 1), data: buf(v) });
     else if (k[0] === STATE && k.length === 1) this.state = buf(v);
     // PENDING: the entries are in tm_pending already, written by the frontend that took them
@@ -85,11 +86,16 @@ class PgRows {
 
   async get(key: Uint8Array): Promise<Uint8Array | undefined> {
     if (key[0] === TILE) {
-      const r = await this.pool.query<{ data: Buffer }>('SELECT data FROM tm_tiles WHERE level = $1 AND idx = $2', [key[1], readU64(key, 2)]);
+      const r = await this.pool.query<{ data: Buffer }>('SELECT data FROM tm_tiles WHERE level = $1 AND idx = $2', [
+        key[1],
+        readU64(key, 2),
+      ]);
       return r.rows[0]?.data;
     }
     if (key[0] === BUNDLE) {
-      const r = await this.pool.query<{ data: Buffer }>('SELECT data FROM tm_bundles WHERE idx = $1', [readU64(key, 1)]);
+      const r = await this.pool.query<{ data: Buffer }>('SELECT data FROM tm_bundles WHERE idx = $1', [
+        readU64(key, 1),
+      ]);
       return r.rows[0]?.data;
     }
     return undefined;
@@ -191,10 +197,13 @@ function decodeBatch(blob: Buffer, n: number, first: number): Buffer[] {
     out.push(blob.subarray(o + 2, o + 2 + len));
     o += 2 + len;
   }
-  if (out.length !== n || o !== blob.length) throw new LogStateError('entries', `the pending batch from entry ${first} holds ${out.length} entries in ${blob.length} bytes, expected ${n}`);
+  if (out.length !== n || o !== blob.length)
+    throw new LogStateError(
+      'entries',
+      `the pending batch from entry ${first} holds ${out.length} entries in ${blob.length} bytes, expected ${n}`,
+    );
   return out;
 }
-
 
 const toNum = (v: string | number): number => {
   const n = Number(v);
@@ -284,10 +293,17 @@ export class PgStore extends DurableReads implements LogStorage {
   /** Creates the log's identity row and its signed empty tree, unless some frontend already did. */
   private async createIfEmpty(c: pg.PoolClient): Promise<void> {
     await inTransaction(c, 'BEGIN', async () => {
-      const ins = await c.query('INSERT INTO tm_log (id, origin, vkey, next_index) VALUES (1, $1, $2, 0) ON CONFLICT (id) DO NOTHING', [this.key.origin, this.key.vkey]);
+      const ins = await c.query(
+        'INSERT INTO tm_log (id, origin, vkey, next_index) VALUES (1, $1, $2, 0) ON CONFLICT (id) DO NOTHING',
+        [this.key.origin, this.key.vkey],
+      );
       if (ins.rowCount === 1) {
         const batch = new PgBatch();
-        const tree = new EdgeWriter(this.key, emptyEdge(), { fullTile() {}, fullBundle() {} }).sign(batch, 0, Date.now());
+        const tree = new EdgeWriter(this.key, emptyEdge(), { fullTile() {}, fullBundle() {} }).sign(
+          batch,
+          0,
+          Date.now(),
+        );
         await c.query('INSERT INTO tm_checkpoint (id, size, state) VALUES (1, 0, $1)', [batch.state]);
         await c.query('INSERT INTO tm_checkpoints (size, root, note) VALUES (0, $1, $2)', [tree.root, tree.checkpoint]);
         this.logger.info('new log created', { origin: this.key.origin, vkey: this.key.vkey });
@@ -295,7 +311,10 @@ export class PgStore extends DurableReads implements LogStorage {
       const log = await c.query<{ origin: string; vkey: string }>('SELECT origin, vkey FROM tm_log WHERE id = 1');
       const { origin, vkey } = log.rows[0];
       if (origin !== this.key.origin || vkey !== this.key.vkey) {
-        throw new LogStateError('key-mismatch', `this store belongs to log ${vkey}, not to the configured key ${this.key.vkey}`);
+        throw new LogStateError(
+          'key-mismatch',
+          `this store belongs to log ${vkey}, not to the configured key ${this.key.vkey}`,
+        );
       }
     });
   }
@@ -308,36 +327,57 @@ export class PgStore extends DurableReads implements LogStorage {
   private async loadEdge(): Promise<EdgeState> {
     return withClient(this.pool, (c) =>
       inTransaction(c, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', async () => {
-        const row = (await c.query<{ size: string; state: Buffer }>('SELECT size, state FROM tm_checkpoint WHERE id = 1')).rows[0];
+        const row = (
+          await c.query<{ size: string; state: Buffer }>('SELECT size, state FROM tm_checkpoint WHERE id = 1')
+        ).rows[0];
         if (!row) throw new LogStateError('no-state', 'the store holds no checkpoint');
         const st = parseState(row.state);
-        if (st.origin !== this.key.origin || st.vkey !== this.key.vkey) throw new LogStateError('key-mismatch', `this store belongs to log ${st.vkey}, not to the configured key ${this.key.vkey}`);
+        if (st.origin !== this.key.origin || st.vkey !== this.key.vkey)
+          throw new LogStateError(
+            'key-mismatch',
+            `this store belongs to log ${st.vkey}, not to the configured key ${this.key.vkey}`,
+          );
         let size: number;
         try {
           size = Number(openCheckpoint(st.checkpoint, parseVkey(this.key.vkey)).checkpoint.size);
         } catch (e) {
-          throw new LogStateError('checkpoint', `the stored checkpoint does not verify with the log key: ${(e as Error).message}`);
+          throw new LogStateError(
+            'checkpoint',
+            `the stored checkpoint does not verify with the log key: ${(e as Error).message}`,
+          );
         }
-        if (String(size) !== st.size || toNum(row.size) !== size) throw new LogStateError('state', `stored size ${row.size} differs from the signed checkpoint's size ${size}`);
+        if (String(size) !== st.size || toNum(row.size) !== size)
+          throw new LogStateError('state', `stored size ${row.size} differs from the signed checkpoint's size ${size}`);
 
         const bIndex = Math.floor(size / TILE_W);
         const from = bIndex * TILE_W;
         const entries: Buffer[] = [];
         if (size > from) {
           // rows never straddle a bundle boundary (prepare cuts them there)
-          const pend = await c.query<{ first_idx: string; n: number; data: Buffer }>('SELECT first_idx, n, data FROM tm_pending WHERE first_idx >= $1 AND first_idx < $2 ORDER BY first_idx', [from, size]);
+          const pend = await c.query<{ first_idx: string; n: number; data: Buffer }>(
+            'SELECT first_idx, n, data FROM tm_pending WHERE first_idx >= $1 AND first_idx < $2 ORDER BY first_idx',
+            [from, size],
+          );
           for (const r of pend.rows) {
             const first = toNum(r.first_idx);
             const list = decodeBatch(r.data, r.n, first);
             for (let i = 0; i < list.length; i++) {
               const idx = first + i;
               if (idx < from || idx >= size) continue;
-              if (idx !== from + entries.length) throw new LogStateError('entries', `pending entry ${from + entries.length} is missing for size ${size}`);
+              if (idx !== from + entries.length)
+                throw new LogStateError(
+                  'entries',
+                  `pending entry ${from + entries.length} is missing for size ${size}`,
+                );
               entries.push(list[i]);
             }
           }
         }
-        if (entries.length !== size % TILE_W) throw new LogStateError('entries', `the partial bundle ${bIndex} should hold ${size % TILE_W} entries for size ${size}, found ${entries.length}`);
+        if (entries.length !== size % TILE_W)
+          throw new LogStateError(
+            'entries',
+            `the partial bundle ${bIndex} should hold ${size % TILE_W} entries for size ${size}, found ${entries.length}`,
+          );
 
         const tiles: TileNode[] = [];
         for (let level = 0, n = size; ; level++, n = Math.floor(n / TILE_W)) {
@@ -346,8 +386,14 @@ export class PgStore extends DurableReads implements LogStorage {
           const node = new TileNode(level, index);
           if (level === 0) for (const e of entries) node.push(nodeHasher.leaf(e));
           else if (width > 0) {
-            const t = (await c.query<{ data: Buffer }>('SELECT data FROM tm_tiles WHERE level = $1 AND idx = $2', [level, index])).rows[0]?.data;
-            if (!t || t.length !== width * 32) throw new LogStateError('tile', `tile ${level}/${index} should hold ${width} hashes for size ${size}, found ${t ? t.length / 32 : 'none'}`);
+            const t = (
+              await c.query<{ data: Buffer }>('SELECT data FROM tm_tiles WHERE level = $1 AND idx = $2', [level, index])
+            ).rows[0]?.data;
+            if (!t || t.length !== width * 32)
+              throw new LogStateError(
+                'tile',
+                `tile ${level}/${index} should hold ${width} hashes for size ${size}, found ${t ? t.length / 32 : 'none'}`,
+              );
             node.buf.set(t, 0);
             node.width = width;
           }
@@ -362,8 +408,14 @@ export class PgStore extends DurableReads implements LogStorage {
           const { L, k, tIndex, p } = locate(n);
           let t = tiles[L]?.index === tIndex ? tiles[L] : undefined;
           if (!t) {
-            const raw = (await c.query<{ data: Buffer }>('SELECT data FROM tm_tiles WHERE level = $1 AND idx = $2', [L, tIndex])).rows[0]?.data;
-            if (!raw || raw.length !== TILE_W * 32) throw new LogStateError('tile', `tile ${L}/${tIndex} is ${raw ? 'not full' : 'missing'} below the right edge`);
+            const raw = (
+              await c.query<{ data: Buffer }>('SELECT data FROM tm_tiles WHERE level = $1 AND idx = $2', [L, tIndex])
+            ).rows[0]?.data;
+            if (!raw || raw.length !== TILE_W * 32)
+              throw new LogStateError(
+                'tile',
+                `tile ${L}/${tIndex} is ${raw ? 'not full' : 'missing'} below the right edge`,
+              );
             t = new TileNode(L, tIndex, raw);
           }
           hashes.push(t.node(k, p));
@@ -371,10 +423,19 @@ export class PgStore extends DurableReads implements LogStorage {
         const root = plan.nodes.length === 0 ? nodeHasher.empty() : buildProof(plan, hashes, nodeHasher)[0];
         const signedRoot = Buffer.from(st.root, 'base64');
         if (!bytesEqual(root, signedRoot)) {
-          throw new LogStateError('root-mismatch', `the stored tiles and entries give root ${Buffer.from(root).toString('base64')} for size ${size}, but the signed checkpoint says ${st.root}: refusing to serve the store`);
+          throw new LogStateError(
+            'root-mismatch',
+            `the stored tiles and entries give root ${Buffer.from(root).toString('base64')} for size ${size}, but the signed checkpoint says ${st.root}: refusing to serve the store`,
+          );
         }
         return {
-          tree: { size, root: signedRoot, checkpoint: st.checkpoint, timestamp: st.timestamp, sthSignature: Buffer.from(st.sthBytes) },
+          tree: {
+            size,
+            root: signedRoot,
+            checkpoint: st.checkpoint,
+            timestamp: st.timestamp,
+            sthSignature: Buffer.from(st.sthBytes),
+          },
           compact: new CompactRange(BigInt(size), hashes, nodeHasher),
           tiles,
           bundle: { index: bIndex, entries },
@@ -390,7 +451,7 @@ export class PgStore extends DurableReads implements LogStorage {
     const size = snap.tree.size;
     if (this.waiters.length === 0) return;
     const still: typeof this.waiters = [];
-    for (const w of this.waiters) (w.size <= size ? w.resolve() : still.push(w));
+    for (const w of this.waiters) w.size <= size ? w.resolve() : still.push(w);
     this.waiters = still;
   }
 
@@ -434,7 +495,10 @@ export class PgStore extends DurableReads implements LogStorage {
     try {
       assigned = await withClient(this.pool, (c) =>
         inTransaction(c, 'BEGIN', async () => {
-          let next = toNum((await c.query<{ next_index: string }>('SELECT next_index FROM tm_log WHERE id = 1 FOR UPDATE')).rows[0].next_index);
+          let next = toNum(
+            (await c.query<{ next_index: string }>('SELECT next_index FROM tm_log WHERE id = 1 FOR UPDATE')).rows[0]
+              .next_index,
+          );
           const found = new Map<string, number>();
           const ex = await c.query<{ leaf_hash: Buffer; idx: string }>(
             `SELECT leaf_hash, idx FROM tm_leaf_hashes WHERE leaf_hash IN (SELECT substring($1::bytea from 32 * g + 1 for 32) FROM generate_series(0, length($1::bytea) / 32 - 1) g)`,
@@ -459,17 +523,16 @@ export class PgStore extends DurableReads implements LogStorage {
           }
           if (newIdx.length > 0) {
             // the new leaves take consecutive indices from newIdx[0], in order
-            await c.query(`INSERT INTO tm_leaf_hashes (leaf_hash, idx) SELECT substring($1::bytea from 32 * g + 1 for 32), $2::bigint + g FROM generate_series(0, $3::int - 1) g`, [
-              Buffer.concat(newHash),
-              newIdx[0],
-              newIdx.length,
-            ]);
+            await c.query(
+              `INSERT INTO tm_leaf_hashes (leaf_hash, idx) SELECT substring($1::bytea from 32 * g + 1 for 32), $2::bigint + g FROM generate_series(0, $3::int - 1) g`,
+              [Buffer.concat(newHash), newIdx[0], newIdx.length],
+            );
             // a row per bundle's worth (a row per entry costs PostgreSQL more than the entries' bytes), cut at
             // bundle boundaries so that a full bundle frees whole rows and a view loads at most one bundle's rows
             const rows: Buffer[] = [];
             const firsts: number[] = [];
             const counts: number[] = [];
-            for (let i = 0; i < newData.length; ) {
+            for (let i = 0; i < newData.length;) {
               const first = newIdx[i];
               const n = Math.min(newData.length - i, TILE_W - (first % TILE_W));
               rows.push(encodeBatch(newData.slice(i, i + n)));
@@ -477,11 +540,10 @@ export class PgStore extends DurableReads implements LogStorage {
               counts.push(n);
               i += n;
             }
-            await c.query(`INSERT INTO tm_pending (first_idx, n, data) SELECT ($4::bigint[])[i], ($5::int[])[i], substring($1::bytea from o for l) FROM ${UNPACK(2)}`, [
-              ...pack(rows),
-              firsts,
-              counts,
-            ]);
+            await c.query(
+              `INSERT INTO tm_pending (first_idx, n, data) SELECT ($4::bigint[])[i], ($5::int[])[i], substring($1::bytea from o for l) FROM ${UNPACK(2)}`,
+              [...pack(rows), firsts, counts],
+            );
             await c.query('UPDATE tm_log SET next_index = $1 WHERE id = 1', [next]);
             // wakes the sequencer wherever it runs (delivered at commit)
             if (!this.writer) await c.query(`SELECT pg_notify('tm_pending', $1)`, [String(next)]);
@@ -508,7 +570,12 @@ export class PgStore extends DurableReads implements LogStorage {
       await new Promise<void>((resolve, reject) => {
         const t = setTimeout(() => {
           this.waiters = this.waiters.filter((w) => w !== waiter);
-          reject(new UnavailableError(`entries stored at indices up to ${p.need - 1} are not yet covered by a checkpoint (no sequencer?); resubmitting returns the same indices`, 5));
+          reject(
+            new UnavailableError(
+              `entries stored at indices up to ${p.need - 1} are not yet covered by a checkpoint (no sequencer?); resubmitting returns the same indices`,
+              5,
+            ),
+          );
         }, this.ackTimeoutMs);
         const waiter = {
           size: p.need,
@@ -569,7 +636,8 @@ export class PgStore extends DurableReads implements LogStorage {
       let next = 0;
       for (const r of rows) {
         // dense by construction: indices come from one counter, in the transaction that writes the row
-        if (r.rel > next) throw new LogStateError('entries', `pending entries ${start + next} to ${start + r.rel - 1} are missing`);
+        if (r.rel > next)
+          throw new LogStateError('entries', `pending entries ${start + next} to ${start + r.rel - 1} are missing`);
         const list = decodeBatch(Buffer.from(r.d, 'base64'), r.n, start + r.rel);
         if (next === 0) w.begin(batch);
         for (let i = next - r.rel; i < list.length; i++, next++) w.append(nodeHasher.leaf(list[i]), list[i]);
@@ -587,7 +655,10 @@ export class PgStore extends DurableReads implements LogStorage {
           if (lease.rowCount !== 1) throw new FencedError('the sequencer lease was lost');
           if (batch.bundles.length > 0) {
             const [blob, offs, lens] = pack(batch.bundles.map((b) => b.data));
-            await c.query(`INSERT INTO tm_bundles (idx, data) SELECT $4::bigint + i - 1, substring($1::bytea from o for l) FROM ${UNPACK(2)}`, [blob, offs, lens, batch.bundles[0].idx]);
+            await c.query(
+              `INSERT INTO tm_bundles (idx, data) SELECT $4::bigint + i - 1, substring($1::bytea from o for l) FROM ${UNPACK(2)}`,
+              [blob, offs, lens, batch.bundles[0].idx],
+            );
           }
           const tiles = [...batch.tiles.values()];
           await c.query(
@@ -596,10 +667,19 @@ export class PgStore extends DurableReads implements LogStorage {
             [...pack(tiles.map((t) => t.data)), tiles.map((t) => t.level), tiles.map((t) => t.idx)],
           );
           // batch rows whose entries are all in full bundles now
-          if (batch.delTo >= 0) await c.query('DELETE FROM tm_pending WHERE first_idx <= $1 AND first_idx + n <= $1 + 1', [batch.delTo]);
-          const cas = await c.query('UPDATE tm_checkpoint SET size = $1, state = $2 WHERE id = 1 AND size = $3', [size, batch.state, start]);
+          if (batch.delTo >= 0)
+            await c.query('DELETE FROM tm_pending WHERE first_idx <= $1 AND first_idx + n <= $1 + 1', [batch.delTo]);
+          const cas = await c.query('UPDATE tm_checkpoint SET size = $1, state = $2 WHERE id = 1 AND size = $3', [
+            size,
+            batch.state,
+            start,
+          ]);
           if (cas.rowCount !== 1) throw new FencedError(`the stored checkpoint is no longer at size ${start}`);
-          await c.query('INSERT INTO tm_checkpoints (size, root, note) VALUES ($1, $2, $3)', [size, snap.tree.root, snap.tree.checkpoint]);
+          await c.query('INSERT INTO tm_checkpoints (size, root, note) VALUES ($1, $2, $3)', [
+            size,
+            snap.tree.root,
+            snap.tree.checkpoint,
+          ]);
           await c.query(`SELECT pg_notify('tm_checkpoint', $1)`, [String(size)]);
         }),
       );
@@ -610,9 +690,16 @@ export class PgStore extends DurableReads implements LogStorage {
       this.resign();
       if (e instanceof FencedError) {
         this.fenced++;
-        this.logger.warn('not the sequencer any more: what it signed is discarded', { frontend: this.id, reason: e.message, size: start });
+        this.logger.warn('not the sequencer any more: what it signed is discarded', {
+          frontend: this.id,
+          reason: e.message,
+          size: start,
+        });
       } else {
-        this.logger.warn('sequencing failed; this frontend steps down and retries', { frontend: this.id, error: (e as Error).message });
+        this.logger.warn('sequencing failed; this frontend steps down and retries', {
+          frontend: this.id,
+          error: (e as Error).message,
+        });
       }
       if (e instanceof LogStateError) this.failure = e;
       return false;
@@ -641,9 +728,15 @@ export class PgStore extends DurableReads implements LogStorage {
       await this.lease();
     } catch (e) {
       this.resign();
-      this.logger.warn('sequencer lease check failed; this frontend steps down and retries', { frontend: this.id, error: (e as Error).message });
+      this.logger.warn('sequencer lease check failed; this frontend steps down and retries', {
+        frontend: this.id,
+        error: (e as Error).message,
+      });
     }
-    if (!this.listener && !this.closed) await this.listen().catch((e) => this.logger.warn('cannot listen for log notifications', { error: (e as Error).message }));
+    if (!this.listener && !this.closed)
+      await this.listen().catch((e) =>
+        this.logger.warn('cannot listen for log notifications', { error: (e as Error).message }),
+      );
     // a notification can be missed (listener reconnecting): the poll covers it
     if (this.writer) this.kick();
     else await this.refresh();
@@ -675,7 +768,9 @@ export class PgStore extends DurableReads implements LogStorage {
     } catch (e) {
       if (e instanceof LogStateError) {
         this.failure = e;
-        this.logger.error('the store does not match its signed checkpoint; this frontend stops writing', { error: e.message });
+        this.logger.error('the store does not match its signed checkpoint; this frontend stops writing', {
+          error: e.message,
+        });
       }
       throw e;
     }
@@ -685,7 +780,11 @@ export class PgStore extends DurableReads implements LogStorage {
       fullBundle: (index, encoded) => this.cacheBundle(index, encoded),
     });
     this.install(this.writer.snapshot(state.tree!));
-    this.logger.info('sequencing: this frontend holds the sequencer lease', { frontend: this.id, token, size: state.tree!.size });
+    this.logger.info('sequencing: this frontend holds the sequencer lease', {
+      frontend: this.id,
+      token,
+      size: state.tree!.size,
+    });
     this.kick();
   }
 
@@ -734,7 +833,9 @@ export class PgStore extends DurableReads implements LogStorage {
 
   override async findLeaf(leafHash: Uint8Array): Promise<number | undefined> {
     const size = this.snap.tree.size;
-    const r = await this.pool.query<{ idx: string }>('SELECT idx FROM tm_leaf_hashes WHERE leaf_hash = $1', [buf(leafHash)]);
+    const r = await this.pool.query<{ idx: string }>('SELECT idx FROM tm_leaf_hashes WHERE leaf_hash = $1', [
+      buf(leafHash),
+    ]);
     const idx = r.rows[0] ? toNum(r.rows[0].idx) : undefined;
     return idx !== undefined && idx < size ? idx : undefined;
   }
@@ -746,7 +847,12 @@ export class PgStore extends DurableReads implements LogStorage {
     clearInterval(this.timer);
     while (this.integrating) await this.integrating;
     if (this.token) {
-      await this.pool.query(`UPDATE tm_lease SET expires = '-infinity' WHERE id = 1 AND holder = $1 AND token = $2`, [this.id, this.token]).catch(() => {});
+      await this.pool
+        .query(`UPDATE tm_lease SET expires = '-infinity' WHERE id = 1 AND holder = $1 AND token = $2`, [
+          this.id,
+          this.token,
+        ])
+        .catch(() => {});
       this.resign();
     }
     await this.refreshing;

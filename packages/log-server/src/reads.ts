@@ -8,7 +8,17 @@
  * a later proof through it rehashes at most its lowest levels.
  */
 import type { Level } from 'level';
-import { bytesEqual, consistencyProof, decodeEntryBundle, encodeEntryBundle, foldRange, inclusionProofPlan, tileWidth, treeRoot, type NodeId } from '@trailmark/tlog';
+import {
+  bytesEqual,
+  consistencyProof,
+  decodeEntryBundle,
+  encodeEntryBundle,
+  foldRange,
+  inclusionProofPlan,
+  tileWidth,
+  treeRoot,
+  type NodeId,
+} from '@trailmark/tlog';
 import { LogStateError, UnavailableError } from './errors.js';
 import { bundleKey, buf, hashKey, readU64, tileKey } from './layout.js';
 import type { LogReads, SignedTree } from './log-storage.js';
@@ -99,7 +109,8 @@ export class DurableReads implements LogReads {
   private async get(key: Uint8Array): Promise<Uint8Array | undefined> {
     if (this.reopening) await this.reopening;
     // a reopen that failed leaves the database closed until the next attempt: a retryable answer, not a 500
-    if (this.db.status !== 'open') throw new UnavailableError('the log database is being reopened after a storage failure', 1);
+    if (this.db.status !== 'open')
+      throw new UnavailableError('the log database is being reopened after a storage failure', 1);
     return this.db.get(key);
   }
 
@@ -119,7 +130,10 @@ export class DurableReads implements LogReads {
     if (!raw) return undefined;
     if (raw.length !== TILE_W * 32) {
       // a stored partial tile left of the right edge cannot happen in a consistent store
-      throw new LogStateError('tile', `stored tile ${level}/${index} has ${raw.length / 32} hashes, expected a full tile`);
+      throw new LogStateError(
+        'tile',
+        `stored tile ${level}/${index} has ${raw.length / 32} hashes, expected a full tile`,
+      );
     }
     const node = new TileNode(level, index, raw);
     this.tiles.set(tileId(level, index), node);
@@ -138,7 +152,8 @@ export class DurableReads implements LogReads {
    */
   async nodeHashes(nodes: readonly NodeId[], size: number, snap = this.snap): Promise<Buffer[]> {
     const out = new Array<Buffer>(nodes.length);
-    for (let i = 0; i < nodes.length; i++) out[i] = this.cachedNode(snap, nodes[i]) ?? (await this.loadNode(snap, nodes[i], size));
+    for (let i = 0; i < nodes.length; i++)
+      out[i] = this.cachedNode(snap, nodes[i]) ?? (await this.loadNode(snap, nodes[i], size));
     return out;
   }
 
@@ -185,7 +200,10 @@ export class DurableReads implements LogReads {
   private async loadNode(snap: EdgeSnapshot, node: NodeId, size: number): Promise<Buffer> {
     const { L, k, tIndex, p } = locate(node);
     const whole = await this.tile(snap, L, tIndex);
-    if (!whole) throw new Error(`internal: tile ${L}/${tIndex} missing for node ${node.level}/${node.index} in a tree of ${size}`);
+    if (!whole)
+      throw new Error(
+        `internal: tile ${L}/${tIndex} missing for node ${node.level}/${node.index} in a tree of ${size}`,
+      );
     this.uppers.set(tileId(L, tIndex), whole.upper());
     return whole.node(k, p);
   }
@@ -194,7 +212,11 @@ export class DurableReads implements LogReads {
     // while the database is reopened (after a storage failure) take the asynchronous path, which waits
     if (this.reopening || this.db.status !== 'open') return undefined;
     const raw = this.db.getSync(tileKey(level, index));
-    if (raw && raw.length !== TILE_W * 32) throw new LogStateError('tile', `stored tile ${level}/${index} has ${raw.length / 32} hashes, expected a full tile`);
+    if (raw && raw.length !== TILE_W * 32)
+      throw new LogStateError(
+        'tile',
+        `stored tile ${level}/${index} has ${raw.length / 32} hashes, expected a full tile`,
+      );
     return raw;
   }
 
@@ -212,7 +234,10 @@ export class DurableReads implements LogReads {
     const out = new Array<Uint8Array>(plan.ranges.length);
     for (let i = 0; i < plan.ranges.length; i++) {
       const r = plan.ranges[i];
-      out[i] = r.length === 1 ? (await this.nodeHashes(r, size, snap))[0] : this.memoEdge(r, size, foldRange(await this.nodeHashes(r, size, snap), nodeHasher));
+      out[i] =
+        r.length === 1
+          ? (await this.nodeHashes(r, size, snap))[0]
+          : this.memoEdge(r, size, foldRange(await this.nodeHashes(r, size, snap), nodeHasher));
     }
     return out;
   }

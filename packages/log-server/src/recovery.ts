@@ -7,10 +7,28 @@
  * signed size; nothing is stored beyond it; every full level-0 tile below the edge exists; the root
  * recomputed from the tiles and entries equals the signed one; the stored compact range matches the tiles.
  */
-import { buildProof, bytesEqual, CompactRange, openCheckpoint, parseVkey, rootPlan, type NodeId } from '@trailmark/tlog';
+import {
+  buildProof,
+  bytesEqual,
+  CompactRange,
+  openCheckpoint,
+  parseVkey,
+  rootPlan,
+  type NodeId,
+} from '@trailmark/tlog';
 import { LogStateError } from './errors.js';
 import type { LogKey } from './keys.js';
-import { afterPrefix, BUNDLE, bundleKey, parseState, PENDING, pendingKey, readU64, STATE_KEY, tileKey } from './layout.js';
+import {
+  afterPrefix,
+  BUNDLE,
+  bundleKey,
+  parseState,
+  PENDING,
+  pendingKey,
+  readU64,
+  STATE_KEY,
+  tileKey,
+} from './layout.js';
 import type { Db } from './reads.js';
 import { locate } from './reads.js';
 import type { EdgeState } from './sequencing.js';
@@ -33,22 +51,35 @@ export async function recoverEdge(db: Db, key: LogKey, hooks: RecoveryHooks = {}
   const raw = await db.get(STATE_KEY);
   if (raw === undefined) {
     for await (const k of db.keys({ limit: 1 })) {
-      throw new LogStateError('no-state', `the database holds data (key ${Buffer.from(k).toString('hex')}) but no log state: not a Trailmark log, or a damaged one`);
+      throw new LogStateError(
+        'no-state',
+        `the database holds data (key ${Buffer.from(k).toString('hex')}) but no log state: not a Trailmark log, or a damaged one`,
+      );
     }
     return undefined;
   }
   const st = parseState(raw);
   if (st.origin !== key.origin || st.vkey !== key.vkey) {
-    throw new LogStateError('key-mismatch', `this data directory belongs to log ${st.vkey}, not to the configured key ${key.vkey}`);
+    throw new LogStateError(
+      'key-mismatch',
+      `this data directory belongs to log ${st.vkey}, not to the configured key ${key.vkey}`,
+    );
   }
   let opened;
   try {
     opened = openCheckpoint(st.checkpoint, parseVkey(key.vkey));
   } catch (e) {
-    throw new LogStateError('checkpoint', `the stored checkpoint does not verify with the log key: ${(e as Error).message}`);
+    throw new LogStateError(
+      'checkpoint',
+      `the stored checkpoint does not verify with the log key: ${(e as Error).message}`,
+    );
   }
   const size = Number(opened.checkpoint.size);
-  if (String(size) !== st.size) throw new LogStateError('state', `stored size ${st.size} differs from the signed checkpoint's size ${opened.checkpoint.size}`);
+  if (String(size) !== st.size)
+    throw new LogStateError(
+      'state',
+      `stored size ${st.size} differs from the signed checkpoint's size ${opened.checkpoint.size}`,
+    );
   const signedRoot = Buffer.from(opened.checkpoint.root);
 
   // the partial bundle: pending entries, which also give the partial level-0 tile
@@ -58,12 +89,23 @@ export async function recoverEdge(db: Db, key: LogKey, hooks: RecoveryHooks = {}
   for await (const [k, v] of db.iterator({ gte: pendingKey(bIndex * TILE_W), lt: afterPrefix(PENDING) })) {
     const i = readU64(k, 1);
     if (i >= size) {
-      throw new LogStateError('rolled-back', `the store holds entry ${i} beyond the signed size ${size}: its state was rolled back; serving it could sign a second tree of a signed size`);
+      throw new LogStateError(
+        'rolled-back',
+        `the store holds entry ${i} beyond the signed size ${size}: its state was rolled back; serving it could sign a second tree of a signed size`,
+      );
     }
-    if (i !== bIndex * TILE_W + entries.length) throw new LogStateError('entries', `pending entry ${bIndex * TILE_W + entries.length} is missing for size ${size}`);
+    if (i !== bIndex * TILE_W + entries.length)
+      throw new LogStateError(
+        'entries',
+        `pending entry ${bIndex * TILE_W + entries.length} is missing for size ${size}`,
+      );
     entries.push(Buffer.from(v));
   }
-  if (entries.length !== bWidth) throw new LogStateError('entries', `the partial bundle ${bIndex} should hold ${bWidth} entries for size ${size}, found ${entries.length}`);
+  if (entries.length !== bWidth)
+    throw new LogStateError(
+      'entries',
+      `the partial bundle ${bIndex} should hold ${bWidth} entries for size ${size}, found ${entries.length}`,
+    );
 
   // right edge: the partial tile at every level (level 0 from the pending entries)
   const tiles: TileNode[] = [];
@@ -75,7 +117,10 @@ export async function recoverEdge(db: Db, key: LogKey, hooks: RecoveryHooks = {}
     else if (width > 0) {
       const t = await db.get(tileKey(level, index));
       if (!t || t.length !== width * 32) {
-        throw new LogStateError('tile', `tile ${level}/${index} should hold ${width} hashes for size ${size}, found ${t ? t.length / 32 : 'none'}`);
+        throw new LogStateError(
+          'tile',
+          `tile ${level}/${index} should hold ${width} hashes for size ${size}, found ${t ? t.length / 32 : 'none'}`,
+        );
       }
       node.buf.set(t, 0);
       node.width = width;
@@ -84,7 +129,10 @@ export async function recoverEdge(db: Db, key: LogKey, hooks: RecoveryHooks = {}
     if (n === 0) break;
   }
   for await (const k of db.keys({ gte: bundleKey(bIndex), lt: afterPrefix(BUNDLE), limit: 1 })) {
-    throw new LogStateError('rolled-back', `the store holds entry bundle ${readU64(k, 1)} beyond the signed size ${size}: its state was rolled back; serving it could sign a second tree of a signed size`);
+    throw new LogStateError(
+      'rolled-back',
+      `the store holds entry bundle ${readU64(k, 1)} beyond the signed size ${size}: its state was rolled back; serving it could sign a second tree of a signed size`,
+    );
   }
 
   // every full level-0 tile below the edge: the dedup filter and the upper nodes of the most recent ones
@@ -94,12 +142,17 @@ export async function recoverEdge(db: Db, key: LogKey, hooks: RecoveryHooks = {}
   const from = hooks.leaf ? 0 : Math.max(0, edge0 - recent);
   let full = from;
   for await (const t of db.values({ gte: tileKey(0, from), lt: tileKey(0, edge0) })) {
-    if (t.length !== TILE_W * 32) throw new LogStateError('tile', `stored tile 0/${full} is not full below the right edge`);
+    if (t.length !== TILE_W * 32)
+      throw new LogStateError('tile', `stored tile 0/${full} is not full below the right edge`);
     if (hooks.leaf) for (let o = 0; o < t.length; o += 32) hooks.leaf(t.subarray(o, o + 32));
     if (full >= edge0 - recent) hooks.recentTile?.(full, t);
     full++;
   }
-  if (full !== edge0) throw new LogStateError('tile', `found ${full - from} full level-0 tiles from 0/${from}, size ${size} needs ${edge0 - from}`);
+  if (full !== edge0)
+    throw new LogStateError(
+      'tile',
+      `found ${full - from} full level-0 tiles from 0/${from}, size ${size} needs ${edge0 - from}`,
+    );
   if (hooks.leaf) for (let i = 0; i < tiles[0].width; i++) hooks.leaf(tiles[0].node(0, i));
 
   // the root recomputed from the stored tiles and entries must be the signed one: never sign over another tree
@@ -114,10 +167,19 @@ export async function recoverEdge(db: Db, key: LogKey, hooks: RecoveryHooks = {}
   }
   const compact = st.compactHashes;
   if (compact.length !== hashes.length || compact.some((h, i) => !bytesEqual(h, hashes[i]))) {
-    throw new LogStateError('compact-mismatch', `the stored compact range differs from the stored tiles at size ${size}`);
+    throw new LogStateError(
+      'compact-mismatch',
+      `the stored compact range differs from the stored tiles at size ${size}`,
+    );
   }
   return {
-    tree: { size, root: signedRoot, checkpoint: st.checkpoint, timestamp: st.timestamp, sthSignature: Buffer.from(st.sthBytes) },
+    tree: {
+      size,
+      root: signedRoot,
+      checkpoint: st.checkpoint,
+      timestamp: st.timestamp,
+      sthSignature: Buffer.from(st.sthBytes),
+    },
     compact: new CompactRange(BigInt(size), hashes, nodeHasher),
     tiles,
     bundle: { index: bIndex, entries },
@@ -132,7 +194,8 @@ async function edgeNodes(db: Db, tiles: readonly TileNode[], nodes: readonly Nod
     let t = tiles[L]?.index === tIndex ? tiles[L] : undefined;
     if (!t) {
       const raw = await db.get(tileKey(L, tIndex));
-      if (!raw || raw.length !== TILE_W * 32) throw new LogStateError('tile', `tile ${L}/${tIndex} is ${raw ? 'not full' : 'missing'} below the right edge`);
+      if (!raw || raw.length !== TILE_W * 32)
+        throw new LogStateError('tile', `tile ${L}/${tIndex} is ${raw ? 'not full' : 'missing'} below the right edge`);
       t = new TileNode(L, tIndex, raw);
     }
     out.push(t.node(k, p));

@@ -71,7 +71,9 @@ export class Sequencer {
     const stopped = this.store.writeStopped;
     if (stopped) return Promise.reject(stopped);
     if (this.queued > 0 && this.queued + leaves.length > this.maxQueued) {
-      return Promise.reject(new UnavailableError(`the log is overloaded: ${this.queued} entries queued`, 1, 'overload'));
+      return Promise.reject(
+        new UnavailableError(`the log is overloaded: ${this.queued} entries queued`, 1, 'overload'),
+      );
     }
     return new Promise<Sequenced>((resolve, reject) => {
       this.queue.push({ leaves, acceptedAt: performance.now(), resolve, reject });
@@ -131,10 +133,20 @@ export class Sequencer {
           }
           let o = 0;
           for (const p of group) {
-            p.resolve({ indices: result.indices.slice(o, o + p.leaves.length), tree: result.tree, acceptedAt: p.acceptedAt });
+            p.resolve({
+              indices: result.indices.slice(o, o + p.leaves.length),
+              tree: result.tree,
+              acceptedAt: p.acceptedAt,
+            });
             o += p.leaves.length;
           }
-          this.opts.onCommit?.({ entries: leaves.length, added: result.added, submissions: group.length, seconds: (performance.now() - t0) / 1000, tree: result.tree });
+          this.opts.onCommit?.({
+            entries: leaves.length,
+            added: result.added,
+            submissions: group.length,
+            seconds: (performance.now() - t0) / 1000,
+            tree: result.tree,
+          });
         })();
         // at most one batch sequenced ahead of the write in flight
         if (previous) await previous;

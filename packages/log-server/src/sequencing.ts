@@ -97,7 +97,8 @@ export class EdgeWriter {
     const batch = this.batch!;
     const size = this.size;
     const eb = this.bundle;
-    for (let j = Math.max(this.start, eb.index * TILE_W); j < size; j++) batch.put(pendingKey(j), eb.entries[j - eb.index * TILE_W]);
+    for (let j = Math.max(this.start, eb.index * TILE_W); j < size; j++)
+      batch.put(pendingKey(j), eb.entries[j - eb.index * TILE_W]);
     for (const level of this.touched) {
       const node = this.edge[level];
       // the partial level-0 tile is rebuilt from the pending entries at start
@@ -126,11 +127,23 @@ export class EdgeWriter {
     const timestamp = Math.max(now, this.lastTimestamp);
     this.lastTimestamp = timestamp;
     const root = Buffer.from(this.compact.root());
-    const checkpoint = signCheckpoint({ origin: this.key.origin, size: BigInt(size), root, extensions: [] }, this.key.signer);
+    const checkpoint = signCheckpoint(
+      { origin: this.key.origin, size: BigInt(size), root, extensions: [] },
+      this.key.signer,
+    );
     const sthSignature = signTreeHead(this.key.signer, BigInt(timestamp), BigInt(size), root);
     batch.put(
       STATE_KEY,
-      encodeState({ origin: this.key.origin, vkey: this.key.vkey, size: String(size), root, compact: this.compact.hashes(), checkpoint, timestamp, sth: sthSignature }),
+      encodeState({
+        origin: this.key.origin,
+        vkey: this.key.vkey,
+        size: String(size),
+        root,
+        compact: this.compact.hashes(),
+        checkpoint,
+        timestamp,
+        sth: sthSignature,
+      }),
     );
     return { size, root, checkpoint, timestamp, sthSignature };
   }
@@ -142,7 +155,8 @@ export class EdgeWriter {
       const L = id.level >> 3;
       const first = Number(id.index) * 2 ** k;
       const t = Math.floor(first / TILE_W);
-      const node = this.edge[L]?.index === t ? this.edge[L] : this.lastFull[L]?.index === t ? this.lastFull[L] : undefined;
+      const node =
+        this.edge[L]?.index === t ? this.edge[L] : this.lastFull[L]?.index === t ? this.lastFull[L] : undefined;
       node?.setNode(k, (first % TILE_W) >> k, h);
       return;
     }
@@ -150,7 +164,10 @@ export class EdgeWriter {
     const idx = Number(id.index);
     let node = this.edge[level];
     if (!node) node = this.edge[level] = new TileNode(level, Math.floor(idx / TILE_W));
-    if (node.index * TILE_W + node.width !== idx) throw new Error(`internal: node ${id.level}/${idx} does not extend tile ${level}/${node.index} of width ${node.width}`);
+    if (node.index * TILE_W + node.width !== idx)
+      throw new Error(
+        `internal: node ${id.level}/${idx} does not extend tile ${level}/${node.index} of width ${node.width}`,
+      );
     node.push(h);
     this.touched.add(level);
     if (node.width === TILE_W) {
@@ -164,5 +181,10 @@ export class EdgeWriter {
 
 /** The writer state of an empty log. */
 export function emptyEdge(): EdgeState {
-  return { tree: undefined, compact: new CompactRange(0n, [], nodeHasher), tiles: [new TileNode(0, 0)], bundle: { index: 0, entries: [] } };
+  return {
+    tree: undefined,
+    compact: new CompactRange(0n, [], nodeHasher),
+    tiles: [new TileNode(0, 0)],
+    bundle: { index: 0, entries: [] },
+  };
 }

@@ -77,8 +77,13 @@ export function readSubmitTokens(file: string): string[] {
   } catch (e) {
     throw new LogStateError('submit-tokens', `cannot read submit tokens ${file}: ${(e as Error).message}`);
   }
-  const tokens = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length > 0 && !l.startsWith('#'));
-  for (const t of tokens) if (/\s/.test(t)) throw new LogStateError('submit-tokens', `submit tokens file ${file}: a token may not contain spaces`);
+  const tokens = text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0 && !l.startsWith('#'));
+  for (const t of tokens)
+    if (/\s/.test(t))
+      throw new LogStateError('submit-tokens', `submit tokens file ${file}: a token may not contain spaces`);
   if (tokens.length === 0) throw new LogStateError('submit-tokens', `submit tokens file ${file} lists no token`);
   return tokens;
 }
@@ -87,7 +92,8 @@ export function readSubmitTokens(file: string): string[] {
 export function parseListen(listen: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(listen);
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new LogStateError('listen', `--listen must be HOST:PORT (port 0-65535), got ${JSON.stringify(listen)}`);
+  if (!m || port > 65535)
+    throw new LogStateError('listen', `--listen must be HOST:PORT (port 0-65535), got ${JSON.stringify(listen)}`);
   return { host: m[1] ?? m[2], port };
 }
 
@@ -181,15 +187,25 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
     );
   }
   if (hasLog && !keyExists) {
-    throw new LogStateError('key-missing', `the ${where} ${pgUrl ? '' : opts.dataDir + ' '}holds a log, but its key ${keyFile} does not exist; pass the log's key with --key`);
+    throw new LogStateError(
+      'key-missing',
+      `the ${where} ${pgUrl ? '' : opts.dataDir + ' '}holds a log, but its key ${keyFile} does not exist; pass the log's key with --key`,
+    );
   }
   if (hasLog && !pgUrl) {
     const holder = lockHolder(join(dbDir, 'LOCK'));
-    if (holder !== undefined) throw new LogStateError('locked', `the log database in ${dbDir} is in use by another process${holder > 0 ? ` (pid ${holder})` : ''}`);
+    if (holder !== undefined)
+      throw new LogStateError(
+        'locked',
+        `the log database in ${dbDir} is in use by another process${holder > 0 ? ` (pid ${holder})` : ''}`,
+      );
   }
   if (opts.policyFile !== undefined) await loadWitnessPolicy(opts.policyFile, key.origin, key.vkey);
   if (!isLoopback(host) && !(opts.submitTokens && opts.submitTokens.length > 0)) {
-    logger.warn('the write API is open: the log listens beyond loopback without submit tokens, so anyone who reaches it can append entries; pass --submit-tokens', { listen: `${host}:${port}` });
+    logger.warn(
+      'the write API is open: the log listens beyond loopback without submit tokens, so anyone who reaches it can append entries; pass --submit-tokens',
+      { listen: `${host}:${port}` },
+    );
   }
 
   // the port next: a port in use must fail before anything exists on disk; until the log is open it answers 503
@@ -199,8 +215,9 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
   };
   // slow and silent clients: headers within 10 s, the whole request within 60 s, no 20 s without a byte
   // either way, checked every second (node's default is every 30 s)
-  const server: Server = createServer({ connectionsCheckingInterval: 1000, headersTimeout: 10_000, requestTimeout: 60_000 }, (req, res) =>
-    handler(req, res),
+  const server: Server = createServer(
+    { connectionsCheckingInterval: 1000, headersTimeout: 10_000, requestTimeout: 60_000 },
+    (req, res) => handler(req, res),
   );
   server.keepAliveTimeout = 65_000;
   server.setTimeout(20_000);
@@ -252,7 +269,11 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
   let closing = false;
   let sequencer!: Sequencer;
   const bodies = new BodyBudget(opts.bodyBudgetBytes);
-  const metrics = createMetrics(() => sequencer.depth, () => store.size, () => bodies.used);
+  const metrics = createMetrics(
+    () => sequencer.depth,
+    () => store.size,
+    () => bodies.used,
+  );
   onConnectionClosed = (reason) => metrics.connectionsClosed.inc({ reason });
   sequencer = new Sequencer(store, {
     maxQueuedEntries: opts.maxQueuedEntries,
@@ -276,7 +297,8 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
         logger,
         latest: () => ({ size: BigInt(store.tree.size), root: store.tree.root, checkpoint: store.tree.checkpoint }),
         consistencyProof: (a, b) => {
-          if (a > b || b > BigInt(store.size)) throw new HttpError(400, `no consistency proof from ${a} to ${b} in a tree of ${store.size}`);
+          if (a > b || b > BigInt(store.size))
+            throw new HttpError(400, `no consistency proof from ${a} to ${b} in a tree of ${store.size}`);
           return store.consistencyProof(Number(a), Number(b));
         },
       });
@@ -285,7 +307,10 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
     await fail(e);
   }
 
-  const tokenHashes = opts.submitTokens && opts.submitTokens.length > 0 ? opts.submitTokens.map((t) => createHash('sha256').update(t).digest()) : undefined;
+  const tokenHashes =
+    opts.submitTokens && opts.submitTokens.length > 0
+      ? opts.submitTokens.map((t) => createHash('sha256').update(t).digest())
+      : undefined;
   const canon = new CanonPool(opts.canonWorkers ?? 1);
   const ctx: ApiContext = {
     store,

@@ -151,7 +151,9 @@ export class LogStore extends DurableReads implements LogStorage {
       this.inflight = [];
       if (fatal) this.logger.error('the log stops accepting entries', { error: this.failure.message });
       else {
-        this.logger.error('durable write failed; writes stop until the store is reopened', { error: this.failure.message });
+        this.logger.error('durable write failed; writes stop until the store is reopened', {
+          error: this.failure.message,
+        });
         if (!this.closed) this.recovery = this.recoverLoop();
       }
     }
@@ -166,7 +168,9 @@ export class LogStore extends DurableReads implements LogStorage {
     } catch (e) {
       return `the log's database directory ${this.dir} is gone (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): entries written since are in deleted files; restart the log on its real data directory`;
     }
-    return now === this.identity ? undefined : `the log's database directory ${this.dir} was replaced under the running log; restart it on its real data directory`;
+    return now === this.identity
+      ? undefined
+      : `the log's database directory ${this.dir} was replaced under the running log; restart it on its real data directory`;
   }
 
   /** Retries reopening the database with backoff until it works, the failure turns out fatal, or the store closes. */
@@ -184,7 +188,9 @@ export class LogStore extends DurableReads implements LogStorage {
         if (e instanceof LogStateError) {
           this.failure = e;
           this.fatal = true;
-          this.logger.error('the store cannot be recovered in place; the log stops accepting entries', { error: e.message });
+          this.logger.error('the store cannot be recovered in place; the log stops accepting entries', {
+            error: e.message,
+          });
           return;
         }
         this.logger.warn('storage still failing; retrying', { error: (e as Error).message, retry_ms: delay });
@@ -213,9 +219,20 @@ export class LogStore extends DurableReads implements LogStorage {
         // not a verdict on the store: LevelDB could not open it yet (descriptors, space); retried
         throw new Error((e as Error).message);
       }
-      const state = await recoverEdge(this.db, this.key, { recentTiles: this.upperCapacity, recentTile: (i, raw) => this.seedUpper(0, i, raw) });
-      if (!state) throw new LogStateError('no-state', `the database in ${this.dir} is empty: it was replaced under the running log`);
-      if (state.tree!.size < this.size) throw new LogStateError('rolled-back', `the reopened store has size ${state.tree!.size}, below the ${this.size} already acknowledged`);
+      const state = await recoverEdge(this.db, this.key, {
+        recentTiles: this.upperCapacity,
+        recentTile: (i, raw) => this.seedUpper(0, i, raw),
+      });
+      if (!state)
+        throw new LogStateError(
+          'no-state',
+          `the database in ${this.dir} is empty: it was replaced under the running log`,
+        );
+      if (state.tree!.size < this.size)
+        throw new LogStateError(
+          'rolled-back',
+          `the reopened store has size ${state.tree!.size}, below the ${this.size} already acknowledged`,
+        );
       this.resetCaches();
       this.install(state);
       this.identity = dirIdentity(this.dir);
@@ -242,11 +259,19 @@ export class LogStore extends DurableReads implements LogStorage {
     try {
       matches = await this.dedup.lookup(this.db, leaves, durable, (i) => this.leafHash(i, durable));
     } catch (e) {
-      if (epoch !== this.epoch) throw this.writeStopped ?? new UnavailableError('the store recovered from a failure while this batch waited; retry', 1);
+      if (epoch !== this.epoch)
+        throw (
+          this.writeStopped ??
+          new UnavailableError('the store recovered from a failure while this batch waited; retry', 1)
+        );
       throw this.fail(e);
     }
     // a commit may have failed (and the store recovered) while this call waited for the reads
-    if (epoch !== this.epoch) throw this.writeStopped ?? new UnavailableError('the store recovered from a failure while this batch waited; retry', 1);
+    if (epoch !== this.epoch)
+      throw (
+        this.writeStopped ??
+        new UnavailableError('the store recovered from a failure while this batch waited; retry', 1)
+      );
 
     const start = this.writer.size;
     const batch = this.db.batch();
@@ -273,11 +298,29 @@ export class LogStore extends DurableReads implements LogStorage {
       if (size === start) {
         this.writer.abandon();
         void batch.close().catch(() => {});
-        const none: LevelPrepared = { batch: undefined, indices, added: 0, hashes, start, tree: undefined, snapshot: undefined, epoch };
+        const none: LevelPrepared = {
+          batch: undefined,
+          indices,
+          added: 0,
+          hashes,
+          start,
+          tree: undefined,
+          snapshot: undefined,
+          epoch,
+        };
         return none;
       }
       const snapshot = this.writer.finish();
-      const prepared: LevelPrepared = { batch, indices, added: size - start, hashes, start, tree: snapshot.tree, snapshot, epoch };
+      const prepared: LevelPrepared = {
+        batch,
+        indices,
+        added: size - start,
+        hashes,
+        start,
+        tree: snapshot.tree,
+        snapshot,
+        epoch,
+      };
       this.inflight.push(prepared);
       return prepared;
     } catch (e) {
@@ -299,7 +342,10 @@ export class LogStore extends DurableReads implements LogStorage {
     if (!p.batch || !p.snapshot) return { indices: p.indices, added: 0, tree: this.snap.tree };
     if (this.failure || p.epoch !== this.epoch) {
       void p.batch.close().catch(() => {});
-      throw this.writeStopped ?? new UnavailableError('the store recovered from a failure after this batch was sequenced; retry', 1);
+      throw (
+        this.writeStopped ??
+        new UnavailableError('the store recovered from a failure after this batch was sequenced; retry', 1)
+      );
     }
     try {
       await p.batch.write({ sync: true });
@@ -328,12 +374,19 @@ export class LogStore extends DurableReads implements LogStorage {
 }
 
 async function openDb(dir: string, create: boolean): Promise<Db> {
-  const db = new Level<Uint8Array, Uint8Array>(dir, { keyEncoding: 'view', valueEncoding: 'view', createIfMissing: create });
+  const db = new Level<Uint8Array, Uint8Array>(dir, {
+    keyEncoding: 'view',
+    valueEncoding: 'view',
+    createIfMissing: create,
+  });
   try {
     await db.open();
   } catch (e) {
     const cause = (e as { cause?: Error }).cause;
-    throw new LogStateError('db-open', `cannot open the log database in ${dir}: ${cause?.message ?? (e as Error).message}`);
+    throw new LogStateError(
+      'db-open',
+      `cannot open the log database in ${dir}: ${cause?.message ?? (e as Error).message}`,
+    );
   }
   return db;
 }

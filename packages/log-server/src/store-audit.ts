@@ -9,9 +9,30 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
-import { bytesEqual, decodeEntryBundle, merkleRoot, openCheckpoint, parseVkey, rootPlan, type NoteVerifier } from '@trailmark/tlog';
+import {
+  bytesEqual,
+  decodeEntryBundle,
+  merkleRoot,
+  openCheckpoint,
+  parseVkey,
+  rootPlan,
+  type NoteVerifier,
+} from '@trailmark/tlog';
 import { LogStateError } from './errors.js';
-import { afterPrefix, BUNDLE, bundleKey, describeKey, HASH_INDEX, parseState, PENDING, pendingKey, readU64, STATE_KEY, TILE, tileKey } from './layout.js';
+import {
+  afterPrefix,
+  BUNDLE,
+  bundleKey,
+  describeKey,
+  HASH_INDEX,
+  parseState,
+  PENDING,
+  pendingKey,
+  readU64,
+  STATE_KEY,
+  TILE,
+  tileKey,
+} from './layout.js';
 import { nodeHasher } from './sha.js';
 import { TILE_W } from './tilecache.js';
 
@@ -49,13 +70,24 @@ export interface StoreAuditOptions {
  */
 export async function auditStore(dataDir: string, opts: StoreAuditOptions = {}): Promise<StoreAuditReport> {
   const dbDir = existsSync(join(dataDir, 'db', 'CURRENT')) ? join(dataDir, 'db') : dataDir;
-  if (!existsSync(join(dbDir, 'CURRENT'))) throw new LogStateError('no-log', `${dataDir} holds no log database (neither ${join(dataDir, 'db')} nor ${dataDir} is a LevelDB)`);
-  const db = new Level<Uint8Array, Uint8Array>(dbDir, { keyEncoding: 'view', valueEncoding: 'view', createIfMissing: false });
+  if (!existsSync(join(dbDir, 'CURRENT')))
+    throw new LogStateError(
+      'no-log',
+      `${dataDir} holds no log database (neither ${join(dataDir, 'db')} nor ${dataDir} is a LevelDB)`,
+    );
+  const db = new Level<Uint8Array, Uint8Array>(dbDir, {
+    keyEncoding: 'view',
+    valueEncoding: 'view',
+    createIfMissing: false,
+  });
   try {
     await db.open();
   } catch (e) {
     const cause = (e as { cause?: Error }).cause;
-    throw new LogStateError('db-open', `cannot open the log database in ${dbDir}: ${cause?.message ?? (e as Error).message} (a running log holds its lock: audit a copy, or stop it)`);
+    throw new LogStateError(
+      'db-open',
+      `cannot open the log database in ${dbDir}: ${cause?.message ?? (e as Error).message} (a running log holds its lock: audit a copy, or stop it)`,
+    );
   }
   try {
     return await audit(db, opts);
@@ -74,7 +106,11 @@ async function audit(db: Db, opts: StoreAuditOptions): Promise<StoreAuditReport>
 
   // the state and its signed checkpoint
   const raw = await db.get(STATE_KEY);
-  if (raw === undefined) throw new LogStateError('no-state', 'the database holds no log state: not a Trailmark log (or its state key was lost)');
+  if (raw === undefined)
+    throw new LogStateError(
+      'no-state',
+      'the database holds no log state: not a Trailmark log (or its state key was lost)',
+    );
   const st = parseState(raw);
   let verifier: NoteVerifier;
   try {
@@ -83,7 +119,10 @@ async function audit(db: Db, opts: StoreAuditOptions): Promise<StoreAuditReport>
     throw new LogStateError('key', `${opts.vkey ? 'the given' : "the store's"} vkey: ${(e as Error).message}`);
   }
   if (opts.vkey !== undefined && (st.vkey !== opts.vkey.trim() || st.origin !== verifier.name)) {
-    throw new LogStateError('key-mismatch', `this store belongs to log ${st.vkey}, not to the given key ${opts.vkey.trim()}`);
+    throw new LogStateError(
+      'key-mismatch',
+      `this store belongs to log ${st.vkey}, not to the given key ${opts.vkey.trim()}`,
+    );
   }
   let size: number;
   let signedRoot: Uint8Array;
@@ -128,7 +167,8 @@ async function audit(db: Db, opts: StoreAuditOptions): Promise<StoreAuditReport>
         continue;
       }
       const n = readU64(k, 1);
-      for (; expect < Math.min(n, fullBundles); expect++) bad(`entry bundle ${expect} is missing (entries ${expect * TILE_W}..${expect * TILE_W + TILE_W - 1})`);
+      for (; expect < Math.min(n, fullBundles); expect++)
+        bad(`entry bundle ${expect} is missing (entries ${expect * TILE_W}..${expect * TILE_W + TILE_W - 1})`);
       expect = n + 1;
       if (n >= fullBundles) {
         bad(`entry bundle ${n} lies beyond the signed size ${size}`);
@@ -150,12 +190,15 @@ async function audit(db: Db, opts: StoreAuditOptions): Promise<StoreAuditReport>
         have[n * TILE_W + i] = 1;
       });
     }
-    for (; expect < fullBundles; expect++) bad(`entry bundle ${expect} is missing (entries ${expect * TILE_W}..${expect * TILE_W + TILE_W - 1})`);
+    for (; expect < fullBundles; expect++)
+      bad(`entry bundle ${expect} is missing (entries ${expect * TILE_W}..${expect * TILE_W + TILE_W - 1})`);
     for await (const [k, v] of db.iterator({ gte: pendingKey(0), lt: afterPrefix(PENDING) })) {
       where = describeKey(k);
       const i = k.length === 9 ? readU64(k, 1) : -1;
       if (i < fullBundles * TILE_W || i >= size) {
-        bad(`${where} should not exist at size ${size}${i >= size ? ' (beyond the signed size)' : ' (its bundle is full)'}`);
+        bad(
+          `${where} should not exist at size ${size}${i >= size ? ' (beyond the signed size)' : ' (its bundle is full)'}`,
+        );
         continue;
       }
       Buffer.from(nodeHasher.leaf(v)).copy(leaves, i * 32);
@@ -204,9 +247,13 @@ async function audit(db: Db, opts: StoreAuditOptions): Promise<StoreAuditReport>
             if (!have[i] || bytesEqual(leaf(i), got)) continue;
             // which side is wrong: a tile that still agrees with the level above is right, so the entry is not
             const above = stored.get(`1/${Math.floor(t / TILE_W)}`);
-            const parent = above && w === TILE_W ? above.subarray((t % TILE_W) * 32, (t % TILE_W) * 32 + 32) : undefined;
+            const parent =
+              above && w === TILE_W ? above.subarray((t % TILE_W) * 32, (t % TILE_W) * 32 + 32) : undefined;
             const tileAgrees = parent !== undefined && bytesEqual(merkleRoot(split(data), nodeHasher), parent);
-            if (tileAgrees) bad(`entry ${i} (entry bundle ${t}) is damaged: its leaf hash is not the one in tile 0/${t}, which agrees with the tree above it`);
+            if (tileAgrees)
+              bad(
+                `entry ${i} (entry bundle ${t}) is damaged: its leaf hash is not the one in tile 0/${t}, which agrees with the tree above it`,
+              );
             else {
               bad(`tile 0/${t} is damaged: hash ${j} is not the leaf hash of entry ${i}`);
               damagedTiles.add(id);
@@ -231,10 +278,14 @@ async function audit(db: Db, opts: StoreAuditOptions): Promise<StoreAuditReport>
       for (let i = 0; i < size; i++) hashes.push(leaf(i));
       const root = merkleRoot(hashes, nodeHasher);
       if (!bytesEqual(root, signedRoot) && damage.length === 0) {
-        bad(`the log state: the entries give root ${Buffer.from(root).toString('base64')} for size ${size}, but the signed checkpoint says ${Buffer.from(signedRoot).toString('base64')}`);
+        bad(
+          `the log state: the entries give root ${Buffer.from(root).toString('base64')} for size ${size}, but the signed checkpoint says ${Buffer.from(signedRoot).toString('base64')}`,
+        );
       }
       const plan = rootPlan(BigInt(size));
-      const compact = plan.nodes.map((nd) => merkleRoot(hashes.slice(Number(nd.index) * 2 ** nd.level, (Number(nd.index) + 1) * 2 ** nd.level), nodeHasher));
+      const compact = plan.nodes.map((nd) =>
+        merkleRoot(hashes.slice(Number(nd.index) * 2 ** nd.level, (Number(nd.index) + 1) * 2 ** nd.level), nodeHasher),
+      );
       if (compact.length !== st.compactHashes.length || compact.some((h, i) => !bytesEqual(h, st.compactHashes[i]))) {
         if (damage.length === 0) bad('the log state: its compact range differs from the stored entries');
       }
@@ -256,7 +307,8 @@ async function audit(db: Db, opts: StoreAuditOptions): Promise<StoreAuditReport>
         else if (indexed[i]) bad(`${where} names entry ${i} a second time`);
         else {
           indexed[i] = 1;
-          if (have[i] && !bytesEqual(leaf(i).subarray(0, 8), k.subarray(1))) bad(`${where} names entry ${i}, whose leaf hash starts ${leaf(i).subarray(0, 8).toString('hex')}`);
+          if (have[i] && !bytesEqual(leaf(i).subarray(0, 8), k.subarray(1)))
+            bad(`${where} names entry ${i}, whose leaf hash starts ${leaf(i).subarray(0, 8).toString('hex')}`);
         }
       }
     }

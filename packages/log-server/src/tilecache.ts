@@ -68,7 +68,10 @@ export class TileNode {
     const base = OFFSET[STORED_FROM] * HASH;
     // sub-level 2 from the tile's own hashes (3 hashes a node), the rest from the sub-level below
     for (let p = this.built[STORED_FROM]; p < this.width >> STORED_FROM; p++) {
-      const pair = Buffer.concat([lowNode(this.buf, STORED_FROM - 1, 2 * p), lowNode(this.buf, STORED_FROM - 1, 2 * p + 1)]);
+      const pair = Buffer.concat([
+        lowNode(this.buf, STORED_FROM - 1, 2 * p),
+        lowNode(this.buf, STORED_FROM - 1, 2 * p + 1),
+      ]);
       hashChildren(pair, 0, HASH).copy(this.buf, base + p * HASH);
     }
     this.built[STORED_FROM] = this.width >> STORED_FROM;
@@ -97,7 +100,8 @@ export class TileNode {
 
   /** Byte offset of stored node (k, p), building what is missing. Precondition: k = 0 or 2..8, node complete. */
   private offset(k: number, p: number): number {
-    if (((p + 1) << k) > this.width) throw new Error(`tile ${this.level}/${this.index} of width ${this.width} has no complete node ${k}/${p}`);
+    if ((p + 1) << k > this.width)
+      throw new Error(`tile ${this.level}/${this.index} of width ${this.width} has no complete node ${k}/${p}`);
     if (k > 0 && this.built[k] <= p) this.extend();
     return (OFFSET[k] + p) * HASH;
   }
@@ -108,7 +112,8 @@ export class TileNode {
    * few proofs thus costs 3 hashes a proof, one that keeps serving proofs builds the level once (192 hashes).
    */
   private lowNode(k: number, p: number): Buffer {
-    if (((p + 1) << k) > this.width) throw new Error(`tile ${this.level}/${this.index} of width ${this.width} has no complete node ${k}/${p}`);
+    if ((p + 1) << k > this.width)
+      throw new Error(`tile ${this.level}/${this.index} of width ${this.width} has no complete node ${k}/${p}`);
     return lowNode(this.buf, k, p);
   }
 
@@ -138,7 +143,10 @@ export class TileNode {
 /** Node (k = 1 or 2, p) from a tile's own hashes: 1 or 3 hashes. */
 function lowNode(b: Buffer, k: number, p: number): Buffer {
   if (k === 1) return hashChildren(b, 2 * p * HASH, (2 * p + 1) * HASH);
-  const pair = Buffer.concat([hashChildren(b, 4 * p * HASH, (4 * p + 1) * HASH), hashChildren(b, (4 * p + 2) * HASH, (4 * p + 3) * HASH)]);
+  const pair = Buffer.concat([
+    hashChildren(b, 4 * p * HASH, (4 * p + 1) * HASH),
+    hashChildren(b, (4 * p + 2) * HASH, (4 * p + 3) * HASH),
+  ]);
   return hashChildren(pair, 0, HASH);
 }
 
@@ -174,5 +182,4 @@ export class Lru<K, V> {
       this.onEvict?.(oldest, ov);
     }
   }
-
 }

@@ -78,7 +78,11 @@ export async function createWitnessing(ctx: WitnessingContext, opts: WitnessingO
  * Reads and checks a policy file for this log without starting anything (the server checks it before it
  * creates or opens anything). Rejects with LogStateError('policy').
  */
-export async function loadWitnessPolicy(policyFile: string, origin: string, vkey: string): Promise<{ policy: Policy; logVerifier: NoteVerifier }> {
+export async function loadWitnessPolicy(
+  policyFile: string,
+  origin: string,
+  vkey: string,
+): Promise<{ policy: Policy; logVerifier: NoteVerifier }> {
   let policy: Policy;
   try {
     policy = parsePolicy(await readFile(policyFile));
@@ -86,11 +90,15 @@ export async function loadWitnessPolicy(policyFile: string, origin: string, vkey
     throw new LogStateError('policy', `policy file ${policyFile}: ${(e as Error).message}`);
   }
   const logVerifier = parseVkey(vkey);
-  if (!policyHasLog(policy, logVerifier)) throw new LogStateError('policy', `policy file ${policyFile} does not list this log's key (${origin})`);
+  if (!policyHasLog(policy, logVerifier))
+    throw new LogStateError('policy', `policy file ${policyFile} does not list this log's key (${origin})`);
   const reachable = new Set([...policy.witnesses.values()].filter((w) => w.url).map((w) => w.name));
   if (!evaluateQuorum(policy, reachable)) {
     // without URLs the log cannot ask enough witnesses, and /checkpoint would never be served
-    throw new LogStateError('policy', `policy file ${policyFile}: the witnesses with URLs (${[...reachable].join(', ') || 'none'}) cannot meet quorum ${policy.quorum}`);
+    throw new LogStateError(
+      'policy',
+      `policy file ${policyFile}: the witnesses with URLs (${[...reachable].join(', ') || 'none'}) cannot meet quorum ${policy.quorum}`,
+    );
   }
   return { policy, logVerifier };
 }
@@ -127,7 +135,15 @@ class LogWitnessing implements Witnessing {
         ctx.logger.warn('witness has no URL in the policy; it cannot be asked to cosign', { witness: w.name });
         continue;
       }
-      this.witnesses.push({ w: { ...w, url: w.url }, known: undefined, busy: false, failures: 0, notBefore: 0, cosignedSize: undefined, cosignedAt: 0 });
+      this.witnesses.push({
+        w: { ...w, url: w.url },
+        known: undefined,
+        busy: false,
+        failures: 0,
+        notBefore: 0,
+        cosignedSize: undefined,
+        cosignedAt: 0,
+      });
     }
   }
 
@@ -151,7 +167,8 @@ class LogWitnessing implements Witnessing {
     try {
       const { checkpoint } = openCheckpoint(text, this.logVerifier, { policy: this.policy });
       const latest = this.ctx.latest();
-      if (checkpoint.size > latest.size) throw new Error(`it has size ${checkpoint.size}, beyond the log's ${latest.size}`);
+      if (checkpoint.size > latest.size)
+        throw new Error(`it has size ${checkpoint.size}, beyond the log's ${latest.size}`);
       // it must belong to this tree: never serve a checkpoint the stored entries do not extend
       const proof = checkpoint.size < latest.size ? await this.ctx.consistencyProof(checkpoint.size, latest.size) : [];
       verifyConsistency(checkpoint.size, latest.size, proof, checkpoint.root, latest.root);
@@ -228,7 +245,12 @@ class LogWitnessing implements Witnessing {
     if (this.closed) return; // aborted by close(), not the witness's fault
     s.failures++;
     s.notBefore = Date.now() + Math.min(this.maxBackoffMs, this.intervalMs * 2 ** Math.min(s.failures, 10));
-    this.ctx.logger.warn('witness did not cosign', { witness: s.w.name, url: s.w.url, error: why, failures: s.failures });
+    this.ctx.logger.warn('witness did not cosign', {
+      witness: s.w.name,
+      url: s.w.url,
+      error: why,
+      failures: s.failures,
+    });
   }
 
   /** One add-checkpoint exchange, retried once when a 409 tells us the witness's size. */
@@ -246,7 +268,9 @@ class LogWitnessing implements Witnessing {
         text = await res.text();
       } catch (e) {
         const err = e as Error & { cause?: Error };
-        throw new Error(`POST ${url}: ${err.name === 'TimeoutError' ? 'timed out' : (err.cause?.message ?? err.message)}`);
+        throw new Error(
+          `POST ${url}: ${err.name === 'TimeoutError' ? 'timed out' : (err.cause?.message ?? err.message)}`,
+        );
       }
       if (res.status === 200) {
         this.accept(s, note, size, text);
@@ -257,9 +281,14 @@ class LogWitnessing implements Witnessing {
         if (!m) throw new Error(`409 from ${url} with a malformed size body`);
         const theirs = BigInt(m[1]);
         if (theirs > size) {
-          throw new Error(`witness has cosigned size ${theirs} of ${this.ctx.origin}, beyond this log's ${size}: a fork or a rolled-back log`);
+          throw new Error(
+            `witness has cosigned size ${theirs} of ${this.ctx.origin}, beyond this log's ${size}: a fork or a rolled-back log`,
+          );
         }
-        if (theirs === old) throw new Error(`witness refuses size ${size} from its cosigned size ${theirs} (different root for the same size?)`);
+        if (theirs === old)
+          throw new Error(
+            `witness refuses size ${size} from its cosigned size ${theirs} (different root for the same size?)`,
+          );
         s.known = theirs;
         continue;
       }
@@ -317,7 +346,10 @@ class LogWitnessing implements Witnessing {
     if (size < this.publishedSize) return;
     this.published = note;
     this.publishedSize = size;
-    if (this.policy.quorum !== 'none') this.persisting = this.persisting.then(() => this.persist(note)).catch((e) => this.ctx.logger.error('cannot store witnessed checkpoint', { error: (e as Error).message }));
+    if (this.policy.quorum !== 'none')
+      this.persisting = this.persisting
+        .then(() => this.persist(note))
+        .catch((e) => this.ctx.logger.error('cannot store witnessed checkpoint', { error: (e as Error).message }));
   }
 
   private async persist(note: string): Promise<void> {

@@ -4,12 +4,22 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { b64decode, canonicalJson, hashLeaf, openCheckpoint, parseVkey, verifyConsistency, verifyTlogProof } from '@trailmark/tlog';
+import {
+  b64decode,
+  canonicalJson,
+  hashLeaf,
+  openCheckpoint,
+  parseVkey,
+  verifyConsistency,
+  verifyTlogProof,
+} from '@trailmark/tlog';
 
 const BIN = fileURLToPath(new URL('../../cli/dist/bin.js', import.meta.url));
 
 function serve(dir: string): Promise<{ proc: ChildProcess; url: string; vkey: string }> {
-  const proc = spawn(process.execPath, [BIN, 'serve', '--data', dir, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [BIN, 'serve', '--data', dir, '--listen', '127.0.0.1:0'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
@@ -69,7 +79,13 @@ describe('log server crash (SIGKILL under concurrent load)', function () {
       for (let i = 0; !stop; i++) {
         const single = i % 2 === 0;
         const entry = { client: c, i, kind: 'single' };
-        const entries = Array.from({ length: 25 }, (_, k) => ({ client: c, i, k, kind: 'batch', pad: 'x'.repeat(200) }));
+        const entries = Array.from({ length: 25 }, (_, k) => ({
+          client: c,
+          i,
+          k,
+          kind: 'batch',
+          pad: 'x'.repeat(200),
+        }));
         let body: any;
         try {
           const r = await fetch(`${first.url}/v1/${single ? 'add-entry' : 'add-entries'}`, {
@@ -105,7 +121,9 @@ describe('log server crash (SIGKILL under concurrent load)', function () {
     for (const { entries, body } of batches) {
       expect(openCheckpoint(body.checkpoint, verifier).checkpoint.size).to.equal(BigInt(body.tree_size));
       noteCheckpoint(body.checkpoint);
-      body.entries.forEach((e: { leaf_index: number }, k: number) => acks.push({ entry: entries[k], index: e.leaf_index }));
+      body.entries.forEach((e: { leaf_index: number }, k: number) =>
+        acks.push({ entry: entries[k], index: e.leaf_index }),
+      );
     }
     expect(receipts.length).to.be.greaterThan(20);
     expect(batches.length).to.be.greaterThan(20);
@@ -121,17 +139,32 @@ describe('log server crash (SIGKILL under concurrent load)', function () {
       const size = Number(now.size);
       const stored: string[] = [];
       for (let s = 0; s < size; s += 1000) {
-        const r = await (await fetch(`${second.url}/v1/get-entries?start=${s}&end=${Math.min(s + 999, size - 1)}`)).json();
+        const r = await (
+          await fetch(`${second.url}/v1/get-entries?start=${s}&end=${Math.min(s + 999, size - 1)}`)
+        ).json();
         for (const e of r.entries) stored[e.leaf_index] = Buffer.from(e.leaf_input, 'base64').toString('utf8');
       }
       expect(stored.filter((x) => x !== undefined)).to.have.length(size);
-      for (const a of acks) expect(stored[a.index], `acknowledged entry at ${a.index}`).to.equal(Buffer.from(canonicalJson(a.entry)).toString('utf8'));
+      for (const a of acks)
+        expect(stored[a.index], `acknowledged entry at ${a.index}`).to.equal(
+          Buffer.from(canonicalJson(a.entry)).toString('utf8'),
+        );
       // the tree after the crash extends the last acknowledged checkpoint
       const old = openCheckpoint(lastCheckpoint, verifier).checkpoint;
       const c = await (await fetch(`${second.url}/v1/get-sth-consistency?first=${old.size}&second=${now.size}`)).json();
-      verifyConsistency(old.size, now.size, c.consistency.map((h: string) => b64decode(h)), old.root, now.root);
+      verifyConsistency(
+        old.size,
+        now.size,
+        c.consistency.map((h: string) => b64decode(h)),
+        old.root,
+        now.root,
+      );
       // and it keeps accepting entries
-      const more = await fetch(`${second.url}/v1/add-entry`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"after":"crash"}' });
+      const more = await fetch(`${second.url}/v1/add-entry`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"after":"crash"}',
+      });
       expect(more.status).to.equal(200);
       expect((await more.json()).leaf_index).to.equal(size);
     } finally {

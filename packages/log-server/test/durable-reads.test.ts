@@ -2,7 +2,15 @@ import { expect } from 'chai';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { canonicalJson, decodeEntryBundle, entriesPath, hashLeaf, openCheckpoint, parseVkey, verifyInclusion } from '@trailmark/tlog';
+import {
+  canonicalJson,
+  decodeEntryBundle,
+  entriesPath,
+  hashLeaf,
+  openCheckpoint,
+  parseVkey,
+  verifyInclusion,
+} from '@trailmark/tlog';
 import { loadLogKey, LogStore, startLogServer, toLeaf, type LogServer } from '../src/index.js';
 
 /**
@@ -15,7 +23,10 @@ describe('reads while a batch is prepared but not yet durable', function () {
   let store: LogStore;
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tm-edge-store-'));
-    store = await LogStore.open(join(dir, 'db'), loadLogKey(join(dir, 'log.key'), { create: true, origin: 'edge.test/log' }));
+    store = await LogStore.open(
+      join(dir, 'db'),
+      loadLogKey(join(dir, 'log.key'), { create: true, origin: 'edge.test/log' }),
+    );
   });
   afterEach(async () => {
     await store.close();
@@ -41,7 +52,9 @@ describe('reads while a batch is prepared but not yet durable', function () {
     expect(Buffer.from(root).equals(store.tree.root)).to.equal(true);
     verifyInclusion(299, 300, leaves[299].hash, await store.inclusionProof(299, 300), root);
     await store.commit(p);
-    expect((await store.entries(299, 1_000)).map((d) => Buffer.from(d).toString())).to.deep.equal(leaves.slice(299).map((l) => Buffer.from(l.data).toString()));
+    expect((await store.entries(299, 1_000)).map((d) => Buffer.from(d).toString())).to.deep.equal(
+      leaves.slice(299).map((l) => Buffer.from(l.data).toString()),
+    );
   });
 });
 
@@ -71,13 +84,17 @@ describe('reads while writes are in flight', function () {
     const writer = async (w: number) => {
       for (let b = 0; b < 10; b++) {
         const batch = Array.from({ length: 700 }, (_, i) => ({ w, b, i, pad: 'x'.repeat(i % 50) }));
-        const r = await fetch(`${url}/v1/add-entries`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(batch) });
+        const r = await fetch(`${url}/v1/add-entries`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(batch),
+        });
         if (r.status !== 200) {
           failures.push(`add-entries ${r.status}: ${await r.text()}`);
           continue;
         }
         const body = (await r.json()) as { entries: { leaf_index: number }[] };
-        body.entries.forEach((e, i) => acked.set(e.leaf_index, Buffer.from(canonicalJson(batch[i])).toString("utf8")));
+        body.entries.forEach((e, i) => acked.set(e.leaf_index, Buffer.from(canonicalJson(batch[i])).toString('utf8')));
       }
     };
     const reader = async (k: number) => {
@@ -91,7 +108,9 @@ describe('reads while writes are in flight', function () {
         if (which === 0) {
           const r = await fetch(`${url}/v1/get-entries?start=${start}&end=${s - 1}`);
           if (r.status !== 200) failures.push(`get-entries ${start}..${s - 1}: ${r.status} ${await r.text()}`);
-          else for (const e of ((await r.json()) as { entries: { leaf_index: number; leaf_input: string }[] }).entries) seen.push({ index: e.leaf_index, data: Buffer.from(e.leaf_input, 'base64'), where: 'get-entries' });
+          else
+            for (const e of ((await r.json()) as { entries: { leaf_index: number; leaf_input: string }[] }).entries)
+              seen.push({ index: e.leaf_index, data: Buffer.from(e.leaf_input, 'base64'), where: 'get-entries' });
         } else if (which === 1) {
           const idx = s - 1 - (n % 200);
           const r = await fetch(`${url}/v1/get-entry-and-proof?leaf_index=${idx}&tree_size=${s}`);
@@ -104,7 +123,14 @@ describe('reads while writes are in flight', function () {
             expect(sth).to.deep.equal({ consistency: [] });
             // the proof must verify against the root the log serves for that size (get-sth may be larger by now)
             const root = await rootAt(url, s, verifier);
-            if (root) verifyInclusion(idx, s, hashLeaf(data), body.audit_path.map((p) => Buffer.from(p, 'base64')), root);
+            if (root)
+              verifyInclusion(
+                idx,
+                s,
+                hashLeaf(data),
+                body.audit_path.map((p) => Buffer.from(p, 'base64')),
+                root,
+              );
           }
         } else {
           const bundle = Math.floor((s - 1) / 256);
@@ -112,7 +138,10 @@ describe('reads while writes are in flight', function () {
           const path = '/' + entriesPath(bundle, width).replace(/^\//, '');
           const r = await fetch(url + path);
           if (r.status !== 200) failures.push(`${path}: ${r.status} ${await r.text()}`);
-          else decodeEntryBundle(new Uint8Array(await r.arrayBuffer())).forEach((d, i) => seen.push({ index: bundle * 256 + i, data: Buffer.from(d), where: path }));
+          else
+            decodeEntryBundle(new Uint8Array(await r.arrayBuffer())).forEach((d, i) =>
+              seen.push({ index: bundle * 256 + i, data: Buffer.from(d), where: path }),
+            );
         }
       }
     };

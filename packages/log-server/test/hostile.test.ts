@@ -19,7 +19,11 @@ const HEAP_FLAGS = ['--max-semi-space-size=2', '--max-old-space-size=128'];
 /** Starts `trailmark serve` under `ulimit -n nofile`; resolves with its URL once it prints it. */
 function serveLimited(dir: string, nofile: number): Promise<{ proc: ChildProcess; url: string; stderr: () => string }> {
   const cmd = `ulimit -n ${nofile} && exec "$0" "$@"`;
-  const proc = spawn('sh', ['-c', cmd, process.execPath, ...HEAP_FLAGS, BIN, 'serve', '--data', dir, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(
+    'sh',
+    ['-c', cmd, process.execPath, ...HEAP_FLAGS, BIN, 'serve', '--data', dir, '--listen', '127.0.0.1:0'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let out = '';
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-20_000)));
@@ -49,10 +53,14 @@ function peakRss(pid: number): number {
 /** One request on its own connection (no pool): status, or the error's message. */
 function rawPost(url: string, path: string, body: Buffer): Promise<number | string> {
   return new Promise((resolve) => {
-    const req = request(`${url}${path}`, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'content-length': body.length } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode!));
-    });
+    const req = request(
+      `${url}${path}`,
+      { method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'content-length': body.length } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode!));
+      },
+    );
     req.on('error', (e) => resolve(e.message));
     req.end(body);
   });
@@ -116,7 +124,9 @@ async function stalledUploads(url: string, n: number, keep: Socket[]): Promise<s
             if (got.includes('\r\n\r\n')) answers.push(got.split('\r\n')[0]);
           });
           s.on('connect', () => {
-            s.write('POST /v1/add-entries HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 16000000\r\n\r\n');
+            s.write(
+              'POST /v1/add-entries HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 16000000\r\n\r\n',
+            );
             s.write(fifteen, () => resolve());
           });
         }),
@@ -165,11 +175,27 @@ function honestClients(url: string): { stop(): Promise<{ failures: string[]; don
       }
     }
   };
-  const post = (path: string, body: unknown) => fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  const reads = ['/checkpoint', '/v1/get-sth', '/v1/get-proof-by-index?leaf_index=7&tree_size=300', '/ct/v1/get-entries?start=5&end=10', '/tile/0/000'];
+  const post = (path: string, body: unknown) =>
+    fetch(`${url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+  const reads = [
+    '/checkpoint',
+    '/v1/get-sth',
+    '/v1/get-proof-by-index?leaf_index=7&tree_size=300',
+    '/ct/v1/get-entries?start=5&end=10',
+    '/tile/0/000',
+  ];
   const loops = Promise.all([
     loop('add-entry', (i) => post('/v1/add-entry', { honest: i, who: 'alice', pad: 'x'.repeat(200) })),
-    loop('add-entries', (i) => post('/v1/add-entries', Array.from({ length: 250 }, (_, j) => ({ batch: i, j, pad: 'y'.repeat(350) })))),
+    loop('add-entries', (i) =>
+      post(
+        '/v1/add-entries',
+        Array.from({ length: 250 }, (_, j) => ({ batch: i, j, pad: 'y'.repeat(350) })),
+      ),
+    ),
     loop('reads', (i) => fetch(url + reads[i % reads.length])),
   ]);
   return {
@@ -193,7 +219,11 @@ describe('log server under hostile load (npm start heap flags, 512 open files)',
     server = await serveLimited(dir, 512);
     exited = null;
     server.proc.on('exit', (code, signal) => (exited = code ?? (signal ? -1 : 0)));
-    const seed = await fetch(`${server.url}/v1/add-entries`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(Array.from({ length: 300 }, (_, i) => ({ seed: i }))) });
+    const seed = await fetch(`${server.url}/v1/add-entries`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(Array.from({ length: 300 }, (_, i) => ({ seed: i }))),
+    });
     expect(seed.status).to.equal(200);
     await seed.arrayBuffer();
   });
@@ -208,14 +238,22 @@ describe('log server under hostile load (npm start heap flags, 512 open files)',
    * second more, after which the silent ones may be closed to make room.
    */
   async function serverHasSeen(n: number): Promise<void> {
-    await until(() => sockets.filter((s) => s.destroyed || s.readyState === 'closed').length >= n - 128, 30_000, 'the server to refuse the sockets beyond its cap');
+    await until(
+      () => sockets.filter((s) => s.destroyed || s.readyState === 'closed').length >= n - 128,
+      30_000,
+      'the server to refuse the sockets beyond its cap',
+    );
     await new Promise((r) => setTimeout(r, 1200));
   }
 
   /** The log is alive and works: a write, read back, and /healthz. */
   async function stillWorks(url: string): Promise<void> {
     expect(exited, server!.stderr()).to.equal(null);
-    const last = await fetch(`${url}/v1/add-entry`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"after":"the storm"}' });
+    const last = await fetch(`${url}/v1/add-entry`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"after":"the storm"}',
+    });
     expect(last.status).to.equal(200);
     const receipt = (await last.json()) as { leaf_index: number };
     const back = await fetch(`${url}/v1/get-entries?start=${receipt.leaf_index}&end=${receipt.leaf_index}`);
@@ -279,7 +317,8 @@ describe('log server under hostile load (npm start heap flags, 512 open files)',
     expect(done).to.be.greaterThan(10);
     const rss = peakRss(proc.pid!);
     expect(rss, `peak RSS ${rss}`).to.be.lessThan(320 * 1024 * 1024);
-    if (process.env.TRAILMARK_TEST_VERBOSE) console.log(`peak RSS ${(rss / 2 ** 20).toFixed(0)} MiB, ${done} honest requests answered`);
+    if (process.env.TRAILMARK_TEST_VERBOSE)
+      console.log(`peak RSS ${(rss / 2 ** 20).toFixed(0)} MiB, ${done} honest requests answered`);
     await stillWorks(url);
   });
 });

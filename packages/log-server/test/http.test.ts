@@ -47,7 +47,8 @@ class CtClient {
     tbs.writeBigUInt64BE(BigInt(sth.tree_size), 10);
     Buffer.from(root).copy(tbs, 18);
     const spki = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), Buffer.from(this.publicKey)]);
-    if (!edVerify(null, tbs, createPublicKey({ key: spki, format: 'der', type: 'spki' }), ds.subarray(4))) throw new Error('tree head signature does not verify');
+    if (!edVerify(null, tbs, createPublicKey({ key: spki, format: 'der', type: 'spki' }), ds.subarray(4)))
+      throw new Error('tree head signature does not verify');
     return { size: sth.tree_size, timestamp: BigInt(sth.timestamp), root };
   }
 
@@ -61,7 +62,9 @@ class CtClient {
   }
 
   async getRawEntries(start: number, end: number): Promise<Uint8Array[]> {
-    return (await this.get('get-entries', { start, end })).entries.map((e: { leaf_input: string }) => b64decode(e.leaf_input));
+    return (await this.get('get-entries', { start, end })).entries.map((e: { leaf_input: string }) =>
+      b64decode(e.leaf_input),
+    );
   }
 
   async getEntryAndProof(index: number, treeSize: number): Promise<{ leaf: Uint8Array; path: Uint8Array[] }> {
@@ -82,8 +85,14 @@ describe('log server HTTP: CT clients, CORS, bearer scheme, body limits', functi
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tm-http-'));
-    log = await startLogServer({ dataDir: join(dir, 'data'), submitTokens: ['Tok3n'], bodyBudgetBytes: 4 * 1024 * 1024 });
-    const r = await post(`${log.url}/v1/add-entries`, JSON.stringify(events.slice(0, 200)), { authorization: 'Bearer Tok3n' });
+    log = await startLogServer({
+      dataDir: join(dir, 'data'),
+      submitTokens: ['Tok3n'],
+      bodyBudgetBytes: 4 * 1024 * 1024,
+    });
+    const r = await post(`${log.url}/v1/add-entries`, JSON.stringify(events.slice(0, 200)), {
+      authorization: 'Bearer Tok3n',
+    });
     expect(r.status, await r.text()).to.equal(200);
   });
   after(async () => {
@@ -95,11 +104,19 @@ describe('log server HTTP: CT clients, CORS, bearer scheme, body limits', functi
     const ct = new CtClient(log.url, parseVkey(log.vkey).publicKey);
     const first = await ct.getSth();
     expect(first.size).to.equal(200);
-    const more = await post(`${log.url}/v1/add-entries`, JSON.stringify(events.slice(200)), { authorization: 'bearer Tok3n' });
+    const more = await post(`${log.url}/v1/add-entries`, JSON.stringify(events.slice(200)), {
+      authorization: 'bearer Tok3n',
+    });
     expect(more.status).to.equal(200);
     const second = await ct.getSth();
     expect(second.size).to.equal(300);
-    verifyConsistency(first.size, second.size, await ct.getSthConsistency(first.size, second.size), first.root, second.root);
+    verifyConsistency(
+      first.size,
+      second.size,
+      await ct.getSthConsistency(first.size, second.size),
+      first.root,
+      second.root,
+    );
 
     const entries = await ct.getRawEntries(150, 160);
     expect(entries).to.have.length(11);
@@ -115,7 +132,13 @@ describe('log server HTTP: CT clients, CORS, bearer scheme, body limits', functi
       verifyInclusion(i, first.size, hashLeaf(ep.leaf), ep.path, first.root);
     }
     // the same answers at /v1/
-    for (const path of ['get-sth', 'get-sth-consistency?first=7&second=300', 'get-entries?start=0&end=3', 'get-proof-by-index?leaf_index=5&tree_size=300', 'get-tlog-proof?leaf_index=3']) {
+    for (const path of [
+      'get-sth',
+      'get-sth-consistency?first=7&second=300',
+      'get-entries?start=0&end=3',
+      'get-proof-by-index?leaf_index=5&tree_size=300',
+      'get-tlog-proof?leaf_index=3',
+    ]) {
       const [a, b] = await Promise.all([fetch(`${log.url}/v1/${path}`), fetch(`${log.url}/ct/v1/${path}`)]);
       expect(b.status, path).to.equal(200);
       expect(await b.text(), path).to.equal(await a.text());
@@ -123,20 +146,35 @@ describe('log server HTTP: CT clients, CORS, bearer scheme, body limits', functi
   });
 
   it('reads carry Access-Control-Allow-Origin: * and answer CORS preflight; writes do not', async () => {
-    for (const path of ['/checkpoint', '/tile/0/000', '/tile/entries/000', '/v1/get-sth', '/ct/v1/get-sth', '/v1/get-proof-by-index?leaf_index=1&tree_size=300', '/v1/get-entries?start=9&end=1']) {
+    for (const path of [
+      '/checkpoint',
+      '/tile/0/000',
+      '/tile/entries/000',
+      '/v1/get-sth',
+      '/ct/v1/get-sth',
+      '/v1/get-proof-by-index?leaf_index=1&tree_size=300',
+      '/v1/get-entries?start=9&end=1',
+    ]) {
       const r = await fetch(log.url + path, { headers: { origin: 'https://verifier.example' } });
       expect(r.headers.get('access-control-allow-origin'), path).to.equal('*');
       await r.arrayBuffer();
     }
     const pre = await fetch(`${log.url}/tile/0/000`, {
       method: 'OPTIONS',
-      headers: { origin: 'https://verifier.example', 'access-control-request-method': 'GET', 'access-control-request-headers': 'cache-control' },
+      headers: {
+        origin: 'https://verifier.example',
+        'access-control-request-method': 'GET',
+        'access-control-request-headers': 'cache-control',
+      },
     });
     expect(pre.status).to.equal(204);
     expect(pre.headers.get('access-control-allow-origin')).to.equal('*');
     expect(pre.headers.get('access-control-allow-methods')).to.match(/GET/);
     expect(pre.headers.get('access-control-allow-headers')).to.equal('cache-control');
-    const write = await post(`${log.url}/v1/add-entry`, '{"cors":1}', { authorization: 'Bearer Tok3n', origin: 'https://verifier.example' });
+    const write = await post(`${log.url}/v1/add-entry`, '{"cors":1}', {
+      authorization: 'Bearer Tok3n',
+      origin: 'https://verifier.example',
+    });
     expect(write.status).to.equal(200);
     expect(write.headers.get('access-control-allow-origin')).to.equal(null);
   });
@@ -150,31 +188,51 @@ describe('log server HTTP: CT clients, CORS, bearer scheme, body limits', functi
   });
 
   it('an add-entry body over 1 MiB is 413 before it is read; one with more values than 65,535 canonical bytes can hold is 413 before it is parsed', async () => {
-    const big = await post(`${log.url}/v1/add-entry`, '{"a":"' + ' '.repeat(1024 * 1024) + '"}', { authorization: 'Bearer Tok3n' });
+    const big = await post(`${log.url}/v1/add-entry`, '{"a":"' + ' '.repeat(1024 * 1024) + '"}', {
+      authorization: 'Bearer Tok3n',
+    });
     expect(big.status).to.equal(413);
     expect(((await big.json()) as { error: string }).error).to.match(/exceeds 1048576 bytes/);
-    const many = await post(`${log.url}/v1/add-entry`, '{"a":[' + '0,'.repeat(70_000) + '0]}', { authorization: 'Bearer Tok3n' });
+    const many = await post(`${log.url}/v1/add-entry`, '{"a":[' + '0,'.repeat(70_000) + '0]}', {
+      authorization: 'Bearer Tok3n',
+    });
     expect(many.status).to.equal(413);
     expect(((await many.json()) as { error: string }).error).to.match(/the entry holds more than 65535/);
     // whitespace does not count: a pretty-printed entry of 60,000 canonical bytes is accepted
-    const pretty = JSON.stringify({ list: Array.from({ length: 6000 }, (_, i) => `v${String(i).padStart(5, '0')}`) }, null, 40);
+    const pretty = JSON.stringify(
+      { list: Array.from({ length: 6000 }, (_, i) => `v${String(i).padStart(5, '0')}`) },
+      null,
+      40,
+    );
     expect(pretty.length).to.be.greaterThan(65_535);
     const ok = await post(`${log.url}/v1/add-entry`, pretty, { authorization: 'Bearer Tok3n' });
     expect(ok.status, await ok.text()).to.equal(200);
   });
 
   it('add-entries: an element with too many values is 413 naming it, and a body the budget cannot hold is 503 with Retry-After', async () => {
-    const elements = [...Array.from({ length: 3000 }, (_, i) => JSON.stringify({ fine: i, pad: 'p'.repeat(30) })), '{"a":[' + '{},'.repeat(70_000) + '{}]}'];
-    const r = await post(`${log.url}/v1/add-entries`, '[' + elements.join(',') + ']', { authorization: 'Bearer Tok3n' });
+    const elements = [
+      ...Array.from({ length: 3000 }, (_, i) => JSON.stringify({ fine: i, pad: 'p'.repeat(30) })),
+      '{"a":[' + '{},'.repeat(70_000) + '{}]}',
+    ];
+    const r = await post(`${log.url}/v1/add-entries`, '[' + elements.join(',') + ']', {
+      authorization: 'Bearer Tok3n',
+    });
     expect(r.status).to.equal(413);
     expect(((await r.json()) as { error: string }).error).to.match(/^entries\[3000\] holds more than 65535/);
     // the budget is 4 MiB, counted twice per body: a declared 3 MB body does not fit
     const status = await new Promise<{ status: number; retry: string | undefined; body: string }>((resolve, reject) => {
-      const req = request(`${log.url}/v1/add-entries`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': 3_000_000, authorization: 'Bearer Tok3n' } }, (res) => {
-        let body = '';
-        res.on('data', (d) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode!, retry: res.headers['retry-after'], body }));
-      });
+      const req = request(
+        `${log.url}/v1/add-entries`,
+        {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'content-length': 3_000_000, authorization: 'Bearer Tok3n' },
+        },
+        (res) => {
+          let body = '';
+          res.on('data', (d) => (body += d));
+          res.on('end', () => resolve({ status: res.statusCode!, retry: res.headers['retry-after'], body }));
+        },
+      );
       req.on('error', reject);
       req.end(Buffer.alloc(3_000_000, 0x20));
     });
@@ -182,7 +240,9 @@ describe('log server HTTP: CT clients, CORS, bearer scheme, body limits', functi
     expect(status.retry).to.match(/^\d+$/);
     expect(JSON.parse(status.body).error).to.match(/request bodies/);
     // and the budget is whole again afterwards
-    const after = await post(`${log.url}/v1/add-entries`, JSON.stringify([{ after: 1 }]), { authorization: 'Bearer Tok3n' });
+    const after = await post(`${log.url}/v1/add-entries`, JSON.stringify([{ after: 1 }]), {
+      authorization: 'Bearer Tok3n',
+    });
     expect(after.status).to.equal(200);
     const metrics = await (await fetch(`${log.url}/metrics`)).text();
     expect(metrics).to.match(/^trailmark_log_request_body_bytes 0$/m);

@@ -24,7 +24,11 @@ function auditEvent(n: number, over: Record<string, unknown> = {}): Record<strin
     responseStatus: { metadata: {}, code: 200 },
     requestReceivedTimestamp: '2026-12-04T21:58:11.112334Z',
     stageTimestamp: '2026-12-04T21:58:11.118915Z',
-    annotations: { 'authorization.k8s.io/decision': 'allow', 'authorization.k8s.io/reason': 'RBAC: allowed by ClusterRoleBinding "kubeadm:cluster-admins" of ClusterRole "cluster-admin" to Group "kubeadm:cluster-admins"' },
+    annotations: {
+      'authorization.k8s.io/decision': 'allow',
+      'authorization.k8s.io/reason':
+        'RBAC: allowed by ClusterRoleBinding "kubeadm:cluster-admins" of ClusterRole "cluster-admin" to Group "kubeadm:cluster-admins"',
+    },
     ...over,
   };
 }
@@ -38,26 +42,62 @@ const createPod = auditEvent(1, {
   requestObject: {
     kind: 'Pod',
     apiVersion: 'v1',
-    metadata: { name: 'nginx', namespace: 'default', annotations: { 'kubectl.kubernetes.io/last-applied-configuration': '{"apiVersion":"v1","kind":"Pod"}\n' } },
+    metadata: {
+      name: 'nginx',
+      namespace: 'default',
+      annotations: { 'kubectl.kubernetes.io/last-applied-configuration': '{"apiVersion":"v1","kind":"Pod"}\n' },
+    },
     spec: { containers: [{ name: 'nginx', image: 'nginx:1.27', ports: [{ containerPort: 80 }], resources: {} }] },
   },
   responseObject: {
     kind: 'Pod',
     apiVersion: 'v1',
-    metadata: { name: 'nginx', namespace: 'default', uid: '9c0f8d7e-1a2b-4c3d-8e9f-a0b1c2d3e4f5', resourceVersion: '48213', creationTimestamp: '2026-12-04T21:58:12Z' },
-    spec: { containers: [{ name: 'nginx', image: 'nginx:1.27', terminationMessagePath: '/dev/termination-log', imagePullPolicy: 'IfNotPresent' }], restartPolicy: 'Always', terminationGracePeriodSeconds: 30 },
+    metadata: {
+      name: 'nginx',
+      namespace: 'default',
+      uid: '9c0f8d7e-1a2b-4c3d-8e9f-a0b1c2d3e4f5',
+      resourceVersion: '48213',
+      creationTimestamp: '2026-12-04T21:58:12Z',
+    },
+    spec: {
+      containers: [
+        {
+          name: 'nginx',
+          image: 'nginx:1.27',
+          terminationMessagePath: '/dev/termination-log',
+          imagePullPolicy: 'IfNotPresent',
+        },
+      ],
+      restartPolicy: 'Always',
+      terminationGracePeriodSeconds: 30,
+    },
     status: { phase: 'Pending', qosClass: 'BestEffort' },
   },
 });
 const forbidden = auditEvent(2, {
   verb: 'get',
   requestURI: '/api/v1/namespaces/kube-system/secrets/bootstrap-token-abcdef',
-  user: { username: 'system:serviceaccount:default:ci', uid: 'c1a2b3c4-0000-4000-8000-000000000001', groups: ['system:serviceaccounts', 'system:serviceaccounts:default', 'system:authenticated'] },
+  user: {
+    username: 'system:serviceaccount:default:ci',
+    uid: 'c1a2b3c4-0000-4000-8000-000000000001',
+    groups: ['system:serviceaccounts', 'system:serviceaccounts:default', 'system:authenticated'],
+  },
   objectRef: { resource: 'secrets', namespace: 'kube-system', name: 'bootstrap-token-abcdef', apiVersion: 'v1' },
-  responseStatus: { metadata: {}, status: 'Failure', message: 'secrets "bootstrap-token-abcdef" is forbidden', reason: 'Forbidden', details: { name: 'bootstrap-token-abcdef', kind: 'secrets' }, code: 403 },
+  responseStatus: {
+    metadata: {},
+    status: 'Failure',
+    message: 'secrets "bootstrap-token-abcdef" is forbidden',
+    reason: 'Forbidden',
+    details: { name: 'bootstrap-token-abcdef', kind: 'secrets' },
+    code: 403,
+  },
   annotations: { 'authorization.k8s.io/decision': 'forbid', 'authorization.k8s.io/reason': '' },
 });
-const received = auditEvent(3, { stage: 'RequestReceived', verb: 'watch', requestURI: '/api/v1/namespaces/default/events?watch=true' });
+const received = auditEvent(3, {
+  stage: 'RequestReceived',
+  verb: 'watch',
+  requestURI: '/api/v1/namespaces/default/events?watch=true',
+});
 
 /** The body kube-apiserver's webhook backend posts: an EventList of the batch. */
 function eventList(items: unknown[] | null, over: Record<string, unknown> = {}): string {
@@ -69,7 +109,8 @@ describe('log server: Kubernetes audit webhook (POST /v1/k8s-audit)', function (
   let dir: string;
   let log: LogServer;
   const auth = { 'content-type': 'application/json', authorization: 'Bearer k8s-webhook-token' };
-  const send = (body: string | Uint8Array, headers: Record<string, string> = auth) => fetch(`${log.url}/v1/k8s-audit`, { method: 'POST', headers, body });
+  const send = (body: string | Uint8Array, headers: Record<string, string> = auth) =>
+    fetch(`${log.url}/v1/k8s-audit`, { method: 'POST', headers, body });
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tm-k8s-'));
@@ -93,7 +134,9 @@ describe('log server: Kubernetes audit webhook (POST /v1/k8s-audit)', function (
     const cp = openCheckpoint(ans.checkpoint, verifier).checkpoint;
     expect(cp.size).to.equal(3n);
     expect(ans.entries.map((e: { leaf_index: number }) => e.leaf_index)).to.deep.equal([0, 1, 2]);
-    items.forEach((ev, i) => expect(ans.entries[i].leaf_hash).to.equal(Buffer.from(hashLeaf(canonicalJson(ev))).toString('base64')));
+    items.forEach((ev, i) =>
+      expect(ans.entries[i].leaf_hash).to.equal(Buffer.from(hashLeaf(canonicalJson(ev))).toString('base64')),
+    );
     const stored = await (await fetch(`${log.url}/v1/get-entries?start=0&end=2`)).json();
     stored.entries.forEach((e: { leaf_input: string }, i: number) => {
       expect(Buffer.from(e.leaf_input, 'base64').toString()).to.equal(Buffer.from(canonicalJson(items[i])).toString());
@@ -119,7 +162,10 @@ describe('log server: Kubernetes audit webhook (POST /v1/k8s-audit)', function (
     expect(r.status).to.equal(200);
     const ans = await r.json();
     expect(ans.tree_size).to.equal(403);
-    expect(ans.entries[399]).to.deep.equal({ leaf_index: 402, leaf_hash: Buffer.from(hashLeaf(canonicalJson(items[399]))).toString('base64') });
+    expect(ans.entries[399]).to.deep.equal({
+      leaf_index: 402,
+      leaf_hash: Buffer.from(hashLeaf(canonicalJson(items[399]))).toString('base64'),
+    });
   });
 
   it('an empty batch (items [] or null) answers the current tree and appends nothing', async () => {
@@ -135,27 +181,63 @@ describe('log server: Kubernetes audit webhook (POST /v1/k8s-audit)', function (
   it('needs a submit token like every write, with the bearer scheme in any case', async () => {
     const body = eventList([auditEvent(9)]);
     expect((await send(body, { 'content-type': 'application/json' })).status).to.equal(401);
-    expect((await send(body, { 'content-type': 'application/json', authorization: 'Bearer nope' })).status).to.equal(401);
+    expect((await send(body, { 'content-type': 'application/json', authorization: 'Bearer nope' })).status).to.equal(
+      401,
+    );
     const ok = await send(body, { 'content-type': 'application/json', authorization: 'bearer k8s-webhook-token' });
     expect(ok.status).to.equal(200);
   });
 
   const bad: [string, () => string | Uint8Array, number, Record<string, string>?][] = [
-    ['a single Event, not an EventList', () => JSON.stringify({ kind: 'Event', apiVersion: 'audit.k8s.io/v1', ...auditEvent(20) }), 400],
-    ['an EventList of another API version', () => eventList([auditEvent(21)], { apiVersion: 'audit.k8s.io/v1beta1' }), 400],
-    ['an EventList without items', () => JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', metadata: {} }), 400],
+    [
+      'a single Event, not an EventList',
+      () => JSON.stringify({ kind: 'Event', apiVersion: 'audit.k8s.io/v1', ...auditEvent(20) }),
+      400,
+    ],
+    [
+      'an EventList of another API version',
+      () => eventList([auditEvent(21)], { apiVersion: 'audit.k8s.io/v1beta1' }),
+      400,
+    ],
+    [
+      'an EventList without items',
+      () => JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', metadata: {} }),
+      400,
+    ],
     ['items that are not an array', () => eventList(null).replace('"items":null', '"items":{"a":1}'), 400],
     ['an item that is not an object', () => eventList([auditEvent(22), 'oops']), 400],
     ['an array body', () => JSON.stringify([auditEvent(23)]), 400],
     ['malformed JSON', () => eventList([auditEvent(24)]).slice(0, -3), 400],
     ['trailing data', () => eventList([auditEvent(25)]) + '{}', 400],
-    ['invalid UTF-8', () => Buffer.concat([Buffer.from(eventList([auditEvent(26)]).slice(0, -3)), Buffer.from([0xff, 0x5d, 0x7d])]), 400],
-    ['an event over 65,535 canonical bytes', () => eventList([auditEvent(27), auditEvent(28, { requestObject: { data: 'x'.repeat(70_000) } })]), 413],
-    ['an event with too many values to fit', () => eventList([auditEvent(29, { requestObject: { list: new Array(70_000).fill(0) } })]), 413],
+    [
+      'invalid UTF-8',
+      () => Buffer.concat([Buffer.from(eventList([auditEvent(26)]).slice(0, -3)), Buffer.from([0xff, 0x5d, 0x7d])]),
+      400,
+    ],
+    [
+      'an event over 65,535 canonical bytes',
+      () => eventList([auditEvent(27), auditEvent(28, { requestObject: { data: 'x'.repeat(70_000) } })]),
+      413,
+    ],
+    [
+      'an event with too many values to fit',
+      () => eventList([auditEvent(29, { requestObject: { list: new Array(70_000).fill(0) } })]),
+      413,
+    ],
     ['more than 10,000 events', () => eventList(Array.from({ length: 10_001 }, () => ({}))), 413],
     ['a body over 16 MiB', () => eventList([auditEvent(30, { pad: ' '.repeat(17 * 1024 * 1024) })]), 413],
-    ['YAML', () => 'kind: EventList\napiVersion: audit.k8s.io/v1\nitems: []\n', 415, { 'content-type': 'application/yaml', authorization: auth.authorization }],
-    ['protobuf', () => new Uint8Array([0x6b, 0x38, 0x73, 0x00]), 415, { 'content-type': 'application/vnd.kubernetes.protobuf', authorization: auth.authorization }],
+    [
+      'YAML',
+      () => 'kind: EventList\napiVersion: audit.k8s.io/v1\nitems: []\n',
+      415,
+      { 'content-type': 'application/yaml', authorization: auth.authorization },
+    ],
+    [
+      'protobuf',
+      () => new Uint8Array([0x6b, 0x38, 0x73, 0x00]),
+      415,
+      { 'content-type': 'application/vnd.kubernetes.protobuf', authorization: auth.authorization },
+    ],
   ];
   for (const [name, body, status, headers] of bad) {
     it(`${name} → ${status}, nothing appended`, async () => {

@@ -6,8 +6,28 @@ import { expect } from 'chai';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { consistencyProofPlan, decodeEntryBundle, hashLeaf, inclusionProofPlan, merkleRoot, openCheckpoint, parseVkey, verifyConsistency, verifyInclusion } from '@trailmark/tlog';
-import { LogStateError, LogStore, PgStore, loadLogKey, nodeHasher, toLeaf, type Leaf, type LogKey, type LogStorage } from '../src/index.js';
+import {
+  consistencyProofPlan,
+  decodeEntryBundle,
+  hashLeaf,
+  inclusionProofPlan,
+  merkleRoot,
+  openCheckpoint,
+  parseVkey,
+  verifyConsistency,
+  verifyInclusion,
+} from '@trailmark/tlog';
+import {
+  LogStateError,
+  LogStore,
+  PgStore,
+  loadLogKey,
+  nodeHasher,
+  toLeaf,
+  type Leaf,
+  type LogKey,
+  type LogStorage,
+} from '../src/index.js';
 import { startPostgres, type Postgres } from '../../../test/lib/postgres.js';
 
 let pg: Postgres;
@@ -102,7 +122,13 @@ for (const b of backends) {
       // appends go on from the reopened edge
       const more = [leaf({ i: 'after' })];
       expect((await store.append(more)).indices).to.deep.equal([2_100]);
-      verifyInclusion(2_100, 2_101, more[0].hash, await store.inclusionProof(2_100, 2_101), merkleRoot([...hashes, more[0].hash], nodeHasher));
+      verifyInclusion(
+        2_100,
+        2_101,
+        more[0].hash,
+        await store.inclusionProof(2_100, 2_101),
+        merkleRoot([...hashes, more[0].hash], nodeHasher),
+      );
     });
   });
 }
@@ -134,7 +160,9 @@ async function checkStore(store: LogStorage, leaves: Leaf[], hashes: Uint8Array[
   expect(Buffer.from(tile.subarray(32, 64)).equals(Buffer.from(hashes[5 * 256 + 1]))).to.equal(true);
   expect((await store.tileData(1, 0, 1))!.length).to.equal(32);
   const got = await store.entries(n - 300, n);
-  expect(got.map((d) => Buffer.from(d).toString())).to.deep.equal(leaves.slice(n - 300).map((l) => Buffer.from(l.data).toString()));
+  expect(got.map((d) => Buffer.from(d).toString())).to.deep.equal(
+    leaves.slice(n - 300).map((l) => Buffer.from(l.data).toString()),
+  );
 }
 
 describe('log storage on PostgreSQL: several frontends', function () {
@@ -151,8 +179,14 @@ describe('log storage on PostgreSQL: several frontends', function () {
       const shared = Array.from({ length: 500 }, (_, i) => leaf({ shared: i }));
       const writes: Promise<{ indices: number[]; leaves: Leaf[] }>[] = [];
       for (let round = 0; round < 20; round++) {
-        for (const [s, tag] of [[a, 'a'], [b, 'b']] as const) {
-          const ls = [...shared.slice(round * 25, round * 25 + 25), ...Array.from({ length: 50 }, (_, i) => leaf({ tag, round, i }))];
+        for (const [s, tag] of [
+          [a, 'a'],
+          [b, 'b'],
+        ] as const) {
+          const ls = [
+            ...shared.slice(round * 25, round * 25 + 25),
+            ...Array.from({ length: 50 }, (_, i) => leaf({ tag, round, i })),
+          ];
           writes.push(s.append(ls).then((r) => ({ indices: r.indices, leaves: ls })));
         }
       }
@@ -181,9 +215,13 @@ describe('log storage on PostgreSQL: several frontends', function () {
       expect(Buffer.from(await a.rootAt(size)).equals(Buffer.from(root))).to.equal(true);
       expect(Buffer.from(await b.rootAt(size)).equals(Buffer.from(root))).to.equal(true);
       // every stored checkpoint's root is the root of the entries at its size
-      for (const line of pg.sql(`SELECT size, encode(root, 'hex') FROM tm_checkpoints ORDER BY size`, url.split('/').pop()).split('\n')) {
+      for (const line of pg
+        .sql(`SELECT size, encode(root, 'hex') FROM tm_checkpoints ORDER BY size`, url.split('/').pop())
+        .split('\n')) {
         const [s, r] = line.split('|');
-        expect(r, `root at ${s}`).to.equal(Buffer.from(merkleRoot(hashes.slice(0, Number(s)), nodeHasher)).toString('hex'));
+        expect(r, `root at ${s}`).to.equal(
+          Buffer.from(merkleRoot(hashes.slice(0, Number(s)), nodeHasher)).toString('hex'),
+        );
       }
     } finally {
       await a.close();
@@ -208,7 +246,9 @@ describe('log storage on PostgreSQL: several frontends', function () {
       const stalled = a.append([leaf({ during: 1 }), leaf({ during: 2 })]);
       // meanwhile another frontend takes the lease (as one does once a paused sequencer's lease expires)
       await new Promise((r) => setTimeout(r, 300));
-      await blocker.query(`UPDATE tm_lease SET holder = 'someone-else', token = token + 1, expires = clock_timestamp() + interval '1 hour'`);
+      await blocker.query(
+        `UPDATE tm_lease SET holder = 'someone-else', token = token + 1, expires = clock_timestamp() + interval '1 hour'`,
+      );
       await blocker.query('COMMIT');
       // the stalled transaction finds the lease gone and stores nothing: the checkpoint stays at size 1
       for (let i = 0; i < 50 && a.fenced === 0; i++) await new Promise((r) => setTimeout(r, 100));

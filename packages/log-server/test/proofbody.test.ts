@@ -20,7 +20,10 @@ describe('InclusionBodies (get-proof-by-index bodies with the path above each ti
   before(async () => {
     for (const s of SIZES) roots.set(s, merkleRoot(hashes.slice(0, s), nodeHasher));
     dir = mkdtempSync(join(tmpdir(), 'tm-bodies-'));
-    store = await LogStore.open(join(dir, 'db'), loadLogKey(join(dir, 'log.key'), { create: true, origin: 'bodies.test/log' }));
+    store = await LogStore.open(
+      join(dir, 'db'),
+      loadLogKey(join(dir, 'log.key'), { create: true, origin: 'bodies.test/log' }),
+    );
     for (let o = 0; o < N; o += 10_000) await store.append(leaves.slice(o, o + 10_000));
   });
   after(async () => {
@@ -37,7 +40,13 @@ describe('InclusionBodies (get-proof-by-index bodies with the path above each ti
     const j = JSON.parse(body);
     expect(j.leaf_index).to.equal(idx);
     expect(Buffer.from(b64decode(j.leaf_hash)).equals(Buffer.from(hashes[idx]))).to.equal(true);
-    verifyInclusion(idx, size, hashes[idx], j.audit_path.map((h: string) => b64decode(h)), roots.get(size)!);
+    verifyInclusion(
+      idx,
+      size,
+      hashes[idx],
+      j.audit_path.map((h: string) => b64decode(h)),
+      roots.get(size)!,
+    );
     return true;
   }
 
@@ -60,7 +69,8 @@ describe('InclusionBodies (get-proof-by-index bodies with the path above each ti
   it('never serves a leaf of the partial right-edge tile (the general path answers those)', async () => {
     const bodies = new InclusionBodies(store);
     for (const size of [257, 511, 65_537, 69_999, N]) {
-      for (const idx of [Math.floor(size / 256) * 256, size - 1]) if (idx < size) expect(bodies.sync(idx, size)).to.equal(undefined);
+      for (const idx of [Math.floor(size / 256) * 256, size - 1])
+        if (idx < size) expect(bodies.sync(idx, size)).to.equal(undefined);
     }
   });
 
@@ -81,7 +91,10 @@ describe('InclusionBodies (get-proof-by-index bodies with the path above each ti
 
   it('falls back (undefined) rather than answering wrong when tiles are not in memory', async () => {
     await store.close();
-    store = await LogStore.open(join(dir, 'db'), loadLogKey(join(dir, 'log.key'), { create: false }), { tileCacheTiles: 2, upperCacheTiles: 4 });
+    store = await LogStore.open(join(dir, 'db'), loadLogKey(join(dir, 'log.key'), { create: false }), {
+      tileCacheTiles: 2,
+      upperCacheTiles: 4,
+    });
     const bodies = new InclusionBodies(store, 2);
     let served = 0;
     let fellBack = 0;

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { merkleRoot } from '@trailmark/tlog';
 import { loadLogKey, LogStore, nodeHasher, startLogServer, toLeaf, UnavailableError, type Leaf } from '../src/index.js';
 
-const post = (url: string, body: unknown) => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+const post = (url: string, body: unknown) =>
+  fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 
 /** Resubmits `failed` until writes resume (the store reopens by itself), then checks every acknowledged entry and the root. */
 async function resumeAndVerify(store: LogStore, failed: Leaf[], acked: Map<number, Leaf>, more: Leaf[]): Promise<void> {
@@ -26,8 +27,16 @@ async function resumeAndVerify(store: LogStore, failed: Leaf[], acked: Map<numbe
   // every acknowledged entry at its index, and the signed root is that of exactly the stored entries
   const data = await store.entries(0, store.size);
   expect(data.length).to.equal(acked.size);
-  for (const [idx, l] of acked) expect(Buffer.from(data[idx]).equals(Buffer.from(l.data)), `entry ${idx}`).to.equal(true);
-  expect(Buffer.from(merkleRoot(data.map((d) => nodeHasher.leaf(d)), nodeHasher)).equals(store.tree.root)).to.equal(true);
+  for (const [idx, l] of acked)
+    expect(Buffer.from(data[idx]).equals(Buffer.from(l.data)), `entry ${idx}`).to.equal(true);
+  expect(
+    Buffer.from(
+      merkleRoot(
+        data.map((d) => nodeHasher.leaf(d)),
+        nodeHasher,
+      ),
+    ).equals(store.tree.root),
+  ).to.equal(true);
 }
 
 describe('storage failures', function () {
@@ -59,7 +68,11 @@ describe('storage failures', function () {
   });
 
   it('recovers from running out of file descriptors without a restart: writes resume, nothing acknowledged is lost, the tree stays consistent', async () => {
-    const store = await LogStore.open(join(dir, 'db'), loadLogKey(join(dir, 'log.key'), { create: true, origin: 'fail.test/log' }), { retryMs: 50 });
+    const store = await LogStore.open(
+      join(dir, 'db'),
+      loadLogKey(join(dir, 'log.key'), { create: true, origin: 'fail.test/log' }),
+      { retryMs: 50 },
+    );
     const pad = 'p'.repeat(1000);
     const leaf = (i: number): Leaf => toLeaf({ i, pad }, 'entry');
     const acked = new Map<number, Leaf>();
@@ -122,7 +135,11 @@ describe('storage failures', function () {
     } catch (e) {
       throw new Error(`this test mounts a tmpfs and needs root (CAP_SYS_ADMIN): ${(e as Error).message}`);
     }
-    const store = await LogStore.open(join(mnt, 'db'), loadLogKey(join(dir, 'log.key'), { create: true, origin: 'fail.test/log' }), { retryMs: 50 });
+    const store = await LogStore.open(
+      join(mnt, 'db'),
+      loadLogKey(join(dir, 'log.key'), { create: true, origin: 'fail.test/log' }),
+      { retryMs: 50 },
+    );
     try {
       const acked = new Map<number, Leaf>();
       let next = 0;

@@ -2,7 +2,14 @@ import { expect } from 'chai';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { merkleRoot, consistencyProofPlan, inclusionProofPlan, verifyConsistency, verifyInclusion, hashLeaf } from '@trailmark/tlog';
+import {
+  merkleRoot,
+  consistencyProofPlan,
+  inclusionProofPlan,
+  verifyConsistency,
+  verifyInclusion,
+  hashLeaf,
+} from '@trailmark/tlog';
 import { LogStore, loadLogKey, nodeHasher, toLeaf, type Leaf } from '../src/index.js';
 
 describe('LogStore', function () {
@@ -11,7 +18,10 @@ describe('LogStore', function () {
   let store: LogStore;
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tm-store-'));
-    store = await LogStore.open(join(dir, 'db'), loadLogKey(join(dir, 'log.key'), { create: true, origin: 'store.test/log' }));
+    store = await LogStore.open(
+      join(dir, 'db'),
+      loadLogKey(join(dir, 'log.key'), { create: true, origin: 'store.test/log' }),
+    );
   });
   afterEach(async () => {
     await store.close();
@@ -39,7 +49,12 @@ describe('LogStore', function () {
     const first = Array.from({ length: 100 }, (_, i) => leaf({ r: i }));
     const a = await store.prepare(first);
     const b = await store.prepare([...first.slice(0, 50).reverse(), leaf({ r: 'new' }), ...first.slice(50), first[0]]);
-    expect(b.indices).to.deep.equal([...Array.from({ length: 50 }, (_, i) => 49 - i), 100, ...Array.from({ length: 50 }, (_, i) => 50 + i), 0]);
+    expect(b.indices).to.deep.equal([
+      ...Array.from({ length: 50 }, (_, i) => 49 - i),
+      100,
+      ...Array.from({ length: 50 }, (_, i) => 50 + i),
+      0,
+    ]);
     await store.commit(a);
     await store.commit(b);
     expect(store.size).to.equal(101);
@@ -71,34 +86,50 @@ describe('LogStore', function () {
     await checkProofs(store, hashes);
     // reopened with tiny caches: nodes come from upper-node records, tiles read back and hashed
     await store.close();
-    store = await LogStore.open(join(dir, 'db'), loadLogKey(join(dir, 'log.key'), { create: false }), { tileCacheTiles: 2, upperCacheTiles: 100 });
+    store = await LogStore.open(join(dir, 'db'), loadLogKey(join(dir, 'log.key'), { create: false }), {
+      tileCacheTiles: 2,
+      upperCacheTiles: 100,
+    });
     await checkProofs(store, hashes);
   });
 
   it('proofs stay right when tiles leave a tiny cache during ingest (their upper nodes are kept on eviction)', async () => {
     await store.close();
     rmSync(dir, { recursive: true, force: true });
-    store = await LogStore.open(join(dir, 'db'), loadLogKey(join(dir, 'log.key'), { create: true, origin: 'store.test/log' }), { tileCacheTiles: 2, upperCacheTiles: 100 });
+    store = await LogStore.open(
+      join(dir, 'db'),
+      loadLogKey(join(dir, 'log.key'), { create: true, origin: 'store.test/log' }),
+      { tileCacheTiles: 2, upperCacheTiles: 100 },
+    );
     const leaves: Leaf[] = Array.from({ length: 70_000 }, (_, i) => leaf({ evict: i }));
     for (let o = 0; o < leaves.length; o += 7_000) await store.append(leaves.slice(o, o + 7_000));
-    await checkProofs(store, leaves.map((l) => l.hash));
+    await checkProofs(
+      store,
+      leaves.map((l) => l.hash),
+    );
   });
 
   it('serves proofs at the durable size while a later batch, not yet durable, has filled more tiles than the cache holds', async () => {
     await store.close();
     rmSync(dir, { recursive: true, force: true });
-    store = await LogStore.open(join(dir, 'db'), loadLogKey(join(dir, 'log.key'), { create: true, origin: 'store.test/log' }), { tileCacheTiles: 4, upperCacheTiles: 8 });
+    store = await LogStore.open(
+      join(dir, 'db'),
+      loadLogKey(join(dir, 'log.key'), { create: true, origin: 'store.test/log' }),
+      { tileCacheTiles: 4, upperCacheTiles: 8 },
+    );
     const leaves: Leaf[] = Array.from({ length: 12_000 }, (_, i) => leaf({ pending: i }));
     const hashes = leaves.map((l) => l.hash);
     await store.append(leaves.slice(0, 5_000)); // tile 19 is partial and durable
     const p = await store.prepare(leaves.slice(5_000)); // fills tiles 19..46 in memory only
     expect(store.size).to.equal(5_000);
     const root = merkleRoot(hashes.slice(0, 5_000), nodeHasher);
-    for (const idx of [4_999, 4_864, 4_863, 1_000, 0]) verifyInclusion(idx, 5_000, hashes[idx], await store.inclusionProof(idx, 5_000), root);
+    for (const idx of [4_999, 4_864, 4_863, 1_000, 0])
+      verifyInclusion(idx, 5_000, hashes[idx], await store.inclusionProof(idx, 5_000), root);
     expect(Buffer.from(await store.rootAt(5_000)).equals(Buffer.from(root))).to.equal(true);
     await store.commit(p);
     const root2 = merkleRoot(hashes, nodeHasher);
-    for (const idx of [4_999, 11_999, 7_000]) verifyInclusion(idx, 12_000, hashes[idx], await store.inclusionProof(idx, 12_000), root2);
+    for (const idx of [4_999, 11_999, 7_000])
+      verifyInclusion(idx, 12_000, hashes[idx], await store.inclusionProof(idx, 12_000), root2);
   });
 
   async function checkProofs(store: LogStore, hashes: Uint8Array[]): Promise<void> {

@@ -33,14 +33,15 @@ describe('TileNode', () => {
     for (let i = 0; i < 77; i++) partial.push(raw.subarray(i * 32, (i + 1) * 32));
     // the reference: each node as the Merkle root of the hashes it covers, computed by tlog
     const hashes = Array.from({ length: 256 }, (_, i) => raw.subarray(i * 32, (i + 1) * 32));
-    const ref = (k: number, p: number) => Buffer.from(merkleRoot(hashes.slice(p << k, (p + 1) << k), nodeHasher)).toString('base64');
+    const ref = (k: number, p: number) =>
+      Buffer.from(merkleRoot(hashes.slice(p << k, (p + 1) << k), nodeHasher)).toString('base64');
     for (let round = 0; round < 20; round++) {
       for (let k = 0; k <= 8; k++) {
         for (let p = 0; p < 256 >> k; p++) {
           const want = round < 2 ? ref(k, p) : built.node(k, p).toString('base64');
           expect(built.nodeB64(k, p), `built ${k}/${p}`).to.equal(want);
           expect(restored.nodeB64(k, p), `restored ${k}/${p}`).to.equal(want);
-          if (((p + 1) << k) <= 77) expect(partial.nodeB64(k, p), `partial ${k}/${p}`).to.equal(want);
+          if ((p + 1) << k <= 77) expect(partial.nodeB64(k, p), `partial ${k}/${p}`).to.equal(want);
           else expect(() => partial.nodeB64(k, p)).to.throw(/no complete node/);
         }
       }

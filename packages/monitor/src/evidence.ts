@@ -165,7 +165,8 @@ export function parseEvidence(v: unknown): Evidence {
   if (kind !== 'same-size-different-root' && kind !== 'inconsistent') {
     throw bad(`kind ${JSON.stringify(kind)} is neither "same-size-different-root" nor "inconsistent"`);
   }
-  if (!Array.isArray(o.checkpoints) || o.checkpoints.length !== 2) throw bad('checkpoints must be an array of two notes');
+  if (!Array.isArray(o.checkpoints) || o.checkpoints.length !== 2)
+    throw bad('checkpoints must be an array of two notes');
   const checkpoints = o.checkpoints.map((c, i) => str(c, `checkpoints[${i}]`)) as [string, string];
   const detail = typeof o.detail === 'string' ? o.detail : '';
   const seenRaw = Array.isArray(o.seen) ? o.seen : [];
@@ -177,7 +178,10 @@ export function parseEvidence(v: unknown): Evidence {
   if (o.consistency !== undefined) {
     const c = o.consistency as Record<string, unknown>;
     if (typeof c !== 'object' || c === null || !Array.isArray(c.proof)) throw bad('consistency.proof must be an array');
-    ev.consistency = { proof: c.proof.map((p, i) => str(p, `consistency.proof[${i}]`)), first_root: str(c.first_root, 'consistency.first_root') };
+    ev.consistency = {
+      proof: c.proof.map((p, i) => str(p, `consistency.proof[${i}]`)),
+      first_root: str(c.first_root, 'consistency.first_root'),
+    };
   }
   return ev;
 }
@@ -187,7 +191,11 @@ export function parseEvidence(v: unknown): Evidence {
  * either one size with two roots, or a consistency proof that binds the larger tree's prefix to a root other
  * than the smaller checkpoint's. Precondition: none; throws EvidenceError saying what did not hold.
  */
-export function verifyEvidence(v: unknown, logVerifier: NoteVerifier, opts: VerifyEvidenceOptions = {}): VerifiedEvidence {
+export function verifyEvidence(
+  v: unknown,
+  logVerifier: NoteVerifier,
+  opts: VerifyEvidenceOptions = {},
+): VerifiedEvidence {
   const r = verifyEvidenceCore(v, logVerifier);
   if (!opts.witnesses) return r;
   const first = cosignersOf(r.evidence.checkpoints[0], opts.witnesses);
@@ -201,29 +209,55 @@ function verifyEvidenceCore(v: unknown, logVerifier: NoteVerifier): VerifiedEvid
     try {
       return openCheckpoint(note, logVerifier).checkpoint;
     } catch (e) {
-      throw new EvidenceError('signature', `checkpoints[${i}] is not a valid checkpoint of ${logVerifier.name}: ${(e as Error).message}`);
+      throw new EvidenceError(
+        'signature',
+        `checkpoints[${i}] is not a valid checkpoint of ${logVerifier.name}: ${(e as Error).message}`,
+      );
     }
   });
   const [a, b] = cps;
   if (ev.origin !== logVerifier.name) {
-    throw new EvidenceError('malformed-evidence', `evidence origin ${JSON.stringify(ev.origin)} is not the log key's name ${JSON.stringify(logVerifier.name)}`);
+    throw new EvidenceError(
+      'malformed-evidence',
+      `evidence origin ${JSON.stringify(ev.origin)} is not the log key's name ${JSON.stringify(logVerifier.name)}`,
+    );
   }
   if (ev.kind === 'same-size-different-root') {
-    if (a.size !== b.size) throw new EvidenceError('not-misbehaviour', `sizes differ (${a.size} and ${b.size}); same-size-different-root needs one size`);
-    if (bytesEqual(a.root, b.root)) throw new EvidenceError('not-misbehaviour', `both checkpoints have size ${a.size} and the same root`);
-    return { evidence: ev, first: a, second: b, summary: `log ${ev.origin} signed two different roots for tree size ${a.size}` };
+    if (a.size !== b.size)
+      throw new EvidenceError(
+        'not-misbehaviour',
+        `sizes differ (${a.size} and ${b.size}); same-size-different-root needs one size`,
+      );
+    if (bytesEqual(a.root, b.root))
+      throw new EvidenceError('not-misbehaviour', `both checkpoints have size ${a.size} and the same root`);
+    return {
+      evidence: ev,
+      first: a,
+      second: b,
+      summary: `log ${ev.origin} signed two different roots for tree size ${a.size}`,
+    };
   }
-  if (a.size >= b.size) throw new EvidenceError('not-misbehaviour', `inconsistent evidence needs checkpoints[0] smaller than checkpoints[1], got sizes ${a.size} and ${b.size}`);
+  if (a.size >= b.size)
+    throw new EvidenceError(
+      'not-misbehaviour',
+      `inconsistent evidence needs checkpoints[0] smaller than checkpoints[1], got sizes ${a.size} and ${b.size}`,
+    );
   if (!ev.consistency) throw bad('inconsistent evidence has no "consistency" field');
   const proof = ev.consistency.proof.map((p, i) => hashOf(p, `consistency.proof[${i}]`));
   const firstRoot = hashOf(ev.consistency.first_root, 'consistency.first_root');
   try {
     verifyConsistency(a.size, b.size, proof, firstRoot, b.root);
   } catch (e) {
-    throw new EvidenceError('not-misbehaviour', `the consistency proof does not tie first_root to the second checkpoint: ${(e as Error).message}`);
+    throw new EvidenceError(
+      'not-misbehaviour',
+      `the consistency proof does not tie first_root to the second checkpoint: ${(e as Error).message}`,
+    );
   }
   if (bytesEqual(firstRoot, a.root)) {
-    throw new EvidenceError('not-misbehaviour', `the first ${a.size} leaves of the second tree have the first checkpoint's root: the checkpoints are consistent`);
+    throw new EvidenceError(
+      'not-misbehaviour',
+      `the first ${a.size} leaves of the second tree have the first checkpoint's root: the checkpoints are consistent`,
+    );
   }
   return {
     evidence: ev,
@@ -234,7 +268,12 @@ function verifyEvidenceCore(v: unknown, logVerifier: NoteVerifier): VerifiedEvid
 }
 
 /** Builds same-size evidence. Precondition: both notes verified, same origin and size, different roots. */
-export function sameSizeEvidence(origin: string, notes: [string, string], seen: [Sighting, Sighting], size: bigint): Evidence {
+export function sameSizeEvidence(
+  origin: string,
+  notes: [string, string],
+  seen: [Sighting, Sighting],
+  size: bigint,
+): Evidence {
   return {
     origin,
     kind: 'same-size-different-root',

@@ -53,12 +53,19 @@ export async function httpRequest(
       method: init.method ?? 'GET',
       body: init.body,
       headers: init.headers,
-      signal: init.signal ? AbortSignal.any([AbortSignal.timeout(init.timeoutMs ?? 10_000), init.signal]) : AbortSignal.timeout(init.timeoutMs ?? 10_000),
+      signal: init.signal
+        ? AbortSignal.any([AbortSignal.timeout(init.timeoutMs ?? 10_000), init.signal])
+        : AbortSignal.timeout(init.timeoutMs ?? 10_000),
       redirect: 'error',
     });
   } catch (e) {
     const err = e as Error & { cause?: Error };
-    const why = err.name === 'TimeoutError' ? 'timed out' : init.signal?.aborted ? 'aborted (shutting down)' : (err.cause?.message ?? err.message);
+    const why =
+      err.name === 'TimeoutError'
+        ? 'timed out'
+        : init.signal?.aborted
+          ? 'aborted (shutting down)'
+          : (err.cause?.message ?? err.message);
     throw new HttpError(url, undefined, `${init.method ?? 'GET'} ${url}: ${why}`);
   }
   let text: string;
@@ -66,7 +73,11 @@ export async function httpRequest(
     text = await readCapped(res, init.maxBytes ?? MAX_RESPONSE_BYTES);
   } catch (e) {
     if (e instanceof HttpError) throw new HttpError(url, res.status, `${init.method ?? 'GET'} ${url}: ${e.message}`);
-    throw new HttpError(url, undefined, `${init.method ?? 'GET'} ${url}: reading the body failed: ${(e as Error).message}`);
+    throw new HttpError(
+      url,
+      undefined,
+      `${init.method ?? 'GET'} ${url}: reading the body failed: ${(e as Error).message}`,
+    );
   }
   return { status: res.status, contentType: res.headers.get('content-type') ?? '', text };
 }
@@ -96,7 +107,10 @@ function errorSuffix(text: string): string {
 /** Control characters out, one line, at most 200 characters: text from a server goes into our log lines. */
 function oneLine(s: string): string {
   // eslint-disable-next-line no-control-regex
-  return s.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim().slice(0, 200);
+  return s
+    .replace(/[\u0000-\u001f\u007f]+/g, ' ')
+    .trim()
+    .slice(0, 200);
 }
 
 /**

@@ -90,7 +90,8 @@ export interface MonitoredStream extends StreamReport {
 }
 
 /** What happened to one checkpoint. `misbehaviour` means the log (not a peer) was caught. */
-export type OutcomeStatus = 'ok' | 'advanced' | 'pending' | 'ignored' | 'rejected' | 'misbehaviour' | 'error' | 'warning';
+export type OutcomeStatus =
+  'ok' | 'advanced' | 'pending' | 'ignored' | 'rejected' | 'misbehaviour' | 'error' | 'warning';
 export interface Outcome {
   status: OutcomeStatus;
   message: string;
@@ -170,39 +171,90 @@ export class Monitor {
     this.limits = { timeoutMs: opts.timeoutMs, signal: this.closing.signal };
     for (const l of opts.logs) {
       const verifier = rememberingVerifier(typeof l.vkey === 'string' ? parseVkey(l.vkey) : l.vkey);
-      if (verifier.type !== KEY_TYPE_ED25519) throw new MonitorError('config', `log key ${verifier.name} must be a type 0x01 (Ed25519) key`);
+      if (verifier.type !== KEY_TYPE_ED25519)
+        throw new MonitorError('config', `log key ${verifier.name} must be a type 0x01 (Ed25519) key`);
       let u: URL;
       try {
         u = new URL(l.url);
       } catch {
         throw new MonitorError('config', `log URL ${JSON.stringify(l.url)} is not an absolute URL`);
       }
-      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new MonitorError('config', `log URL ${l.url} must be http(s)`);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:')
+        throw new MonitorError('config', `log URL ${l.url} must be http(s)`);
       if (this.logs.has(verifier.name)) throw new MonitorError('config', `two logs with origin ${verifier.name}`);
-      const reader = new LogReader(l.url, { timeoutMs: opts.timeoutMs ?? 10_000, retries: 1, headers: { 'user-agent': 'trailmark-monitor' } });
-      this.logs.set(verifier.name, { origin: verifier.name, verifier, url: l.url, client: new LogClient(l.url, this.limits), reader });
+      const reader = new LogReader(l.url, {
+        timeoutMs: opts.timeoutMs ?? 10_000,
+        retries: 1,
+        headers: { 'user-agent': 'trailmark-monitor' },
+      });
+      this.logs.set(verifier.name, {
+        origin: verifier.name,
+        verifier,
+        url: l.url,
+        client: new LogClient(l.url, this.limits),
+        reader,
+      });
     }
     this.peers = [...new Set(opts.peers ?? [])];
-    for (const [what, u] of [...this.peers.map((p) => ['peer', p]), ...(opts.alertWebhook ? [['alert webhook', opts.alertWebhook]] : [])]) {
+    for (const [what, u] of [
+      ...this.peers.map((p) => ['peer', p]),
+      ...(opts.alertWebhook ? [['alert webhook', opts.alertWebhook]] : []),
+    ]) {
       let url: URL;
       try {
         url = new URL(u);
       } catch {
         throw new MonitorError('config', `${what} URL ${JSON.stringify(u)} is not an absolute URL`);
       }
-      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new MonitorError('config', `${what} URL ${u} must be http(s)`);
+      if (url.protocol !== 'http:' && url.protocol !== 'https:')
+        throw new MonitorError('config', `${what} URL ${u} must be http(s)`);
     }
     this.log = opts.logger ?? createLogger(process.stderr, { component: 'monitor' });
     this.registry = opts.registry ?? new Registry();
     const r = [this.registry];
     this.m = {
-      verified: new Counter({ name: 'trailmark_monitor_checkpoints_verified_total', help: 'Checkpoints verified consistent with the view', labelNames: ['origin'], registers: r }),
-      treeSize: new Gauge({ name: 'trailmark_monitor_tree_size', help: 'Tree size of the verified view', labelNames: ['origin'], registers: r }),
-      lastVerified: new Gauge({ name: 'trailmark_monitor_last_verified_timestamp_seconds', help: 'When the view last advanced or was confirmed', labelNames: ['origin'], registers: r }),
-      alerts: new Counter({ name: 'trailmark_monitor_alerts_total', help: 'Alerts about a log (split view, bad signature, rollback, bad proof)', labelNames: ['origin', 'kind'], registers: r }),
-      evidence: new Counter({ name: 'trailmark_monitor_evidence_total', help: 'New pieces of split-view evidence recorded', labelNames: ['origin'], registers: r }),
-      errors: new Counter({ name: 'trailmark_monitor_errors_total', help: 'Checks that could not be made (network, peer)', labelNames: ['what'], registers: r }),
-      gossip: new Counter({ name: 'trailmark_monitor_gossip_checkpoints_total', help: 'Checkpoints heard from peers, by outcome', labelNames: ['status'], registers: r }),
+      verified: new Counter({
+        name: 'trailmark_monitor_checkpoints_verified_total',
+        help: 'Checkpoints verified consistent with the view',
+        labelNames: ['origin'],
+        registers: r,
+      }),
+      treeSize: new Gauge({
+        name: 'trailmark_monitor_tree_size',
+        help: 'Tree size of the verified view',
+        labelNames: ['origin'],
+        registers: r,
+      }),
+      lastVerified: new Gauge({
+        name: 'trailmark_monitor_last_verified_timestamp_seconds',
+        help: 'When the view last advanced or was confirmed',
+        labelNames: ['origin'],
+        registers: r,
+      }),
+      alerts: new Counter({
+        name: 'trailmark_monitor_alerts_total',
+        help: 'Alerts about a log (split view, bad signature, rollback, bad proof)',
+        labelNames: ['origin', 'kind'],
+        registers: r,
+      }),
+      evidence: new Counter({
+        name: 'trailmark_monitor_evidence_total',
+        help: 'New pieces of split-view evidence recorded',
+        labelNames: ['origin'],
+        registers: r,
+      }),
+      errors: new Counter({
+        name: 'trailmark_monitor_errors_total',
+        help: 'Checks that could not be made (network, peer)',
+        labelNames: ['what'],
+        registers: r,
+      }),
+      gossip: new Counter({
+        name: 'trailmark_monitor_gossip_checkpoints_total',
+        help: 'Checkpoints heard from peers, by outcome',
+        labelNames: ['status'],
+        registers: r,
+      }),
     };
     const pendingCount = () => this.pendingCount();
     new Gauge({
@@ -279,12 +331,15 @@ export class Monitor {
   }
 
   private async loadMetrics(): Promise<void> {
-    for (const [origin, v] of await this.opts.store.views()) if (this.logs.has(origin)) this.m.treeSize.set({ origin }, Number(v.size));
+    for (const [origin, v] of await this.opts.store.views())
+      if (this.logs.has(origin)) this.m.treeSize.set({ origin }, Number(v.size));
   }
 
   /** Polls every followed log once. */
   async pollAll(): Promise<{ what: string; outcome: Outcome }[]> {
-    return Promise.all([...this.logs.values()].map(async (f) => ({ what: `log ${f.url}`, outcome: await this.pollLog(f.origin) })));
+    return Promise.all(
+      [...this.logs.values()].map(async (f) => ({ what: `log ${f.url}`, outcome: await this.pollLog(f.origin) })),
+    );
   }
 
   /** Pulls from and pushes to every peer once. */
@@ -350,7 +405,10 @@ export class Monitor {
       if (isNotEvidence(e)) {
         // an HTML page, another log, a wrong key: nothing was checked, and nobody should be paged for a typo
         this.m.errors.inc({ what: 'log' });
-        return { status: 'error', message: `${f.url} does not serve a checkpoint signed by ${f.origin}'s key (is it the log's base URL, and the right --log-key?): ${(e as Error).message}` };
+        return {
+          status: 'error',
+          message: `${f.url} does not serve a checkpoint signed by ${f.origin}'s key (is it the log's base URL, and the right --log-key?): ${(e as Error).message}`,
+        };
       }
       const msg = `log ${f.url} served a checkpoint that does not verify: ${(e as Error).message}`;
       this.alert(f.origin, 'bad-signature', msg);
@@ -392,7 +450,12 @@ export class Monitor {
    * Fetches and checks the log's consistency proof from `small` to `large` (two of its checkpoints): null when
    * `large` extends `small`, split evidence when not, `unfetched(e)` when no proof could be had.
    */
-  private async checkExtends(f: Followed, small: Seen, large: Seen, unfetched: (e: Error) => Outcome): Promise<Outcome | null> {
+  private async checkExtends(
+    f: Followed,
+    small: Seen,
+    large: Seen,
+    unfetched: (e: Error) => Outcome,
+  ): Promise<Outcome | null> {
     let proof: Hash[];
     try {
       proof = await f.client.consistency(small.cp.size, large.cp.size);
@@ -417,12 +480,20 @@ export class Monitor {
       return { note: v.note, cp: this.open(f, v.note), seen: v.seen };
     } catch (e) {
       // the data dir holds a view this key did not sign: refuse to compare rather than guess
-      throw new MonitorError('stored-view', `the stored view of ${f.origin} does not verify under the configured log key (was --data used with another key?): ${(e as Error).message}`);
+      throw new MonitorError(
+        'stored-view',
+        `the stored view of ${f.origin} does not verify under the configured log key (was --data used with another key?): ${(e as Error).message}`,
+      );
     }
   }
 
   private async advance(f: Followed, s: Seen): Promise<void> {
-    await this.opts.store.putView(f.origin, { note: s.note, size: s.cp.size.toString(), root: b64encode(s.cp.root), seen: s.seen });
+    await this.opts.store.putView(f.origin, {
+      note: s.note,
+      size: s.cp.size.toString(),
+      root: b64encode(s.cp.root),
+      seen: s.seen,
+    });
     this.known.delete(f.origin);
     this.m.verified.inc({ origin: f.origin });
     this.m.treeSize.set({ origin: f.origin }, Number(s.cp.size));
@@ -445,11 +516,16 @@ export class Monitor {
         first = prefixRootFromInclusion(m, p.leafHash, p.path);
       } catch (e) {
         this.m.errors.inc({ what: 'log' });
-        return { status: 'error', message: `checkpoints ${m} and ${n} do not verify as consistent, and the inclusion proof needed to prove it failed: ${(e as Error).message}` };
+        return {
+          status: 'error',
+          message: `checkpoints ${m} and ${n} do not verify as consistent, and the inclusion proof needed to prove it failed: ${(e as Error).message}`,
+        };
       }
     } else first = prefixRootFromConsistency(m, n, proof);
     if (first && proofBindsPrefix(m, n, proof, first, large.cp.root) && !bytesEqual(first, small.cp.root)) {
-      return this.evidence(inconsistentEvidence(f.origin, [small.note, large.note], [small.seen, large.seen], m, n, proof, first, f.url));
+      return this.evidence(
+        inconsistentEvidence(f.origin, [small.note, large.note], [small.seen, large.seen], m, n, proof, first, f.url),
+      );
     }
     const msg = `log ${f.url} served a consistency proof ${m} -> ${n} that does not verify against its own checkpoint of size ${n}`;
     this.alert(f.origin, 'bad-proof', msg);
@@ -463,7 +539,9 @@ export class Monitor {
     if (added) {
       this.m.evidence.inc({ origin: ev.origin });
       // without --data the store's folder is deleted on close: never point at a file that will not be there
-      const where = this.opts.store.temporary ? 'not kept on disk (no --data): GET /v1/evidence serves it while this monitor runs' : `in ${this.opts.store.evidencePath(id)}`;
+      const where = this.opts.store.temporary
+        ? 'not kept on disk (no --data): GET /v1/evidence serves it while this monitor runs'
+        : `in ${this.opts.store.evidencePath(id)}`;
       this.alert(ev.origin, 'split-view', `${ev.kind}${note}: ${ev.detail}; evidence ${id} ${where}`);
       this.notify(ev);
     }
@@ -478,7 +556,12 @@ export class Monitor {
     const p = (async () => {
       for (let attempt = 1; attempt <= 3 && !(this.stopped && attempt > 1); attempt++) {
         try {
-          const r = await httpRequest(url, { method: 'POST', body, headers: { 'content-type': 'application/json' }, timeoutMs: 5000 });
+          const r = await httpRequest(url, {
+            method: 'POST',
+            body,
+            headers: { 'content-type': 'application/json' },
+            timeoutMs: 5000,
+          });
           if (r.status >= 200 && r.status < 300) return;
           this.log.warn(`alert webhook ${url} answered ${r.status}`, { webhook: url });
         } catch (e) {
@@ -509,7 +592,10 @@ export class Monitor {
       cp = this.open(f, note);
     } catch (e) {
       // anyone can send junk: a bad signature from a peer says nothing about the log
-      return this.counted({ status: 'rejected', message: `checkpoint from ${from} does not verify: ${(e as Error).message}` });
+      return this.counted({
+        status: 'rejected',
+        message: `checkpoint from ${from} does not verify: ${(e as Error).message}`,
+      });
     }
     const got: Seen = { note, cp, seen: { from, at: this.now() } };
     let out: Outcome | undefined;
@@ -532,7 +618,10 @@ export class Monitor {
         if (pend.size >= MAX_PENDING) pend.delete(pend.keys().next().value!);
         pend.set(key, { note, seen: got.seen });
       }
-      out = { status: 'pending', message: `checkpoint of size ${cp.size} from ${from} is larger than the log has shown (waiting to check it)` };
+      out = {
+        status: 'pending',
+        message: `checkpoint of size ${cp.size} from ${from} is larger than the log has shown (waiting to check it)`,
+      };
     }
     return this.counted(out);
   }
@@ -554,14 +643,18 @@ export class Monitor {
     this.known.set(f.origin, known);
     if (known.has(key)) return { status: 'ok', message: `size ${cp.size} already checked` };
     if (cp.size === v.cp.size) {
-      if (!bytesEqual(cp.root, v.cp.root)) return this.evidence(sameSizeEvidence(f.origin, [v.note, got.note], [v.seen, got.seen], cp.size));
+      if (!bytesEqual(cp.root, v.cp.root))
+        return this.evidence(sameSizeEvidence(f.origin, [v.note, got.note], [v.seen, got.seen], cp.size));
     } else {
       const bad = await this.checkExtends(f, got, v, (e) => this.proofError(cp.size, v.cp.size, e));
       if (bad) return bad;
     }
     if (known.size >= MAX_KNOWN) known.clear();
     known.add(key);
-    return { status: 'ok', message: `size ${cp.size} from ${got.seen.from} is consistent with the view (size ${v.cp.size})` };
+    return {
+      status: 'ok',
+      message: `size ${cp.size} from ${got.seen.from} is consistent with the view (size ${v.cp.size})`,
+    };
   }
 
   private async recheckPending(f: Followed): Promise<void> {
@@ -688,7 +781,11 @@ export class Monitor {
 
   /** Follows the streams of every log once (see followStreams). */
   async followAllStreams(): Promise<{ what: string; outcome: Outcome }[]> {
-    const out = await Promise.all([...this.logs.values()].map(async (f) => (await this.followStreams(f)).map((o) => ({ what: `streams of ${f.url}`, outcome: o }))));
+    const out = await Promise.all(
+      [...this.logs.values()].map(async (f) =>
+        (await this.followStreams(f)).map((o) => ({ what: `streams of ${f.url}`, outcome: o })),
+      ),
+    );
     return out.flat();
   }
 
@@ -725,7 +822,12 @@ export class Monitor {
           // the checker may hold part of the range: start again from what was saved
           this.checkers.delete(f.origin);
           this.m.errors.inc({ what: 'streams' });
-          return [{ status: 'error', message: `could not read entries ${c.position}..${to} for the stream check: ${(e as Error).message}` }];
+          return [
+            {
+              status: 'error',
+              message: `could not read entries ${c.position}..${to} for the stream check: ${(e as Error).message}`,
+            },
+          ];
         }
         c.position = to;
         await this.opts.store.putStreams(f.origin, { position: to.toString(), state: c.checker.state() });
@@ -739,13 +841,19 @@ export class Monitor {
       const stalled = new Set<string>();
       for (const s of c.checker.stalled(Date.now(), threshold)) {
         stalled.add(s.id);
-        const silent = s.alive_at === null ? 'never had a heartbeat' : `silent since ${new Date(s.alive_at).toISOString()}`;
+        const silent =
+          s.alive_at === null ? 'never had a heartbeat' : `silent since ${new Date(s.alive_at).toISOString()}`;
         const msg = `stream ${s.id} (proxy ${s.proxy ?? 'unknown'}) has had neither a heartbeat nor an end for more than ${Math.round(threshold / 1000)} s (${silent}, last seq ${s.last_seq})`;
         out.push({ status: 'warning', message: msg });
         const key = `${f.origin}\n${s.id}`;
         if (!this.stalledNow.has(key)) {
           this.stalledNow.add(key);
-          this.streamAlert(f.origin, 'stream-stalled', msg, s.id, { stream: s.id, proxy: s.proxy, seqs: [s.last_seq, s.last_seq], detail: msg });
+          this.streamAlert(f.origin, 'stream-stalled', msg, s.id, {
+            stream: s.id,
+            proxy: s.proxy,
+            seqs: [s.last_seq, s.last_seq],
+            detail: msg,
+          });
         }
       }
       // a stream that speaks again may stall again later, and is alerted again then
@@ -753,15 +861,31 @@ export class Monitor {
         const [origin, id] = key.split('\n');
         if (origin === f.origin && !stalled.has(id)) this.stalledNow.delete(key);
       }
-      if (out.length === 0) out.push({ status: 'ok', message: `streams of ${f.origin} checked to entry ${c.position}` });
+      if (out.length === 0)
+        out.push({ status: 'ok', message: `streams of ${f.origin} checked to entry ${c.position}` });
       return out;
     });
   }
 
   /** A stream alert: the same log line and webhook as split views, with what the webhook needs to act. */
-  private streamAlert(origin: string, kind: string, message: string, stream: string, f: { stream: string; proxy: string | null; seqs: [number, number]; detail: string; leaf_index?: string }): void {
+  private streamAlert(
+    origin: string,
+    kind: string,
+    message: string,
+    stream: string,
+    f: { stream: string; proxy: string | null; seqs: [number, number]; detail: string; leaf_index?: string },
+  ): void {
     this.alert(origin, kind, message, stream);
-    this.notify({ alert: kind, origin, stream: f.stream, proxy: f.proxy, seqs: f.seqs, ...(f.leaf_index ? { leaf_index: f.leaf_index } : {}), detail: f.detail, at: this.now() });
+    this.notify({
+      alert: kind,
+      origin,
+      stream: f.stream,
+      proxy: f.proxy,
+      seqs: f.seqs,
+      ...(f.leaf_index ? { leaf_index: f.leaf_index } : {}),
+      detail: f.detail,
+      at: this.now(),
+    });
   }
 
   /** Every stream of every followed log (GET /v1/streams), with whether it has gone silent. */
@@ -773,7 +897,12 @@ export class Monitor {
       const { checker } = await this.checkerOf(f);
       for (const s of checker.streams()) {
         const silent = s.alive_at === null ? null : Math.max(0, Math.round((now - s.alive_at) / 1000));
-        out.push({ origin: f.origin, ...s, stalled: !s.ended && (s.alive_at === null || now - s.alive_at > threshold), silent_seconds: silent });
+        out.push({
+          origin: f.origin,
+          ...s,
+          stalled: !s.ended && (s.alive_at === null || now - s.alive_at > threshold),
+          silent_seconds: silent,
+        });
       }
     }
     return out;

@@ -52,7 +52,11 @@ export async function startMonitor(opts: StartMonitorOptions): Promise<RunningMo
   let signer: NoteSigner | undefined;
   if (opts.witnessKey !== undefined) {
     signer = parsePrivateKey(opts.witnessKey);
-    if (signer.type !== KEY_TYPE_COSIGNATURE) throw new MonitorError('config', `witness key ${signer.name} must be a type 0x04 cosignature key (trailmark keygen --witness)`);
+    if (signer.type !== KEY_TYPE_COSIGNATURE)
+      throw new MonitorError(
+        'config',
+        `witness key ${signer.name} must be a type 0x04 cosignature key (trailmark keygen --witness)`,
+      );
   }
   const listen = opts.listen !== undefined ? parseListen(opts.listen) : undefined;
   const store = await MonitorStore.open(opts.dataDir);
@@ -150,7 +154,12 @@ export function buildApp(monitor: Monitor, witness?: Witness): express.Express {
 
   app.post('/v1/gossip', express.json({ limit: '4mb', type: () => true }), async (req, res) => {
     const b = req.body as { checkpoints?: unknown };
-    if (typeof b !== 'object' || b === null || !Array.isArray(b.checkpoints) || b.checkpoints.some((c) => typeof c !== 'string')) {
+    if (
+      typeof b !== 'object' ||
+      b === null ||
+      !Array.isArray(b.checkpoints) ||
+      b.checkpoints.some((c) => typeof c !== 'string')
+    ) {
       res.status(400).json({ error: 'body must be {"checkpoints": [note text, ...]}' });
       return;
     }
@@ -160,7 +169,11 @@ export function buildApp(monitor: Monitor, witness?: Witness): express.Express {
     }
     const evidence = (b as { evidence?: unknown }).evidence;
     if (evidence !== undefined && (!Array.isArray(evidence) || evidence.length > MAX_GOSSIP_CHECKPOINTS)) {
-      res.status(400).json({ error: `"evidence", when present, must be an array of at most ${MAX_GOSSIP_CHECKPOINTS} evidence objects` });
+      res
+        .status(400)
+        .json({
+          error: `"evidence", when present, must be an array of at most ${MAX_GOSSIP_CHECKPOINTS} evidence objects`,
+        });
       return;
     }
     const from = `gossip from ${remote(req)}`;
@@ -212,7 +225,14 @@ export function buildApp(monitor: Monitor, witness?: Witness): express.Express {
   app.use((err: Error & { status?: number; type?: string }, _req: Request, res: Response, _next: NextFunction) => {
     void _next;
     const status = typeof err.status === 'number' && err.status >= 400 && err.status < 500 ? err.status : 500;
-    const message = status === 413 ? 'request body too large' : status === 400 ? `malformed request: ${err.message}` : status === 500 ? 'internal error' : err.message;
+    const message =
+      status === 413
+        ? 'request body too large'
+        : status === 400
+          ? `malformed request: ${err.message}`
+          : status === 500
+            ? 'internal error'
+            : err.message;
     if (status === 500) monitor.logger.error('internal error', { error: err, stack: err.stack });
     res.status(status).json({ error: message });
   });

@@ -68,8 +68,12 @@ export class MonitorStore {
       await db.open();
     } catch (e) {
       const cause = (e as { cause?: { code?: string } }).cause;
-      if (cause?.code === 'LEVEL_LOCKED') throw new MonitorError('store-locked', `data directory ${root} is in use by another monitor`);
-      throw new MonitorError('store', `cannot open the monitor database in ${root}: ${(cause as Error | undefined)?.message ?? (e as Error).message}`);
+      if (cause?.code === 'LEVEL_LOCKED')
+        throw new MonitorError('store-locked', `data directory ${root} is in use by another monitor`);
+      throw new MonitorError(
+        'store',
+        `cannot open the monitor database in ${root}: ${(cause as Error | undefined)?.message ?? (e as Error).message}`,
+      );
     }
     return new MonitorStore(db, root, temporary);
   }
@@ -92,7 +96,8 @@ export class MonitorStore {
   /** Every stored view. */
   async views(): Promise<Map<string, ViewRecord>> {
     const out = new Map<string, ViewRecord>();
-    for await (const [k, v] of this.db.iterator({ gte: VIEW, lt: VIEW + '\uffff' })) out.set(k.slice(VIEW.length), v as ViewRecord);
+    for await (const [k, v] of this.db.iterator({ gte: VIEW, lt: VIEW + '\uffff' }))
+      out.set(k.slice(VIEW.length), v as ViewRecord);
     return out;
   }
 
@@ -166,9 +171,14 @@ function ackFile(dir: string, id: string): string {
  * acknowledged. Precondition: none; throws MonitorError('evidence-id') for an id with no evidence file.
  */
 export async function acknowledgeEvidence(dir: string, ids: string[] = []): Promise<string[]> {
-  const list = ids.length ? ids : (await readdir(join(dir, 'evidence')).catch(() => [] as string[])).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5));
+  const list = ids.length
+    ? ids
+    : (await readdir(join(dir, 'evidence')).catch(() => [] as string[]))
+        .filter((f) => f.endsWith('.json'))
+        .map((f) => f.slice(0, -5));
   for (const id of list) {
-    if (!/^[A-Za-z0-9_-]+$/.test(id)) throw new MonitorError('evidence-id', `${JSON.stringify(id)} is not an evidence id`);
+    if (!/^[A-Za-z0-9_-]+$/.test(id))
+      throw new MonitorError('evidence-id', `${JSON.stringify(id)} is not an evidence id`);
     try {
       await access(evidenceFile(dir, id));
     } catch {

@@ -13,7 +13,9 @@ export function rememberingVerifier(v: NoteVerifier, capacity = 1024): NoteVerif
     type: v.type,
     publicKey: v.publicKey,
     verify(msg, sig) {
-      const key = Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString('latin1') + Buffer.from(msg.buffer, msg.byteOffset, msg.byteLength).toString('latin1');
+      const key =
+        Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString('latin1') +
+        Buffer.from(msg.buffer, msg.byteOffset, msg.byteLength).toString('latin1');
       let ok = seen.get(key);
       if (ok === undefined) {
         ok = v.verify(msg, sig);

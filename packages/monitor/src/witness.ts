@@ -60,7 +60,8 @@ export function parseAddCheckpoint(body: string): AddCheckpointRequest | string 
   const first = body.slice(0, nl);
   if (!first.startsWith('old ')) return 'first line must be "old <size>"';
   const sizeText = first.slice(4);
-  if (!DECIMAL.test(sizeText) || sizeText.length > 20) return `old size ${JSON.stringify(sizeText.slice(0, 30))} is not a decimal without leading zeros`;
+  if (!DECIMAL.test(sizeText) || sizeText.length > 20)
+    return `old size ${JSON.stringify(sizeText.slice(0, 30))} is not a decimal without leading zeros`;
   const oldSize = BigInt(sizeText);
   if (oldSize >= 1n << 64n) return 'old size exceeds 2^64-1';
   const proof: Hash[] = [];
@@ -126,23 +127,38 @@ export class Witness {
       cp = openCheckpoint(req.note, verifier).checkpoint;
     } catch (e) {
       const code = (e as { code?: string }).code;
-      if (code === 'bad-signature' || code === 'no-log-signature') return answer(403, `no valid signature by a trusted key for ${origin}`);
+      if (code === 'bad-signature' || code === 'no-log-signature')
+        return answer(403, `no valid signature by a trusted key for ${origin}`);
       return answer(400, `malformed checkpoint: ${(e as Error).message}`);
     }
     const checkpoint = { note: req.note, cp };
-    if (req.oldSize > cp.size) return answer(400, `old size ${req.oldSize} is greater than the checkpoint size ${cp.size}`, { checkpoint });
+    if (req.oldSize > cp.size)
+      return answer(400, `old size ${req.oldSize} is greater than the checkpoint size ${cp.size}`, { checkpoint });
     return this.lock.run(origin, async () => {
       const rec = await this.opts.store.witness(origin);
       const lastSize = rec ? BigInt(rec.size) : 0n;
       const lastRoot = rec ? b64decode(rec.root) : emptyRoot();
       if (req.oldSize !== lastSize) {
-        return { status: 409, contentType: 'text/x.tlog.size', body: `${lastSize}\n`, reason: `old size ${req.oldSize} is not the last cosigned size ${lastSize}`, checkpoint };
+        return {
+          status: 409,
+          contentType: 'text/x.tlog.size',
+          body: `${lastSize}\n`,
+          reason: `old size ${req.oldSize} is not the last cosigned size ${lastSize}`,
+          checkpoint,
+        };
       }
       if (req.oldSize === cp.size) {
         if (!bytesEqual(lastRoot, cp.root)) {
-          return { status: 409, contentType: 'text/x.tlog.size', body: `${lastSize}\n`, reason: `root differs from the cosigned root for size ${lastSize}`, checkpoint };
+          return {
+            status: 409,
+            contentType: 'text/x.tlog.size',
+            body: `${lastSize}\n`,
+            reason: `root differs from the cosigned root for size ${lastSize}`,
+            checkpoint,
+          };
         }
-        if (req.proof.length !== 0) return answer(422, `consistency proof between equal sizes must be empty`, { checkpoint });
+        if (req.proof.length !== 0)
+          return answer(422, `consistency proof between equal sizes must be empty`, { checkpoint });
       } else {
         try {
           verifyConsistency(req.oldSize, cp.size, req.proof, lastRoot, cp.root);
@@ -152,8 +168,19 @@ export class Witness {
       }
       const line = cosignCheckpoint(text, this.opts.signer, this.now());
       // durable before the cosignature leaves: a restarted witness must never cosign a rolled-back tree
-      await this.opts.store.putWitness(origin, { size: cp.size.toString(), root: b64encode(cp.root), note: req.note, at: new Date().toISOString() });
-      return { status: 200, contentType: 'text/plain; charset=utf-8', body: line + '\n', reason: 'cosigned', checkpoint };
+      await this.opts.store.putWitness(origin, {
+        size: cp.size.toString(),
+        root: b64encode(cp.root),
+        note: req.note,
+        at: new Date().toISOString(),
+      });
+      return {
+        status: 200,
+        contentType: 'text/plain; charset=utf-8',
+        body: line + '\n',
+        reason: 'cosigned',
+        checkpoint,
+      };
     });
   }
 }

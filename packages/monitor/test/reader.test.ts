@@ -7,7 +7,9 @@ import { encodeEntryBundle, fullTileRoot, makeHasher } from '@trailmark/tlog';
 import { LogReadError, LogReader, nodeAccelerator, nodeHasher, retryAfterMs } from '../src/index.js';
 
 /** A scripted HTTP server: each request is answered by `handler`. */
-async function serve(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ url: string; server: Server; close(): Promise<void> }> {
+async function serve(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<{ url: string; server: Server; close(): Promise<void> }> {
   const server = createServer(handler);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -149,7 +151,9 @@ describe('nodeAccelerator', () => {
   it('computes the same tile roots as the reference', () => {
     fc.assert(
       fc.property(fc.uint8Array({ minLength: 8192, maxLength: 8192 }), (tile) => {
-        expect(Buffer.from(nodeAccelerator.fullTileRoot(tile)).equals(Buffer.from(fullTileRoot(tile, reference)))).to.equal(true);
+        expect(
+          Buffer.from(nodeAccelerator.fullTileRoot(tile)).equals(Buffer.from(fullTileRoot(tile, reference))),
+        ).to.equal(true);
       }),
       { numRuns: 20 },
     );

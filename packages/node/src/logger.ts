@@ -53,7 +53,9 @@ export function createLogger(
   const write = (level: LogLevel, msg: string, extra?: Record<string, unknown>) => {
     const time = new Date().toISOString();
     const all = { ...fields, ...extra };
-    stream.write((text ? formatText(time, level, msg, all) : JSON.stringify({ time, level, msg, ...all }, jsonSafe)) + '\n');
+    stream.write(
+      (text ? formatText(time, level, msg, all) : JSON.stringify({ time, level, msg, ...all }, jsonSafe)) + '\n',
+    );
   };
   return {
     info: (m, f) => write('info', m, f),

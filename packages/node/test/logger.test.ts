@@ -18,7 +18,12 @@ describe('createLogger (the one daemon logging style)', () => {
     log.error('ALERT split-view e.example', { alert: 'split-view' });
     const [a, b] = c.lines().map((l) => JSON.parse(l));
     expect(Object.keys(a).slice(0, 3)).to.deep.equal(['time', 'level', 'msg']);
-    expect(a).to.deep.include({ level: 'warn', component: 'monitor', size: '12', error: { name: 'Error', message: 'boom' } });
+    expect(a).to.deep.include({
+      level: 'warn',
+      component: 'monitor',
+      size: '12',
+      error: { name: 'Error', message: 'boom' },
+    });
     expect(Number.isNaN(Date.parse(a.time))).to.equal(false);
     expect(b).to.include({ level: 'error', msg: 'ALERT split-view e.example', alert: 'split-view' });
   });
@@ -30,7 +35,9 @@ describe('createLogger (the one daemon logging style)', () => {
     log.error('bad\nline\u001b[31m');
     const lines = c.lines();
     expect(lines).to.have.length(2);
-    expect(lines[0]).to.match(/^\d{4}-\d\d-\d\dT\S+Z INFO  log serving component=log url=http:\/\/127\.0\.0\.1:8080 origin=example\.com\/log note="two words"$/);
+    expect(lines[0]).to.match(
+      /^\d{4}-\d\d-\d\dT\S+Z INFO  log serving component=log url=http:\/\/127\.0\.0\.1:8080 origin=example\.com\/log note="two words"$/,
+    );
     expect(lines[1]).to.match(/ERROR bad line \[31m component=log$/);
     // an explicit format wins over the terminal check
     const j = capture(true);

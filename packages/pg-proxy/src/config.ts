@@ -20,15 +20,21 @@ export class PgUsers {
 
   /** Precondition: none; throws ConfigError('users') naming the entry that is wrong. */
   constructor(data: unknown, where = 'users') {
-    if (!isObject(data)) throw new ConfigError('users', `${where} must be a JSON object {"<user>": {"password", "roles"}}`);
+    if (!isObject(data))
+      throw new ConfigError('users', `${where} must be a JSON object {"<user>": {"password", "roles"}}`);
     for (const [name, v] of Object.entries(data)) {
-      if (!isObject(v) || typeof v.password !== 'string') throw new ConfigError('users', `${where}: user ${JSON.stringify(name)} needs a "password" verifier string`);
-      if (v.roles !== undefined && !isStrings(v.roles)) throw new ConfigError('users', `${where}: roles of ${JSON.stringify(name)} must be an array of strings`);
+      if (!isObject(v) || typeof v.password !== 'string')
+        throw new ConfigError('users', `${where}: user ${JSON.stringify(name)} needs a "password" verifier string`);
+      if (v.roles !== undefined && !isStrings(v.roles))
+        throw new ConfigError('users', `${where}: roles of ${JSON.stringify(name)} must be an array of strings`);
       let verifier: ScramVerifier;
       try {
         verifier = parseVerifier(v.password);
       } catch (e) {
-        throw new ConfigError('users', `${where}: user ${JSON.stringify(name)}: ${(e as Error).message} (make one with trailmark pg-password)`);
+        throw new ConfigError(
+          'users',
+          `${where}: user ${JSON.stringify(name)}: ${(e as Error).message} (make one with trailmark pg-password)`,
+        );
       }
       this.users.set(name, { name, verifier, roles: (v.roles as string[] | undefined) ?? [] });
     }
@@ -59,10 +65,16 @@ export class PgRules {
   private readonly rules = new Map<string, PgRule>();
 
   constructor(data: unknown, where = 'rules') {
-    if (!isObject(data)) throw new ConfigError('rules', `${where} must be a JSON object {"<role>": {"databases": [...], "read_only": bool}}`);
+    if (!isObject(data))
+      throw new ConfigError(
+        'rules',
+        `${where} must be a JSON object {"<role>": {"databases": [...], "read_only": bool}}`,
+      );
     for (const [role, v] of Object.entries(data)) {
-      if (!isObject(v) || !isStrings(v.databases)) throw new ConfigError('rules', `${where}: role ${JSON.stringify(role)} needs "databases": an array of names`);
-      if (v.read_only !== undefined && typeof v.read_only !== 'boolean') throw new ConfigError('rules', `${where}: "read_only" of ${JSON.stringify(role)} must be true or false`);
+      if (!isObject(v) || !isStrings(v.databases))
+        throw new ConfigError('rules', `${where}: role ${JSON.stringify(role)} needs "databases": an array of names`);
+      if (v.read_only !== undefined && typeof v.read_only !== 'boolean')
+        throw new ConfigError('rules', `${where}: "read_only" of ${JSON.stringify(role)} must be true or false`);
       this.rules.set(role, { databases: v.databases, read_only: v.read_only === true });
     }
   }

@@ -6,7 +6,15 @@
  * AccessTrail (spool, shipper, log client of @trailmark/proxy), so stream fields and anything else the trail
  * adds to events apply here unchanged.
  */
-import { AccessTrail, ACCESS_SCHEMA, capString, newId, rfc3339ms, type AccessEvent, type Receipt } from '@trailmark/proxy';
+import {
+  AccessTrail,
+  ACCESS_SCHEMA,
+  capString,
+  newId,
+  rfc3339ms,
+  type AccessEvent,
+  type Receipt,
+} from '@trailmark/proxy';
 
 export interface PgActor {
   id: string | null;
@@ -52,7 +60,11 @@ export function fitEvent(ev: PgEvent): PgEvent {
   return ev;
 }
 
-export function pgEvent(stage: PgEvent['stage'], proxy: string, fields: Omit<PgEvent, 'schema' | 'stage' | 'id' | 'time' | 'proxy'>): PgEvent {
+export function pgEvent(
+  stage: PgEvent['stage'],
+  proxy: string,
+  fields: Omit<PgEvent, 'schema' | 'stage' | 'id' | 'time' | 'proxy'>,
+): PgEvent {
   return { schema: ACCESS_SCHEMA, stage, id: newId(), time: rfc3339ms(), proxy, ...fields };
 }
 

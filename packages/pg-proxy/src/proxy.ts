@@ -64,7 +64,10 @@ function pem(v: string | Buffer, what: string): Buffer {
   try {
     return readFileSync(v);
   } catch (e) {
-    throw new ConfigError('tls', `cannot read ${what} ${v}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new ConfigError(
+      'tls',
+      `cannot read ${what} ${v}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
 }
 
@@ -80,25 +83,36 @@ function withPassword(t: UpstreamTarget, password: string | undefined): Upstream
 export async function startPgProxy(opts: PgProxyOptions): Promise<RunningPgProxy> {
   const warn = opts.warn ?? ((l: string) => process.stderr.write(`trailmark pg-proxy: ${l}\n`));
   const mode = opts.mode ?? 'spool';
-  if (mode !== 'spool' && mode !== 'strict') throw new ConfigError('mode', `--mode must be spool or strict, got ${JSON.stringify(mode)}`);
+  if (mode !== 'spool' && mode !== 'strict')
+    throw new ConfigError('mode', `--mode must be spool or strict, got ${JSON.stringify(mode)}`);
   const upstream = withPassword(parseUpstream(opts.upstream), opts.upstreamPassword);
-  const upstreamReadOnly = opts.upstreamReadOnly ? withPassword(parseUpstream(opts.upstreamReadOnly, '--upstream-read-only'), opts.upstreamReadOnlyPassword) : null;
+  const upstreamReadOnly = opts.upstreamReadOnly
+    ? withPassword(parseUpstream(opts.upstreamReadOnly, '--upstream-read-only'), opts.upstreamReadOnlyPassword)
+    : null;
   const users = typeof opts.users === 'string' ? PgUsers.fromFile(opts.users) : opts.users;
-  const rules = opts.rules === undefined ? null : typeof opts.rules === 'string' ? PgRules.fromFile(opts.rules) : opts.rules;
+  const rules =
+    opts.rules === undefined ? null : typeof opts.rules === 'string' ? PgRules.fromFile(opts.rules) : opts.rules;
   let verifier: NoteVerifier;
   try {
     verifier = typeof opts.logKey === 'string' ? parseVkey(opts.logKey.trim()) : opts.logKey;
   } catch (e) {
     throw new ConfigError('log-key', `--log-key is not a valid vkey: ${(e as Error).message}`);
   }
-  if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) throw new ConfigError('tls', '--tls-cert and --tls-key go together');
+  if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined))
+    throw new ConfigError('tls', '--tls-cert and --tls-key go together');
   let secureContext: tls.SecureContext | null = null;
   if (opts.tlsCert !== undefined && opts.tlsKey !== undefined) {
     try {
-      secureContext = tls.createSecureContext({ cert: pem(opts.tlsCert, '--tls-cert'), key: pem(opts.tlsKey, '--tls-key') });
+      secureContext = tls.createSecureContext({
+        cert: pem(opts.tlsCert, '--tls-cert'),
+        key: pem(opts.tlsKey, '--tls-key'),
+      });
     } catch (e) {
       if (e instanceof ConfigError) throw e;
-      throw new ConfigError('tls', `--tls-cert/--tls-key are not a usable certificate and key: ${(e as Error).message}`);
+      throw new ConfigError(
+        'tls',
+        `--tls-cert/--tls-key are not a usable certificate and key: ${(e as Error).message}`,
+      );
     }
   }
   const listenAddr = parseListen(opts.listen ?? '127.0.0.1:6432');
@@ -112,8 +126,11 @@ export async function startPgProxy(opts: PgProxyOptions): Promise<RunningPgProxy
   try {
     await client.checkpoint({ attempts: 1, deadlineMs: 3000 });
   } catch (e) {
-    if (e instanceof ReceiptError) throw new ConfigError('log-key', `the log at ${client.url} does not match --log-key: ${e.message}`);
-    warn(`log not reachable at start (${(e as Error).message}); ${mode === 'strict' ? 'statements get an error until it answers' : 'events wait in the spool'}`);
+    if (e instanceof ReceiptError)
+      throw new ConfigError('log-key', `the log at ${client.url} does not match --log-key: ${e.message}`);
+    warn(
+      `log not reachable at start (${(e as Error).message}); ${mode === 'strict' ? 'statements get an error until it answers' : 'events wait in the spool'}`,
+    );
   }
   const registry = new Registry();
   const trail = await AccessTrail.open({
@@ -146,7 +163,11 @@ export async function startPgProxy(opts: PgProxyOptions): Promise<RunningPgProxy
   let addr: net.AddressInfo;
   try {
     addr = await new Promise<net.AddressInfo>((resolve, reject) => {
-      server.once('error', (e: NodeJS.ErrnoException) => reject(new ConfigError('listen', `cannot listen on ${listenAddr.host}:${listenAddr.port}: ${e.code ?? e.message}`)));
+      server.once('error', (e: NodeJS.ErrnoException) =>
+        reject(
+          new ConfigError('listen', `cannot listen on ${listenAddr.host}:${listenAddr.port}: ${e.code ?? e.message}`),
+        ),
+      );
       server.listen(listenAddr.port, listenAddr.host, () => resolve(server.address() as net.AddressInfo));
     });
   } catch (e) {

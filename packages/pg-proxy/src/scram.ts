@@ -21,14 +21,22 @@ export interface ScramVerifier {
 const hmac = (key: Buffer, text: string | Buffer) => createHmac('sha256', key).update(text).digest();
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest();
 
-function keysOf(password: string, salt: Buffer, iterations: number): { clientKey: Buffer; storedKey: Buffer; serverKey: Buffer } {
+function keysOf(
+  password: string,
+  salt: Buffer,
+  iterations: number,
+): { clientKey: Buffer; storedKey: Buffer; serverKey: Buffer } {
   const salted = pbkdf2Sync(Buffer.from(password, 'utf8'), salt, iterations, 32, 'sha256');
   const clientKey = hmac(salted, 'Client Key');
   return { clientKey, storedKey: sha256(clientKey), serverKey: hmac(salted, 'Server Key') };
 }
 
 /** A new verifier for `password` (random 16-byte salt, 4096 iterations, as PostgreSQL makes them). */
-export function makeVerifier(password: string, iterations = DEFAULT_ITERATIONS, salt: Buffer = randomBytes(16)): string {
+export function makeVerifier(
+  password: string,
+  iterations = DEFAULT_ITERATIONS,
+  salt: Buffer = randomBytes(16),
+): string {
   const { storedKey, serverKey } = keysOf(password, salt, iterations);
   return `${SCRAM_MECHANISM}$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`;
 }
@@ -36,9 +44,19 @@ export function makeVerifier(password: string, iterations = DEFAULT_ITERATIONS, 
 /** Parses a stored verifier. Precondition: none; throws PgProxyError('users') saying what is wrong. */
 export function parseVerifier(text: string): ScramVerifier {
   const m = /^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/]+={0,2})\$([A-Za-z0-9+/]+={0,2}):([A-Za-z0-9+/]+={0,2})$/.exec(text);
-  if (!m) throw new PgProxyError('users', 'password is not a SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey> verifier');
-  const v = { iterations: Number(m[1]), salt: Buffer.from(m[2], 'base64'), storedKey: Buffer.from(m[3], 'base64'), serverKey: Buffer.from(m[4], 'base64') };
-  if (v.iterations < 1 || v.storedKey.length !== 32 || v.serverKey.length !== 32) throw new PgProxyError('users', 'SCRAM verifier has a bad iteration count or key length');
+  if (!m)
+    throw new PgProxyError(
+      'users',
+      'password is not a SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey> verifier',
+    );
+  const v = {
+    iterations: Number(m[1]),
+    salt: Buffer.from(m[2], 'base64'),
+    storedKey: Buffer.from(m[3], 'base64'),
+    serverKey: Buffer.from(m[4], 'base64'),
+  };
+  if (v.iterations < 1 || v.storedKey.length !== 32 || v.serverKey.length !== 32)
+    throw new PgProxyError('users', 'SCRAM verifier has a bad iteration count or key length');
   return v;
 }
 
@@ -88,7 +106,8 @@ export class ScramServer {
     const withoutProof = clientFinal.slice(0, i);
     const a = attrs(withoutProof);
     if (a.get('r') !== this.nonce) throw new PgProxyError('protocol', 'SCRAM nonce does not match');
-    if (a.get('c') !== 'biws' && a.get('c') !== 'eSws') throw new PgProxyError('protocol', 'SCRAM channel binding data does not match the GS2 header');
+    if (a.get('c') !== 'biws' && a.get('c') !== 'eSws')
+      throw new PgProxyError('protocol', 'SCRAM channel binding data does not match the GS2 header');
     const proof = Buffer.from(clientFinal.slice(i + 3), 'base64');
     const authMessage = `${this.clientFirstBare},${this.serverFirst},${withoutProof}`;
     const signature = hmac(this.verifier.storedKey, authMessage);
@@ -118,7 +137,8 @@ export class ScramClient {
     const nonce = a.get('r');
     const salt = a.get('s');
     const iterations = Number(a.get('i'));
-    if (!nonce || !nonce.startsWith(this.cnonce) || !salt || !(iterations > 0)) throw new PgProxyError('upstream-auth', 'malformed SCRAM server-first message from the upstream');
+    if (!nonce || !nonce.startsWith(this.cnonce) || !salt || !(iterations > 0))
+      throw new PgProxyError('upstream-auth', 'malformed SCRAM server-first message from the upstream');
     const keys = keysOf(this.password, Buffer.from(salt, 'base64'), iterations);
     const withoutProof = `c=biws,r=${nonce}`;
     this.authMessage = `n=*,r=${this.cnonce},${serverFirst},${withoutProof}`;
@@ -133,7 +153,10 @@ export class ScramClient {
   check(serverFinal: string): void {
     const got = Buffer.from(attrs(serverFinal).get('v') ?? '', 'base64');
     if (got.length !== 32 || !timingSafeEqual(got, hmac(this.serverKey!, this.authMessage))) {
-      throw new PgProxyError('upstream-auth', 'the upstream server signature did not verify (not the server that holds the password)');
+      throw new PgProxyError(
+        'upstream-auth',
+        'the upstream server signature did not verify (not the server that holds the password)',
+      );
     }
   }
 }

@@ -204,13 +204,15 @@ export class Session {
       this.close('cancel request', false);
       return;
     }
-    if (code !== PROTOCOL_3) return this.fatal('0A000', `unsupported frontend protocol ${code >> 16}.${code & 0xffff}: only 3.0 is served`);
+    if (code !== PROTOCOL_3)
+      return this.fatal('0A000', `unsupported frontend protocol ${code >> 16}.${code & 0xffff}: only 3.0 is served`);
     this.params = startupParams(msg);
     this.user = this.params.get('user') ?? '';
     this.database = this.params.get('database') || this.user;
     this.appName = this.params.get('application_name') ?? null;
     if (!this.user) return this.fatal('28000', 'no PostgreSQL user name specified in startup packet');
-    if (this.params.has('replication') && this.params.get('replication') !== 'false') return this.fatal('42501', 'replication connections are not served by the proxy');
+    if (this.params.has('replication') && this.params.get('replication') !== 'false')
+      return this.fatal('42501', 'replication connections are not served by the proxy');
     const u = this.cfg.users.get(this.user);
     this.scram = new ScramServer(u ? u.verifier : mockVerifier(this.user, this.cfg.mockSecret));
     this.phase = 'sasl-first';
@@ -219,16 +221,22 @@ export class Session {
 
   private onSasl(): void {
     for (const f of this.reader.frames()) {
-      if (f.type !== T('p')) throw new Error(`expected a SASL response, got message type ${JSON.stringify(String.fromCharCode(f.type))}`);
+      if (f.type !== T('p'))
+        throw new Error(`expected a SASL response, got message type ${JSON.stringify(String.fromCharCode(f.type))}`);
       if (this.phase === 'sasl-first') {
         const { mechanism, data } = readSaslInitial(f.raw);
-        if (mechanism !== SCRAM_MECHANISM) return this.fatal('28000', `SASL mechanism ${JSON.stringify(mechanism)} is not supported (use SCRAM-SHA-256)`);
+        if (mechanism !== SCRAM_MECHANISM)
+          return this.fatal(
+            '28000',
+            `SASL mechanism ${JSON.stringify(mechanism)} is not supported (use SCRAM-SHA-256)`,
+          );
         this.client.write(authSaslContinue(this.scram!.first(data)));
         this.phase = 'sasl-final';
       } else if (this.phase === 'sasl-final') {
         const serverFinal = this.scram!.final(f.raw.toString('utf8', 5));
         const u = this.cfg.users.get(this.user);
-        if (serverFinal === null || !u) return void this.refuse(null, '28P01', `password authentication failed for user "${this.user}"`);
+        if (serverFinal === null || !u)
+          return void this.refuse(null, '28P01', `password authentication failed for user "${this.user}"`);
         this.phase = 'connecting';
         void this.admit(u.name, u.roles, serverFinal);
         return;
@@ -239,13 +247,22 @@ export class Session {
   private connectEvent(actor: PgActor, allowed: boolean, reason: string) {
     return pgEvent('connect', this.cfg.proxy, {
       actor,
-      action: { protocol: 'postgres', target: targetUrl(this.cfg.upstream, this.database), database: this.database, session_id: this.sessionId },
+      action: {
+        protocol: 'postgres',
+        target: targetUrl(this.cfg.upstream, this.database),
+        database: this.database,
+        session_id: this.sessionId,
+      },
       decision: { allowed, reason },
     });
   }
 
   /** A refused login: logged (actor.id null when authentication failed), then answered as PostgreSQL would. */
-  private async refuse(identity: { id: string; roles: string[] } | null, sqlstate: string, message: string): Promise<void> {
+  private async refuse(
+    identity: { id: string; roles: string[] } | null,
+    sqlstate: string,
+    message: string,
+  ): Promise<void> {
     this.phase = 'closed';
     const reason = identity ? message : `${message} (claimed user ${JSON.stringify(this.user)})`;
     const actor = { id: identity?.id ?? null, roles: identity?.roles ?? [], ip: this.ip, user_agent: this.appName };
@@ -264,11 +281,18 @@ export class Session {
     if (this.cfg.rules) grant = this.cfg.rules.grant(roles, this.database);
     else if (this.database !== this.cfg.upstream.database) grant = null;
     if (!grant) {
-      return this.refuse({ id, roles }, '42501', `permission denied for database "${this.database}": no rule gives user "${id}" (roles [${roles.join(', ')}]) this database`);
+      return this.refuse(
+        { id, roles },
+        '42501',
+        `permission denied for database "${this.database}": no rule gives user "${id}" (roles [${roles.join(', ')}]) this database`,
+      );
     }
     this.grant = grant;
     this.actor = { id, roles, ip: this.ip, user_agent: this.appName };
-    const reason = grant.role === null ? 'authenticated (SCRAM-SHA-256); no rules configured' : `authenticated (SCRAM-SHA-256); database allowed by role ${grant.role}${grant.readOnly ? ' (read-only)' : ''}`;
+    const reason =
+      grant.role === null
+        ? 'authenticated (SCRAM-SHA-256); no rules configured'
+        : `authenticated (SCRAM-SHA-256); database allowed by role ${grant.role}${grant.readOnly ? ' (read-only)' : ''}`;
     try {
       await this.cfg.trail.write(this.connectEvent(this.actor, true, reason));
     } catch (e) {
@@ -295,7 +319,10 @@ export class Session {
       this.upReader = up.reader;
     } catch (e) {
       this.cfg.warn(`session ${this.sessionId}: ${(e as Error).message}`);
-      return this.fatal('08006', `trailmark: the proxy could not open the upstream session for database "${this.database}"`);
+      return this.fatal(
+        '08006',
+        `trailmark: the proxy could not open the upstream session for database "${this.database}"`,
+      );
     }
     const upSock = this.upstream;
     upSock.on('data', (chunk: Buffer) => this.onUpstreamData(chunk));
@@ -342,15 +369,29 @@ export class Session {
       params: portal ? portal.params : 0,
     };
     if (this.cfg.logParams && portal) {
-      action.param_values = portal.values.map((v, i) => (v === null ? null : portal.formats[i] === 1 ? { binary: v.toString('base64') } : statementText(v.toString('utf8'))));
+      action.param_values = portal.values.map((v, i) =>
+        v === null
+          ? null
+          : portal.formats[i] === 1
+            ? { binary: v.toString('base64') }
+            : statementText(v.toString('utf8')),
+      );
     }
-    return fitEvent(pgEvent('request', this.cfg.proxy, { request_id: randomUUID(), actor: this.actor!, action, decision }));
+    return fitEvent(
+      pgEvent('request', this.cfg.proxy, { request_id: randomUUID(), actor: this.actor!, action, decision }),
+    );
   }
 
   private readOnlyCheck(sql: string): { allowed: boolean; reason: string } {
     const lift = this.grant!.readOnly ? liftsReadOnly(sql) : null;
     if (lift) return { allowed: false, reason: `read-only session: ${lift} is refused` };
-    return { allowed: true, reason: this.grant!.role === null ? 'session authenticated' : `allowed by role ${this.grant!.role}${this.grant!.readOnly ? ' (read-only)' : ''}` };
+    return {
+      allowed: true,
+      reason:
+        this.grant!.role === null
+          ? 'session authenticated'
+          : `allowed by role ${this.grant!.role}${this.grant!.readOnly ? ' (read-only)' : ''}`,
+    };
   }
 
   /** Records the statements among `frames`, then forwards them (with refused statements replaced). */
@@ -359,7 +400,16 @@ export class Session {
     /** Statements in this batch and where their message sits in `out`. */
     const slots: { item: Item; at: number }[] = [];
     const waits: Promise<unknown>[] = [];
-    const newItem = (kind: ItemKind, requestId: string | null): Item => ({ kind, requestId, started: 0, refused: null, status: 'ok', command: null, rows: null, sqlstate: null });
+    const newItem = (kind: ItemKind, requestId: string | null): Item => ({
+      kind,
+      requestId,
+      started: 0,
+      refused: null,
+      status: 'ok',
+      command: null,
+      rows: null,
+      sqlstate: null,
+    });
     let terminate = false;
     for (const f of frames) {
       const { type, raw } = f;
@@ -384,7 +434,12 @@ export class Session {
       } else if (type === T('B')) {
         const b = readBind(raw);
         const keep = this.cfg.logParams;
-        this.portals.set(b.portal, { sql: this.statements.get(b.statement) ?? '', params: b.values.length, values: keep ? b.values : [], formats: keep ? b.formats : [] });
+        this.portals.set(b.portal, {
+          sql: this.statements.get(b.statement) ?? '',
+          params: b.values.length,
+          values: keep ? b.values : [],
+          formats: keep ? b.formats : [],
+        });
       } else if (type === T('C')) {
         const which = String.fromCharCode(raw[5]);
         (which === 'S' ? this.statements : this.portals).delete(firstString(raw, 6));
@@ -405,7 +460,10 @@ export class Session {
       if (!decision.allowed) item.refused = { sqlstate: '25006', message: `trailmark: ${decision.reason}` };
       waits.push(
         this.cfg.trail.write(ev, decision.allowed).catch((e: Error) => {
-          item.refused ??= { sqlstate: '57P03', message: 'trailmark: the access log could not record this statement; it was not executed' };
+          item.refused ??= {
+            sqlstate: '57P03',
+            message: 'trailmark: the access log could not record this statement; it was not executed',
+          };
           this.cfg.warn(`statement not forwarded: ${e.message}`);
         }),
       );
@@ -420,7 +478,9 @@ export class Session {
     const now = performance.now();
     for (const { item, at } of slots) {
       item.started = now;
-      if (item.refused) out[at] = item.kind === 'E' ? serialize.execute({ portal: REFUSED_NAME }) : serialize.query(`EXECUTE ${REFUSED_NAME}`);
+      if (item.refused)
+        out[at] =
+          item.kind === 'E' ? serialize.execute({ portal: REFUSED_NAME }) : serialize.query(`EXECUTE ${REFUSED_NAME}`);
     }
     const up = this.upstream;
     up.cork();
@@ -536,7 +596,11 @@ export class Session {
     };
     if (it.status === 'error') outcome.sqlstate = it.sqlstate;
     if (aborted) outcome.aborted = true;
-    const ev = pgEvent('response', this.cfg.proxy, { request_id: it.requestId, action: { protocol: 'postgres', session_id: this.sessionId }, outcome });
+    const ev = pgEvent('response', this.cfg.proxy, {
+      request_id: it.requestId,
+      action: { protocol: 'postgres', session_id: this.sessionId },
+      outcome,
+    });
     this.cfg.trail.write(ev).catch((e: Error) => this.cfg.warn(`could not spool a response event: ${e.message}`));
   }
 

@@ -26,9 +26,11 @@ export function parseUpstream(url: string, what = '--upstream'): UpstreamTarget 
   } catch {
     throw new PgProxyError('upstream', `${what} ${JSON.stringify(url)} is not a URL`);
   }
-  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') throw new PgProxyError('upstream', `${what} must be a postgres:// URL, got ${u.protocol}`);
+  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:')
+    throw new PgProxyError('upstream', `${what} must be a postgres:// URL, got ${u.protocol}`);
   const database = decodeURIComponent(u.pathname.replace(/^\//, ''));
-  if (!u.username || !u.hostname || !database) throw new PgProxyError('upstream', `${what} must name a user, a host and a database: postgres://USER@HOST:PORT/DB`);
+  if (!u.username || !u.hostname || !database)
+    throw new PgProxyError('upstream', `${what} must name a user, a host and a database: postgres://USER@HOST:PORT/DB`);
   return {
     host: u.hostname.replace(/^\[|\]$/g, ''),
     port: Number(u.port || 5432),
@@ -55,7 +57,12 @@ export interface UpstreamSession {
  * Resolves once the server said AuthenticationOk. Throws PgProxyError('upstream') when unreachable,
  * ('upstream-auth') when the login fails, with the server's message.
  */
-export function loginUpstream(t: UpstreamTarget, database: string, params: Record<string, string>, timeoutMs = 10_000): Promise<UpstreamSession> {
+export function loginUpstream(
+  t: UpstreamTarget,
+  database: string,
+  params: Record<string, string>,
+  timeoutMs = 10_000,
+): Promise<UpstreamSession> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: t.host, port: t.port });
     socket.setNoDelay(true);
@@ -68,9 +75,17 @@ export function loginUpstream(t: UpstreamTarget, database: string, params: Recor
       socket.destroy();
       reject(e);
     };
-    socket.setTimeout(timeoutMs, () => fail(new PgProxyError('upstream', `upstream ${t.host}:${t.port} did not complete the login within ${timeoutMs} ms`)));
-    socket.once('error', (e: NodeJS.ErrnoException) => fail(new PgProxyError('upstream', `upstream ${t.host}:${t.port} is unreachable: ${e.code ?? e.message}`)));
-    socket.once('close', () => fail(new PgProxyError('upstream', `upstream ${t.host}:${t.port} closed the connection during login`)));
+    socket.setTimeout(timeoutMs, () =>
+      fail(
+        new PgProxyError('upstream', `upstream ${t.host}:${t.port} did not complete the login within ${timeoutMs} ms`),
+      ),
+    );
+    socket.once('error', (e: NodeJS.ErrnoException) =>
+      fail(new PgProxyError('upstream', `upstream ${t.host}:${t.port} is unreachable: ${e.code ?? e.message}`)),
+    );
+    socket.once('close', () =>
+      fail(new PgProxyError('upstream', `upstream ${t.host}:${t.port} closed the connection during login`)),
+    );
     socket.once('connect', () => socket.write(serialize.startup({ ...params, user: t.user, database })));
     const onData = (chunk: Buffer) => {
       reader.push(chunk);
@@ -84,7 +99,12 @@ export function loginUpstream(t: UpstreamTarget, database: string, params: Recor
         const { type, raw } = frames[i];
         if (type === 0x45 /* E */) {
           const f = readError(raw);
-          return fail(new PgProxyError('upstream-auth', `upstream refused the proxy's login as ${JSON.stringify(t.user)}: ${f.get('C') ?? ''} ${f.get('M') ?? ''}`));
+          return fail(
+            new PgProxyError(
+              'upstream-auth',
+              `upstream refused the proxy's login as ${JSON.stringify(t.user)}: ${f.get('C') ?? ''} ${f.get('M') ?? ''}`,
+            ),
+          );
         }
         if (type !== 0x52 /* R */) continue;
         const code = raw.readInt32BE(5);
@@ -106,15 +126,22 @@ export function loginUpstream(t: UpstreamTarget, database: string, params: Recor
             return;
           } else if (code === 3) socket.write(serialize.password(t.password));
           else if (code === 5) {
-            const inner = createHash('md5').update(t.password + t.user).digest('hex');
-            socket.write(serialize.password('md5' + createHash('md5').update(inner).update(raw.subarray(9, 13)).digest('hex')));
+            const inner = createHash('md5')
+              .update(t.password + t.user)
+              .digest('hex');
+            socket.write(
+              serialize.password('md5' + createHash('md5').update(inner).update(raw.subarray(9, 13)).digest('hex')),
+            );
           } else if (code === 10) {
-            if (!raw.subarray(9).toString('utf8').split('\0').includes(SCRAM_MECHANISM)) throw new PgProxyError('upstream-auth', 'upstream offers no SCRAM-SHA-256');
+            if (!raw.subarray(9).toString('utf8').split('\0').includes(SCRAM_MECHANISM))
+              throw new PgProxyError('upstream-auth', 'upstream offers no SCRAM-SHA-256');
             scram = new ScramClient(t.password);
             socket.write(serialize.sendSASLInitialResponseMessage(SCRAM_MECHANISM, scram.first()));
-          } else if (code === 11 && scram) socket.write(serialize.sendSCRAMClientFinalMessage(scram.final(raw.subarray(9).toString('utf8'))));
+          } else if (code === 11 && scram)
+            socket.write(serialize.sendSCRAMClientFinalMessage(scram.final(raw.subarray(9).toString('utf8'))));
           else if (code === 12 && scram) scram.check(raw.subarray(9).toString('utf8'));
-          else throw new PgProxyError('upstream-auth', `upstream asks for an unsupported authentication method (${code})`);
+          else
+            throw new PgProxyError('upstream-auth', `upstream asks for an unsupported authentication method (${code})`);
         } catch (e) {
           return fail(e instanceof PgProxyError ? e : new PgProxyError('upstream-auth', (e as Error).message));
         }

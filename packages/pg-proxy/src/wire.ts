@@ -55,7 +55,10 @@ export class FrameReader {
     let pos = 0;
     while (b.length - pos >= 5) {
       const len = b.readInt32BE(pos + 1);
-      if (len < 4 || len > MAX_FRAME) throw new Error(`invalid message length ${len} for message type ${JSON.stringify(String.fromCharCode(b[pos]))}`);
+      if (len < 4 || len > MAX_FRAME)
+        throw new Error(
+          `invalid message length ${len} for message type ${JSON.stringify(String.fromCharCode(b[pos]))}`,
+        );
       if (b.length - pos < 1 + len) break;
       out.push({ type: b[pos], raw: b.subarray(pos, pos + 1 + len) });
       pos += 1 + len;
@@ -131,7 +134,12 @@ export function readParse(raw: Buffer): { name: string; query: string } {
 }
 
 /** Bind: portal, statement, and the parameter values (null for SQL NULL), with their formats (0 text, 1 binary). */
-export function readBind(raw: Buffer): { portal: string; statement: string; values: (Buffer | null)[]; formats: number[] } {
+export function readBind(raw: Buffer): {
+  portal: string;
+  statement: string;
+  values: (Buffer | null)[];
+  formats: number[];
+} {
   const f = new Fields(raw);
   const portal = f.cstring();
   const statement = f.cstring();
@@ -185,7 +193,16 @@ const int32 = (n: number) => {
 
 /** ErrorResponse with severity, SQLSTATE and message (what libpq shows as "ERROR:  message"). */
 export function errorResponse(severity: 'ERROR' | 'FATAL', sqlstate: string, text: string): Buffer {
-  return message('E', Buffer.concat([cstr('S' + severity), cstr('V' + severity), cstr('C' + sqlstate), cstr('M' + text), Buffer.from([0])]));
+  return message(
+    'E',
+    Buffer.concat([
+      cstr('S' + severity),
+      cstr('V' + severity),
+      cstr('C' + sqlstate),
+      cstr('M' + text),
+      Buffer.from([0]),
+    ]),
+  );
 }
 
 export function authOk(): Buffer {

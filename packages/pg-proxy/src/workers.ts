@@ -26,8 +26,10 @@ type Msg = { listening: { host: string; port: number } } | { failed: string };
  * the program must reach this call again in each worker with the same options (as the CLI does).
  */
 export async function servePgProxy(opts: PgProxyOptions, workers = 1): Promise<PgProxyService> {
-  if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new ConfigError('workers', `--workers must be 1..64, got ${workers}`);
-  if (cluster.isWorker && process.env[WORKER_ENV] !== undefined) return runWorker(opts, Number(process.env[WORKER_ENV]));
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64)
+    throw new ConfigError('workers', `--workers must be 1..64, got ${workers}`);
+  if (cluster.isWorker && process.env[WORKER_ENV] !== undefined)
+    return runWorker(opts, Number(process.env[WORKER_ENV]));
   if (workers === 1) {
     const p = await startPgProxy(opts);
     return { host: p.host, port: p.port, workers: 1, close: () => p.close() };
@@ -70,7 +72,12 @@ async function runWorker(opts: PgProxyOptions, i: number): Promise<PgProxyServic
   const warn = opts.warn ?? ((l: string) => process.stderr.write(`trailmark pg-proxy[${i}]: ${l}\n`));
   let p;
   try {
-    p = await startPgProxy({ ...opts, warn, spoolDir: join(opts.spoolDir, `worker-${i}`), checkUpstream: i === 0 && opts.checkUpstream !== false });
+    p = await startPgProxy({
+      ...opts,
+      warn,
+      spoolDir: join(opts.spoolDir, `worker-${i}`),
+      checkUpstream: i === 0 && opts.checkUpstream !== false,
+    });
   } catch (e) {
     process.send!({ failed: `worker ${i}: ${(e as Error).message}` } satisfies Msg);
     throw e;

@@ -45,9 +45,12 @@ export class Rig {
     this.tmp = tempDir('tm-pgproxy-');
     this.pg = await sharedPostgres();
     this.pg.sql('DROP DATABASE IF EXISTS app WITH (FORCE)');
-    this.pg.sql("DROP ROLE IF EXISTS dave");
+    this.pg.sql('DROP ROLE IF EXISTS dave');
     this.pg.sql('CREATE DATABASE app');
-    this.pg.sql('CREATE TABLE items (id int primary key, name text); CREATE TABLE kv (k text primary key, v text)', 'app');
+    this.pg.sql(
+      'CREATE TABLE items (id int primary key, name text); CREATE TABLE kv (k text primary key, v text)',
+      'app',
+    );
     this.log = new RestartableLog(join(this.tmp.dir, 'log'));
     await this.log.start();
     this.usersFile = join(this.tmp.dir, 'users.json');
@@ -85,18 +88,38 @@ export class Rig {
 
   /** Environment for psql/pgbench through the proxy as `user`. */
   env(user: keyof typeof USERS, db = 'app', port = this.proxy?.port): NodeJS.ProcessEnv {
-    return { ...process.env, PGHOST: '127.0.0.1', PGPORT: String(port), PGUSER: user, PGPASSWORD: USERS[user].password, PGDATABASE: db, PGSSLMODE: 'disable', PGAPPNAME: 'psql-test' };
+    return {
+      ...process.env,
+      PGHOST: '127.0.0.1',
+      PGPORT: String(port),
+      PGUSER: user,
+      PGPASSWORD: USERS[user].password,
+      PGDATABASE: db,
+      PGSSLMODE: 'disable',
+      PGAPPNAME: 'psql-test',
+    };
   }
 
   /** psql through the proxy (asynchronous: the proxy runs in this process); returns status, stdout, stderr. */
-  psql(user: keyof typeof USERS, sql: string, opts: { db?: string; password?: string; args?: string[]; input?: string } = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  psql(
+    user: keyof typeof USERS,
+    sql: string,
+    opts: { db?: string; password?: string; args?: string[]; input?: string } = {},
+  ): Promise<{ status: number | null; stdout: string; stderr: string }> {
     const env = this.env(user, opts.db);
     if (opts.password !== undefined) env.PGPASSWORD = opts.password;
     return run('psql', ['-X', '-At', '-v', 'ON_ERROR_STOP=1', ...(opts.args ?? []), '-c', sql], env, opts.input);
   }
 
   client(user: keyof typeof USERS, db = 'app'): pg.Client {
-    return new pg.Client({ host: '127.0.0.1', port: this.proxy!.port, user, password: USERS[user].password, database: db, application_name: 'node-postgres-test' });
+    return new pg.Client({
+      host: '127.0.0.1',
+      port: this.proxy!.port,
+      user,
+      password: USERS[user].password,
+      database: db,
+      application_name: 'node-postgres-test',
+    });
   }
 
   /** The log's events once the spool is drained (each checked against the contract's common fields). */
@@ -108,7 +131,8 @@ export class Rig {
     const entries = await logEntries(this.log.url);
     for (const e of entries) {
       // neither the proxy users' passwords nor the upstream's ever reach the log
-      for (const secret of [this.pg.password, ...Object.values(USERS).map((u) => u.password)]) expect(e.raw).to.not.include(secret);
+      for (const secret of [this.pg.password, ...Object.values(USERS).map((u) => u.password)])
+        expect(e.raw).to.not.include(secret);
       expect(e.event.schema).to.equal('trailmark.access/v1');
       expect(e.event.proxy).to.equal('pg-test');
       expect(e.event.id).to.be.a('string');
@@ -131,7 +155,12 @@ export function useRig(withProxy = false): Rig {
 }
 
 /** Runs a client program; resolves with its exit status and output (killed after 30 s). */
-export function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, input?: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
+export function run(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  input?: string,
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const p = spawn(cmd, args, { env, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     let stdout = '';
@@ -166,6 +195,9 @@ export function statements(events: Ev[]): { request: Ev; response: Ev }[] {
 
 export function find(list: { request: Ev; response: Ev }[], sql: string): { request: Ev; response: Ev } {
   const hit = list.find((s) => s.request.action.statement === sql);
-  expect(hit, `no request event for ${JSON.stringify(sql)} among ${JSON.stringify(list.map((s) => s.request.action.statement))}`).to.not.equal(undefined);
+  expect(
+    hit,
+    `no request event for ${JSON.stringify(sql)} among ${JSON.stringify(list.map((s) => s.request.action.statement))}`,
+  ).to.not.equal(undefined);
   return hit!;
 }

@@ -19,7 +19,10 @@ describe('pg-proxy (real PostgreSQL 15, real log, psql and node-postgres)', func
 
   it('psql simple queries: results through the proxy, connect/request/response/disconnect events tied to the proxy user', async () => {
     await rig.startProxy();
-    const r = await rig.psql('alice', "INSERT INTO items VALUES (1, 'one'), (2, 'two'); SELECT name FROM items ORDER BY id");
+    const r = await rig.psql(
+      'alice',
+      "INSERT INTO items VALUES (1, 'one'), (2, 'two'); SELECT name FROM items ORDER BY id",
+    );
     expect(r.stderr).to.equal('');
     expect(r.stdout).to.equal('INSERT 0 2\none\ntwo');
     const bad = await rig.psql('alice', 'SELECT * FROM no_such_table');
@@ -32,18 +35,28 @@ describe('pg-proxy (real PostgreSQL 15, real log, psql and node-postgres)', func
     expect(connects).to.have.length(2);
     for (const c of connects) {
       expect(c.actor).to.deep.include({ id: 'alice', roles: ['dba'], ip: '127.0.0.1', user_agent: 'psql-test' });
-      expect(c.action).to.deep.include({ protocol: 'postgres', target: `postgres://127.0.0.1:${rig.pg.port}/app`, database: 'app' });
+      expect(c.action).to.deep.include({
+        protocol: 'postgres',
+        target: `postgres://127.0.0.1:${rig.pg.port}/app`,
+        database: 'app',
+      });
       expect(c.decision.allowed).to.equal(true);
     }
     const list = statements(events);
     const ins = find(list, "INSERT INTO items VALUES (1, 'one'), (2, 'two'); SELECT name FROM items ORDER BY id");
     expect(ins.request.actor.id).to.equal('alice');
-    expect(ins.request.action).to.deep.include({ protocol: 'postgres', params: 0, session_id: connects[0].action.session_id });
+    expect(ins.request.action).to.deep.include({
+      protocol: 'postgres',
+      params: 0,
+      session_id: connects[0].action.session_id,
+    });
     expect(ins.response.outcome).to.deep.include({ status: 'ok', command: 'SELECT 2', rows: 4 });
     const sel = find(list, 'SELECT * FROM no_such_table');
     expect(sel.response.outcome).to.deep.include({ status: 'error', sqlstate: '42P01' });
     const disconnects = events.filter((e) => e.stage === 'disconnect');
-    expect(disconnects.map((d) => d.action.session_id).sort()).to.deep.equal(connects.map((c) => c.action.session_id).sort());
+    expect(disconnects.map((d) => d.action.session_id).sort()).to.deep.equal(
+      connects.map((c) => c.action.session_id).sort(),
+    );
     for (const d of disconnects) {
       expect(d.outcome.statements).to.equal(1);
       expect(d.outcome.bytes).to.be.greaterThan(0);
@@ -56,7 +69,13 @@ describe('pg-proxy (real PostgreSQL 15, real log, psql and node-postgres)', func
     expect(wrong.status).to.not.equal(0);
     expect(wrong.stderr).to.match(/FATAL:  password authentication failed for user "alice"/);
     // the SQLSTATE, as a driver sees it
-    const c = new pg.Client({ host: '127.0.0.1', port: rig.proxy!.port, user: 'mallory', password: 'guess', database: 'app' });
+    const c = new pg.Client({
+      host: '127.0.0.1',
+      port: rig.proxy!.port,
+      user: 'mallory',
+      password: 'guess',
+      database: 'app',
+    });
     const err = await c.connect().then(
       () => null,
       (e: { code?: string; message: string }) => e,
@@ -142,7 +161,16 @@ describe('pg-proxy: pipelines, COPY, cancel', function () {
     const script = join(rig.tmp.dir, 'pipeline.sql');
     writeFileSync(
       script,
-      ['\\startpipeline', "INSERT INTO items VALUES (101, 'a');", "INSERT INTO items VALUES (102, 'b');", 'SELECT 1/0;', "INSERT INTO items VALUES (103, 'c');", '\\endpipeline', 'SELECT count(*) FROM items;', ''].join('\n'),
+      [
+        '\\startpipeline',
+        "INSERT INTO items VALUES (101, 'a');",
+        "INSERT INTO items VALUES (102, 'b');",
+        'SELECT 1/0;',
+        "INSERT INTO items VALUES (103, 'c');",
+        '\\endpipeline',
+        'SELECT count(*) FROM items;',
+        '',
+      ].join('\n'),
     );
     const r = await run('pgbench', ['-n', '-M', 'extended', '-t', '1', '-f', script], rig.env('alice'));
     // the division by zero aborts the pipeline's implicit transaction: nothing of it is kept, as PostgreSQL does it
@@ -150,7 +178,12 @@ describe('pg-proxy: pipelines, COPY, cancel', function () {
     expect(rig.pg.sql('SELECT count(*) FROM items', 'app')).to.equal('0');
     const list = statements(await rig.events());
     const texts = list.map((s) => s.request.action.statement);
-    expect(texts).to.deep.equal(["INSERT INTO items VALUES (101, 'a');", "INSERT INTO items VALUES (102, 'b');", 'SELECT 1/0;', "INSERT INTO items VALUES (103, 'c');"]);
+    expect(texts).to.deep.equal([
+      "INSERT INTO items VALUES (101, 'a');",
+      "INSERT INTO items VALUES (102, 'b');",
+      'SELECT 1/0;',
+      "INSERT INTO items VALUES (103, 'c');",
+    ]);
     expect(list.map((s) => s.request.action.method)).to.deep.equal(['extended', 'extended', 'extended', 'extended']);
     expect(list[0].response.outcome).to.deep.include({ status: 'ok', command: 'INSERT 0 1' });
     expect(list[2].response.outcome).to.deep.include({ status: 'error', sqlstate: '22012' });
@@ -167,8 +200,16 @@ describe('pg-proxy: pipelines, COPY, cancel', function () {
     expect(cout.stdout.split('\n')).to.have.length(500);
     expect(cout.stdout.split('\n')[499]).to.equal('499\tname-499');
     const list = statements(await rig.events());
-    expect(find(list, 'COPY  items FROM STDIN ').response.outcome).to.deep.include({ status: 'ok', command: 'COPY 500', rows: 500 });
-    expect(find(list, 'COPY (SELECT * FROM items ORDER BY id) TO STDOUT').response.outcome).to.deep.include({ status: 'ok', command: 'COPY 500', rows: 500 });
+    expect(find(list, 'COPY  items FROM STDIN ').response.outcome).to.deep.include({
+      status: 'ok',
+      command: 'COPY 500',
+      rows: 500,
+    });
+    expect(find(list, 'COPY (SELECT * FROM items ORDER BY id) TO STDOUT').response.outcome).to.deep.include({
+      status: 'ok',
+      command: 'COPY 500',
+      rows: 500,
+    });
   });
 
   it('a client that stops reading gets backpressure (the proxy stops reading its upstream, buffering nothing) while other sessions go on', async () => {
@@ -180,16 +221,29 @@ describe('pg-proxy: pipelines, COPY, cancel', function () {
     // about 400 MB of rows; the client reads none of them
     void slow.query("SELECT repeat('x', 2000) FROM generate_series(1, 200000)").catch(() => undefined);
     stream.pause();
-    await waitFor('the query to run upstream', () => rig.pg.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT repeat%' AND wait_event = 'ClientWrite'") === '1');
+    await waitFor(
+      'the query to run upstream',
+      () =>
+        rig.pg.sql(
+          "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT repeat%' AND wait_event = 'ClientWrite'",
+        ) === '1',
+    );
     const other = rig.client('alice');
     await other.connect();
     for (let i = 0; i < 20; i++) expect((await other.query('SELECT $1::int AS i', [i])).rows[0].i).to.equal(i);
     await other.end();
     // the upstream backend waits to write (ClientWrite) instead of the proxy holding its output
-    expect(rig.pg.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT repeat%' AND wait_event = 'ClientWrite'")).to.equal('1');
+    expect(
+      rig.pg.sql(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT repeat%' AND wait_event = 'ClientWrite'",
+      ),
+    ).to.equal('1');
     expect(process.memoryUsage().rss - before).to.be.below(100 * 1024 * 1024);
     stream.destroy();
-    await waitFor('the slow session to end upstream', () => rig.pg.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT repeat%'") === '0');
+    await waitFor(
+      'the slow session to end upstream',
+      () => rig.pg.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT repeat%'") === '0',
+    );
   });
 
   it('a cancelled long query: the cancel request reaches the upstream, the query stops, its response records 57014', async () => {
@@ -197,7 +251,12 @@ describe('pg-proxy: pipelines, COPY, cancel', function () {
     let stderr = '';
     p.stderr.on('data', (d) => (stderr += d));
     const t0 = Date.now();
-    await waitFor('the query to run upstream', () => rig.pg.sql("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'") === '1');
+    await waitFor(
+      'the query to run upstream',
+      () =>
+        rig.pg.sql("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'") ===
+        '1',
+    );
     p.kill('SIGINT'); // psql sends a CancelRequest on its own connection to the proxy
     await new Promise((r) => p.once('close', r));
     expect(stderr).to.match(/canceling statement due to user request/);
@@ -208,9 +267,16 @@ describe('pg-proxy: pipelines, COPY, cancel', function () {
 
   it('a client that disconnects mid-query ends its upstream session (the query stops), and its statement gets an aborted response', async () => {
     const p = spawn('psql', ['-X', '-At', '-c', 'SELECT pg_sleep(31)'], { env: rig.env('alice') });
-    await waitFor('the query to run upstream', () => rig.pg.sql("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(31)'") === '1');
+    await waitFor(
+      'the query to run upstream',
+      () => rig.pg.sql("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(31)'") === '1',
+    );
     p.kill('SIGKILL');
-    await waitFor('the upstream backend to end', () => rig.pg.sql("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(31)'") === '0', 10_000);
+    await waitFor(
+      'the upstream backend to end',
+      () => rig.pg.sql("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(31)'") === '0',
+      10_000,
+    );
     const events = await rig.events();
     const s = find(statements(events), 'SELECT pg_sleep(31)');
     expect(s.response.outcome).to.deep.include({ status: 'error', aborted: true });
@@ -227,7 +293,12 @@ describe('pg-proxy: rules and read-only roles', function () {
     expect((await rig.psql('bob', 'SELECT name FROM items')).stdout).to.equal('one');
     const write = await rig.psql('bob', "INSERT INTO items VALUES (2, 'two')");
     expect(write.stderr).to.match(/cannot execute INSERT in a read-only transaction/);
-    for (const sql of ['SET default_transaction_read_only = off', 'BEGIN READ WRITE', "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE", "/* x */ set  TRANSACTION_READ_ONLY TO off"]) {
+    for (const sql of [
+      'SET default_transaction_read_only = off',
+      'BEGIN READ WRITE',
+      'SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE',
+      '/* x */ set  TRANSACTION_READ_ONLY TO off',
+    ]) {
       const r = await rig.psql('bob', sql);
       expect(r.status, sql).to.not.equal(0);
       expect(r.stderr, sql).to.match(/trailmark: read-only session/);
@@ -263,7 +334,10 @@ describe('pg-proxy: rules and read-only roles', function () {
       expect(d.request.actor.id).to.equal('bob');
       expect(d.response.outcome).to.deep.include({ status: 'error', sqlstate: '25006' });
     }
-    expect(find(list, "INSERT INTO items VALUES (2, 'two')").response.outcome).to.deep.include({ status: 'error', sqlstate: '25006' });
+    expect(find(list, "INSERT INTO items VALUES (2, 'two')").response.outcome).to.deep.include({
+      status: 'error',
+      sqlstate: '25006',
+    });
     expect(find(list, "INSERT INTO items VALUES (2, 'two')").request.decision.allowed).to.equal(true);
   });
 
@@ -313,28 +387,65 @@ describe('pg-proxy: strict mode and crashes', function () {
     await c.end();
     expect(rig.pg.sql('SELECT id FROM items', 'app')).to.equal('3');
     const list = statements(await rig.events());
-    expect(find(list, "INSERT INTO items VALUES (1, 'while the log is down')").response.outcome).to.deep.include({ status: 'error', sqlstate: '57P03' });
-    expect(find(list, 'INSERT INTO items VALUES ($1, $2)').response.outcome).to.deep.include({ status: 'error', sqlstate: '57P03' });
-    expect(find(list, "INSERT INTO items VALUES (3, 'log is back')").response.outcome).to.deep.include({ status: 'ok', rows: 1 });
+    expect(find(list, "INSERT INTO items VALUES (1, 'while the log is down')").response.outcome).to.deep.include({
+      status: 'error',
+      sqlstate: '57P03',
+    });
+    expect(find(list, 'INSERT INTO items VALUES ($1, $2)').response.outcome).to.deep.include({
+      status: 'error',
+      sqlstate: '57P03',
+    });
+    expect(find(list, "INSERT INTO items VALUES (3, 'log is back')").response.outcome).to.deep.include({
+      status: 'ok',
+      rows: 1,
+    });
   });
 
   it('--workers 2: two processes on one address, each with its own spool; every statement recorded; SIGTERM stops them all', async () => {
     const port = await freePort();
-    const args = [BIN, 'pg-proxy', '--upstream', rig.pg.url('app'), '--log', rig.log.url, '--log-key', rig.log.vkey, '--users', rig.usersFile, '--listen', `127.0.0.1:${port}`, '--spool', rig.spoolDir, '--name', 'pg-test', '--workers', '2'];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PGPASSWORD: rig.pg.password } });
+    const args = [
+      BIN,
+      'pg-proxy',
+      '--upstream',
+      rig.pg.url('app'),
+      '--log',
+      rig.log.url,
+      '--log-key',
+      rig.log.vkey,
+      '--users',
+      rig.usersFile,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--spool',
+      rig.spoolDir,
+      '--name',
+      'pg-test',
+      '--workers',
+      '2',
+    ];
+    const child = spawn(process.execPath, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, PGPASSWORD: rig.pg.password },
+    });
     children.push(child);
     let out = '';
     child.stdout!.on('data', (d) => (out += d));
     child.stderr!.on('data', (d) => (out += d));
     await waitFor('the pg-proxy workers to listen', () => /workers: 2/.test(out), 60_000);
     const env = rig.env('alice', 'app', port);
-    const runs = await Promise.all(Array.from({ length: 6 }, (_, i) => run('psql', ['-X', '-At', '-c', `SELECT ${i} + 1000`], env)));
+    const runs = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => run('psql', ['-X', '-At', '-c', `SELECT ${i} + 1000`], env)),
+    );
     expect(runs.map((r) => r.stdout).sort()).to.deep.equal(['1000', '1001', '1002', '1003', '1004', '1005']);
     expect(existsSync(join(rig.spoolDir, 'worker-0'))).to.equal(true);
     expect(existsSync(join(rig.spoolDir, 'worker-1'))).to.equal(true);
     // 6 sessions: connect, request, response and disconnect each (each worker's stream adds its own start and
     // heartbeats, whose number depends on timing: only the sessions' events are counted)
-    await waitFor('the workers to ship', async () => (await logEntries(rig.log.url)).filter((e) => e.event.action?.protocol === 'postgres').length === 24, 60_000);
+    await waitFor(
+      'the workers to ship',
+      async () => (await logEntries(rig.log.url)).filter((e) => e.event.action?.protocol === 'postgres').length === 24,
+      60_000,
+    );
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     child.kill('SIGTERM');
     expect(await exited).to.equal(0);
@@ -347,7 +458,28 @@ describe('pg-proxy: strict mode and crashes', function () {
     const port = await freePort();
     const pwFile = join(rig.tmp.dir, 'upstream-password');
     writeFileSync(pwFile, rig.pg.password + '\n');
-    const args = [BIN, 'pg-proxy', '--upstream', rig.pg.url('app'), '--upstream-password-file', pwFile, '--log', rig.log.url, '--log-key', rig.log.vkey, '--users', rig.usersFile, '--rules', rig.rulesFile, '--listen', `127.0.0.1:${port}`, '--spool', rig.spoolDir, '--name', 'pg-test'];
+    const args = [
+      BIN,
+      'pg-proxy',
+      '--upstream',
+      rig.pg.url('app'),
+      '--upstream-password-file',
+      pwFile,
+      '--log',
+      rig.log.url,
+      '--log-key',
+      rig.log.vkey,
+      '--users',
+      rig.usersFile,
+      '--rules',
+      rig.rulesFile,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--spool',
+      rig.spoolDir,
+      '--name',
+      'pg-test',
+    ];
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(child);
     let out = '';
@@ -357,7 +489,13 @@ describe('pg-proxy: strict mode and crashes', function () {
     // four clients insert as fast as they can, by both protocols, until the proxy dies under them
     let next = 0;
     const writer = async (extended: boolean) => {
-      const c = new pg.Client({ host: '127.0.0.1', port, user: 'alice', password: USERS.alice.password, database: 'app' });
+      const c = new pg.Client({
+        host: '127.0.0.1',
+        port,
+        user: 'alice',
+        password: USERS.alice.password,
+        database: 'app',
+      });
       c.on('error', () => undefined);
       await c.connect();
       try {
@@ -406,14 +544,39 @@ describe('pg-proxy: TLS, pg-password, SSLRequest', function () {
   it('with --tls-cert/--tls-key clients talk TLS to the proxy (psql sslmode=require), and statements are recorded as usual', async () => {
     const key = join(rig.tmp.dir, 'key.pem');
     const cert = join(rig.tmp.dir, 'cert.pem');
-    const gen = await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost'], process.env);
+    const gen = await run(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+      ],
+      process.env,
+    );
     expect(gen.status, gen.stderr).to.equal(0);
     await rig.startProxy({ tlsCert: cert, tlsKey: key });
     const r = await rig.psql('alice', 'SELECT 40 + 2', { args: ['-d', 'sslmode=require dbname=app'] });
     expect(r.stdout).to.equal('42');
-    const conn = await rig.psql('alice', '\\conninfo', { args: ['-d', `sslmode=verify-full sslrootcert=${cert} host=localhost dbname=app`] });
+    const conn = await rig.psql('alice', '\\conninfo', {
+      args: ['-d', `sslmode=verify-full sslrootcert=${cert} host=localhost dbname=app`],
+    });
     expect(conn.stdout).to.match(/SSL connection \(protocol: TLSv1\.3/);
-    expect(find(statements(await rig.events()), 'SELECT 40 + 2').response.outcome).to.deep.include({ status: 'ok', command: 'SELECT 1' });
+    expect(find(statements(await rig.events()), 'SELECT 40 + 2').response.outcome).to.deep.include({
+      status: 'ok',
+      command: 'SELECT 1',
+    });
   });
 
   it("trailmark pg-password prints a verifier PostgreSQL itself accepts (the users file's format is pg_authid's)", async () => {

@@ -12,7 +12,10 @@ export function readJsonFile(kind: string, path: string): unknown {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new ConfigError(kind, `cannot read ${kind} file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new ConfigError(
+      kind,
+      `cannot read ${kind} file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   try {
     return JSON.parse(text);
@@ -50,16 +53,23 @@ export class TokenStore {
    * offending entry by position (never by its token).
    */
   constructor(map: unknown, source = 'tokens') {
-    if (typeof map !== 'object' || map === null || Array.isArray(map)) throw new ConfigError('tokens', `${source}: must be a JSON object mapping tokens to identities`);
+    if (typeof map !== 'object' || map === null || Array.isArray(map))
+      throw new ConfigError('tokens', `${source}: must be a JSON object mapping tokens to identities`);
     let n = 0;
     for (const [token, ident] of Object.entries(map as Record<string, unknown>)) {
       n++;
       const where = `${source}: entry ${n}`;
-      if (token.length === 0 || /\s/.test(token)) throw new ConfigError('tokens', `${where}: a token must be non-empty without spaces`);
-      if (typeof ident !== 'object' || ident === null || Array.isArray(ident)) throw new ConfigError('tokens', `${where}: identity must be an object {"id", "roles"}`);
+      if (token.length === 0 || /\s/.test(token))
+        throw new ConfigError('tokens', `${where}: a token must be non-empty without spaces`);
+      if (typeof ident !== 'object' || ident === null || Array.isArray(ident))
+        throw new ConfigError('tokens', `${where}: identity must be an object {"id", "roles"}`);
       const { id, roles } = ident as { id?: unknown; roles?: unknown };
-      if (typeof id !== 'string' || id.length === 0) throw new ConfigError('tokens', `${where}: "id" must be a non-empty string`);
-      if (roles !== undefined && (!Array.isArray(roles) || !roles.every((r) => typeof r === 'string' && r.length > 0))) {
+      if (typeof id !== 'string' || id.length === 0)
+        throw new ConfigError('tokens', `${where}: "id" must be a non-empty string`);
+      if (
+        roles !== undefined &&
+        (!Array.isArray(roles) || !roles.every((r) => typeof r === 'string' && r.length > 0))
+      ) {
         throw new ConfigError('tokens', `${where} (${id}): "roles" must be an array of non-empty strings`);
       }
       this.byDigest.set(digest(token), { id, roles: [...((roles as string[] | undefined) ?? [])] });
@@ -104,20 +114,33 @@ export class Rules {
 
   /** Precondition: the shape above; throws ConfigError naming the role and field that are wrong. */
   constructor(obj: unknown, source = 'rules') {
-    if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new ConfigError('rules', `${source}: must be a JSON object mapping roles to rules`);
+    if (typeof obj !== 'object' || obj === null || Array.isArray(obj))
+      throw new ConfigError('rules', `${source}: must be a JSON object mapping roles to rules`);
     for (const [role, spec] of Object.entries(obj as Record<string, unknown>)) {
       const list = Array.isArray(spec) ? spec : [spec];
       const rules: Rule[] = list.map((r, i) => {
         const where = `${source}: role ${JSON.stringify(role)} rule ${i + 1}`;
-        if (typeof r !== 'object' || r === null) throw new ConfigError('rules', `${where}: must be an object {"methods", "paths"}`);
+        if (typeof r !== 'object' || r === null)
+          throw new ConfigError('rules', `${where}: must be an object {"methods", "paths"}`);
         const { methods, paths } = r as { methods?: unknown; paths?: unknown };
-        if (!Array.isArray(methods) || methods.length === 0 || !methods.every((m) => typeof m === 'string' && /^(\*|[A-Za-z]+)$/.test(m))) {
+        if (
+          !Array.isArray(methods) ||
+          methods.length === 0 ||
+          !methods.every((m) => typeof m === 'string' && /^(\*|[A-Za-z]+)$/.test(m))
+        ) {
           throw new ConfigError('rules', `${where}: "methods" must be a non-empty array of HTTP methods or "*"`);
         }
-        if (!Array.isArray(paths) || paths.length === 0 || !paths.every((p) => typeof p === 'string' && p.startsWith('/'))) {
+        if (
+          !Array.isArray(paths) ||
+          paths.length === 0 ||
+          !paths.every((p) => typeof p === 'string' && p.startsWith('/'))
+        ) {
           throw new ConfigError('rules', `${where}: "paths" must be a non-empty array of prefixes starting with "/"`);
         }
-        return { methods: methods.includes('*') ? '*' : new Set(methods.map((m: string) => m.toUpperCase())), paths: paths as string[] };
+        return {
+          methods: methods.includes('*') ? '*' : new Set(methods.map((m: string) => m.toUpperCase())),
+          paths: paths as string[],
+        };
       });
       this.byRole.set(role, rules);
     }

@@ -86,7 +86,14 @@ export function rfc3339ms(d: Date = new Date()): string {
 }
 
 /** Builds a request-stage event. Precondition: fields already redacted. */
-export function requestEvent(p: { requestId: string; proxy: string; actor: Actor; action: Action; decision: Decision; time?: Date }): RequestEvent {
+export function requestEvent(p: {
+  requestId: string;
+  proxy: string;
+  actor: Actor;
+  action: Action;
+  decision: Decision;
+  time?: Date;
+}): RequestEvent {
   return {
     schema: ACCESS_SCHEMA,
     stage: 'request',
@@ -105,7 +112,12 @@ export function requestEvent(p: { requestId: string; proxy: string; actor: Actor
  * milliseconds since `started` (performance.now()).
  */
 export function outcomeOf(status: number, bytes: number, requestBytes: number, started: number): Outcome {
-  return { status, bytes, request_bytes: requestBytes, duration_ms: Math.round((performance.now() - started) * 1000) / 1000 };
+  return {
+    status,
+    bytes,
+    request_bytes: requestBytes,
+    duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
+  };
 }
 
 /**

@@ -11,7 +11,15 @@ import { Counter, type Registry } from 'prom-client';
 import { ConfigError } from './errors.js';
 import { decide, type GateOptions } from './gate.js';
 import { REQUEST_ID_HEADER } from './middleware.js';
-import { checkRecorder, openTrail, parseListen, sendJson, serveTrail, type RecorderOptions, type RunningRecorder } from './serving.js';
+import {
+  checkRecorder,
+  openTrail,
+  parseListen,
+  sendJson,
+  serveTrail,
+  type RecorderOptions,
+  type RunningRecorder,
+} from './serving.js';
 
 export interface ForwardAuthOptions extends RecorderOptions {
   /** action.target when the gateway sends no X-Forwarded-Proto/X-Forwarded-Host (an origin URL). */
@@ -54,11 +62,15 @@ export function originalRequest(req: IncomingMessage): OriginalRequest {
   const method = header(req, 'x-original-method') ?? header(req, 'x-forwarded-method') ?? req.method ?? 'GET';
   const url = header(req, 'x-original-uri') ?? header(req, 'x-forwarded-uri') ?? req.url ?? '/';
   const xff = req.headers['x-forwarded-for'];
-  const hops = (Array.isArray(xff) ? xff.join(',') : (xff ?? '')).split(',').map((s) => s.trim()).filter(Boolean);
+  const hops = (Array.isArray(xff) ? xff.join(',') : (xff ?? ''))
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const ip = hops.length > 0 ? hops[hops.length - 1] : (req.socket?.remoteAddress ?? null);
   const proto = header(req, 'x-forwarded-proto')?.split(',')[0].trim().toLowerCase();
   const host = header(req, 'x-forwarded-host')?.split(',')[0].trim();
-  const target = (proto === 'http' || proto === 'https') && host && HOST_RE.test(host) ? `${proto}://${host.toLowerCase()}` : null;
+  const target =
+    (proto === 'http' || proto === 'https') && host && HOST_RE.test(host) ? `${proto}://${host.toLowerCase()}` : null;
   return { method: method.toUpperCase(), url, ip, target };
 }
 
@@ -92,7 +104,8 @@ export async function startForwardAuth(opts: ForwardAuthOptions): Promise<Runnin
     } catch {
       throw new ConfigError('target', `--target ${JSON.stringify(opts.target)} is not a URL`);
     }
-    if (t.protocol !== 'http:' && t.protocol !== 'https:') throw new ConfigError('target', `--target must be an http or https URL, got ${t.protocol}`);
+    if (t.protocol !== 'http:' && t.protocol !== 'https:')
+      throw new ConfigError('target', `--target must be an http or https URL, got ${t.protocol}`);
     defaultTarget = t.origin;
   }
   const r = checkRecorder(opts, 'forward-auth');
@@ -131,7 +144,12 @@ export async function startForwardAuth(opts: ForwardAuthOptions): Promise<Runnin
       trail.after(g.event).then(
         () => {
           requests.inc({ outcome: g.deny === 401 ? 'unauthenticated' : 'forbidden' });
-          sendJson(res, g.deny, { error: g.event.decision.reason, request_id: requestId }, g.deny === 401 ? { 'www-authenticate': 'Bearer' } : {});
+          sendJson(
+            res,
+            g.deny,
+            { error: g.event.decision.reason, request_id: requestId },
+            g.deny === 401 ? { 'www-authenticate': 'Bearer' } : {},
+          );
         },
         (e: Error) => {
           r.warn(`could not spool a request event: ${e.message}`);
@@ -149,7 +167,11 @@ export async function startForwardAuth(opts: ForwardAuthOptions): Promise<Runnin
       },
       (e: Error) => {
         if (r.mode !== 'strict') r.warn(`could not spool a request event: ${e.message}`);
-        unavailable(res, requestId, r.mode === 'strict' ? 'the log is unavailable' : 'access event could not be recorded');
+        unavailable(
+          res,
+          requestId,
+          r.mode === 'strict' ? 'the log is unavailable' : 'access event could not be recorded',
+        );
       },
     );
   };

@@ -34,7 +34,6 @@ export interface GateResult {
 /** Query parameters that always carry secrets (RFC 6750 bearer tokens in the query). */
 export const DEFAULT_REDACT_QUERY = ['access_token'];
 
-
 /**
  * Splits a request target into a normalized path (dot segments resolved, as the WHATWG URL parser does for
  * %2e too) and its raw query. Precondition: none; an unparsable target gives path "/" and no query.
@@ -63,7 +62,9 @@ export function ambiguousPath(path: string): string | null {
   if (path.includes(';')) return 'a matrix parameter (;)';
   if (path.includes('\\')) return 'a backslash';
   const m = /%(2e|2f|5c|3b|25|00)/i.exec(path);
-  return m ? `an encoded ${({ '2e': 'dot', '2f': 'slash', '5c': 'backslash', '3b': 'semicolon', '25': 'percent sign', '00': 'NUL' } as Record<string, string>)[m[1].toLowerCase()]} (${m[0]})` : null;
+  return m
+    ? `an encoded ${({ '2e': 'dot', '2f': 'slash', '5c': 'backslash', '3b': 'semicolon', '25': 'percent sign', '00': 'NUL' } as Record<string, string>)[m[1].toLowerCase()]} (${m[0]})`
+    : null;
 }
 
 /** Decides a request and builds its request event. Precondition: opts.redact* sets hold lower-case names. */
@@ -93,7 +94,12 @@ export function decide(req: IncomingMessage, requestId: string, opts: GateOption
       } else reason = 'valid bearer token';
     }
   } else reason = 'no authentication configured';
-  const ambiguous = deny === 0 && opts.rules ? (path === '*' && method !== 'OPTIONS' ? 'the asterisk-form outside OPTIONS' : ambiguousPath(path)) : null;
+  const ambiguous =
+    deny === 0 && opts.rules
+      ? path === '*' && method !== 'OPTIONS'
+        ? 'the asterisk-form outside OPTIONS'
+        : ambiguousPath(path)
+      : null;
   if (ambiguous) {
     deny = 400;
     reason = `ambiguous path: ${ambiguous}; refused before the rules (${identity ? capString(identity.id, 200) : 'anonymous'})`;

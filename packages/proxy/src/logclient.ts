@@ -94,7 +94,10 @@ export interface LogClientStats {
 export function nativeEd25519Verifier(v: NoteVerifier): NoteVerifier {
   // tlog's own verify refuses weak (small-order) keys; OpenSSL's is not asked to judge them
   if (v.type !== KEY_TYPE_ED25519 || isWeakEd25519Key(v.publicKey)) return v;
-  const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(v.publicKey).toString('base64url') }, format: 'jwk' });
+  const key = createPublicKey({
+    key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(v.publicKey).toString('base64url') },
+    format: 'jwk',
+  });
   return {
     name: v.name,
     keyId: v.keyId,
@@ -130,14 +133,18 @@ function retryAfterMs(v: string | null): number | null {
 function bigintField(obj: Record<string, unknown>, name: string): bigint {
   const v = obj[name];
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
-    throw new ReceiptError('malformed-receipt', `receipt field ${name} must be a non-negative integer, got ${JSON.stringify(v)}`);
+    throw new ReceiptError(
+      'malformed-receipt',
+      `receipt field ${name} must be a non-negative integer, got ${JSON.stringify(v)}`,
+    );
   }
   return BigInt(v);
 }
 
 function stringField(obj: Record<string, unknown>, name: string): string {
   const v = obj[name];
-  if (typeof v !== 'string') throw new ReceiptError('malformed-receipt', `receipt field ${name} must be a string, got ${typeof v}`);
+  if (typeof v !== 'string')
+    throw new ReceiptError('malformed-receipt', `receipt field ${name} must be a string, got ${typeof v}`);
   return v;
 }
 
@@ -148,7 +155,8 @@ function hashField(obj: Record<string, unknown>, name: string): Uint8Array {
   } catch (e) {
     throw new ReceiptError('malformed-receipt', `receipt field ${name}: ${(e as Error).message}`);
   }
-  if (h.length !== 32) throw new ReceiptError('malformed-receipt', `receipt field ${name} is ${h.length} bytes, want 32`);
+  if (h.length !== 32)
+    throw new ReceiptError('malformed-receipt', `receipt field ${name} is ${h.length} bytes, want 32`);
   return h;
 }
 
@@ -173,7 +181,8 @@ export class LogClient {
     } catch {
       throw new ProxyError('config', `log URL ${JSON.stringify(opts.url)} is not a URL`);
     }
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ProxyError('config', `log URL ${opts.url} must be http or https`);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:')
+      throw new ProxyError('config', `log URL ${opts.url} must be http or https`);
     this.url = u.href.replace(/\/+$/, '');
     this.verifier = nativeEd25519Verifier(typeof opts.vkey === 'string' ? parseVkey(opts.vkey.trim()) : opts.vkey);
     this.token = opts.token;
@@ -181,10 +190,19 @@ export class LogClient {
     this.attempts = Math.max(1, opts.attempts ?? 6);
     this.backoffBaseMs = opts.backoffBaseMs ?? 100;
     this.backoffMaxMs = opts.backoffMaxMs ?? 5_000;
-    this.agent = u.protocol === 'https:' ? new https.Agent({ keepAlive: true, maxSockets: 64 }) : new http.Agent({ keepAlive: true, maxSockets: 64 });
+    this.agent =
+      u.protocol === 'https:'
+        ? new https.Agent({ keepAlive: true, maxSockets: 64 })
+        : new http.Agent({ keepAlive: true, maxSockets: 64 });
   }
 
-  private call(method: string, path: string, headers: Record<string, string>, body: Uint8Array | undefined, timeoutMs: number) {
+  private call(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    body: Uint8Array | undefined,
+    timeoutMs: number,
+  ) {
     return httpCall(this.agent, new URL(this.url + path), method, headers, body, timeoutMs);
   }
 
@@ -243,13 +261,17 @@ export class LogClient {
    * which a log refuses as malformed (400) only once the token passed. 'refused' carries the log's answer
    * (401/403); 'unreachable' that nothing conclusive came back. Precondition: none.
    */
-  async checkWriteAccess(opts: CallOptions = { attempts: 1, deadlineMs: 3000 }): Promise<{ access: 'ok' | 'refused' | 'unreachable'; detail: string }> {
+  async checkWriteAccess(
+    opts: CallOptions = { attempts: 1, deadlineMs: 3000 },
+  ): Promise<{ access: 'ok' | 'refused' | 'unreachable'; detail: string }> {
     try {
       await this.request('POST', '/v1/add-entries', new TextEncoder().encode('[]'), opts);
       return { access: 'ok', detail: 'accepted' };
     } catch (e) {
       if (e instanceof LogRejectedError) {
-        return e.status === 401 || e.status === 403 ? { access: 'refused', detail: e.message } : { access: 'ok', detail: e.message };
+        return e.status === 401 || e.status === 403
+          ? { access: 'refused', detail: e.message }
+          : { access: 'ok', detail: e.message };
       }
       return { access: 'unreachable', detail: (e as Error).message };
     }
@@ -272,7 +294,10 @@ export class LogClient {
       if (e instanceof LogUnavailableError || e instanceof LogRejectedError) throw e;
       this.stats.receiptFailures++;
       if (e instanceof ReceiptError) throw e;
-      throw new ReceiptError((e as { code?: string }).code ?? 'bad-receipt', `log receipt does not verify: ${(e as Error).message}`);
+      throw new ReceiptError(
+        (e as { code?: string }).code ?? 'bad-receipt',
+        `log receipt does not verify: ${(e as Error).message}`,
+      );
     };
     try {
       const r = fn();
@@ -292,40 +317,56 @@ export class LogClient {
   }
 
   private verifyAddEntry(entry: Uint8Array, body: unknown): Receipt {
-    if (typeof body !== 'object' || body === null) throw new ReceiptError('malformed-receipt', 'add-entry answer is not a JSON object');
+    if (typeof body !== 'object' || body === null)
+      throw new ReceiptError('malformed-receipt', 'add-entry answer is not a JSON object');
     const o = body as Record<string, unknown>;
     const leafIndex = bigintField(o, 'leaf_index');
     const treeSize = bigintField(o, 'tree_size');
     const leafHash = hashField(o, 'leaf_hash');
     const proofText = stringField(o, 'proof');
     const mine = nodeHasher.leaf(entry);
-    if (!bytesEqual(mine, leafHash)) throw new ReceiptError('leaf-hash', 'receipt leaf_hash is not the hash of the entry sent');
+    if (!bytesEqual(mine, leafHash))
+      throw new ReceiptError('leaf-hash', 'receipt leaf_hash is not the hash of the entry sent');
     const p = parseTlogProof(proofText);
     const cp = this.openCached(p.checkpoint);
-    if (p.index !== leafIndex) throw new ReceiptError('leaf-index', `receipt leaf_index ${leafIndex} but its proof is for index ${p.index}`);
-    if (cp.size !== treeSize) throw new ReceiptError('tree-size', `receipt tree_size ${treeSize} but its checkpoint has size ${cp.size}`);
-    if (leafIndex >= treeSize) throw new ReceiptError('leaf-index', `leaf_index ${leafIndex} is not below tree_size ${treeSize}`);
+    if (p.index !== leafIndex)
+      throw new ReceiptError('leaf-index', `receipt leaf_index ${leafIndex} but its proof is for index ${p.index}`);
+    if (cp.size !== treeSize)
+      throw new ReceiptError('tree-size', `receipt tree_size ${treeSize} but its checkpoint has size ${cp.size}`);
+    if (leafIndex >= treeSize)
+      throw new ReceiptError('leaf-index', `leaf_index ${leafIndex} is not below tree_size ${treeSize}`);
     verifyInclusion(leafIndex, treeSize, mine, p.proof, cp.root, nodeHasher);
     return { leafIndex, leafHash: mine, treeSize, checkpoint: p.checkpoint, proof: proofText };
   }
 
   private async verifyAddEntries(entries: readonly Uint8Array[], body: unknown): Promise<Receipt[]> {
-    if (typeof body !== 'object' || body === null) throw new ReceiptError('malformed-receipt', 'add-entries answer is not a JSON object');
+    if (typeof body !== 'object' || body === null)
+      throw new ReceiptError('malformed-receipt', 'add-entries answer is not a JSON object');
     const o = body as Record<string, unknown>;
     const treeSize = bigintField(o, 'tree_size');
     const note = stringField(o, 'checkpoint');
     const list = o.entries;
     if (!Array.isArray(list) || list.length !== entries.length) {
-      throw new ReceiptError('malformed-receipt', `add-entries answered ${Array.isArray(list) ? list.length : 'no'} entries for ${entries.length} sent`);
+      throw new ReceiptError(
+        'malformed-receipt',
+        `add-entries answered ${Array.isArray(list) ? list.length : 'no'} entries for ${entries.length} sent`,
+      );
     }
     const cp = this.openCached(note);
-    if (cp.size !== treeSize) throw new ReceiptError('tree-size', `receipt tree_size ${treeSize} but its checkpoint has size ${cp.size}`);
+    if (cp.size !== treeSize)
+      throw new ReceiptError('tree-size', `receipt tree_size ${treeSize} but its checkpoint has size ${cp.size}`);
     const receipts: Receipt[] = list.map((e, i) => {
-      if (typeof e !== 'object' || e === null) throw new ReceiptError('malformed-receipt', `entry ${i} of the answer is not an object`);
+      if (typeof e !== 'object' || e === null)
+        throw new ReceiptError('malformed-receipt', `entry ${i} of the answer is not an object`);
       const leafIndex = bigintField(e as Record<string, unknown>, 'leaf_index');
       const leafHash = hashField(e as Record<string, unknown>, 'leaf_hash');
-      if (!bytesEqual(nodeHasher.leaf(entries[i]), leafHash)) throw new ReceiptError('leaf-hash', `receipt entry ${i}: leaf_hash is not the hash of the entry sent`);
-      if (leafIndex >= treeSize) throw new ReceiptError('leaf-index', `receipt entry ${i}: leaf_index ${leafIndex} is not below tree_size ${treeSize}`);
+      if (!bytesEqual(nodeHasher.leaf(entries[i]), leafHash))
+        throw new ReceiptError('leaf-hash', `receipt entry ${i}: leaf_hash is not the hash of the entry sent`);
+      if (leafIndex >= treeSize)
+        throw new ReceiptError(
+          'leaf-index',
+          `receipt entry ${i}: leaf_index ${leafIndex} is not below tree_size ${treeSize}`,
+        );
       return { leafIndex, leafHash, treeSize, checkpoint: note };
     });
     await this.verifyInclusions(receipts, cp);
@@ -342,7 +383,8 @@ export class LogClient {
     const mine = new Map<bigint, Hash>();
     for (const r of receipts) {
       const prev = mine.get(r.leafIndex);
-      if (prev && !bytesEqual(prev, r.leafHash)) throw new ReceiptError('leaf-index', `two different entries were given the same index ${r.leafIndex}`);
+      if (prev && !bytesEqual(prev, r.leafHash))
+        throw new ReceiptError('leaf-index', `two different entries were given the same index ${r.leafIndex}`);
       mine.set(r.leafIndex, r.leafHash);
     }
     let root: Hash;
@@ -355,7 +397,10 @@ export class LogClient {
         try {
           verifyInclusion(r.leafIndex, cp.size, r.leafHash, proofs[i], cp.root, nodeHasher);
         } catch (err) {
-          throw new ReceiptError('inclusion', `entry at index ${r.leafIndex} is not included in the signed checkpoint of size ${cp.size}: ${(err as Error).message}`);
+          throw new ReceiptError(
+            'inclusion',
+            `entry at index ${r.leafIndex} is not included in the signed checkpoint of size ${cp.size}: ${(err as Error).message}`,
+          );
         }
       });
       return;
@@ -374,10 +419,16 @@ export class LogClient {
     const worker = async () => {
       while (next < receipts.length) {
         const i = next++;
-        const res = await this.request('GET', `/v1/get-proof-by-index?leaf_index=${receipts[i].leafIndex}&tree_size=${size}`, undefined, {});
+        const res = await this.request(
+          'GET',
+          `/v1/get-proof-by-index?leaf_index=${receipts[i].leafIndex}&tree_size=${size}`,
+          undefined,
+          {},
+        );
         const o = parseJson(res.body, 'get-proof-by-index') as Record<string, unknown>;
         const path = o?.audit_path;
-        if (!Array.isArray(path)) throw new ReceiptError('malformed-receipt', 'get-proof-by-index answer has no audit_path');
+        if (!Array.isArray(path))
+          throw new ReceiptError('malformed-receipt', 'get-proof-by-index answer has no audit_path');
         out[i] = path.map((h, j) => hashField({ [`audit_path[${j}]`]: h }, `audit_path[${j}]`));
       }
     };
@@ -404,7 +455,12 @@ export class LogClient {
    * One HTTP call with retries: network errors, timeouts, 408/425/429/5xx are retried with exponential
    * backoff and full jitter (honouring Retry-After); other 4xx end it at once as LogRejectedError.
    */
-  private async request(method: string, path: string, body: Uint8Array | undefined, opts: CallOptions): Promise<{ status: number; body: Uint8Array }> {
+  private async request(
+    method: string,
+    path: string,
+    body: Uint8Array | undefined,
+    opts: CallOptions,
+  ): Promise<{ status: number; body: Uint8Array }> {
     const attempts = Math.max(1, opts.attempts ?? this.attempts);
     const deadline = opts.deadlineMs !== undefined ? Date.now() + opts.deadlineMs : Infinity;
     let lastErr = '';
@@ -422,7 +478,11 @@ export class LogClient {
         if (res.status >= 200 && res.status < 300) return { status: res.status, body: res.body };
         const msg = errorText(res.body);
         if (!RETRYABLE.has(res.status)) {
-          throw new LogRejectedError('rejected', `log ${method} ${path} answered ${res.status}${msg ? `: ${msg}` : ''}`, res.status);
+          throw new LogRejectedError(
+            'rejected',
+            `log ${method} ${path} answered ${res.status}${msg ? `: ${msg}` : ''}`,
+            res.status,
+          );
         }
         lastErr = `log answered ${res.status}${msg ? `: ${msg}` : ''}`;
         wait = retryAfterMs(res.retryAfter);
@@ -438,7 +498,10 @@ export class LogClient {
         await sleep(Math.min(delay, this.backoffMaxMs * 2));
       }
     }
-    throw new LogUnavailableError('unavailable', `log ${this.url} unavailable for ${method} ${path}: ${lastErr || 'deadline passed'}`);
+    throw new LogUnavailableError(
+      'unavailable',
+      `log ${this.url} unavailable for ${method} ${path}: ${lastErr || 'deadline passed'}`,
+    );
   }
 }
 
@@ -453,16 +516,26 @@ function httpCall(
 ): Promise<{ status: number; retryAfter: string | null; body: Uint8Array }> {
   return new Promise((resolve, reject) => {
     const mod = url.protocol === 'https:' ? https : http;
-    const req = mod.request(url, { method, headers: body ? { ...headers, 'content-length': String(body.length) } : headers, agent }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const ra = res.headers['retry-after'];
-        resolve({ status: res.statusCode ?? 0, retryAfter: typeof ra === 'string' ? ra : null, body: Buffer.concat(chunks) });
-      });
-      res.on('error', reject);
-    });
-    req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
+    const req = mod.request(
+      url,
+      { method, headers: body ? { ...headers, 'content-length': String(body.length) } : headers, agent },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const ra = res.headers['retry-after'];
+          resolve({
+            status: res.statusCode ?? 0,
+            retryAfter: typeof ra === 'string' ? ra : null,
+            body: Buffer.concat(chunks),
+          });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.setTimeout(timeoutMs, () =>
+      req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })),
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -536,7 +609,8 @@ class TreeView {
     else if (level % TILE_HEIGHT === 0 && (level === 0 || !this.covers(level, index))) {
       const loc = tileForNode({ level, index });
       const hashes = await this.tile(loc.level, loc.index);
-      if (hashes.length <= loc.offset) throw new ReceiptError('tile', `tile ${loc.level}/${loc.index} is too short for node ${key}`);
+      if (hashes.length <= loc.offset)
+        throw new ReceiptError('tile', `tile ${loc.level}/${loc.index} is too short for node ${key}`);
       h = hashes[loc.offset];
     } else {
       h = nodeHasher.node(await this.node(level - 1, 2n * index), await this.node(level - 1, 2n * index + 1n));
@@ -560,10 +634,12 @@ class TreeView {
     if (width === 0) throw new ReceiptError('tile', `tile ${level}/${index} is outside the tree of size ${this.size}`);
     let data = await this.client.getBytes('/' + tilePath({ level, index, width }));
     // the tree may have grown since: a full tile holds the same hashes at the same places
-    if (data === null && width < TILE_WIDTH) data = await this.client.getBytes('/' + tilePath({ level, index, width: TILE_WIDTH }));
+    if (data === null && width < TILE_WIDTH)
+      data = await this.client.getBytes('/' + tilePath({ level, index, width: TILE_WIDTH }));
     if (data === null) throw new TileUnavailable(`tile ${level}/${index} not found`);
     const hashes = tileHashes(data);
-    if (hashes.length < width) throw new ReceiptError('tile', `tile ${level}/${index} has ${hashes.length} hashes, want ${width}`);
+    if (hashes.length < width)
+      throw new ReceiptError('tile', `tile ${level}/${index} has ${hashes.length} hashes, want ${width}`);
     return hashes;
   }
 }

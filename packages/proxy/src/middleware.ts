@@ -31,7 +31,9 @@ export const REQUEST_ID_HEADER = 'Trailmark-Request-Id';
 type Next = (err?: unknown) => void;
 
 /** Builds the middleware. Precondition: the trail is open for as long as the app serves requests. */
-export function accessTrailMiddleware(opts: AccessMiddlewareOptions): (req: IncomingMessage, res: ServerResponse, next: Next) => void {
+export function accessTrailMiddleware(
+  opts: AccessMiddlewareOptions,
+): (req: IncomingMessage, res: ServerResponse, next: Next) => void {
   const gateOpts = {
     ...(opts.tokens ? { tokens: opts.tokens } : {}),
     ...(opts.identify ? { identify: opts.identify } : {}),
@@ -52,7 +54,8 @@ export function accessTrailMiddleware(opts: AccessMiddlewareOptions): (req: Inco
     const write = res.write.bind(res) as (...a: unknown[]) => boolean;
     const end = res.end.bind(res) as (...a: unknown[]) => ServerResponse;
     const count = (chunk: unknown, enc?: unknown) => {
-      if (typeof chunk === 'string') bytes += Buffer.byteLength(chunk, typeof enc === 'string' ? (enc as BufferEncoding) : 'utf8');
+      if (typeof chunk === 'string')
+        bytes += Buffer.byteLength(chunk, typeof enc === 'string' ? (enc as BufferEncoding) : 'utf8');
       else if (chunk instanceof Uint8Array) bytes += chunk.length;
     };
     res.write = ((chunk: unknown, ...rest: unknown[]) => {
@@ -64,7 +67,11 @@ export function accessTrailMiddleware(opts: AccessMiddlewareOptions): (req: Inco
       return end(chunk, ...rest);
     }) as typeof res.end;
     res.once('close', () => {
-      const ev = responseEvent({ requestId, proxy: gateOpts.proxy, outcome: outcomeOf(res.headersSent ? res.statusCode : 499, bytes, requestBytes(), started) });
+      const ev = responseEvent({
+        requestId,
+        proxy: gateOpts.proxy,
+        outcome: outcomeOf(res.headersSent ? res.statusCode : 499, bytes, requestBytes(), started),
+      });
       opts.trail.after(ev).catch(onError);
     });
     const record = g.deny ? opts.trail.after(g.event) : opts.trail.before(g.event);

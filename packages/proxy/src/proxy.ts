@@ -6,7 +6,12 @@
  * keep-alive agent. Hop-by-hop headers (RFC 9110 7.6.1, plus any named in Connection) are dropped both ways;
  * the client's Authorization (its credential for the proxy) is not passed upstream.
  */
-import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import http, {
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+  type ServerResponse,
+} from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { randomUUID } from 'node:crypto';
@@ -15,7 +20,15 @@ import { ConfigError } from './errors.js';
 import { countRequestBytes, outcomeOf, responseEvent } from './events.js';
 import { decide, type GateOptions } from './gate.js';
 import { REQUEST_ID_HEADER } from './middleware.js';
-import { checkRecorder, openTrail, parseListen, sendJson, serveTrail, type RecorderOptions, type RunningRecorder } from './serving.js';
+import {
+  checkRecorder,
+  openTrail,
+  parseListen,
+  sendJson,
+  serveTrail,
+  type RecorderOptions,
+  type RunningRecorder,
+} from './serving.js';
 
 export interface ProxyOptions extends RecorderOptions {
   /** Upstream URL (http or https): its origin, plus an optional path prefix for every forwarded path. */
@@ -30,7 +43,17 @@ export interface ProxyOptions extends RecorderOptions {
 
 export type RunningProxy = RunningRecorder;
 
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
+const HOP_BY_HOP = [
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+];
 
 const HOP_SET = new Set(HOP_BY_HOP);
 /** The requests metric's outcome label of each refusal. */
@@ -81,7 +104,8 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   } catch {
     throw new ConfigError('upstream', `--upstream ${JSON.stringify(opts.upstream)} is not a URL`);
   }
-  if (upstream.protocol !== 'http:' && upstream.protocol !== 'https:') throw new ConfigError('upstream', `--upstream must be an http or https URL, got ${upstream.protocol}`);
+  if (upstream.protocol !== 'http:' && upstream.protocol !== 'https:')
+    throw new ConfigError('upstream', `--upstream must be an http or https URL, got ${upstream.protocol}`);
   if (upstream.search || upstream.hash || upstream.username || upstream.password) {
     throw new ConfigError('upstream', '--upstream must not carry a query, a fragment or credentials');
   }
@@ -102,7 +126,9 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
 
   const gate: GateOptions = { ...r.gate, target: upstream.origin };
   const isHttps = upstream.protocol === 'https:';
-  const agent = isHttps ? new https.Agent({ keepAlive: true, maxSockets: 512, scheduling: 'lifo' }) : new http.Agent({ keepAlive: true, maxSockets: 512, scheduling: 'lifo' });
+  const agent = isHttps
+    ? new https.Agent({ keepAlive: true, maxSockets: 512, scheduling: 'lifo' })
+    : new http.Agent({ keepAlive: true, maxSockets: 512, scheduling: 'lifo' });
   const upstreamPort = upstream.port || (isHttps ? '443' : '80');
   const upstreamTimeout = opts.upstreamTimeoutMs ?? 60_000;
   const afterError = (e: Error) => warn(`could not spool a response event: ${e.message}`);
@@ -116,7 +142,11 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     const finish = () => {
       if (recorded) return;
       recorded = true;
-      const ev = responseEvent({ requestId, proxy: gate.proxy, outcome: outcomeOf(res.headersSent ? res.statusCode : 499, bytes, requestBytes(), started) });
+      const ev = responseEvent({
+        requestId,
+        proxy: gate.proxy,
+        outcome: outcomeOf(res.headersSent ? res.statusCode : 499, bytes, requestBytes(), started),
+      });
       trail.after(ev).catch(afterError);
     };
     res.once('close', finish);
@@ -128,28 +158,59 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       req.resume();
       trail.after(g.event).then(
         () => {
-          bytes = sendJson(res, g.deny, { error: g.event.decision.reason, request_id: requestId }, g.deny === 401 ? { 'www-authenticate': 'Bearer' } : {});
+          bytes = sendJson(
+            res,
+            g.deny,
+            { error: g.event.decision.reason, request_id: requestId },
+            g.deny === 401 ? { 'www-authenticate': 'Bearer' } : {},
+          );
         },
         (e: Error) => {
           warn(`could not spool a request event: ${e.message}`);
-          bytes = sendJson(res, 503, { error: 'access event could not be recorded', request_id: requestId }, { 'retry-after': '1' });
+          bytes = sendJson(
+            res,
+            503,
+            { error: 'access event could not be recorded', request_id: requestId },
+            { 'retry-after': '1' },
+          );
         },
       );
       return;
     }
     trail.before(g.event).then(
       // asterisk-form stays itself (under a base path it asks about that path)
-      () => forward(req, res, g.forwardPath === '*' ? basePath || '*' : basePath + g.forwardPath, requestId, (n) => (bytes += n)),
+      () =>
+        forward(
+          req,
+          res,
+          g.forwardPath === '*' ? basePath || '*' : basePath + g.forwardPath,
+          requestId,
+          (n) => (bytes += n),
+        ),
       (e: Error) => {
         requests.inc({ outcome: 'log_unavailable' });
         if (mode !== 'strict') warn(`could not spool a request event: ${e.message}`);
         req.resume();
-        bytes = sendJson(res, 503, { error: mode === 'strict' ? 'the log is unavailable' : 'access event could not be recorded', request_id: requestId }, { 'retry-after': '1' });
+        bytes = sendJson(
+          res,
+          503,
+          {
+            error: mode === 'strict' ? 'the log is unavailable' : 'access event could not be recorded',
+            request_id: requestId,
+          },
+          { 'retry-after': '1' },
+        );
       },
     );
   };
 
-  const forward = (req: IncomingMessage, res: ServerResponse, path: string, requestId: string, count: (n: number) => void) => {
+  const forward = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    requestId: string,
+    count: (n: number) => void,
+  ) => {
     if (res.destroyed) return; // the client left while we were recording
     const headers = stripHopByHop(req.headers, NOT_FORWARDED);
     headers.host = upstream.host;
@@ -189,7 +250,12 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       if (res.destroyed) return;
       requests.inc({ outcome: 'upstream_error' });
       const timeout = /idle/.test(e.message);
-      count(sendJson(res, timeout ? 504 : 502, { error: `upstream ${timeout ? 'timed out' : 'failed'}: ${e.code ?? e.message}`, request_id: requestId }));
+      count(
+        sendJson(res, timeout ? 504 : 502, {
+          error: `upstream ${timeout ? 'timed out' : 'failed'}: ${e.code ?? e.message}`,
+          request_id: requestId,
+        }),
+      );
     });
     req.on('aborted', () => upReq.destroy());
     res.on('close', () => {
@@ -210,8 +276,18 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     requests.inc({ outcome: g.deny ? DENY_OUTCOME[g.deny] : 'upgrade_refused' });
     const answer = () => {
       const body = JSON.stringify({ error: event.decision.reason, request_id: requestId });
-      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${REQUEST_ID_HEADER}: ${requestId}\r\nconnection: close\r\n\r\n${body}`);
-      trail.after(responseEvent({ requestId, proxy: gate.proxy, outcome: outcomeOf(status, Buffer.byteLength(body), requestBytes(), started) })).catch(afterError);
+      socket.end(
+        `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${REQUEST_ID_HEADER}: ${requestId}\r\nconnection: close\r\n\r\n${body}`,
+      );
+      trail
+        .after(
+          responseEvent({
+            requestId,
+            proxy: gate.proxy,
+            outcome: outcomeOf(status, Buffer.byteLength(body), requestBytes(), started),
+          }),
+        )
+        .catch(afterError);
     };
     socket.on('error', () => socket.destroy());
     trail.after(event).then(answer, (e: Error) => {

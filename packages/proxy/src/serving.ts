@@ -57,7 +57,8 @@ export interface Recorder {
 export function checkRecorder(opts: RecorderOptions, daemon: string): Recorder {
   const warn = opts.warn ?? ((l: string) => process.stderr.write(`trailmark ${daemon}: ${l}\n`));
   const mode = opts.mode ?? 'spool';
-  if (mode !== 'spool' && mode !== 'strict') throw new ConfigError('mode', `--mode must be spool or strict, got ${JSON.stringify(mode)}`);
+  if (mode !== 'spool' && mode !== 'strict')
+    throw new ConfigError('mode', `--mode must be spool or strict, got ${JSON.stringify(mode)}`);
   const tokens = typeof opts.tokens === 'string' ? TokenStore.fromFile(opts.tokens) : opts.tokens;
   const rules = typeof opts.rules === 'string' ? Rules.fromFile(opts.rules) : opts.rules;
   let verifier: NoteVerifier;
@@ -96,9 +97,12 @@ export async function openTrail(
   try {
     await r.client.checkpoint({ attempts: 1, deadlineMs: 3000 });
   } catch (e) {
-    if (e instanceof ReceiptError) throw new ConfigError('log-key', `the log at ${r.client.url} does not match --log-key: ${e.message}`);
+    if (e instanceof ReceiptError)
+      throw new ConfigError('log-key', `the log at ${r.client.url} does not match --log-key: ${e.message}`);
     reachable = false;
-    r.warn(`log not reachable at start (${(e as Error).message}); ${r.mode === 'strict' ? 'requests get 503 until it answers' : 'events wait in the spool'}`);
+    r.warn(
+      `log not reachable at start (${(e as Error).message}); ${r.mode === 'strict' ? 'requests get 503 until it answers' : 'events wait in the spool'}`,
+    );
   }
   if (reachable) {
     // a log that refuses our token would leave every event in the spool, retried forever: a configuration error
@@ -140,7 +144,9 @@ export function parseListen(s: string, what = '--listen'): { host: string; port:
 /** Listens; resolves with the server's URL. Precondition: server not listening; throws ConfigError. */
 export function listen(server: http.Server, addr: { host: string; port: number }): Promise<string> {
   return new Promise((resolve, reject) => {
-    server.once('error', (e: NodeJS.ErrnoException) => reject(new ConfigError('listen', `cannot listen on ${addr.host}:${addr.port}: ${e.code ?? e.message}`)));
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      reject(new ConfigError('listen', `cannot listen on ${addr.host}:${addr.port}: ${e.code ?? e.message}`)),
+    );
     server.listen(addr.port, addr.host, () => {
       const a = server.address() as net.AddressInfo;
       const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
@@ -159,7 +165,12 @@ export function closeServer(server: http.Server): Promise<void> {
 }
 
 /** Answers with a JSON body; returns the body's length in bytes (for the response event). */
-export function sendJson(res: ServerResponse, status: number, body: Record<string, unknown>, headers: Record<string, string> = {}): number {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: Record<string, unknown>,
+  headers: Record<string, string> = {},
+): number {
   const data = JSON.stringify(body);
   const n = Buffer.byteLength(data);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': n, ...headers });
@@ -193,7 +204,9 @@ export function trailHealth(trail: AccessTrail): TrailHealth {
     failed_deliveries: trail.shipper.stats.failedBatches,
     receipt_failures: trail.client.stats.receiptFailures,
     last_error: trail.shipper.stats.lastError,
-    stream: trail.stream ? { id: trail.stream.id, next_seq: trail.stream.next.seq, open_requests: trail.stream.openRequests } : null,
+    stream: trail.stream
+      ? { id: trail.stream.id, next_seq: trail.stream.next.seq, open_requests: trail.stream.openRequests }
+      : null,
   };
 }
 
@@ -215,7 +228,10 @@ export async function startAdmin(
     if (path === '/healthz') {
       Promise.resolve()
         .then(health)
-        .then((h) => sendJson(res, 200, h as Record<string, unknown>), (e: Error) => fail(res, e));
+        .then(
+          (h) => sendJson(res, 200, h as Record<string, unknown>),
+          (e: Error) => fail(res, e),
+        );
       return;
     }
     if (path === '/metrics') {

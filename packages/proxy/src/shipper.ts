@@ -44,7 +44,14 @@ export interface ShipperStats {
 }
 
 export class Shipper {
-  readonly stats: ShipperStats = { delivered: 0, failedBatches: 0, receiptFailures: 0, rejected: 0, lastError: null, lastDeliveryAt: null };
+  readonly stats: ShipperStats = {
+    delivered: 0,
+    failedBatches: 0,
+    receiptFailures: 0,
+    rejected: 0,
+    lastError: null,
+    lastDeliveryAt: null,
+  };
   private running = false;
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
@@ -111,7 +118,10 @@ export class Shipper {
   async drained(timeoutMs = 30_000): Promise<void> {
     const end = Date.now() + timeoutMs;
     while (this.spool.depth > 0) {
-      if (Date.now() > end) throw new Error(`spool still holds ${this.spool.depth} events after ${timeoutMs} ms (last error: ${this.stats.lastError ?? 'none'})`);
+      if (Date.now() > end)
+        throw new Error(
+          `spool still holds ${this.spool.depth} events after ${timeoutMs} ms (last error: ${this.stats.lastError ?? 'none'})`,
+        );
       this.poke();
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -143,14 +153,18 @@ export class Shipper {
           await this.sleep(1000);
           continue;
         }
-        await this.client.addEntries(batch.records.map((r) => r.data), this.attempts !== undefined ? { attempts: this.attempts } : {});
+        await this.client.addEntries(
+          batch.records.map((r) => r.data),
+          this.attempts !== undefined ? { attempts: this.attempts } : {},
+        );
         await this.spool.ack(batch);
         this.stats.delivered += batch.records.length;
         this.stats.lastDeliveryAt = Date.now();
         // delivery works again: an old error no longer describes the shipper (/healthz shows it)
         this.stats.lastError = null;
         failures = 0;
-        if (batch.records.length < this.batchSize && this.lingerMs > 0) await new Promise((r) => setTimeout(r, this.lingerMs));
+        if (batch.records.length < this.batchSize && this.lingerMs > 0)
+          await new Promise((r) => setTimeout(r, this.lingerMs));
       } catch (e) {
         const err = e as Error;
         this.stats.failedBatches++;

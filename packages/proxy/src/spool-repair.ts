@@ -8,7 +8,17 @@
 import { readFile, readdir, rename, unlink, writeFile, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SpoolError } from './errors.js';
-import { encodeRecord, fsyncDir, readAck, scanSegment, segName, SEGMENT_RE, SpoolLock, writeAck, type SpoolPosition } from './spool.js';
+import {
+  encodeRecord,
+  fsyncDir,
+  readAck,
+  scanSegment,
+  segName,
+  SEGMENT_RE,
+  SpoolLock,
+  writeAck,
+  type SpoolPosition,
+} from './spool.js';
 
 export interface SegmentReport {
   segment: string;
@@ -87,7 +97,9 @@ export async function salvageSpool(dir: string): Promise<SalvageReport> {
     const report = await checkSpool(dir);
     const skipped = report.segments.flatMap((s, i) => [
       ...s.damaged.map((d) => ({ segment: s.segment, offset: d.offset, bytes: d.bytes })),
-      ...(s.tailBytes > 0 && i < report.segments.length - 1 ? [{ segment: s.segment, offset: -1, bytes: s.tailBytes }] : []),
+      ...(s.tailBytes > 0 && i < report.segments.length - 1
+        ? [{ segment: s.segment, offset: -1, bytes: s.tailBytes }]
+        : []),
     ]);
     if (report.ok) return { ...report, kept: 0, skipped: [], into: null };
     const ack = report.ack;

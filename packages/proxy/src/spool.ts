@@ -127,7 +127,10 @@ function parseRecords(buf: Buffer, maxRecords = Infinity): { records: SpoolRecor
     if (buf.length - pos < HEADER + len) break;
     const crc = buf.readUInt32BE(pos + 4);
     if (crc32(buf.subarray(pos + 8, pos + HEADER + len)) !== crc) return { records, used: pos, damaged: true };
-    records.push({ time: buf.readDoubleBE(pos + 8), data: Buffer.from(buf.subarray(pos + HEADER, pos + HEADER + len)) });
+    records.push({
+      time: buf.readDoubleBE(pos + 8),
+      data: Buffer.from(buf.subarray(pos + HEADER, pos + HEADER + len)),
+    });
     pos += HEADER + len;
   }
   return { records, used: pos, damaged: false };
@@ -156,7 +159,11 @@ export function scanSegment(buf: Buffer): SegmentScan {
   while (pos < buf.length) {
     const n = validRecordAt(buf, pos);
     if (n > 0) {
-      out.records.push({ offset: pos, time: buf.readDoubleBE(pos + 8), data: Buffer.from(buf.subarray(pos + HEADER, pos + n)) });
+      out.records.push({
+        offset: pos,
+        time: buf.readDoubleBE(pos + 8),
+        data: Buffer.from(buf.subarray(pos + HEADER, pos + n)),
+      });
       pos += n;
       out.end = pos;
       continue;
@@ -360,7 +367,8 @@ export class Spool {
       const path = join(dir, segName(s));
       const data = await readFile(path);
       const start = !ack || s > ack.segment ? 0 : s === ack.segment ? ack.offset : data.length;
-      if (ack && s === ack.segment && start > data.length) throw new SpoolError('corrupt', `spool ack offset ${start} is past the end of ${path} (${data.length} bytes)`);
+      if (ack && s === ack.segment && start > data.length)
+        throw new SpoolError('corrupt', `spool ack offset ${start} is past the end of ${path} (${data.length} bytes)`);
       // validate the delivered part too, so the cursor is known to sit on a record boundary
       const scan = scanSegment(data);
       if (scan.damaged.length > 0) {
@@ -379,16 +387,21 @@ export class Spool {
         }
         if (r.offset + HEADER + r.data.length === start) onBoundary = true;
       }
-      if (ack && s === ack.segment && !onBoundary) throw new SpoolError('corrupt', `spool ack offset ${start} is not a record boundary in ${path}`);
+      if (ack && s === ack.segment && !onBoundary)
+        throw new SpoolError('corrupt', `spool ack offset ${start} is not a record boundary in ${path}`);
       depth += counted;
       if (scan.records.length > 0) spool._lastRecord = scan.records[scan.records.length - 1].data;
       if (scan.tailBytes > 0) {
         const last = i === segs.length - 1;
         if (!last) {
-          throw new SpoolError('corrupt', `spool segment ${path} is damaged at byte ${scan.end} (a bad or incomplete record) and is not the last segment; see \`trailmark spool salvage ${dir}\``);
+          throw new SpoolError(
+            'corrupt',
+            `spool segment ${path} is damaged at byte ${scan.end} (a bad or incomplete record) and is not the last segment; see \`trailmark spool salvage ${dir}\``,
+          );
         }
         // torn tail: never acknowledged to a caller, since append() resolves only after the write of whole records
-        if (ack && s === ack.segment && start > scan.end) throw new SpoolError('corrupt', `spool ack offset ${start} lies in the damaged tail of ${path}`);
+        if (ack && s === ack.segment && start > scan.end)
+          throw new SpoolError('corrupt', `spool ack offset ${start} lies in the damaged tail of ${path}`);
         const fh = await open(path, 'r+');
         try {
           await fh.truncate(scan.end);
@@ -417,7 +430,8 @@ export class Spool {
       spool.writeSeg = live[live.length - 1];
       spool.fh = await open(join(dir, segName(spool.writeSeg)), OPEN_SEGMENT);
     }
-    spool.ackPos = ack && live.length > 0 && ack.segment === live[0] ? ack : { segment: live[0] ?? spool.writeSeg, offset: 0 };
+    spool.ackPos =
+      ack && live.length > 0 && ack.segment === live[0] ? ack : { segment: live[0] ?? spool.writeSeg, offset: 0 };
     return spool;
   }
 
@@ -473,7 +487,9 @@ export class Spool {
    */
   append(data: Uint8Array): Promise<SpoolPosition> {
     if (data.length === 0 || data.length > MAX_RECORD_BYTES) {
-      return Promise.reject(new SpoolError('too-large', `spool record must be 1..${MAX_RECORD_BYTES} bytes, got ${data.length}`));
+      return Promise.reject(
+        new SpoolError('too-large', `spool record must be 1..${MAX_RECORD_BYTES} bytes, got ${data.length}`),
+      );
     }
     return this.enqueue(data);
   }
@@ -572,7 +588,8 @@ export class Spool {
       throw e;
     }
     this.sizes.set(this.writeSeg, size + buf.length);
-    if (this.allocated - (size + buf.length) < this.preallocChunk / 2 && !this.extending) void this.extend(0).catch(() => {});
+    if (this.allocated - (size + buf.length) < this.preallocChunk / 2 && !this.extending)
+      void this.extend(0).catch(() => {});
     if (this._depth === 0) this.headTime = firstTime;
     this._depth += bufs.length;
     this._lastRecord = Buffer.from(last!.subarray(HEADER));
@@ -637,7 +654,10 @@ export class Spool {
       const buf = await this.readAt(pos, want);
       const parsed = parseRecords(buf, maxRecords - records.length);
       if (parsed.damaged || parsed.used === 0) {
-        throw new SpoolError('corrupt', `spool segment ${segName(pos.segment)} is damaged at byte ${pos.offset + parsed.used}`);
+        throw new SpoolError(
+          'corrupt',
+          `spool segment ${segName(pos.segment)} is damaged at byte ${pos.offset + parsed.used}`,
+        );
       }
       for (const r of parsed.records) {
         records.push(r);
@@ -705,7 +725,10 @@ export class Spool {
   async ack(batch: SpoolBatch): Promise<void> {
     if (this.closed) throw new SpoolError('closed', 'spool is closed');
     if (batch.start.segment !== this.ackPos.segment || batch.start.offset !== this.ackPos.offset) {
-      throw new SpoolError('ack-order', `ack of a batch starting at ${batch.start.segment}:${batch.start.offset}, but the cursor is at ${this.ackPos.segment}:${this.ackPos.offset}`);
+      throw new SpoolError(
+        'ack-order',
+        `ack of a batch starting at ${batch.start.segment}:${batch.start.offset}, but the cursor is at ${this.ackPos.segment}:${this.ackPos.offset}`,
+      );
     }
     if (batch.records.length === 0) return;
     const last = batch.records[batch.records.length - 1].data;

@@ -46,14 +46,20 @@ export interface StreamKey {
  * file does not exist, generates one named `name` and writes it (mode 0600) and its vkey (FILE.pub).
  * Throws ConfigError when the file cannot be read or is not an Ed25519 note key.
  */
-export async function loadStreamKey(path: string, opts: { create: boolean; name: string }): Promise<StreamKey & { created: boolean }> {
+export async function loadStreamKey(
+  path: string,
+  opts: { create: boolean; name: string },
+): Promise<StreamKey & { created: boolean }> {
   let text: string;
   let created = false;
   try {
     text = await readFile(path, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || !opts.create) {
-      throw new ConfigError('stream-key', `cannot read stream key ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new ConfigError(
+        'stream-key',
+        `cannot read stream key ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
     }
     const k = generateKey(opts.name);
     try {
@@ -72,7 +78,11 @@ export async function loadStreamKey(path: string, opts: { create: boolean; name:
   } catch (e) {
     throw new ConfigError('stream-key', `stream key ${path} is not a signed-note private key: ${(e as Error).message}`);
   }
-  if (signer.type !== 0x01) throw new ConfigError('stream-key', `stream key ${path} must be an Ed25519 note key (type 0x01), not type 0x${signer.type.toString(16).padStart(2, '0')}`);
+  if (signer.type !== 0x01)
+    throw new ConfigError(
+      'stream-key',
+      `stream key ${path} must be an Ed25519 note key (type 0x01), not type 0x${signer.type.toString(16).padStart(2, '0')}`,
+    );
   return { signer, vkey: vkeyOf(signer), created };
 }
 
@@ -147,7 +157,12 @@ export class EventStream implements RecordSealer<UnsealedEvent> {
     const salvage = await readSalvageNote(spool.dir);
     const last = spool.lastRecord ? lastPosition(spool.lastRecord) : null;
     const cont = last !== null && !last.ended && salvage === null;
-    const stream = new EventStream(spool, cont ? last.id : randomUUID(), cont ? { seq: last.seq + 1, prev: last.hash } : { seq: 0, prev: null }, opts);
+    const stream = new EventStream(
+      spool,
+      cont ? last.id : randomUUID(),
+      cont ? { seq: last.seq + 1, prev: last.hash } : { seq: 0, prev: null },
+      opts,
+    );
     const open = new Map<string, number>();
     if (opts.trackResponses !== false) {
       for await (const r of spool.records()) {
@@ -164,7 +179,12 @@ export class EventStream implements RecordSealer<UnsealedEvent> {
       if (salvage) {
         await stream.append({
           stage: 'salvage',
-          salvage: { previous_stream: last ? { id: last.id, last_seq: last.seq } : null, kept: salvage.kept, skipped: salvage.skipped, salvaged_at: salvage.time },
+          salvage: {
+            previous_stream: last ? { id: last.id, last_seq: last.seq } : null,
+            kept: salvage.kept,
+            skipped: salvage.skipped,
+            salvaged_at: salvage.time,
+          },
         });
         await unlink(join(spool.dir, 'salvage.json'));
       }
@@ -172,7 +192,11 @@ export class EventStream implements RecordSealer<UnsealedEvent> {
     // written in this stream, so the requests of a stream that stopped (crash, salvage) still get exactly one
     await Promise.all(
       [...open.keys()].map((requestId) =>
-        stream.append({ stage: 'response', request_id: requestId, outcome: { status: null, bytes: null, request_bytes: null, duration_ms: null, aborted: true } }),
+        stream.append({
+          stage: 'response',
+          request_id: requestId,
+          outcome: { status: null, bytes: null, request_bytes: null, duration_ms: null, aborted: true },
+        }),
       ),
     );
     await spool.removeDelivered();
@@ -231,9 +255,14 @@ export class EventStream implements RecordSealer<UnsealedEvent> {
       ...item,
       stream,
     };
-    if (item.stage === 'heartbeat' || item.stage === 'end') ev.signature = b64encode(this.opts.key.signer.sign(streamSignatureMessage(stream)));
+    if (item.stage === 'heartbeat' || item.stage === 'end')
+      ev.signature = b64encode(this.opts.key.signer.sign(streamSignatureMessage(stream)));
     const bytes = canonicalJson(ev);
-    if (bytes.length > MAX_RECORD_BYTES) throw new SpoolError('too-large', `event of ${bytes.length} bytes is over the log's ${MAX_RECORD_BYTES}-byte entry limit`);
+    if (bytes.length > MAX_RECORD_BYTES)
+      throw new SpoolError(
+        'too-large',
+        `event of ${bytes.length} bytes is over the log's ${MAX_RECORD_BYTES}-byte entry limit`,
+      );
     this.tSeq++;
     this.tPrev = leafHash(bytes).toString('base64');
     if (this.opts.trackResponses !== false && typeof item.request_id === 'string') {

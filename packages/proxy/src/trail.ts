@@ -102,11 +102,31 @@ export class AccessTrail {
         },
       });
     };
-    fromTally('trailmark_spool_delivered_total', 'Events delivered to the log with a verified receipt and removed from the spool', () => sh.stats.delivered);
-    fromTally('trailmark_spool_failed_deliveries_total', 'Batch deliveries that failed (log unavailable, refused, or receipt not verified); retried', () => sh.stats.failedBatches);
-    fromTally('trailmark_log_receipt_failures_total', 'Log answers whose receipt did not verify against the log key', () => cl.stats.receiptFailures);
-    this.strictAcks = new Counter({ name: 'trailmark_strict_acks_total', help: 'Request events acknowledged by the log before forwarding (strict mode)', registers: [registry] });
-    this.strictFailures = new Counter({ name: 'trailmark_strict_failures_total', help: 'Requests refused because the log did not acknowledge in time (strict mode)', registers: [registry] });
+    fromTally(
+      'trailmark_spool_delivered_total',
+      'Events delivered to the log with a verified receipt and removed from the spool',
+      () => sh.stats.delivered,
+    );
+    fromTally(
+      'trailmark_spool_failed_deliveries_total',
+      'Batch deliveries that failed (log unavailable, refused, or receipt not verified); retried',
+      () => sh.stats.failedBatches,
+    );
+    fromTally(
+      'trailmark_log_receipt_failures_total',
+      'Log answers whose receipt did not verify against the log key',
+      () => cl.stats.receiptFailures,
+    );
+    this.strictAcks = new Counter({
+      name: 'trailmark_strict_acks_total',
+      help: 'Request events acknowledged by the log before forwarding (strict mode)',
+      registers: [registry],
+    });
+    this.strictFailures = new Counter({
+      name: 'trailmark_strict_failures_total',
+      help: 'Requests refused because the log did not acknowledge in time (strict mode)',
+      registers: [registry],
+    });
   }
 
   /**
@@ -123,19 +143,40 @@ export class AccessTrail {
         ? null
         : typeof opts.streamKey === 'object'
           ? opts.streamKey
-          : await loadStreamKey(opts.streamKey ?? join(opts.spoolDir, 'stream.key'), { create: opts.streamKey === undefined, name: streamKeyName(proxy) });
+          : await loadStreamKey(opts.streamKey ?? join(opts.spoolDir, 'stream.key'), {
+              create: opts.streamKey === undefined,
+              name: streamKeyName(proxy),
+            });
     const spool = await Spool.open({ dir: opts.spoolDir });
     let stream: EventStream | null = null;
     try {
-      if (key) stream = await EventStream.open(spool, { key, proxy, ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}), ...(opts.trackResponses !== undefined ? { trackResponses: opts.trackResponses } : {}), ...(opts.onError ? { onError: opts.onError } : {}) });
+      if (key)
+        stream = await EventStream.open(spool, {
+          key,
+          proxy,
+          ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}),
+          ...(opts.trackResponses !== undefined ? { trackResponses: opts.trackResponses } : {}),
+          ...(opts.onError ? { onError: opts.onError } : {}),
+        });
     } catch (e) {
       await spool.close();
       throw e;
     }
     // strict: a request waits for the shipper, so it neither lingers nor backs off long once the log is back
-    const shipperOpts = mode === 'strict' ? { lingerMs: 0, retryBaseMs: 50, retryMaxMs: 500, attempts: 1, ...opts.shipper } : opts.shipper;
+    const shipperOpts =
+      mode === 'strict'
+        ? { lingerMs: 0, retryBaseMs: 50, retryMaxMs: 500, attempts: 1, ...opts.shipper }
+        : opts.shipper;
     const shipper = new Shipper({ ...shipperOpts, spool, client });
-    const trail = new AccessTrail(spool, client, shipper, stream, mode, opts.strictDeadlineMs ?? 5000, opts.registry ?? new Registry());
+    const trail = new AccessTrail(
+      spool,
+      client,
+      shipper,
+      stream,
+      mode,
+      opts.strictDeadlineMs ?? 5000,
+      opts.registry ?? new Registry(),
+    );
     shipper.start();
     return trail;
   }
@@ -168,7 +209,10 @@ export class AccessTrail {
     }
     this.logDownUntil = Date.now() + 2000;
     this.strictFailures.inc();
-    throw new StrictModeError('log-unavailable', `the log did not acknowledge the request event in time${this.shipper.stats.lastError ? `: ${this.shipper.stats.lastError}` : ''}`);
+    throw new StrictModeError(
+      'log-unavailable',
+      `the log did not acknowledge the request event in time${this.shipper.stats.lastError ? `: ${this.shipper.stats.lastError}` : ''}`,
+    );
   }
 
   /** Stops the shipper, closes the spool and the log client's connections. Precondition: none (call once). */

@@ -14,7 +14,18 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { AggregatorRegistry } from 'prom-client';
 import { ConfigError, SpoolError } from './errors.js';
-import { checkRecorder, closeServer, openTrail, parseListen, registryMetrics, startAdmin, trailHealth, type RecorderOptions, type RunningRecorder, type TrailHealth } from './serving.js';
+import {
+  checkRecorder,
+  closeServer,
+  openTrail,
+  parseListen,
+  registryMetrics,
+  startAdmin,
+  trailHealth,
+  type RecorderOptions,
+  type RunningRecorder,
+  type TrailHealth,
+} from './serving.js';
 import type { AccessTrail } from './trail.js';
 
 export interface WorkerPoolOptions {
@@ -86,7 +97,9 @@ export function leftoverSpools(root: string, workers: number, index: number | nu
 function pickPort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
-    s.once('error', (e: NodeJS.ErrnoException) => reject(new ConfigError('listen', `cannot listen on ${host}: ${e.code ?? e.message}`)));
+    s.once('error', (e: NodeJS.ErrnoException) =>
+      reject(new ConfigError('listen', `cannot listen on ${host}: ${e.code ?? e.message}`)),
+    );
     s.listen(0, host, () => {
       const { port } = s.address() as net.AddressInfo;
       s.close(() => resolve(port));
@@ -116,7 +129,8 @@ function adopt(dirs: string[], recorder: RecorderOptions, daemon: string): { sto
     for (const dir of dirs) {
       if (stopping) return;
       try {
-        current = (await withLockRetry(() => openTrail(r!, { ...recorder, spoolDir: dir }, daemon !== 'forward-auth'))).trail;
+        current = (await withLockRetry(() => openTrail(r!, { ...recorder, spoolDir: dir }, daemon !== 'forward-auth')))
+          .trail;
         while (!stopping && current.spool.depth > 0) await new Promise((res) => setTimeout(res, 200));
         if (!stopping) r!.warn(`delivered the events left in ${dir}`);
       } catch (e) {
@@ -143,9 +157,11 @@ function adopt(dirs: string[], recorder: RecorderOptions, daemon: string): { sto
  */
 export async function runWorkers(opts: WorkerPoolOptions): Promise<RunningPool> {
   const n = opts.workers ?? defaultWorkers();
-  if (!Number.isInteger(n) || n < 1 || n > 256) throw new ConfigError('workers', `--workers must be an integer from 1 to 256, got ${n}`);
+  if (!Number.isInteger(n) || n < 1 || n > 256)
+    throw new ConfigError('workers', `--workers must be an integer from 1 to 256, got ${n}`);
   const root = opts.recorder.spoolDir;
-  if (cluster.isWorker && process.env[INDEX_ENV] !== undefined) return runWorker(opts, n, Number(process.env[INDEX_ENV]));
+  if (cluster.isWorker && process.env[INDEX_ENV] !== undefined)
+    return runWorker(opts, n, Number(process.env[INDEX_ENV]));
   if (n === 1) return runSingle(opts, root);
   // what can be checked without the workers is, so a bad file or key fails at once instead of in each of them
   checkRecorder(opts.recorder, opts.daemon);
@@ -158,7 +174,8 @@ async function runSingle(opts: WorkerPoolOptions, root: string): Promise<Running
   const leftovers = adopt(leftoverSpools(root, 1, null), opts.recorder, opts.daemon);
   let admin: { server: import('node:http').Server; url: string } | null = null;
   try {
-    if (adminAddr) admin = await startAdmin(adminAddr, () => trailHealth(running.trail), registryMetrics(running.registry));
+    if (adminAddr)
+      admin = await startAdmin(adminAddr, () => trailHealth(running.trail), registryMetrics(running.registry));
   } catch (e) {
     await leftovers.stop();
     await running.close();
@@ -192,7 +209,9 @@ async function runWorker(opts: WorkerPoolOptions, n: number, index: number): Pro
   };
   let running: RunningRecorder;
   try {
-    running = await withLockRetry(() => opts.start(workerSpoolDir(opts.recorder.spoolDir, index), process.env[LISTEN_ENV]));
+    running = await withLockRetry(() =>
+      opts.start(workerSpoolDir(opts.recorder.spoolDir, index), process.env[LISTEN_ENV]),
+    );
   } catch (e) {
     // the primary reports it (once, for all workers); this process has nothing left to do
     if (!process.connected) process.exit(2);
@@ -272,7 +291,9 @@ async function runPrimary(opts: WorkerPoolOptions, n: number): Promise<RunningPo
       if (slots[index] === w) slots[index] = null;
       if (closing) return;
       if (ready < n && !up) {
-        rejectStarted(new ConfigError('worker', `worker ${index} exited (${signal ?? `code ${code}`}) before it listened`));
+        rejectStarted(
+          new ConfigError('worker', `worker ${index} exited (${signal ?? `code ${code}`}) before it listened`),
+        );
         return;
       }
       // its successor reopens the same spool: what the dead one had spooled is delivered from there
@@ -333,7 +354,8 @@ async function runPrimary(opts: WorkerPoolOptions, n: number): Promise<RunningPo
       }),
     );
     const hs = answers.map((a) => a.health).filter((h): h is TrailHealth => h !== null);
-    const sum = (k: 'spool_depth' | 'delivered' | 'failed_deliveries' | 'receipt_failures') => hs.reduce((a, h) => a + h[k], 0);
+    const sum = (k: 'spool_depth' | 'delivered' | 'failed_deliveries' | 'receipt_failures') =>
+      hs.reduce((a, h) => a + h[k], 0);
     return {
       ok: hs.length === n,
       mode: opts.recorder.mode ?? 'spool',
@@ -349,7 +371,11 @@ async function runPrimary(opts: WorkerPoolOptions, n: number): Promise<RunningPo
   const aggregator = new AggregatorRegistry();
   let admin: { server: import('node:http').Server; url: string } | null = null;
   try {
-    if (adminAddr) admin = await startAdmin(adminAddr, health, async () => ({ contentType: aggregator.contentType, text: await aggregator.clusterMetrics() }));
+    if (adminAddr)
+      admin = await startAdmin(adminAddr, health, async () => ({
+        contentType: aggregator.contentType,
+        text: await aggregator.clusterMetrics(),
+      }));
   } catch (e) {
     await stopAll();
     throw e;

@@ -16,7 +16,15 @@ type Ev = Record<string, any>;
 
 /** A subrequest as nginx's auth_request sends it with the configuration of docs/gateways.md. */
 function nginxHeaders(method: string, uri: string, extra: Record<string, string> = {}): Record<string, string> {
-  return { 'x-original-method': method, 'x-original-uri': uri, 'x-forwarded-proto': 'https', 'x-forwarded-host': 'billing.internal', 'x-forwarded-for': '203.0.113.9', 'user-agent': 'curl/8', ...extra };
+  return {
+    'x-original-method': method,
+    'x-original-uri': uri,
+    'x-forwarded-proto': 'https',
+    'x-forwarded-host': 'billing.internal',
+    'x-forwarded-for': '203.0.113.9',
+    'user-agent': 'curl/8',
+    ...extra,
+  };
 }
 
 describe('forward-auth (real log, real spool)', function () {
@@ -63,7 +71,11 @@ describe('forward-auth (real log, real spool)', function () {
   it('answers 200 for an allowed request once its event is durable, 401/403 for refused ones, and logs each with the original request', async () => {
     const f = await start();
     const before = f.trail.spool.depth + f.trail.shipper.stats.delivered;
-    const ok = await fetch(f.url + '/auth', { headers: nginxHeaders('DELETE', '/rows/7?access_token=leak&x=1', { authorization: 'Bearer alice-secret-token-111' }) });
+    const ok = await fetch(f.url + '/auth', {
+      headers: nginxHeaders('DELETE', '/rows/7?access_token=leak&x=1', {
+        authorization: 'Bearer alice-secret-token-111',
+      }),
+    });
     expect(ok.status).to.equal(200);
     expect(ok.headers.get('trailmark-actor')).to.equal('alice');
     const okId = ok.headers.get('trailmark-request-id');
@@ -72,7 +84,9 @@ describe('forward-auth (real log, real spool)', function () {
     const none = await fetch(f.url + '/auth', { headers: nginxHeaders('GET', '/rows') });
     expect(none.status).to.equal(401);
     expect(none.headers.get('www-authenticate')).to.equal('Bearer');
-    const forbidden = await fetch(f.url + '/auth', { headers: nginxHeaders('POST', '/public/x', { authorization: 'Bearer bob-secret-token-222' }) });
+    const forbidden = await fetch(f.url + '/auth', {
+      headers: nginxHeaders('POST', '/public/x', { authorization: 'Bearer bob-secret-token-222' }),
+    });
     expect(forbidden.status).to.equal(403);
 
     const evs = await events(f, 3);
@@ -105,14 +119,23 @@ describe('forward-auth (real log, real spool)', function () {
     const f = await start({ target: 'http://orders.internal:9000/ignored-path' });
     const auth = { authorization: 'Bearer alice-secret-token-111' };
     const traefik = await fetch(f.url + '/', {
-      headers: { ...auth, 'x-forwarded-method': 'PUT', 'x-forwarded-uri': '/a/../b/c?q=1', 'x-forwarded-proto': 'http', 'x-forwarded-host': 'Shop.Internal:8443', 'x-forwarded-for': '198.51.100.1, 10.0.0.7' },
+      headers: {
+        ...auth,
+        'x-forwarded-method': 'PUT',
+        'x-forwarded-uri': '/a/../b/c?q=1',
+        'x-forwarded-proto': 'http',
+        'x-forwarded-host': 'Shop.Internal:8443',
+        'x-forwarded-for': '198.51.100.1, 10.0.0.7',
+      },
     });
     expect(traefik.status).to.equal(200);
     // Envoy's ext_authz: the original method and path on the subrequest itself
     const envoy = await fetch(f.url + '/orders/42?z=2', { method: 'PATCH', headers: auth });
     expect(envoy.status).to.equal(200);
     // a forwarded host that is not a host name is not trusted as the target
-    const odd = await fetch(f.url + '/x', { headers: { ...auth, 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil/path' } });
+    const odd = await fetch(f.url + '/x', {
+      headers: { ...auth, 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil/path' },
+    });
     expect(odd.status).to.equal(200);
     const byId = new Map((await events(f, 3)).map((e) => [e.request_id, e]));
     const t = byId.get(traefik.headers.get('trailmark-request-id'))!;
@@ -120,7 +143,12 @@ describe('forward-auth (real log, real spool)', function () {
     // the last X-Forwarded-For entry is the one the gateway appended
     expect(t.actor.ip).to.equal('10.0.0.7');
     const e = byId.get(envoy.headers.get('trailmark-request-id'))!;
-    expect(e.action).to.deep.equal({ method: 'PATCH', target: 'http://orders.internal:9000', path: '/orders/42', query: 'z=2' });
+    expect(e.action).to.deep.equal({
+      method: 'PATCH',
+      target: 'http://orders.internal:9000',
+      path: '/orders/42',
+      query: 'z=2',
+    });
     expect(e.actor.ip).to.equal('127.0.0.1');
     expect(byId.get(odd.headers.get('trailmark-request-id'))!.action.target).to.equal('http://orders.internal:9000');
   });

@@ -3,12 +3,23 @@ import fc from 'fast-check';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ambiguousPath, ConfigError, redactPathParams, redactQuery, Rules, splitTarget, TokenStore, bearerToken } from '../src/index.js';
+import {
+  ambiguousPath,
+  ConfigError,
+  redactPathParams,
+  redactQuery,
+  Rules,
+  splitTarget,
+  TokenStore,
+  bearerToken,
+} from '../src/index.js';
 
 describe('auth, rules, redaction', () => {
   it('redacts named query parameters, case-insensitively and percent-decoded, keeping the rest byte for byte', () => {
     const names = new Set(['password', 'access_token']);
-    expect(redactQuery('a=1&Password=x&b=%20&access%5Ftoken=y&password&c', names)).to.equal('a=1&Password=REDACTED&b=%20&access%5Ftoken=REDACTED&password=REDACTED&c');
+    expect(redactQuery('a=1&Password=x&b=%20&access%5Ftoken=y&password&c', names)).to.equal(
+      'a=1&Password=REDACTED&b=%20&access%5Ftoken=REDACTED&password=REDACTED&c',
+    );
     expect(redactQuery('', names)).to.equal('');
     expect(redactQuery('%zz=1&password=2', names)).to.equal('%zz=1&password=REDACTED');
   });
@@ -30,7 +41,17 @@ describe('auth, rules, redaction', () => {
   });
 
   it('finds the paths upstreams read differently: matrix params, encoded dots, slashes, semicolons, backslashes', () => {
-    for (const p of ['/public/..;/admin', '/public/..%3b/admin', '/public/%2e%2e%3b/admin', '/public/%2E%2E/admin', '/a%2fb', '/a%5cb', '/a\\b', '/a%252e', '/x;jsessionid=1']) {
+    for (const p of [
+      '/public/..;/admin',
+      '/public/..%3b/admin',
+      '/public/%2e%2e%3b/admin',
+      '/public/%2E%2E/admin',
+      '/a%2fb',
+      '/a%5cb',
+      '/a\\b',
+      '/a%252e',
+      '/x;jsessionid=1',
+    ]) {
       expect(ambiguousPath(p), p).to.be.a('string');
     }
     for (const p of ['/public/a', '/public/%41b', '/a-b_c~d']) expect(ambiguousPath(p), p).to.equal(null);
@@ -38,20 +59,35 @@ describe('auth, rules, redaction', () => {
   });
 
   it('never lets a redacted value through, whatever the query looks like (property)', () => {
-    const name = fc.constantFrom('password', 'PassWord', 'pass%77ord', 'password[]', 'password[k]', 'token', 'q', 'a+b');
+    const name = fc.constantFrom(
+      'password',
+      'PassWord',
+      'pass%77ord',
+      'password[]',
+      'password[k]',
+      'token',
+      'q',
+      'a+b',
+    );
     const value = fc.stringMatching(/^[A-Za-z0-9%+._~-]{0,12}$/);
     fc.assert(
-      fc.property(fc.array(fc.tuple(name, value), { maxLength: 6 }), fc.stringMatching(/^[A-Za-z0-9]{8}$/).map((x) => `!${x}`), (pairs, secret) => {
-        // '!' never occurs in the generated values, so the secret can only come from a redacted parameter
-        const parts = pairs.map(([n, v]) => `${n}=${n.toLowerCase().replace('%77', 'w').startsWith('password') ? secret + v : v}`);
-        const out = redactQuery(parts.join('&'), new Set(['password']));
-        expect(out).to.not.include(secret);
-        const outParts = out === '' ? [] : out.split('&');
-        expect(outParts).to.have.length(parts.length === 0 ? 0 : parts.length);
-        outParts.forEach((p, i) => {
-          if (!pairs[i][0].toLowerCase().replace('%77', 'w').startsWith('password')) expect(p).to.equal(parts[i]);
-        });
-      }),
+      fc.property(
+        fc.array(fc.tuple(name, value), { maxLength: 6 }),
+        fc.stringMatching(/^[A-Za-z0-9]{8}$/).map((x) => `!${x}`),
+        (pairs, secret) => {
+          // '!' never occurs in the generated values, so the secret can only come from a redacted parameter
+          const parts = pairs.map(
+            ([n, v]) => `${n}=${n.toLowerCase().replace('%77', 'w').startsWith('password') ? secret + v : v}`,
+          );
+          const out = redactQuery(parts.join('&'), new Set(['password']));
+          expect(out).to.not.include(secret);
+          const outParts = out === '' ? [] : out.split('&');
+          expect(outParts).to.have.length(parts.length === 0 ? 0 : parts.length);
+          outParts.forEach((p, i) => {
+            if (!pairs[i][0].toLowerCase().replace('%77', 'w').startsWith('password')) expect(p).to.equal(parts[i]);
+          });
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -64,7 +100,10 @@ describe('auth, rules, redaction', () => {
   });
 
   it('matches rule prefixes on whole segments, by role and method', () => {
-    const r = new Rules({ dba: { methods: ['GET', 'post'], paths: ['/db', '/files/'] }, admin: [{ methods: ['*'], paths: ['/'] }] });
+    const r = new Rules({
+      dba: { methods: ['GET', 'post'], paths: ['/db', '/files/'] },
+      admin: [{ methods: ['*'], paths: ['/'] }],
+    });
     expect(r.allows(['dba'], 'GET', '/db')).to.equal('dba');
     expect(r.allows(['dba'], 'POST', '/db/t/1')).to.equal('dba');
     expect(r.allows(['dba'], 'GET', '/dbx')).to.equal(null);
@@ -79,11 +118,17 @@ describe('auth, rules, redaction', () => {
     const bad: [() => unknown, RegExp][] = [
       [() => new Rules([]), /must be a JSON object/],
       [() => new Rules({ r: { methods: [], paths: ['/'] } }), /role "r" rule 1: "methods"/],
-      [() => new Rules({ r: { methods: ['GET'], paths: ['db'] } }), /"paths" must be a non-empty array of prefixes starting with "\/"/],
+      [
+        () => new Rules({ r: { methods: ['GET'], paths: ['db'] } }),
+        /"paths" must be a non-empty array of prefixes starting with "\/"/,
+      ],
       [() => new TokenStore({}), /no tokens defined/],
       [() => new TokenStore({ 'sekrit-1': { id: '' } }), /entry 1: "id" must be a non-empty string/],
       [() => new TokenStore({ ok: { id: 'a' }, 'sekrit-2': { id: 'b', roles: 'dba' } }), /entry 2 \(b\): "roles"/],
-      [() => TokenStore.fromFile('/nonexistent/tokens.json'), /cannot read tokens file \/nonexistent\/tokens.json: ENOENT/],
+      [
+        () => TokenStore.fromFile('/nonexistent/tokens.json'),
+        /cannot read tokens file \/nonexistent\/tokens.json: ENOENT/,
+      ],
     ];
     for (const [fn, re] of bad) {
       try {
@@ -100,7 +145,11 @@ describe('auth, rules, redaction', () => {
   it('says where a tokens file is not JSON without quoting any of it', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tm-tokens-'));
     try {
-      for (const text of ['{"abc-secret-tok": x}', '{"abc-secret-tok": {"id": "a"},}', '{\n"abc-secret-tok" {"id": "a"}}']) {
+      for (const text of [
+        '{"abc-secret-tok": x}',
+        '{"abc-secret-tok": {"id": "a"},}',
+        '{\n"abc-secret-tok" {"id": "a"}}',
+      ]) {
         const file = join(dir, 'tokens.json');
         writeFileSync(file, text);
         try {

@@ -46,7 +46,11 @@ export async function startUpstream(): Promise<{ url: string; seen: Seen[]; clos
     if (u.pathname === '/big') {
       const n = Number(u.searchParams.get('n'));
       const chunk = Buffer.alloc(64 * 1024, 'abcdefghijklmnopqrstuvwxyz0123456789');
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': n, 'set-cookie': 'upstream-session=zzz' });
+      res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        'content-length': n,
+        'set-cookie': 'upstream-session=zzz',
+      });
       let left = n;
       const pump = () => {
         while (left > 0) {
@@ -68,8 +72,18 @@ export async function startUpstream(): Promise<{ url: string; seen: Seen[]; clos
     });
     req.on('end', () => {
       seen.push({ method: req.method!, url: req.url!, headers: req.headers, bytes });
-      const body = JSON.stringify({ method: req.method, url: req.url, headers: req.headers, bytes, sha256: h.digest('hex') });
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'set-cookie': 'upstream-session=zzz' });
+      const body = JSON.stringify({
+        method: req.method,
+        url: req.url,
+        headers: req.headers,
+        bytes,
+        sha256: h.digest('hex'),
+      });
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+        'set-cookie': 'upstream-session=zzz',
+      });
       res.end(body);
     });
   });
@@ -87,7 +101,11 @@ export class RestartableLog {
   constructor(readonly dataDir: string) {}
 
   async start(): Promise<void> {
-    this.server = await startLogServer({ dataDir: this.dataDir, listen: `127.0.0.1:${this.port}`, origin: 'test.example/log' });
+    this.server = await startLogServer({
+      dataDir: this.dataDir,
+      listen: `127.0.0.1:${this.port}`,
+      origin: 'test.example/log',
+    });
     this.url = this.server.url;
     this.vkey = this.server.vkey;
     this.port = Number(new URL(this.url).port);
@@ -104,7 +122,9 @@ export async function logEntries(url: string): Promise<{ index: number; raw: str
   const sth = (await (await fetch(`${url}/v1/get-sth`)).json()) as { tree_size: number };
   const out: { index: number; raw: string; event: Record<string, any> }[] = [];
   while (out.length < sth.tree_size) {
-    const r = (await (await fetch(`${url}/v1/get-entries?start=${out.length}&end=${sth.tree_size - 1}`)).json()) as { entries: { leaf_index: number; leaf_input: string }[] };
+    const r = (await (await fetch(`${url}/v1/get-entries?start=${out.length}&end=${sth.tree_size - 1}`)).json()) as {
+      entries: { leaf_index: number; leaf_input: string }[];
+    };
     for (const e of r.entries) {
       const raw = Buffer.from(e.leaf_input, 'base64').toString('utf8');
       out.push({ index: e.leaf_index, raw, event: JSON.parse(raw) });
@@ -141,7 +161,12 @@ export async function waitFor(what: string, fn: () => Promise<boolean> | boolean
  */
 export async function startRelay(
   target: string,
-  hook: { failFirst?: number; failStatus?: number; rewrite?: (path: string, body: any) => any; holdMs?: (path: string) => number },
+  hook: {
+    failFirst?: number;
+    failStatus?: number;
+    rewrite?: (path: string, body: any) => any;
+    holdMs?: (path: string) => number;
+  },
 ): Promise<{ url: string; calls: number; close(): Promise<void> }> {
   const state = { url: '', calls: 0, close: async () => {} };
   let failures = 0;
@@ -154,7 +179,11 @@ export async function startRelay(
       res.writeHead(hook.failStatus ?? 503, { 'retry-after': '0', 'content-type': 'application/json' });
       return res.end('{"error":"overloaded"}');
     }
-    const r = await fetch(target + req.url, { method: req.method, headers: { 'content-type': req.headers['content-type'] ?? 'application/json' }, body: req.method === 'POST' ? Buffer.concat(chunks) : undefined });
+    const r = await fetch(target + req.url, {
+      method: req.method,
+      headers: { 'content-type': req.headers['content-type'] ?? 'application/json' },
+      body: req.method === 'POST' ? Buffer.concat(chunks) : undefined,
+    });
     let body: Buffer = Buffer.from(await r.arrayBuffer());
     if (hook.rewrite && r.ok && (r.headers.get('content-type') ?? '').includes('json')) {
       body = Buffer.from(JSON.stringify(hook.rewrite(req.url!, JSON.parse(body.toString()))));
@@ -195,10 +224,18 @@ export function byRequest(events: Ev[]): Map<string, { request: Ev; response: Ev
  * `trailmark proxy ARGS` (the CLI at `bin`) as a child process; resolves once it printed its URL, admin URL
  * (when `--admin-listen` is given) and stream key. The process is pushed to `children` for cleanup.
  */
-export function spawnProxy(bin: string, args: string[], children: ChildProcess[], env: Record<string, string> = {}): Promise<{ url: string; admin: string | null; key: string; proc: ChildProcess }> {
+export function spawnProxy(
+  bin: string,
+  args: string[],
+  children: ChildProcess[],
+  env: Record<string, string> = {},
+): Promise<{ url: string; admin: string | null; key: string; proc: ChildProcess }> {
   // one process unless the test asks for workers: the tests look into <spool> itself (workers use <spool>/worker-<i>)
   const all = args.includes('--workers') ? args : ['--workers', '1', ...args];
-  const c = spawn(process.execPath, [bin, 'proxy', ...all], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const c = spawn(process.execPath, [bin, 'proxy', ...all], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
   children.push(c);
   const wantAdmin = args.includes('--admin-listen');
   return new Promise((resolve, reject) => {

@@ -52,7 +52,9 @@ describe('LogClient against a real log', () => {
     const twice = entry(901);
     const mixed = [batch[7], entry(900), batch[250], twice, twice, batch[0]];
     const mr = await c.addEntries(mixed);
-    expect([mr[0], mr[2], mr[5]].map((r) => r.leafIndex)).to.deep.equal([rs[7], rs[250], rs[0]].map((r) => r.leafIndex));
+    expect([mr[0], mr[2], mr[5]].map((r) => r.leafIndex)).to.deep.equal(
+      [rs[7], rs[250], rs[0]].map((r) => r.leafIndex),
+    );
     expect(mr[3].leafIndex).to.equal(mr[4].leafIndex);
     expect(mr[1].leafIndex > rs[299].leafIndex).to.equal(true);
     expect(c.stats.receiptFailures).to.equal(0);
@@ -111,7 +113,11 @@ describe('LogClient against a real log', () => {
         res.writeHead(404);
         return res.end();
       }
-      const r = await fetch(log.url + req.url, { method: req.method, headers: { 'content-type': 'application/json' }, body: req.method === 'POST' ? Buffer.concat(chunks) : undefined });
+      const r = await fetch(log.url + req.url, {
+        method: req.method,
+        headers: { 'content-type': 'application/json' },
+        body: req.method === 'POST' ? Buffer.concat(chunks) : undefined,
+      });
       const body = Buffer.from(await r.arrayBuffer());
       if (mode === 'corrupt' && req.url!.startsWith('/tile/') && r.ok) body[0] ^= 1;
       res.writeHead(r.status);
@@ -187,7 +193,11 @@ describe('LogClient against a real log', () => {
   it('sends the bearer token to a log that requires one (401 without it, not retried)', async () => {
     const { startLogServer } = await import('@trailmark/log-server');
     const t2 = tempDir('tm-logclient-auth-');
-    const guarded = await startLogServer({ dataDir: t2.dir, listen: '127.0.0.1:0', submitTokens: ['log-submit-token'] });
+    const guarded = await startLogServer({
+      dataDir: t2.dir,
+      listen: '127.0.0.1:0',
+      submitTokens: ['log-submit-token'],
+    });
     try {
       const anon = new LogClient({ url: guarded.url, vkey: guarded.vkey });
       await anon.addEntries([entry(6000)]).then(

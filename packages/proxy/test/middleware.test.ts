@@ -43,7 +43,9 @@ describe('express middleware (real express app, real log)', function () {
   });
 
   it('records request and response events around the handler, and refuses unauthenticated calls', async () => {
-    const ok = await fetch(`${url}/invoices/42?card=4111111111111111`, { headers: { authorization: 'Bearer carol-secret-999' } });
+    const ok = await fetch(`${url}/invoices/42?card=4111111111111111`, {
+      headers: { authorization: 'Bearer carol-secret-999' },
+    });
     const okBody = await ok.text();
     expect(ok.status).to.equal(200);
     const denied = await fetch(`${url}/invoices/43`);
@@ -60,7 +62,12 @@ describe('express middleware (real express app, real log)', function () {
     const req = evs.find((e) => e.stage === 'request' && e.request_id === id)!;
     expect(req.actor.id).to.equal('carol');
     expect(req.proxy).to.equal('billing');
-    expect(req.action).to.deep.equal({ method: 'GET', target: 'https://billing.internal', path: '/invoices/42', query: 'card=REDACTED' });
+    expect(req.action).to.deep.equal({
+      method: 'GET',
+      target: 'https://billing.internal',
+      path: '/invoices/42',
+      query: 'card=REDACTED',
+    });
     const res = evs.find((e) => e.stage === 'response' && e.request_id === id)!;
     expect(res.outcome).to.deep.include({ status: 200, bytes: Buffer.byteLength(okBody), request_bytes: 0 });
     const did = denied.headers.get('trailmark-request-id');
@@ -70,7 +77,12 @@ describe('express middleware (real express app, real log)', function () {
 
   it('strict mode: answers 503 without running the handler when the log does not acknowledge', async () => {
     const t2 = tempDir('tm-mw-strict-');
-    const strict = await AccessTrail.open({ spoolDir: t2.dir, log: { url: 'http://127.0.0.1:9', vkey: log.vkey, attempts: 2, backoffBaseMs: 5 }, mode: 'strict', strictDeadlineMs: 500 });
+    const strict = await AccessTrail.open({
+      spoolDir: t2.dir,
+      log: { url: 'http://127.0.0.1:9', vkey: log.vkey, attempts: 2, backoffBaseMs: 5 },
+      mode: 'strict',
+      strictDeadlineMs: 500,
+    });
     const app = express();
     let ran = 0;
     app.use(accessTrailMiddleware({ trail: strict, target: 'https://billing.internal', onError: () => {} }));

@@ -8,7 +8,18 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Spool, startProxy, type RunningProxy } from '../src/index.js';
-import { accessCount, byRequest, logEntries, spawnProxy, RestartableLog, startRelay, startUpstream, tempDir, treeSize, waitFor } from './helpers.js';
+import {
+  accessCount,
+  byRequest,
+  logEntries,
+  spawnProxy,
+  RestartableLog,
+  startRelay,
+  startUpstream,
+  tempDir,
+  treeSize,
+  waitFor,
+} from './helpers.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const bin = join(root, 'packages/cli/dist/bin.js');
@@ -22,7 +33,10 @@ const RULES = {
   viewer: { methods: ['GET'], paths: ['/echo/public/'] },
 };
 
-async function req(url: string, opts: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<{ status: number; headers: Headers; text: string }> {
+async function req(
+  url: string,
+  opts: { method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<{ status: number; headers: Headers; text: string }> {
   const r = await fetch(url, { method: opts.method ?? 'GET', headers: opts.headers, body: opts.body });
   return { status: r.status, headers: r.headers, text: await r.text() };
 }
@@ -79,7 +93,11 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
 
   it('logs allowed, 401 and 403 requests with the right identity and no secret anywhere', async () => {
     const p = await proxy();
-    const secretHeaders = { cookie: 'session=cookie-secret-333', 'x-api-key': 'api-key-secret-444', 'user-agent': 'ua-secret-555' };
+    const secretHeaders = {
+      cookie: 'session=cookie-secret-333',
+      'x-api-key': 'api-key-secret-444',
+      'user-agent': 'ua-secret-555',
+    };
     const ok = await req(`${p.url}/db/tables?password=query-secret-666&access_token=query-secret-777&q=1`, {
       headers: { authorization: 'Bearer alice-secret-token-111', ...secretHeaders },
     });
@@ -89,9 +107,16 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     expect(echoed.headers.authorization, 'the proxy credential went upstream').to.equal(undefined);
     expect(echoed.headers['trailmark-request-id']).to.equal(ok.headers.get('trailmark-request-id'));
     const noToken = await req(`${p.url}/db/tables`, { headers: secretHeaders });
-    const badToken = await req(`${p.url}/db/tables`, { headers: { authorization: 'Bearer wrong-secret-token-888', ...secretHeaders } });
-    const forbidden = await req(`${p.url}/db/../admin/users`, { method: 'DELETE', headers: { authorization: 'Bearer bob-secret-token-222', ...secretHeaders } });
-    const dotdot = await req(`${p.url}/echo/public/%2e%2e/private`, { headers: { authorization: 'Bearer bob-secret-token-222' } });
+    const badToken = await req(`${p.url}/db/tables`, {
+      headers: { authorization: 'Bearer wrong-secret-token-888', ...secretHeaders },
+    });
+    const forbidden = await req(`${p.url}/db/../admin/users`, {
+      method: 'DELETE',
+      headers: { authorization: 'Bearer bob-secret-token-222', ...secretHeaders },
+    });
+    const dotdot = await req(`${p.url}/echo/public/%2e%2e/private`, {
+      headers: { authorization: 'Bearer bob-secret-token-222' },
+    });
     expect([noToken.status, badToken.status, forbidden.status, dotdot.status]).to.deep.equal([401, 401, 403, 403]);
     expect(upstream.seen).to.have.length(1);
     const ids = [ok, noToken, badToken, forbidden, dotdot].map((r) => r.headers.get('trailmark-request-id')!);
@@ -101,7 +126,17 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     await waitFor('ten events in the log', async () => (await accessCount(log.url)) === 10);
     await p.trail.shipper.drained();
     const entries = await logEntries(log.url);
-    for (const s of ['upstream-session=zzz', 'alice-secret-token-111', 'bob-secret-token-222', 'wrong-secret-token-888', 'cookie-secret-333', 'api-key-secret-444', 'ua-secret-555', 'query-secret-666', 'query-secret-777']) {
+    for (const s of [
+      'upstream-session=zzz',
+      'alice-secret-token-111',
+      'bob-secret-token-222',
+      'wrong-secret-token-888',
+      'cookie-secret-333',
+      'api-key-secret-444',
+      'ua-secret-555',
+      'query-secret-666',
+      'query-secret-777',
+    ]) {
       for (const e of entries) expect(e.raw, `secret ${s} reached the log`).to.not.include(s);
     }
     const m = byRequest(entries.map((e) => e.event));
@@ -109,16 +144,33 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     const a = m.get(ids[0])!;
     expect(a.request).to.deep.include({ stage: 'request', proxy: 'proxy-under-test' });
     expect(a.request.actor).to.deep.equal({ id: 'alice', roles: ['dba'], ip: '127.0.0.1', user_agent: 'REDACTED' });
-    expect(a.request.action).to.deep.equal({ method: 'GET', target: upstream.url, path: '/db/tables', query: 'password=REDACTED&access_token=REDACTED&q=1' });
+    expect(a.request.action).to.deep.equal({
+      method: 'GET',
+      target: upstream.url,
+      path: '/db/tables',
+      query: 'password=REDACTED&access_token=REDACTED&q=1',
+    });
     expect(a.request.decision).to.deep.equal({ allowed: true, reason: 'allowed by role dba' });
     expect(a.request.time).to.match(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
-    expect(Object.keys(a.response).sort()).to.deep.equal(['id', 'outcome', 'proxy', 'request_id', 'schema', 'stage', 'stream', 'time']);
+    expect(Object.keys(a.response).sort()).to.deep.equal([
+      'id',
+      'outcome',
+      'proxy',
+      'request_id',
+      'schema',
+      'stage',
+      'stream',
+      'time',
+    ]);
     expect(a.response.outcome.status).to.equal(200);
     expect(a.response.outcome.bytes).to.equal(Buffer.byteLength(ok.text));
     expect(a.response.outcome.request_bytes).to.equal(0);
     expect(a.response.outcome.duration_ms).to.be.a('number').and.at.least(0);
     expect(a.request.id).to.not.equal(a.response.id);
-    for (const [i, status] of [[1, 401], [2, 401]] as const) {
+    for (const [i, status] of [
+      [1, 401],
+      [2, 401],
+    ] as const) {
       const r = m.get(ids[i])!;
       expect(r.request.actor).to.deep.equal({ id: null, roles: [], ip: '127.0.0.1', user_agent: 'REDACTED' });
       expect(r.request.decision.allowed).to.equal(false);
@@ -130,7 +182,10 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     // refused by the rules: the identity refused (contract section 4)
     expect(f.request.actor).to.deep.equal({ id: 'bob', roles: ['viewer'], ip: '127.0.0.1', user_agent: 'REDACTED' });
     expect(f.request.action).to.deep.include({ method: 'DELETE', path: '/admin/users' });
-    expect(f.request.decision).to.deep.equal({ allowed: false, reason: 'no rule allows DELETE /admin/users for bob (roles [viewer])' });
+    expect(f.request.decision).to.deep.equal({
+      allowed: false,
+      reason: 'no rule allows DELETE /admin/users for bob (roles [viewer])',
+    });
     expect(f.response.outcome.status).to.equal(403);
     expect(m.get(ids[4])!.request.action.path).to.equal('/echo/private');
 
@@ -145,8 +200,16 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
 
   it('records the request body size, forwarded or refused', async () => {
     const p = await proxy();
-    const sent = await req(`${p.url}/echo/upload`, { method: 'POST', body: 'x'.repeat(12345), headers: { authorization: 'Bearer alice-secret-token-111' } });
-    const refused = await req(`${p.url}/echo/upload`, { method: 'POST', body: 'y'.repeat(321), headers: { authorization: 'Bearer bob-secret-token-222' } });
+    const sent = await req(`${p.url}/echo/upload`, {
+      method: 'POST',
+      body: 'x'.repeat(12345),
+      headers: { authorization: 'Bearer alice-secret-token-111' },
+    });
+    const refused = await req(`${p.url}/echo/upload`, {
+      method: 'POST',
+      body: 'y'.repeat(321),
+      headers: { authorization: 'Bearer bob-secret-token-222' },
+    });
     expect([sent.status, refused.status]).to.deep.equal([200, 403]);
     expect(JSON.parse(sent.text).bytes).to.equal(12345);
     await waitFor('four events in the log', async () => (await accessCount(log.url)) === 4);
@@ -158,7 +221,11 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
   });
 
   /** Sends one raw HTTP/1.1 request (the exact request line given) and returns the status and headers. */
-  function raw(url: string, requestLine: string, headers: Record<string, string> = {}): Promise<{ status: number; id: string | null; text: string }> {
+  function raw(
+    url: string,
+    requestLine: string,
+    headers: Record<string, string> = {},
+  ): Promise<{ status: number; id: string | null; text: string }> {
     const u = new URL(url);
     return new Promise((resolve, reject) => {
       const sock = net.connect(Number(u.port), u.hostname);
@@ -167,9 +234,15 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
       sock.on('error', reject);
       sock.on('close', () => {
         const m = /^HTTP\/1\.1 (\d{3})/.exec(data);
-        resolve({ status: m ? Number(m[1]) : 0, id: /trailmark-request-id: (\S+)/i.exec(data)?.[1] ?? null, text: data });
+        resolve({
+          status: m ? Number(m[1]) : 0,
+          id: /trailmark-request-id: (\S+)/i.exec(data)?.[1] ?? null,
+          text: data,
+        });
       });
-      const h = Object.entries({ host: u.host, connection: 'close', ...headers }).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+      const h = Object.entries({ host: u.host, connection: 'close', ...headers })
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join('');
       sock.write(`${requestLine} HTTP/1.1\r\n${h}\r\n`);
     });
   }
@@ -179,7 +252,15 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     const bob = { authorization: 'Bearer bob-secret-token-222' };
     const allowed = await raw(p.url, 'GET /echo/public/a', bob);
     expect(allowed.status).to.equal(200);
-    const tricks = ['/echo/public/..;/db', '/echo/public/..%3b/db', '/echo/public/%2e%2e%3b/db', '/echo/public/%2e%2e%3B/db', '/echo/public/x;jsessionid=1', '/echo/public/%2e%2e%2fdb', '/echo/public/..%5cdb'];
+    const tricks = [
+      '/echo/public/..;/db',
+      '/echo/public/..%3b/db',
+      '/echo/public/%2e%2e%3b/db',
+      '/echo/public/%2e%2e%3B/db',
+      '/echo/public/x;jsessionid=1',
+      '/echo/public/%2e%2e%2fdb',
+      '/echo/public/..%5cdb',
+    ];
     const rs = await Promise.all(tricks.map((t) => raw(p.url, `GET ${t}`, bob)));
     rs.forEach((r, i) => expect(r.status, tricks[i]).to.equal(400));
     expect(upstream.seen.map((x) => x.url)).to.deep.equal(['/echo/public/a']);
@@ -236,7 +317,11 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     const auth = { authorization: 'Bearer alice-secret-token-111' };
     const ids: string[] = [];
     const burst = async (n: number, tag: string) => {
-      const rs = await Promise.all(Array.from({ length: n }, (_, i) => req(`${p.url}/echo/${tag}/${i}`, { method: 'POST', headers: auth, body: `body ${tag} ${i}` })));
+      const rs = await Promise.all(
+        Array.from({ length: n }, (_, i) =>
+          req(`${p.url}/echo/${tag}/${i}`, { method: 'POST', headers: auth, body: `body ${tag} ${i}` }),
+        ),
+      );
       for (const r of rs) {
         expect(r.status).to.equal(200);
         ids.push(r.headers.get('trailmark-request-id')!);
@@ -265,11 +350,31 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     expect(((await (await fetch(`${p.adminUrl}/healthz`)).json()) as Ev).last_error).to.equal(null);
   });
 
-  it('a log that refuses the proxy\'s token is a configuration error (exit 2); the token comes from a file or the environment', async () => {
+  it("a log that refuses the proxy's token is a configuration error (exit 2); the token comes from a file or the environment", async () => {
     const { startLogServer } = await import('@trailmark/log-server');
-    const guarded = await startLogServer({ dataDir: join(tmp.dir, 'guarded'), listen: '127.0.0.1:0', submitTokens: ['log-submit-token-999'] });
+    const guarded = await startLogServer({
+      dataDir: join(tmp.dir, 'guarded'),
+      listen: '127.0.0.1:0',
+      submitTokens: ['log-submit-token-999'],
+    });
     try {
-      const args = (spool: string) => ['proxy', '--workers', '1', '--upstream', upstream.url, '--log', guarded.url, '--log-key', guarded.vkey, '--tokens', tokensFile, '--listen', '127.0.0.1:0', '--spool', join(tmp.dir, spool)];
+      const args = (spool: string) => [
+        'proxy',
+        '--workers',
+        '1',
+        '--upstream',
+        upstream.url,
+        '--log',
+        guarded.url,
+        '--log-key',
+        guarded.vkey,
+        '--tokens',
+        tokensFile,
+        '--listen',
+        '127.0.0.1:0',
+        '--spool',
+        join(tmp.dir, spool),
+      ];
       const none = await cli(args('s1'));
       expect(none.code, none.err).to.equal(2);
       expect(none.err).to.match(/refuses writes without a log token.*401/);
@@ -280,7 +385,10 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
       const tokenFile = join(tmp.dir, 'log-token');
       writeFileSync(tokenFile, 'log-submit-token-999\n');
       const auth = { authorization: 'Bearer alice-secret-token-111' };
-      for (const [spool, extra, env] of [['s3', ['--log-token-file', tokenFile], {}], ['s4', [], { TRAILMARK_LOG_TOKEN: 'log-submit-token-999' }]] as const) {
+      for (const [spool, extra, env] of [
+        ['s3', ['--log-token-file', tokenFile], {}],
+        ['s4', [], { TRAILMARK_LOG_TOKEN: 'log-submit-token-999' }],
+      ] as const) {
         const { url, proc: c } = await spawnProxy(bin, [...args(spool).slice(1), ...extra], children, env);
         const before = await treeSize(guarded.url);
         expect((await req(`${url}/echo/x`, { headers: auth })).status).to.equal(200);
@@ -294,15 +402,42 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
   });
 
   /** `trailmark proxy` as a child process; resolves with its URLs once it listens. */
-  async function startChild(spool: string, logUrl = log.url): Promise<{ url: string; admin: string; proc: ChildProcess }> {
-    const p = await spawnProxy(bin, ['--upstream', upstream.url, '--log', logUrl, '--log-key', log.vkey, '--tokens', tokensFile, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spool', spool, '--name', 'child'], children);
+  async function startChild(
+    spool: string,
+    logUrl = log.url,
+  ): Promise<{ url: string; admin: string; proc: ChildProcess }> {
+    const p = await spawnProxy(
+      bin,
+      [
+        '--upstream',
+        upstream.url,
+        '--log',
+        logUrl,
+        '--log-key',
+        log.vkey,
+        '--tokens',
+        tokensFile,
+        '--listen',
+        '127.0.0.1:0',
+        '--admin-listen',
+        '127.0.0.1:0',
+        '--spool',
+        spool,
+        '--name',
+        'child',
+      ],
+      children,
+    );
     return { url: p.url, admin: p.admin!, proc: p.proc };
   }
 
   /** Runs the CLI to completion. */
   function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string; err: string }> {
     return new Promise((resolve) => {
-      const c = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+      const c = spawn(process.execPath, [bin, ...args], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, ...env },
+      });
       children.push(c);
       let out = '';
       let err = '';
@@ -323,7 +458,23 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     for (let i = 0; i < 6; i++) off += 16 + JSON.stringify({ salvage_test: i }).length;
     data[off + 20] ^= 0x01;
     writeFileSync(join(spool, name), data);
-    const refused = await cli(['proxy', '--workers', '1', '--upstream', upstream.url, '--log', log.url, '--log-key', log.vkey, '--tokens', tokensFile, '--listen', '127.0.0.1:0', '--spool', spool]);
+    const refused = await cli([
+      'proxy',
+      '--workers',
+      '1',
+      '--upstream',
+      upstream.url,
+      '--log',
+      log.url,
+      '--log-key',
+      log.vkey,
+      '--tokens',
+      tokensFile,
+      '--listen',
+      '127.0.0.1:0',
+      '--spool',
+      spool,
+    ]);
     expect(refused.code, refused.err).to.equal(2);
     expect(refused.err).to.contain(name).and.to.contain(`byte ${off}`);
     const check = await cli(['spool', 'check', spool]);
@@ -334,14 +485,22 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     expect(salvage.out).to.contain('kept 59 undelivered records');
     expect((await cli(['spool', 'check', spool])).code).to.equal(0);
     const child = await startChild(spool);
-    await waitFor('salvaged events delivered', async () => (await logEntries(log.url)).filter((e) => 'salvage_test' in e.event).length === 59);
+    await waitFor(
+      'salvaged events delivered',
+      async () => (await logEntries(log.url)).filter((e) => 'salvage_test' in e.event).length === 59,
+    );
     const got = (await logEntries(log.url)).filter((e) => 'salvage_test' in e.event).map((e) => e.event.salvage_test);
     expect(got).to.deep.equal([0, 1, 2, 3, 4, 5, ...Array.from({ length: 53 }, (_, i) => i + 7)]);
     // the loss is in the trail: the new stream's event after start says what salvage skipped
-    await waitFor('the salvage event', async () => (await logEntries(log.url)).some((e) => e.event.stage === 'salvage'));
+    await waitFor('the salvage event', async () =>
+      (await logEntries(log.url)).some((e) => e.event.stage === 'salvage'),
+    );
     const salvaged = (await logEntries(log.url)).find((e) => e.event.stage === 'salvage')!.event;
     expect(salvaged.stream.seq).to.equal(1);
-    expect(salvaged.salvage).to.deep.include({ kept: 59, skipped: [{ segment: name, offset: off, bytes: 16 + JSON.stringify({ salvage_test: 6 }).length }] });
+    expect(salvaged.salvage).to.deep.include({
+      kept: 59,
+      skipped: [{ segment: name, offset: off, bytes: 16 + JSON.stringify({ salvage_test: 6 }).length }],
+    });
     child.proc.kill('SIGTERM');
     await new Promise((r) => child.proc.once('exit', r));
   });
@@ -353,17 +512,27 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     try {
       const first = await startChild(spool, relay.url);
       const auth = { authorization: 'Bearer alice-secret-token-111' };
-      const rs = await Promise.all(Array.from({ length: 10 }, (_, i) => req(`${first.url}/echo/held/${i}`, { headers: auth })));
+      const rs = await Promise.all(
+        Array.from({ length: 10 }, (_, i) => req(`${first.url}/echo/held/${i}`, { headers: auth })),
+      );
       const ids = rs.map((r) => r.headers.get('trailmark-request-id')!);
       rs.forEach((r) => expect(r.status).to.equal(200));
       // a first batch is in the log, its answer held back; everything is still in the spool
       // (the stream's start event and the twenty access events)
-      await waitFor('a batch committed by the log, not acked', async () => (await treeSize(log.url)) >= 1 && ((await (await fetch(`${first.admin}/healthz`)).json()) as Ev).spool_depth === 21);
+      await waitFor(
+        'a batch committed by the log, not acked',
+        async () =>
+          (await treeSize(log.url)) >= 1 &&
+          ((await (await fetch(`${first.admin}/healthz`)).json()) as Ev).spool_depth === 21,
+      );
       const committedBeforeCrash = await treeSize(log.url);
       first.proc.kill('SIGKILL');
       await new Promise((r) => first.proc.once('exit', r));
       const second = await startChild(spool);
-      await waitFor('spool empty', async () => ((await (await fetch(`${second.admin}/healthz`)).json()) as Ev).spool_depth === 0);
+      await waitFor(
+        'spool empty',
+        async () => ((await (await fetch(`${second.admin}/healthz`)).json()) as Ev).spool_depth === 0,
+      );
       // the resend of the batch the log already had was answered with the original indexes
       expect(committedBeforeCrash).to.be.within(1, 21);
       expect(await accessCount(log.url)).to.equal(20);
@@ -383,7 +552,9 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     const auth = { authorization: 'Bearer alice-secret-token-111' };
     const ids: string[] = [];
     const burst = async (url: string, n: number, tag: string) => {
-      const rs = await Promise.all(Array.from({ length: n }, (_, i) => req(`${url}/echo/${tag}/${i}`, { headers: auth })));
+      const rs = await Promise.all(
+        Array.from({ length: n }, (_, i) => req(`${url}/echo/${tag}/${i}`, { headers: auth })),
+      );
       for (const r of rs) {
         expect(r.status).to.equal(200);
         ids.push(r.headers.get('trailmark-request-id')!);
@@ -392,18 +563,27 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     await burst(first.url, 5, 'a');
     await waitFor('first events delivered', async () => (await accessCount(log.url)) === 10);
     // and acknowledged: a batch the log took but whose receipt was still being checked would stay spooled
-    await waitFor('first events acknowledged', async () => ((await (await fetch(`${first.admin}/healthz`)).json()) as Ev).spool_depth === 0);
+    await waitFor(
+      'first events acknowledged',
+      async () => ((await (await fetch(`${first.admin}/healthz`)).json()) as Ev).spool_depth === 0,
+    );
     await log.stop();
     await burst(first.url, 25, 'b');
     // the response event is spooled just after the answer: wait until the proxy says all 50 are on disk
-    await waitFor('events spooled', async () => ((await (await fetch(`${first.admin}/healthz`)).json()) as Ev).spool_depth === 50);
+    await waitFor(
+      'events spooled',
+      async () => ((await (await fetch(`${first.admin}/healthz`)).json()) as Ev).spool_depth === 50,
+    );
     first.proc.kill('SIGKILL');
     await new Promise((r) => first.proc.once('exit', r));
     await log.start();
     const second = await start();
     await burst(second.url, 5, 'c');
     await waitFor('every event delivered', async () => (await accessCount(log.url)) >= 70, 30_000);
-    await waitFor('spool empty', async () => ((await (await fetch(`${second.admin}/healthz`)).json()) as Ev).spool_depth === 0);
+    await waitFor(
+      'spool empty',
+      async () => ((await (await fetch(`${second.admin}/healthz`)).json()) as Ev).spool_depth === 0,
+    );
     const m = byRequest((await logEntries(log.url)).map((e) => e.event));
     expect(m.size).to.equal(35);
     expect([...m.keys()].sort()).to.deep.equal([...ids].sort());
@@ -419,7 +599,9 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     expect(ok.status).to.equal(200);
     // the request event is in the log before the upstream saw the request, so it is there now
     const first = (await logEntries(log.url)).map((e) => e.event);
-    expect(first.some((e) => e.stage === 'request' && e.request_id === ok.headers.get('trailmark-request-id'))).to.equal(true);
+    expect(
+      first.some((e) => e.stage === 'request' && e.request_id === ok.headers.get('trailmark-request-id')),
+    ).to.equal(true);
     await log.stop();
     const seenBefore = upstream.seen.length;
     const down = await req(`${p.url}/echo/2`, { headers: auth });
@@ -440,7 +622,10 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     const m = byRequest((await logEntries(log.url)).map((e) => e.event));
     expect(m.size).to.equal(4);
     expect(await accessCount(log.url)).to.equal(8);
-    expect(m.get(down.headers.get('trailmark-request-id')!)!.response.outcome).to.deep.include({ status: 503, bytes: Buffer.byteLength(down.text) });
+    expect(m.get(down.headers.get('trailmark-request-id')!)!.response.outcome).to.deep.include({
+      status: 503,
+      bytes: Buffer.byteLength(down.text),
+    });
   });
 
   it('streams large bodies both ways without buffering them', async () => {
@@ -461,11 +646,15 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
       })(),
     );
     const up = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const r = http.request(`${p.url}/db/upload`, { method: 'PUT', headers: { ...auth, 'content-type': 'application/octet-stream' } }, (res) => {
-        let t = '';
-        res.on('data', (d: Buffer) => (t += d.toString()));
-        res.on('end', () => resolve({ status: res.statusCode!, text: t }));
-      });
+      const r = http.request(
+        `${p.url}/db/upload`,
+        { method: 'PUT', headers: { ...auth, 'content-type': 'application/octet-stream' } },
+        (res) => {
+          let t = '';
+          res.on('data', (d: Buffer) => (t += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode!, text: t }));
+        },
+      );
       r.on('error', reject);
       body.pipe(r);
     });
@@ -476,18 +665,20 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     expect(echoed.headers['transfer-encoding']).to.equal('chunked');
     // a slow reader: the proxy must apply backpressure, not buffer the whole answer
     const down = await new Promise<{ bytes: number; id: string }>((resolve, reject) => {
-      http.get(`${p.url}/db/../big?n=${size}`, { headers: auth }, (res) => {
-        let bytes = 0;
-        res.on('data', (d: Buffer) => {
-          bytes += d.length;
-          if (bytes < 2 * 1024 * 1024) {
-            res.pause();
-            setTimeout(() => res.resume(), 5);
-          }
-        });
-        res.on('end', () => resolve({ bytes, id: String(res.headers['trailmark-request-id']) }));
-        res.on('error', reject);
-      }).on('error', reject);
+      http
+        .get(`${p.url}/db/../big?n=${size}`, { headers: auth }, (res) => {
+          let bytes = 0;
+          res.on('data', (d: Buffer) => {
+            bytes += d.length;
+            if (bytes < 2 * 1024 * 1024) {
+              res.pause();
+              setTimeout(() => res.resume(), 5);
+            }
+          });
+          res.on('end', () => resolve({ bytes, id: String(res.headers['trailmark-request-id']) }));
+          res.on('error', reject);
+        })
+        .on('error', reject);
     });
     expect(down.bytes).to.equal(size);
     // the response event is spooled once the answer is complete, just after the client saw its end
@@ -525,7 +716,9 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
   it('refuses protocol upgrades with 501 and still logs them', async () => {
     const p = await proxy();
     const r = await new Promise<{ status: number; id: string }>((resolve, reject) => {
-      const q = http.request(`${p.url}/db/ws`, { headers: { authorization: 'Bearer alice-secret-token-111', connection: 'Upgrade', upgrade: 'websocket' } });
+      const q = http.request(`${p.url}/db/ws`, {
+        headers: { authorization: 'Bearer alice-secret-token-111', connection: 'Upgrade', upgrade: 'websocket' },
+      });
       q.on('response', (res) => {
         res.resume();
         resolve({ status: res.statusCode!, id: String(res.headers['trailmark-request-id']) });
@@ -553,7 +746,16 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
         c.on('exit', (code) => resolve({ code: code ?? -1, err }));
       });
     const base = (o: Record<string, string>) => {
-      const v = { '--workers': '1', '--upstream': upstream.url, '--log': log.url, '--log-key': log.vkey, '--tokens': tokensFile, '--listen': '127.0.0.1:0', '--spool': join(tmp.dir, 'sp'), ...o };
+      const v = {
+        '--workers': '1',
+        '--upstream': upstream.url,
+        '--log': log.url,
+        '--log-key': log.vkey,
+        '--tokens': tokensFile,
+        '--listen': '127.0.0.1:0',
+        '--spool': join(tmp.dir, 'sp'),
+        ...o,
+      };
       return Object.entries(v).flat();
     };
     const cases: [Record<string, string>, RegExp][] = [

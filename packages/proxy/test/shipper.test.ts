@@ -43,7 +43,10 @@ describe('shipper: nothing leaves the spool without a verified receipt', functio
       }
       // the log accepts every batch (its tree grows) but the shipper rejects every receipt
       // twenty request events after the stream's start event
-      await waitFor('all twenty sent, receipts refused', async () => trail.shipper.stats.receiptFailures >= 2 && (await treeSize(log.url)) === 21);
+      await waitFor(
+        'all twenty sent, receipts refused',
+        async () => trail.shipper.stats.receiptFailures >= 2 && (await treeSize(log.url)) === 21,
+      );
       // the log has the entries (it accepted them), but the spool keeps them: the receipts did not verify
       expect(trail.spool.depth).to.equal(21);
       expect(await treeSize(log.url)).to.equal(21);

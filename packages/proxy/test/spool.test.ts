@@ -1,6 +1,16 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +34,9 @@ describe('spool', () => {
     await Promise.all(Array.from({ length: 50 }, (_, i) => s.append(rec(i))));
     expect(s.depth).to.equal(50);
     const b = await s.read(20);
-    expect(b.records.map((r) => JSON.parse(r.data.toString()).i)).to.deep.equal(Array.from({ length: 20 }, (_, i) => i));
+    expect(b.records.map((r) => JSON.parse(r.data.toString()).i)).to.deep.equal(
+      Array.from({ length: 20 }, (_, i) => i),
+    );
     // crash between delivery and ack: nothing was acked, so everything is still there after reopening
     await s.close();
     s = await Spool.open({ dir });
@@ -37,7 +49,9 @@ describe('spool', () => {
     s = await Spool.open({ dir });
     expect(s.depth).to.equal(30);
     const rest = await s.read(1000);
-    expect(rest.records.map((r) => JSON.parse(r.data.toString()).i)).to.deep.equal(Array.from({ length: 30 }, (_, i) => i + 20));
+    expect(rest.records.map((r) => JSON.parse(r.data.toString()).i)).to.deep.equal(
+      Array.from({ length: 30 }, (_, i) => i + 20),
+    );
     await s.ack(rest);
     expect(s.depth).to.equal(0);
     expect(s.oldestTime).to.equal(null);
@@ -78,12 +92,19 @@ describe('spool', () => {
     let s = await Spool.open({ dir });
     for (let i = 0; i < 5; i++) await s.append(rec(i));
     await s.close();
-    const seg = join(dir, readdirSync(dir).find((n) => n.endsWith('.seg'))!);
+    const seg = join(
+      dir,
+      readdirSync(dir).find((n) => n.endsWith('.seg'))!,
+    );
     let end = 0;
     for (let i = 0; i < 5; i++) end += 16 + rec(i).length;
     // the segment is preallocated: the data is followed by zeros, which read as "nothing more"
     expect(statSync(seg).size).to.be.greaterThan(end);
-    expect(readFileSync(seg).subarray(end).every((b) => b === 0)).to.equal(true);
+    expect(
+      readFileSync(seg)
+        .subarray(end)
+        .every((b) => b === 0),
+    ).to.equal(true);
     // a header announcing 100 bytes followed by only 10 bytes of payload: a write cut short by a crash
     const torn = Buffer.alloc(26, 0x41);
     torn.writeUInt32BE(100, 0);
@@ -115,7 +136,12 @@ describe('spool', () => {
     let s = await Spool.open({ dir, segmentBytes: 200 });
     for (let i = 0; i < 20; i++) await s.append(rec(i));
     await s.close();
-    const first = join(dir, readdirSync(dir).filter((n) => n.endsWith('.seg')).sort()[0]);
+    const first = join(
+      dir,
+      readdirSync(dir)
+        .filter((n) => n.endsWith('.seg'))
+        .sort()[0],
+    );
     const data = readFileSync(first);
     data[20] ^= 0xff;
     writeFileSync(first, data);
@@ -148,7 +174,10 @@ describe('spool', () => {
       expect.fail('opened a spool whose acknowledged records are damaged');
     } catch (e) {
       expect((e as SpoolError).code).to.equal('corrupt');
-      expect((e as Error).message).to.contain(name).and.to.contain(`byte ${off}`).and.to.contain('spool salvage');
+      expect((e as Error).message)
+        .to.contain(name)
+        .and.to.contain(`byte ${off}`)
+        .and.to.contain('spool salvage');
     }
     // nothing was cut: the damaged segment is as it was
     expect(readFileSync(seg).equals(data)).to.equal(true);
@@ -165,7 +194,12 @@ describe('spool', () => {
     s = await Spool.open({ dir });
     expect(s.depth).to.equal(56);
     const all = await s.read();
-    expect(all.records.map((r) => JSON.parse(r.data.toString()).i)).to.deep.equal([3, 4, 5, ...Array.from({ length: 53 }, (_, i) => i + 7)]);
+    expect(all.records.map((r) => JSON.parse(r.data.toString()).i)).to.deep.equal([
+      3,
+      4,
+      5,
+      ...Array.from({ length: 53 }, (_, i) => i + 7),
+    ]);
     await s.close();
     expect((await checkSpool(dir)).ok).to.equal(true);
   });
@@ -174,7 +208,10 @@ describe('spool', () => {
     let s = await Spool.open({ dir });
     for (let i = 0; i < 10; i++) await s.append(rec(i));
     await s.close();
-    const seg = join(dir, readdirSync(dir).find((n) => n.endsWith('.seg'))!);
+    const seg = join(
+      dir,
+      readdirSync(dir).find((n) => n.endsWith('.seg'))!,
+    );
     const data = readFileSync(seg);
     let off = 0;
     for (let i = 0; i < 4; i++) off += 16 + rec(i).length;
@@ -198,8 +235,12 @@ describe('spool', () => {
       await s.close();
     }
     // a live holder in another process blocks, and is released when that process is killed
-    const child = spawn(process.execPath, ['--import=tsx', join(here, 'fixtures/spool-writer.ts'), dir], { stdio: ['ignore', 'pipe', 'inherit'] });
-    await new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve()));
+    const child = spawn(process.execPath, ['--import=tsx', join(here, 'fixtures/spool-writer.ts'), dir], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    await new Promise<void>((resolve) =>
+      child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve()),
+    );
     try {
       await Spool.open({ dir });
       expect.fail('opened a spool another process holds');
@@ -219,7 +260,20 @@ describe('spool', () => {
     this.timeout(30000);
     // the writer runs as PID 1 of a new PID namespace, as a proxy does in a container
     const runAsPid1 = () => {
-      const c = spawn('unshare', ['--pid', '--fork', '--kill-child', process.execPath, '--import=tsx', join(here, 'fixtures/spool-writer.ts'), dir, 'pid'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const c = spawn(
+        'unshare',
+        [
+          '--pid',
+          '--fork',
+          '--kill-child',
+          process.execPath,
+          '--import=tsx',
+          join(here, 'fixtures/spool-writer.ts'),
+          dir,
+          'pid',
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       let out = '';
       let err = '';
       c.stderr!.on('data', (d: Buffer) => (err += d.toString()));
@@ -285,7 +339,9 @@ describe('spool', () => {
 
   it('keeps every acknowledged append across a SIGKILL of the writing process', async function () {
     this.timeout(30000);
-    const child = spawn(process.execPath, ['--import=tsx', join(here, 'fixtures/spool-writer.ts'), dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import=tsx', join(here, 'fixtures/spool-writer.ts'), dir], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     const acked = new Set<number>();
     let buf = '';
     let ready = false;

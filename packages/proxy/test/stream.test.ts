@@ -15,7 +15,10 @@ const bin = join(root, 'packages/cli/dist/bin.js');
 type Entry = { index: number; raw: string; event: Record<string, any> };
 
 function leaf(raw: string): string {
-  return createHash('sha256').update(Buffer.from([0])).update(Buffer.from(raw, 'utf8')).digest('base64');
+  return createHash('sha256')
+    .update(Buffer.from([0]))
+    .update(Buffer.from(raw, 'utf8'))
+    .digest('base64');
 }
 
 /**
@@ -39,7 +42,10 @@ function checkStreams(entries: Entry[]): Map<string, Entry[]> {
       expect(e.event.schema).to.equal('trailmark.access/v1');
       expect(e.event.proxy).to.be.a('string');
       if (e.event.stage === 'heartbeat' || e.event.stage === 'end') {
-        expect(key.verify(streamSignatureMessage(e.event.stream), b64decode(e.event.signature)), `stream ${id} seq ${i}: signature`).to.equal(true);
+        expect(
+          key.verify(streamSignatureMessage(e.event.stream), b64decode(e.event.signature)),
+          `stream ${id} seq ${i}: signature`,
+        ).to.equal(true);
       } else expect(e.event.signature).to.equal(undefined);
     });
   }
@@ -73,7 +79,13 @@ describe('streams: every event numbered, chained and signed (contract section 4)
 
   it('numbers events as they become durable: a refused event takes no seq; heartbeats and end are signed; a clean end starts a new stream', async () => {
     const spoolDir = join(tmp.dir, 'spool');
-    let trail = await AccessTrail.open({ spoolDir, log: { url: log.url, vkey: log.vkey }, proxy: 'unit', heartbeatMs: 50, shipper: { lingerMs: 0 } });
+    let trail = await AccessTrail.open({
+      spoolDir,
+      log: { url: log.url, vkey: log.vkey },
+      proxy: 'unit',
+      heartbeatMs: 50,
+      shipper: { lingerMs: 0 },
+    });
     const firstId = trail.stream!.id;
     await trail.before(ev(1));
     // an event the spool refuses (over the log's entry limit) gets no number: no hole after it
@@ -82,13 +94,31 @@ describe('streams: every event numbered, chained and signed (contract section 4)
       () => expect.fail('spooled an event over the entry limit'),
       (e) => expect((e as SpoolError).code).to.equal('too-large'),
     );
-    await trail.after(responseEvent({ requestId: 'req-1', proxy: 'unit', outcome: { status: 200, bytes: 1, request_bytes: 0, duration_ms: 1 } }));
+    await trail.after(
+      responseEvent({
+        requestId: 'req-1',
+        proxy: 'unit',
+        outcome: { status: 200, bytes: 1, request_bytes: 0, duration_ms: 1 },
+      }),
+    );
     await waitFor('two heartbeats', () => trail.stream!.next.seq >= 5);
     await trail.close();
-    trail = await AccessTrail.open({ spoolDir, log: { url: log.url, vkey: log.vkey }, proxy: 'unit', heartbeatMs: 0, shipper: { lingerMs: 0 } });
+    trail = await AccessTrail.open({
+      spoolDir,
+      log: { url: log.url, vkey: log.vkey },
+      proxy: 'unit',
+      heartbeatMs: 0,
+      shipper: { lingerMs: 0 },
+    });
     expect(trail.stream!.id).to.not.equal(firstId);
     await trail.before(ev(3));
-    await trail.after(responseEvent({ requestId: 'req-3', proxy: 'unit', outcome: { status: 200, bytes: 1, request_bytes: 0, duration_ms: 1 } }));
+    await trail.after(
+      responseEvent({
+        requestId: 'req-3',
+        proxy: 'unit',
+        outcome: { status: 200, bytes: 1, request_bytes: 0, duration_ms: 1 },
+      }),
+    );
     await trail.shipper.drained();
     await trail.close();
     const streams = checkStreams(await logEntries(log.url));
@@ -98,7 +128,12 @@ describe('streams: every event numbered, chained and signed (contract section 4)
     expect(first.filter((s) => s !== 'heartbeat')).to.deep.equal(['start', 'request', 'response', 'end']);
     expect(first.filter((s) => s === 'heartbeat').length).to.be.at.least(2);
     expect(first[first.length - 1]).to.equal('end');
-    expect(streams.get(trail.stream!.id)!.map((e) => e.event.stage)).to.deep.equal(['start', 'request', 'response', 'end']);
+    expect(streams.get(trail.stream!.id)!.map((e) => e.event.stage)).to.deep.equal([
+      'start',
+      'request',
+      'response',
+      'end',
+    ]);
     byRequest((await logEntries(log.url)).map((e) => e.event));
   });
 
@@ -115,9 +150,35 @@ describe('streams: every event numbered, chained and signed (contract section 4)
     writeFileSync(tokens, JSON.stringify({ 'alice-token-1': { id: 'alice', roles: [] } }));
     const spool = join(tmp.dir, 'spool');
     const start = (up: string) =>
-      spawnProxy(bin, ['--upstream', up, '--log', log.url, '--log-key', log.vkey, '--tokens', tokens, '--listen', '127.0.0.1:0', '--spool', spool, '--name', 'crashy', '--heartbeat-seconds', '0.2'], children);
+      spawnProxy(
+        bin,
+        [
+          '--upstream',
+          up,
+          '--log',
+          log.url,
+          '--log-key',
+          log.vkey,
+          '--tokens',
+          tokens,
+          '--listen',
+          '127.0.0.1:0',
+          '--spool',
+          spool,
+          '--name',
+          'crashy',
+          '--heartbeat-seconds',
+          '0.2',
+        ],
+        children,
+      );
     const auth = { authorization: 'Bearer alice-token-1' };
-    const burst = (url: string, n: number) => Array.from({ length: n }, (_, i) => fetch(`${url}/b/${i}`, { headers: auth }).then((r) => r.text()).catch(() => null));
+    const burst = (url: string, n: number) =>
+      Array.from({ length: n }, (_, i) =>
+        fetch(`${url}/b/${i}`, { headers: auth })
+          .then((r) => r.text())
+          .catch(() => null),
+      );
     const kill = async (p: ChildProcess) => {
       p.kill('SIGKILL');
       await new Promise((r) => p.once('exit', r));
@@ -146,7 +207,10 @@ describe('streams: every event numbered, chained and signed (contract section 4)
       const d = await start(upstream.url);
       await waitFor('the spool empty', async () => {
         const all = await logEntries(log.url);
-        return all.some((e) => e.event.stage === 'start' && e.event.stream.id !== all[0].event.stream.id && e.index > 0) && all.filter((e) => e.event.stage === 'end').length >= 1;
+        return (
+          all.some((e) => e.event.stage === 'start' && e.event.stream.id !== all[0].event.stream.id && e.index > 0) &&
+          all.filter((e) => e.event.stage === 'end').length >= 1
+        );
       });
       await new Promise((r) => setTimeout(r, 500));
       d.proc.kill('SIGTERM');

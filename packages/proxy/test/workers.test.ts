@@ -55,7 +55,27 @@ describe('proxy --workers (real processes, real log)', function () {
   });
 
   function start(workers: number): Promise<Child> {
-    const args = ['proxy', '--workers', String(workers), '--upstream', upstream.url, '--log', log.url, '--log-key', log.vkey, '--tokens', tokens, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spool', join(tmp.dir, 'spool'), '--name', 'w'];
+    const args = [
+      'proxy',
+      '--workers',
+      String(workers),
+      '--upstream',
+      upstream.url,
+      '--log',
+      log.url,
+      '--log-key',
+      log.vkey,
+      '--tokens',
+      tokens,
+      '--listen',
+      '127.0.0.1:0',
+      '--admin-listen',
+      '127.0.0.1:0',
+      '--spool',
+      join(tmp.dir, 'spool'),
+      '--name',
+      'w',
+    ];
     const c = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(c);
     return new Promise((resolve, reject) => {
@@ -76,7 +96,13 @@ describe('proxy --workers (real processes, real log)', function () {
   const health = async (c: Child) => (await (await fetch(`${c.admin}/healthz`)).json()) as Health;
 
   /** `clients` loops each sending `each` requests in turn; returns the request ids of the 200 answers. */
-  async function load(url: string, clients: number, each: number, tag: string, during?: (done: number) => void): Promise<{ ok: string[]; failed: number }> {
+  async function load(
+    url: string,
+    clients: number,
+    each: number,
+    tag: string,
+    during?: (done: number) => void,
+  ): Promise<{ ok: string[]; failed: number }> {
     const ok: string[] = [];
     let failed = 0;
     let done = 0;
@@ -142,7 +168,8 @@ describe('proxy --workers (real processes, real log)', function () {
     const answered = [...a.ok, ...b.ok, ...c.ok];
     // some requests were on worker 0's connections when it died; the others were all answered
     expect(b.ok.length).to.be.above(100);
-    for (const id of answered) expect(events.has(id), `request ${id} was answered 200 but its event is not in the log`).to.equal(true);
+    for (const id of answered)
+      expect(events.has(id), `request ${id} was answered 200 but its event is not in the log`).to.equal(true);
     // each event names one of the workers' streams by its proxy name
     for (const e of events.values()) expect(e.proxy).to.equal('w');
   });
@@ -161,7 +188,11 @@ describe('proxy --workers (real processes, real log)', function () {
     const two = await start(2);
     const second = await load(two.url, 4, 5, 'two');
     expect(second.failed).to.equal(0);
-    await waitFor('every spool delivered', async () => (await health(two)).spool_depth === 0 && (await requestEvents()).size === 50, 60_000);
+    await waitFor(
+      'every spool delivered',
+      async () => (await health(two)).spool_depth === 0 && (await requestEvents()).size === 50,
+      60_000,
+    );
     const metrics = await (await fetch(`${two.admin}/metrics`)).text();
     expect(metrics).to.match(/^trailmark_proxy_requests_total\{outcome="forwarded"\} 20$/m);
     two.proc.kill('SIGTERM');

@@ -4,7 +4,13 @@
  */
 import { b64decode, b64encode } from './encoding.js';
 import { TlogError } from './errors.js';
-import { cosignatureTimestamp, KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, type NoteSigner, type NoteVerifier } from './keys.js';
+import {
+  cosignatureTimestamp,
+  KEY_TYPE_COSIGNATURE,
+  KEY_TYPE_ED25519,
+  type NoteSigner,
+  type NoteVerifier,
+} from './keys.js';
 import { checkSignatures, parseNote, signNote, type Note } from './note.js';
 import { evaluateQuorum, policyHasLog, type Policy } from './policy.js';
 import { MAX_U64 } from './u64.js';
@@ -36,12 +42,15 @@ function bad(msg: string): CheckpointError {
 
 /** Formats a checkpoint body (the note text). Throws CheckpointError('malformed-checkpoint') on bad fields. */
 export function formatCheckpoint(cp: Checkpoint): string {
-  if (typeof cp.origin !== 'string' || cp.origin.length === 0 || CONTROL.test(cp.origin)) throw bad('origin must be a non-empty line');
-  if (typeof cp.size !== 'bigint' || cp.size < 0n || cp.size > MAX_U64) throw bad(`tree size must be a uint64 bigint, got ${String(cp.size)}`);
+  if (typeof cp.origin !== 'string' || cp.origin.length === 0 || CONTROL.test(cp.origin))
+    throw bad('origin must be a non-empty line');
+  if (typeof cp.size !== 'bigint' || cp.size < 0n || cp.size > MAX_U64)
+    throw bad(`tree size must be a uint64 bigint, got ${String(cp.size)}`);
   if (!(cp.root instanceof Uint8Array) || cp.root.length !== 32) throw bad('root hash must be 32 bytes');
   const ext = cp.extensions ?? [];
   for (const e of ext) {
-    if (typeof e !== 'string' || e.length === 0 || CONTROL.test(e)) throw bad('extension lines must be non-empty single lines');
+    if (typeof e !== 'string' || e.length === 0 || CONTROL.test(e))
+      throw bad('extension lines must be non-empty single lines');
   }
   return [cp.origin, cp.size.toString(), b64encode(cp.root), ...ext].join('\n') + '\n';
 }
@@ -60,7 +69,8 @@ export function parseCheckpoint(body: string): Checkpoint {
     if (CONTROL.test(l)) throw bad('control character');
   }
   const [origin, sizeText, rootText, ...extensions] = lines;
-  if (!DECIMAL.test(sizeText)) throw bad(`tree size ${JSON.stringify(sizeText.slice(0, 30))} is not a decimal without leading zeros`);
+  if (!DECIMAL.test(sizeText))
+    throw bad(`tree size ${JSON.stringify(sizeText.slice(0, 30))} is not a decimal without leading zeros`);
   const size = BigInt(sizeText);
   if (size > MAX_U64) throw bad(`tree size ${sizeText} exceeds 2^64-1`);
   let root: Uint8Array;
@@ -76,9 +86,13 @@ export function parseCheckpoint(body: string): Checkpoint {
 /** Signs a checkpoint with the log key, whose name must equal the origin. Returns the note text. */
 export function signCheckpoint(cp: Checkpoint, signer: NoteSigner): string {
   if (signer.name !== cp.origin) {
-    throw new CheckpointError('origin-mismatch', `checkpoint origin ${JSON.stringify(cp.origin)} is not the log key's name ${JSON.stringify(signer.name)}`);
+    throw new CheckpointError(
+      'origin-mismatch',
+      `checkpoint origin ${JSON.stringify(cp.origin)} is not the log key's name ${JSON.stringify(signer.name)}`,
+    );
   }
-  if (signer.type !== KEY_TYPE_ED25519) throw new CheckpointError('sign', 'checkpoints are signed with a type 0x01 (Ed25519) log key');
+  if (signer.type !== KEY_TYPE_ED25519)
+    throw new CheckpointError('sign', 'checkpoints are signed with a type 0x01 (Ed25519) log key');
   return signNote(formatCheckpoint(cp), signer);
 }
 
@@ -113,14 +127,23 @@ export interface OpenedCheckpoint {
  * name; a signature line by the log key must verify (and none may fail). Other signatures are ignored unless
  * they belong to the given witnesses, which must then verify. With a policy, its quorum must be met.
  */
-export function openCheckpoint(noteText: string | Uint8Array, logVerifier: NoteVerifier, opts: OpenCheckpointOptions = {}): OpenedCheckpoint {
+export function openCheckpoint(
+  noteText: string | Uint8Array,
+  logVerifier: NoteVerifier,
+  opts: OpenCheckpointOptions = {},
+): OpenedCheckpoint {
   const note = parseNote(noteText);
   const log = checkSignatures(note, logVerifier);
-  if (log.failed.length > 0) throw new CheckpointError('bad-signature', `checkpoint signature by log key ${logVerifier.name} does not verify`);
-  if (log.verified.length === 0) throw new CheckpointError('no-log-signature', `checkpoint is not signed by log key ${logVerifier.name}`);
+  if (log.failed.length > 0)
+    throw new CheckpointError('bad-signature', `checkpoint signature by log key ${logVerifier.name} does not verify`);
+  if (log.verified.length === 0)
+    throw new CheckpointError('no-log-signature', `checkpoint is not signed by log key ${logVerifier.name}`);
   const checkpoint = parseCheckpoint(note.text);
   if (checkpoint.origin !== logVerifier.name) {
-    throw new CheckpointError('origin-mismatch', `checkpoint origin ${JSON.stringify(checkpoint.origin)} is not the log key's name ${JSON.stringify(logVerifier.name)}`);
+    throw new CheckpointError(
+      'origin-mismatch',
+      `checkpoint origin ${JSON.stringify(checkpoint.origin)} is not the log key's name ${JSON.stringify(logVerifier.name)}`,
+    );
   }
   const policy = opts.policy;
   if (policy && !policyHasLog(policy, logVerifier)) {
@@ -136,10 +159,16 @@ export function openCheckpoint(noteText: string | Uint8Array, logVerifier: NoteV
   }
   const cosignatures: VerifiedCosignature[] = [];
   if (witnesses.length > 0) {
-    const check = checkSignatures(note, witnesses.filter((w) => !(w.name === logVerifier.name && w.keyId === logVerifier.keyId)));
+    const check = checkSignatures(
+      note,
+      witnesses.filter((w) => !(w.name === logVerifier.name && w.keyId === logVerifier.keyId)),
+    );
     if (check.failed.length > 0) {
       const f = check.failed[0];
-      throw new CheckpointError('bad-cosignature', `cosignature by witness ${witnessNames.get(f.verifier) ?? f.verifier.name} does not verify`);
+      throw new CheckpointError(
+        'bad-cosignature',
+        `cosignature by witness ${witnessNames.get(f.verifier) ?? f.verifier.name} does not verify`,
+      );
     }
     for (const v of check.verified) {
       const sig = check.verifiedSignatures.find((s) => s.name === v.name && s.keyId === v.keyId)!;

@@ -17,11 +17,18 @@ export class CompactRange {
    * Starts from a known state. Precondition: hashes are the perfect subtree roots of [0, size)
    * (what `hashes()` returned, or rootPlan(size).nodes read from storage).
    */
-  constructor(size: U64Like = 0n, hashes: readonly Hash[] = [], readonly hasher: Hasher = rfc6962) {
+  constructor(
+    size: U64Like = 0n,
+    hashes: readonly Hash[] = [],
+    readonly hasher: Hasher = rfc6962,
+  ) {
     this._size = toU64(size, 'tree size');
     const nodes = rangeNodes(0n, this._size);
     if (nodes.length !== hashes.length) {
-      throw new TlogError('compact-range', `a tree of size ${this._size} has ${nodes.length} perfect subtrees, got ${hashes.length} hashes`);
+      throw new TlogError(
+        'compact-range',
+        `a tree of size ${this._size} has ${nodes.length} perfect subtrees, got ${hashes.length} hashes`,
+      );
     }
     this._hashes = hashes.map((h) => h.slice());
     this._levels = nodes.map((n) => n.level);

@@ -50,21 +50,30 @@ export function verifyCosignature(
   verifier: NoteVerifier,
   opts: { notAfter?: bigint } = {},
 ): bigint {
-  if (verifier.type !== KEY_TYPE_COSIGNATURE) throw new CosignatureError('key-mismatch', `key ${verifier.name} is not a type 0x04 cosignature key`);
+  if (verifier.type !== KEY_TYPE_COSIGNATURE)
+    throw new CosignatureError('key-mismatch', `key ${verifier.name} is not a type 0x04 cosignature key`);
   let raw: Uint8Array;
   if (sig instanceof Uint8Array) raw = sig;
   else {
     const parsed = typeof sig === 'string' ? parseSignatureLine(sig.endsWith('\n') ? sig.slice(0, -1) : sig) : sig;
     if (parsed.name !== verifier.name || parsed.keyId !== verifier.keyId) {
-      throw new CosignatureError('key-mismatch', `cosignature is by ${parsed.name}+${keyIdHex(parsed.keyId)}, not by ${verifier.name}`);
+      throw new CosignatureError(
+        'key-mismatch',
+        `cosignature is by ${parsed.name}+${keyIdHex(parsed.keyId)}, not by ${verifier.name}`,
+      );
     }
     raw = parsed.signature;
   }
-  if (raw.length !== COSIGNATURE_SIZE) throw new CosignatureError('bad-cosignature', `cosignature must be ${COSIGNATURE_SIZE} bytes, got ${raw.length}`);
+  if (raw.length !== COSIGNATURE_SIZE)
+    throw new CosignatureError('bad-cosignature', `cosignature must be ${COSIGNATURE_SIZE} bytes, got ${raw.length}`);
   const ts = cosignatureTimestamp(raw);
-  if (!verifier.verify(utf8(body), raw)) throw new CosignatureError('bad-cosignature', `cosignature by ${verifier.name} does not verify`);
+  if (!verifier.verify(utf8(body), raw))
+    throw new CosignatureError('bad-cosignature', `cosignature by ${verifier.name} does not verify`);
   if (opts.notAfter !== undefined && ts > opts.notAfter) {
-    throw new CosignatureError('future', `cosignature by ${verifier.name} has timestamp ${ts} later than ${opts.notAfter}`);
+    throw new CosignatureError(
+      'future',
+      `cosignature by ${verifier.name} has timestamp ${ts} later than ${opts.notAfter}`,
+    );
   }
   return ts;
 }

@@ -98,7 +98,14 @@ function serialize(v: unknown, depth: number, open: object[]): string {
  */
 export function canonicalJsonString(value: unknown, opts: { allowNonObject?: boolean } = {}): string {
   if (!opts.allowNonObject && (value === null || typeof value !== 'object' || Array.isArray(value))) {
-    const kind = value === null ? 'null' : Array.isArray(value) ? 'an array' : value === undefined ? 'undefined' : `a ${typeof value}`;
+    const kind =
+      value === null
+        ? 'null'
+        : Array.isArray(value)
+          ? 'an array'
+          : value === undefined
+            ? 'undefined'
+            : `a ${typeof value}`;
     throw new JsonError('json', `expected a JSON object, got ${kind}`);
   }
   try {

@@ -69,14 +69,20 @@ export function isValidKeyName(name: unknown): name is string {
 
 export function checkKeyName(name: unknown): string {
   if (!isValidKeyName(name)) {
-    throw new KeyError('key-name', `invalid key name ${JSON.stringify(name)}: must be non-empty, valid UTF-8, without spaces or '+'`);
+    throw new KeyError(
+      'key-name',
+      `invalid key name ${JSON.stringify(name)}: must be non-empty, valid UTF-8, without spaces or '+'`,
+    );
   }
   return name;
 }
 
 function checkType(type: number): KeyType {
   if (type !== KEY_TYPE_ED25519 && type !== KEY_TYPE_COSIGNATURE) {
-    throw new KeyError('key-type', `unsupported key type 0x${type.toString(16).padStart(2, '0')} (want 0x01 Ed25519 or 0x04 cosignature)`);
+    throw new KeyError(
+      'key-type',
+      `unsupported key type 0x${type.toString(16).padStart(2, '0')} (want 0x01 Ed25519 or 0x04 cosignature)`,
+    );
   }
   return type;
 }
@@ -94,7 +100,6 @@ export function keyIdHex(id: number): string {
 export function keyIdBytes(id: number): Uint8Array {
   return new Uint8Array([(id >>> 24) & 0xff, (id >>> 16) & 0xff, (id >>> 8) & 0xff, id & 0xff]);
 }
-
 
 /** The tlog-cosignature/v1 Ed25519 signed message: "cosignature/v1\ntime <T>\n" || note body. */
 export function cosignatureMessage(body: Uint8Array, timestampSeconds: bigint): Uint8Array {
@@ -130,7 +135,8 @@ function readU64be(b: Uint8Array, off: number): bigint {
 
 /** The timestamp of a type 0x04 signature (bytes after the key id). Throws KeyError if it is not 72 bytes. */
 export function cosignatureTimestamp(sig: Uint8Array): bigint {
-  if (sig.length !== COSIGNATURE_SIZE) throw new KeyError('key-length', `cosignature must be ${COSIGNATURE_SIZE} bytes, got ${sig.length}`);
+  if (sig.length !== COSIGNATURE_SIZE)
+    throw new KeyError('key-length', `cosignature must be ${COSIGNATURE_SIZE} bytes, got ${sig.length}`);
   return readU64be(sig, 0);
 }
 
@@ -272,9 +278,15 @@ function splitKey(text: string, parts: number, what: string): string[] {
   return f;
 }
 
-function decodeKeyMaterial(name: string, hex: string, b64: string, what: string): { type: KeyType; key: Uint8Array; id: number } {
+function decodeKeyMaterial(
+  name: string,
+  hex: string,
+  b64: string,
+  what: string,
+): { type: KeyType; key: Uint8Array; id: number } {
   checkKeyName(name);
-  if (!HEX8.test(hex)) throw new KeyError('key-format', `malformed ${what}: key id ${JSON.stringify(hex)} is not 8 hex digits`);
+  if (!HEX8.test(hex))
+    throw new KeyError('key-format', `malformed ${what}: key id ${JSON.stringify(hex)} is not 8 hex digits`);
   let raw: Uint8Array;
   try {
     raw = b64decode(b64, `${what} key`);
@@ -285,7 +297,10 @@ function decodeKeyMaterial(name: string, hex: string, b64: string, what: string)
   const type = checkType(raw[0]);
   const key = raw.slice(1);
   if (key.length !== ED25519_KEY_SIZE) {
-    throw new KeyError('key-length', `malformed ${what}: Ed25519 key must be ${ED25519_KEY_SIZE} bytes, got ${key.length}`);
+    throw new KeyError(
+      'key-length',
+      `malformed ${what}: Ed25519 key must be ${ED25519_KEY_SIZE} bytes, got ${key.length}`,
+    );
   }
   return { type, key, id: parseInt(hex, 16) >>> 0 };
 }
@@ -301,10 +316,12 @@ function stripNewline(text: string): string {
  */
 export function parsePrivateKey(text: string, opts: { now?: () => number | bigint } = {}): NoteSigner {
   const f = splitKey(stripNewline(text), 5, 'private key');
-  if (f[0] !== 'PRIVATE' || f[1] !== 'KEY') throw new KeyError('key-format', 'malformed private key: must start with PRIVATE+KEY+');
+  if (f[0] !== 'PRIVATE' || f[1] !== 'KEY')
+    throw new KeyError('key-format', 'malformed private key: must start with PRIVATE+KEY+');
   const { type, key, id } = decodeKeyMaterial(f[2], f[3], f[4], 'private key');
   const signer = newSigner(f[2], type, key, opts);
-  if (signer.keyId !== id) throw new KeyError('key-id', `private key id ${f[3]} does not match its name and key (${keyIdHex(signer.keyId)})`);
+  if (signer.keyId !== id)
+    throw new KeyError('key-id', `private key id ${f[3]} does not match its name and key (${keyIdHex(signer.keyId)})`);
   return signer;
 }
 
@@ -313,7 +330,8 @@ export function parseVkey(text: string): NoteVerifier {
   const f = splitKey(stripNewline(text), 3, 'vkey');
   const { type, key, id } = decodeKeyMaterial(f[0], f[1], f[2], 'vkey');
   const v = newVerifier(f[0], type, key);
-  if (v.keyId !== id) throw new KeyError('key-id', `vkey id ${f[1]} does not match its name and key (${keyIdHex(v.keyId)})`);
+  if (v.keyId !== id)
+    throw new KeyError('key-id', `vkey id ${f[1]} does not match its name and key (${keyIdHex(v.keyId)})`);
   return v;
 }
 
@@ -346,4 +364,3 @@ export function generateKey(
 export function samePublicKey(a: { publicKey: Uint8Array }, b: { publicKey: Uint8Array }): boolean {
   return bytesEqual(a.publicKey, b.publicKey);
 }
-

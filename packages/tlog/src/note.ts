@@ -38,7 +38,8 @@ export interface Note {
 }
 
 // eslint-disable-next-line no-control-regex
-const FORBIDDEN_CHARS = /[\u0000-\u0009\u000b-\u001f]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const FORBIDDEN_CHARS =
+  /[\u0000-\u0009\u000b-\u001f]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 function malformed(msg: string): NoteError {
   return new NoteError('malformed-note', `malformed note: ${msg}`);
@@ -65,7 +66,11 @@ function checkChars(s: string, what: string): void {
   const m = FORBIDDEN_CHARS.exec(s);
   if (m) {
     const c = m[0].charCodeAt(0);
-    throw malformed(c >= 0xd800 ? `${what} is not valid UTF-8 (lone surrogate)` : `${what} contains control character 0x${c.toString(16).padStart(2, '0')}`);
+    throw malformed(
+      c >= 0xd800
+        ? `${what} is not valid UTF-8 (lone surrogate)`
+        : `${what} contains control character 0x${c.toString(16).padStart(2, '0')}`,
+    );
   }
 }
 
@@ -73,7 +78,8 @@ function checkChars(s: string, what: string): void {
  * Parses one signature line (`— name base64`, without newline). Throws NoteError('malformed-note').
  */
 export function parseSignatureLine(line: string): NoteSignature {
-  if (!line.startsWith(SIG_PREFIX)) throw malformed(`signature line does not start with "— ": ${JSON.stringify(line.slice(0, 40))}`);
+  if (!line.startsWith(SIG_PREFIX))
+    throw malformed(`signature line does not start with "— ": ${JSON.stringify(line.slice(0, 40))}`);
   const rest = line.slice(SIG_PREFIX.length);
   const sp = rest.indexOf(' ');
   if (sp < 0) throw malformed('signature line has no space between key name and signature');
@@ -113,7 +119,10 @@ export function parseNote(note: string | Uint8Array): Note {
   if (!sigBlock.endsWith('\n')) throw malformed('signature block does not end in newline');
   const lines = sigBlock.slice(0, -1).split('\n');
   if (lines.length > MAX_NOTE_SIGNATURES) {
-    throw new NoteError('too-many-signatures', `note has ${lines.length} signatures; at most ${MAX_NOTE_SIGNATURES} are accepted`);
+    throw new NoteError(
+      'too-many-signatures',
+      `note has ${lines.length} signatures; at most ${MAX_NOTE_SIGNATURES} are accepted`,
+    );
   }
   return { text, signatures: lines.map(parseSignatureLine) };
 }
@@ -153,7 +162,11 @@ export function signNote(text: string, signers: NoteSigner | readonly NoteSigner
  * Exact duplicates of lines already present are skipped; with `replace`, a line replaces existing lines of
  * the same key (name and key id), e.g. a fresher cosignature.
  */
-export function addSignatures(noteText: string, lines: string | readonly string[], opts: { replace?: boolean } = {}): string {
+export function addSignatures(
+  noteText: string,
+  lines: string | readonly string[],
+  opts: { replace?: boolean } = {},
+): string {
   const note = parseNote(noteText);
   let list: string[];
   if (typeof lines === 'string') {
@@ -173,7 +186,10 @@ export function addSignatures(noteText: string, lines: string | readonly string[
     note.signatures.push(sig);
   }
   if (note.signatures.length > MAX_NOTE_SIGNATURES) {
-    throw new NoteError('too-many-signatures', `note would have ${note.signatures.length} signatures; at most ${MAX_NOTE_SIGNATURES}`);
+    throw new NoteError(
+      'too-many-signatures',
+      `note would have ${note.signatures.length} signatures; at most ${MAX_NOTE_SIGNATURES}`,
+    );
   }
   return formatNote(note);
 }
@@ -237,12 +253,18 @@ export interface VerifiedNote extends SignatureCheck {
  * that fails to verify rejects the whole note (NoteError 'bad-signature'); at least one known key must
  * have signed it (NoteError 'no-verified-signature').
  */
-export function verifyNote(noteText: string | Uint8Array, verifiers: NoteVerifier | readonly NoteVerifier[]): VerifiedNote {
+export function verifyNote(
+  noteText: string | Uint8Array,
+  verifiers: NoteVerifier | readonly NoteVerifier[],
+): VerifiedNote {
   const note = parseNote(noteText);
   const check = checkSignatures(note, verifiers);
   if (check.failed.length > 0) {
     const f = check.failed[0];
-    throw new NoteError('bad-signature', `invalid signature by known key ${f.signature.name}+${keyIdHex(f.signature.keyId)}`);
+    throw new NoteError(
+      'bad-signature',
+      `invalid signature by known key ${f.signature.name}+${keyIdHex(f.signature.keyId)}`,
+    );
   }
   if (check.verified.length === 0) {
     const known = (Array.isArray(verifiers) ? verifiers : [verifiers]).map((v: NoteVerifier) => v.name).join(', ');

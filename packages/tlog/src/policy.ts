@@ -107,7 +107,8 @@ export function parsePolicy(input: string | Uint8Array): Policy {
         if (f.length < 3 || f.length > 4) fail('want "witness <name> <vkey> [<url>]"');
         checkNewName(f[1]);
         const verifier = key(f[2], KEY_TYPE_COSIGNATURE, 'witness');
-        for (const w of policy.witnesses.values()) if (samePublicKey(w.verifier, verifier)) fail(`duplicate witness key (same as ${w.name})`);
+        for (const w of policy.witnesses.values())
+          if (samePublicKey(w.verifier, verifier)) fail(`duplicate witness key (same as ${w.name})`);
         if (policy.witnesses.size >= MAX_POLICY_ITEMS) fail('too many witnesses');
         policy.witnesses.set(f[1], { name: f[1], vkey: f[2], verifier, ...(f[3] !== undefined ? { url: f[3] } : {}) });
         break;
@@ -177,7 +178,9 @@ export function evaluateQuorum(policy: Policy, cosignedBy: ReadonlySet<string>):
 /** Whether the policy accepts this log key: true when it lists no logs, else the key must be listed. */
 export function policyHasLog(policy: Policy, log: NoteVerifier): boolean {
   if (policy.logs.length === 0) return true;
-  return policy.logs.some((l) => l.verifier.name === log.name && l.verifier.keyId === log.keyId && samePublicKey(l.verifier, log));
+  return policy.logs.some(
+    (l) => l.verifier.name === log.name && l.verifier.keyId === log.keyId && samePublicKey(l.verifier, log),
+  );
 }
 
 /** Formats a policy back to text (one item per line). */

@@ -131,13 +131,23 @@ export function buildProof(p: ProofPlan, hashes: readonly Hash[], hasher: Hasher
 export type HashSource = (nodes: NodeId[]) => Hash[] | Promise<Hash[]>;
 
 /** Inclusion proof of leaf `index` in a tree of `size`, from a hash source. Precondition: index < size. */
-export async function inclusionProof(index: U64Like, size: U64Like, source: HashSource, hasher: Hasher = rfc6962): Promise<Hash[]> {
+export async function inclusionProof(
+  index: U64Like,
+  size: U64Like,
+  source: HashSource,
+  hasher: Hasher = rfc6962,
+): Promise<Hash[]> {
   const p = inclusionProofPlan(index, size);
   return buildProof(p, await source(p.nodes), hasher);
 }
 
 /** Consistency proof between two sizes, from a hash source. Precondition: size1 <= size2. */
-export async function consistencyProof(size1: U64Like, size2: U64Like, source: HashSource, hasher: Hasher = rfc6962): Promise<Hash[]> {
+export async function consistencyProof(
+  size1: U64Like,
+  size2: U64Like,
+  source: HashSource,
+  hasher: Hasher = rfc6962,
+): Promise<Hash[]> {
   const p = consistencyProofPlan(size1, size2);
   return buildProof(p, await source(p.nodes), hasher);
 }
@@ -159,7 +169,13 @@ function checkHash(h: Uint8Array, what: string): void {
  * The root that an inclusion proof implies for leafHash at index in a tree of size (RFC 9162 2.1.3.2).
  * Precondition: index < size and the proof has exactly the length that (index, size) require; throws ProofError.
  */
-export function rootFromInclusionProof(index: U64Like, size: U64Like, leafHash: Hash, proof: readonly Hash[], hasher: Hasher = rfc6962): Hash {
+export function rootFromInclusionProof(
+  index: U64Like,
+  size: U64Like,
+  leafHash: Hash,
+  proof: readonly Hash[],
+  hasher: Hasher = rfc6962,
+): Hash {
   const idx = toU64(index, 'leaf index');
   const n = toU64(size, 'tree size');
   if (idx >= n) throw new ProofError('index-out-of-range', `leaf index ${idx} is not below tree size ${n}`);
@@ -167,7 +183,10 @@ export function rootFromInclusionProof(index: U64Like, size: U64Like, leafHash: 
   proof.forEach((p, i) => checkHash(p, `proof element ${i}`));
   const want = inclusionLength(idx, n);
   if (proof.length !== want) {
-    throw new ProofError('proof-length', `inclusion proof for index ${idx} in size ${n} needs ${want} hashes, got ${proof.length}`);
+    throw new ProofError(
+      'proof-length',
+      `inclusion proof for index ${idx} in size ${n} needs ${want} hashes, got ${proof.length}`,
+    );
   }
   return chain(idx, n - 1n, leafHash, proof, hasher, false).second;
 }
@@ -178,7 +197,14 @@ export function rootFromInclusionProof(index: U64Like, size: U64Like, leafHash: 
  * only when asked (consistency proofs), folds in the left siblings alone: the old tree's root.
  * Precondition: the path has the length (fn, sn) require (checked by the callers); throws ProofError otherwise.
  */
-function chain(fn: bigint, sn: bigint, seed: Hash, path: readonly Hash[], hasher: Hasher, trackFirst: boolean): { first: Hash; second: Hash } {
+function chain(
+  fn: bigint,
+  sn: bigint,
+  seed: Hash,
+  path: readonly Hash[],
+  hasher: Hasher,
+  trackFirst: boolean,
+): { first: Hash; second: Hash } {
   let fr = seed;
   let sr = seed;
   for (const c of path) {
@@ -212,7 +238,14 @@ export function inclusionLength(index: bigint, size: bigint): number {
  * Checks that leafHash is at index in the tree of size with the given root.
  * Precondition: none; throws ProofError saying what did not match.
  */
-export function verifyInclusion(index: U64Like, size: U64Like, leafHash: Hash, proof: readonly Hash[], root: Hash, hasher: Hasher = rfc6962): void {
+export function verifyInclusion(
+  index: U64Like,
+  size: U64Like,
+  leafHash: Hash,
+  proof: readonly Hash[],
+  root: Hash,
+  hasher: Hasher = rfc6962,
+): void {
   checkHash(root, 'root');
   const got = rootFromInclusionProof(index, size, leafHash, proof, hasher);
   if (!bytesEqual(got, root)) {
@@ -225,7 +258,14 @@ export function verifyInclusion(index: U64Like, size: U64Like, leafHash: Hash, p
  * size1 = size2 needs an empty proof and equal roots; size1 = 0 needs an empty proof.
  * Precondition: none; throws ProofError saying what did not match.
  */
-export function verifyConsistency(size1: U64Like, size2: U64Like, proof: readonly Hash[], root1: Hash, root2: Hash, hasher: Hasher = rfc6962): void {
+export function verifyConsistency(
+  size1: U64Like,
+  size2: U64Like,
+  proof: readonly Hash[],
+  root1: Hash,
+  root2: Hash,
+  hasher: Hasher = rfc6962,
+): void {
   const m = toU64(size1, 'first size');
   const n = toU64(size2, 'second size');
   proof.forEach((p, i) => checkHash(p, `proof element ${i}`));
@@ -234,23 +274,34 @@ export function verifyConsistency(size1: U64Like, size2: U64Like, proof: readonl
     throw new ProofError('root-mismatch', `first root ${hexEncode(root1)} is not the empty tree's root`);
   }
   if (m === n) {
-    if (proof.length !== 0) throw new ProofError('proof-length', `consistency proof between equal sizes must be empty, got ${proof.length} hashes`);
+    if (proof.length !== 0)
+      throw new ProofError(
+        'proof-length',
+        `consistency proof between equal sizes must be empty, got ${proof.length} hashes`,
+      );
     if (!bytesEqual(root1, root2)) throw new ProofError('root-mismatch', `roots differ for the same size ${m}`);
     return;
   }
   checkHash(root2, 'second root');
   if (m === 0n) {
     // every tree extends the empty tree
-    if (proof.length !== 0) throw new ProofError('proof-length', `consistency proof from size 0 must be empty, got ${proof.length} hashes`);
+    if (proof.length !== 0)
+      throw new ProofError('proof-length', `consistency proof from size 0 must be empty, got ${proof.length} hashes`);
     return;
   }
   checkHash(root1, 'first root');
   const { first, second } = rootsFromConsistencyProof(m, n, proof, root1, hasher);
   if (!bytesEqual(first, root1)) {
-    throw new ProofError('root-mismatch', `consistency proof gives first root ${hexEncode(first)}, expected ${hexEncode(root1)}`);
+    throw new ProofError(
+      'root-mismatch',
+      `consistency proof gives first root ${hexEncode(first)}, expected ${hexEncode(root1)}`,
+    );
   }
   if (!bytesEqual(second, root2)) {
-    throw new ProofError('root-mismatch', `consistency proof gives second root ${hexEncode(second)}, expected ${hexEncode(root2)}`);
+    throw new ProofError(
+      'root-mismatch',
+      `consistency proof gives second root ${hexEncode(second)}, expected ${hexEncode(root2)}`,
+    );
   }
 }
 
@@ -270,17 +321,25 @@ export function rootsFromConsistencyProof(
 ): { first: Hash; second: Hash } {
   const m = toU64(size1, 'first size');
   const n = toU64(size2, 'second size');
-  if (m === 0n || m >= n) throw new ProofError('size-order', `consistency roots need 0 < first size < second size, got ${m} and ${n}`);
+  if (m === 0n || m >= n)
+    throw new ProofError('size-order', `consistency roots need 0 < first size < second size, got ${m} and ${n}`);
   proof.forEach((p, i) => checkHash(p, `proof element ${i}`));
   if (proof.length === 0) throw new ProofError('proof-length', `consistency proof from ${m} to ${n} is empty`);
   const want = consistencyLength(m, n);
   if (proof.length !== want) {
-    throw new ProofError('proof-length', `consistency proof from ${m} to ${n} needs ${want} hashes, got ${proof.length}`);
+    throw new ProofError(
+      'proof-length',
+      `consistency proof from ${m} to ${n} needs ${want} hashes, got ${proof.length}`,
+    );
   }
   // from a power of two the proof starts above the old root, which the caller supplies
   const pow2 = (m & (m - 1n)) === 0n;
   if (pow2) {
-    if (!root1) throw new ProofError('root-missing', `a consistency proof from a power of two (${m}) does not contain the first root`);
+    if (!root1)
+      throw new ProofError(
+        'root-missing',
+        `a consistency proof from a power of two (${m}) does not contain the first root`,
+      );
     checkHash(root1, 'first root');
   }
   // the walk starts at the largest perfect subtree m's tree ends with

@@ -42,7 +42,8 @@ const B64_HASH = /^[A-Za-z0-9+/]{43}=$/;
  * non-negative safe integer, prev null exactly when seq is 0, else a base64 SHA-256 hash) and returns it.
  */
 export function checkStreamPosition(v: unknown): StreamPosition {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new StreamError('stream-malformed', 'stream is not an object');
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new StreamError('stream-malformed', 'stream is not an object');
   const { id, seq, prev } = v as Record<string, unknown>;
   if (typeof id !== 'string' || id.length === 0 || id.includes('\n')) {
     throw new StreamError('stream-malformed', 'stream.id must be a non-empty string without newlines');

@@ -102,7 +102,8 @@ export function streamStatus(r: StreamRecord): { failed: boolean; status: string
   if (r.broken.length) wrong.push(`prev does not match at seq ${r.broken.join(', ')}`);
   if (r.bad_signatures.length) wrong.push(`bad signature at seq ${r.bad_signatures.join(', ')}`);
   const failed = wrong.length > 0;
-  if (r.unverified_signatures) wrong.push(`${r.unverified_signatures} signature(s) unverifiable without the start event`);
+  if (r.unverified_signatures)
+    wrong.push(`${r.unverified_signatures} signature(s) unverifiable without the start event`);
   if (!r.ended) wrong.push('no end yet');
   const open = r.open_requests.length + r.open_requests_untracked;
   if (open) wrong.push(`${open} request(s) without a response`);
@@ -128,7 +129,15 @@ export class StreamChecker {
       throw new TypeError('stream state is not a version 1 stream checker state');
     }
     for (const r of state?.streams ?? []) {
-      const rec: StreamRecord = { ...r, holes: r.holes.map(([a, b]) => [a, b]), duplicates: [...r.duplicates], broken: [...r.broken], bad_signatures: [...r.bad_signatures], tail: [...r.tail], open_requests: [] };
+      const rec: StreamRecord = {
+        ...r,
+        holes: r.holes.map(([a, b]) => [a, b]),
+        duplicates: [...r.duplicates],
+        broken: [...r.broken],
+        bad_signatures: [...r.bad_signatures],
+        tail: [...r.tail],
+        open_requests: [],
+      };
       this.byId.set(r.id, rec);
       const set = new Set(r.open_requests);
       this.open.set(r.id, set);
@@ -142,7 +151,12 @@ export class StreamChecker {
    * are not access events with a `stream` member are ignored. `now` (ms) bounds the liveness time an event's
    * own `time` can claim. Precondition: entries come in log order, each once. Returns what it found wrong.
    */
-  add(leafIndex: U64Like, leafHash: Uint8Array | string, event: unknown, now = Number.MAX_SAFE_INTEGER): StreamFinding[] {
+  add(
+    leafIndex: U64Like,
+    leafHash: Uint8Array | string,
+    event: unknown,
+    now = Number.MAX_SAFE_INTEGER,
+  ): StreamFinding[] {
     if (typeof event !== 'object' || event === null || Array.isArray(event)) return [];
     const raw = (event as { stream?: unknown }).stream;
     if (raw === undefined) return [];
@@ -162,28 +176,57 @@ export class StreamChecker {
       findings.push({ kind, stream: pos.id, proxy: r!.proxy, seqs: [a, b], leaf_index: index, detail });
     if (!r) {
       r = {
-        id: pos.id, proxy: typeof ev.proxy === 'string' ? ev.proxy : null, stream_key: null, first_seq: pos.seq, last_seq: pos.seq, events: 0,
-        holes: [], duplicates: [], broken: [], bad_signatures: [], unverified_signatures: 0, ended: false, last_heartbeat: null,
-        alive_at: null, open_requests: [], open_requests_untracked: 0, tail: [],
+        id: pos.id,
+        proxy: typeof ev.proxy === 'string' ? ev.proxy : null,
+        stream_key: null,
+        first_seq: pos.seq,
+        last_seq: pos.seq,
+        events: 0,
+        holes: [],
+        duplicates: [],
+        broken: [],
+        bad_signatures: [],
+        unverified_signatures: 0,
+        ended: false,
+        last_heartbeat: null,
+        alive_at: null,
+        open_requests: [],
+        open_requests_untracked: 0,
+        tail: [],
       };
       this.byId.set(pos.id, r);
       this.open.set(pos.id, new Set());
       if (pos.seq > 0) {
         r.holes.push([0, pos.seq - 1]);
-        found('hole', 0, pos.seq - 1, `stream ${pos.id} starts at seq ${pos.seq}: seq ${range(0, pos.seq - 1)} missing`);
+        found(
+          'hole',
+          0,
+          pos.seq - 1,
+          `stream ${pos.id} starts at seq ${pos.seq}: seq ${range(0, pos.seq - 1)} missing`,
+        );
       }
       r.tail = [hash];
     } else if (pos.seq === r.last_seq + 1) {
       // the next event: its prev must be the leaf hash of the one before
       if (!r.tail.includes(pos.prev!)) {
         pushCapped(r.broken, pos.seq);
-        found('broken', pos.seq, pos.seq, `seq ${pos.seq}'s prev ${pos.prev} is not the leaf hash of seq ${r.last_seq} (${r.tail.join(' or ')})`);
+        found(
+          'broken',
+          pos.seq,
+          pos.seq,
+          `seq ${pos.seq}'s prev ${pos.prev} is not the leaf hash of seq ${r.last_seq} (${r.tail.join(' or ')})`,
+        );
       }
       r.last_seq = pos.seq;
       r.tail = [hash];
     } else if (pos.seq > r.last_seq + 1) {
       r.holes.push([r.last_seq + 1, pos.seq - 1]);
-      found('hole', r.last_seq + 1, pos.seq - 1, `seq ${range(r.last_seq + 1, pos.seq - 1)} missing between seq ${r.last_seq} and seq ${pos.seq}`);
+      found(
+        'hole',
+        r.last_seq + 1,
+        pos.seq - 1,
+        `seq ${range(r.last_seq + 1, pos.seq - 1)} missing between seq ${r.last_seq} and seq ${pos.seq}`,
+      );
       r.last_seq = pos.seq;
       r.tail = [hash];
     } else {
@@ -209,7 +252,14 @@ export class StreamChecker {
     return findings;
   }
 
-  private stage(r: StreamRecord, pos: StreamPosition, ev: EventView, index: string, now: number, found: (k: StreamFindingKind, a: number, b: number, d: string) => void): void {
+  private stage(
+    r: StreamRecord,
+    pos: StreamPosition,
+    ev: EventView,
+    index: string,
+    now: number,
+    found: (k: StreamFindingKind, a: number, b: number, d: string) => void,
+  ): void {
     const isLast = pos.seq === r.last_seq;
     if (isLast) r.ended = false;
     const time = typeof ev.time === 'string' ? ev.time : null;
@@ -229,7 +279,12 @@ export class StreamChecker {
         const verdict = this.verifySignature(r, pos, ev.signature);
         if (verdict === 'bad') {
           pushCapped(r.bad_signatures, pos.seq);
-          found('bad-signature', pos.seq, pos.seq, `the ${ev.stage} at seq ${pos.seq} is not signed by the stream key${r.stream_key ? '' : ' (its start event has no valid stream_key)'}`);
+          found(
+            'bad-signature',
+            pos.seq,
+            pos.seq,
+            `the ${ev.stage} at seq ${pos.seq} is not signed by the stream key${r.stream_key ? '' : ' (its start event has no valid stream_key)'}`,
+          );
           break;
         }
         if (verdict === 'unverified') r.unverified_signatures++;

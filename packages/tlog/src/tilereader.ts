@@ -16,7 +16,17 @@ import { bytesEqual, b64encode } from './encoding.js';
 import { TlogError } from './errors.js';
 import { type Hash, type Hasher, HASH_SIZE, rfc6962 } from './hash.js';
 import { type HashSource, type NodeId, foldRange, rangeNodes } from './proof.js';
-import { TILE_WIDTH, type TileRef, nodeFromTile, rightEdgeTiles, tileForNode, tileHashes, tilePath, tileRoot, tileWidth } from './tiles.js';
+import {
+  TILE_WIDTH,
+  type TileRef,
+  nodeFromTile,
+  rightEdgeTiles,
+  tileForNode,
+  tileHashes,
+  tilePath,
+  tileRoot,
+  tileWidth,
+} from './tiles.js';
 import { toU64, type U64Like } from './u64.js';
 
 /**
@@ -65,7 +75,8 @@ export function checkTileSize(ref: TileRef, data: Uint8Array): void {
  * Precondition: data is exactly 256 * 32 bytes.
  */
 export function fullTileRoot(data: Uint8Array, hasher: Hasher = rfc6962): Hash {
-  if (data.length !== TILE_WIDTH * HASH_SIZE) throw new TlogError('tile', `a full tile is ${TILE_WIDTH * HASH_SIZE} bytes, got ${data.length}`);
+  if (data.length !== TILE_WIDTH * HASH_SIZE)
+    throw new TlogError('tile', `a full tile is ${TILE_WIDTH * HASH_SIZE} bytes, got ${data.length}`);
   return tileRoot(tileHashes(data), hasher);
 }
 
@@ -90,7 +101,12 @@ export function checkFullTile(ref: TileRef, data: Uint8Array, expected: Hash, ha
  * (views into `data`). Precondition: `tile` is the verified tile bytes (bundle.width hashes) and
  * bundle.entries is set. Throws TileVerifyError naming the first entry that does not match.
  */
-export function checkEntryBundle(bundle: TileRef, data: Uint8Array, tile: Uint8Array, hasher: Hasher = rfc6962): Uint8Array[] {
+export function checkEntryBundle(
+  bundle: TileRef,
+  data: Uint8Array,
+  tile: Uint8Array,
+  hasher: Hasher = rfc6962,
+): Uint8Array[] {
   const path = tilePath({ ...bundle, entries: true });
   const tpath = tilePath({ level: 0, index: bundle.index, width: bundle.width });
   const first = bundle.index * W;
@@ -102,14 +118,29 @@ export function checkEntryBundle(bundle: TileRef, data: Uint8Array, tile: Uint8A
   while (o < data.length) {
     const i = out.length;
     if (i >= bundle.width) {
-      throw new TileVerifyError('bundle-size', `${path}: holds more than ${bundle.width} entries`, path, first + BigInt(i));
+      throw new TileVerifyError(
+        'bundle-size',
+        `${path}: holds more than ${bundle.width} entries`,
+        path,
+        first + BigInt(i),
+      );
     }
     if (o + 2 > data.length) {
-      throw new TileVerifyError('bundle-malformed', `${path}: truncated in the length of entry ${first + BigInt(i)} at byte ${o}`, path, first + BigInt(i));
+      throw new TileVerifyError(
+        'bundle-malformed',
+        `${path}: truncated in the length of entry ${first + BigInt(i)} at byte ${o}`,
+        path,
+        first + BigInt(i),
+      );
     }
     const len = (data[o] << 8) | data[o + 1];
     if (o + 2 + len > data.length) {
-      throw new TileVerifyError('bundle-malformed', `${path}: entry ${first + BigInt(i)} needs ${len} bytes at byte ${o + 2}, bundle ends at ${data.length}`, path, first + BigInt(i));
+      throw new TileVerifyError(
+        'bundle-malformed',
+        `${path}: entry ${first + BigInt(i)} needs ${len} bytes at byte ${o + 2}, bundle ends at ${data.length}`,
+        path,
+        first + BigInt(i),
+      );
     }
     buf[o + 1] = 0;
     const leafHash = hasher.sha256(buf.subarray(o + 1, o + 2 + len));
@@ -126,7 +157,12 @@ export function checkEntryBundle(bundle: TileRef, data: Uint8Array, tile: Uint8A
     o += 2 + len;
   }
   if (out.length !== bundle.width) {
-    throw new TileVerifyError('bundle-size', `${path}: holds ${out.length} entries, want ${bundle.width}`, path, first + BigInt(out.length));
+    throw new TileVerifyError(
+      'bundle-size',
+      `${path}: holds ${out.length} entries, want ${bundle.width}`,
+      path,
+      first + BigInt(out.length),
+    );
   }
   return out;
 }
@@ -183,10 +219,15 @@ export class VerifiedTileReader {
   constructor(size: U64Like, root: Hash, fetchTile: TileFetcher, opts: VerifiedTileReaderOptions = {}) {
     this.size = toU64(size, 'tree size');
     this.hasher = opts.hasher ?? rfc6962;
-    if (!(root instanceof Uint8Array) || root.length !== HASH_SIZE) throw new TlogError('hash-length', `root must be ${HASH_SIZE} bytes`);
+    if (!(root instanceof Uint8Array) || root.length !== HASH_SIZE)
+      throw new TlogError('hash-length', `root must be ${HASH_SIZE} bytes`);
     this.root = root.slice();
     if (this.size === 0n && !bytesEqual(this.root, this.hasher.empty())) {
-      throw new TileVerifyError('empty-root', `checkpoint of size 0 has root ${short(this.root)}, not the empty tree's root`, '');
+      throw new TileVerifyError(
+        'empty-root',
+        `checkpoint of size 0 has root ${short(this.root)}, not the empty tree's root`,
+        '',
+      );
     }
     this.fetchTile = fetchTile;
     this.accel = opts.accelerator;
@@ -206,7 +247,8 @@ export class VerifiedTileReader {
   async tileBytes(level: number, index: U64Like): Promise<Uint8Array> {
     const ref = this.tileRef(level, index);
     const path = tilePath({ ...ref, width: ref.width || 1 });
-    if (ref.width === 0) throw new TileVerifyError('not-in-tree', `tile ${level}/${ref.index} is beyond tree size ${this.size}`, path);
+    if (ref.width === 0)
+      throw new TileVerifyError('not-in-tree', `tile ${level}/${ref.index} is beyond tree size ${this.size}`, path);
     if (ref.width < TILE_WIDTH) return (await this.rightEdge()).get(level)!;
     const key = `${level}/${ref.index}`;
     const hit = this.cache.get(key);
@@ -241,7 +283,8 @@ export class VerifiedTileReader {
 
   private async verifyFull(ref: TileRef): Promise<Uint8Array> {
     const [expected, data] = await Promise.all([this.parentHash(ref.level, ref.index), this.fetchTile(ref)]);
-    const fast = this.accel && data.length === TILE_WIDTH * HASH_SIZE && bytesEqual(this.accel.fullTileRoot(data), expected);
+    const fast =
+      this.accel && data.length === TILE_WIDTH * HASH_SIZE && bytesEqual(this.accel.fullTileRoot(data), expected);
     if (!fast) checkFullTile(ref, data, expected, this.hasher);
     this.stats.tilesVerified++;
     this.remember(`${ref.level}/${ref.index}`, data);
@@ -279,7 +322,8 @@ export class VerifiedTileReader {
       const loc = tileForNode(id);
       const tile = split.get(loc.level);
       // every node of the root's decomposition below a tile boundary lies in that level's partial tile
-      if (!tile || loc.index !== tile.index) throw new TlogError('internal', `node ${id.level}/${id.index} is not on the right edge`);
+      if (!tile || loc.index !== tile.index)
+        throw new TlogError('internal', `node ${id.level}/${id.index} is not on the right edge`);
       return nodeFromTile(loc, tile.hashes, this.hasher);
     });
     const got = foldRange(hashes, this.hasher);
@@ -301,8 +345,12 @@ export class VerifiedTileReader {
    */
   readonly readHashes: HashSource = async (nodes: NodeId[]) => {
     const locs = nodes.map((id) => {
-      if (((id.index + 1n) << BigInt(id.level)) > this.size) {
-        throw new TileVerifyError('not-in-tree', `node ${id.level}/${id.index} is not a complete subtree of tree size ${this.size}`, '');
+      if ((id.index + 1n) << BigInt(id.level) > this.size) {
+        throw new TileVerifyError(
+          'not-in-tree',
+          `node ${id.level}/${id.index} is not a complete subtree of tree size ${this.size}`,
+          '',
+        );
       }
       return tileForNode(id);
     });
@@ -341,7 +389,11 @@ export class VerifiedTileReader {
   private async fetchBundle(index: U64Like): Promise<{ bundleRef: TileRef; data: Uint8Array; tile: Uint8Array }> {
     const ref = this.tileRef(0, index);
     if (ref.width === 0) {
-      throw new TileVerifyError('not-in-tree', `entry bundle ${ref.index} is beyond tree size ${this.size}`, tilePath({ ...ref, width: 1, entries: true }));
+      throw new TileVerifyError(
+        'not-in-tree',
+        `entry bundle ${ref.index} is beyond tree size ${this.size}`,
+        tilePath({ ...ref, width: 1, entries: true }),
+      );
     }
     const bundleRef: TileRef = { ...ref, entries: true };
     const [tile, data] = await Promise.all([this.tileBytes(0, ref.index), this.fetchTile(bundleRef)]);

@@ -28,7 +28,8 @@ export function encodeTileIndex(index: U64Like): string {
 
 /** The URL path of a tile or entry bundle, without a leading slash: tile/0/x001/234.p/7. */
 export function tilePath(t: TileRef): string {
-  if (!Number.isInteger(t.width) || t.width < 1 || t.width > TILE_WIDTH) throw new TlogError('tile', `tile width must be 1..256, got ${t.width}`);
+  if (!Number.isInteger(t.width) || t.width < 1 || t.width > TILE_WIDTH)
+    throw new TlogError('tile', `tile width must be 1..256, got ${t.width}`);
   const level = t.entries ? 'entries' : String(checkLevel(t.level));
   const partial = t.width < TILE_WIDTH ? `.p/${t.width}` : '';
   return `tile/${level}/${encodeTileIndex(t.index)}${partial}`;
@@ -40,7 +41,8 @@ export function entriesPath(index: U64Like, width = TILE_WIDTH): string {
 }
 
 function checkLevel(level: number): number {
-  if (!Number.isInteger(level) || level < 0 || level > 63) throw new TlogError('tile', `tile level must be 0..63, got ${level}`);
+  if (!Number.isInteger(level) || level < 0 || level > 63)
+    throw new TlogError('tile', `tile level must be 0..63, got ${level}`);
   return level;
 }
 
@@ -54,8 +56,14 @@ export function parseTilePath(path: string): TileRef {
   const entries = m[1] === 'entries';
   const level = entries ? 0 : Number(m[1]);
   if (level > 63) throw new TlogError('tile-path', `tile level out of range: ${m[1]}`);
-  const groups = m[2] ? m[2].split('/').filter(Boolean).map((g) => g.slice(1)) : [];
-  if (groups.length > 0 && groups[0] === '000') throw new TlogError('tile-path', `tile index has a leading zero group: ${path}`);
+  const groups = m[2]
+    ? m[2]
+        .split('/')
+        .filter(Boolean)
+        .map((g) => g.slice(1))
+    : [];
+  if (groups.length > 0 && groups[0] === '000')
+    throw new TlogError('tile-path', `tile index has a leading zero group: ${path}`);
   const digits = groups.join('') + m[3];
   const index = toU64(BigInt(digits), 'tile index');
   const width = m[4] ? Number(m[4]) : TILE_WIDTH;
@@ -157,7 +165,10 @@ export function tileHashes(data: Uint8Array): Hash[] {
 /** The hash of a node from the hashes of the tile that holds it. Precondition: the tile is wide enough. */
 export function nodeFromTile(loc: NodeLocation, hashes: readonly Hash[], hasher: Hasher = rfc6962): Hash {
   if (hashes.length < loc.offset + loc.count) {
-    throw new TlogError('tile', `tile ${loc.level}/${loc.index} has ${hashes.length} hashes, node needs ${loc.offset + loc.count}`);
+    throw new TlogError(
+      'tile',
+      `tile ${loc.level}/${loc.index} has ${hashes.length} hashes, node needs ${loc.offset + loc.count}`,
+    );
   }
   if (loc.count === 1) return hashes[loc.offset];
   return merkleRoot(hashes.slice(loc.offset, loc.offset + loc.count), hasher);
@@ -168,7 +179,8 @@ export function nodeFromTile(loc: NodeLocation, hashes: readonly Hash[], hasher:
  * Precondition: the tile is full.
  */
 export function tileRoot(hashes: readonly Hash[], hasher: Hasher = rfc6962): Hash {
-  if (hashes.length !== TILE_WIDTH) throw new TlogError('tile', `only a full tile has a parent hash, this one has ${hashes.length}`);
+  if (hashes.length !== TILE_WIDTH)
+    throw new TlogError('tile', `only a full tile has a parent hash, this one has ${hashes.length}`);
   return merkleRoot(hashes, hasher);
 }
 
@@ -179,7 +191,8 @@ export const MAX_ENTRY_SIZE = 0xffff;
 export function encodeEntryBundle(entries: readonly Uint8Array[]): Uint8Array {
   let len = 0;
   for (const e of entries) {
-    if (e.length > MAX_ENTRY_SIZE) throw new TlogError('entry-size', `entry of ${e.length} bytes exceeds ${MAX_ENTRY_SIZE}`);
+    if (e.length > MAX_ENTRY_SIZE)
+      throw new TlogError('entry-size', `entry of ${e.length} bytes exceeds ${MAX_ENTRY_SIZE}`);
     len += 2 + e.length;
   }
   const out = new Uint8Array(len);
@@ -198,9 +211,14 @@ export function decodeEntryBundle(data: Uint8Array): Uint8Array[] {
   const out: Uint8Array[] = [];
   let o = 0;
   while (o < data.length) {
-    if (o + 2 > data.length) throw new TlogError('entry-bundle', `entry bundle truncated in a length prefix at byte ${o}`);
+    if (o + 2 > data.length)
+      throw new TlogError('entry-bundle', `entry bundle truncated in a length prefix at byte ${o}`);
     const len = (data[o] << 8) | data[o + 1];
-    if (o + 2 + len > data.length) throw new TlogError('entry-bundle', `entry bundle truncated: entry ${out.length} needs ${len} bytes at byte ${o + 2}`);
+    if (o + 2 + len > data.length)
+      throw new TlogError(
+        'entry-bundle',
+        `entry bundle truncated: entry ${out.length} needs ${len} bytes at byte ${o + 2}`,
+      );
     out.push(data.subarray(o + 2, o + 2 + len));
     o += 2 + len;
     if (out.length > TILE_WIDTH) throw new TlogError('entry-bundle', 'entry bundle holds more than 256 entries');

@@ -45,10 +45,16 @@ function bad(msg: string): TlogProofError {
 }
 
 /** Formats a tlog-proof. The checkpoint must be a signed note text (it is embedded verbatim). */
-export function formatTlogProof(p: { index: U64Like; proof: readonly Uint8Array[]; checkpoint: string; extra?: Uint8Array }): string {
+export function formatTlogProof(p: {
+  index: U64Like;
+  proof: readonly Uint8Array[];
+  checkpoint: string;
+  extra?: Uint8Array;
+}): string {
   const index = toU64(p.index, 'leaf index');
   if (p.proof.length > MAX_PROOF_HASHES) throw bad(`more than ${MAX_PROOF_HASHES} proof hashes`);
-  for (const h of p.proof) if (!(h instanceof Uint8Array) || h.length !== 32) throw bad('proof hashes must be 32 bytes');
+  for (const h of p.proof)
+    if (!(h instanceof Uint8Array) || h.length !== 32) throw bad('proof hashes must be 32 bytes');
   parseNote(p.checkpoint);
   const lines = [TLOG_PROOF_HEADER];
   if (p.extra !== undefined) lines.push(`extra ${b64encode(p.extra)}`);
@@ -78,7 +84,8 @@ export function parseTlogProof(text: string): TlogProof {
   const indexLine = head[i++];
   if (indexLine === undefined || !indexLine.startsWith('index ')) throw bad('missing "index" line');
   const indexText = indexLine.slice('index '.length);
-  if (!DECIMAL.test(indexText)) throw bad(`index ${JSON.stringify(indexText.slice(0, 30))} is not a decimal without leading zeros`);
+  if (!DECIMAL.test(indexText))
+    throw bad(`index ${JSON.stringify(indexText.slice(0, 30))} is not a decimal without leading zeros`);
   const index = BigInt(indexText);
   if (index > MAX_U64) throw bad('index exceeds 2^64-1');
   const proof: Uint8Array[] = [];
@@ -123,18 +130,30 @@ export interface VerifiedTlogProof {
  * witness cosignatures and quorum when a policy or witnesses are given, and the inclusion proof against the
  * checkpoint's root. Throws a TlogError subclass saying what failed.
  */
-export function verifyTlogProof(text: string, leafHash: Uint8Array, logVerifier: NoteVerifier, opts: VerifyTlogProofOptions = {}): VerifiedTlogProof {
+export function verifyTlogProof(
+  text: string,
+  leafHash: Uint8Array,
+  logVerifier: NoteVerifier,
+  opts: VerifyTlogProofOptions = {},
+): VerifiedTlogProof {
   const p = parseTlogProof(text);
   const opened = openCheckpoint(p.checkpoint, logVerifier, {
     ...(opts.witnesses ? { witnesses: opts.witnesses } : {}),
     ...(opts.policy ? { policy: opts.policy } : {}),
   });
   const cp = opened.checkpoint;
-  if (p.index >= cp.size) throw new TlogProofError('inclusion', `index ${p.index} is not below the checkpoint's tree size ${cp.size}`);
+  if (p.index >= cp.size)
+    throw new TlogProofError('inclusion', `index ${p.index} is not below the checkpoint's tree size ${cp.size}`);
   try {
     verifyInclusion(p.index, cp.size, leafHash, p.proof, cp.root, opts.hasher);
   } catch (e) {
     throw new TlogProofError('inclusion', `inclusion proof does not verify: ${(e as Error).message}`);
   }
-  return { index: p.index, checkpoint: cp, note: opened.note, cosignatures: opened.cosignatures, ...(p.extra !== undefined ? { extra: p.extra } : {}) };
+  return {
+    index: p.index,
+    checkpoint: cp,
+    note: opened.note,
+    cosignatures: opened.cosignatures,
+    ...(p.extra !== undefined ? { extra: p.extra } : {}),
+  };
 }

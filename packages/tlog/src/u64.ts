@@ -16,7 +16,8 @@ export function toU64(v: U64Like | string, what = 'value'): bigint {
     if (!Number.isSafeInteger(v)) throw new TlogError('range', `${what} must be a safe integer, got ${v}`);
     b = BigInt(v);
   } else if (typeof v === 'string') {
-    if (!/^(0|[1-9][0-9]*)$/.test(v)) throw new TlogError('range', `${what} must be a decimal integer, got ${JSON.stringify(v)}`);
+    if (!/^(0|[1-9][0-9]*)$/.test(v))
+      throw new TlogError('range', `${what} must be a decimal integer, got ${JSON.stringify(v)}`);
     b = BigInt(v);
   } else {
     throw new TlogError('range', `${what} must be an integer`);

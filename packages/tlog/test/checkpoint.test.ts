@@ -1,8 +1,23 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import {
-  CheckpointError, KEY_TYPE_COSIGNATURE, NoteError, TlogError, addSignatures, b64encode, cosignCheckpoint, formatCheckpoint,
-  generateKey, openCheckpoint, parseCheckpoint, parsePolicy, parsePrivateKey, parseVkey, sha256, signCheckpoint, utf8,
+  CheckpointError,
+  KEY_TYPE_COSIGNATURE,
+  NoteError,
+  TlogError,
+  addSignatures,
+  b64encode,
+  cosignCheckpoint,
+  formatCheckpoint,
+  generateKey,
+  openCheckpoint,
+  parseCheckpoint,
+  parsePolicy,
+  parsePrivateKey,
+  parseVkey,
+  sha256,
+  signCheckpoint,
+  utf8,
   type Checkpoint,
 } from '../src/index.js';
 
@@ -43,7 +58,10 @@ describe('checkpoints', () => {
       fc.property(
         fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
         fc.uint8Array({ minLength: 32, maxLength: 32 }),
-        fc.array(fc.string({ minLength: 1, maxLength: 10 }).filter((s) => !/[\u0000-\u001f]/.test(s)), { maxLength: 3 }),
+        fc.array(
+          fc.string({ minLength: 1, maxLength: 10 }).filter((s) => !/[\u0000-\u001f]/.test(s)),
+          { maxLength: 3 },
+        ),
         (size, r, extensions) => {
           const c = { origin: 'o', size, root: r, extensions };
           expect(parseCheckpoint(formatCheckpoint(c))).to.deep.equal(c);
@@ -126,7 +144,9 @@ describe('checkpoints', () => {
     const r = openCheckpoint(cosigned, logV, { witnesses: [parseVkey(w1k.vkey), parseVkey(w2k.vkey)] });
     expect(r.cosignatures.map((c) => [c.verifier.name, c.timestamp])).to.deep.equal([['w1.example', 1700000000n]]);
 
-    const policy = parsePolicy(`log ${logKeys.vkey}\nwitness A ${w1k.vkey}\nwitness B ${w2k.vkey}\ngroup both all A B\nquorum both\n`);
+    const policy = parsePolicy(
+      `log ${logKeys.vkey}\nwitness A ${w1k.vkey}\nwitness B ${w2k.vkey}\ngroup both all A B\nquorum both\n`,
+    );
     expectCode(() => openCheckpoint(cosigned, logV, { policy }), 'quorum');
     const full = addSignatures(cosigned, [cosignCheckpoint(body, w2, 1700000001)]);
     const ok = openCheckpoint(full, logV, { policy });
@@ -138,7 +158,10 @@ describe('checkpoints', () => {
     expectCode(() => openCheckpoint(bad, logV, { policy }), 'bad-cosignature');
     // a cosignature over another body does not count
     const otherBody = formatCheckpoint({ ...cp, size: cp.size + 1n });
-    expectCode(() => openCheckpoint(addSignatures(cosigned, [cosignCheckpoint(otherBody, w2, 5)]), logV, { policy }), 'bad-cosignature');
+    expectCode(
+      () => openCheckpoint(addSignatures(cosigned, [cosignCheckpoint(otherBody, w2, 5)]), logV, { policy }),
+      'bad-cosignature',
+    );
     // the log must be in the policy when it lists logs
     const other = parsePolicy(`log ${generateKey('example.com/log', 1, seed(99)).vkey}\nquorum none\n`);
     expectCode(() => openCheckpoint(full, logV, { policy: other }), 'log-not-in-policy');

@@ -1,9 +1,24 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import {
-  CosignatureError, KEY_TYPE_COSIGNATURE, TlogError, addSignatures, b64decode, cosignCheckpoint, cosignatureMessage,
-  formatCheckpoint, generateKey, parseNote, parsePrivateKey, parseVkey, sha256, signCheckpoint, utf8, verifyCosignature,
-  verifyNote, fromUtf8,
+  CosignatureError,
+  KEY_TYPE_COSIGNATURE,
+  TlogError,
+  addSignatures,
+  b64decode,
+  cosignCheckpoint,
+  cosignatureMessage,
+  formatCheckpoint,
+  generateKey,
+  parseNote,
+  parsePrivateKey,
+  parseVkey,
+  sha256,
+  signCheckpoint,
+  utf8,
+  verifyCosignature,
+  verifyNote,
+  fromUtf8,
 } from '../src/index.js';
 
 const seed = (n: number) => new Uint8Array(32).fill(n);
@@ -11,7 +26,12 @@ const wk = generateKey('witness.example/w1', KEY_TYPE_COSIGNATURE, seed(5));
 const w = parsePrivateKey(wk.privateKey);
 const wv = parseVkey(wk.vkey);
 const lk = generateKey('example.com/behind-the-sofa', 1, seed(6));
-const body = formatCheckpoint({ origin: 'example.com/behind-the-sofa', size: 20852163n, root: sha256(utf8('x')), extensions: [] });
+const body = formatCheckpoint({
+  origin: 'example.com/behind-the-sofa',
+  size: 20852163n,
+  root: sha256(utf8('x')),
+  extensions: [],
+});
 
 function expectCode(fn: () => unknown, code: string): void {
   try {
@@ -42,7 +62,9 @@ describe('cosignatures (tlog-cosignature v1.0.1, Ed25519)', () => {
   });
 
   it('a 0x04 verifier works with verifyNote on a cosigned checkpoint', () => {
-    const note = addSignatures(signCheckpoint(parseCheckpointLike(), parsePrivateKey(lk.privateKey)), [cosignCheckpoint(body, w, 1)]);
+    const note = addSignatures(signCheckpoint(parseCheckpointLike(), parsePrivateKey(lk.privateKey)), [
+      cosignCheckpoint(body, w, 1),
+    ]);
     const r = verifyNote(note, [wv]);
     expect(r.verified.map((v) => v.name)).to.deep.equal(['witness.example/w1']);
     expect(r.unknown.map((s) => s.name)).to.deep.equal(['example.com/behind-the-sofa']);
@@ -65,7 +87,10 @@ describe('cosignatures (tlog-cosignature v1.0.1, Ed25519)', () => {
     expectCode(() => verifyCosignature(body, line, other), 'key-mismatch');
     expectCode(() => verifyCosignature(body, raw, other), 'bad-cosignature');
     // same key, type 0x01: different key id and not a cosignature key
-    expectCode(() => verifyCosignature(body, line, parseVkey(generateKey('witness.example/w1', 1, seed(5)).vkey)), 'key-mismatch');
+    expectCode(
+      () => verifyCosignature(body, line, parseVkey(generateKey('witness.example/w1', 1, seed(5)).vkey)),
+      'key-mismatch',
+    );
   });
 
   it('refuses to cosign with a 0x01 key, a bad timestamp, or a non-checkpoint body', () => {
@@ -86,7 +111,12 @@ describe('cosignatures (tlog-cosignature v1.0.1, Ed25519)', () => {
   });
 
   function parseCheckpointLike() {
-    return { origin: 'example.com/behind-the-sofa', size: 20852163n, root: sha256(utf8('x')), extensions: [] as string[] };
+    return {
+      origin: 'example.com/behind-the-sofa',
+      size: 20852163n,
+      root: sha256(utf8('x')),
+      extensions: [] as string[],
+    };
   }
   void CosignatureError;
 });

@@ -12,14 +12,54 @@ import { readFileSync } from 'node:fs';
 import * as ed from '@noble/ed25519';
 import { sha512 } from '@noble/hashes/sha2.js';
 import {
-  TlogError, b64decode, b64encode, bytesEqual, concatBytes, consistencyProof, emptyRoot, formatSignatureLine, formatTlogProof,
-  generateKey, hashLeaf, hashNode, hexDecode, hexEncode, inclusionProof, keyIdHex, merkleRoot, openCheckpoint, parseCheckpoint, parseNote,
-  parsePrivateKey, parseVkey, sha256, signNote, tilePath, tilesForSize, utf8, verifyConsistency, verifyInclusion,
-  verifyNote, verifyTlogProof, vkeyOf, type Hash, type NodeId, type NoteVerifier,
+  TlogError,
+  b64decode,
+  b64encode,
+  bytesEqual,
+  concatBytes,
+  consistencyProof,
+  emptyRoot,
+  formatSignatureLine,
+  formatTlogProof,
+  generateKey,
+  hashLeaf,
+  hashNode,
+  hexDecode,
+  hexEncode,
+  inclusionProof,
+  keyIdHex,
+  merkleRoot,
+  openCheckpoint,
+  parseCheckpoint,
+  parseNote,
+  parsePrivateKey,
+  parseVkey,
+  sha256,
+  signNote,
+  tilePath,
+  tilesForSize,
+  utf8,
+  verifyConsistency,
+  verifyInclusion,
+  verifyNote,
+  verifyTlogProof,
+  vkeyOf,
+  type Hash,
+  type NodeId,
+  type NoteVerifier,
 } from '../src/index.js';
 
-interface GoKey { name: string; key_id: string; skey: string; vkey: string }
-interface GoNote { text: string; signers: string[]; note: string }
+interface GoKey {
+  name: string;
+  key_id: string;
+  skey: string;
+  vkey: string;
+}
+interface GoNote {
+  text: string;
+  signers: string[];
+  note: string;
+}
 interface GoTree {
   name: string;
   origin: string;
@@ -140,9 +180,13 @@ describe('Go interop: golang.org/x/mod/sumdb fixtures (Go -> Trailmark)', () => 
 
       it('leaf hashes are our hashLeaf of the records; roots are our merkleRoot', () => {
         t.leaves.forEach((h, i) => {
-          expect(b64encode(hashLeaf(utf8(tree.record_format.replace('%d', String(i)))))).to.equal(tree.leaf_hashes[i], `leaf ${i}`);
+          expect(b64encode(hashLeaf(utf8(tree.record_format.replace('%d', String(i)))))).to.equal(
+            tree.leaf_hashes[i],
+            `leaf ${i}`,
+          );
         });
-        for (const s of tree.sizes) expect(b64encode(merkleRoot(t.leaves.slice(0, s.size)))).to.equal(s.root, `root ${s.size}`);
+        for (const s of tree.sizes)
+          expect(b64encode(merkleRoot(t.leaves.slice(0, s.size)))).to.equal(s.root, `root ${s.size}`);
       });
 
       it('Go-signed checkpoints open with the Go vkey and carry the tlog.TreeHash roots', () => {
@@ -160,12 +204,18 @@ describe('Go interop: golang.org/x/mod/sumdb fixtures (Go -> Trailmark)', () => 
           const proof = hashes(p.proof);
           const root = t.roots.get(p.size)!;
           verifyInclusion(p.index, p.size, t.leaves[p.index], proof, root);
-          expect((await inclusionProof(p.index, p.size, t.source)).map(b64encode)).to.deep.equal(p.proof, `index ${p.index} size ${p.size}`);
+          expect((await inclusionProof(p.index, p.size, t.source)).map(b64encode)).to.deep.equal(
+            p.proof,
+            `index ${p.index} size ${p.size}`,
+          );
           // any flipped bit in any element, or the neighbouring leaf, fails
           proof.forEach((_, j) => {
             const bad = proof.map((h) => h.slice());
             bad[j][(j * 7) % 32] ^= 1 << (j % 8);
-            expectTlogError(() => verifyInclusion(p.index, p.size, t.leaves[p.index], bad, root), `index ${p.index} size ${p.size} element ${j}`);
+            expectTlogError(
+              () => verifyInclusion(p.index, p.size, t.leaves[p.index], bad, root),
+              `index ${p.index} size ${p.size} element ${j}`,
+            );
           });
           if (p.size > 1) {
             const other = (p.index + 1) % p.size;
@@ -180,19 +230,32 @@ describe('Go interop: golang.org/x/mod/sumdb fixtures (Go -> Trailmark)', () => 
           const r1 = t.roots.get(p.old_size)!;
           const r2 = t.roots.get(p.new_size)!;
           verifyConsistency(p.old_size, p.new_size, proof, r1, r2);
-          expect((await consistencyProof(p.old_size, p.new_size, t.source)).map(b64encode)).to.deep.equal(p.proof, `${p.old_size} -> ${p.new_size}`);
+          expect((await consistencyProof(p.old_size, p.new_size, t.source)).map(b64encode)).to.deep.equal(
+            p.proof,
+            `${p.old_size} -> ${p.new_size}`,
+          );
           proof.forEach((_, j) => {
             const bad = proof.map((h) => h.slice());
             bad[j][31 - ((j * 5) % 32)] ^= 0x80 >> (j % 8);
-            expectTlogError(() => verifyConsistency(p.old_size, p.new_size, bad, r1, r2), `${p.old_size} -> ${p.new_size} element ${j}`);
+            expectTlogError(
+              () => verifyConsistency(p.old_size, p.new_size, bad, r1, r2),
+              `${p.old_size} -> ${p.new_size} element ${j}`,
+            );
           });
         }
       });
 
       it('a tlog-proof built from each Go checkpoint and Go record proof verifies', () => {
-        const list = tree.name === 'small' ? tree.record_proofs.filter((p) => p.size === tree.size || p.index === 0) : tree.record_proofs;
+        const list =
+          tree.name === 'small'
+            ? tree.record_proofs.filter((p) => p.size === tree.size || p.index === 0)
+            : tree.record_proofs;
         for (const p of list) {
-          const text = formatTlogProof({ index: p.index, proof: hashes(p.proof), checkpoint: t.checkpoints.get(p.size)! });
+          const text = formatTlogProof({
+            index: p.index,
+            proof: hashes(p.proof),
+            checkpoint: t.checkpoints.get(p.size)!,
+          });
           const r = verifyTlogProof(text, t.leaves[p.index], t.verifier);
           expect(r.index).to.equal(BigInt(p.index));
           expect(r.checkpoint.size).to.equal(BigInt(p.size));
@@ -200,11 +263,15 @@ describe('Go interop: golang.org/x/mod/sumdb fixtures (Go -> Trailmark)', () => 
       });
 
       if (tree.tiles) {
-        it('height-8 tiles from tlog.NewTiles/ReadTileData: same tiles, paths (minus Go\'s /8 height) and hashes', () => {
+        it("height-8 tiles from tlog.NewTiles/ReadTileData: same tiles, paths (minus Go's /8 height) and hashes", () => {
           const ours = tilesForSize(tree.size);
-          expect(ours.map((x) => [x.level, Number(x.index), x.width])).to.deep.equal(tree.tiles!.map((x) => [x.level, x.index, x.width]));
+          expect(ours.map((x) => [x.level, Number(x.index), x.width])).to.deep.equal(
+            tree.tiles!.map((x) => [x.level, x.index, x.width]),
+          );
           for (const g of tree.tiles!) {
-            expect(tilePath({ level: g.level, index: BigInt(g.index), width: g.width })).to.equal(g.go_path.replace(/^tile\/8\//, 'tile/'));
+            expect(tilePath({ level: g.level, index: BigInt(g.index), width: g.width })).to.equal(
+              g.go_path.replace(/^tile\/8\//, 'tile/'),
+            );
             const row = t.levels[8 * g.level].slice(g.index * 256, g.index * 256 + g.width);
             expect(row.length).to.equal(g.width);
             expect(hexEncode(sha256(concatBytes(...row)))).to.equal(g.data_sha256, g.go_path);
@@ -218,14 +285,20 @@ describe('Go interop: golang.org/x/mod/sumdb fixtures (Go -> Trailmark)', () => 
     const big = fx.trees.find((x) => x.name === 'big')!;
     const t = load(big);
     const cases = [
-      big.record_proofs.reduce((a, b) => (b.proof.length > a.proof.length || (b.proof.length === a.proof.length && b.index > a.index) ? b : a)), // a longest proof
+      big.record_proofs.reduce((a, b) =>
+        b.proof.length > a.proof.length || (b.proof.length === a.proof.length && b.index > a.index) ? b : a,
+      ), // a longest proof
       fx.trees[0].record_proofs.find((p) => p.size === 33 && p.index === 32)!, // right border, small tree
     ];
     for (const p of cases) {
       const tree = p === cases[0] ? big : fx.trees[0];
       const tt = p === cases[0] ? t : load(fx.trees[0]);
       it(`index ${p.index} of ${p.size} (${p.proof.length} proof hashes, ${tree.name} tree)`, () => {
-        const text = formatTlogProof({ index: p.index, proof: hashes(p.proof), checkpoint: tt.checkpoints.get(p.size)! });
+        const text = formatTlogProof({
+          index: p.index,
+          proof: hashes(p.proof),
+          checkpoint: tt.checkpoints.get(p.size)!,
+        });
         const leaf = tt.leaves[p.index];
         verifyTlogProof(text, leaf, tt.verifier);
         const bytes = utf8(text);
@@ -245,7 +318,10 @@ describe('Go interop: golang.org/x/mod/sumdb fixtures (Go -> Trailmark)', () => 
               continue;
             }
             tried++;
-            expectTlogError(() => verifyTlogProof(s, leaf, tt.verifier), `byte ${i} bit ${bit} (${JSON.stringify(text.slice(Math.max(0, i - 8), i + 8))})`);
+            expectTlogError(
+              () => verifyTlogProof(s, leaf, tt.verifier),
+              `byte ${i} bit ${bit} (${JSON.stringify(text.slice(Math.max(0, i - 8), i + 8))})`,
+            );
           }
         }
         expect(tried).to.be.greaterThan(2 * bytes.length - 20);
@@ -275,7 +351,10 @@ describe('Go interop: golang.org/x/mod/sumdb fixtures (Go -> Trailmark)', () => 
       expect(b64encode(emptyRoot())).to.equal(b64encode(sha256(new Uint8Array(0))));
       // so a size-0 "root" taken from x/mod does not pass as the empty tree's root here
       const small = load(fx.trees[0]);
-      expectTlogError(() => verifyConsistency(0, 1, [], new Uint8Array(32), small.roots.get(1)!), 'zero root for size 0');
+      expectTlogError(
+        () => verifyConsistency(0, 1, [], new Uint8Array(32), small.roots.get(1)!),
+        'zero root for size 0',
+      );
     });
 
     it('a signature whose base64 has non-zero padding bits: note.Open accepts it, verifyNote rejects it', () => {

@@ -8,7 +8,9 @@ describe('RFC 8785 canonical JSON', () => {
       '{"a":[true,null,"x"],"b":1,"c":{"x":0,"y":0.000001,"z":1e+21}}',
     );
     // RFC 8785 section 3.2.2.2: string escaping
-    expect(canonicalJsonString({ s: '\u20ac$\u000f\nA\'B"\\\\"/' })).to.equal('{"s":"€$\\u000f\\nA\'B\\"\\\\\\\\\\"/"}');
+    expect(canonicalJsonString({ s: '\u20ac$\u000f\nA\'B"\\\\"/' })).to.equal(
+      '{"s":"€$\\u000f\\nA\'B\\"\\\\\\\\\\"/"}',
+    );
     // key order is by UTF-16 code units
     expect(canonicalJsonString({ '\u20ac': 1, '\r': 2, '\ud83d\ude00': 3, '1': 4, '\u00f6': 5 })).to.equal(
       '{"\\r":2,"1":4,"ö":5,"€":1,"😀":3}',
@@ -62,8 +64,16 @@ describe('RFC 8785 canonical JSON', () => {
 describe('canonicalJson against the canonicalize package (RFC 8785 reference)', () => {
   it('property: same output for random JSON objects, including odd keys, numbers and Unicode', async () => {
     const { default: canonicalize } = await import('canonicalize');
-    const key = fc.oneof(fc.string(), fc.string({ unit: 'grapheme' }), fc.string({ unit: 'binary' }).filter((s) => s.isWellFormed()));
-    const num = fc.oneof(fc.double({ noNaN: true, noDefaultInfinity: true }), fc.integer(), fc.constantFrom(1e21, 1e-7, -0, 5e-324, 2 ** 53 + 2));
+    const key = fc.oneof(
+      fc.string(),
+      fc.string({ unit: 'grapheme' }),
+      fc.string({ unit: 'binary' }).filter((s) => s.isWellFormed()),
+    );
+    const num = fc.oneof(
+      fc.double({ noNaN: true, noDefaultInfinity: true }),
+      fc.integer(),
+      fc.constantFrom(1e21, 1e-7, -0, 5e-324, 2 ** 53 + 2),
+    );
     const leaf = fc.oneof(num, fc.string({ unit: 'grapheme' }), fc.boolean(), fc.constant(null));
     const { tree } = fc.letrec((tie) => ({
       tree: fc.oneof({ depthSize: 'small' }, leaf, fc.array(tie('tree')), fc.dictionary(key, tie('tree'))),

@@ -2,8 +2,22 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import {
-  KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, KeyError, b64decode, b64encode, concatBytes, generateKey, keyId, keyIdHex,
-  parsePrivateKey, parseVkey, sha256, utf8, verifierOf, vkeyOf, isValidKeyName,
+  KEY_TYPE_COSIGNATURE,
+  KEY_TYPE_ED25519,
+  KeyError,
+  b64decode,
+  b64encode,
+  concatBytes,
+  generateKey,
+  keyId,
+  keyIdHex,
+  parsePrivateKey,
+  parseVkey,
+  sha256,
+  utf8,
+  verifierOf,
+  vkeyOf,
+  isValidKeyName,
 } from '../src/index.js';
 
 const vectors = JSON.parse(readFileSync(new URL('./vectors/signed-note.json', import.meta.url), 'utf8'));
@@ -117,7 +131,9 @@ describe('keys', () => {
   });
 
   it('cosignature (0x04) keys sign timestamp || signature over the cosignature/v1 message', () => {
-    const s = parsePrivateKey(generateKey('witness.example/w1', KEY_TYPE_COSIGNATURE, new Uint8Array(32).fill(3)).privateKey);
+    const s = parsePrivateKey(
+      generateKey('witness.example/w1', KEY_TYPE_COSIGNATURE, new Uint8Array(32).fill(3)).privateKey,
+    );
     const v = verifierOf(s);
     const sig = (s as unknown as { signAt(m: Uint8Array, t: bigint): Uint8Array }).signAt(utf8('body\n'), 1679315147n);
     expect(sig.length).to.equal(72);
@@ -125,7 +141,10 @@ describe('keys', () => {
     const wrongTime = sig.slice();
     wrongTime[7] ^= 1;
     expect(v.verify(utf8('body\n'), wrongTime)).to.equal(false);
-    expectKeyError(() => (s as unknown as { signAt(m: Uint8Array, t: bigint): Uint8Array }).signAt(utf8('b\n'), 1n << 63n), 'timestamp');
+    expectKeyError(
+      () => (s as unknown as { signAt(m: Uint8Array, t: bigint): Uint8Array }).signAt(utf8('b\n'), 1n << 63n),
+      'timestamp',
+    );
   });
 });
 

@@ -1,9 +1,28 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import {
-  CompactRange, type Hash, type NodeId, ProofError, b64decode, b64encode, buildProof, consistencyProof, consistencyProofPlan,
-  emptyRoot, hashLeaf, hashNode, hexEncode, inclusionProof, inclusionProofPlan, merkleRoot, rootFromInclusionProof, toU64,
-  treeRoot, utf8, verifyConsistency, verifyInclusion,
+  CompactRange,
+  type Hash,
+  type NodeId,
+  ProofError,
+  b64decode,
+  b64encode,
+  buildProof,
+  consistencyProof,
+  consistencyProofPlan,
+  emptyRoot,
+  hashLeaf,
+  hashNode,
+  hexEncode,
+  inclusionProof,
+  inclusionProofPlan,
+  merkleRoot,
+  rootFromInclusionProof,
+  toU64,
+  treeRoot,
+  utf8,
+  verifyConsistency,
+  verifyInclusion,
 } from '../src/index.js';
 
 /** Reference Merkle tree hash straight from RFC 6962 section 2.1's recursive definition. */
@@ -33,7 +52,8 @@ function nodeStore(leaves: Hash[]): (nodes: NodeId[]) => Hash[] {
  * folds them identically, so it cannot tell the two sizes apart.
  */
 function sameShape(a: NodeId[][], b: NodeId[][], pivot: number): boolean {
-  const sides = (r: NodeId[][]) => r.map((x) => ((x[0].index << BigInt(x[0].level)) < BigInt(pivot) ? 'L' : 'R')).join('');
+  const sides = (r: NodeId[][]) =>
+    r.map((x) => (x[0].index << BigInt(x[0].level) < BigInt(pivot) ? 'L' : 'R')).join('');
   return sides(a) === sides(b);
 }
 
@@ -50,7 +70,9 @@ describe('RFC 6962 hashing', () => {
     expect(hexEncode(emptyRoot())).to.equal('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
   });
   it('hashes a leaf with the 0x00 prefix and a node with 0x01', () => {
-    expect(hexEncode(hashLeaf(new Uint8Array(0)))).to.equal('6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d');
+    expect(hexEncode(hashLeaf(new Uint8Array(0)))).to.equal(
+      '6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d',
+    );
     const l = hashLeaf(utf8('a'));
     expect(hashNode(l, l)).to.not.deep.equal(l);
   });
@@ -170,26 +192,36 @@ describe('proof generation and verification', () => {
     const all = leavesOf(150);
     const src = nodeStore(all);
     await fc.assert(
-      fc.asyncProperty(fc.integer({ min: 1, max: 150 }), fc.integer({ min: 1, max: 150 }), fc.nat(), async (a, b, bit) => {
-        const [m, n] = a <= b ? [a, b] : [b, a];
-        const r1 = mth(all.slice(0, m));
-        const r2 = mth(all.slice(0, n));
-        const proof = await consistencyProof(m, n, src);
-        verifyConsistency(m, n, proof, r1, r2);
-        expect(() => verifyConsistency(m, n, proof, flipBit(r1, bit % 256), r2)).to.throw(ProofError);
-        expect(() => verifyConsistency(m, n, proof, r1, flipBit(r2, bit % 256))).to.throw(ProofError);
-        if (proof.length > 0) {
-          const k = bit % proof.length;
-          const bad = proof.map((p, j) => (j === k ? flipBit(p, (bit >> 3) % 256) : p));
-          expect(() => verifyConsistency(m, n, bad, r1, r2)).to.throw(ProofError);
-          const m2 = m ^ (1 << (bit % 8));
-          if (m2 >= 1 && m2 < n && m2 !== m) expect(() => verifyConsistency(m2, n, proof, r1, r2)).to.throw(ProofError);
-          const n2 = n ^ (1 << (bit % 8));
-          if (n2 > m && n2 !== n && !sameShape(consistencyProofPlan(m, n2).ranges, consistencyProofPlan(m, n).ranges, m)) {
-            expect(() => verifyConsistency(m, n2, proof, r1, r2)).to.throw(ProofError);
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 150 }),
+        fc.integer({ min: 1, max: 150 }),
+        fc.nat(),
+        async (a, b, bit) => {
+          const [m, n] = a <= b ? [a, b] : [b, a];
+          const r1 = mth(all.slice(0, m));
+          const r2 = mth(all.slice(0, n));
+          const proof = await consistencyProof(m, n, src);
+          verifyConsistency(m, n, proof, r1, r2);
+          expect(() => verifyConsistency(m, n, proof, flipBit(r1, bit % 256), r2)).to.throw(ProofError);
+          expect(() => verifyConsistency(m, n, proof, r1, flipBit(r2, bit % 256))).to.throw(ProofError);
+          if (proof.length > 0) {
+            const k = bit % proof.length;
+            const bad = proof.map((p, j) => (j === k ? flipBit(p, (bit >> 3) % 256) : p));
+            expect(() => verifyConsistency(m, n, bad, r1, r2)).to.throw(ProofError);
+            const m2 = m ^ (1 << (bit % 8));
+            if (m2 >= 1 && m2 < n && m2 !== m)
+              expect(() => verifyConsistency(m2, n, proof, r1, r2)).to.throw(ProofError);
+            const n2 = n ^ (1 << (bit % 8));
+            if (
+              n2 > m &&
+              n2 !== n &&
+              !sameShape(consistencyProofPlan(m, n2).ranges, consistencyProofPlan(m, n).ranges, m)
+            ) {
+              expect(() => verifyConsistency(m, n2, proof, r1, r2)).to.throw(ProofError);
+            }
           }
-        }
-      }),
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -197,9 +229,11 @@ describe('proof generation and verification', () => {
 
 describe('base64', () => {
   it('round-trips and rejects non-canonical input', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 70 }), (d) => {
-      expect(b64decode(b64encode(d))).to.deep.equal(d);
-    }));
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 70 }), (d) => {
+        expect(b64decode(b64encode(d))).to.deep.equal(d);
+      }),
+    );
     expect(() => b64decode('YQ')).to.throw(/padded/);
     expect(() => b64decode('YR==')).to.throw(/non-canonical/);
     expect(() => b64decode('Y-==')).to.throw(/invalid/);
@@ -210,11 +244,14 @@ describe('base64', () => {
 describe('uint64 bit helpers', () => {
   it('bitLength and trailingZeros agree with a string reference up to 2^64', async () => {
     const { bitLength, trailingZeros } = await import('../src/u64.js');
-    fc.assert(fc.property(fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), (x) => {
-      const bin = x.toString(2);
-      expect(bitLength(x)).to.equal(x === 0n ? 0 : bin.length);
-      expect(trailingZeros(x)).to.equal(x === 0n ? 0 : bin.length - 1 - bin.lastIndexOf('1'));
-    }), { numRuns: 2000 });
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), (x) => {
+        const bin = x.toString(2);
+        expect(bitLength(x)).to.equal(x === 0n ? 0 : bin.length);
+        expect(trailingZeros(x)).to.equal(x === 0n ? 0 : bin.length - 1 - bin.lastIndexOf('1'));
+      }),
+      { numRuns: 2000 },
+    );
     for (let k = 0; k < 64; k++) {
       expect(bitLength(1n << BigInt(k))).to.equal(k + 1);
       expect(trailingZeros(1n << BigInt(k))).to.equal(k);

@@ -2,8 +2,21 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import {
-  NoteError, addSignatures, b64decode, b64encode, generateKey, parseNote, parsePrivateKey, parseVkey, signNote, utf8,
-  verifierOf, verifyNote, MAX_NOTE_SIGNATURES, formatNote, KEY_TYPE_COSIGNATURE,
+  NoteError,
+  addSignatures,
+  b64decode,
+  b64encode,
+  generateKey,
+  parseNote,
+  parsePrivateKey,
+  parseVkey,
+  signNote,
+  utf8,
+  verifierOf,
+  verifyNote,
+  MAX_NOTE_SIGNATURES,
+  formatNote,
+  KEY_TYPE_COSIGNATURE,
 } from '../src/index.js';
 
 const vectors = JSON.parse(readFileSync(new URL('./vectors/signed-note.json', import.meta.url), 'utf8'));
@@ -42,7 +55,10 @@ describe('signed notes', () => {
       it('verifies the note with two signatures, by either or both keys', () => {
         const two = n.note_with_two_signatures;
         expect(parseNote(two).signatures.map((s) => s.name)).to.deep.equal(['PeterNeumann', 'EnochRoot']);
-        expect(verifyNote(two, [peterV, enochV]).verified.map((v) => v.name)).to.deep.equal(['PeterNeumann', 'EnochRoot']);
+        expect(verifyNote(two, [peterV, enochV]).verified.map((v) => v.name)).to.deep.equal([
+          'PeterNeumann',
+          'EnochRoot',
+        ]);
         const onlyEnoch = verifyNote(two, enochV);
         expect(onlyEnoch.verified.map((v) => v.name)).to.deep.equal(['EnochRoot']);
         expect(onlyEnoch.unknown.map((s) => s.name)).to.deep.equal(['PeterNeumann']);
@@ -93,7 +109,15 @@ describe('signed notes', () => {
     const raw = b64decode(p.signatures[0].line.split(' ')[2]);
     const wrongId = raw.slice();
     wrongId[0] ^= 0xff;
-    const t = p.text + '\n' + p.signatures[0].line + '\n\u2014 PeterNeumann ' + b64encode(wrongId) + '\n\u2014 Other ' + b64encode(raw) + '\n';
+    const t =
+      p.text +
+      '\n' +
+      p.signatures[0].line +
+      '\n\u2014 PeterNeumann ' +
+      b64encode(wrongId) +
+      '\n\u2014 Other ' +
+      b64encode(raw) +
+      '\n';
     const r = verifyNote(t, peterV);
     expect(r.verified).to.have.length(1);
     expect(r.unknown).to.have.length(2);
@@ -148,7 +172,9 @@ describe('signed notes', () => {
   });
 
   it('addSignatures appends cosignature lines and validates them', () => {
-    const w = parsePrivateKey(generateKey('witness.example/w1', KEY_TYPE_COSIGNATURE, new Uint8Array(32).fill(9)).privateKey);
+    const w = parsePrivateKey(
+      generateKey('witness.example/w1', KEY_TYPE_COSIGNATURE, new Uint8Array(32).fill(9)).privateKey,
+    );
     const text = vectors.signed_notes[0].text as string;
     const cosigned = signNote(text, w);
     const line = parseNote(cosigned).signatures[0].line;
@@ -165,7 +191,10 @@ describe('signed notes', () => {
 
   it('property: sign then verify round-trips any valid text; any single-character change fails', () => {
     const textArb = fc
-      .array(fc.string({ unit: 'grapheme', maxLength: 30 }).map((s) => s.replace(/[\u0000-\u001f]/g, '')), { minLength: 1, maxLength: 4 })
+      .array(
+        fc.string({ unit: 'grapheme', maxLength: 30 }).map((s) => s.replace(/[\u0000-\u001f]/g, '')),
+        { minLength: 1, maxLength: 4 },
+      )
       .map((ls) => ls.join('\n') + '\n');
     fc.assert(
       fc.property(textArb, fc.nat(), (text, pos) => {

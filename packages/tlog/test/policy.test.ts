@@ -1,6 +1,13 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { KEY_TYPE_COSIGNATURE, PolicyError, evaluateQuorum, formatPolicy, generateKey, parsePolicy } from '../src/index.js';
+import {
+  KEY_TYPE_COSIGNATURE,
+  PolicyError,
+  evaluateQuorum,
+  formatPolicy,
+  generateKey,
+  parsePolicy,
+} from '../src/index.js';
 
 const seed = (n: number) => new Uint8Array(32).fill(n);
 const log = generateKey('example.com/log', 1, seed(1)).vkey;

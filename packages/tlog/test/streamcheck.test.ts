@@ -7,7 +7,8 @@ function check(events: StreamEvent[], now = Date.now()) {
   let c = new StreamChecker();
   const findings = [];
   for (let i = 0; i < events.length; i++) {
-    if (i === Math.floor(events.length / 2)) c = new StreamChecker(JSON.parse(JSON.stringify(c.state())) as StreamCheckerState);
+    if (i === Math.floor(events.length / 2))
+      c = new StreamChecker(JSON.parse(JSON.stringify(c.state())) as StreamCheckerState);
     findings.push(...c.add(i, leafHashOf(events[i]), events[i], now));
   }
   return { c, findings, streams: c.streams() };
@@ -20,7 +21,20 @@ describe('StreamChecker (stream completeness, contract sections 4 and 6)', () =>
     const { findings, streams } = check(evs);
     expect(findings).to.deep.equal([]);
     expect(streams).to.have.length(1);
-    expect(streams[0]).to.deep.include({ id: 's1', proxy: 'proxy-a', first_seq: 0, last_seq: 6, events: 7, holes: [], duplicates: [], broken: [], ended: true, failed: false, status: 'complete', open_requests: [] });
+    expect(streams[0]).to.deep.include({
+      id: 's1',
+      proxy: 'proxy-a',
+      first_seq: 0,
+      last_seq: 6,
+      events: 7,
+      holes: [],
+      duplicates: [],
+      broken: [],
+      ended: true,
+      failed: false,
+      status: 'complete',
+      open_requests: [],
+    });
     expect(streams[0].last_heartbeat!.seq).to.equal(3);
     const r = new StreamWriter('s2');
     const running = check([r.next('start'), r.next('request', { request_id: 'q' }), r.next('heartbeat')]).streams[0];

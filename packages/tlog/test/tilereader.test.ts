@@ -2,8 +2,24 @@ import { expect } from 'chai';
 import { hash as nodeHash } from 'node:crypto';
 import fc from 'fast-check';
 import {
-  CompactRange, TileVerifyError, checkEntryBundle, VerifiedTileReader, bytesEqual, concatBytes, consistencyProof, encodeEntryBundle, inclusionProof,
-  makeHasher, merkleRoot, tilePath, treeRoot, utf8, verifyConsistency, verifyInclusion, type Hash, type TileRef,
+  CompactRange,
+  TileVerifyError,
+  checkEntryBundle,
+  VerifiedTileReader,
+  bytesEqual,
+  concatBytes,
+  consistencyProof,
+  encodeEntryBundle,
+  inclusionProof,
+  makeHasher,
+  merkleRoot,
+  tilePath,
+  treeRoot,
+  utf8,
+  verifyConsistency,
+  verifyInclusion,
+  type Hash,
+  type TileRef,
 } from '../src/index.js';
 
 const hasher = makeHasher((d) => nodeHash('sha256', d, 'buffer'));
@@ -77,13 +93,17 @@ describe('VerifiedTileReader', () => {
   it('computes consistency proofs that verify between many size pairs', async () => {
     const r = new VerifiedTileReader(size, big.rootAt[Number(size)], big.fetchTile, { hasher });
     await fc.assert(
-      fc.asyncProperty(fc.integer({ min: 1, max: Number(size) }), fc.integer({ min: 0, max: Number(size) }), async (a, b) => {
-        const [m, n] = a <= b ? [a, b] : [b, a];
-        if (n === 0) return;
-        const rn = n === Number(size) ? r : new VerifiedTileReader(n, big.rootAt[n], big.fetchTile, { hasher });
-        const proof = await consistencyProof(m, n, rn.readHashes, hasher);
-        verifyConsistency(m, n, proof, big.rootAt[m], big.rootAt[n], hasher);
-      }),
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: Number(size) }),
+        fc.integer({ min: 0, max: Number(size) }),
+        async (a, b) => {
+          const [m, n] = a <= b ? [a, b] : [b, a];
+          if (n === 0) return;
+          const rn = n === Number(size) ? r : new VerifiedTileReader(n, big.rootAt[n], big.fetchTile, { hasher });
+          const proof = await consistencyProof(m, n, rn.readHashes, hasher);
+          verifyConsistency(m, n, proof, big.rootAt[m], big.rootAt[n], hasher);
+        },
+      ),
       { numRuns: 60 },
     );
   });
@@ -137,7 +157,7 @@ describe('VerifiedTileReader', () => {
     });
 
     it('a flipped byte in an entry bundle names the entry', async () => {
-      big.tamper.set('tile/entries/002', flip(2 + 300 % 10));
+      big.tamper.set('tile/entries/002', flip(2 + (300 % 10)));
       const e = await failure(reader().entryBundle(2));
       expect(e.code).to.equal('entry-mismatch');
       expect(e.leafIndex).to.equal(512n);
@@ -163,14 +183,19 @@ describe('VerifiedTileReader', () => {
     });
 
     it('an empty tree whose root is not the empty root', async () => {
-      expect(() => new VerifiedTileReader(0, big.rootAt[1], big.fetchTile, { hasher })).to.throw(TileVerifyError, /size 0/);
+      expect(() => new VerifiedTileReader(0, big.rootAt[1], big.fetchTile, { hasher })).to.throw(
+        TileVerifyError,
+        /size 0/,
+      );
       const r = new VerifiedTileReader(0, hasher.empty(), big.fetchTile, { hasher });
       expect(bytesEqual(await treeRoot(0, r.readHashes, hasher), hasher.empty())).to.equal(true);
     });
 
     it('a node outside the tree', async () => {
       const r = new VerifiedTileReader(10, big.rootAt[10], big.fetchTile, { hasher });
-      expect((await failure(r.readHashes([{ level: 1, index: 5n }]))).message).to.match(/not a complete subtree of tree size 10/);
+      expect((await failure(r.readHashes([{ level: 1, index: 5n }]))).message).to.match(
+        /not a complete subtree of tree size 10/,
+      );
     });
   });
 

@@ -1,8 +1,26 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import {
-  CompactRange, type Hash, concatBytes, decodeEntryBundle, encodeEntryBundle, encodeTileIndex, entriesPath, hashLeaf, hexEncode,
-  nodeFromTile, parseTilePath, rootPlan, buildProof, tileForNode, tileHashes, tilePath, tilesChanged, tilesForSize, tileWidth, utf8,
+  CompactRange,
+  type Hash,
+  concatBytes,
+  decodeEntryBundle,
+  encodeEntryBundle,
+  encodeTileIndex,
+  entriesPath,
+  hashLeaf,
+  hexEncode,
+  nodeFromTile,
+  parseTilePath,
+  rootPlan,
+  buildProof,
+  tileForNode,
+  tileHashes,
+  tilePath,
+  tilesChanged,
+  tilesForSize,
+  tileWidth,
+  utf8,
 } from '../src/index.js';
 
 describe('tlog-tiles', () => {
@@ -17,11 +35,31 @@ describe('tlog-tiles', () => {
   });
 
   it('parses exactly the paths it writes and nothing else', () => {
-    fc.assert(fc.property(fc.integer({ min: 0, max: 63 }), fc.bigInt({ min: 0n, max: (1n << 56n) - 1n }), fc.integer({ min: 1, max: 256 }), fc.boolean(), (level, index, width, entries) => {
-      const t = entries ? { level: 0, index, width, entries: true } : { level, index, width };
-      expect(parseTilePath(tilePath(t))).to.deep.equal(t);
-    }));
-    for (const bad of ['tile/0/1', 'tile/0/0001', 'tile/0/x000/001', 'tile/0/001.p/0', 'tile/0/001.p/256', 'tile/0/001.p/007', 'tile/64/000', 'tile/01/000', 'tile/0/001/', 'tile/data/000', 'tile/0/x1/000']) {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 63 }),
+        fc.bigInt({ min: 0n, max: (1n << 56n) - 1n }),
+        fc.integer({ min: 1, max: 256 }),
+        fc.boolean(),
+        (level, index, width, entries) => {
+          const t = entries ? { level: 0, index, width, entries: true } : { level, index, width };
+          expect(parseTilePath(tilePath(t))).to.deep.equal(t);
+        },
+      ),
+    );
+    for (const bad of [
+      'tile/0/1',
+      'tile/0/0001',
+      'tile/0/x000/001',
+      'tile/0/001.p/0',
+      'tile/0/001.p/256',
+      'tile/0/001.p/007',
+      'tile/64/000',
+      'tile/01/000',
+      'tile/0/001/',
+      'tile/data/000',
+      'tile/0/x1/000',
+    ]) {
       expect(() => parseTilePath(bad), bad).to.throw(/tile/);
     }
   });
@@ -30,11 +68,16 @@ describe('tlog-tiles', () => {
     expect(tilesForSize(0)).to.deep.equal([]);
     expect(tilesForSize(5)).to.deep.equal([{ level: 0, index: 0n, width: 5 }]);
     expect(tilesForSize(256 * 3 + 1)).to.deep.equal([
-      { level: 0, index: 0n, width: 256 }, { level: 0, index: 1n, width: 256 }, { level: 0, index: 2n, width: 256 },
-      { level: 0, index: 3n, width: 1 }, { level: 1, index: 0n, width: 3 },
+      { level: 0, index: 0n, width: 256 },
+      { level: 0, index: 1n, width: 256 },
+      { level: 0, index: 2n, width: 256 },
+      { level: 0, index: 3n, width: 1 },
+      { level: 1, index: 0n, width: 3 },
     ]);
     expect(tilesChanged(250, 260)).to.deep.equal([
-      { level: 0, index: 0n, width: 256 }, { level: 0, index: 1n, width: 4 }, { level: 1, index: 0n, width: 1 },
+      { level: 0, index: 0n, width: 256 },
+      { level: 0, index: 1n, width: 4 },
+      { level: 1, index: 0n, width: 1 },
     ]);
     expect(tileWidth(1, 0, 65536)).to.equal(256);
     expect(tileWidth(2, 0, 65536)).to.equal(1);
@@ -47,14 +90,17 @@ describe('tlog-tiles', () => {
     const cr = new CompactRange();
     const level8: Hash[] = [];
     const level16: Hash[] = [];
-    for (const l of leaves) cr.append(l, (id, h) => {
-      if (id.level === 8) level8.push(h);
-      if (id.level === 16) level16.push(h);
-    });
+    for (const l of leaves)
+      cr.append(l, (id, h) => {
+        if (id.level === 8) level8.push(h);
+        if (id.level === 16) level16.push(h);
+      });
     const stored = [leaves, level8, level16];
     // random sizes, checked in one pass over the leaves: the reference root of each size is the compact range's
     // root after that many appends (rebuilding it per size made this test cost minutes on a loaded machine)
-    const sizes = [...new Set([1, leaves.length, ...fc.sample(fc.integer({ min: 1, max: leaves.length }), 40)])].sort((a, b) => a - b);
+    const sizes = [...new Set([1, leaves.length, ...fc.sample(fc.integer({ min: 1, max: leaves.length }), 40)])].sort(
+      (a, b) => a - b,
+    );
     const c = new CompactRange();
     let appended = 0;
     for (const size of sizes) {

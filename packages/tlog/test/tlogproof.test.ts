@@ -1,9 +1,26 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import {
-  KEY_TYPE_COSIGNATURE, TLOG_PROOF_HEADER, TlogError, addSignatures, b64encode, cosignCheckpoint, formatCheckpoint,
-  formatTlogProof, generateKey, hashLeaf, hashNode, merkleRoot, parsePolicy, parsePrivateKey, parseTlogProof, parseVkey,
-  signCheckpoint, utf8, verifyTlogProof, type Hash,
+  KEY_TYPE_COSIGNATURE,
+  TLOG_PROOF_HEADER,
+  TlogError,
+  addSignatures,
+  b64encode,
+  cosignCheckpoint,
+  formatCheckpoint,
+  formatTlogProof,
+  generateKey,
+  hashLeaf,
+  hashNode,
+  merkleRoot,
+  parsePolicy,
+  parsePrivateKey,
+  parseTlogProof,
+  parseVkey,
+  signCheckpoint,
+  utf8,
+  verifyTlogProof,
+  type Hash,
 } from '../src/index.js';
 
 /** RFC 6962 section 2.1.1 PATH(m, D[n]), straight from the definition. */
@@ -26,7 +43,10 @@ const leaves = Array.from({ length: 13 }, (_, i) => hashLeaf(utf8(`{"n":${i}}`))
 const cp = { origin: 'example.com/fancylog', size: BigInt(leaves.length), root: merkleRoot(leaves), extensions: [] };
 const body = formatCheckpoint(cp);
 const signed = signCheckpoint(cp, log);
-const cosigned = addSignatures(signed, ws.map((w, i) => cosignCheckpoint(body, w, 1700000000 + i)));
+const cosigned = addSignatures(
+  signed,
+  ws.map((w, i) => cosignCheckpoint(body, w, 1700000000 + i)),
+);
 
 function proofFor(i: number, checkpoint = signed, extra?: Uint8Array): string {
   return formatTlogProof({ index: i, proof: path(i, leaves), checkpoint, ...(extra ? { extra } : {}) });
@@ -148,15 +168,22 @@ describe('tlog-proof (c2sp.org/tlog-proof@v1)', () => {
     expectFail(() => verifyTlogProof(proofFor(2, signed), leaves[2], logV, { policy: two }), /quorum/);
     const oneCosig = addSignatures(signed, [cosignCheckpoint(body, ws[0], 1)]);
     expectFail(() => verifyTlogProof(proofFor(2, oneCosig), leaves[2], logV, { policy: two }), /quorum/);
-    expect(verifyTlogProof(proofFor(2, oneCosig), leaves[2], logV, { policy: policy('quorum W1') }).cosignatures[0].witness).to.equal('W1');
+    expect(
+      verifyTlogProof(proofFor(2, oneCosig), leaves[2], logV, { policy: policy('quorum W1') }).cosignatures[0].witness,
+    ).to.equal('W1');
     expect(verifyTlogProof(proofFor(2, signed), leaves[2], logV, { policy: policy('quorum none') }).index).to.equal(2n);
     // a known witness's bad cosignature fails even though the quorum is met by the others
     const badLine = cosignCheckpoint(formatCheckpoint({ ...cp, size: 12n }), ws[2], 5);
-    const withBad = addSignatures(addSignatures(signed, [cosignCheckpoint(body, ws[0], 1), cosignCheckpoint(body, ws[1], 1)]), [badLine]);
+    const withBad = addSignatures(
+      addSignatures(signed, [cosignCheckpoint(body, ws[0], 1), cosignCheckpoint(body, ws[1], 1)]),
+      [badLine],
+    );
     expectFail(() => verifyTlogProof(proofFor(2, withBad), leaves[2], logV, { policy: two }), /cosignature/);
     // unknown cosigners are ignored
     const stranger = parsePrivateKey(generateKey('stranger.example', KEY_TYPE_COSIGNATURE, seed(77)).privateKey);
-    const withStranger = addSignatures(cosigned, [cosignCheckpoint(formatCheckpoint({ ...cp, size: 1n }), stranger, 1)]);
+    const withStranger = addSignatures(cosigned, [
+      cosignCheckpoint(formatCheckpoint({ ...cp, size: 1n }), stranger, 1),
+    ]);
     expect(verifyTlogProof(proofFor(2, withStranger), leaves[2], logV, { policy: two }).index).to.equal(2n);
   });
 

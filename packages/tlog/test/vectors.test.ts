@@ -29,7 +29,8 @@ describe('RFC 6962 vectors (transparency-dev/merkle testdata)', () => {
     for (const file of inclusion) {
       const v = JSON.parse(readFileSync(file, 'utf8'));
       it(`${relative(root, file)}: ${v.wantErr ? 'rejects' : 'accepts'}`, () => {
-        const run = () => verifyInclusion(BigInt(v.leafIdx), BigInt(v.treeSize), bytes(v.leafHash), list(v.proof), bytes(v.root));
+        const run = () =>
+          verifyInclusion(BigInt(v.leafIdx), BigInt(v.treeSize), bytes(v.leafHash), list(v.proof), bytes(v.root));
         if (v.wantErr) expect(run).to.throw();
         else expect(run).not.to.throw();
       });
@@ -40,7 +41,8 @@ describe('RFC 6962 vectors (transparency-dev/merkle testdata)', () => {
     for (const file of consistency) {
       const v = JSON.parse(readFileSync(file, 'utf8'));
       it(`${relative(root, file)}: ${v.wantErr ? 'rejects' : 'accepts'}`, () => {
-        const run = () => verifyConsistency(BigInt(v.size1), BigInt(v.size2), list(v.proof), bytes(v.root1), bytes(v.root2));
+        const run = () =>
+          verifyConsistency(BigInt(v.size1), BigInt(v.size2), list(v.proof), bytes(v.root1), bytes(v.root2));
         if (v.wantErr) expect(run).to.throw();
         else expect(run).not.to.throw();
       });

@@ -28,30 +28,39 @@ interface AuditOptions extends Omit<LogArgs, 'log' | 'key'> {
 export function registerAudit(program: Command): void {
   program
     .command('audit')
-    .description('fetch every entry bundle and tile, recompute every hash and the root, check them against the signed checkpoint (--data: a data directory, offline)')
+    .description(
+      'fetch every entry bundle and tile, recompute every hash and the root, check them against the signed checkpoint (--data: a data directory, offline)',
+    )
     .option('--log <url>', 'log URL')
     .option('--data <dir>', "audit a log's data directory offline instead (a stopped log, or a copy)")
     .option('--key <vkey>', 'log vkey, or a file holding it (required with --log)')
     .option('--log-key <vkey>', 'the same as --key')
     .option('--retries <n>', 'retries of a failed request (429, 503, network errors), with backoff', '5')
     .option('--timeout <seconds>', 'timeout of one request', '15')
-    .option('--state <file>', 'remember the audited checkpoint; next time prove consistency with it and fetch only what is new')
+    .option(
+      '--state <file>',
+      'remember the audited checkpoint; next time prove consistency with it and fetch only what is new',
+    )
     .option('--concurrency <n>', 'entry bundles fetched at once', '16')
     .option('--workers <n>', 'worker threads that fetch and hash bundles (0: all on one thread)', '2')
     .action(
       action(async (opts: AuditOptions, cmd: Command) => {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
-        if (opts.key !== undefined && opts.logKey !== undefined && opts.key !== opts.logKey) throw usage('--key and --log-key name different keys');
+        if (opts.key !== undefined && opts.logKey !== undefined && opts.key !== opts.logKey)
+          throw usage('--key and --log-key name different keys');
         opts.key ??= opts.logKey;
         if (opts.data !== undefined) {
           if (opts.log !== undefined) throw usage('give either --log or --data, not both');
           return auditData(opts.data, opts.key, out);
         }
-        if (opts.log === undefined || opts.key === undefined) throw usage('audit needs --log URL and --key VKEY (or --data DIR)');
+        if (opts.log === undefined || opts.key === undefined)
+          throw usage('audit needs --log URL and --key VKEY (or --data DIR)');
         const concurrency = Number(opts.concurrency);
-        if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256) throw usage(`--concurrency must be 1..256, got ${opts.concurrency}`);
+        if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256)
+          throw usage(`--concurrency must be 1..256, got ${opts.concurrency}`);
         const workers = Number(opts.workers);
-        if (!Number.isInteger(workers) || workers < 0 || workers > 16) throw usage(`--workers must be 0..16, got ${opts.workers}`);
+        if (!Number.isInteger(workers) || workers < 0 || workers > 16)
+          throw usage(`--workers must be 0..16, got ${opts.workers}`);
         const logKey = await loadLogKey(opts);
         const reader = logReader({ ...opts, log: opts.log });
         const previous = opts.state !== undefined ? await mapped(() => readAuditState(opts.state!, logKey)) : null;
@@ -61,7 +70,11 @@ export function registerAudit(program: Command): void {
         const showBar = !out.json && Boolean(process.stderr.isTTY);
         const bar = showBar
           ? new cliProgress.SingleBar(
-              { format: 'auditing [{bar}] {percentage}% | {value}/{total} entries | {eta_formatted} left', stream: process.stderr, hideCursor: true },
+              {
+                format: 'auditing [{bar}] {percentage}% | {value}/{total} entries | {eta_formatted} left',
+                stream: process.stderr,
+                hideCursor: true,
+              },
               cliProgress.Presets.shades_classic,
             )
           : null;
@@ -77,14 +90,17 @@ export function registerAudit(program: Command): void {
         const t0 = performance.now();
         let report;
         try {
-          report = await mapped(() => auditLog(reader, logKey, { previous, bundleConcurrency: concurrency, workers, onProgress }));
+          report = await mapped(() =>
+            auditLog(reader, logKey, { previous, bundleConcurrency: concurrency, workers, onProgress }),
+          );
         } finally {
           if (started) bar!.stop();
         }
         // the tree verified: now every proxy stream in it (contract section 4)
         const streams = await auditStreams(reader, logKey, report, previousStreams);
         const seconds = (performance.now() - t0) / 1000;
-        if (opts.state !== undefined) await mapped(() => writeAuditState(opts.state!, { ...report.state, streams: streams.state }));
+        if (opts.state !== undefined)
+          await mapped(() => writeAuditState(opts.state!, { ...report.state, streams: streams.state }));
         out.info(`${report.origin}: ${report.summary}`);
         const code = reportStreams(out, streams);
         out.result({
@@ -133,7 +149,11 @@ async function auditData(dir: string, keyArg: string | undefined, out: Output): 
     for (const d of report.damage.slice(1)) out.info(`  also: ${d}`);
     throw failed(`${dir}: damaged: ${report.damage[0]}`, details);
   }
-  const against = report.keyGiven ? 'the given key' : "the store's own key (pass --key to check it is the log you expect)";
-  out.info(`${report.origin}: ${report.size} entries, ${report.tiles} tiles and ${report.indexKeys} index keys verified; the root matches the checkpoint signed by ${against}`);
+  const against = report.keyGiven
+    ? 'the given key'
+    : "the store's own key (pass --key to check it is the log you expect)";
+  out.info(
+    `${report.origin}: ${report.size} entries, ${report.tiles} tiles and ${report.indexKeys} index keys verified; the root matches the checkpoint signed by ${against}`,
+  );
   out.result({ ok: true, ...details });
 }

@@ -1,8 +1,13 @@
 import type { Command } from 'commander';
+import { TileVerifyError, TlogError, b64encode, keyIdHex, type NoteVerifier } from '@trailmark/tlog';
 import {
-  TileVerifyError, TlogError, b64encode, keyIdHex, type NoteVerifier,
-} from '@trailmark/tlog';
-import { AuditError, AuditStateError, LogReadError, LogReader, fetchVerifiedCheckpoint, isNotEvidence } from '@trailmark/monitor';
+  AuditError,
+  AuditStateError,
+  LogReadError,
+  LogReader,
+  fetchVerifiedCheckpoint,
+  isNotEvidence,
+} from '@trailmark/monitor';
 import { action, makeOutput } from '../program.js';
 import { CliError, failed, usage } from '../exit.js';
 import { type LogKeyArgs, loadLogKey, loadPolicy, logKeyOptions, writeTextFile } from './files.js';
@@ -14,7 +19,8 @@ import { type LogKeyArgs, loadLogKey, loadPolicy, logKeyOptions, writeTextFile }
 export function toCliError(e: unknown): unknown {
   if (e instanceof CliError) return e;
   // not a note, not signed by this key, another origin, not a proof: a mistake (exit 2), never evidence
-  if (isNotEvidence(e)) return usage(`${(e as Error).message}${mistakeHint((e as TlogError).code)}`, { reason: (e as TlogError).code });
+  if (isNotEvidence(e))
+    return usage(`${(e as Error).message}${mistakeHint((e as TlogError).code)}`, { reason: (e as TlogError).code });
   if (e instanceof TileVerifyError) {
     return failed(`verification failed: ${e.message}`, {
       reason: e.code,
@@ -23,11 +29,16 @@ export function toCliError(e: unknown): unknown {
     });
   }
   // an entry or index the verified tree does not hold: nothing misbehaved, the question was wrong (exit 2)
-  if (e instanceof AuditError && e.code === 'not-found') return usage(`not in the log: ${e.message}`, { reason: e.code });
+  if (e instanceof AuditError && e.code === 'not-found')
+    return usage(`not in the log: ${e.message}`, { reason: e.code });
   if (e instanceof TlogError) return failed(`verification failed: ${e.message}`, { reason: e.code });
   if (e instanceof LogReadError) {
     const hint = e.status === 404 ? " (is --log the log's base URL? a Trailmark log serves /checkpoint)" : '';
-    return usage(`cannot read the log: ${e.message}${hint}`, { reason: 'network', url: e.url, ...(e.status ? { status: e.status } : {}) });
+    return usage(`cannot read the log: ${e.message}${hint}`, {
+      reason: 'network',
+      url: e.url,
+      ...(e.status ? { status: e.status } : {}),
+    });
   }
   if (e instanceof AuditStateError) return usage(e.message, { reason: 'state' });
   return e;
@@ -78,16 +89,16 @@ export function logOptions(cmd: Command): Command {
 export function logReader(args: LogArgs): LogReader {
   const retries = Number(args.retries);
   const timeout = Number(args.timeout);
-  if (!Number.isInteger(retries) || retries < 0 || retries > 100) throw usage(`--retries must be 0..100, got ${args.retries}`);
-  if (!Number.isFinite(timeout) || timeout <= 0) throw usage(`--timeout must be a positive number of seconds, got ${args.timeout}`);
+  if (!Number.isInteger(retries) || retries < 0 || retries > 100)
+    throw usage(`--retries must be 0..100, got ${args.retries}`);
+  if (!Number.isFinite(timeout) || timeout <= 0)
+    throw usage(`--timeout must be a positive number of seconds, got ${args.timeout}`);
   try {
     return new LogReader(args.log, { retries, timeoutMs: timeout * 1000 });
   } catch (e) {
     throw usage(`--log: ${(e as Error).message}`);
   }
 }
-
-
 
 interface CheckpointOptions extends LogArgs {
   policy?: string;
@@ -101,7 +112,11 @@ function keyLabel(v: { name: string; keyId: number }): string {
 /** `trailmark checkpoint --log URL --key VKEY [--policy FILE] [--out FILE]`: fetch, verify, print. */
 export function registerCheckpoint(program: Command): void {
   logOptions(
-    program.command('checkpoint').description("fetch the log's latest checkpoint and verify its signature (and witness cosignatures with --policy)"),
+    program
+      .command('checkpoint')
+      .description(
+        "fetch the log's latest checkpoint and verify its signature (and witness cosignatures with --policy)",
+      ),
   )
     .option('--policy <file>', 'tlog-policy file: witness cosignatures are verified and its quorum must be met')
     .option('--out <file>', 'also write the verified checkpoint note to FILE (for prove consistency --old)')
@@ -128,8 +143,14 @@ export function registerCheckpoint(program: Command): void {
         out.info(`  tree size:   ${cp.size}`);
         out.info(`  root hash:   ${b64encode(cp.root)}`);
         out.info(`  signed by:   ${keyLabel(logKey)} (log key)`);
-        for (const c of verifiedCosigners) out.info(`  cosigned by: ${c.name} (${c.key}, verified, time ${new Date(Number(c.timestamp) * 1000).toISOString()})`);
-        for (const s of others) out.info(`  also signed: ${s.key} (not verified: no key for it${policy ? ' in the policy' : '; give --policy'})`);
+        for (const c of verifiedCosigners)
+          out.info(
+            `  cosigned by: ${c.name} (${c.key}, verified, time ${new Date(Number(c.timestamp) * 1000).toISOString()})`,
+          );
+        for (const s of others)
+          out.info(
+            `  also signed: ${s.key} (not verified: no key for it${policy ? ' in the policy' : '; give --policy'})`,
+          );
         if (policy) out.info('  witness quorum: met');
         if (opts.out !== undefined) out.info(`  written to:  ${opts.out}`);
         out.result({

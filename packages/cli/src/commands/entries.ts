@@ -75,7 +75,8 @@ export function registerEntries(program: Command): void {
         }
         if (end !== undefined && end <= start) throw usage(`--end ${opts.end} is before --start ${opts.start}`);
         const interval = Number(opts.interval);
-        if (!Number.isFinite(interval) || interval <= 0) throw usage(`--interval must be a positive number of seconds, got ${opts.interval}`);
+        if (!Number.isFinite(interval) || interval <= 0)
+          throw usage(`--interval must be a positive number of seconds, got ${opts.interval}`);
         const logKey = await loadLogKey(opts);
         const reader = logReader(opts);
         const stop = new AbortController();
@@ -93,7 +94,9 @@ export function registerEntries(program: Command): void {
               signal: stop.signal,
               onCheckpoint: (cp, prev) => {
                 if (opts.follow) {
-                  process.stderr.write(`trailmark: verified checkpoint ${cp.origin} ${cp.size}${prev ? `, consistent with ${prev.size}` : ''}\n`);
+                  process.stderr.write(
+                    `trailmark: verified checkpoint ${cp.origin} ${cp.size}${prev ? `, consistent with ${prev.size}` : ''}\n`,
+                  );
                 }
               },
             });

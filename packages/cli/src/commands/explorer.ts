@@ -6,7 +6,8 @@ import { loadPolicy, loadVkey, readTextFile } from './files.js';
 
 /** The log's vkey from --key or --log-key (exactly one). */
 export function keyArg(opts: { key?: string; logKey?: string }): string {
-  if ((opts.key === undefined) === (opts.logKey === undefined)) throw usage("give the log's vkey with --key VKEY (or --log-key VKEY)");
+  if ((opts.key === undefined) === (opts.logKey === undefined))
+    throw usage("give the log's vkey with --key VKEY (or --log-key VKEY)");
   return (opts.key ?? opts.logKey)!;
 }
 
@@ -39,14 +40,19 @@ export function registerExplorer(program: Command): void {
       action(async (opts: ExplorerCliOptions, cmd: Command) => {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
         const interval = Number(opts.interval);
-        if (!Number.isSafeInteger(interval) || interval < 50) throw usage(`--interval ${opts.interval} must be an integer >= 50 (milliseconds)`);
+        if (!Number.isSafeInteger(interval) || interval < 50)
+          throw usage(`--interval ${opts.interval} must be an integer >= 50 (milliseconds)`);
         const logKey = await loadVkey(keyArg(opts));
         const policyText = opts.policy !== undefined ? await readTextFile(opts.policy, 'policy file') : undefined;
         const policy = opts.policy !== undefined ? await loadPolicy(opts.policy) : undefined;
         let running;
         try {
           running = await startExplorer({
-            log: opts.log, logKey, dataDir: opts.data, listen: opts.listen, intervalMs: interval,
+            log: opts.log,
+            logKey,
+            dataDir: opts.data,
+            listen: opts.listen,
+            intervalMs: interval,
             ...(policy ? { policy, policyText } : {}),
           });
         } catch (e) {

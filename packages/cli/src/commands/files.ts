@@ -1,7 +1,15 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import {
-  KEY_TYPE_ED25519, b64encode, canonicalJson, fromUtf8, hashLeaf, parsePolicy, parseVkey, type NoteVerifier, type Policy,
+  KEY_TYPE_ED25519,
+  b64encode,
+  canonicalJson,
+  fromUtf8,
+  hashLeaf,
+  parsePolicy,
+  parseVkey,
+  type NoteVerifier,
+  type Policy,
 } from '@trailmark/tlog';
 import { type CliError, usage } from '../exit.js';
 
@@ -60,7 +68,9 @@ export async function loadVkey(arg: string, flag = '--key'): Promise<NoteVerifie
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG') {
         // a long argument without a path shape is a mistyped vkey: say why it does not parse
-        throw usage(`${flag} ${JSON.stringify(arg.length > 120 ? `${arg.slice(0, 120)}...` : arg)} is neither a vkey (${(asString as Error).message}) nor a readable file`);
+        throw usage(
+          `${flag} ${JSON.stringify(arg.length > 120 ? `${arg.slice(0, 120)}...` : arg)} is neither a vkey (${(asString as Error).message}) nor a readable file`,
+        );
       }
       throw usage(`cannot read key file ${arg}: ${code ?? (e as Error).message}`);
     }
@@ -91,11 +101,16 @@ export function logKeyOptions(cmd: Command): Command {
  * hint: it cannot sign checkpoints, so it is always a mix-up.
  */
 export async function loadLogKey(opts: LogKeyArgs): Promise<NoteVerifier> {
-  if (opts.key !== undefined && opts.logKey !== undefined && opts.key !== opts.logKey) throw usage('give the log\'s vkey once: --key or --log-key, not both');
+  if (opts.key !== undefined && opts.logKey !== undefined && opts.key !== opts.logKey)
+    throw usage("give the log's vkey once: --key or --log-key, not both");
   const arg = opts.key ?? opts.logKey;
-  if (arg === undefined) throw usage("give the log's vkey with --key VKEY (or --log-key VKEY): the vkey string or a file holding it, such as log.key.pub");
+  if (arg === undefined)
+    throw usage(
+      "give the log's vkey with --key VKEY (or --log-key VKEY): the vkey string or a file holding it, such as log.key.pub",
+    );
   const v = await loadVkey(arg, opts.key !== undefined ? '--key' : '--log-key');
-  if (v.type !== KEY_TYPE_ED25519) throw usage(`${v.name} is a witness key (type 0x04); give the log's vkey (type 0x01)`, { reason: 'witness-key' });
+  if (v.type !== KEY_TYPE_ED25519)
+    throw usage(`${v.name} is a witness key (type 0x04); give the log's vkey (type 0x01)`, { reason: 'witness-key' });
   return v;
 }
 
@@ -124,12 +139,19 @@ export async function entryLeafHash(file: string): Promise<Uint8Array> {
     v = JSON.parse(text);
   } catch (e) {
     const lines = text.trim().split('\n').length;
-    throw usage(`entry file ${file}: ${lines > 1 ? `holds ${lines} lines; save one entry (one line of \`trailmark entries\`)` : `invalid JSON: ${(e as Error).message}`}`);
+    throw usage(
+      `entry file ${file}: ${lines > 1 ? `holds ${lines} lines; save one entry (one line of \`trailmark entries\`)` : `invalid JSON: ${(e as Error).message}`}`,
+    );
   }
   const o = v as Record<string, unknown>;
   const isLine =
-    typeof v === 'object' && v !== null && !Array.isArray(v) &&
-    Object.keys(o).sort().join() === ENTRIES_LINE_KEYS.join() && typeof o.entry === 'object' && o.entry !== null && !Array.isArray(o.entry);
+    typeof v === 'object' &&
+    v !== null &&
+    !Array.isArray(v) &&
+    Object.keys(o).sort().join() === ENTRIES_LINE_KEYS.join() &&
+    typeof o.entry === 'object' &&
+    o.entry !== null &&
+    !Array.isArray(o.entry);
   let leaf: Uint8Array;
   try {
     leaf = hashLeaf(canonicalJson(isLine ? o.entry : v));
@@ -137,7 +159,9 @@ export async function entryLeafHash(file: string): Promise<Uint8Array> {
     throw usage(`entry file ${file}: ${(e as Error).message}`);
   }
   if (isLine && o.leaf_hash !== b64encode(leaf)) {
-    throw usage(`entry file ${file}: its leaf_hash ${JSON.stringify(o.leaf_hash)} is not the hash of its entry (${b64encode(leaf)}); was the line edited?`);
+    throw usage(
+      `entry file ${file}: its leaf_hash ${JSON.stringify(o.leaf_hash)} is not the hash of its entry (${b64encode(leaf)}); was the line edited?`,
+    );
   }
   return leaf;
 }

@@ -15,11 +15,19 @@ interface ForwardAuthCliOptions extends RecorderCliOptions {
 export function registerForwardAuth(program: Command): void {
   const cmd = program
     .command('forward-auth')
-    .description("record requests for a gateway's auth subrequests (nginx auth_request, Traefik, Caddy, Envoy ext_authz)")
+    .description(
+      "record requests for a gateway's auth subrequests (nginx auth_request, Traefik, Caddy, Envoy ext_authz)",
+    )
     .option('--target <url>', 'action.target when the gateway sends no X-Forwarded-Proto/X-Forwarded-Host');
   recorderOptions(cmd, '127.0.0.1:8082').action(
     action(async (opts: ForwardAuthCliOptions, c: Command) =>
-      runRecorder('forward-auth', opts, c, (common) => startForwardAuth({ ...common, ...(opts.target ? { target: opts.target } : {}) }), opts.target ? { target: opts.target } : {}),
+      runRecorder(
+        'forward-auth',
+        opts,
+        c,
+        (common) => startForwardAuth({ ...common, ...(opts.target ? { target: opts.target } : {}) }),
+        opts.target ? { target: opts.target } : {},
+      ),
     ),
   );
 }

@@ -49,7 +49,14 @@ export function registerKeygen(program: Command): void {
           throw usage(`cannot write ${pubFile}: ${(e as Error).message}`);
         }
         out.info(key.vkey);
-        out.result({ ok: true, name: opts.name, type: opts.witness ? 'witness' : 'log', vkey: key.vkey, key_file: opts.out, vkey_file: pubFile });
+        out.result({
+          ok: true,
+          name: opts.name,
+          type: opts.witness ? 'witness' : 'log',
+          vkey: key.vkey,
+          key_file: opts.out,
+          vkey_file: pubFile,
+        });
       }),
     );
 }

@@ -35,8 +35,14 @@ export function registerMonitor(program: Command): void {
     .option('--key <vkey>', 'same as --log-key', collect)
     .option('--witness-key <file>', 'witness private key (trailmark keygen --witness): serve POST /add-checkpoint')
     .option('--peer <url...>', 'peer monitor base URLs to pull from and push to (--peer A B, or --peer A --peer B)')
-    .option('--listen <host:port>', 'HTTP address for witness, gossip, evidence and metrics (default 127.0.0.1:8090; none with --once)')
-    .option('--data <dir>', 'data directory (LevelDB view, witness state, evidence files); without it the view lives only for this run')
+    .option(
+      '--listen <host:port>',
+      'HTTP address for witness, gossip, evidence and metrics (default 127.0.0.1:8090; none with --once)',
+    )
+    .option(
+      '--data <dir>',
+      'data directory (LevelDB view, witness state, evidence files); without it the view lives only for this run',
+    )
     .option('--once', 'check the logs and peers one time and exit: 0 consistent, 1 misbehaviour, 2 could not check')
     .option('--alert-webhook <url>', 'POST each new piece of evidence (JSON) to this URL')
     .option('--interval <ms>', 'polling and gossip period in milliseconds', '2000')
@@ -51,10 +57,14 @@ export function registerMonitor(program: Command): void {
           throw usage(`give one --log-key per --log (got ${opts.log.length} --log and ${keys.length} --log-key)`);
         }
         const interval = Number(opts.interval);
-        if (!Number.isSafeInteger(interval) || interval < 50) throw usage(`--interval ${opts.interval} must be an integer >= 50 (milliseconds)`);
+        if (!Number.isSafeInteger(interval) || interval < 50)
+          throw usage(`--interval ${opts.interval} must be an integer >= 50 (milliseconds)`);
         const stall = Number(opts.streamStall);
-        if (!Number.isFinite(stall) || stall <= 0) throw usage(`--stream-stall ${opts.streamStall} must be a positive number of seconds`);
-        const logs = await Promise.all(opts.log.map(async (url, i) => ({ url, vkey: await loadLogKey({ logKey: keys[i] }) })));
+        if (!Number.isFinite(stall) || stall <= 0)
+          throw usage(`--stream-stall ${opts.streamStall} must be a positive number of seconds`);
+        const logs = await Promise.all(
+          opts.log.map(async (url, i) => ({ url, vkey: await loadLogKey({ logKey: keys[i] }) })),
+        );
         let witnessKey: string | undefined;
         if (opts.witnessKey) {
           witnessKey = await readTextFile(opts.witnessKey, 'witness key');
@@ -88,10 +98,14 @@ export function registerMonitor(program: Command): void {
             for (const ev of r.evidence) out.info(`evidence     ${ev.origin} ${ev.kind}: ${ev.detail}`);
             if (r.evidence.length && opts.data === undefined) {
               // nothing is kept without --data: print the evidence itself, so it can be saved and verified offline
-              out.info('the evidence (not kept without --data; save it and check it with `trailmark verify evidence FILE --key VKEY`):');
+              out.info(
+                'the evidence (not kept without --data; save it and check it with `trailmark verify evidence FILE --key VKEY`):',
+              );
               out.info(JSON.stringify(r.evidence, null, 2));
             }
-            out.info(r.code === 0 ? 'all consistent' : r.code === 1 ? 'MISBEHAVIOUR FOUND' : 'could not check everything');
+            out.info(
+              r.code === 0 ? 'all consistent' : r.code === 1 ? 'MISBEHAVIOUR FOUND' : 'could not check everything',
+            );
             out.result({
               ok: r.code === 0,
               exit: r.code,
@@ -106,7 +120,11 @@ export function registerMonitor(program: Command): void {
         if (running.url) out.info(`url: ${running.url}`);
         if (running.witnessVkey) out.info(`witness: ${running.witnessVkey}`);
         for (const l of logs) out.info(`following: ${l.vkey.name} at ${l.url}`);
-        out.result({ url: running.url, witness: running.witnessVkey, logs: logs.map((l) => ({ origin: l.vkey.name, url: l.url })) });
+        out.result({
+          url: running.url,
+          witness: running.witnessVkey,
+          logs: logs.map((l) => ({ origin: l.vkey.name, url: l.url })),
+        });
         await runUntilSignal(() => running.close());
         return EXIT_OK;
       }),

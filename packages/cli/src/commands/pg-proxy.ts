@@ -41,49 +41,73 @@ export function registerPgProxy(program: Command): void {
     .description('PostgreSQL access proxy: SCRAM login as proxy users, every statement recorded in the log')
     .requiredOption('--upstream <url>', "the database and the proxy's own login there: postgres://USER@HOST:PORT/DB")
     .option('--upstream-password-file <file>', 'file holding the upstream password (else PGPASSWORD, else the URL)')
-    .option('--upstream-read-only <url>', 'where read-only sessions log in: a database role that can only read (same password sources)')
+    .option(
+      '--upstream-read-only <url>',
+      'where read-only sessions log in: a database role that can only read (same password sources)',
+    )
     .requiredOption('--log <url>', 'log base URL')
     .requiredOption('--log-key <vkey>', "the log's vkey or a file holding it")
     .option('--log-token <token>', 'bearer token for a log whose write API requires one (or TRAILMARK_LOG_TOKEN)')
-    .requiredOption('--users <file>', 'JSON users file {"<user>": {"password": "SCRAM-SHA-256$...", "roles": [...]}} (see pg-password)')
+    .requiredOption(
+      '--users <file>',
+      'JSON users file {"<user>": {"password": "SCRAM-SHA-256$...", "roles": [...]}} (see pg-password)',
+    )
     .option('--rules <file>', 'JSON rules file {"<role>": {"databases": [...], "read_only": bool}}')
     .option('--listen <host:port>', 'where the proxy listens', '127.0.0.1:6432')
-    .option('--spool <dir>', 'spool directory (events fsynced here before statements are forwarded)', './trailmark-pg-spool')
-    .option('--mode <mode>', 'spool (default): durable locally first; strict: forward only after the log acknowledged', 'spool')
+    .option(
+      '--spool <dir>',
+      'spool directory (events fsynced here before statements are forwarded)',
+      './trailmark-pg-spool',
+    )
+    .option(
+      '--mode <mode>',
+      'spool (default): durable locally first; strict: forward only after the log acknowledged',
+      'spool',
+    )
     .option('--name <name>', "the events' proxy field (default: the host name)")
     .option('--log-params', 'record the values of bound parameters (default: only their number)')
     .option('--tls-cert <file>', 'PEM certificate for TLS to clients (with --tls-key)')
     .option('--tls-key <file>', 'PEM private key for TLS to clients')
-    .option('--workers <n>', 'serve with N processes on one address, each with its own spool DIR/worker-<i> (its own stream)', '1')
+    .option(
+      '--workers <n>',
+      'serve with N processes on one address, each with its own spool DIR/worker-<i> (its own stream)',
+      '1',
+    )
     .action(
       action(async (opts: PgProxyCliOptions, cmd: Command) => {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
         const logKey = await loadVkey(opts.logKey);
-        const password = opts.upstreamPasswordFile ? await firstLine(opts.upstreamPasswordFile, 'upstream password file') : process.env.PGPASSWORD;
+        const password = opts.upstreamPasswordFile
+          ? await firstLine(opts.upstreamPasswordFile, 'upstream password file')
+          : process.env.PGPASSWORD;
         const logToken = opts.logToken ?? process.env.TRAILMARK_LOG_TOKEN;
         const workers = Number(opts.workers);
-        if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw usage(`--workers must be 1..64, got ${opts.workers}`);
+        if (!Number.isInteger(workers) || workers < 1 || workers > 64)
+          throw usage(`--workers must be 1..64, got ${opts.workers}`);
         // loaded here, not at start: other commands do not pay for it
         const { servePgProxy } = await import('@trailmark/pg-proxy');
         let running: PgProxyService;
         try {
-          running = await servePgProxy({
-            upstream: opts.upstream,
-            ...(password !== undefined ? { upstreamPassword: password, upstreamReadOnlyPassword: password } : {}),
-            ...(opts.upstreamReadOnly ? { upstreamReadOnly: opts.upstreamReadOnly } : {}),
-            log: opts.log,
-            logKey,
-            ...(logToken ? { logToken } : {}),
-            users: opts.users,
-            ...(opts.rules ? { rules: opts.rules } : {}),
-            listen: opts.listen,
-            spoolDir: opts.spool,
-            mode: opts.mode as TrailMode,
-            ...(opts.name ? { name: opts.name } : {}),
-            logParams: Boolean(opts.logParams),
-            ...(opts.tlsCert ? { tlsCert: opts.tlsCert } : {}),
-            ...(opts.tlsKey ? { tlsKey: opts.tlsKey } : {}),
-          }, workers);
+          running = await servePgProxy(
+            {
+              upstream: opts.upstream,
+              ...(password !== undefined ? { upstreamPassword: password, upstreamReadOnlyPassword: password } : {}),
+              ...(opts.upstreamReadOnly ? { upstreamReadOnly: opts.upstreamReadOnly } : {}),
+              log: opts.log,
+              logKey,
+              ...(logToken ? { logToken } : {}),
+              users: opts.users,
+              ...(opts.rules ? { rules: opts.rules } : {}),
+              listen: opts.listen,
+              spoolDir: opts.spool,
+              mode: opts.mode as TrailMode,
+              ...(opts.name ? { name: opts.name } : {}),
+              logParams: Boolean(opts.logParams),
+              ...(opts.tlsCert ? { tlsCert: opts.tlsCert } : {}),
+              ...(opts.tlsKey ? { tlsKey: opts.tlsKey } : {}),
+            },
+            workers,
+          );
         } catch (e) {
           if (e instanceof ProxyError || e instanceof TlogError) throw usage(e.message);
           const err = e as NodeJS.ErrnoException;

@@ -21,7 +21,10 @@ interface ConsistencyOptions extends LogArgs {
  * The older checkpoint for `prove consistency --old FILE`: a checkpoint note, or a consistency-proof file
  * from an earlier run (its new_checkpoint), so proofs chain. It must verify with the log key (else exit 2).
  */
-async function loadOldCheckpoint(file: string, logKey: NoteVerifier): Promise<{ text: string; checkpoint: Checkpoint }> {
+async function loadOldCheckpoint(
+  file: string,
+  logKey: NoteVerifier,
+): Promise<{ text: string; checkpoint: Checkpoint }> {
   let text = await readTextFile(file, 'old checkpoint');
   if (text.trimStart().startsWith('{')) {
     try {
@@ -40,16 +43,24 @@ async function loadOldCheckpoint(file: string, logKey: NoteVerifier): Promise<{ 
 
 /** `trailmark prove inclusion|consistency`: proofs computed from tiles verified against the signed checkpoint. */
 export function registerProve(program: Command): void {
-  const prove = program.command('prove').description("compute proofs from the log's tiles, each checked against its signed checkpoint");
+  const prove = program
+    .command('prove')
+    .description("compute proofs from the log's tiles, each checked against its signed checkpoint");
 
-  logOptions(prove.command('inclusion').description('write a tlog-proof (c2sp.org/tlog-proof@v1) that an entry is in the log'))
+  logOptions(
+    prove.command('inclusion').description('write a tlog-proof (c2sp.org/tlog-proof@v1) that an entry is in the log'),
+  )
     .option('--index <i>', 'leaf index of the entry')
-    .option('--entry <file>', 'the entry, a JSON object (canonicalized with RFC 8785, then found by its leaf hash), or one line of `trailmark --json entries`')
+    .option(
+      '--entry <file>',
+      'the entry, a JSON object (canonicalized with RFC 8785, then found by its leaf hash), or one line of `trailmark --json entries`',
+    )
     .option('--out <file>', 'write the proof to FILE (.tlog-proof) instead of standard output')
     .action(
       action(async (opts: InclusionOptions, cmd: Command) => {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
-        if ((opts.index === undefined) === (opts.entry === undefined)) throw usage('give exactly one of --index I or --entry FILE.json');
+        if ((opts.index === undefined) === (opts.entry === undefined))
+          throw usage('give exactly one of --index I or --entry FILE.json');
         let index: bigint | undefined;
         if (opts.index !== undefined) {
           try {
@@ -72,7 +83,9 @@ export function registerProve(program: Command): void {
         if (opts.out !== undefined) await writeTextFile(opts.out, r.proof);
         else if (!out.json) process.stdout.write(r.proof);
         if (opts.out !== undefined) {
-          out.info(`wrote ${opts.out}: leaf ${r.idx} (hash ${b64encode(r.leafHash)}) is in ${r.log.checkpoint.origin} at tree size ${r.log.checkpoint.size}`);
+          out.info(
+            `wrote ${opts.out}: leaf ${r.idx} (hash ${b64encode(r.leafHash)}) is in ${r.log.checkpoint.origin} at tree size ${r.log.checkpoint.size}`,
+          );
         }
         out.result({
           ok: true,
@@ -90,7 +103,9 @@ export function registerProve(program: Command): void {
   logOptions(
     prove
       .command('consistency')
-      .description("prove that the log's current checkpoint extends an older one; writes {old_checkpoint, new_checkpoint, proof}"),
+      .description(
+        "prove that the log's current checkpoint extends an older one; writes {old_checkpoint, new_checkpoint, proof}",
+      ),
   )
     .requiredOption('--old <file>', 'the older checkpoint note (as written by `trailmark checkpoint --out`)')
     .option('--out <file>', 'write the proof JSON to FILE instead of standard output')
@@ -109,7 +124,9 @@ export function registerProve(program: Command): void {
         if (opts.out !== undefined) await writeTextFile(opts.out, text);
         else if (!out.json) process.stdout.write(text);
         if (opts.out !== undefined) {
-          out.info(`wrote ${opts.out}: ${r.log.checkpoint.origin} at tree size ${r.log.checkpoint.size} is consistent with tree size ${old.checkpoint.size}`);
+          out.info(
+            `wrote ${opts.out}: ${r.log.checkpoint.origin} at tree size ${r.log.checkpoint.size} is consistent with tree size ${old.checkpoint.size}`,
+          );
         }
         out.result({
           ok: true,

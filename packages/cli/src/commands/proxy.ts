@@ -20,7 +20,9 @@ export function registerProxy(program: Command): void {
   recorderOptions(cmd, '127.0.0.1:8081').action(
     action(async (opts: ProxyCliOptions, c: Command) =>
       // startProxy checks --mode and both URLs (a ProxyError, exit 2)
-      runRecorder('proxy', opts, c, (common) => startProxy({ ...common, upstream: opts.upstream }), { upstream: opts.upstream }),
+      runRecorder('proxy', opts, c, (common) => startProxy({ ...common, upstream: opts.upstream }), {
+        upstream: opts.upstream,
+      }),
     ),
   );
 }

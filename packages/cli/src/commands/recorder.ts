@@ -1,6 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
-import { defaultWorkers, ProxyError, runWorkers, type RecorderOptions, type RunningPool, type RunningRecorder, type TrailMode } from '@trailmark/proxy';
+import {
+  defaultWorkers,
+  ProxyError,
+  runWorkers,
+  type RecorderOptions,
+  type RunningPool,
+  type RunningRecorder,
+  type TrailMode,
+} from '@trailmark/proxy';
 import { TlogError } from '@trailmark/tlog';
 import { makeOutput, runUntilSignal } from '../program.js';
 import { EXIT_OK, usage } from '../exit.js';
@@ -36,7 +44,9 @@ async function readLogToken(opts: { logToken?: string; logTokenFile?: string }):
     try {
       text = await readFile(opts.logTokenFile, 'utf8');
     } catch (e) {
-      throw usage(`cannot read --log-token-file ${opts.logTokenFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw usage(
+        `cannot read --log-token-file ${opts.logTokenFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
     }
     const token = text.split('\n')[0].trim();
     if (!token) throw usage(`--log-token-file ${opts.logTokenFile} is empty`);
@@ -49,25 +59,48 @@ const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /** Declares the shared options on a recording command. */
 export function recorderOptions(cmd: Command, defaultListen: string): Command {
-  return cmd
-    .requiredOption('--log <url>', 'log base URL')
-    .requiredOption('--log-key <vkey>', "the log's vkey or a file holding it")
-    .requiredOption('--tokens <file>', 'JSON file mapping bearer tokens to identities {"<token>": {"id", "roles"}}')
-    .option('--log-token <token>', 'bearer token for a log whose write API requires one (visible in ps: prefer the two below)')
-    .option('--log-token-file <file>', 'read the log token from this file (first line); or set TRAILMARK_LOG_TOKEN')
-    .option('--listen <host:port>', 'where it listens', defaultListen)
-    .option('--spool <dir>', 'spool directory (request events fsynced here before the request proceeds)', './trailmark-spool')
-    .option('--mode <mode>', 'spool (default): durable locally first; strict: only after the log acknowledged', 'spool')
-    .option('--name <name>', "the events' proxy field (default: the host name)")
-    .option('--redact-header <name>', 'header whose value never reaches the log (repeatable)', collect)
-    .option('--redact-query <name>', 'query parameter whose value never reaches the log (repeatable)', collect)
-    .option('--admin-listen <host:port>', 'serve /healthz and /metrics here')
-    .option('--rules <file>', 'JSON file of role rules {"<role>": {"methods": [...], "paths": [...]}}: 403 outside them')
-    .option('--stream-key <file>', 'the stream key (signed-note private key); default: stream.key in the spool directory, created on first start')
-    .option('--heartbeat-seconds <n>', 'seconds between signed heartbeat events (at most 60)', '30')
-    // events without stream fields, as before streams: only for scripts/bench-proxy.ts to measure their cost
-    .addOption(new Option('--bench-without-streams').hideHelp())
-    .option('--workers <n>', 'processes serving the one listening address, each with its own spool and stream (default: the CPU count)', String(defaultWorkers()));
+  return (
+    cmd
+      .requiredOption('--log <url>', 'log base URL')
+      .requiredOption('--log-key <vkey>', "the log's vkey or a file holding it")
+      .requiredOption('--tokens <file>', 'JSON file mapping bearer tokens to identities {"<token>": {"id", "roles"}}')
+      .option(
+        '--log-token <token>',
+        'bearer token for a log whose write API requires one (visible in ps: prefer the two below)',
+      )
+      .option('--log-token-file <file>', 'read the log token from this file (first line); or set TRAILMARK_LOG_TOKEN')
+      .option('--listen <host:port>', 'where it listens', defaultListen)
+      .option(
+        '--spool <dir>',
+        'spool directory (request events fsynced here before the request proceeds)',
+        './trailmark-spool',
+      )
+      .option(
+        '--mode <mode>',
+        'spool (default): durable locally first; strict: only after the log acknowledged',
+        'spool',
+      )
+      .option('--name <name>', "the events' proxy field (default: the host name)")
+      .option('--redact-header <name>', 'header whose value never reaches the log (repeatable)', collect)
+      .option('--redact-query <name>', 'query parameter whose value never reaches the log (repeatable)', collect)
+      .option('--admin-listen <host:port>', 'serve /healthz and /metrics here')
+      .option(
+        '--rules <file>',
+        'JSON file of role rules {"<role>": {"methods": [...], "paths": [...]}}: 403 outside them',
+      )
+      .option(
+        '--stream-key <file>',
+        'the stream key (signed-note private key); default: stream.key in the spool directory, created on first start',
+      )
+      .option('--heartbeat-seconds <n>', 'seconds between signed heartbeat events (at most 60)', '30')
+      // events without stream fields, as before streams: only for scripts/bench-proxy.ts to measure their cost
+      .addOption(new Option('--bench-without-streams').hideHelp())
+      .option(
+        '--workers <n>',
+        'processes serving the one listening address, each with its own spool and stream (default: the CPU count)',
+        String(defaultWorkers()),
+      )
+  );
 }
 
 /**
@@ -87,7 +120,8 @@ export async function runRecorder(
   const workers = Number(opts.workers);
   const logToken = await readLogToken(opts);
   const heartbeat = Number(opts.heartbeatSeconds ?? '30');
-  if (!(heartbeat > 0 && heartbeat <= 60)) throw usage(`--heartbeat-seconds must be a number in (0, 60], got ${JSON.stringify(opts.heartbeatSeconds)}`);
+  if (!(heartbeat > 0 && heartbeat <= 60))
+    throw usage(`--heartbeat-seconds must be a number in (0, 60], got ${JSON.stringify(opts.heartbeatSeconds)}`);
   const common: RecorderOptions & { listen: string } = {
     log: opts.log,
     logKey,
@@ -132,10 +166,20 @@ export async function runRecorder(
   }
   out.info(`url: ${pool.url}`);
   if (pool.adminUrl) out.info(`admin: ${pool.adminUrl}`);
-  const described = Object.entries(extra).map(([k, v]) => `${k}: ${v}, `).join('');
+  const described = Object.entries(extra)
+    .map(([k, v]) => `${k}: ${v}, `)
+    .join('');
   out.info(`mode: ${common.mode}, workers: ${pool.workers}, ${described}log: ${opts.log} (${logKey.name})`);
   for (const w of pool.pids()) out.info(`worker ${w.index}: pid ${w.pid}`);
-  out.result({ url: pool.url, admin: pool.adminUrl, mode: common.mode, workers: pool.workers, ...extra, log: opts.log, origin: logKey.name });
+  out.result({
+    url: pool.url,
+    admin: pool.adminUrl,
+    mode: common.mode,
+    workers: pool.workers,
+    ...extra,
+    log: opts.log,
+    origin: logKey.name,
+  });
   await runUntilSignal(() => pool.close());
   return EXIT_OK;
 }

@@ -1,6 +1,15 @@
 import type { Command } from 'commander';
 import {
-  ExplorerReadError, FILTER_PARAMS, FilterError, VerifiedSearch, csvHeader, csvRow, eventJson, ocsfEvent, parseFilters, type StoredEvent,
+  ExplorerReadError,
+  FILTER_PARAMS,
+  FilterError,
+  VerifiedSearch,
+  csvHeader,
+  csvRow,
+  eventJson,
+  ocsfEvent,
+  parseFilters,
+  type StoredEvent,
 } from '@trailmark/explorer';
 import { action } from '../program.js';
 import { usage } from '../exit.js';
@@ -9,7 +18,13 @@ import { keyArg } from './explorer.js';
 import { loadPolicy, loadVkey } from './files.js';
 import { makeWriter } from './entries.js';
 
-type SearchCliOptions = Record<string, string | undefined> & { explorer: string; key?: string; logKey?: string; format: string; max?: string };
+type SearchCliOptions = Record<string, string | undefined> & {
+  explorer: string;
+  key?: string;
+  logKey?: string;
+  format: string;
+  max?: string;
+};
 
 const FORMATS: Record<string, { header?: () => string; line: (e: StoredEvent) => string }> = {
   ndjson: { line: (e) => eventJson(e) + '\n' },
@@ -37,12 +52,22 @@ export function registerSearch(program: Command): void {
     .requiredOption('--explorer <url>', 'explorer URL')
     .option('--key <vkey>', 'log vkey, or a file holding it')
     .option('--log-key <vkey>', 'same as --key')
-    .option('--log <url>', "the log's URL (default: the one the explorer names; its checkpoints are verified with the key either way)")
+    .option(
+      '--log <url>',
+      "the log's URL (default: the one the explorer names; its checkpoints are verified with the key either way)",
+    )
     .option('--policy <file>', 'tlog-policy file: the checkpoint must meet its witness quorum')
     .option('--format <format>', 'ndjson, csv or ocsf', 'ndjson')
     .option('--max <n>', 'stop after N results');
   for (const p of FILTER_PARAMS) {
-    cmd.option(`--${p.replace(/_/g, '-')} <value>`, p === 'q' ? 'words in the path, query or statement' : p === 'path' ? 'path prefix (whole segments)' : `filter: ${p}`);
+    cmd.option(
+      `--${p.replace(/_/g, '-')} <value>`,
+      p === 'q'
+        ? 'words in the path, query or statement'
+        : p === 'path'
+          ? 'path prefix (whole segments)'
+          : `filter: ${p}`,
+    );
   }
   cmd.action(
     action(async (opts: SearchCliOptions) => {
@@ -65,7 +90,12 @@ export function registerSearch(program: Command): void {
       const logKey = await loadVkey(keyArg(opts));
       const policy = opts.policy !== undefined ? await loadPolicy(opts.policy) : undefined;
       const search = new VerifiedSearch({
-        explorer: opts.explorer, logKey, filters, ...(policy ? { policy } : {}), ...(opts.log ? { log: opts.log } : {}), ...(max ? { max } : {}),
+        explorer: opts.explorer,
+        logKey,
+        filters,
+        ...(policy ? { policy } : {}),
+        ...(opts.log ? { log: opts.log } : {}),
+        ...(max ? { max } : {}),
       });
       const out = makeWriter();
       await mapped(async () => {

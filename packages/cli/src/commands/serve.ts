@@ -23,9 +23,15 @@ export function registerServe(program: Command): void {
     .command('serve')
     .description('serve a transparency log (LevelDB storage, signed checkpoints, tiles, RFC 6962 API)')
     .option('--data <dir>', 'data directory', './trailmark-data')
-    .option('--store <url>', 'keep the log in PostgreSQL (postgres://USER@HOST:PORT/DB, password from PGPASSWORD or the URL) instead of LevelDB in DIR; every serve on the same store and key is one log')
+    .option(
+      '--store <url>',
+      'keep the log in PostgreSQL (postgres://USER@HOST:PORT/DB, password from PGPASSWORD or the URL) instead of LevelDB in DIR; every serve on the same store and key is one log',
+    )
     .option('--key <file>', 'log private key (default DIR/log.key); created with a new log when it does not exist')
-    .option('--create', 'start a new log for an existing key on a data directory that holds no log (refused without it: a second history under one key)')
+    .option(
+      '--create',
+      'start a new log for an existing key on a data directory that holds no log (refused without it: a second history under one key)',
+    )
     .option('--origin <name>', 'log origin = key name, for a newly created key (default localhost/trailmark)')
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8080')
     .option('--policy <file>', 'tlog-policy file: witnesses to cosign checkpoints, and the quorum')

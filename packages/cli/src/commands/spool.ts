@@ -36,7 +36,11 @@ export function registerSpool(program: Command): void {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
         const r = await wrap(() => checkSpool(dir));
         describe(out, r);
-        out.info(r.ok ? 'ok: the spool opens as it is' : `damaged: run \`trailmark spool salvage ${dir}\` to ship what is valid`);
+        out.info(
+          r.ok
+            ? 'ok: the spool opens as it is'
+            : `damaged: run \`trailmark spool salvage ${dir}\` to ship what is valid`,
+        );
         out.result(r);
         return r.ok ? EXIT_OK : EXIT_FAILED;
       }),

@@ -3,9 +3,7 @@
  * seqs, broken prev links and bad heartbeat/end signatures; one line a stream; exit 1 naming the stream and
  * the seqs when any is found. Kept apart from audit.ts, which only calls in here.
  */
-import {
-  StreamChecker, type NoteVerifier, type StreamCheckerState, type StreamReport,
-} from '@trailmark/tlog';
+import { StreamChecker, type NoteVerifier, type StreamCheckerState, type StreamReport } from '@trailmark/tlog';
 import { checkStreamEntries, verifiedLogFromNote, type AuditReport, type LogReader } from '@trailmark/monitor';
 import type { Output } from '../program.js';
 import { EXIT_FAILED, EXIT_OK } from '../exit.js';
@@ -21,7 +19,12 @@ export interface StreamAudit {
  * Checks the streams in the audited tree: from where `previous` (the saved stream state, for the tree the
  * last audit covered) left off, else from leaf 0. Precondition: `report` is the audit that just passed.
  */
-export async function auditStreams(reader: LogReader, logKey: NoteVerifier, report: AuditReport, previous: StreamCheckerState | undefined): Promise<StreamAudit> {
+export async function auditStreams(
+  reader: LogReader,
+  logKey: NoteVerifier,
+  report: AuditReport,
+  previous: StreamCheckerState | undefined,
+): Promise<StreamAudit> {
   return mapped(async () => {
     const log = verifiedLogFromNote(reader, report.checkpoint, logKey);
     const checker = new StreamChecker(previous);
@@ -41,13 +44,20 @@ function heartbeat(s: StreamReport): string {
  */
 export function reportStreams(out: Output, a: StreamAudit): number {
   for (const s of a.streams) {
-    out.info(`stream ${s.id} (proxy ${s.proxy ?? 'unknown'}): seq ${s.first_seq}..${s.last_seq}, ${s.events} events, last heartbeat ${heartbeat(s)}: ${s.status}`);
+    out.info(
+      `stream ${s.id} (proxy ${s.proxy ?? 'unknown'}): seq ${s.first_seq}..${s.last_seq}, ${s.events} events, last heartbeat ${heartbeat(s)}: ${s.status}`,
+    );
   }
-  if (a.malformed.length) out.info(`${a.malformed.length} access event(s) with a malformed stream member (leaf ${a.malformed.slice(0, 10).join(', ')}${a.malformed.length > 10 ? ', …' : ''})`);
+  if (a.malformed.length)
+    out.info(
+      `${a.malformed.length} access event(s) with a malformed stream member (leaf ${a.malformed.slice(0, 10).join(', ')}${a.malformed.length > 10 ? ', …' : ''})`,
+    );
   const bad = a.streams.filter((s) => s.failed);
   if (bad.length === 0) return EXIT_OK;
   if (!out.json) {
-    process.stderr.write(`trailmark: stream check failed: ${bad.map((s) => `stream ${s.id} (proxy ${s.proxy ?? 'unknown'}): ${s.status}`).join('; ')}\n`);
+    process.stderr.write(
+      `trailmark: stream check failed: ${bad.map((s) => `stream ${s.id} (proxy ${s.proxy ?? 'unknown'}): ${s.status}`).join('; ')}\n`,
+    );
   }
   return EXIT_FAILED;
 }

@@ -14,11 +14,15 @@ interface EvidenceOptions extends LogKeyArgs {
  * monitor, or one element of GET /v1/evidence) proves the log misbehaved. Registered under `verify`.
  */
 export function registerVerifyEvidence(program: Command): void {
-  const verify = program.commands.find((c) => c.name() === 'verify') ?? program.command('verify').description('offline checks');
+  const verify =
+    program.commands.find((c) => c.name() === 'verify') ?? program.command('verify').description('offline checks');
   logKeyOptions(verify.command('evidence'))
     .description('offline check of split-view evidence: two checkpoints signed by the log key that cannot be joined')
     .argument('<file>', 'evidence JSON file (one object, or an array as served by GET /v1/evidence)')
-    .option('--policy <file>', "tlog-policy file: also name the policy's witnesses that cosigned each side (and any that cosigned both)")
+    .option(
+      '--policy <file>',
+      "tlog-policy file: also name the policy's witnesses that cosigned each side (and any that cosigned both)",
+    )
     .action(
       action(async (file: string, opts: EvidenceOptions, cmd: Command) => {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
@@ -43,7 +47,10 @@ export function registerVerifyEvidence(program: Command): void {
           } catch (e) {
             // a file that is not evidence at all is a mistake (exit 2); evidence that proves nothing is exit 1
             if (e instanceof EvidenceError && e.code === 'malformed-evidence') {
-              throw usage(`${items.length > 1 ? `evidence[${i}]: ` : ''}${e.message} (a monitor writes evidence to DIR/evidence/ and serves it at GET /v1/evidence)`, { reason: e.code });
+              throw usage(
+                `${items.length > 1 ? `evidence[${i}]: ` : ''}${e.message} (a monitor writes evidence to DIR/evidence/ and serves it at GET /v1/evidence)`,
+                { reason: e.code },
+              );
             }
             if (e instanceof EvidenceError) {
               throw failed(`${items.length > 1 ? `evidence[${i}]: ` : ''}${e.message}`, { reason: e.code });
@@ -53,10 +60,15 @@ export function registerVerifyEvidence(program: Command): void {
         });
         for (const r of results) {
           out.info(`verified: ${r.evidence.kind}: ${r.summary}`);
-          r.evidence.seen.forEach((s, i) => out.info(`  checkpoint ${i + 1} (size ${[r.first, r.second][i].size}) seen from ${s.from} at ${s.at}`));
+          r.evidence.seen.forEach((s, i) =>
+            out.info(`  checkpoint ${i + 1} (size ${[r.first, r.second][i].size}) seen from ${s.from} at ${s.at}`),
+          );
           if (r.cosigners) {
-            out.info(`  cosigned by: checkpoint 1: ${r.cosigners.first.join(', ') || 'none'}; checkpoint 2: ${r.cosigners.second.join(', ') || 'none'}`);
-            if (r.cosigners.both.length) out.info(`  witnesses that cosigned both sides: ${r.cosigners.both.join(', ')}`);
+            out.info(
+              `  cosigned by: checkpoint 1: ${r.cosigners.first.join(', ') || 'none'}; checkpoint 2: ${r.cosigners.second.join(', ') || 'none'}`,
+            );
+            if (r.cosigners.both.length)
+              out.info(`  witnesses that cosigned both sides: ${r.cosigners.both.join(', ')}`);
           }
         }
         out.result({

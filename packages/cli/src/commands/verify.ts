@@ -1,7 +1,5 @@
 import type { Command } from 'commander';
-import {
-  TlogError, b64decode, b64encode, openCheckpoint, verifyConsistency, verifyTlogProof,
-} from '@trailmark/tlog';
+import { TlogError, b64decode, b64encode, openCheckpoint, verifyConsistency, verifyTlogProof } from '@trailmark/tlog';
 import { action, makeOutput } from '../program.js';
 import { type CliError, failed, usage } from '../exit.js';
 import { isNotEvidence } from '@trailmark/monitor';
@@ -39,13 +37,17 @@ export function registerVerify(program: Command): void {
   logKeyOptions(verify.command('inclusion'))
     .description('check a tlog-proof (.tlog-proof) for an entry or a leaf hash')
     .requiredOption('--proof <file>', 'tlog-proof file (c2sp.org/tlog-proof@v1)')
-    .option('--entry <file>', 'the entry, a JSON object (canonicalized with RFC 8785 before hashing), or one line of `trailmark --json entries`')
+    .option(
+      '--entry <file>',
+      'the entry, a JSON object (canonicalized with RFC 8785 before hashing), or one line of `trailmark --json entries`',
+    )
     .option('--leaf-hash <b64>', 'the leaf hash, SHA-256(0x00 || leaf data), base64')
     .option('--policy <file>', 'tlog-policy file: witness cosignatures must meet its quorum')
     .action(
       action(async (opts: InclusionOptions, cmd: Command) => {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
-        if ((opts.entry === undefined) === (opts.leafHash === undefined)) throw usage('give exactly one of --entry FILE or --leaf-hash B64');
+        if ((opts.entry === undefined) === (opts.leafHash === undefined))
+          throw usage('give exactly one of --entry FILE or --leaf-hash B64');
         const logKey = await loadLogKey(opts);
         let leafHash: Uint8Array;
         if (opts.entry !== undefined) {
@@ -60,11 +62,15 @@ export function registerVerify(program: Command): void {
         }
         const policy = opts.policy !== undefined ? await loadPolicy(opts.policy, { strict: true }) : undefined;
         const proofText = await readTextFile(opts.proof, 'proof file', { strict: true });
-        const r = check('inclusion proof', () => verifyTlogProof(proofText, leafHash, logKey, policy ? { policy } : {}));
+        const r = check('inclusion proof', () =>
+          verifyTlogProof(proofText, leafHash, logKey, policy ? { policy } : {}),
+        );
         const cosigners = r.cosignatures.map((c) => c.witness ?? c.verifier.name);
         out.info(
           `verified: leaf ${r.index} (hash ${b64encode(leafHash)}) is in ${r.checkpoint.origin} at tree size ${r.checkpoint.size}` +
-            (policy ? `; witness quorum met (${cosigners.length ? cosigners.join(', ') : 'no cosignatures required'})` : ''),
+            (policy
+              ? `; witness quorum met (${cosigners.length ? cosigners.join(', ') : 'no cosignatures required'})`
+              : ''),
         );
         if (r.extra !== undefined) out.info(`extra data (not authenticated): ${b64encode(r.extra)}`);
         out.result({
@@ -92,19 +98,32 @@ export function registerVerify(program: Command): void {
         try {
           doc = JSON.parse(text);
         } catch (e) {
-          throw usage(`proof file ${opts.proof} is not JSON: ${(e as Error).message} (\`trailmark prove consistency\` writes one)`, { reason: 'malformed-proof' });
+          throw usage(
+            `proof file ${opts.proof} is not JSON: ${(e as Error).message} (\`trailmark prove consistency\` writes one)`,
+            { reason: 'malformed-proof' },
+          );
         }
         const d = doc as { old_checkpoint?: unknown; new_checkpoint?: unknown; proof?: unknown };
         if (
-          typeof doc !== 'object' || doc === null || Array.isArray(doc) ||
-          typeof d.old_checkpoint !== 'string' || typeof d.new_checkpoint !== 'string' ||
-          !Array.isArray(d.proof) || !d.proof.every((h) => typeof h === 'string')
+          typeof doc !== 'object' ||
+          doc === null ||
+          Array.isArray(doc) ||
+          typeof d.old_checkpoint !== 'string' ||
+          typeof d.new_checkpoint !== 'string' ||
+          !Array.isArray(d.proof) ||
+          !d.proof.every((h) => typeof h === 'string')
         ) {
-          throw usage('proof file must hold {"old_checkpoint": text, "new_checkpoint": text, "proof": [base64, ...]} (`trailmark prove consistency` writes one)', { reason: 'malformed-proof' });
+          throw usage(
+            'proof file must hold {"old_checkpoint": text, "new_checkpoint": text, "proof": [base64, ...]} (`trailmark prove consistency` writes one)',
+            { reason: 'malformed-proof' },
+          );
         }
         const oldCp = check('old checkpoint', () => openCheckpoint(d.old_checkpoint as string, logKey)).checkpoint;
         const newCp = check('new checkpoint', () => openCheckpoint(d.new_checkpoint as string, logKey)).checkpoint;
-        if (oldCp.origin !== newCp.origin) throw failed(`checkpoints are from different logs: ${oldCp.origin} and ${newCp.origin}`, { reason: 'origin-mismatch' });
+        if (oldCp.origin !== newCp.origin)
+          throw failed(`checkpoints are from different logs: ${oldCp.origin} and ${newCp.origin}`, {
+            reason: 'origin-mismatch',
+          });
         let proof: Uint8Array[];
         try {
           proof = (d.proof as string[]).map((h, i) => b64decode(h, `proof hash ${i}`));
@@ -112,7 +131,9 @@ export function registerVerify(program: Command): void {
           throw usage(`proof file ${opts.proof}: ${(e as Error).message}`, { reason: 'malformed-proof' });
         }
         if (oldCp.size > newCp.size) {
-          throw failed(`old checkpoint size ${oldCp.size} is larger than new checkpoint size ${newCp.size}`, { reason: 'size-order' });
+          throw failed(`old checkpoint size ${oldCp.size} is larger than new checkpoint size ${newCp.size}`, {
+            reason: 'size-order',
+          });
         }
         check('consistency proof', () => verifyConsistency(oldCp.size, newCp.size, proof, oldCp.root, newCp.root));
         out.info(`verified: ${newCp.origin} at tree size ${newCp.size} is consistent with tree size ${oldCp.size}`);

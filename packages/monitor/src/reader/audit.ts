@@ -5,7 +5,16 @@
  */
 import { readFile } from 'node:fs/promises';
 import {
-  TILE_WIDTH, b64encode, openCheckpoint, rightEdgeTiles, tilesChanged, type Checkpoint, type StreamCheckerState, type Hasher, type NoteVerifier, type TileRef,
+  TILE_WIDTH,
+  b64encode,
+  openCheckpoint,
+  rightEdgeTiles,
+  tilesChanged,
+  type Checkpoint,
+  type StreamCheckerState,
+  type Hasher,
+  type NoteVerifier,
+  type TileRef,
 } from '@trailmark/tlog';
 import { writeFileDurably } from '../durable.js';
 import type { LogReader } from './http.js';
@@ -43,7 +52,9 @@ export async function readAuditState(file: string, logKey: NoteVerifier): Promis
     text = await readFile(file, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new AuditStateError(`cannot read state file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new AuditStateError(
+      `cannot read state file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   let state: Partial<AuditState>;
   try {
@@ -51,11 +62,14 @@ export async function readAuditState(file: string, logKey: NoteVerifier): Promis
   } catch {
     throw new AuditStateError(`state file ${file} is not JSON`);
   }
-  if (state?.version !== 1 || typeof state.checkpoint !== 'string') throw new AuditStateError(`state file ${file} is not a version 1 audit state`);
+  if (state?.version !== 1 || typeof state.checkpoint !== 'string')
+    throw new AuditStateError(`state file ${file} is not a version 1 audit state`);
   try {
     return openCheckpoint(state.checkpoint, logKey).checkpoint;
   } catch (e) {
-    throw new AuditStateError(`state file ${file}: its checkpoint does not verify with log key ${logKey.name}: ${(e as Error).message}`);
+    throw new AuditStateError(
+      `state file ${file}: its checkpoint does not verify with log key ${logKey.name}: ${(e as Error).message}`,
+    );
   }
 }
 
@@ -64,7 +78,9 @@ export async function writeAuditState(file: string, state: AuditState): Promise<
   try {
     await writeFileDurably(file, JSON.stringify(state, null, 2) + '\n');
   } catch (e) {
-    throw new AuditStateError(`cannot write state file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new AuditStateError(
+      `cannot write state file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
 }
 
@@ -130,7 +146,10 @@ export async function auditLog(reader: LogReader, logKey: NoteVerifier, opts: Au
   // every bundle (with its level-0 tile, checked against its parent or the root), in order, K at a time
   const k = BigInt(Math.max(1, opts.bundleConcurrency ?? 16));
   const nworkers = Math.max(0, opts.workers ?? 2);
-  const pool = nworkers > 0 && endBundle - firstBundle > 1n && BundleCheckPool.available() ? new BundleCheckPool(nworkers, reader.url, reader.options) : null;
+  const pool =
+    nworkers > 0 && endBundle - firstBundle > 1n && BundleCheckPool.available()
+      ? new BundleCheckPool(nworkers, reader.url, reader.options)
+      : null;
   const verifyBundle = async (n: bigint): Promise<void> => {
     if (pool && (n + 1n) * W <= cp.size && (await pool.check(n, await log.tiles.parentHash(0, n)))) return;
     // the reference check: the partial bundle, no pool, or a mismatch to be reported exactly
@@ -171,9 +190,7 @@ export async function auditLog(reader: LogReader, logKey: NoteVerifier, opts: Au
   if (cp.size > 0n) await log.tiles.rightEdge();
 
   const parts = [
-    prev
-      ? `${total}/${total} new entries verified (${from} to ${cp.size})`
-      : `${cp.size}/${cp.size} entries verified`,
+    prev ? `${total}/${total} new entries verified (${from} to ${cp.size})` : `${cp.size}/${cp.size} entries verified`,
     `${tilesVerified}/${want.size} tiles verified`,
     `root matches checkpoint ${cp.size}`,
   ];

@@ -16,7 +16,12 @@ export interface VerifiedEntry {
  * Entries [start, end) of a verified tree, in order, each checked against its verified level-0 tile.
  * Precondition: start <= end <= log size. Prefetches up to `prefetch` bundles ahead.
  */
-export async function* verifiedEntries(log: VerifiedLog, start: bigint, end: bigint, prefetch = 4): AsyncGenerator<VerifiedEntry> {
+export async function* verifiedEntries(
+  log: VerifiedLog,
+  start: bigint,
+  end: bigint,
+  prefetch = 4,
+): AsyncGenerator<VerifiedEntry> {
   const W = BigInt(TILE_WIDTH);
   if (start >= end) return;
   const first = start / W;
@@ -62,7 +67,11 @@ export interface FollowOptions {
  * checkpoint is verified, proven consistent with the last, and its new entries are yielded.
  * Precondition: logKey is the log's key. Throws TlogError on any mismatch, LogReadError when unreadable.
  */
-export async function* followEntries(reader: LogReader, logKey: NoteVerifier, opts: FollowOptions = {}): AsyncGenerator<VerifiedEntry> {
+export async function* followEntries(
+  reader: LogReader,
+  logKey: NoteVerifier,
+  opts: FollowOptions = {},
+): AsyncGenerator<VerifiedEntry> {
   const hasherOpt = opts.hasher ? { hasher: opts.hasher } : {};
   let pos = opts.start ?? 0n;
   let prev: VerifiedLog | null = null;
@@ -70,7 +79,8 @@ export async function* followEntries(reader: LogReader, logKey: NoteVerifier, op
     if (opts.signal?.aborted) return;
     const log = await fetchVerifiedCheckpoint(reader, logKey, hasherOpt);
     if (prev) await proveConsistencyFromTiles(log, prev.checkpoint);
-    if (!prev || log.checkpoint.size !== prev.checkpoint.size) opts.onCheckpoint?.(log.checkpoint, prev?.checkpoint ?? null);
+    if (!prev || log.checkpoint.size !== prev.checkpoint.size)
+      opts.onCheckpoint?.(log.checkpoint, prev?.checkpoint ?? null);
     prev = log;
     const limit = opts.end !== undefined && opts.end < log.checkpoint.size ? opts.end : log.checkpoint.size;
     for await (const e of verifiedEntries(log, pos, limit)) {

@@ -80,7 +80,8 @@ export class LogReader {
     } catch {
       throw new LogReadError(`not a URL: ${JSON.stringify(url)}`, url);
     }
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new LogReadError(`log URL must be http or https: ${url}`, url);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:')
+      throw new LogReadError(`log URL must be http or https: ${url}`, url);
     this.url = u.toString().replace(/\/+$/, '');
     this.opts = {
       timeoutMs: opts.timeoutMs ?? 15_000,
@@ -158,7 +159,12 @@ export class LogReader {
         let err: LogReadError;
         try {
           this.stats.requests++;
-          const res = await httpGet(url, { ...this.base, path: `${this.basePath}/${path.replace(/^\/+/, '')}` }, this.opts.timeoutMs, maxBytes);
+          const res = await httpGet(
+            url,
+            { ...this.base, path: `${this.basePath}/${path.replace(/^\/+/, '')}` },
+            this.opts.timeoutMs,
+            maxBytes,
+          );
           if (res.status >= 200 && res.status < 300) {
             this.stats.bytes += res.body.length;
             return new Uint8Array(res.body.buffer, res.body.byteOffset, res.body.byteLength);
@@ -168,8 +174,12 @@ export class LogReader {
           const ra = res.headers['retry-after'];
           wait = retryAfterMs(typeof ra === 'string' ? ra : null);
         } catch (e) {
-          if (e instanceof LogReadError && (e.status === undefined || !RETRYABLE.has(e.status)) && !e.retryable) throw e;
-          err = e instanceof LogReadError ? e : new LogReadError(`GET ${url}: ${describeError(e, this.opts.timeoutMs)}`, url);
+          if (e instanceof LogReadError && (e.status === undefined || !RETRYABLE.has(e.status)) && !e.retryable)
+            throw e;
+          err =
+            e instanceof LogReadError
+              ? e
+              : new LogReadError(`GET ${url}: ${describeError(e, this.opts.timeoutMs)}`, url);
         }
         if (attempt >= this.opts.retries) throw err;
         this.stats.retries++;
@@ -241,9 +251,13 @@ function httpGet(url: string, options: http.RequestOptions, timeoutMs: number, m
         }
       });
       res.on('end', () => resolve({ status, headers: res.headers, body: Buffer.concat(chunks, Math.min(n, limit)) }));
-      res.on('error', (e) => reject(new LogReadError(`GET ${url}: ${describeError(e, timeoutMs)}`, url, undefined, true)));
+      res.on('error', (e) =>
+        reject(new LogReadError(`GET ${url}: ${describeError(e, timeoutMs)}`, url, undefined, true)),
+      );
     });
-    req.on('timeout', () => req.destroy(Object.assign(new Error(`no data for ${timeoutMs} ms`), { name: 'TimeoutError' })));
+    req.on('timeout', () =>
+      req.destroy(Object.assign(new Error(`no data for ${timeoutMs} ms`), { name: 'TimeoutError' })),
+    );
     req.on('error', reject);
   });
 }
@@ -255,8 +269,10 @@ function errorDetail(body: Buffer): string {
 
 function describeError(e: unknown, timeoutMs: number): string {
   const err = e as Error & { code?: string; cause?: { name?: string } };
-  if (err?.name === 'TimeoutError' || err?.name === 'AbortError' || err?.cause?.name === 'TimeoutError') return `timed out after ${timeoutMs} ms`;
-  if (err?.code) return err.message?.includes(err.code) ? `${err.code} (${err.message})` : `${err.code}: ${err.message}`;
+  if (err?.name === 'TimeoutError' || err?.name === 'AbortError' || err?.cause?.name === 'TimeoutError')
+    return `timed out after ${timeoutMs} ms`;
+  if (err?.code)
+    return err.message?.includes(err.code) ? `${err.code} (${err.message})` : `${err.code}: ${err.message}`;
   return err?.message ?? String(e);
 }
 

@@ -15,7 +15,13 @@ import { nodeHasher, type VerifiedLog } from './verified.js';
  * Precondition: the checker has seen exactly the entries before `from`; from <= to <= the log's size.
  * Throws TlogError when an entry does not verify, LogReadError when the log cannot be read.
  */
-export async function checkStreamEntries(log: VerifiedLog, from: bigint, to: bigint, checker: StreamChecker, now = Date.now()): Promise<StreamFinding[]> {
+export async function checkStreamEntries(
+  log: VerifiedLog,
+  from: bigint,
+  to: bigint,
+  checker: StreamChecker,
+  now = Date.now(),
+): Promise<StreamFinding[]> {
   const findings: StreamFinding[] = [];
   for await (const e of verifiedEntries(log, from, to)) {
     let ev: unknown;
@@ -45,6 +51,7 @@ export async function readAuditStreams(file: string): Promise<StreamCheckerState
   }
   if (doc?.streams === undefined) return undefined;
   const s = doc.streams as StreamCheckerState;
-  if (s?.version !== 1 || !Array.isArray(s.streams)) throw new AuditStateError(`state file ${file}: "streams" is not a version 1 stream state`);
+  if (s?.version !== 1 || !Array.isArray(s.streams))
+    throw new AuditStateError(`state file ${file}: "streams" is not a version 1 stream state`);
   return s;
 }

@@ -4,9 +4,25 @@
  */
 import { hash as nodeHash } from 'node:crypto';
 import {
-  TILE_WIDTH, TlogError, TileVerifyError, VerifiedTileReader, b64encode, bytesEqual, consistencyProof, formatTlogProof,
-  inclusionProof, makeHasher, openCheckpoint, toU64, verifyConsistency, type Checkpoint, type Hash, type Hasher, type NoteVerifier,
-  type OpenCheckpointOptions, type OpenedCheckpoint,
+  TILE_WIDTH,
+  TlogError,
+  TileVerifyError,
+  VerifiedTileReader,
+  b64encode,
+  bytesEqual,
+  consistencyProof,
+  formatTlogProof,
+  inclusionProof,
+  makeHasher,
+  openCheckpoint,
+  toU64,
+  verifyConsistency,
+  type Checkpoint,
+  type Hash,
+  type Hasher,
+  type NoteVerifier,
+  type OpenCheckpointOptions,
+  type OpenedCheckpoint,
 } from '@trailmark/tlog';
 import { nodeAccelerator } from './fasthash.js';
 import { LogReadError, type LogReader } from './http.js';
@@ -54,7 +70,10 @@ export function verifiedLogFromNote(
   const { hasher, ...open } = opts;
   const opened = openCheckpoint(text, logKey, open);
   const cp = opened.checkpoint;
-  const tiles = new VerifiedTileReader(cp.size, cp.root, reader.fetchTile, { hasher: hasher ?? nodeHasher, accelerator: nodeAccelerator });
+  const tiles = new VerifiedTileReader(cp.size, cp.root, reader.fetchTile, {
+    hasher: hasher ?? nodeHasher,
+    accelerator: nodeAccelerator,
+  });
   return { text, opened, checkpoint: cp, tiles };
 }
 
@@ -64,8 +83,12 @@ export function verifiedLogFromNote(
  */
 export async function proveInclusion(log: VerifiedLog, index: bigint): Promise<{ proof: string; leafHash: Hash }> {
   const size = log.checkpoint.size;
-  if (index >= size) throw new AuditError('not-found', `leaf index ${index} is not below the checkpoint's tree size ${size}`);
-  const [path, leafHash] = await Promise.all([inclusionProof(index, size, log.tiles.readHashes, log.tiles.hasher), log.tiles.leafHash(index)]);
+  if (index >= size)
+    throw new AuditError('not-found', `leaf index ${index} is not below the checkpoint's tree size ${size}`);
+  const [path, leafHash] = await Promise.all([
+    inclusionProof(index, size, log.tiles.readHashes, log.tiles.hasher),
+    log.tiles.leafHash(index),
+  ]);
   return { proof: formatTlogProof({ index, proof: path, checkpoint: log.text }), leafHash };
 }
 
@@ -78,7 +101,9 @@ export async function findLeafIndex(reader: LogReader, log: VerifiedLog, leafHas
   const size = log.checkpoint.size;
   if (size === 0n) throw new AuditError('not-found', `the log is empty: no entry has leaf hash ${b64encode(leafHash)}`);
   try {
-    const hint = (await reader.getJson(`v1/get-proof-by-hash?hash=${encodeURIComponent(b64encode(leafHash))}&tree_size=${size}`)) as { leaf_index?: unknown };
+    const hint = (await reader.getJson(
+      `v1/get-proof-by-hash?hash=${encodeURIComponent(b64encode(leafHash))}&tree_size=${size}`,
+    )) as { leaf_index?: unknown };
     const idx = toU64(hint.leaf_index as number, 'leaf_index');
     if (idx < size && bytesEqual(await log.tiles.leafHash(idx), leafHash)) return idx;
   } catch (e) {
@@ -107,9 +132,16 @@ export async function findLeafIndex(reader: LogReader, log: VerifiedLog, leafHas
  */
 export async function proveConsistencyFromTiles(log: VerifiedLog, old: Checkpoint): Promise<Hash[]> {
   const cur = log.checkpoint;
-  if (old.origin !== cur.origin) throw new AuditError('origin', `old checkpoint is for log ${JSON.stringify(old.origin)}, not ${JSON.stringify(cur.origin)}`);
+  if (old.origin !== cur.origin)
+    throw new AuditError(
+      'origin',
+      `old checkpoint is for log ${JSON.stringify(old.origin)}, not ${JSON.stringify(cur.origin)}`,
+    );
   if (old.size > cur.size) {
-    throw new AuditError('rollback', `the log's checkpoint has tree size ${cur.size}, smaller than the verified older checkpoint of size ${old.size}`);
+    throw new AuditError(
+      'rollback',
+      `the log's checkpoint has tree size ${cur.size}, smaller than the verified older checkpoint of size ${old.size}`,
+    );
   }
   if (old.size === cur.size) {
     if (!bytesEqual(old.root, cur.root)) {
