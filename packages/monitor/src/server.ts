@@ -169,11 +169,9 @@ export function buildApp(monitor: Monitor, witness?: Witness): express.Express {
     }
     const evidence = (b as { evidence?: unknown }).evidence;
     if (evidence !== undefined && (!Array.isArray(evidence) || evidence.length > MAX_GOSSIP_CHECKPOINTS)) {
-      res
-        .status(400)
-        .json({
-          error: `"evidence", when present, must be an array of at most ${MAX_GOSSIP_CHECKPOINTS} evidence objects`,
-        });
+      res.status(400).json({
+        error: `"evidence", when present, must be an array of at most ${MAX_GOSSIP_CHECKPOINTS} evidence objects`,
+      });
       return;
     }
     const from = `gossip from ${remote(req)}`;
