@@ -13,7 +13,6 @@ import { open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   addSignatures,
-  b64encode,
   evaluateQuorum,
   openCheckpoint,
   parseNote,
@@ -27,6 +26,7 @@ import {
   type Policy,
   type PolicyWitness,
 } from '@trailmark/tlog';
+import { WitnessClient } from '@trailmark/client';
 import { LogStateError } from './errors.js';
 import type { Witnessing, WitnessingContext } from './witness-hook.js';
 
@@ -43,6 +43,7 @@ export interface WitnessingOptions {
 
 interface WitnessState {
   w: PolicyWitness & { url: string };
+  client: WitnessClient;
   /** The witness's last cosigned size for our origin, as far as we know. */
   known: bigint | undefined;
   busy: boolean;
@@ -137,6 +138,7 @@ class LogWitnessing implements Witnessing {
       }
       this.witnesses.push({
         w: { ...w, url: w.url },
+        client: new WitnessClient(w.url, this.timeoutMs),
         known: undefined,
         busy: false,
         failures: 0,
@@ -258,41 +260,22 @@ class LogWitnessing implements Witnessing {
     for (let attempt = 0; attempt < 2; attempt++) {
       const old = s.known !== undefined && s.known <= size ? s.known : 0n;
       const proof = old > 0n && old < size ? await this.ctx.consistencyProof(old, size) : [];
-      const body = `old ${old}\n` + proof.map((h) => b64encode(h) + '\n').join('') + '\n' + note;
-      const url = s.w.url.replace(/\/+$/, '') + '/add-checkpoint';
-      let res: Response;
-      let text: string;
-      try {
-        const signal = AbortSignal.any([AbortSignal.timeout(this.timeoutMs), this.closing.signal]);
-        res = await fetch(url, { method: 'POST', body, signal, redirect: 'error' });
-        text = await res.text();
-      } catch (e) {
-        const err = e as Error & { cause?: Error };
-        throw new Error(
-          `POST ${url}: ${err.name === 'TimeoutError' ? 'timed out' : (err.cause?.message ?? err.message)}`,
-        );
-      }
-      if (res.status === 200) {
-        this.accept(s, note, size, text);
+      const r = await s.client.addCheckpoint(old, proof, note, this.closing.signal);
+      if (r.status === 200) {
+        this.accept(s, note, size, r.text);
         return;
       }
-      if (res.status === 409 && (res.headers.get('content-type') ?? '').startsWith('text/x.tlog.size')) {
-        const m = /^(0|[1-9][0-9]*)\n$/.exec(text);
-        if (!m) throw new Error(`409 from ${url} with a malformed size body`);
-        const theirs = BigInt(m[1]);
-        if (theirs > size) {
-          throw new Error(
-            `witness has cosigned size ${theirs} of ${this.ctx.origin}, beyond this log's ${size}: a fork or a rolled-back log`,
-          );
-        }
-        if (theirs === old)
-          throw new Error(
-            `witness refuses size ${size} from its cosigned size ${theirs} (different root for the same size?)`,
-          );
-        s.known = theirs;
-        continue;
+      const theirs = r.size;
+      if (theirs > size) {
+        throw new Error(
+          `witness has cosigned size ${theirs} of ${this.ctx.origin}, beyond this log's ${size}: a fork or a rolled-back log`,
+        );
       }
-      throw new Error(`POST ${url}: status ${res.status}: ${text.trim().slice(0, 200)}`);
+      if (theirs === old)
+        throw new Error(
+          `witness refuses size ${size} from its cosigned size ${theirs} (different root for the same size?)`,
+        );
+      s.known = theirs;
     }
     throw new Error('witness kept answering 409');
   }

@@ -25,8 +25,7 @@ import {
 } from '@trailmark/tlog';
 import { createLogger, type Logger } from '@trailmark/node';
 import { Counter, Gauge, Registry } from 'prom-client';
-import { isNotEvidence, MonitorError } from './errors.js';
-import { rememberingVerifier } from './verifycache.js';
+import { MonitorError } from './errors.js';
 import {
   idOfEvidence,
   inconsistentEvidence,
@@ -38,14 +37,19 @@ import {
   verifyEvidence,
   type Evidence,
   type Sighting,
-} from './evidence.js';
-import { getJson, httpRequest, joinUrl } from './http.js';
+  ClientError,
+  LogProofClient,
+  LogReader,
+  checkStreamEntries,
+  getJson,
+  httpRequest,
+  isNotEvidence,
+  joinUrl,
+  rememberingVerifier,
+  verifiedLogFromNote,
+} from '@trailmark/client';
 import { KeyedLock } from './lock.js';
-import { LogClient } from './logclient.js';
 import type { MonitorStore, ViewRecord } from './store.js';
-import { LogReader } from './reader/http.js';
-import { verifiedLogFromNote } from './reader/verified.js';
-import { checkStreamEntries } from './reader/streams.js';
 
 export interface FollowedLogOptions {
   /** Base URL of the log (its /checkpoint and /v1/ API). */
@@ -110,7 +114,7 @@ interface Followed {
   origin: string;
   verifier: NoteVerifier;
   url: string;
-  client: LogClient;
+  client: LogProofClient;
   /** Tiles and entries, for the stream check. */
   reader: LogReader;
 }
@@ -191,7 +195,7 @@ export class Monitor {
         origin: verifier.name,
         verifier,
         url: l.url,
-        client: new LogClient(l.url, this.limits),
+        client: new LogProofClient(l.url, this.limits),
         reader,
       });
     }
@@ -371,7 +375,7 @@ export class Monitor {
     try {
       out = await this.lock.run(origin, () => this.fromLog(f, note));
     } catch (e) {
-      if (!(e instanceof MonitorError)) throw e;
+      if (!(e instanceof MonitorError || e instanceof ClientError)) throw e;
       this.m.errors.inc({ what: 'view' });
       return { status: 'error', message: e.message };
     }
@@ -607,7 +611,7 @@ export class Monitor {
         out = await this.lock.run(origin, () => this.compareForeign(f, got));
       }
     } catch (e) {
-      if (!(e instanceof MonitorError)) throw e;
+      if (!(e instanceof MonitorError || e instanceof ClientError)) throw e;
       return this.counted({ status: 'error', message: e.message });
     }
     if (out === undefined) {

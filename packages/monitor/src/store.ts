@@ -8,10 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Level } from 'level';
 import type { StreamCheckerState } from '@trailmark/tlog';
-import type { Evidence, Sighting } from './evidence.js';
+import { writeFileDurably, type Evidence, type Sighting } from '@trailmark/client';
 import { KeyedLock } from './lock.js';
 import { MonitorError } from './errors.js';
-import { writeFileDurably } from './durable.js';
 
 /** The latest checkpoint of a log the monitor verified (signature, and consistency with the one before). */
 export interface ViewRecord {

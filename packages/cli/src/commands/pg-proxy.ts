@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
-import { ProxyError, type TrailMode } from '@trailmark/proxy';
+import { ProxyError, type TrailMode } from '@trailmark/recorder';
 import type { PgProxyService } from '@trailmark/pg-proxy';
+import { ClientError } from '@trailmark/client';
 import { TlogError } from '@trailmark/tlog';
 import { action, makeOutput, runUntilSignal } from '../program.js';
 import { EXIT_OK, usage } from '../exit.js';
@@ -110,7 +111,7 @@ export function registerPgProxy(program: Command): void {
             workers,
           );
         } catch (e) {
-          if (e instanceof ProxyError || e instanceof TlogError) throw usage(e.message);
+          if (e instanceof ProxyError || e instanceof ClientError || e instanceof TlogError) throw usage(e.message);
           const err = e as NodeJS.ErrnoException;
           throw usage(`cannot start the pg-proxy: ${err.code ? `${err.code}: ` : ''}${err.message}`);
         }

@@ -7,8 +7,9 @@ import {
   type RecorderOptions,
   type RunningPool,
   type RunningRecorder,
-  type TrailMode,
 } from '@trailmark/proxy';
+import type { TrailMode } from '@trailmark/recorder';
+import { ClientError } from '@trailmark/client';
 import { TlogError } from '@trailmark/tlog';
 import { makeOutput, runUntilSignal } from '../program.js';
 import { EXIT_OK, usage } from '../exit.js';
@@ -155,7 +156,7 @@ export async function runRecorder(
       },
     });
   } catch (e) {
-    if (e instanceof ProxyError || e instanceof TlogError) throw usage(e.message);
+    if (e instanceof ProxyError || e instanceof ClientError || e instanceof TlogError) throw usage(e.message);
     const err = e as NodeJS.ErrnoException;
     throw usage(`cannot start ${daemon}: ${err.code ? `${err.code}: ` : ''}${err.message}`);
   }

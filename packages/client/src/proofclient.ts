@@ -1,12 +1,12 @@
 import { b64decode, type Hash } from '@trailmark/tlog';
-import { HttpError } from './errors.js';
+import { RequestError } from './errors.js';
 import { getJson, getOk, joinUrl, type RequestLimits } from './http.js';
 
 /**
  * What the monitor asks of a log over HTTP (contract section 3): its checkpoint and the proofs that tie two
  * tree sizes together. Proofs are never trusted: the caller verifies them against signed roots.
  */
-export class LogClient {
+export class LogProofClient {
   constructor(
     readonly url: string,
     readonly limits: RequestLimits = {},
@@ -34,15 +34,15 @@ export class LogClient {
 }
 
 function hashList(url: string, v: unknown, field: string): Hash[] {
-  if (!Array.isArray(v)) throw new HttpError(url, 200, `GET ${url}: "${field}" is not an array`);
+  if (!Array.isArray(v)) throw new RequestError(url, 200, `GET ${url}: "${field}" is not an array`);
   return v.map((h, i) => {
     let b: Uint8Array;
     try {
       b = b64decode(h as string, `${field}[${i}]`);
     } catch (e) {
-      throw new HttpError(url, 200, `GET ${url}: ${(e as Error).message}`);
+      throw new RequestError(url, 200, `GET ${url}: ${(e as Error).message}`);
     }
-    if (b.length !== 32) throw new HttpError(url, 200, `GET ${url}: ${field}[${i}] is ${b.length} bytes, want 32`);
+    if (b.length !== 32) throw new RequestError(url, 200, `GET ${url}: ${field}[${i}] is ${b.length} bytes, want 32`);
     return b;
   });
 }

@@ -1,4 +1,4 @@
-import { HttpError } from './errors.js';
+import { RequestError } from './errors.js';
 
 /** Deadline of one request (default 10 s), a signal that aborts it early (shutdown), a cap on the answer's size. */
 export interface RequestLimits {
@@ -21,7 +21,7 @@ async function readCapped(res: Response, max: number): Promise<string> {
     n += value.length;
     if (n > max) {
       await reader.cancel();
-      throw new HttpError('', undefined, `answer larger than ${max} bytes`);
+      throw new RequestError('', undefined, `answer larger than ${max} bytes`);
     }
     chunks.push(value);
   }
@@ -41,7 +41,7 @@ export function joinUrl(base: string, path: string): string {
 
 /**
  * One HTTP exchange with a deadline. Precondition: url is absolute. Network failures and timeouts throw
- * HttpError without status; any status is returned (callers decide what is acceptable).
+ * RequestError without status; any status is returned (callers decide what is acceptable).
  */
 export async function httpRequest(
   url: string,
@@ -66,14 +66,15 @@ export async function httpRequest(
         : init.signal?.aborted
           ? 'aborted (shutting down)'
           : (err.cause?.message ?? err.message);
-    throw new HttpError(url, undefined, `${init.method ?? 'GET'} ${url}: ${why}`);
+    throw new RequestError(url, undefined, `${init.method ?? 'GET'} ${url}: ${why}`);
   }
   let text: string;
   try {
     text = await readCapped(res, init.maxBytes ?? MAX_RESPONSE_BYTES);
   } catch (e) {
-    if (e instanceof HttpError) throw new HttpError(url, res.status, `${init.method ?? 'GET'} ${url}: ${e.message}`);
-    throw new HttpError(
+    if (e instanceof RequestError)
+      throw new RequestError(url, res.status, `${init.method ?? 'GET'} ${url}: ${e.message}`);
+    throw new RequestError(
       url,
       undefined,
       `${init.method ?? 'GET'} ${url}: reading the body failed: ${(e as Error).message}`,
@@ -85,7 +86,7 @@ export async function httpRequest(
 /** GET that must answer 200; returns the body. Precondition: url is absolute. */
 export async function getOk(url: string, limits: RequestLimits = {}): Promise<string> {
   const r = await httpRequest(url, limits);
-  if (r.status !== 200) throw new HttpError(url, r.status, `GET ${url}: status ${r.status}${errorSuffix(r.text)}`);
+  if (r.status !== 200) throw new RequestError(url, r.status, `GET ${url}: status ${r.status}${errorSuffix(r.text)}`);
   return r.text;
 }
 
@@ -95,7 +96,7 @@ export async function getJson(url: string, limits: RequestLimits = {}): Promise<
   try {
     return JSON.parse(text);
   } catch {
-    throw new HttpError(url, 200, `GET ${url}: answer is not JSON`);
+    throw new RequestError(url, 200, `GET ${url}: answer is not JSON`);
   }
 }
 
