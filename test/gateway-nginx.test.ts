@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { startLogServer, type LogServer } from '@trailmark/log-server';
 import type { TrailMode } from '@trailmark/recorder';
 import { startForwardAuth, TokenStore, type RunningForwardAuth } from '@trailmark/proxy';
-import { documentedNginxConfig, ensureNginx, freePort, startNginx, type RunningNginx } from './lib/nginx.js';
+import { documentedNginxConfig, ensureNginx, onFreePort, startNginx, type RunningNginx } from './lib/nginx.js';
 import { tempDir, waitFor } from './lib/util.js';
 
 const doc = readFileSync(fileURLToPath(new URL('../docs/gateways.md', import.meta.url)), 'utf8');
@@ -47,12 +47,13 @@ describe('forward-auth behind a real nginx (auth_request, the documented configu
 
   beforeEach(async () => {
     tmp = await tempDir('gw-nginx');
-    logPort = await freePort();
     log = await startLogServer({
       dataDir: join(tmp.dir, 'log'),
-      listen: `127.0.0.1:${logPort}`,
+      listen: '127.0.0.1:0',
       origin: 'test.example/gateway',
     });
+    // a restart later in the test comes back on this port
+    logPort = Number(new URL(log.url).port);
     seen = [];
     upstream = createServer((req, res) => {
       seen.push({ url: req.url!, headers: req.headers });
@@ -83,13 +84,11 @@ describe('forward-auth behind a real nginx (auth_request, the documented configu
       name: 'gateway-test',
       warn: () => {},
     });
-    const listen = await freePort();
-    const conf = documentedNginxConfig(doc, {
-      listen,
-      forwardAuth: Number(new URL(fa.url).port),
-      upstream: (upstream.address() as { port: number }).port,
-    });
-    nginx = await startNginx(conf, listen);
+    const faPort = Number(new URL(fa.url).port);
+    const upstreamPort = (upstream.address() as { port: number }).port;
+    nginx = await onFreePort((listen) =>
+      startNginx(documentedNginxConfig(doc, { listen, forwardAuth: faPort, upstream: upstreamPort }), listen),
+    );
     return nginx;
   }
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { openCheckpoint, parsePolicy, parseVkey } from '@trailmark/tlog';
 import { startLogServer, type LogServer } from '@trailmark/log-server';
 import { startMonitor, type RunningMonitor } from '@trailmark/monitor';
-import { cli, startSilentServer, addEntries, entry, freePort, keyFile, tempDir, waitFor } from './lib/util.js';
+import { cli, startSilentServer, addEntries, entry, keyFile, onFreePort, tempDir, waitFor } from './lib/util.js';
 
 describe('log-side witnessing with a policy (end to end)', function () {
   this.timeout(30_000);
@@ -30,39 +30,47 @@ describe('log-side witnessing with a policy (end to end)', function () {
     const lk = await keyFile(join(tmp.dir, 'log.key'), origin);
     logKeyFile = lk.file;
     logVkey = lk.vkey;
-    const port = await freePort();
-    logUrl = `http://127.0.0.1:${port}`;
     const wk = await Promise.all(
       [1, 2, 3].map((i) => keyFile(join(tmp.dir, `w${i}.key`), `witness${i}.example`, true)),
     );
-    for (const i of [0, 1]) {
-      witnesses.push(
-        await startMonitor({
-          logs: [{ url: logUrl, vkey: lk.vkey }],
-          witnessKey: wk[i].privateKey,
-          dataDir: join(tmp.dir, `w${i + 1}`),
-          listen: '127.0.0.1:0',
-          pollIntervalMs: 200,
-          logger: silentLogger,
-        }),
-      );
-    }
-    const lines = [
-      `log ${lk.vkey}`,
-      `witness w1 ${wk[0].vkey} ${witnesses[0].url}`,
-      `witness w2 ${wk[1].vkey} ${witnesses[1].url}`,
-      `witness w3 ${wk[2].vkey} http://127.0.0.1:9`,
-    ];
-    policyFile = join(tmp.dir, 'policy');
-    await writeFile(policyFile, [...lines, 'group two 2 w1 w2 w3', 'quorum two', ''].join('\n'));
-    strictPolicyFile = join(tmp.dir, 'policy-all');
-    await writeFile(strictPolicyFile, [...lines, 'group every all w1 w2 w3', 'quorum every', ''].join('\n'));
-    log = await startLogServer({
-      dataDir: join(tmp.dir, 'log'),
-      keyFile: logKeyFile,
-      create: true,
-      listen: `127.0.0.1:${port}`,
-      policyFile,
+    // the witnesses must know the log's URL before it starts: choose its port, and start all again on another
+    // if something takes it meanwhile
+    await onFreePort(async (port) => {
+      try {
+        logUrl = `http://127.0.0.1:${port}`;
+        for (const i of [0, 1]) {
+          witnesses.push(
+            await startMonitor({
+              logs: [{ url: logUrl, vkey: lk.vkey }],
+              witnessKey: wk[i].privateKey,
+              dataDir: join(tmp.dir, `w${i + 1}`),
+              listen: '127.0.0.1:0',
+              pollIntervalMs: 200,
+              logger: silentLogger,
+            }),
+          );
+        }
+        const lines = [
+          `log ${lk.vkey}`,
+          `witness w1 ${wk[0].vkey} ${witnesses[0].url}`,
+          `witness w2 ${wk[1].vkey} ${witnesses[1].url}`,
+          `witness w3 ${wk[2].vkey} http://127.0.0.1:9`,
+        ];
+        policyFile = join(tmp.dir, 'policy');
+        await writeFile(policyFile, [...lines, 'group two 2 w1 w2 w3', 'quorum two', ''].join('\n'));
+        strictPolicyFile = join(tmp.dir, 'policy-all');
+        await writeFile(strictPolicyFile, [...lines, 'group every all w1 w2 w3', 'quorum every', ''].join('\n'));
+        log = await startLogServer({
+          dataDir: join(tmp.dir, 'log'),
+          keyFile: logKeyFile,
+          create: true,
+          listen: `127.0.0.1:${port}`,
+          policyFile,
+        });
+      } catch (e) {
+        for (const w of witnesses.splice(0)) await w.close();
+        throw e;
+      }
     });
   });
   after(async () => {
@@ -82,13 +90,11 @@ describe('log-side witnessing with a policy (end to end)', function () {
   };
 
   it('serves the newest checkpoint meeting the quorum although one witness is down', async () => {
-    const t0 = Date.now();
     await addEntries(
       logUrl,
       [0, 1, 2].map((i) => entry('w', i)),
     );
     const got = await waitFor('cosigned checkpoint of size 3', () => cosignedCheckpoint(3), 10_000);
-    expect(Date.now() - t0).to.be.below(5000);
     expect(got.opened.cosignatures.map((c) => c.witness).sort()).to.deep.equal(['w1', 'w2']);
   });
 
@@ -158,16 +164,15 @@ describe('log-side witnessing with a policy (end to end)', function () {
   });
 
   it('a forked checkpoint the operator submits to the witnesses is refused and becomes evidence', async () => {
-    const forkPort = await freePort();
     const fork = await startLogServer({
       dataDir: join(tmp.dir, 'fork'),
       keyFile: logKeyFile,
       create: true,
-      listen: `127.0.0.1:${forkPort}`,
+      listen: '127.0.0.1:0',
       policyFile,
     });
     try {
-      await addEntries(`http://127.0.0.1:${forkPort}`, [entry('fork', 0), entry('fork', 1)]);
+      await addEntries(fork.url, [entry('fork', 0), entry('fork', 1)]);
       for (const w of witnesses) {
         const evs = await waitFor('evidence at the witness', async () => {
           const e = (await (await fetch(`${w.url}/v1/evidence`)).json()) as {
@@ -180,7 +185,7 @@ describe('log-side witnessing with a policy (end to end)', function () {
         expect(evs[0].seen.map((s) => s.from).join(' ')).to.contain('add-checkpoint from');
       }
       // the fork never reaches its quorum
-      expect((await fetch(`http://127.0.0.1:${forkPort}/checkpoint`)).status).to.equal(503);
+      expect((await fetch(`${fork.url}/checkpoint`)).status).to.equal(503);
     } finally {
       await fork.close();
     }
@@ -231,14 +236,14 @@ describe('log-side witnessing with a policy (end to end)', function () {
       policyFile: hangPolicy,
     });
     try {
-      const t0 = Date.now();
       const r = await fetch(`${l.url}/v1/add-entry`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify(entry('hang', 0)),
       });
       expect(r.status).to.equal(200);
-      expect(Date.now() - t0).to.be.below(2000);
+      // the receipt did not wait for the witness to answer or time out: no request to it has ended yet
+      expect([...sockets].filter((s) => s.closed)).to.have.length(0);
       expect((await fetch(`${l.url}/checkpoint`)).status).to.equal(503);
       await waitFor('a request at the hanging witness', async () => sockets.size > 0);
     } finally {

@@ -10,7 +10,7 @@ import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export { freePort } from './util.js';
+export { freePort, onFreePort } from './util.js';
 
 const NGINX = '/usr/sbin/nginx';
 const POLICY = '/usr/sbin/policy-rc.d';
@@ -120,6 +120,7 @@ ${httpConfig}
     if (proc.exitCode !== null || Date.now() > deadline) {
       proc.kill('SIGKILL');
       const err = existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : '';
+      rmSync(dir, { recursive: true, force: true });
       throw new Error(`nginx did not start on port ${port}: ${stderr}${err}`);
     }
     await new Promise((r) => setTimeout(r, 50));

@@ -8,10 +8,10 @@
  * the Debian package.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './util.js';
+import { addressInUse, freePort, onFreePort } from './util.js';
 
 export { freePort };
 
@@ -85,10 +85,12 @@ async function waitReady(
     const r = spawnSync(join(PG_BIN, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(port), '-t', '1'], {
       encoding: 'utf8',
     });
-    if (r.status === 0) return;
+    // ready, and it is ours: a server that could not bind exits, whoever else answers on the port
+    if (r.status === 0 && child.exitCode === null) return;
     if (child.exitCode !== null || Date.now() > deadline) {
+      const said = stderr();
       await stop();
-      throw new Error(`${what} did not start: ${stderr()}`);
+      throw new Error(`${what} did not start: ${said}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -141,23 +143,36 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
   const init = spawnSync(icmd, iargs, { encoding: 'utf8', cwd: dir });
   if (init.status !== 0) throw new Error(`initdb failed (${init.status}): ${init.stderr || init.stdout}`);
   rmSync(pwfile);
-  const port = await freePort();
-  const settings: Record<string, string> = {
-    listen_addresses: '127.0.0.1',
-    port: String(port),
-    unix_socket_directories: dir,
-    max_connections: '200',
-    fsync: 'off',
-    ...opts.settings,
-  };
-  const [cmd, args] = unprivileged(join(PG_BIN, 'postgres'), [
-    '-D',
-    data,
-    ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
-  ]);
-  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir });
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
+  // the port is taken by someone else between choosing and binding it now and then: start again on another
+  const { port, child } = await onFreePort(async (port) => {
+    const settings: Record<string, string> = {
+      listen_addresses: '127.0.0.1',
+      port: String(port),
+      unix_socket_directories: dir,
+      max_connections: '200',
+      fsync: 'off',
+      ...opts.settings,
+    };
+    const [cmd, args] = unprivileged(join(PG_BIN, 'postgres'), [
+      '-D',
+      data,
+      ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
+    ]);
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
+    const kill = async () => {
+      child.kill('SIGINT');
+      await waitExit(child, 10_000);
+    };
+    try {
+      await waitReady('postgres', port, child, () => stderr, kill, 30_000);
+    } catch (e) {
+      if (!addressInUse(e)) rmSync(dir, { recursive: true, force: true });
+      throw e;
+    }
+    return { port, child };
+  });
   const env = {
     ...process.env,
     PGHOST: '127.0.0.1',
@@ -171,7 +186,6 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
     await waitExit(child, 10_000);
     rmSync(dir, { recursive: true, force: true });
   };
-  await waitReady('postgres', port, child, () => stderr, stop, 30_000);
   const sql = (text: string, db = 'postgres') => {
     const r = spawnSync('psql', ['-X', '-v', 'ON_ERROR_STOP=1', '-At', '-d', db, '-c', text], {
       encoding: 'utf8',
@@ -209,36 +223,42 @@ export async function startPgbouncer(
   poolMode = 'session',
 ): Promise<Pgbouncer> {
   requireBinary('/usr/sbin/pgbouncer', 'pgbouncer');
-  const dir = serverDir('trailmark-pgb-');
-  const port = await freePort();
-  writeOwned(join(dir, 'users.txt'), `"${user}" "${password}"\n`);
-  writeOwned(
-    join(dir, 'pgbouncer.ini'),
-    [
-      '[databases]',
-      `* = host=127.0.0.1 port=${pg.port}`,
-      '[pgbouncer]',
-      'listen_addr = 127.0.0.1',
-      `listen_port = ${port}`,
-      `unix_socket_dir = ${dir}`,
-      'auth_type = scram-sha-256',
-      `auth_file = ${join(dir, 'users.txt')}`,
-      `pool_mode = ${poolMode}`,
-      'max_client_conn = 200',
-      'default_pool_size = 50',
-      `logfile = ${join(dir, 'pgbouncer.log')}`,
-      '',
-    ].join('\n'),
-  );
-  const [cmd, args] = unprivileged('/usr/sbin/pgbouncer', [join(dir, 'pgbouncer.ini')]);
-  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir });
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
-  const stop = async () => {
-    child.kill('SIGINT');
-    await waitExit(child, 10_000);
-    rmSync(dir, { recursive: true, force: true });
-  };
-  await waitReady('pgbouncer', port, child, () => stderr, stop, 15_000);
-  return { port, stop };
+  // the port is taken by someone else between choosing and binding it now and then: start again on another
+  return onFreePort(async (port) => {
+    const dir = serverDir('trailmark-pgb-');
+    writeOwned(join(dir, 'users.txt'), `"${user}" "${password}"\n`);
+    writeOwned(
+      join(dir, 'pgbouncer.ini'),
+      [
+        '[databases]',
+        `* = host=127.0.0.1 port=${pg.port}`,
+        '[pgbouncer]',
+        'listen_addr = 127.0.0.1',
+        `listen_port = ${port}`,
+        `unix_socket_dir = ${dir}`,
+        'auth_type = scram-sha-256',
+        `auth_file = ${join(dir, 'users.txt')}`,
+        `pool_mode = ${poolMode}`,
+        'max_client_conn = 200',
+        'default_pool_size = 50',
+        `logfile = ${join(dir, 'pgbouncer.log')}`,
+        '',
+      ].join('\n'),
+    );
+    const [cmd, args] = unprivileged('/usr/sbin/pgbouncer', [join(dir, 'pgbouncer.ini')]);
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
+    const stop = async () => {
+      child.kill('SIGINT');
+      await waitExit(child, 10_000);
+      rmSync(dir, { recursive: true, force: true });
+    };
+    // pgbouncer may say why it did not start in its log file only
+    const said = () =>
+      stderr +
+      (existsSync(join(dir, 'pgbouncer.log')) ? readFileSync(join(dir, 'pgbouncer.log'), 'utf8').slice(-4000) : '');
+    await waitReady('pgbouncer', port, child, said, stop, 15_000);
+    return { port, stop };
+  });
 }

@@ -61,7 +61,10 @@ export async function waitFor<T>(
   }
 }
 
-/** A port that was free a moment ago (for daemons that must know each other's URLs before starting). */
+/**
+ * A port that was free a moment ago. Another process may take it before it is used: tests use onFreePort,
+ * or listen on port 0 and read the port back; this stays for the benchmark scripts.
+ */
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
@@ -71,6 +74,28 @@ export async function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+/** Whether an error (or the output it quotes) says the address was already in use. */
+export function addressInUse(e: unknown): boolean {
+  const err = e as { code?: unknown; message?: unknown } | undefined;
+  return err?.code === 'EADDRINUSE' || /EADDRINUSE|address already in use/i.test(String(err?.message ?? e));
+}
+
+/**
+ * For what must be told its port before it listens (a server process, a daemon whose URL others need first):
+ * calls `start` with a port that was free a moment ago, and again with another (up to 5 tries) when it fails
+ * because something took the port in between. Precondition: `start` cleans up after itself when it throws.
+ */
+export async function onFreePort<T>(start: (port: number) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    try {
+      return await start(port);
+    } catch (e) {
+      if (attempt >= 5 || !addressInUse(e)) throw e;
+    }
+  }
 }
 
 export const entry = (tag: string, i: number) => ({
@@ -101,6 +126,8 @@ export async function startSilentServer(): Promise<{ url: string; sockets: Set<S
   const server = createServer((c) => {
     sockets.add(c);
     c.on('error', () => undefined);
+    // read and drop what arrives, so a client closing the connection is seen (socket.closed)
+    c.resume();
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   return {

@@ -154,12 +154,23 @@ describe('LogWriter against a real log', () => {
   });
 
   it('retries 503 and 429 with backoff, honouring Retry-After', async () => {
-    const relay = await startRelay(log.url, { failFirst: 3, failStatus: 503 });
+    // the backoff alone would wait at most a few ms: each wait of a second or more is Retry-After's
+    const failWith = [
+      { status: 429, retryAfter: '1' },
+      { status: 503, retryAfter: '1' },
+      { status: 503, retryAfter: '0' },
+    ];
+    const relay = await startRelay(log.url, { failWith });
     try {
-      const c = new LogWriter({ url: relay.url, vkey: log.vkey, backoffBaseMs: 10 });
+      const c = new LogWriter({ url: relay.url, vkey: log.vkey, backoffBaseMs: 2, backoffMaxMs: 5_000 });
       const r = await c.addEntries([entry(4000)]);
       expect(r).to.have.length(1);
       expect(c.stats.retries).to.equal(3);
+      expect(relay.posts).to.have.length(4);
+      const gaps = relay.posts.slice(1).map((t, i) => t - relay.posts[i]);
+      // a timer may fire up to a millisecond early by performance.now()
+      expect(gaps[0], 'wait after 429 with Retry-After: 1').to.be.at.least(999);
+      expect(gaps[1], 'wait after 503 with Retry-After: 1').to.be.at.least(999);
     } finally {
       await relay.close();
     }

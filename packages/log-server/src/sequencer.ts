@@ -1,7 +1,13 @@
 /**
  * Group commit. Submissions queue up (bounded, so overload becomes a 503 instead of memory growth); one loop
- * takes everything queued (up to a cap), hands it to the store (LogWrites: prepare, then commit) as one atomic sync batch with one newly
- * signed checkpoint, then answers every waiter. Only one append is ever in flight.
+ * takes everything queued (up to a cap) as one batch, has the store sequence and sign it (LogWrites.prepare),
+ * then write it durably as one atomic sync batch (commit), and answers its waiters in submission order.
+ *
+ * Pipelined: batch N+1 is prepared (CPU) while commit N (fsync) is in flight, but commits run one at a time
+ * in the order prepared, and no batch is prepared further ahead than that. A failed commit rejects its batch
+ * and everything still queued; the batch already prepared behind it still goes to commit, where the store
+ * refuses it (a failure drops every batch prepared before it), so the disk never holds a batch without the
+ * ones before it. Tested against a store the test holds and releases (test/sequencer.test.ts).
  */
 import { UnavailableError } from './errors.js';
 import type { AppendResult, Leaf, LogWrites, Prepared, SignedTree } from './log-storage.js';

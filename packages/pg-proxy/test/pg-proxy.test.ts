@@ -7,7 +7,6 @@ import pg from 'pg';
 import { logEntries, waitFor } from '../../proxy/test/helpers.js';
 
 import { find, run, statements, stopSharedPostgres, useRig, USERS } from './helpers.js';
-import { freePort } from '../../../test/lib/postgres.js';
 
 const BIN = fileURLToPath(new URL('../../cli/dist/bin.js', import.meta.url));
 
@@ -250,7 +249,6 @@ describe('pg-proxy: pipelines, COPY, cancel', function () {
     const p = spawn('psql', ['-X', '-At', '-c', 'SELECT pg_sleep(30)'], { env: rig.env('alice') });
     let stderr = '';
     p.stderr.on('data', (d) => (stderr += d));
-    const t0 = Date.now();
     await waitFor(
       'the query to run upstream',
       () =>
@@ -259,8 +257,8 @@ describe('pg-proxy: pipelines, COPY, cancel', function () {
     );
     p.kill('SIGINT'); // psql sends a CancelRequest on its own connection to the proxy
     await new Promise((r) => p.once('close', r));
+    // cancelled, not run to its end: the server says so, and the response records 57014
     expect(stderr).to.match(/canceling statement due to user request/);
-    expect(Date.now() - t0).to.be.below(25_000);
     const s = find(statements(await rig.events()), 'SELECT pg_sleep(30)');
     expect(s.response.outcome).to.deep.include({ status: 'error', sqlstate: '57014' });
   });
@@ -402,7 +400,6 @@ describe('pg-proxy: strict mode and crashes', function () {
   });
 
   it('--workers 2: two processes on one address, each with its own spool; every statement recorded; SIGTERM stops them all', async () => {
-    const port = await freePort();
     const args = [
       BIN,
       'pg-proxy',
@@ -415,7 +412,7 @@ describe('pg-proxy: strict mode and crashes', function () {
       '--users',
       rig.usersFile,
       '--listen',
-      `127.0.0.1:${port}`,
+      '127.0.0.1:0',
       '--spool',
       rig.spoolDir,
       '--name',
@@ -432,6 +429,8 @@ describe('pg-proxy: strict mode and crashes', function () {
     child.stdout!.on('data', (d) => (out += d));
     child.stderr!.on('data', (d) => (out += d));
     await waitFor('the pg-proxy workers to listen', () => /workers: 2/.test(out), 60_000);
+    // port 0: the workers share the one port the primary bound, and say which
+    const port = Number(/listening: postgres:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
     const env = rig.env('alice', 'app', port);
     const runs = await Promise.all(
       Array.from({ length: 6 }, (_, i) => run('psql', ['-X', '-At', '-c', `SELECT ${i} + 1000`], env)),
@@ -455,7 +454,6 @@ describe('pg-proxy: strict mode and crashes', function () {
   });
 
   it('a proxy SIGKILLed mid-session: every statement that reached the database has its request event in the log', async () => {
-    const port = await freePort();
     const pwFile = join(rig.tmp.dir, 'upstream-password');
     writeFileSync(pwFile, rig.pg.password + '\n');
     const args = [
@@ -474,7 +472,7 @@ describe('pg-proxy: strict mode and crashes', function () {
       '--rules',
       rig.rulesFile,
       '--listen',
-      `127.0.0.1:${port}`,
+      '127.0.0.1:0',
       '--spool',
       rig.spoolDir,
       '--name',
@@ -485,7 +483,8 @@ describe('pg-proxy: strict mode and crashes', function () {
     let out = '';
     child.stdout!.on('data', (d) => (out += d));
     child.stderr!.on('data', (d) => (out += d));
-    await waitFor('the pg-proxy child to listen', () => out.includes('listening'), 60_000);
+    await waitFor('the pg-proxy child to listen', () => /listening: \S+\n/.test(out), 60_000);
+    const port = Number(/listening: postgres:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
     // four clients insert as fast as they can, by both protocols, until the proxy dies under them
     let next = 0;
     const writer = async (extended: boolean) => {

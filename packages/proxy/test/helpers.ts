@@ -164,16 +164,24 @@ export async function startRelay(
   hook: {
     failFirst?: number;
     failStatus?: number;
+    /** Answers the first POSTs with these statuses and Retry-After values, in order (then as failFirst). */
+    failWith?: { status: number; retryAfter: string }[];
     rewrite?: (path: string, body: any) => any;
     holdMs?: (path: string) => number;
   },
-): Promise<{ url: string; calls: number; close(): Promise<void> }> {
-  const state = { url: '', calls: 0, close: async () => {} };
+): Promise<{ url: string; calls: number; posts: number[]; close(): Promise<void> }> {
+  const state = { url: '', calls: 0, posts: [] as number[], close: async () => {} };
   let failures = 0;
   const server = http.createServer(async (req, res) => {
     state.calls++;
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
+    if (req.method === 'POST') state.posts.push(performance.now());
+    const fail = req.method === 'POST' ? hook.failWith?.[state.posts.length - 1] : undefined;
+    if (fail) {
+      res.writeHead(fail.status, { 'retry-after': fail.retryAfter, 'content-type': 'application/json' });
+      return res.end('{"error":"overloaded"}');
+    }
     if (failures < (hook.failFirst ?? 0) && req.method === 'POST') {
       failures++;
       res.writeHead(hook.failStatus ?? 503, { 'retry-after': '0', 'content-type': 'application/json' });

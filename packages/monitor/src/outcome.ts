@@ -1,0 +1,25 @@
+/** What the monitor reports for each checkpoint, peer exchange and stream round. */
+import type { Evidence } from '@trailmark/client';
+
+/** What happened to one checkpoint. `misbehaviour` means the log (not a peer) was caught. */
+export type OutcomeStatus =
+  'ok' | 'advanced' | 'pending' | 'ignored' | 'rejected' | 'misbehaviour' | 'error' | 'warning';
+export interface Outcome {
+  status: OutcomeStatus;
+  message: string;
+  /** Id of the evidence recorded, if any. */
+  evidence?: string;
+}
+
+/** An outcome and what it is about ("log <url>", "peer <url>", ...). */
+export interface Labelled {
+  what: string;
+  outcome: Outcome;
+}
+
+export interface OnceResult {
+  /** 0 all consistent, 1 misbehaviour found, 2 could not check (contract section 7). */
+  code: 0 | 1 | 2;
+  outcomes: Labelled[];
+  evidence: Evidence[];
+}
