@@ -1,15 +1,7 @@
 import type { Command } from 'commander';
-import { startExplorer } from '@trailmark/explorer';
 import { action, makeOutput, runUntilSignal } from '../program.js';
 import { usage } from '../exit.js';
-import { loadPolicy, loadVkey, readTextFile } from './files.js';
-
-/** The log's vkey from --key or --log-key (exactly one). */
-export function keyArg(opts: { key?: string; logKey?: string }): string {
-  if ((opts.key === undefined) === (opts.logKey === undefined))
-    throw usage("give the log's vkey with --key VKEY (or --log-key VKEY)");
-  return (opts.key ?? opts.logKey)!;
-}
+import { keyArg, loadPolicy, loadVkey, readTextFile } from './files.js';
 
 interface ExplorerCliOptions {
   log: string;
@@ -38,6 +30,8 @@ export function registerExplorer(program: Command): void {
     .option('--interval <ms>', 'poll interval for new checkpoints, milliseconds', '1000')
     .action(
       action(async (opts: ExplorerCliOptions, cmd: Command) => {
+        // daemons are loaded when their command runs, so a read command never loads one (test/layering.test.ts)
+        const { startExplorer } = await import('@trailmark/explorer');
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
         const interval = Number(opts.interval);
         if (!Number.isSafeInteger(interval) || interval < 50)

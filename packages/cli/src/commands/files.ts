@@ -165,3 +165,10 @@ export async function entryLeafHash(file: string): Promise<Uint8Array> {
   }
   return leaf;
 }
+
+/** The log's vkey from --key or --log-key (exactly one). */
+export function keyArg(opts: { key?: string; logKey?: string }): string {
+  if ((opts.key === undefined) === (opts.logKey === undefined))
+    throw usage("give the log's vkey with --key VKEY (or --log-key VKEY)");
+  return (opts.key ?? opts.logKey)!;
+}

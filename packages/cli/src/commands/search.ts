@@ -10,12 +10,11 @@ import {
   ocsfEvent,
   parseFilters,
   type StoredEvent,
-} from '@trailmark/explorer';
+} from '@trailmark/client';
 import { action } from '../program.js';
 import { usage } from '../exit.js';
 import { mapped } from './checkpoint.js';
-import { keyArg } from './explorer.js';
-import { loadPolicy, loadVkey } from './files.js';
+import { keyArg, loadPolicy, loadVkey } from './files.js';
 import { makeWriter } from './entries.js';
 
 type SearchCliOptions = Record<string, string | undefined> & {
