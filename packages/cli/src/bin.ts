@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { main } from './program.js';
+import { main } from './main.js';
 
 main(process.argv).then((code) => {
   process.exitCode = code;

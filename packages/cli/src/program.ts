@@ -1,7 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { Command, CommanderError } from 'commander';
+import type { Command } from 'commander';
 import { CliError, EXIT_ERROR, EXIT_OK } from './exit.js';
-import { registerCommands } from './commands/index.js';
 
 /** Output of one command: human text by default, one JSON document with --json. */
 export interface Output {
@@ -59,42 +57,6 @@ export function reportError(err: unknown, json: boolean): number {
   }
   if (process.env.TRAILMARK_DEBUG && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
   return code;
-}
-
-/** The version of @trailmark/cli, from its package.json (dist/ and src/ both sit one level below it). */
-function cliVersion(): string {
-  try {
-    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string })
-      .version;
-  } catch {
-    return 'unknown';
-  }
-}
-
-export function buildProgram(): Command {
-  const program = new Command('trailmark')
-    .description('Trailmark: a transparency log for access trails')
-    .version(cliVersion(), '-V, --version', 'print the version')
-    .option('--json', 'machine-readable output')
-    .exitOverride()
-    .showHelpAfterError()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  registerCommands(program);
-  return program;
-}
-
-export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
-  try {
-    await program.parseAsync(argv);
-    return typeof process.exitCode === 'number' ? process.exitCode : EXIT_OK;
-  } catch (err) {
-    if (err instanceof CommanderError) {
-      // help and version are successes; every other parse failure is a usage error
-      return err.exitCode === 0 ? EXIT_OK : EXIT_ERROR;
-    }
-    return reportError(err, false);
-  }
 }
 
 /**

@@ -18,10 +18,10 @@ import {
   parseFilters,
   parseLimit,
   type Filters,
-} from './filters.js';
+} from '@trailmark/client';
 import { BUCKET_MS, IndexStore, type Bucket, type StoredEvent } from './store.js';
 import { Indexer } from './indexer.js';
-import { csvHeader, csvRow, eventJson, ocsfEvent } from './formats.js';
+import { csvHeader, csvRow, eventJson, ocsfEvent } from '@trailmark/client';
 import { streamView } from './streams.js';
 
 export interface ExplorerOptions {

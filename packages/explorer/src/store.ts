@@ -16,15 +16,9 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { StreamChecker, type StreamCheckerState } from '@trailmark/tlog';
 import { KIND_REQUEST, KIND_RESPONSE, normalize } from './normalize.js';
-import type { Filters } from './filters.js';
+import type { Filters, StoredEvent } from '@trailmark/client';
 
-export interface StoredEvent {
-  leaf_index: number;
-  leaf_hash: Uint8Array;
-  /** The entry's canonical JSON text, as logged. */
-  entry: string;
-  response: { leaf_index: number; leaf_hash: Uint8Array; entry: string } | null;
-}
+export type { StoredEvent };
 
 export interface IndexState {
   /** Entries indexed: leaves 0 .. indexed-1. */

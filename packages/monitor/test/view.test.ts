@@ -7,8 +7,7 @@
 import { expect } from 'chai';
 import { b64encode, generateKey, parsePrivateKey, parseVkey, type Hash } from '@trailmark/tlog';
 import { MonitorError } from '../src/errors.js';
-import { verifyEvidence } from '../src/evidence.js';
-import { rememberingVerifier } from '../src/verifycache.js';
+import { rememberingVerifier, verifyEvidence } from '@trailmark/client';
 import { decideView, type NoteSeen, type ViewDecision, type ViewInput } from '../src/view.js';
 import { TestTree } from '../../../test/lib/tree.js';
 

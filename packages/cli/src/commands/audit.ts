@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { auditLog, readAuditState, readAuditStreams, writeAuditState, type AuditProgress } from '@trailmark/client';
-import { auditStore, LogStateError } from '@trailmark/log-server';
 import { vkeyOf } from '@trailmark/tlog';
 import { action, makeOutput, type Output } from '../program.js';
 import { failed, usage } from '../exit.js';
@@ -127,6 +126,9 @@ export function registerAudit(program: Command): void {
 /** `audit --data DIR [--key VKEY]`: exit 0 undamaged, 1 damaged (the first damage named), 2 unreadable. */
 async function auditData(dir: string, keyArg: string | undefined, out: Output): Promise<void> {
   const vkey = keyArg !== undefined ? vkeyOf(await loadVkey(keyArg)) : undefined;
+  // the store's own format is the log server's to read; loaded only here, so the network audit (and every
+  // other read command) never loads a daemon
+  const { auditStore, LogStateError } = await import('@trailmark/log-server');
   let report;
   try {
     report = await auditStore(dir, { vkey });

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { startExplorer } from '@trailmark/explorer';
 import { action, makeOutput, runUntilSignal } from '../program.js';
 import { usage } from '../exit.js';
 import { loadLogKey, loadPolicy, readTextFile } from './files.js';
@@ -31,6 +30,8 @@ export function registerExplorer(program: Command): void {
     .option('--interval <ms>', 'poll interval for new checkpoints, milliseconds', '1000')
     .action(
       action(async (opts: ExplorerCliOptions, cmd: Command) => {
+        // daemons are loaded when their command runs, so a read command never loads one (test/layering.test.ts)
+        const { startExplorer } = await import('@trailmark/explorer');
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
         const interval = Number(opts.interval);
         if (!Number.isSafeInteger(interval) || interval < 50)

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { startForwardAuth } from '@trailmark/proxy';
 import { action } from '../program.js';
 import { recorderOptions, runRecorder, type RecorderCliOptions } from './recorder.js';
 
@@ -25,7 +24,11 @@ export function registerForwardAuth(program: Command): void {
         'forward-auth',
         opts,
         c,
-        (common) => startForwardAuth({ ...common, ...(opts.target ? { target: opts.target } : {}) }),
+        async (common) =>
+          (await import('@trailmark/proxy')).startForwardAuth({
+            ...common,
+            ...(opts.target ? { target: opts.target } : {}),
+          }),
         opts.target ? { target: opts.target } : {},
       ),
     ),

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { MonitorError, acknowledgeEvidence, startMonitor, type RunningMonitor } from '@trailmark/monitor';
+import type { RunningMonitor } from '@trailmark/monitor';
 import { TlogError } from '@trailmark/tlog';
 import { action, makeOutput, runUntilSignal } from '../program.js';
 import { EXIT_OK, usage } from '../exit.js';
@@ -50,6 +50,8 @@ export function registerMonitor(program: Command): void {
     .option('--no-streams', 'do not read entries to check proxy streams (only checkpoints)')
     .action(
       action(async (opts: MonitorCliOptions, cmd: Command) => {
+        // daemons are loaded when their command runs, so a read command never loads one (test/layering.test.ts)
+        const { MonitorError, startMonitor } = await import('@trailmark/monitor');
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
         if (opts.logKey && opts.key) throw usage("give the logs' vkeys with --log-key or with --key, not both");
         const keys = opts.logKey ?? opts.key ?? [];
@@ -143,6 +145,7 @@ export function registerMonitorAck(program: Command): void {
     .argument('[ids...]', 'evidence ids (file names in DIR/evidence without .json); default: all')
     .action(
       action(async (ids: string[], opts: { data: string }, cmd: Command) => {
+        const { acknowledgeEvidence } = await import('@trailmark/monitor');
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
         let done: string[];
         try {

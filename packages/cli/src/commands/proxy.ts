@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { startProxy } from '@trailmark/proxy';
 import { action } from '../program.js';
 import { recorderOptions, runRecorder, type RecorderCliOptions } from './recorder.js';
 
@@ -20,9 +19,15 @@ export function registerProxy(program: Command): void {
   recorderOptions(cmd, '127.0.0.1:8081').action(
     action(async (opts: ProxyCliOptions, c: Command) =>
       // startProxy checks --mode and both URLs (a ProxyError, exit 2)
-      runRecorder('proxy', opts, c, (common) => startProxy({ ...common, upstream: opts.upstream }), {
-        upstream: opts.upstream,
-      }),
+      runRecorder(
+        'proxy',
+        opts,
+        c,
+        async (common) => (await import('@trailmark/proxy')).startProxy({ ...common, upstream: opts.upstream }),
+        {
+          upstream: opts.upstream,
+        },
+      ),
     ),
   );
 }

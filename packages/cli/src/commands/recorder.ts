@@ -1,14 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
-import {
-  defaultWorkers,
-  ProxyError,
-  runWorkers,
-  type RecorderOptions,
-  type RunningPool,
-  type RunningRecorder,
-} from '@trailmark/proxy';
-import type { TrailMode } from '@trailmark/recorder';
+import { availableParallelism } from 'node:os';
+import type { RecorderOptions, RunningPool, RunningRecorder } from '@trailmark/proxy';
+import { ProxyError, type TrailMode } from '@trailmark/recorder';
 import { ClientError } from '@trailmark/client';
 import { TlogError } from '@trailmark/tlog';
 import { makeOutput, runUntilSignal } from '../program.js';
@@ -98,7 +92,8 @@ export function recorderOptions(cmd: Command, defaultListen: string): Command {
       .option(
         '--workers <n>',
         'processes serving the one listening address, each with its own spool and stream (default: the CPU count)',
-        String(defaultWorkers()),
+        // the proxy's defaultWorkers(), without loading the proxy for every command
+        String(availableParallelism()),
       )
   );
 }
@@ -143,6 +138,8 @@ export async function runRecorder(
   const { adminListen: _admin, ...perWorker } = common;
   let pool: RunningPool;
   try {
+    // daemons are loaded when their command runs, so a read command never loads one (test/layering.test.ts)
+    const { runWorkers } = await import('@trailmark/proxy');
     pool = await runWorkers({
       workers,
       recorder: common,

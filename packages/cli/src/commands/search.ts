@@ -10,7 +10,7 @@ import {
   ocsfEvent,
   parseFilters,
   type StoredEvent,
-} from '@trailmark/explorer';
+} from '@trailmark/client';
 import { action } from '../program.js';
 import { usage } from '../exit.js';
 import { mapped } from './checkpoint.js';

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { jsonLogger, LogStateError, readSubmitTokens, startLogServer } from '@trailmark/log-server';
 import { action, makeOutput, runUntilSignal } from '../program.js';
 import { usage } from '../exit.js';
 
@@ -38,6 +37,8 @@ export function registerServe(program: Command): void {
     .option('--submit-tokens <file>', 'bearer tokens accepted by the write API, one a line')
     .action(
       action(async (opts: ServeOptions, cmd: Command) => {
+        // daemons are loaded when their command runs, so a read command never loads one (test/layering.test.ts)
+        const { jsonLogger, LogStateError, readSubmitTokens, startLogServer } = await import('@trailmark/log-server');
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
         let server;
         try {

@@ -4,7 +4,15 @@
  * Datastore Activity, class 6005, for PostgreSQL events; other entries are left out of the OCSF export).
  */
 import { b64encode } from '@trailmark/tlog';
-import type { StoredEvent } from './store.js';
+
+/** One indexed event as the explorer stores and serves it: the request and, once logged, its response. */
+export interface StoredEvent {
+  leaf_index: number;
+  leaf_hash: Uint8Array;
+  /** The entry's canonical JSON text, as logged. */
+  entry: string;
+  response: { leaf_index: number; leaf_hash: Uint8Array; entry: string } | null;
+}
 
 /** One API event object as JSON text; the entries' canonical JSON is spliced in as logged. */
 export function eventJson(e: StoredEvent): string {

@@ -5,9 +5,9 @@
  * leaf index (the same check an inclusion proof makes). The joined response is checked the same way.
  */
 import { TlogError, b64encode, bytesEqual, canonicalJson, type NoteVerifier, type Policy } from '@trailmark/tlog';
-import { LogReader, fetchVerifiedCheckpoint, nodeHasher, type VerifiedLog } from '@trailmark/client';
+import { LogReader, fetchVerifiedCheckpoint, nodeHasher, type VerifiedLog } from '../reader/index.js';
 import { MAX_LIMIT, filtersToParams, type Filters } from './filters.js';
-import type { StoredEvent } from './store.js';
+import type { StoredEvent } from './formats.js';
 
 /** The explorer's answer did not match the log: a result that is not the log's entry at its index. */
 export class ExplorerMismatchError extends TlogError {}
