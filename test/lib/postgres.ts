@@ -157,7 +157,7 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
   ]);
   const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir });
   let stderr = '';
-  child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
+  child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
   const env = {
     ...process.env,
     PGHOST: '127.0.0.1',
@@ -233,7 +233,7 @@ export async function startPgbouncer(
   const [cmd, args] = unprivileged('/usr/sbin/pgbouncer', [join(dir, 'pgbouncer.ini')]);
   const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir });
   let stderr = '';
-  child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
+  child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
   const stop = async () => {
     child.kill('SIGINT');
     await waitExit(child, 10_000);

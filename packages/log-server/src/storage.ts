@@ -217,7 +217,7 @@ export class LogStore extends DurableReads implements LogStorage {
         this.db = await openDb(this.dir, false);
       } catch (e) {
         // not a verdict on the store: LevelDB could not open it yet (descriptors, space); retried
-        throw new Error((e as Error).message);
+        throw new Error((e as Error).message, { cause: e });
       }
       const state = await recoverEdge(this.db, this.key, {
         recentTiles: this.upperCapacity,

@@ -270,6 +270,7 @@ class LogWitnessing implements Witnessing {
         const err = e as Error & { cause?: Error };
         throw new Error(
           `POST ${url}: ${err.name === 'TimeoutError' ? 'timed out' : (err.cause?.message ?? err.message)}`,
+          { cause: e },
         );
       }
       if (res.status === 200) {

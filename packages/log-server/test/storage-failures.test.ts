@@ -22,7 +22,7 @@ async function resumeAndVerify(store: LogStore, failed: Leaf[], acked: Map<numbe
     }
   }
   expect(resumed, 'writes did not resume').to.not.equal(undefined);
-  resumed!.indices.forEach((idx, k) => acked.set(idx, failed[k]));
+  resumed.indices.forEach((idx, k) => acked.set(idx, failed[k]));
   (await store.append(more)).indices.forEach((idx, k) => acked.set(idx, more[k]));
   // every acknowledged entry at its index, and the signed root is that of exactly the stored entries
   const data = await store.entries(0, store.size);
@@ -133,7 +133,7 @@ describe('storage failures', function () {
     try {
       execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', mnt], { stdio: 'pipe' });
     } catch (e) {
-      throw new Error(`this test mounts a tmpfs and needs root (CAP_SYS_ADMIN): ${(e as Error).message}`);
+      throw new Error(`this test mounts a tmpfs and needs root (CAP_SYS_ADMIN): ${(e as Error).message}`, { cause: e });
     }
     const store = await LogStore.open(
       join(mnt, 'db'),

@@ -615,7 +615,7 @@ export class Monitor {
       this.pending.set(origin, pend);
       const key = `${cp.size} ${b64encode(cp.root)}`;
       if (!pend.has(key)) {
-        if (pend.size >= MAX_PENDING) pend.delete(pend.keys().next().value!);
+        if (pend.size >= MAX_PENDING) pend.delete(pend.keys().next().value);
         pend.set(key, { note, seen: got.seen });
       }
       out = {

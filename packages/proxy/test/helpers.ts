@@ -170,7 +170,7 @@ export async function startRelay(
 ): Promise<{ url: string; calls: number; close(): Promise<void> }> {
   const state = { url: '', calls: 0, close: async () => {} };
   let failures = 0;
-  const server = http.createServer(async (req, res) => {
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
     state.calls++;
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
@@ -194,7 +194,9 @@ export async function startRelay(
     if (res.destroyed) return;
     res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'application/octet-stream' });
     res.end(body);
-  });
+  };
+  // a request the handler fails (the log behind went away): drop the connection as a dead upstream would
+  const server = http.createServer((req, res) => void handle(req, res).catch(() => res.destroy()));
   state.url = await listen(server);
   state.close = () => close(server);
   return state;
@@ -241,8 +243,8 @@ export function spawnProxy(
   return new Promise((resolve, reject) => {
     let out = '';
     let err = '';
-    c.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    c.stdout!.on('data', (d: Buffer) => {
+    c.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    c.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const u = /^url: (\S+)$/m.exec(out);
       const a = /^admin: (\S+)$/m.exec(out);
