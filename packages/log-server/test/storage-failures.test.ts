@@ -12,7 +12,7 @@ const post = (url: string, body: unknown) =>
 /** Resubmits `failed` until writes resume (the store reopens by itself), then checks every acknowledged entry and the root. */
 async function resumeAndVerify(store: LogStore, failed: Leaf[], acked: Map<number, Leaf>, more: Leaf[]): Promise<void> {
   const until = Date.now() + 20000;
-  let resumed;
+  let resumed: Awaited<ReturnType<typeof store.append>> | undefined;
   while (!resumed && Date.now() < until) {
     try {
       resumed = await store.append(failed);
@@ -22,7 +22,7 @@ async function resumeAndVerify(store: LogStore, failed: Leaf[], acked: Map<numbe
     }
   }
   expect(resumed, 'writes did not resume').to.not.equal(undefined);
-  resumed.indices.forEach((idx, k) => acked.set(idx, failed[k]));
+  resumed!.indices.forEach((idx, k) => acked.set(idx, failed[k]));
   (await store.append(more)).indices.forEach((idx, k) => acked.set(idx, more[k]));
   // every acknowledged entry at its index, and the signed root is that of exactly the stored entries
   const data = await store.entries(0, store.size);

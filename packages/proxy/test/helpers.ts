@@ -177,7 +177,7 @@ export async function startRelay(
     if (failures < (hook.failFirst ?? 0) && req.method === 'POST') {
       failures++;
       res.writeHead(hook.failStatus ?? 503, { 'retry-after': '0', 'content-type': 'application/json' });
-      return res.end('{"error":"overloaded"}');
+      return void res.end('{"error":"overloaded"}');
     }
     const r = await fetch(target + req.url, {
       method: req.method,

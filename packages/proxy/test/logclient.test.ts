@@ -111,7 +111,7 @@ describe('LogClient against a real log', () => {
       for await (const c of req) chunks.push(c as Buffer);
       if (mode === 'absent' && req.url!.startsWith('/tile/')) {
         res.writeHead(404);
-        return res.end();
+        return void res.end();
       }
       const r = await fetch(log.url + req.url, {
         method: req.method,
