@@ -138,7 +138,7 @@ async function main(): Promise<void> {
     });
     kill = () => proc.kill('SIGTERM');
     let out = '';
-    proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
     const url = await waitForUrl(proc);
     const vkey = /^vkey: (\S+)$/m.exec(out)?.[1];
     if (!vkey) throw new Error(`trailmark serve printed no vkey line: ${out}`);

@@ -80,7 +80,7 @@ async function compare(
         ...(load.rate ? { overallRate: load.rate } : {}),
       };
       const before = treeCpuMs(t.pids);
-      const res = await autocannon(opts as Parameters<typeof autocannon>[0]);
+      const res = await autocannon(opts);
       cpu[name].ms += treeCpuMs(t.pids) - before;
       cpu[name].requests += res.rps * duration;
       runs[name].push(res);

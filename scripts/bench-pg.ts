@@ -39,8 +39,8 @@ function startCli(
       const m = want.exec(out);
       if (m) resolve({ proc, match: m[1] });
     };
-    proc.stdout!.on('data', on);
-    proc.stderr!.on('data', on);
+    proc.stdout.on('data', on);
+    proc.stderr.on('data', on);
     proc.on('exit', (code) => reject(new Error(`trailmark ${args[0]} exited ${code}: ${out}`)));
   });
 }

@@ -80,7 +80,7 @@ async function compare(
         headers,
         ...(load.rate ? { overallRate: load.rate } : {}),
       };
-      runs[name].push(await autocannon(opts as Parameters<typeof autocannon>[0]));
+      runs[name].push(await autocannon(opts));
     }
   }
   return Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, med(v)]));
@@ -162,7 +162,7 @@ async function main(): Promise<void> {
         );
     };
     /** The log's tree growth per second while fn runs (its ingest rate under the load fn makes). */
-    const ingest = async <T>(fn: () => Promise<Record<string, LoadResult>>): Promise<Record<string, LoadResult>> => {
+    const ingest = async (fn: () => Promise<Record<string, LoadResult>>): Promise<Record<string, LoadResult>> => {
       const size = async () =>
         ((await (await fetch(`${logUrl}/v1/get-sth`)).json()) as { tree_size: number }).tree_size;
       const s0 = await size();

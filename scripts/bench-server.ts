@@ -83,7 +83,7 @@ async function load(o: {
 }): Promise<Load> {
   const proc = spawn(process.execPath, ['-e', LOADER, JSON.stringify(o)], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const code: number = await new Promise((r) => proc.on('exit', (c) => r(c ?? 1)));
   if (code !== 0) throw new Error(`load generator failed (${code})`);
   const r = JSON.parse(out);

@@ -90,11 +90,11 @@ async function daemon(
   const logFile = createWriteStream(join(work, `${name}.log`));
   const proc = spawn(process.execPath, [BIN, ...args], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(proc);
-  proc.stderr!.pipe(logFile);
+  proc.stderr.pipe(logFile);
   let out = '';
   const match = await new Promise<RegExpMatchArray>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name} did not start: ${out}`)), 15_000);
-    proc.stdout!.on('data', (d) => {
+    proc.stdout.on('data', (d) => {
       out += d;
       logFile.write(d);
       const m = out.match(ready);
@@ -432,7 +432,8 @@ process.on('SIGINT', () => {
   void cleanup().then(() => process.exit(130));
 });
 
-main()
+// every failure is reported and cleaned up in the handlers; a failing cleanup is left to Node's unhandled-rejection crash
+void main()
   .then(cleanup, async (e) => {
     console.error(red(`\ndemo failed: ${(e as Error).message}`));
     if (work) console.error(dim(`(daemon logs were in ${work}; removed now)`));

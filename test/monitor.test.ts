@@ -5,7 +5,7 @@
  * `trailmark monitor --once` exits 0, 1 and 2 as the contract says.
  */
 import { expect } from 'chai';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseVkey } from '@trailmark/tlog';
@@ -263,7 +263,7 @@ describe('monitor (end to end)', function () {
     await addEntries(l.url, [entry('x', 0), entry('x', 1)]);
     let tamper = false;
     // a relay in front of the real log that corrupts the checkpoint signature on demand
-    const relay: Server = createServer(async (req, res) => {
+    const handle = async (req: IncomingMessage, res: ServerResponse) => {
       const r = await fetch(l.url + req.url);
       let body = Buffer.from(await r.arrayBuffer());
       if (tamper && req.url === '/checkpoint') {
@@ -274,7 +274,9 @@ describe('monitor (end to end)', function () {
       }
       res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'text/plain' });
       res.end(body);
-    });
+    };
+    // a request the handler fails (the log behind went away): drop the connection as a dead upstream would
+    const relay: Server = createServer((req, res) => void handle(req, res).catch(() => res.destroy()));
     await new Promise<void>((r) => relay.listen(0, '127.0.0.1', () => r()));
     closers.push(() => new Promise<void>((r) => relay.close(() => r())));
     const relayUrl = `http://127.0.0.1:${(relay.address() as { port: number }).port}`;

@@ -27,8 +27,8 @@ async function startFrontend(store: string, key: string, extra: string[] = []): 
   );
   let out = '';
   let err = '';
-  proc.stdout!.on('data', (d) => (out += d));
-  proc.stderr!.on('data', (d) => (err += d));
+  proc.stdout.on('data', (d) => (out += d));
+  proc.stderr.on('data', (d) => (err += d));
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   await waitFor(
     'the frontend to listen',

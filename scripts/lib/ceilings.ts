@@ -139,7 +139,7 @@ export async function autocannon(opts: {
     cwd: process.cwd(),
   });
   let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const code: number = await new Promise((r) => proc.on('exit', (c) => r(c ?? 1)));
   if (code !== 0) throw new Error(`autocannon failed (${code})`);
   const r = JSON.parse(out);

@@ -19,8 +19,8 @@ export function startCli(
   return new Promise((resolve, reject) => {
     let out = '';
     let err = '';
-    proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    proc.stdout!.on('data', (d: Buffer) => {
+    proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    proc.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const m = want.map((re) => re.exec(out));
       if (m.every(Boolean)) resolve({ proc, lines: m.map((x) => x![1]) });

@@ -160,7 +160,7 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
     ]);
     const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir });
     let stderr = '';
-    child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
+    child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
     const kill = async () => {
       child.kill('SIGINT');
       await waitExit(child, 10_000);
@@ -248,7 +248,7 @@ export async function startPgbouncer(
     const [cmd, args] = unprivileged('/usr/sbin/pgbouncer', [join(dir, 'pgbouncer.ini')]);
     const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: dir });
     let stderr = '';
-    child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
+    child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
     const stop = async () => {
       child.kill('SIGINT');
       await waitExit(child, 10_000);

@@ -53,7 +53,7 @@ describe('trailmark audit --data (offline audit of a data directory)', function 
   }
 
   async function flipByte(db: Level<Uint8Array, Uint8Array>, k: Buffer, offset: number): Promise<void> {
-    const v = Buffer.from((await db.get(k))!);
+    const v = Buffer.from(await db.get(k));
     v[offset] ^= 0x01;
     await db.put(k, v);
   }

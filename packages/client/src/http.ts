@@ -107,9 +107,8 @@ function errorSuffix(text: string): string {
 
 /** Control characters out, one line, at most 200 characters: text from a server goes into our log lines. */
 function oneLine(s: string): string {
-  // eslint-disable-next-line no-control-regex
   return s
-    .replace(/[\u0000-\u001f\u007f]+/g, ' ')
+    .replace(/[\u0000-\u001f\u007f]+/g, ' ') // eslint-disable-line no-control-regex -- control characters are what goes
     .trim()
     .slice(0, 200);
 }

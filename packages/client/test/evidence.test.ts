@@ -42,9 +42,10 @@ const seen = [
 /** Evidence that tree a at size m and tree b at size n (m < n) split, built as the monitor builds it. */
 async function split(m: number, n: number): Promise<Evidence> {
   const proof = await b.consistency(m, n);
-  let first;
-  if ((m & (m - 1)) === 0) first = prefixRootFromInclusion(BigInt(m), b.leaves[m - 1], await b.inclusion(m - 1, n));
-  else first = prefixRootFromConsistency(BigInt(m), BigInt(n), proof);
+  const first =
+    (m & (m - 1)) === 0
+      ? prefixRootFromInclusion(BigInt(m), b.leaves[m - 1], await b.inclusion(m - 1, n))
+      : prefixRootFromConsistency(BigInt(m), BigInt(n), proof);
   expect(first, `prefix root ${m} -> ${n}`).to.not.equal(undefined);
   expect(proofBindsPrefix(BigInt(m), BigInt(n), proof, first!, b.root(n))).to.equal(true);
   return inconsistentEvidence(

@@ -105,13 +105,13 @@ describe('LogWriter against a real log', () => {
     const http = await import('node:http');
     const { listen, close } = await import('../../proxy/test/helpers.js');
     const paths: string[] = [];
-    const server = http.createServer(async (req, res) => {
+    const handle = async (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => {
       paths.push(req.url!);
       const chunks: Buffer[] = [];
       for await (const c of req) chunks.push(c as Buffer);
       if (mode === 'absent' && req.url!.startsWith('/tile/')) {
         res.writeHead(404);
-        return res.end();
+        return void res.end();
       }
       const r = await fetch(log.url + req.url, {
         method: req.method,
@@ -122,7 +122,9 @@ describe('LogWriter against a real log', () => {
       if (mode === 'corrupt' && req.url!.startsWith('/tile/') && r.ok) body[0] ^= 1;
       res.writeHead(r.status);
       res.end(body);
-    });
+    };
+    // a request the handler fails (the log behind went away): drop the connection as a dead upstream would
+    const server = http.createServer((req, res) => void handle(req, res).catch(() => res.destroy()));
     const url = await listen(server);
     return { url, paths, close: () => close(server) };
   }

@@ -37,7 +37,7 @@ async function failure(p: Promise<unknown>): Promise<LogReadError> {
 describe('LogReader (HTTP)', () => {
   it('retries 503 and 429 honouring Retry-After, then succeeds', async () => {
     const seen: number[] = [];
-    const s = await serve((req, res) => {
+    const s = await serve((_req, res) => {
       seen.push(Date.now());
       if (seen.length === 1) res.writeHead(503, { 'retry-after': '1' }).end('{"error":"busy"}');
       else if (seen.length === 2) res.writeHead(429, { 'retry-after': '0' }).end();
@@ -93,7 +93,7 @@ describe('LogReader (HTTP)', () => {
   it('keeps at most `concurrency` requests in flight', async () => {
     let active = 0;
     let peak = 0;
-    const s = await serve((req, res) => {
+    const s = await serve((_req, res) => {
       active++;
       peak = Math.max(peak, active);
       setTimeout(() => {
@@ -131,7 +131,7 @@ describe('LogReader (HTTP)', () => {
   });
 
   it('refuses oversized bodies and non-http URLs', async () => {
-    const s = await serve((req, res) => res.writeHead(200).end(Buffer.alloc(9000)));
+    const s = await serve((_req, res) => res.writeHead(200).end(Buffer.alloc(9000)));
     try {
       const e = await failure(new LogReader(s.url).tile({ level: 1, index: 0n, width: 256 }));
       expect(e.message).to.match(/(exceeds|more than) 8192/);

@@ -183,7 +183,7 @@ describe('explorer API (a log filled through the real proxy)', function () {
     );
 
     const csv = await (await fetch(`${x.url}/api/events.csv?target=${encodeURIComponent(upstream)}`)).text();
-    const rows = parseCsv(csv, { columns: true }) as Record<string, string>[];
+    const rows = parseCsv<Record<string, string>>(csv, { columns: true });
     expect(rows.length).to.equal(TRAFFIC.length);
     expect(rows.map((r) => `${r.method} ${r.path} ${r.status} ${r.decision}`)).to.deep.equal(
       [...TRAFFIC].reverse().map(([, m, p, s]) => `${m} ${p.split('?')[0]} ${s} ${s === 200 ? 'allowed' : 'denied'}`),

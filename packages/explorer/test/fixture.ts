@@ -193,7 +193,7 @@ export async function startRelay(
   target: string,
   hook: { rewrite?: (path: string, body: Buffer) => Buffer | undefined; headers?: Record<string, string> } = {},
 ): Promise<{ url: string; close(): Promise<void> }> {
-  const server = http.createServer(async (req, res) => {
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     try {
       const r = await fetch(target + req.url, { method: req.method });
       let body: Buffer = Buffer.from(await r.arrayBuffer());
@@ -209,7 +209,9 @@ export async function startRelay(
       res.writeHead(502);
       res.end(String(e));
     }
-  });
+  };
+  // a request the handler fails (the log behind went away): drop the connection as a dead upstream would
+  const server = http.createServer((req, res) => void handle(req, res).catch(() => res.destroy()));
   const url = await listen(server);
   return { url, close: () => closeServer(server) };
 }

@@ -126,7 +126,7 @@ describe('explorer page in headless Chromium (verifies every result against the 
     }
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#d-download')]);
     expect(download.suggestedFilename()).to.equal(`event-${pg.leaf_index}.tlog-proof`);
-    const receipt = await readFile((await download.path())!, 'utf8');
+    const receipt = await readFile(await download.path(), 'utf8');
     const v = verifyTlogProof(receipt, hashLeaf(canonicalJson(pg.entry)), parseVkey(trail.vkey));
     expect(v.index).to.equal(BigInt(pg.leaf_index));
     // the chart has the two PostgreSQL requests, the denied one marked

@@ -1,7 +1,10 @@
 /**
  * The main-thread side of canon-worker: a few workers (each request to the least busy), answers matched to
- * requests by id, a worker that dies is replaced on the next request.
+ * requests by id, a worker that dies is replaced on the next request. The worker is this module's sibling
+ * with this module's extension: .js from dist, .ts from sources (tests), where the worker inherits the
+ * parent's execArgv and so its TypeScript loader and export conditions.
  */
+import { extname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { HttpError } from './errors.js';
 import { preparers, type BodyKind, type PackedLeaves, type PrepError } from './canon.js';
@@ -53,17 +56,9 @@ export class CanonPool {
   private start(slot: Slot): Worker {
     // the worker's heap holds a few request bodies at a time; keep its share of the RSS small
     const resourceLimits = { maxOldGenerationSizeMb: 48, maxYoungGenerationSizeMb: 8 };
-    let w: Worker;
-    if (import.meta.url.endsWith('.ts')) {
-      // running from sources (tests under tsx): the worker registers tsx itself before loading the .ts file
-      const entry = new URL('./canon-worker.ts', import.meta.url).href;
-      w = new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`, {
-        eval: true,
-        resourceLimits,
-      });
-    } else {
-      w = new Worker(new URL('./canon-worker.js', import.meta.url), { resourceLimits });
-    }
+    const w = new Worker(new URL(`./canon-worker${extname(new URL(import.meta.url).pathname)}`, import.meta.url), {
+      resourceLimits,
+    });
     w.unref();
     w.on(
       'message',

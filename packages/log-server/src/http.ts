@@ -493,7 +493,7 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
       count(route, sendError(res, e, ctx.logger));
     };
     try {
-      const r = isTile ? tile(path, res) : handler!(q < 0 ? '' : url.slice(q + 1), res);
+      const r = isTile ? tile(path, res) : handler(q < 0 ? '' : url.slice(q + 1), res);
       if (r instanceof Promise) r.then(done, fail);
       else done();
     } catch (e) {

@@ -168,7 +168,7 @@ function pack(items: readonly Uint8Array[]): [Buffer, number[], number[]] {
     lens[i] = items[i].length;
     o += items[i].length;
   }
-  return [Buffer.concat(items as Uint8Array[], o), offs, lens];
+  return [Buffer.concat(items, o), offs, lens];
 }
 
 /** Rows (blob offset, length, ordinal) of a packed parameter pair: `FROM ${UNPACK(2)}` binds $2 and $3. */
@@ -451,7 +451,10 @@ export class PgStore extends DurableReads implements LogStorage {
     const size = snap.tree.size;
     if (this.waiters.length === 0) return;
     const still: typeof this.waiters = [];
-    for (const w of this.waiters) w.size <= size ? w.resolve() : still.push(w);
+    for (const w of this.waiters) {
+      if (w.size <= size) w.resolve();
+      else still.push(w);
+    }
     this.waiters = still;
   }
 

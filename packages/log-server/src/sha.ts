@@ -4,7 +4,7 @@ import { makeHasher, type Hasher } from '@trailmark/tlog';
 /** SHA-256 on node:crypto (one-shot where available: about twice the rate of the JS implementation). */
 export const sha256: (data: Uint8Array) => Buffer =
   typeof nodeHash === 'function'
-    ? (d) => nodeHash('sha256', d, 'buffer') as unknown as Buffer
+    ? (d) => nodeHash('sha256', d, 'buffer')
     : (d) => createHash('sha256').update(d).digest();
 
 /** RFC 6962 hashing on node:crypto. */

@@ -67,7 +67,6 @@ export class LogStore extends DurableReads implements LogStorage {
   private inflight: LevelPrepared[] = [];
   private identity = '';
   private closed = false;
-  private recovery: Promise<void> | undefined;
   readonly logger: Logger;
   private readonly retryMs: number;
 
@@ -154,7 +153,8 @@ export class LogStore extends DurableReads implements LogStorage {
         this.logger.error('durable write failed; writes stop until the store is reopened', {
           error: this.failure.message,
         });
-        if (!this.closed) this.recovery = this.recoverLoop();
+        // recoverLoop never rejects: each failure is logged and retried, or made fatal
+        if (!this.closed) void this.recoverLoop();
       }
     }
     return this.writeStopped!;
@@ -217,7 +217,7 @@ export class LogStore extends DurableReads implements LogStorage {
         this.db = await openDb(this.dir, false);
       } catch (e) {
         // not a verdict on the store: LevelDB could not open it yet (descriptors, space); retried
-        throw new Error((e as Error).message);
+        throw new Error((e as Error).message, { cause: e });
       }
       const state = await recoverEdge(this.db, this.key, {
         recentTiles: this.upperCapacity,

@@ -22,10 +22,10 @@ function serve(dir: string): Promise<{ proc: ChildProcess; url: string; vkey: st
   });
   let out = '';
   let err = '';
-  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start: ${out} ${err}`)), 20000);
-    proc.stdout!.on('data', (d: Buffer) => {
+    proc.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const url = /^url: (\S+)$/m.exec(out);
       const vkey = /^vkey: (\S+)$/m.exec(out);

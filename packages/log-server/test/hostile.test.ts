@@ -26,10 +26,10 @@ function serveLimited(dir: string, nofile: number): Promise<{ proc: ChildProcess
   );
   let out = '';
   let err = '';
-  proc.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-20_000)));
+  proc.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-20_000)));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start: ${out} ${err}`)), 20_000);
-    proc.stdout!.on('data', (d: Buffer) => {
+    proc.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const url = /^url: (\S+)$/m.exec(out);
       if (url) {

@@ -110,7 +110,7 @@ describe('log server: Kubernetes audit webhook (POST /v1/k8s-audit)', function (
   let log: LogServer;
   const auth = { 'content-type': 'application/json', authorization: 'Bearer k8s-webhook-token' };
   const send = (body: string | Uint8Array, headers: Record<string, string> = auth) =>
-    fetch(`${log.url}/v1/k8s-audit`, { method: 'POST', headers, body });
+    fetch(`${log.url}/v1/k8s-audit`, { method: 'POST', headers, body: body as BodyInit });
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tm-k8s-'));

@@ -76,15 +76,15 @@ class HeldStore implements LogWrites {
         try {
           res(work());
         } catch (e) {
-          rej(e as Error);
+          rej(e);
         }
       };
       fail = rej;
     });
     const h: Held<T> = { release, fail, result };
     const w = this.waiting.shift();
-    if (w) w(h as Held<unknown>);
-    else this.heldCalls.push(h as Held<unknown>);
+    if (w) w(h);
+    else this.heldCalls.push(h);
     return result;
   }
 

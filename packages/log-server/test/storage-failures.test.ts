@@ -12,7 +12,7 @@ const post = (url: string, body: unknown) =>
 /** Resubmits `failed` until writes resume (the store reopens by itself), then checks every acknowledged entry and the root. */
 async function resumeAndVerify(store: LogStore, failed: Leaf[], acked: Map<number, Leaf>, more: Leaf[]): Promise<void> {
   const until = Date.now() + 20000;
-  let resumed;
+  let resumed: Awaited<ReturnType<typeof store.append>> | undefined;
   while (!resumed && Date.now() < until) {
     try {
       resumed = await store.append(failed);
@@ -133,7 +133,7 @@ describe('storage failures', function () {
     try {
       execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', mnt], { stdio: 'pipe' });
     } catch (e) {
-      throw new Error(`this test mounts a tmpfs and needs root (CAP_SYS_ADMIN): ${(e as Error).message}`);
+      throw new Error(`this test mounts a tmpfs and needs root (CAP_SYS_ADMIN): ${(e as Error).message}`, { cause: e });
     }
     const store = await LogStore.open(
       join(mnt, 'db'),

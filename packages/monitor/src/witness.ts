@@ -16,7 +16,6 @@ import {
   parseNote,
   verifyConsistency,
   type Checkpoint,
-  type Hash,
   type NoteSigner,
   type NoteVerifier,
 } from '@trailmark/tlog';

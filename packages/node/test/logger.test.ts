@@ -36,7 +36,7 @@ describe('createLogger (the one daemon logging style)', () => {
     const lines = c.lines();
     expect(lines).to.have.length(2);
     expect(lines[0]).to.match(
-      /^\d{4}-\d\d-\d\dT\S+Z INFO  log serving component=log url=http:\/\/127\.0\.0\.1:8080 origin=example\.com\/log note="two words"$/,
+      /^\d{4}-\d\d-\d\dT\S+Z INFO {2}log serving component=log url=http:\/\/127\.0\.0\.1:8080 origin=example\.com\/log note="two words"$/,
     );
     expect(lines[1]).to.match(/ERROR bad line \[31m component=log$/);
     // an explicit format wins over the terminal check

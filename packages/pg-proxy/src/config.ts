@@ -36,7 +36,7 @@ export class PgUsers {
           `${where}: user ${JSON.stringify(name)}: ${(e as Error).message} (make one with trailmark pg-password)`,
         );
       }
-      this.users.set(name, { name, verifier, roles: (v.roles as string[] | undefined) ?? [] });
+      this.users.set(name, { name, verifier, roles: v.roles ?? [] });
     }
   }
 

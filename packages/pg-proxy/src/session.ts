@@ -331,7 +331,7 @@ export class Session {
     this.send(authOk());
     this.phase = 'ready';
     this.client.setTimeout(0);
-    const pending = this.upReader!.drain();
+    const pending = this.upReader.drain();
     this.upReader = new FrameReader();
     if (pending) this.onUpstreamData(pending);
     upSock.resume();

@@ -15,7 +15,7 @@ import http, {
 import https from 'node:https';
 import net from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { Counter, type Registry } from 'prom-client';
+import { Counter } from 'prom-client';
 import { ConfigError } from './errors.js';
 import { countRequestBytes, outcomeOf, responseEvent } from '@trailmark/recorder';
 import { decide, type GateOptions } from './gate.js';

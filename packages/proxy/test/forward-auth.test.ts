@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { join } from 'node:path';
 import { Rules, startForwardAuth, TokenStore, type ForwardAuthOptions, type RunningForwardAuth } from '../src/index.js';
-import { logEntries, RestartableLog, tempDir, treeSize, waitFor } from './helpers.js';
+import { logEntries, RestartableLog, tempDir, waitFor } from './helpers.js';
 
 const TOKENS = {
   'alice-secret-token-111': { id: 'alice', roles: ['dba'] },

@@ -172,7 +172,7 @@ export async function startRelay(
 ): Promise<{ url: string; calls: number; posts: number[]; close(): Promise<void> }> {
   const state = { url: '', calls: 0, posts: [] as number[], close: async () => {} };
   let failures = 0;
-  const server = http.createServer(async (req, res) => {
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
     state.calls++;
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
@@ -180,12 +180,12 @@ export async function startRelay(
     const fail = req.method === 'POST' ? hook.failWith?.[state.posts.length - 1] : undefined;
     if (fail) {
       res.writeHead(fail.status, { 'retry-after': fail.retryAfter, 'content-type': 'application/json' });
-      return res.end('{"error":"overloaded"}');
+      return void res.end('{"error":"overloaded"}');
     }
     if (failures < (hook.failFirst ?? 0) && req.method === 'POST') {
       failures++;
       res.writeHead(hook.failStatus ?? 503, { 'retry-after': '0', 'content-type': 'application/json' });
-      return res.end('{"error":"overloaded"}');
+      return void res.end('{"error":"overloaded"}');
     }
     const r = await fetch(target + req.url, {
       method: req.method,
@@ -202,7 +202,9 @@ export async function startRelay(
     if (res.destroyed) return;
     res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'application/octet-stream' });
     res.end(body);
-  });
+  };
+  // a request the handler fails (the log behind went away): drop the connection as a dead upstream would
+  const server = http.createServer((req, res) => void handle(req, res).catch(() => res.destroy()));
   state.url = await listen(server);
   state.close = () => close(server);
   return state;
@@ -249,8 +251,8 @@ export function spawnProxy(
   return new Promise((resolve, reject) => {
     let out = '';
     let err = '';
-    c.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    c.stdout!.on('data', (d: Buffer) => {
+    c.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    c.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const u = /^url: (\S+)$/m.exec(out);
       const a = /^admin: (\S+)$/m.exec(out);

@@ -4,7 +4,7 @@ import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { AccessTrail } from '@trailmark/recorder';
 import { accessTrailMiddleware, TokenStore } from '../src/index.js';
-import { accessCount, close, logEntries, RestartableLog, tempDir, treeSize, waitFor } from './helpers.js';
+import { accessCount, close, logEntries, RestartableLog, tempDir, waitFor } from './helpers.js';
 
 describe('express middleware (real express app, real log)', function () {
   this.timeout(30_000);

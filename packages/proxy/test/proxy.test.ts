@@ -442,8 +442,8 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
       children.push(c);
       let out = '';
       let err = '';
-      c.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-      c.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      c.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      c.stderr.on('data', (d: Buffer) => (err += d.toString()));
       c.on('exit', (code) => resolve({ code: code ?? -1, out, err }));
     });
   }
@@ -743,7 +743,7 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
         const c = spawn(process.execPath, [bin, 'proxy', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
         children.push(c);
         let err = '';
-        c.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+        c.stderr.on('data', (d: Buffer) => (err += d.toString()));
         c.on('exit', (code) => resolve({ code: code ?? -1, err }));
       });
     const base = (o: Record<string, string>) => {

@@ -81,8 +81,8 @@ describe('proxy --workers (real processes, real log)', function () {
     return new Promise((resolve, reject) => {
       let out = '';
       let err = '';
-      c.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-      c.stdout!.on('data', (d: Buffer) => {
+      c.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      c.stdout.on('data', (d: Buffer) => {
         out += d.toString();
         const u = /^url: (\S+)$/m.exec(out);
         const a = /^admin: (\S+)$/m.exec(out);

@@ -127,6 +127,7 @@ export function outcomeOf(status: number, bytes: number, requestBytes: number, s
  */
 export function countRequestBytes(req: Readable): () => number {
   let n = req.readableLength;
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- called below with .call(this)
   const push = req.push;
   req.push = function (chunk: unknown, encoding?: BufferEncoding) {
     if (chunk) n += typeof chunk === 'string' ? Buffer.byteLength(chunk, encoding) : (chunk as Uint8Array).length;

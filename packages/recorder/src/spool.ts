@@ -470,7 +470,7 @@ export class Spool {
 
   /** Installs the sealer that appendSealed() items go through. Precondition: no appendSealed() before it. */
   setSealer<T>(sealer: RecordSealer<T>): void {
-    this.sealer = sealer as RecordSealer<unknown>;
+    this.sealer = sealer;
   }
 
   /**

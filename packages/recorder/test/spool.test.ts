@@ -239,7 +239,7 @@ describe('spool', () => {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     await new Promise<void>((resolve) =>
-      child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve()),
+      child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve()),
     );
     try {
       await Spool.open({ dir });
@@ -276,9 +276,9 @@ describe('spool', () => {
       );
       let out = '';
       let err = '';
-      c.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      c.stderr.on('data', (d: Buffer) => (err += d.toString()));
       const ready = new Promise<string>((resolve, reject) => {
-        c.stdout!.on('data', (d: Buffer) => {
+        c.stdout.on('data', (d: Buffer) => {
           out += d.toString();
           const m = /^ready pid (\d+)$/m.exec(out);
           if (m) resolve(m[1]);
@@ -345,7 +345,7 @@ describe('spool', () => {
     const acked = new Set<number>();
     let buf = '';
     let ready = false;
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       buf += d.toString();
       const lines = buf.split('\n');
       buf = lines.pop()!;

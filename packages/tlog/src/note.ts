@@ -37,8 +37,8 @@ export interface Note {
   signatures: NoteSignature[];
 }
 
-// eslint-disable-next-line no-control-regex
 const FORBIDDEN_CHARS =
+  // eslint-disable-next-line no-control-regex -- control characters are what a note may not hold
   /[\u0000-\u0009\u000b-\u001f]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 function malformed(msg: string): NoteError {

@@ -28,7 +28,7 @@ const logV = parseVkey(logKeys.vkey);
 const root = sha256(utf8('root'));
 const cp: Checkpoint = { origin: 'example.com/log', size: 20852163n, root, extensions: [] };
 
-function expectCode(fn: () => unknown, code: string, cls: Function = TlogError): void {
+function expectCode(fn: () => unknown, code: string, cls: new (...args: any[]) => Error = TlogError): void {
   try {
     fn();
   } catch (e) {

@@ -179,7 +179,7 @@ describe('Go interop: golang.org/x/mod/sumdb fixtures (Go -> Trailmark)', () => 
       const t = load(tree);
 
       it('leaf hashes are our hashLeaf of the records; roots are our merkleRoot', () => {
-        t.leaves.forEach((h, i) => {
+        t.leaves.forEach((_h, i) => {
           expect(b64encode(hashLeaf(utf8(tree.record_format.replace('%d', String(i)))))).to.equal(
             tree.leaf_hashes[i],
             `leaf ${i}`,

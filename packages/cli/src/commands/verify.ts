@@ -126,7 +126,7 @@ export function registerVerify(program: Command): void {
           });
         let proof: Uint8Array[];
         try {
-          proof = (d.proof as string[]).map((h, i) => b64decode(h, `proof hash ${i}`));
+          proof = d.proof.map((h, i) => b64decode(h, `proof hash ${i}`));
         } catch (e) {
           throw usage(`proof file ${opts.proof}: ${(e as Error).message}`, { reason: 'malformed-proof' });
         }

@@ -23,7 +23,7 @@ export function eventJson(e: StoredEvent): string {
 
 type Obj = Record<string, any>;
 
-const obj = (v: unknown): Obj => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Obj) : {});
+const obj = (v: unknown): Obj => (typeof v === 'object' && v !== null && !Array.isArray(v) ? v : {});
 
 function parse(text: string): Obj {
   try {

@@ -140,7 +140,6 @@ export async function auditLog(reader: LogReader, logKey: NoteVerifier, opts: Au
   const firstBundle = from / W;
   const endBundle = (cp.size + W - 1n) / W;
   const total = cp.size - from;
-  let done = 0n;
   opts.onProgress?.({ entriesDone: 0n, entriesTotal: total });
 
   // every bundle (with its level-0 tile, checked against its parent or the root), in order, K at a time
@@ -169,7 +168,7 @@ export async function auditLog(reader: LogReader, logKey: NoteVerifier, opts: Au
     while (inflight.length > 0) {
       await inflight.shift();
       const bundleEnd = (b + 1n) * W < cp.size ? (b + 1n) * W : cp.size;
-      done = bundleEnd - from;
+      const done = bundleEnd - from;
       b++;
       opts.onProgress?.({ entriesDone: done, entriesTotal: total });
       launch();

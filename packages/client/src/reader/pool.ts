@@ -1,5 +1,6 @@
 /** A small pool of audit worker threads (see auditworker.ts). */
 import { existsSync } from 'node:fs';
+import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { LogReaderOptions } from './http.js';
@@ -9,8 +10,12 @@ import type { LogReaderOptions } from './http.js';
  * Precondition: call close() when done (workers keep the process alive).
  */
 export class BundleCheckPool {
-  /** The compiled worker script; absent when this module runs from TypeScript sources (tsx), where the caller checks on one thread. */
-  static readonly script = new URL('./auditworker.js', import.meta.url);
+  /**
+   * The worker script: this module's sibling with this module's extension (.js from dist, .ts from sources,
+   * where the worker inherits the parent's execArgv and so its TypeScript loader and export conditions).
+   */
+  static readonly script = new URL(`./auditworker${extname(new URL(import.meta.url).pathname)}`, import.meta.url);
+  /** Whether the worker script is there (a bundler may have dropped it); without it the caller checks on one thread. */
   static available(): boolean {
     return BundleCheckPool.script.protocol === 'file:' && existsSync(fileURLToPath(BundleCheckPool.script));
   }
