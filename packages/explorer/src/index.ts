@@ -1,3 +1,4 @@
+export * from './errors.js';
 export * from './filters.js';
 export * from './normalize.js';
 export * from './streams.js';

@@ -31,7 +31,9 @@ export function toCliError(e: unknown): unknown {
   // an entry or index the verified tree does not hold: nothing misbehaved, the question was wrong (exit 2)
   if (e instanceof AuditError && e.code === 'not-found')
     return usage(`not in the log: ${e.message}`, { reason: e.code });
-  if (e instanceof TlogError) return failed(`verification failed: ${e.message}`, { reason: e.code });
+  // a rollback or fork the audit found, like anything tlog's checks rejected, is evidence (exit 1)
+  if (e instanceof TlogError || e instanceof AuditError)
+    return failed(`verification failed: ${e.message}`, { reason: e.code });
   if (e instanceof LogReadError) {
     const hint = e.status === 404 ? " (is --log the log's base URL? a Trailmark log serves /checkpoint)" : '';
     return usage(`cannot read the log: ${e.message}${hint}`, {

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import {
+  ExplorerMismatchError,
   ExplorerReadError,
   FILTER_PARAMS,
   FilterError,
@@ -12,7 +13,7 @@ import {
   type StoredEvent,
 } from '@trailmark/explorer';
 import { action } from '../program.js';
-import { usage } from '../exit.js';
+import { failed, usage } from '../exit.js';
 import { mapped } from './checkpoint.js';
 import { keyArg } from './explorer.js';
 import { loadPolicy, loadVkey } from './files.js';
@@ -104,6 +105,8 @@ export function registerSearch(program: Command): void {
           for await (const e of search.results()) if (!(await out.write(fmt.line(e)))) return;
         } catch (e) {
           if (e instanceof ExplorerReadError) throw usage(`cannot search the explorer: ${e.message}`);
+          // a result that is not the log's entry at its index is evidence against the explorer (exit 1)
+          if (e instanceof ExplorerMismatchError) throw failed(`verification failed: ${e.message}`, { reason: e.code });
           throw e;
         }
       });
