@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { jsonLogger, LogStateError, readSubmitTokens, startLogServer } from '@trailmark/log-server';
+import { jsonLogger, LogServerError, readSubmitTokens, startLogServer } from '@trailmark/log-server';
 import { action, makeOutput, runUntilSignal } from '../program.js';
 import { usage } from '../exit.js';
 
@@ -55,7 +55,8 @@ export function registerServe(program: Command): void {
             logger: jsonLogger(process.stderr, { component: 'log' }),
           });
         } catch (e) {
-          if (e instanceof LogStateError) throw usage(`refusing to start: ${e.message}`);
+          // a store that cannot be served, or a wrong configuration: nothing started (exit 2)
+          if (e instanceof LogServerError) throw usage(`refusing to start: ${e.message}`);
           throw e;
         }
         out.info(`vkey: ${server.vkey}`);
