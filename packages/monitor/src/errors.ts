@@ -1,13 +1,37 @@
 /**
  * Errors of @trailmark/monitor. `code` is stable for programs; `message` says what did not match.
  */
+import type { ErrorDetails, TlogErrorCode } from '@trailmark/tlog';
+
+/** Every code a MonitorError carries. */
+export type MonitorErrorCode =
+  | 'config' // a monitor option, URL or file is wrong
+  | 'store' // the monitor's database cannot be opened
+  | 'store-locked' // another monitor holds the data directory
+  | 'stored-view' // the stored view does not verify under the configured log key (another log's data directory)
+  | 'evidence-id' // no evidence file has that id
+  | 'network' // an HTTP exchange got no answer (HttpError without a status)
+  | 'http-status' // an HTTP exchange got an unexpected status
+  // EvidenceError
+  | 'malformed-evidence' // evidence that does not parse, or names another log
+  | 'signature' // a checkpoint in the evidence is not signed by the log key
+  | 'not-misbehaviour'; // well-formed evidence whose checkpoints do not prove misbehaviour
+
+/** Base of every error @trailmark/monitor throws; `code` is stable for programs, `message` is for people. */
 export class MonitorError extends Error {
+  /** For a mismatch: what the check required. */
+  readonly expected?: string;
+  /** For a mismatch: what it got instead. */
+  readonly found?: string;
   constructor(
-    readonly code: string,
+    readonly code: MonitorErrorCode,
     message: string,
+    details: ErrorDetails = {},
   ) {
-    super(message);
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.name = new.target.name;
+    if (details.expected !== undefined) this.expected = details.expected;
+    if (details.found !== undefined) this.found = details.found;
   }
 }
 
@@ -31,7 +55,7 @@ export class EvidenceError extends MonitorError {}
  * (a key for another log), it names another origin, or a proof file does not parse. Contract section 6: a
  * mistake is exit 2 ("could not check"), and a monitor must not raise an alert for it.
  */
-const NOT_EVIDENCE = new Set([
+const NOT_EVIDENCE: ReadonlySet<string> = new Set<TlogErrorCode>([
   'malformed-note',
   'note-too-large',
   'too-many-signatures',

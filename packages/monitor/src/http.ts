@@ -1,4 +1,5 @@
 import { HttpError } from './errors.js';
+import { errorMessage } from '@trailmark/tlog';
 
 /** Deadline of one request (default 10 s), a signal that aborts it early (shutdown), a cap on the answer's size. */
 export interface RequestLimits {
@@ -73,11 +74,7 @@ export async function httpRequest(
     text = await readCapped(res, init.maxBytes ?? MAX_RESPONSE_BYTES);
   } catch (e) {
     if (e instanceof HttpError) throw new HttpError(url, res.status, `${init.method ?? 'GET'} ${url}: ${e.message}`);
-    throw new HttpError(
-      url,
-      undefined,
-      `${init.method ?? 'GET'} ${url}: reading the body failed: ${(e as Error).message}`,
-    );
+    throw new HttpError(url, undefined, `${init.method ?? 'GET'} ${url}: reading the body failed: ${errorMessage(e)}`);
   }
   return { status: res.status, contentType: res.headers.get('content-type') ?? '', text };
 }

@@ -7,6 +7,7 @@
  * (larger) tree, so a failing check binds the log's tree and is evidence anyone can verify.
  */
 import {
+  errorMessage,
   b64decode,
   b64encode,
   bytesEqual,
@@ -293,7 +294,7 @@ export class Monitor {
     };
     const loop = () => {
       this.tick = run()
-        .catch((e) => this.log.error((e as Error).message))
+        .catch((e) => this.log.error(errorMessage(e)))
         .finally(() => {
           if (!this.stopped) this.timer = setTimeout(loop, period);
         });
@@ -365,7 +366,7 @@ export class Monitor {
       note = await f.client.checkpoint();
     } catch (e) {
       this.m.errors.inc({ what: 'log' });
-      return { status: 'error', message: `could not fetch the checkpoint: ${(e as Error).message}` };
+      return { status: 'error', message: `could not fetch the checkpoint: ${errorMessage(e)}` };
     }
     let out: Outcome;
     try {
@@ -407,10 +408,10 @@ export class Monitor {
         this.m.errors.inc({ what: 'log' });
         return {
           status: 'error',
-          message: `${f.url} does not serve a checkpoint signed by ${f.origin}'s key (is it the log's base URL, and the right --log-key?): ${(e as Error).message}`,
+          message: `${f.url} does not serve a checkpoint signed by ${f.origin}'s key (is it the log's base URL, and the right --log-key?): ${errorMessage(e)}`,
         };
       }
-      const msg = `log ${f.url} served a checkpoint that does not verify: ${(e as Error).message}`;
+      const msg = `log ${f.url} served a checkpoint that does not verify: ${errorMessage(e)}`;
       this.alert(f.origin, 'bad-signature', msg);
       return { status: 'misbehaviour', message: msg };
     }
@@ -436,7 +437,7 @@ export class Monitor {
     }
     // the log went backwards: consistent or not, it is showing an older tree than it showed before
     const bad = await this.checkExtends(f, got, v, (e) => {
-      const msg = `log ${f.url} went back from size ${v.cp.size} to ${cp.size} and could not prove consistency: ${e.message}`;
+      const msg = `log ${f.url} went back from size ${v.cp.size} to ${cp.size} and could not prove consistency: ${errorMessage(e)}`;
       this.alert(f.origin, 'rollback', msg);
       return { status: 'misbehaviour', message: msg };
     });
@@ -454,13 +455,13 @@ export class Monitor {
     f: Followed,
     small: Seen,
     large: Seen,
-    unfetched: (e: Error) => Outcome,
+    unfetched: (e: unknown) => Outcome,
   ): Promise<Outcome | null> {
     let proof: Hash[];
     try {
       proof = await f.client.consistency(small.cp.size, large.cp.size);
     } catch (e) {
-      return unfetched(e as Error);
+      return unfetched(e);
     }
     try {
       verifyConsistency(small.cp.size, large.cp.size, proof, small.cp.root, large.cp.root);
@@ -470,9 +471,9 @@ export class Monitor {
     return null;
   }
 
-  private proofError(from: bigint, to: bigint, e: Error): Outcome {
+  private proofError(from: bigint, to: bigint, e: unknown): Outcome {
     this.m.errors.inc({ what: 'log' });
-    return { status: 'error', message: `could not fetch consistency proof ${from} -> ${to}: ${e.message}` };
+    return { status: 'error', message: `could not fetch consistency proof ${from} -> ${to}: ${errorMessage(e)}` };
   }
 
   private viewSeen(f: Followed, v: ViewRecord): Seen {
@@ -482,7 +483,8 @@ export class Monitor {
       // the data dir holds a view this key did not sign: refuse to compare rather than guess
       throw new MonitorError(
         'stored-view',
-        `the stored view of ${f.origin} does not verify under the configured log key (was --data used with another key?): ${(e as Error).message}`,
+        `the stored view of ${f.origin} does not verify under the configured log key (was --data used with another key?): ${errorMessage(e)}`,
+        { cause: e },
       );
     }
   }
@@ -518,7 +520,7 @@ export class Monitor {
         this.m.errors.inc({ what: 'log' });
         return {
           status: 'error',
-          message: `checkpoints ${m} and ${n} do not verify as consistent, and the inclusion proof needed to prove it failed: ${(e as Error).message}`,
+          message: `checkpoints ${m} and ${n} do not verify as consistent, and the inclusion proof needed to prove it failed: ${errorMessage(e)}`,
         };
       }
     } else first = prefixRootFromConsistency(m, n, proof);
@@ -565,7 +567,7 @@ export class Monitor {
           if (r.status >= 200 && r.status < 300) return;
           this.log.warn(`alert webhook ${url} answered ${r.status}`, { webhook: url });
         } catch (e) {
-          this.log.warn(`alert webhook ${url}: ${(e as Error).message}`, { webhook: url });
+          this.log.warn(`alert webhook ${url}: ${errorMessage(e)}`, { webhook: url });
         }
         await new Promise((res) => setTimeout(res, 500 * attempt));
       }
@@ -583,7 +585,7 @@ export class Monitor {
     try {
       origin = originOf(note);
     } catch (e) {
-      return this.counted({ status: 'rejected', message: `not a signed note: ${(e as Error).message}` });
+      return this.counted({ status: 'rejected', message: `not a signed note: ${errorMessage(e)}` });
     }
     const f = this.logs.get(origin);
     if (!f) return this.counted({ status: 'ignored', message: `not following ${JSON.stringify(origin)}` });
@@ -594,7 +596,7 @@ export class Monitor {
       // anyone can send junk: a bad signature from a peer says nothing about the log
       return this.counted({
         status: 'rejected',
-        message: `checkpoint from ${from} does not verify: ${(e as Error).message}`,
+        message: `checkpoint from ${from} does not verify: ${errorMessage(e)}`,
       });
     }
     const got: Seen = { note, cp, seen: { from, at: this.now() } };
@@ -704,7 +706,7 @@ export class Monitor {
     try {
       ev = verifyEvidence(v, f.verifier).evidence;
     } catch (e) {
-      return { status: 'rejected', message: `evidence from ${from} does not verify: ${(e as Error).message}` };
+      return { status: 'rejected', message: `evidence from ${from} does not verify: ${errorMessage(e)}` };
     }
     return this.evidence(ev, ` (reported by ${from})`);
   }
@@ -716,7 +718,7 @@ export class Monitor {
       list = await getJson(joinUrl(peer, '/v1/checkpoints'), this.limits);
     } catch (e) {
       this.m.errors.inc({ what: 'peer' });
-      return [{ status: 'error', message: `could not pull checkpoints from peer ${peer}: ${(e as Error).message}` }];
+      return [{ status: 'error', message: `could not pull checkpoints from peer ${peer}: ${errorMessage(e)}` }];
     }
     if (!Array.isArray(list) || list.some((x) => typeof x !== 'string')) {
       this.m.errors.inc({ what: 'peer' });
@@ -729,7 +731,7 @@ export class Monitor {
       evs = await getJson(joinUrl(peer, '/v1/evidence'), this.limits);
     } catch (e) {
       this.m.errors.inc({ what: 'peer' });
-      out.push({ status: 'error', message: `could not pull evidence from peer ${peer}: ${(e as Error).message}` });
+      out.push({ status: 'error', message: `could not pull evidence from peer ${peer}: ${errorMessage(e)}` });
       return out;
     }
     if (Array.isArray(evs)) for (const ev of evs) out.push(await this.importEvidence(ev, peer));
@@ -760,7 +762,7 @@ export class Monitor {
       return { status: 'ok', message: `pushed ${checkpoints.length} checkpoint(s) to ${peer}` };
     } catch (e) {
       this.m.errors.inc({ what: 'peer' });
-      return { status: 'error', message: `could not push to peer ${peer}: ${(e as Error).message}` };
+      return { status: 'error', message: `could not push to peer ${peer}: ${errorMessage(e)}` };
     }
   }
 
@@ -825,7 +827,7 @@ export class Monitor {
           return [
             {
               status: 'error',
-              message: `could not read entries ${c.position}..${to} for the stream check: ${(e as Error).message}`,
+              message: `could not read entries ${c.position}..${to} for the stream check: ${errorMessage(e)}`,
             },
           ];
         }
