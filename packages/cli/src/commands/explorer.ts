@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import { startExplorer } from '@trailmark/explorer';
 import { action, makeOutput, runUntilSignal } from '../program.js';
-import { usage } from '../exit.js';
+import { usage, cannotCheck } from '../exit.js';
 import { loadPolicy, loadVkey, readTextFile } from './files.js';
+import { errorMessage, errorCode } from '@trailmark/tlog';
 
 /** The log's vkey from --key or --log-key (exactly one). */
 export function keyArg(opts: { key?: string; logKey?: string }): string {
@@ -56,8 +57,8 @@ export function registerExplorer(program: Command): void {
             ...(policy ? { policy, policyText } : {}),
           });
         } catch (e) {
-          const err = e as NodeJS.ErrnoException;
-          throw usage(`cannot start the explorer: ${err.code ? `${err.code}: ` : ''}${err.message}`);
+          const code = errorCode(e);
+          throw cannotCheck(`cannot start the explorer: ${code ? `${code}: ` : ''}${errorMessage(e)}`, undefined, e);
         }
         out.info(`url: ${running.url}`);
         out.info(`following: ${logKey.name} at ${opts.log}`);

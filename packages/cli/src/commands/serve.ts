@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { jsonLogger, LogServerError, readSubmitTokens, startLogServer } from '@trailmark/log-server';
+import { ConfigError, jsonLogger, LogServerError, readSubmitTokens, startLogServer } from '@trailmark/log-server';
 import { action, makeOutput, runUntilSignal } from '../program.js';
-import { usage } from '../exit.js';
+import { usage, cannotCheck } from '../exit.js';
 
 interface ServeOptions {
   data: string;
@@ -55,8 +55,9 @@ export function registerServe(program: Command): void {
             logger: jsonLogger(process.stderr, { component: 'log' }),
           });
         } catch (e) {
-          // a store that cannot be served, or a wrong configuration: nothing started (exit 2)
-          if (e instanceof LogServerError) throw usage(`refusing to start: ${e.message}`);
+          // a wrong configuration is the command's mistake; a store that cannot be served is not: both exit 2
+          if (e instanceof ConfigError) throw usage(`refusing to start: ${e.message}`, undefined, e);
+          if (e instanceof LogServerError) throw cannotCheck(`refusing to start: ${e.message}`, undefined, e);
           throw e;
         }
         out.info(`vkey: ${server.vkey}`);
