@@ -16,8 +16,10 @@
  */
 import { createHash, createPublicKey, verify as cryptoVerify } from 'node:crypto';
 import {
+  TlogError,
   b64decode,
   bytesEqual,
+  errorMessage,
   hexEncode,
   KEY_TYPE_ED25519,
   isWeakEd25519Key,
@@ -153,7 +155,7 @@ function hashField(obj: Record<string, unknown>, name: string): Uint8Array {
   try {
     h = b64decode(stringField(obj, name), name);
   } catch (e) {
-    throw new ReceiptError('malformed-receipt', `receipt field ${name}: ${(e as Error).message}`);
+    throw new ReceiptError('malformed-receipt', `receipt field ${name}: ${errorMessage(e)}`, { cause: e });
   }
   if (h.length !== 32)
     throw new ReceiptError('malformed-receipt', `receipt field ${name} is ${h.length} bytes, want 32`);
@@ -273,7 +275,7 @@ export class LogClient {
           ? { access: 'refused', detail: e.message }
           : { access: 'ok', detail: e.message };
       }
-      return { access: 'unreachable', detail: (e as Error).message };
+      return { access: 'unreachable', detail: errorMessage(e) };
     }
   }
 
@@ -282,7 +284,7 @@ export class LogClient {
       return await fn();
     } catch (e) {
       this.stats.failures++;
-      this.stats.lastError = (e as Error).message;
+      this.stats.lastError = errorMessage(e);
       throw e;
     }
   }
@@ -295,8 +297,11 @@ export class LogClient {
       this.stats.receiptFailures++;
       if (e instanceof ReceiptError) throw e;
       throw new ReceiptError(
-        (e as { code?: string }).code ?? 'bad-receipt',
-        `log receipt does not verify: ${(e as Error).message}`,
+        e instanceof TlogError ? e.code : 'bad-receipt',
+        `log receipt does not verify: ${errorMessage(e)}`,
+        {
+          cause: e,
+        },
       );
     };
     try {
@@ -399,7 +404,7 @@ export class LogClient {
         } catch (err) {
           throw new ReceiptError(
             'inclusion',
-            `entry at index ${r.leafIndex} is not included in the signed checkpoint of size ${cp.size}: ${(err as Error).message}`,
+            `entry at index ${r.leafIndex} is not included in the signed checkpoint of size ${cp.size}: ${errorMessage(err)}`,
           );
         }
       });
