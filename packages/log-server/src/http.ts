@@ -91,7 +91,7 @@ function sendError(res: ServerResponse, e: unknown, logger: Logger): number {
     sendJson(res, e.status, { error }, { 'cache-control': 'no-store', ...e.headers });
     return e.status;
   }
-  logger.error('internal error', { error: e as Error, stack: (e as Error)?.stack });
+  logger.error('internal error', { error: e, stack: e instanceof Error ? e.stack : undefined });
   sendJson(res, 500, { error: 'internal error' }, { 'cache-control': 'no-store' });
   return 500;
 }
