@@ -3,7 +3,7 @@
  * when the data directory or store cannot be served as it is, ConfigError when the configuration is wrong;
  * either way the server refuses to start rather than sign over it. HttpError carries the status a client sees.
  */
-import type { ErrorDetails } from '@trailmark/tlog';
+import { CodedError, type ErrorDetails } from '@trailmark/tlog';
 
 export class HttpError extends Error {
   constructor(
@@ -50,22 +50,7 @@ export type ConfigCode =
 export type LogServerErrorCode = LogStateCode | ConfigCode;
 
 /** Base of the errors for which the log server refuses to start or goes on refusing writes. */
-export class LogServerError extends Error {
-  /** For a mismatch: what the check required. */
-  readonly expected?: string;
-  /** For a mismatch: what it got instead. */
-  readonly found?: string;
-  constructor(
-    readonly code: LogServerErrorCode,
-    message: string,
-    details: ErrorDetails = {},
-  ) {
-    super(message, details.cause === undefined ? undefined : { cause: details.cause });
-    this.name = new.target.name;
-    if (details.expected !== undefined) this.expected = details.expected;
-    if (details.found !== undefined) this.found = details.found;
-  }
-}
+export class LogServerError extends CodedError<LogServerErrorCode> {}
 
 /** The stored log does not match what it must be (tampered, foreign key, truncated): refuse to serve it. */
 export class LogStateError extends LogServerError {

@@ -1,7 +1,7 @@
 /**
  * Errors of @trailmark/monitor. `code` is stable for programs; `message` says what did not match.
  */
-import type { ErrorDetails, TlogErrorCode } from '@trailmark/tlog';
+import { CodedError, type TlogErrorCode } from '@trailmark/tlog';
 
 /** Every code a MonitorError carries. */
 export type MonitorErrorCode =
@@ -18,22 +18,7 @@ export type MonitorErrorCode =
   | 'not-misbehaviour'; // well-formed evidence whose checkpoints do not prove misbehaviour
 
 /** Base of every error @trailmark/monitor throws; `code` is stable for programs, `message` is for people. */
-export class MonitorError extends Error {
-  /** For a mismatch: what the check required. */
-  readonly expected?: string;
-  /** For a mismatch: what it got instead. */
-  readonly found?: string;
-  constructor(
-    readonly code: MonitorErrorCode,
-    message: string,
-    details: ErrorDetails = {},
-  ) {
-    super(message, details.cause === undefined ? undefined : { cause: details.cause });
-    this.name = new.target.name;
-    if (details.expected !== undefined) this.expected = details.expected;
-    if (details.found !== undefined) this.found = details.found;
-  }
-}
+export class MonitorError extends CodedError<MonitorErrorCode> {}
 
 /** An HTTP exchange failed: no answer, a timeout, or an unexpected status. `status` is absent without an answer. */
 export class HttpError extends MonitorError {

@@ -1,4 +1,4 @@
-import type { ErrorDetails, TlogErrorCode } from '@trailmark/tlog';
+import { CodedError, type ErrorDetails, type TlogErrorCode } from '@trailmark/tlog';
 
 /** Every code a ProxyError carries. */
 export type ProxyErrorCode =
@@ -44,22 +44,7 @@ export type ProxyErrorCode =
  * Base of every error @trailmark/proxy throws; `code` is stable for programs, `message` is for people.
  * `C` narrows the codes for a package built on the proxy (pg-proxy), whose errors stay ProxyErrors.
  */
-export class ProxyError<C extends string = ProxyErrorCode> extends Error {
-  /** For a mismatch: what the check required. */
-  readonly expected?: string;
-  /** For a mismatch: what it got instead. */
-  readonly found?: string;
-  constructor(
-    readonly code: C,
-    message: string,
-    details: ErrorDetails = {},
-  ) {
-    super(message, details.cause === undefined ? undefined : { cause: details.cause });
-    this.name = new.target.name;
-    if (details.expected !== undefined) this.expected = details.expected;
-    if (details.found !== undefined) this.found = details.found;
-  }
-}
+export class ProxyError<C extends string = ProxyErrorCode> extends CodedError<C> {}
 
 /**
  * Spool errors. Codes: 'locked' (another live process holds the spool), 'corrupt' (a damaged record that is not

@@ -74,14 +74,18 @@ export interface ErrorDetails {
   found?: string;
 }
 
-/** Base of every error @trailmark/tlog throws; `code` is stable for programs, `message` is for people. */
-export class TlogError extends Error {
+/**
+ * An error with a typed `code` for programs, a `message` for people, the error it wraps as `cause`, and for a
+ * mismatch what was expected and what was found. Each package's error base extends it with its own code union,
+ * so `instanceof` still tells the packages apart.
+ */
+export class CodedError<C extends string> extends Error {
   /** For a mismatch: what the check required. */
   readonly expected?: string;
   /** For a mismatch: what it got instead. */
   readonly found?: string;
   constructor(
-    readonly code: TlogErrorCode,
+    readonly code: C,
     message: string,
     details: ErrorDetails = {},
   ) {
@@ -91,6 +95,9 @@ export class TlogError extends Error {
     if (details.found !== undefined) this.found = details.found;
   }
 }
+
+/** Base of every error @trailmark/tlog throws; `code` is stable for programs, `message` is for people. */
+export class TlogError extends CodedError<TlogErrorCode> {}
 
 /** A Merkle proof did not verify, or its inputs were out of range. */
 export class ProofError extends TlogError {}

@@ -9,6 +9,7 @@ import {
   TileVerifyError,
   VerifiedTileReader,
   b64encode,
+  CodedError,
   bytesEqual,
   consistencyProof,
   errorMessage,
@@ -19,7 +20,6 @@ import {
   toU64,
   verifyConsistency,
   type Checkpoint,
-  type ErrorDetails,
   type Hash,
   type Hasher,
   type NoteVerifier,
@@ -43,20 +43,7 @@ export type AuditErrorCode =
  * An audit's finding about a log as a whole, beyond a single tile or signature (those are TlogErrors: this is
  * not one, tlog's checks all passed). `expected` and `found` carry the sizes or roots that did not join.
  */
-export class AuditError extends Error {
-  readonly expected?: string;
-  readonly found?: string;
-  constructor(
-    readonly code: AuditErrorCode,
-    message: string,
-    details: ErrorDetails = {},
-  ) {
-    super(message, details.cause === undefined ? undefined : { cause: details.cause });
-    this.name = 'AuditError';
-    if (details.expected !== undefined) this.expected = details.expected;
-    if (details.found !== undefined) this.found = details.found;
-  }
-}
+export class AuditError extends CodedError<AuditErrorCode> {}
 
 export interface VerifiedLog {
   /** The checkpoint note exactly as served. */
