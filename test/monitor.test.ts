@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseVkey } from '@trailmark/tlog';
+import { errorMessage, parseVkey } from '@trailmark/tlog';
 import { startLogServer, type LogServer } from '@trailmark/log-server';
 import { silentLogger } from '@trailmark/node';
 import { verifyEvidence, type Evidence } from '@trailmark/client';
@@ -84,7 +84,7 @@ describe('monitor (end to end)', function () {
       });
       expect.fail('a second monitor opened the same data dir');
     } catch (e) {
-      expect((e as Error).message).to.match(/in use by another monitor/);
+      expect(errorMessage(e)).to.match(/in use by another monitor/);
     }
     await m.close();
     const again = await monitor('follow-mon', 'http://127.0.0.1:9', { follow: false });

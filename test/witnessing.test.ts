@@ -8,7 +8,7 @@ import { silentLogger } from '@trailmark/node';
 import { expect } from 'chai';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { openCheckpoint, parsePolicy, parseVkey } from '@trailmark/tlog';
+import { errorMessage, openCheckpoint, parsePolicy, parseVkey } from '@trailmark/tlog';
 import { startLogServer, type LogServer } from '@trailmark/log-server';
 import { startMonitor, type RunningMonitor } from '@trailmark/monitor';
 import { cli, startSilentServer, addEntries, entry, keyFile, onFreePort, tempDir, waitFor } from './lib/util.js';
@@ -217,7 +217,7 @@ describe('log-side witnessing with a policy (end to end)', function () {
         await s.close();
         expect.fail('started');
       } catch (e) {
-        expect((e as Error).message).to.match(why);
+        expect(errorMessage(e)).to.match(why);
       }
     }
   });

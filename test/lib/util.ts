@@ -6,7 +6,7 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generateKey, KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519 } from '@trailmark/tlog';
+import { errorMessage, generateKey, KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519 } from '@trailmark/tlog';
 
 export async function tempDir(prefix: string): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), `trailmark-${prefix}-`));
@@ -55,8 +55,7 @@ export async function waitFor<T>(
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${errorMessage(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, every));
   }
 }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { CliError, EXIT_ERROR, EXIT_OK } from './exit.js';
+import { errorMessage } from '@trailmark/tlog';
 
 /** Output of one command: human text by default, one JSON document with --json. */
 export interface Output {
@@ -71,7 +72,7 @@ export function runUntilSignal(close: () => Promise<void>): Promise<void> {
       process.once('SIGTERM', () => process.exit(EXIT_ERROR));
       process.once('SIGINT', () => process.exit(EXIT_ERROR));
       close().then(resolve, (err) => {
-        process.stderr.write(`trailmark: shutdown failed: ${(err as Error).message}\n`);
+        process.stderr.write(`trailmark: shutdown failed: ${errorMessage(err)}\n`);
         resolve();
       });
     };

@@ -1,15 +1,32 @@
+import { CodedError, type ErrorDetails, type TlogErrorCode } from '@trailmark/tlog';
+
+/** Every code a ClientError carries. */
+export type ClientErrorCode =
+  // requests (RequestError)
+  | 'network' // no answer: refused, reset, timed out
+  | 'http-status' // an answer with an unexpected status
+  // evidence (EvidenceError)
+  | 'malformed-evidence' // evidence that does not parse, or names another log
+  | 'signature' // a checkpoint in the evidence is not signed by the log key
+  | 'not-misbehaviour' // well-formed evidence whose checkpoints do not prove misbehaviour
+  // submitting (LogUnavailableError, LogRejectedError)
+  | 'unavailable' // the log cannot be reached or does not answer in time; retrying later may succeed
+  | 'rejected' // the log refused the submission with a 4xx other than 429
+  | 'config' // a client option (URL, key) is wrong
+  // the log's receipt (ReceiptError)
+  | 'malformed-receipt' // the log's answer is not a receipt
+  | 'bad-receipt' // the receipt's signature does not verify
+  | 'leaf-index' // the receipt names a leaf index the tree cannot hold
+  | 'leaf-hash' // the receipt's leaf hash is not the hash of what was sent
+  | 'tree-size' // the receipt's tree size does not fit its checkpoint
+  | 'inclusion' // the inclusion proof does not verify against the signed checkpoint
+  | 'tile'; // a tile read to check the receipt does not verify
+
 /**
- * Errors of @trailmark/client. `code` is stable for programs; `message` says what did not match.
+ * Base of every error @trailmark/client throws; `code` is stable for programs, `message` says what did not
+ * match. A failed tlog check keeps its TlogError code, and the TlogError as its cause.
  */
-export class ClientError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = new.target.name;
-  }
-}
+export class ClientError extends CodedError<ClientErrorCode | TlogErrorCode> {}
 
 /**
  * A request of the fetch-based helpers (http.ts) failed: no answer, a timeout, or an unexpected status.
@@ -37,11 +54,12 @@ export class LogUnavailableError extends ClientError {}
 /** The log refused the submission with a 4xx answer other than 429: retrying the same bytes will not help. */
 export class LogRejectedError extends ClientError {
   constructor(
-    code: string,
+    code: ClientErrorCode,
     message: string,
     readonly status: number,
+    details?: ErrorDetails,
   ) {
-    super(code, message);
+    super(code, message, details);
   }
 }
 
@@ -58,7 +76,7 @@ export class ReceiptError extends ClientError {}
  * (a key for another log), it names another origin, or a proof file does not parse. Contract section 6: a
  * mistake is exit 2 ("could not check"), and a monitor must not raise an alert for it.
  */
-const NOT_EVIDENCE = new Set([
+const NOT_EVIDENCE: ReadonlySet<string> = new Set<TlogErrorCode>([
   'malformed-note',
   'note-too-large',
   'too-many-signatures',

@@ -15,6 +15,7 @@
  * `seen[i]` says from whom and when checkpoints[i] came.
  */
 import {
+  errorMessage,
   b64decode,
   b64encode,
   bitLength,
@@ -80,8 +81,8 @@ function cosignersOf(note: string, witnesses: ReadonlyMap<string, NoteVerifier>)
   return out;
 }
 
-function bad(msg: string): EvidenceError {
-  return new EvidenceError('malformed-evidence', `malformed evidence: ${msg}`);
+function bad(msg: string, cause?: unknown): EvidenceError {
+  return new EvidenceError('malformed-evidence', `malformed evidence: ${msg}`, { cause });
 }
 
 /** Stable identifier of a piece of evidence: SHA-256 over its kind and both checkpoint bodies, hex. Precondition: well-formed evidence. */
@@ -150,7 +151,7 @@ function hashOf(v: unknown, what: string): Hash {
   try {
     h = b64decode(str(v, what), what);
   } catch (e) {
-    throw bad((e as Error).message);
+    throw bad(errorMessage(e), e);
   }
   if (h.length !== 32) throw bad(`${what} is ${h.length} bytes, want 32`);
   return h;
@@ -211,7 +212,8 @@ function verifyEvidenceCore(v: unknown, logVerifier: NoteVerifier): VerifiedEvid
     } catch (e) {
       throw new EvidenceError(
         'signature',
-        `checkpoints[${i}] is not a valid checkpoint of ${logVerifier.name}: ${(e as Error).message}`,
+        `checkpoints[${i}] is not a valid checkpoint of ${logVerifier.name}: ${errorMessage(e)}`,
+        { cause: e },
       );
     }
   });
@@ -250,7 +252,8 @@ function verifyEvidenceCore(v: unknown, logVerifier: NoteVerifier): VerifiedEvid
   } catch (e) {
     throw new EvidenceError(
       'not-misbehaviour',
-      `the consistency proof does not tie first_root to the second checkpoint: ${(e as Error).message}`,
+      `the consistency proof does not tie first_root to the second checkpoint: ${errorMessage(e)}`,
+      { cause: e },
     );
   }
   if (bytesEqual(firstRoot, a.root)) {

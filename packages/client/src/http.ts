@@ -1,4 +1,5 @@
 import { RequestError } from './errors.js';
+import { errorMessage } from '@trailmark/tlog';
 
 /** Deadline of one request (default 10 s), a signal that aborts it early (shutdown), a cap on the answer's size. */
 export interface RequestLimits {
@@ -77,7 +78,7 @@ export async function httpRequest(
     throw new RequestError(
       url,
       undefined,
-      `${init.method ?? 'GET'} ${url}: reading the body failed: ${(e as Error).message}`,
+      `${init.method ?? 'GET'} ${url}: reading the body failed: ${errorMessage(e)}`,
     );
   }
   return { status: res.status, contentType: res.headers.get('content-type') ?? '', text };

@@ -20,6 +20,7 @@ export {
 } from './http.js';
 export { writeFileDurably } from './durable.js';
 export * from './reader/index.js';
+export * from './explorer/errors.js';
 export * from './explorer/filters.js';
 export * from './explorer/formats.js';
 export * from './explorer/search.js';

@@ -18,6 +18,7 @@ import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
 import {
   b64decode,
   bytesEqual,
+  errorMessage,
   hexEncode,
   KEY_TYPE_ED25519,
   isWeakEd25519Key,
@@ -148,7 +149,7 @@ function hashField(obj: Record<string, unknown>, name: string): Uint8Array {
   try {
     h = b64decode(stringField(obj, name), name);
   } catch (e) {
-    throw new ReceiptError('malformed-receipt', `receipt field ${name}: ${(e as Error).message}`);
+    throw new ReceiptError('malformed-receipt', `receipt field ${name}: ${errorMessage(e)}`, { cause: e });
   }
   if (h.length !== 32)
     throw new ReceiptError('malformed-receipt', `receipt field ${name} is ${h.length} bytes, want 32`);
@@ -268,7 +269,7 @@ export class LogWriter {
           ? { access: 'refused', detail: e.message }
           : { access: 'ok', detail: e.message };
       }
-      return { access: 'unreachable', detail: (e as Error).message };
+      return { access: 'unreachable', detail: errorMessage(e) };
     }
   }
 
@@ -277,7 +278,7 @@ export class LogWriter {
       return await fn();
     } catch (e) {
       this.stats.failures++;
-      this.stats.lastError = (e as Error).message;
+      this.stats.lastError = errorMessage(e);
       throw e;
     }
   }
@@ -290,8 +291,11 @@ export class LogWriter {
       this.stats.receiptFailures++;
       if (e instanceof ReceiptError) throw e;
       throw new ReceiptError(
-        (e as { code?: string }).code ?? 'bad-receipt',
-        `log receipt does not verify: ${(e as Error).message}`,
+        e instanceof TlogError ? e.code : 'bad-receipt',
+        `log receipt does not verify: ${errorMessage(e)}`,
+        {
+          cause: e,
+        },
       );
     };
     try {
@@ -396,7 +400,7 @@ export class LogWriter {
         } catch (err) {
           throw new ReceiptError(
             'inclusion',
-            `entry at index ${r.leafIndex} is not included in the signed checkpoint of size ${cp.size}: ${(err as Error).message}`,
+            `entry at index ${r.leafIndex} is not included in the signed checkpoint of size ${cp.size}: ${errorMessage(err)}`,
           );
         }
       });

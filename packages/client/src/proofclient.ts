@@ -1,4 +1,4 @@
-import { b64decode, type Hash } from '@trailmark/tlog';
+import { errorMessage, b64decode, type Hash } from '@trailmark/tlog';
 import { RequestError } from './errors.js';
 import { getJson, getOk, joinUrl, type RequestLimits } from './http.js';
 
@@ -40,7 +40,7 @@ function hashList(url: string, v: unknown, field: string): Hash[] {
     try {
       b = b64decode(h as string, `${field}[${i}]`);
     } catch (e) {
-      throw new RequestError(url, 200, `GET ${url}: ${(e as Error).message}`);
+      throw new RequestError(url, 200, `GET ${url}: ${errorMessage(e)}`);
     }
     if (b.length !== 32) throw new RequestError(url, 200, `GET ${url}: ${field}[${i}] is ${b.length} bytes, want 32`);
     return b;

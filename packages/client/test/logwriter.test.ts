@@ -1,5 +1,13 @@
 import { expect } from 'chai';
-import { canonicalJson, generateKey, hashLeaf, b64encode, parsePrivateKey, parseVkey } from '@trailmark/tlog';
+import {
+  errorMessage,
+  canonicalJson,
+  generateKey,
+  hashLeaf,
+  b64encode,
+  parsePrivateKey,
+  parseVkey,
+} from '@trailmark/tlog';
 import fc from 'fast-check';
 import { LogWriter, LogRejectedError, LogUnavailableError, nativeEd25519Verifier, ReceiptError } from '../src/index.js';
 import { RestartableLog, startRelay, tempDir } from '../../proxy/test/helpers.js';
@@ -69,7 +77,7 @@ describe('LogWriter against a real log', () => {
         expect.fail('accepted a receipt signed by another key');
       } catch (e) {
         expect(e).to.be.instanceOf(ReceiptError);
-        expect((e as Error).message).to.match(/does not verify|not signed/);
+        expect(errorMessage(e)).to.match(/does not verify|not signed/);
       }
     }
     expect(c.stats.receiptFailures).to.equal(2);
@@ -184,7 +192,7 @@ describe('LogWriter against a real log', () => {
       () => expect.fail('no log, yet a receipt'),
       (e) => {
         expect(e).to.be.instanceOf(LogUnavailableError);
-        expect((e as Error).message).to.match(/ECONNREFUSED/);
+        expect(errorMessage(e)).to.match(/ECONNREFUSED/);
       },
     );
     expect(c.stats.retries).to.equal(2);

@@ -7,7 +7,7 @@
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import './style.css';
-import { parsePolicy, parseVkey, type NoteVerifier, type Policy } from '@trailmark/tlog';
+import { errorMessage, parsePolicy, parseVkey, type NoteVerifier, type Policy } from '@trailmark/tlog';
 import { PageVerifier, type Verdict } from './verify.js';
 
 interface ApiEntry {
@@ -316,7 +316,7 @@ async function main(): Promise<void> {
       text($('#cpsize'), `size ${log.size}`);
       text($('#cpstate'), `✔ signature${policy ? ' and witness quorum' : ''} verified`);
     },
-    (e) => text($('#cpstate'), `✘ checkpoint does not verify: ${(e as Error).message}`),
+    (e) => text($('#cpstate'), `✘ checkpoint does not verify: ${errorMessage(e)}`),
   );
   if (info.state === 'stopped') text($('#error'), `The explorer stopped indexing: ${info.alert}`);
   $<HTMLFormElement>('#search').addEventListener('submit', (ev) => {
@@ -337,7 +337,7 @@ async function main(): Promise<void> {
 }
 
 function showError(e: unknown): void {
-  text($('#error'), (e as Error).message);
+  text($('#error'), errorMessage(e));
 }
 
 main().catch(showError);

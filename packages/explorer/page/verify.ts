@@ -19,6 +19,7 @@ import {
   type NoteVerifier,
   type Policy,
   type TileRef,
+  errorMessage,
 } from '@trailmark/tlog';
 
 export interface Verdict {
@@ -93,7 +94,7 @@ export class PageVerifier {
         // result then costs only its inclusion proof against that root
         verifyInclusion(BigInt(index), log.size, leafHash, proof, log.root);
       } catch (e) {
-        return { ok: false, why: `the log does not hold this entry at index ${index}: ${(e as Error).message}` };
+        return { ok: false, why: `the log does not hold this entry at index ${index}: ${errorMessage(e)}` };
       }
       return {
         ok: true,
@@ -101,7 +102,7 @@ export class PageVerifier {
         receipt,
       };
     } catch (e) {
-      return { ok: false, why: `could not verify: ${(e as Error).message}` };
+      return { ok: false, why: `could not verify: ${errorMessage(e)}` };
     }
   }
 }

@@ -5,8 +5,9 @@
  * A checkpoint that does not verify, a fork (no consistency proof joins two checkpoints), a rollback or a
  * tile or entry that does not match stops the indexer with an alert: it never indexes a bad entry.
  */
-import { TlogError, openCheckpoint, type NoteVerifier, type Policy } from '@trailmark/tlog';
+import { TlogError, errorMessage, openCheckpoint, type NoteVerifier, type Policy } from '@trailmark/tlog';
 import {
+  AuditError,
   LogReader,
   fetchVerifiedCheckpoint,
   nodeHasher,
@@ -126,14 +127,14 @@ export class Indexer {
         await this.syncOnce();
         this.status.lastReadError = null;
       } catch (e) {
-        if (e instanceof TlogError) {
+        if (e instanceof TlogError || e instanceof AuditError) {
           // cryptographic evidence: the log forked, rolled back, or served something that does not verify
           this.status.state = 'stopped';
           this.status.alert = `${e.code}: ${e.message}`;
           alert(`ALERT trailmark explorer stopped indexing: the log misbehaved (${this.status.alert})`);
           return;
         }
-        this.status.lastReadError = (e as Error).message;
+        this.status.lastReadError = errorMessage(e);
       }
       if (this.stopped) break;
       await new Promise<void>((r) => {

@@ -7,7 +7,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { vkeyOf, type NoteVerifier, type Policy } from '@trailmark/tlog';
+import { errorMessage, vkeyOf, type NoteVerifier, type Policy } from '@trailmark/tlog';
 import { LogReader } from '@trailmark/client';
 import { splitHostPort } from '@trailmark/node';
 import {
@@ -80,7 +80,7 @@ export async function startExplorer(opts: ExplorerOptions): Promise<RunningExplo
   });
   const server = http.createServer((req, res) => {
     api.handle(req, res).catch((e) => {
-      if (!res.headersSent) sendJson(res, 500, { error: (e as Error).message });
+      if (!res.headersSent) sendJson(res, 500, { error: errorMessage(e) });
       else res.destroy();
     });
   });

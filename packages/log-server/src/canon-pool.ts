@@ -9,6 +9,7 @@ import { Worker } from 'node:worker_threads';
 import { HttpError } from './errors.js';
 import { preparers, type BodyKind, type PackedLeaves, type PrepError } from './canon.js';
 import type { Leaf } from './log-storage.js';
+import { errorMessage } from '@trailmark/tlog';
 
 /** Bodies below this size are prepared inline: the worker round trip would cost more than it saves. */
 export const INLINE_BODY_BYTES = 64 * 1024;
@@ -89,7 +90,7 @@ export class CanonPool {
     const fail = (e: unknown) => {
       if (slot.worker === w) slot.worker = undefined;
       for (const waiter of slot.waiting.values())
-        waiter.reject(new Error(`entry preparation worker stopped: ${(e as Error)?.message ?? e}`));
+        waiter.reject(new Error(`entry preparation worker stopped: ${errorMessage(e)}`));
       slot.waiting.clear();
     };
     w.on('error', fail);

@@ -1,6 +1,7 @@
 /** Worker thread: prepares add-entries bodies (see canon.ts). Messages: {id, body, kind} → {id, ok, ...}. */
 import { parentPort } from 'node:worker_threads';
 import { preparers, type BodyKind, type PrepError } from './canon.js';
+import { errorMessage } from '@trailmark/tlog';
 
 parentPort!.on('message', (m: { id: number; body: Uint8Array; kind: BodyKind }) => {
   try {
@@ -14,6 +15,6 @@ parentPort!.on('message', (m: { id: number; body: Uint8Array; kind: BodyKind }) 
     const err = e as PrepError;
     if (typeof err?.status === 'number')
       parentPort!.postMessage({ id: m.id, ok: false, status: err.status, message: err.message });
-    else parentPort!.postMessage({ id: m.id, ok: false, status: 500, message: (e as Error)?.message ?? String(e) });
+    else parentPort!.postMessage({ id: m.id, ok: false, status: 500, message: errorMessage(e) });
   }
 });

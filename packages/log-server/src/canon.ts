@@ -4,7 +4,7 @@
  * worker thread, leaving the main thread to sequence; small ones are prepared inline, where a round trip to
  * the worker would cost more than it saves.
  */
-import { canonicalJsonString, TlogError } from '@trailmark/tlog';
+import { errorMessage, canonicalJsonString, TlogError } from '@trailmark/tlog';
 import { isUtf8 } from 'node:buffer';
 import { sha256 } from './sha.js';
 import { scanContainer, skipWs, type ScanLimits } from './jsonscan.js';
@@ -105,7 +105,7 @@ function parsePart(b: Buffer, s: number, e: number, what?: string): unknown {
   try {
     return JSON.parse(b.toString('utf8', s, e));
   } catch (err) {
-    throw { status: 400, message: `malformed JSON${what ? ` in ${what}` : ''}: ${(err as Error).message}` };
+    throw { status: 400, message: `malformed JSON${what ? ` in ${what}` : ''}: ${errorMessage(err)}` };
   }
 }
 

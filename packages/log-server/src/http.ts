@@ -8,7 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { formatTlogProof, MAX_U64, parseTilePath } from '@trailmark/tlog';
+import { errorMessage, formatTlogProof, MAX_U64, parseTilePath } from '@trailmark/tlog';
 import { HttpError, UnavailableError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { LogMetrics } from './metrics.js';
@@ -91,7 +91,7 @@ function sendError(res: ServerResponse, e: unknown, logger: Logger): number {
     sendJson(res, e.status, { error }, { 'cache-control': 'no-store', ...e.headers });
     return e.status;
   }
-  logger.error('internal error', { error: e as Error, stack: (e as Error)?.stack });
+  logger.error('internal error', { error: e, stack: e instanceof Error ? e.stack : undefined });
   sendJson(res, 500, { error: 'internal error' }, { 'cache-control': 'no-store' });
   return 500;
 }
@@ -259,8 +259,11 @@ const CORS_PREFLIGHT = {
   'cache-control': 'public, max-age=86400',
 };
 
-/** Builds the read dispatcher: returns false when the request is not one of its routes. */
-export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerResponse) => boolean {
+/**
+ * Builds the dispatcher of the log API on plain node:http, for speed: every read (checkpoint, tiles, proofs)
+ * and every write (add-entry, add-entries, k8s-audit). Returns false when the request is not one of its routes.
+ */
+export function logApiRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerResponse) => boolean {
   const { store } = ctx;
   const bodies = new InclusionBodies(store);
 
@@ -366,7 +369,7 @@ export function readRoutes(ctx: ApiContext): (req: IncomingMessage, res: ServerR
     try {
       ref = parseTilePath(path);
     } catch (e) {
-      throw new HttpError(400, (e as Error).message);
+      throw new HttpError(400, errorMessage(e));
     }
     if (ref.index > BigInt(Number.MAX_SAFE_INTEGER)) throw new HttpError(404, `tile ${path} is beyond the tree`);
     const index = Number(ref.index);
@@ -518,8 +521,8 @@ export function toLeaf(value: unknown, what: string): Leaf {
   return { data: buf.subarray(1), hash: sha256(buf) };
 }
 
-/** The express app: write API, health and metrics, JSON errors for everything else. */
-export function writeApp(ctx: ApiContext): express.Express {
+/** The express app for what is not the log API: health and metrics, JSON 404/405 errors for everything else. */
+export function opsApp(ctx: ApiContext): express.Express {
   const app = express();
   const count = requestCounter(ctx.metrics);
   app.disable('x-powered-by');

@@ -23,7 +23,16 @@ export { toLeaf, MAX_BODY_BYTES, MAX_GET_ENTRIES } from './http.js';
 export { MAX_ENTRY_BYTES, MAX_BATCH_ENTRIES, prepareBatch, type PackedLeaves } from './canon.js';
 export { CanonPool, unpack } from './canon-pool.js';
 export { treeHeadSignatureInput, signTreeHead } from './sth.js';
-export { HttpError, LogStateError, UnavailableError } from './errors.js';
+export {
+  ConfigError,
+  HttpError,
+  LogServerError,
+  LogStateError,
+  UnavailableError,
+  type ConfigCode,
+  type LogServerErrorCode,
+  type LogStateCode,
+} from './errors.js';
 export { jsonLogger, silentLogger, type Logger } from './logger.js';
 export { nodeHasher, sha256 } from './sha.js';
 export type { Witnessing, WitnessingContext } from './witness-hook.js';

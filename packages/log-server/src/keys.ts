@@ -16,6 +16,7 @@ import {
 } from 'node:fs';
 import { dirname } from 'node:path';
 import {
+  errorMessage,
   b64decode,
   bytesEqual,
   generateKey,
@@ -24,7 +25,7 @@ import {
   vkeyOf,
   type NoteSigner,
 } from '@trailmark/tlog';
-import { LogStateError } from './errors.js';
+import { LogStateError, ConfigError } from './errors.js';
 
 // DER prefix of a PKCS#8 Ed25519 private key; the 32-byte seed follows.
 const PKCS8_ED25519 = Buffer.from('302e020100300506032b657004220420', 'hex');
@@ -64,15 +65,14 @@ export interface NewLogKey {
   vkey: string;
 }
 
-/** Generates a log key named `origin` (default localhost/trailmark). Throws LogStateError('key-name') on a bad name. */
+/** Generates a log key named `origin` (default localhost/trailmark). Throws ConfigError('key-name') on a bad name. */
 export function generateLogKey(origin = 'localhost/trailmark'): NewLogKey {
   try {
     return generateKey(origin, KEY_TYPE_ED25519);
   } catch (e) {
-    throw new LogStateError(
-      'key-name',
-      `cannot create a log key named ${JSON.stringify(origin)}: ${(e as Error).message}`,
-    );
+    throw new ConfigError('key-name', `cannot create a log key named ${JSON.stringify(origin)}: ${errorMessage(e)}`, {
+      cause: e,
+    });
   }
 }
 
@@ -97,7 +97,7 @@ export function loadLogKey(keyFile: string, opts: { origin?: string; create: boo
   try {
     text = readFileSync(keyFile, 'utf8');
   } catch (e) {
-    throw new LogStateError('key-read', `cannot read log key ${keyFile}: ${(e as Error).message}`);
+    throw new LogStateError('key-read', `cannot read log key ${keyFile}: ${errorMessage(e)}`, { cause: e });
   }
   return parseLogKey(text, keyFile, opts.origin);
 }
@@ -108,7 +108,7 @@ export function parseLogKey(text: string, where: string, origin?: string): LogKe
   try {
     slow = parsePrivateKey(text);
   } catch (e) {
-    throw new LogStateError('key-format', `log key ${where}: ${(e as Error).message}`);
+    throw new LogStateError('key-format', `log key ${where}: ${errorMessage(e)}`, { cause: e });
   }
   if (slow.type !== KEY_TYPE_ED25519)
     throw new LogStateError('key-type', `log key ${where} is not an Ed25519 (type 0x01) note key`);
@@ -116,6 +116,7 @@ export function parseLogKey(text: string, where: string, origin?: string): LogKe
     throw new LogStateError(
       'origin-mismatch',
       `--origin ${JSON.stringify(origin)} differs from the name of log key ${where} (${JSON.stringify(slow.name)}); the origin is always the key's name`,
+      { expected: slow.name, found: origin },
     );
   }
   return { signer: fastSigner(text, slow), vkey: vkeyOf(slow), origin: slow.name };

@@ -9,7 +9,7 @@
  *
  * Every module that reads or writes the database names keys through this one.
  */
-import { b64decode, b64encode } from '@trailmark/tlog';
+import { errorMessage, b64decode, b64encode } from '@trailmark/tlog';
 import { LogStateError } from './errors.js';
 
 export const STATE_KEY = Buffer.from('S');
@@ -132,6 +132,6 @@ export function parseState(raw: Uint8Array): StateJson & { compactHashes: Uint8A
       sthBytes: b64decode(st.sth, 'sth'),
     };
   } catch (e) {
-    throw new LogStateError('state', `the stored log state: ${(e as Error).message}`);
+    throw new LogStateError('state', `the stored log state: ${errorMessage(e)}`, { cause: e });
   }
 }

@@ -20,7 +20,15 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import pg from 'pg';
-import { buildProof, bytesEqual, CompactRange, openCheckpoint, parseVkey, rootPlan } from '@trailmark/tlog';
+import {
+  errorMessage,
+  buildProof,
+  bytesEqual,
+  CompactRange,
+  openCheckpoint,
+  parseVkey,
+  rootPlan,
+} from '@trailmark/tlog';
 import { LogStateError, UnavailableError } from './errors.js';
 import type { LogKey } from './keys.js';
 import { BUNDLE, buf, parseState, PENDING, readU64, TILE } from './layout.js';
@@ -255,7 +263,7 @@ export class PgStore extends DurableReads implements LogStorage {
       const s = await withClient(pool, inspectSchema);
       return { hasLog: s.vkey !== undefined, origin: s.origin, vkey: s.vkey };
     } catch (e) {
-      throw new LogStateError('store', `cannot read the log store ${redact(url)}: ${(e as Error).message}`);
+      throw new LogStateError('store', `cannot read the log store ${redact(url)}: ${errorMessage(e)}`, { cause: e });
     } finally {
       await pool.end();
     }
@@ -283,7 +291,7 @@ export class PgStore extends DurableReads implements LogStorage {
     } catch (e) {
       await pool.end();
       if (e instanceof LogStateError) throw e;
-      throw new LogStateError('store', `cannot open the log store ${redact(url)}: ${(e as Error).message}`);
+      throw new LogStateError('store', `cannot open the log store ${redact(url)}: ${errorMessage(e)}`, { cause: e });
     }
     await store.tick();
     store.timer = setInterval(() => void store.tick(), store.pollMs);
@@ -314,6 +322,7 @@ export class PgStore extends DurableReads implements LogStorage {
         throw new LogStateError(
           'key-mismatch',
           `this store belongs to log ${vkey}, not to the configured key ${this.key.vkey}`,
+          { expected: this.key.vkey, found: vkey },
         );
       }
     });
@@ -336,6 +345,7 @@ export class PgStore extends DurableReads implements LogStorage {
           throw new LogStateError(
             'key-mismatch',
             `this store belongs to log ${st.vkey}, not to the configured key ${this.key.vkey}`,
+            { expected: this.key.vkey, found: st.vkey },
           );
         let size: number;
         try {
@@ -343,7 +353,8 @@ export class PgStore extends DurableReads implements LogStorage {
         } catch (e) {
           throw new LogStateError(
             'checkpoint',
-            `the stored checkpoint does not verify with the log key: ${(e as Error).message}`,
+            `the stored checkpoint does not verify with the log key: ${errorMessage(e)}`,
+            { cause: e },
           );
         }
         if (String(size) !== st.size || toNum(row.size) !== size)
@@ -426,6 +437,7 @@ export class PgStore extends DurableReads implements LogStorage {
           throw new LogStateError(
             'root-mismatch',
             `the stored tiles and entries give root ${Buffer.from(root).toString('base64')} for size ${size}, but the signed checkpoint says ${st.root}: refusing to serve the store`,
+            { expected: st.root, found: Buffer.from(root).toString('base64') },
           );
         }
         return {
@@ -557,7 +569,7 @@ export class PgStore extends DurableReads implements LogStorage {
       );
     } catch (e) {
       if (e instanceof UnavailableError || e instanceof LogStateError) throw e;
-      throw new UnavailableError(`the log store is unavailable: ${(e as Error).message}`, 1);
+      throw new UnavailableError(`the log store is unavailable: ${errorMessage(e)}`, 1);
     }
     const indices = pos.map((p) => assigned[p]);
     const need = indices.length === 0 ? 0 : Math.max(...assigned) + 1;
@@ -701,7 +713,7 @@ export class PgStore extends DurableReads implements LogStorage {
       } else {
         this.logger.warn('sequencing failed; this frontend steps down and retries', {
           frontend: this.id,
-          error: (e as Error).message,
+          error: errorMessage(e),
         });
       }
       if (e instanceof LogStateError) this.failure = e;
@@ -733,12 +745,12 @@ export class PgStore extends DurableReads implements LogStorage {
       this.resign();
       this.logger.warn('sequencer lease check failed; this frontend steps down and retries', {
         frontend: this.id,
-        error: (e as Error).message,
+        error: errorMessage(e),
       });
     }
     if (!this.listener && !this.closed)
       await this.listen().catch((e) =>
-        this.logger.warn('cannot listen for log notifications', { error: (e as Error).message }),
+        this.logger.warn('cannot listen for log notifications', { error: errorMessage(e) }),
       );
     // a notification can be missed (listener reconnecting): the poll covers it
     if (this.writer) this.kick();
@@ -826,7 +838,7 @@ export class PgStore extends DurableReads implements LogStorage {
         } while (this.refreshAgain);
       } catch (e) {
         if (e instanceof LogStateError) this.failure = e;
-        this.logger.warn('cannot refresh the log view from the store', { error: (e as Error).message });
+        this.logger.warn('cannot refresh the log view from the store', { error: errorMessage(e) });
       } finally {
         this.refreshing = undefined;
       }

@@ -8,6 +8,7 @@
  * recomputed from the tiles and entries equals the signed one; the stored compact range matches the tiles.
  */
 import {
+  errorMessage,
   buildProof,
   bytesEqual,
   CompactRange,
@@ -63,6 +64,7 @@ export async function recoverEdge(db: Db, key: LogKey, hooks: RecoveryHooks = {}
     throw new LogStateError(
       'key-mismatch',
       `this data directory belongs to log ${st.vkey}, not to the configured key ${key.vkey}`,
+      { expected: key.vkey, found: st.vkey },
     );
   }
   let opened;
@@ -71,7 +73,8 @@ export async function recoverEdge(db: Db, key: LogKey, hooks: RecoveryHooks = {}
   } catch (e) {
     throw new LogStateError(
       'checkpoint',
-      `the stored checkpoint does not verify with the log key: ${(e as Error).message}`,
+      `the stored checkpoint does not verify with the log key: ${errorMessage(e)}`,
+      { cause: e },
     );
   }
   const size = Number(opened.checkpoint.size);
@@ -163,6 +166,7 @@ export async function recoverEdge(db: Db, key: LogKey, hooks: RecoveryHooks = {}
     throw new LogStateError(
       'root-mismatch',
       `the stored tiles and entries give root ${Buffer.from(root).toString('base64')} for size ${size}, but the signed checkpoint says ${signedRoot.toString('base64')}: the store was altered; refusing to serve it`,
+      { expected: signedRoot.toString('base64'), found: Buffer.from(root).toString('base64') },
     );
   }
   const compact = st.compactHashes;

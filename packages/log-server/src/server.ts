@@ -4,8 +4,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
-import { HttpError, LogStateError } from './errors.js';
-import { readRoutes, writeApp, type ApiContext } from './http.js';
+import { ConfigError, HttpError, LogServerError, LogStateError } from './errors.js';
+import { logApiRoutes, opsApp, type ApiContext } from './http.js';
 import { generateLogKey, parseLogKey, writeLogKey, type LogKey } from './keys.js';
 import { silentLogger, type Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
@@ -17,6 +17,7 @@ import type { LogStorage } from './log-storage.js';
 import { PgStore } from './pg-store.js';
 import type { Witnessing } from './witness-hook.js';
 import { createWitnessing, loadWitnessPolicy } from './witnessing.js';
+import { errorMessage } from '@trailmark/tlog';
 
 export interface LogServerOptions {
   /** Data directory: the LevelDB lives in DIR/db; the key defaults to DIR/log.key. */
@@ -68,14 +69,14 @@ export interface LogServer {
 
 /**
  * Reads a submit-tokens file: one bearer token a line, blank lines and `#` comments ignored.
- * Precondition: none; throws LogStateError when it cannot be read, lists no token, or a token has spaces.
+ * Precondition: none; throws ConfigError('submit-tokens') when it cannot be read, lists no token, or a token has spaces.
  */
 export function readSubmitTokens(file: string): string[] {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new LogStateError('submit-tokens', `cannot read submit tokens ${file}: ${(e as Error).message}`);
+    throw new ConfigError('submit-tokens', `cannot read submit tokens ${file}: ${errorMessage(e)}`, { cause: e });
   }
   const tokens = text
     .split(/\r?\n/)
@@ -83,17 +84,17 @@ export function readSubmitTokens(file: string): string[] {
     .filter((l) => l.length > 0 && !l.startsWith('#'));
   for (const t of tokens)
     if (/\s/.test(t))
-      throw new LogStateError('submit-tokens', `submit tokens file ${file}: a token may not contain spaces`);
-  if (tokens.length === 0) throw new LogStateError('submit-tokens', `submit tokens file ${file} lists no token`);
+      throw new ConfigError('submit-tokens', `submit tokens file ${file}: a token may not contain spaces`);
+  if (tokens.length === 0) throw new ConfigError('submit-tokens', `submit tokens file ${file} lists no token`);
   return tokens;
 }
 
-/** Parses HOST:PORT ("[::1]:8080" for IPv6). Precondition: none; throws LogStateError on a malformed value. */
+/** Parses HOST:PORT ("[::1]:8080" for IPv6). Precondition: none; throws ConfigError('listen') on a malformed value. */
 export function parseListen(listen: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(listen);
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535)
-    throw new LogStateError('listen', `--listen must be HOST:PORT (port 0-65535), got ${JSON.stringify(listen)}`);
+    throw new ConfigError('listen', `--listen must be HOST:PORT (port 0-65535), got ${JSON.stringify(listen)}`);
   return { host: m[1] ?? m[2], port };
 }
 
@@ -152,7 +153,7 @@ class Created {
 /**
  * Opens (or creates) the log in opts.dataDir and serves it. Everything that can be checked is checked and the
  * port is bound before anything is created on disk; a start that fails removes what it created, so it leaves
- * the data directory and key files as they were (contract section 3). Rejects with LogStateError naming why.
+ * the data directory and key files as they were (contract section 3). Rejects with a LogServerError (LogStateError or ConfigError) naming why.
  */
 export async function startLogServer(opts: LogServerOptions): Promise<LogServer> {
   const logger = opts.logger ?? silentLogger;
@@ -169,7 +170,7 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
     try {
       text = readFileSync(keyFile, 'utf8');
     } catch (e) {
-      throw new LogStateError('key-read', `cannot read log key ${keyFile}: ${(e as Error).message}`);
+      throw new LogStateError('key-read', `cannot read log key ${keyFile}: ${errorMessage(e)}`, { cause: e });
     }
     key = parseLogKey(text, keyFile, opts.origin);
   } else {
@@ -233,7 +234,7 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
       });
     });
   } catch (e) {
-    throw new LogStateError('listen', `cannot listen on ${host}:${port}: ${(e as Error).message}`);
+    throw new ConfigError('listen', `cannot listen on ${host}:${port}: ${errorMessage(e)}`, { cause: e });
   }
 
   const created = new Created();
@@ -255,8 +256,8 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
   } catch (e) {
     server.close();
     created.undo();
-    if (e instanceof LogStateError) throw e;
-    throw new LogStateError('data-dir', `cannot create the log in ${opts.dataDir}: ${(e as Error).message}`);
+    if (e instanceof LogServerError) throw e;
+    throw new LogStateError('data-dir', `cannot create the log in ${opts.dataDir}: ${errorMessage(e)}`, { cause: e });
   }
   const fail = async (e: unknown): Promise<never> => {
     server.close();
@@ -327,10 +328,10 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
       return { ok: true };
     },
   };
-  const reads = readRoutes(ctx);
-  const app = writeApp(ctx);
+  const api = logApiRoutes(ctx);
+  const ops = opsApp(ctx);
   handler = (req, res) => {
-    if (!reads(req, res)) app(req, res);
+    if (!api(req, res)) ops(req, res);
   };
   const addr = server.address();
   const boundPort = typeof addr === 'object' && addr ? addr.port : port;

@@ -18,6 +18,7 @@ import { Dedup } from './dedup.js';
 import { DurableReads, type CacheOptions, type Db, type EdgeSnapshot } from './reads.js';
 import { recoverEdge } from './recovery.js';
 import { emptyEdge, EdgeWriter, type EdgeState } from './sequencing.js';
+import { errorMessage } from '@trailmark/tlog';
 
 export type { Leaf, SignedTree, AppendResult, Prepared, LogStorage } from './log-storage.js';
 
@@ -166,7 +167,7 @@ export class LogStore extends DurableReads implements LogStorage {
     try {
       now = dirIdentity(this.dir);
     } catch (e) {
-      return `the log's database directory ${this.dir} is gone (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): entries written since are in deleted files; restart the log on its real data directory`;
+      return `the log's database directory ${this.dir} is gone (${(e as NodeJS.ErrnoException).code ?? errorMessage(e)}): entries written since are in deleted files; restart the log on its real data directory`;
     }
     return now === this.identity
       ? undefined
@@ -193,7 +194,7 @@ export class LogStore extends DurableReads implements LogStorage {
           });
           return;
         }
-        this.logger.warn('storage still failing; retrying', { error: (e as Error).message, retry_ms: delay });
+        this.logger.warn('storage still failing; retrying', { error: errorMessage(e), retry_ms: delay });
         delay = Math.min(delay * 2, MAX_RETRY_MS);
       }
     }
@@ -217,7 +218,7 @@ export class LogStore extends DurableReads implements LogStorage {
         this.db = await openDb(this.dir, false);
       } catch (e) {
         // not a verdict on the store: LevelDB could not open it yet (descriptors, space); retried
-        throw new Error((e as Error).message, { cause: e });
+        throw new Error(errorMessage(e), { cause: e });
       }
       const state = await recoverEdge(this.db, this.key, {
         recentTiles: this.upperCapacity,
@@ -383,10 +384,7 @@ async function openDb(dir: string, create: boolean): Promise<Db> {
     await db.open();
   } catch (e) {
     const cause = (e as { cause?: Error }).cause;
-    throw new LogStateError(
-      'db-open',
-      `cannot open the log database in ${dir}: ${cause?.message ?? (e as Error).message}`,
-    );
+    throw new LogStateError('db-open', `cannot open the log database in ${dir}: ${cause?.message ?? errorMessage(e)}`);
   }
   return db;
 }

@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import {
+  errorMessage,
   bytesEqual,
   decodeEntryBundle,
   merkleRoot,
@@ -86,7 +87,7 @@ export async function auditStore(dataDir: string, opts: StoreAuditOptions = {}):
     const cause = (e as { cause?: Error }).cause;
     throw new LogStateError(
       'db-open',
-      `cannot open the log database in ${dbDir}: ${cause?.message ?? (e as Error).message} (a running log holds its lock: audit a copy, or stop it)`,
+      `cannot open the log database in ${dbDir}: ${cause?.message ?? errorMessage(e)} (a running log holds its lock: audit a copy, or stop it)`,
     );
   }
   try {
@@ -116,12 +117,13 @@ async function audit(db: Db, opts: StoreAuditOptions): Promise<StoreAuditReport>
   try {
     verifier = parseVkey(opts.vkey ?? st.vkey);
   } catch (e) {
-    throw new LogStateError('key', `${opts.vkey ? 'the given' : "the store's"} vkey: ${(e as Error).message}`);
+    throw new LogStateError('key', `${opts.vkey ? 'the given' : "the store's"} vkey: ${errorMessage(e)}`, { cause: e });
   }
   if (opts.vkey !== undefined && (st.vkey !== opts.vkey.trim() || st.origin !== verifier.name)) {
     throw new LogStateError(
       'key-mismatch',
       `this store belongs to log ${st.vkey}, not to the given key ${opts.vkey.trim()}`,
+      { expected: opts.vkey.trim(), found: st.vkey },
     );
   }
   let size: number;
@@ -132,7 +134,7 @@ async function audit(db: Db, opts: StoreAuditOptions): Promise<StoreAuditReport>
     signedRoot = cp.root;
   } catch (e) {
     // an unverifiable checkpoint is damage, but the entries can still be checked against the stored size
-    bad(`the log state: its signed checkpoint does not verify: ${(e as Error).message}`);
+    bad(`the log state: its signed checkpoint does not verify: ${errorMessage(e)}`);
     size = Number(st.size);
     signedRoot = new Uint8Array(32);
   }
@@ -178,7 +180,7 @@ async function audit(db: Db, opts: StoreAuditOptions): Promise<StoreAuditReport>
       try {
         entries = decodeEntryBundle(v);
       } catch (e) {
-        bad(`entry bundle ${n} cannot be decoded: ${(e as Error).message}`);
+        bad(`entry bundle ${n} cannot be decoded: ${errorMessage(e)}`);
         continue;
       }
       if (entries.length !== TILE_W) {
@@ -316,7 +318,7 @@ async function audit(db: Db, opts: StoreAuditOptions): Promise<StoreAuditReport>
     return report({ entries, tiles, indexKeys });
   } catch (e) {
     // LevelDB itself could not read on (a damaged table file)
-    bad(`the database cannot be read after ${where}: ${(e as Error).message}`);
+    bad(`the database cannot be read after ${where}: ${errorMessage(e)}`);
     return report({});
   }
 }

@@ -12,6 +12,7 @@
 import { open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  errorMessage,
   addSignatures,
   evaluateQuorum,
   openCheckpoint,
@@ -27,7 +28,7 @@ import {
   type PolicyWitness,
 } from '@trailmark/tlog';
 import { WitnessClient } from '@trailmark/client';
-import { LogStateError } from './errors.js';
+import { ConfigError } from './errors.js';
 import type { Witnessing, WitnessingContext } from './witness-hook.js';
 
 export interface WitnessingOptions {
@@ -66,7 +67,7 @@ const STATE_FILE = 'witnessed-checkpoint';
 
 /**
  * Builds the witnessing module from the server's context. Precondition: ctx.policyFile is readable.
- * Rejects with LogStateError('policy') when the policy is malformed or does not accept this log.
+ * Rejects with ConfigError('policy') when the policy is malformed or does not accept this log.
  */
 export async function createWitnessing(ctx: WitnessingContext, opts: WitnessingOptions = {}): Promise<Witnessing> {
   const { policy, logVerifier } = await loadWitnessPolicy(ctx.policyFile, ctx.origin, ctx.vkey);
@@ -77,7 +78,7 @@ export async function createWitnessing(ctx: WitnessingContext, opts: WitnessingO
 
 /**
  * Reads and checks a policy file for this log without starting anything (the server checks it before it
- * creates or opens anything). Rejects with LogStateError('policy').
+ * creates or opens anything). Rejects with ConfigError('policy').
  */
 export async function loadWitnessPolicy(
   policyFile: string,
@@ -88,15 +89,15 @@ export async function loadWitnessPolicy(
   try {
     policy = parsePolicy(await readFile(policyFile));
   } catch (e) {
-    throw new LogStateError('policy', `policy file ${policyFile}: ${(e as Error).message}`);
+    throw new ConfigError('policy', `policy file ${policyFile}: ${errorMessage(e)}`, { cause: e });
   }
   const logVerifier = parseVkey(vkey);
   if (!policyHasLog(policy, logVerifier))
-    throw new LogStateError('policy', `policy file ${policyFile} does not list this log's key (${origin})`);
+    throw new ConfigError('policy', `policy file ${policyFile} does not list this log's key (${origin})`);
   const reachable = new Set([...policy.witnesses.values()].filter((w) => w.url).map((w) => w.name));
   if (!evaluateQuorum(policy, reachable)) {
     // without URLs the log cannot ask enough witnesses, and /checkpoint would never be served
-    throw new LogStateError(
+    throw new ConfigError(
       'policy',
       `policy file ${policyFile}: the witnesses with URLs (${[...reachable].join(', ') || 'none'}) cannot meet quorum ${policy.quorum}`,
     );
@@ -179,7 +180,7 @@ class LogWitnessing implements Witnessing {
         this.publishedSize = checkpoint.size;
       }
     } catch (e) {
-      this.ctx.logger.warn('ignoring stored witnessed checkpoint', { error: (e as Error).message });
+      this.ctx.logger.warn('ignoring stored witnessed checkpoint', { error: errorMessage(e) });
     }
   }
 
@@ -234,7 +235,7 @@ class LogWitnessing implements Witnessing {
       if (fresh) continue;
       s.busy = true;
       const p = this.ask(s, latest.checkpoint, latest.size)
-        .catch((e) => this.failed(s, (e as Error).message))
+        .catch((e) => this.failed(s, errorMessage(e)))
         .finally(() => {
           s.busy = false;
           this.inflight.delete(p);
@@ -332,7 +333,7 @@ class LogWitnessing implements Witnessing {
     if (this.policy.quorum !== 'none')
       this.persisting = this.persisting
         .then(() => this.persist(note))
-        .catch((e) => this.ctx.logger.error('cannot store witnessed checkpoint', { error: (e as Error).message }));
+        .catch((e) => this.ctx.logger.error('cannot store witnessed checkpoint', { error: errorMessage(e) }));
   }
 
   private async persist(note: string): Promise<void> {

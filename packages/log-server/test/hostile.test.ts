@@ -12,6 +12,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { errorMessage } from '@trailmark/tlog';
 
 const BIN = fileURLToPath(new URL('../../cli/dist/bin.js', import.meta.url));
 const HEAP_FLAGS = ['--max-semi-space-size=2', '--max-old-space-size=128'];
@@ -171,7 +172,7 @@ function honestClients(url: string): { stop(): Promise<{ failures: string[]; don
         if (r.status !== 200) failures.push(`${name} #${i}: ${r.status} ${text.slice(0, 200)}`);
         else done++;
       } catch (e) {
-        failures.push(`${name} #${i}: ${(e as Error).message} ${(e as { cause?: Error }).cause?.message ?? ''}`);
+        failures.push(`${name} #${i}: ${errorMessage(e)} ${(e as { cause?: Error }).cause?.message ?? ''}`);
       }
     }
   };

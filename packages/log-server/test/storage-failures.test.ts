@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { merkleRoot } from '@trailmark/tlog';
+import { errorMessage, merkleRoot } from '@trailmark/tlog';
 import { loadLogKey, LogStore, nodeHasher, startLogServer, toLeaf, UnavailableError, type Leaf } from '../src/index.js';
 
 const post = (url: string, body: unknown) =>
@@ -133,7 +133,7 @@ describe('storage failures', function () {
     try {
       execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', mnt], { stdio: 'pipe' });
     } catch (e) {
-      throw new Error(`this test mounts a tmpfs and needs root (CAP_SYS_ADMIN): ${(e as Error).message}`, { cause: e });
+      throw new Error(`this test mounts a tmpfs and needs root (CAP_SYS_ADMIN): ${errorMessage(e)}`, { cause: e });
     }
     const store = await LogStore.open(
       join(mnt, 'db'),

@@ -7,6 +7,7 @@
  * the webhook in alerts.ts, gossip in gossip.ts, the stream check in streamwatch.ts, the rounds in schedule.ts.
  */
 import {
+  errorMessage,
   b64decode,
   b64encode,
   openCheckpoint,
@@ -171,7 +172,7 @@ export class Monitor {
       note = await f.client.checkpoint();
     } catch (e) {
       this.m.errors.inc({ what: 'log' });
-      return { status: 'error', message: `could not fetch the checkpoint: ${(e as Error).message}` };
+      return { status: 'error', message: `could not fetch the checkpoint: ${errorMessage(e)}` };
     }
     let out: Outcome;
     try {
@@ -200,7 +201,7 @@ export class Monitor {
         try {
           proof = await f.client.consistency(d.first, d.second);
         } catch (e) {
-          if (!d.rollback) return this.proofError(d.first, d.second, e as Error);
+          if (!d.rollback) return this.proofError(d.first, d.second, e);
           const msg = `log ${f.url} went back from size ${d.second} to ${d.first} and could not prove consistency: ${(e as Error).message}`;
           this.alerts.alert(f.origin, 'rollback', msg);
           return { status: 'misbehaviour', message: msg };
@@ -269,9 +270,9 @@ export class Monitor {
     throw new Error(`unexpected view decision ${d.kind}`);
   }
 
-  private proofError(from: bigint, to: bigint, e: Error): Outcome {
+  private proofError(from: bigint, to: bigint, e: unknown): Outcome {
     this.m.errors.inc({ what: 'log' });
-    return { status: 'error', message: `could not fetch consistency proof ${from} -> ${to}: ${e.message}` };
+    return { status: 'error', message: `could not fetch consistency proof ${from} -> ${to}: ${errorMessage(e)}` };
   }
 
   private async advance(f: Followed, s: NoteSeen, cp: Checkpoint): Promise<void> {
@@ -312,7 +313,7 @@ export class Monitor {
     try {
       origin = originOf(note);
     } catch (e) {
-      return this.counted({ status: 'rejected', message: `not a signed note: ${(e as Error).message}` });
+      return this.counted({ status: 'rejected', message: `not a signed note: ${errorMessage(e)}` });
     }
     const f = this.logs.get(origin);
     if (!f) return this.counted({ status: 'ignored', message: `not following ${JSON.stringify(origin)}` });
@@ -427,7 +428,7 @@ export class Monitor {
     try {
       ev = verifyEvidence(v, f.verifier).evidence;
     } catch (e) {
-      return { status: 'rejected', message: `evidence from ${from} does not verify: ${(e as Error).message}` };
+      return { status: 'rejected', message: `evidence from ${from} does not verify: ${errorMessage(e)}` };
     }
     return this.evidence(ev, ` (reported by ${from})`);
   }

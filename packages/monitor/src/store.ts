@@ -11,6 +11,7 @@ import type { StreamCheckerState } from '@trailmark/tlog';
 import { writeFileDurably, type Evidence, type Sighting } from '@trailmark/client';
 import { KeyedLock } from './lock.js';
 import { MonitorError } from './errors.js';
+import { errorMessage } from '@trailmark/tlog';
 
 /** The latest checkpoint of a log the monitor verified (signature, and consistency with the one before). */
 export interface ViewRecord {
@@ -68,11 +69,10 @@ export class MonitorStore {
     } catch (e) {
       const cause = (e as { cause?: { code?: string } }).cause;
       if (cause?.code === 'LEVEL_LOCKED')
-        throw new MonitorError('store-locked', `data directory ${root} is in use by another monitor`);
-      throw new MonitorError(
-        'store',
-        `cannot open the monitor database in ${root}: ${(cause as Error | undefined)?.message ?? (e as Error).message}`,
-      );
+        throw new MonitorError('store-locked', `data directory ${root} is in use by another monitor`, { cause: e });
+      throw new MonitorError('store', `cannot open the monitor database in ${root}: ${errorMessage(cause ?? e)}`, {
+        cause: e,
+      });
     }
     return new MonitorStore(db, root, temporary);
   }

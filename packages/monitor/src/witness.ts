@@ -6,6 +6,7 @@
  * concurrent requests can never roll the record back or get two roots cosigned for one size.
  */
 import {
+  errorMessage,
   b64decode,
   b64encode,
   bytesEqual,
@@ -73,7 +74,7 @@ export class Witness {
       text = parseNote(req.note).text;
       origin = text.split('\n')[0];
     } catch (e) {
-      return answer(400, `malformed checkpoint: ${(e as Error).message}`);
+      return answer(400, `malformed checkpoint: ${errorMessage(e)}`);
     }
     const verifier = this.opts.logs.get(origin);
     if (!verifier) return answer(404, `unknown log origin ${JSON.stringify(origin)}`);
@@ -84,7 +85,7 @@ export class Witness {
       const code = (e as { code?: string }).code;
       if (code === 'bad-signature' || code === 'no-log-signature')
         return answer(403, `no valid signature by a trusted key for ${origin}`);
-      return answer(400, `malformed checkpoint: ${(e as Error).message}`);
+      return answer(400, `malformed checkpoint: ${errorMessage(e)}`);
     }
     const checkpoint = { note: req.note, cp };
     if (req.oldSize > cp.size)
@@ -118,7 +119,7 @@ export class Witness {
         try {
           verifyConsistency(req.oldSize, cp.size, req.proof, lastRoot, cp.root);
         } catch (e) {
-          return answer(422, `consistency proof does not verify: ${(e as Error).message}`, { checkpoint });
+          return answer(422, `consistency proof does not verify: ${errorMessage(e)}`, { checkpoint });
         }
       }
       const line = cosignCheckpoint(text, this.opts.signer, this.now());

@@ -4,6 +4,7 @@
  */
 import { ConfigError, readJsonFile } from '@trailmark/recorder';
 import { parseVerifier, type ScramVerifier } from './scram.js';
+import { errorMessage } from '@trailmark/tlog';
 
 export interface PgUser {
   name: string;
@@ -33,7 +34,8 @@ export class PgUsers {
       } catch (e) {
         throw new ConfigError(
           'users',
-          `${where}: user ${JSON.stringify(name)}: ${(e as Error).message} (make one with trailmark pg-password)`,
+          `${where}: user ${JSON.stringify(name)}: ${errorMessage(e)} (make one with trailmark pg-password)`,
+          { cause: e },
         );
       }
       this.users.set(name, { name, verifier, roles: v.roles ?? [] });

@@ -11,7 +11,7 @@ import tls from 'node:tls';
 import { Registry } from 'prom-client';
 import { LogWriter, ReceiptError } from '@trailmark/client';
 import { AccessTrail, ConfigError, parseListen, type TrailMode } from '@trailmark/recorder';
-import { parseVkey, type NoteVerifier } from '@trailmark/tlog';
+import { errorMessage, parseVkey, type NoteVerifier, errorCode } from '@trailmark/tlog';
 import { PgRules, PgUsers } from './config.js';
 import { PgTrail } from './events.js';
 import { Session } from './session.js';
@@ -65,10 +65,7 @@ function pem(v: string | Buffer, what: string): Buffer {
   try {
     return readFileSync(v);
   } catch (e) {
-    throw new ConfigError(
-      'tls',
-      `cannot read ${what} ${v}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
-    );
+    throw new ConfigError('tls', `cannot read ${what} ${v}: ${errorCode(e) ?? errorMessage(e)}`, { cause: e });
   }
 }
 
@@ -97,7 +94,7 @@ export async function startPgProxy(opts: PgProxyOptions): Promise<RunningPgProxy
   try {
     verifier = typeof opts.logKey === 'string' ? parseVkey(opts.logKey.trim()) : opts.logKey;
   } catch (e) {
-    throw new ConfigError('log-key', `--log-key is not a valid vkey: ${(e as Error).message}`);
+    throw new ConfigError('log-key', `--log-key is not a valid vkey: ${errorMessage(e)}`, { cause: e });
   }
   if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined))
     throw new ConfigError('tls', '--tls-cert and --tls-key go together');
@@ -110,10 +107,9 @@ export async function startPgProxy(opts: PgProxyOptions): Promise<RunningPgProxy
       });
     } catch (e) {
       if (e instanceof ConfigError) throw e;
-      throw new ConfigError(
-        'tls',
-        `--tls-cert/--tls-key are not a usable certificate and key: ${(e as Error).message}`,
-      );
+      throw new ConfigError('tls', `--tls-cert/--tls-key are not a usable certificate and key: ${errorMessage(e)}`, {
+        cause: e,
+      });
     }
   }
   const listenAddr = parseListen(opts.listen ?? '127.0.0.1:6432');
@@ -130,7 +126,7 @@ export async function startPgProxy(opts: PgProxyOptions): Promise<RunningPgProxy
     if (e instanceof ReceiptError)
       throw new ConfigError('log-key', `the log at ${client.url} does not match --log-key: ${e.message}`);
     warn(
-      `log not reachable at start (${(e as Error).message}); ${mode === 'strict' ? 'statements get an error until it answers' : 'events wait in the spool'}`,
+      `log not reachable at start (${errorMessage(e)}); ${mode === 'strict' ? 'statements get an error until it answers' : 'events wait in the spool'}`,
     );
   }
   const registry = new Registry();

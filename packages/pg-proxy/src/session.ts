@@ -43,6 +43,7 @@ import {
   tagRows,
   type Frame,
 } from './wire.js';
+import { errorMessage } from '@trailmark/tlog';
 
 export interface SessionConfig {
   proxy: string;
@@ -170,7 +171,7 @@ export class Session {
       else if (this.phase === 'ready') void this.pump();
       // 'connecting': frames wait in the reader until the upstream session is ready
     } catch (e) {
-      this.fatal('08P01', `invalid message from the client: ${(e as Error).message}`);
+      this.fatal('08P01', `invalid message from the client: ${errorMessage(e)}`);
     }
   }
 
@@ -269,7 +270,7 @@ export class Session {
     try {
       await this.cfg.trail.write(this.connectEvent(actor, false, reason));
     } catch (e) {
-      this.cfg.warn(`could not record a refused login: ${(e as Error).message}`);
+      this.cfg.warn(`could not record a refused login: ${errorMessage(e)}`);
     }
     if (this.client.writable) this.client.end(errorResponse('FATAL', sqlstate, message));
     this.cfg.sessions.delete(this);
@@ -296,7 +297,7 @@ export class Session {
     try {
       await this.cfg.trail.write(this.connectEvent(this.actor, true, reason));
     } catch (e) {
-      this.cfg.warn(`could not record a session start: ${(e as Error).message}`);
+      this.cfg.warn(`could not record a session start: ${errorMessage(e)}`);
       return this.fatal('57P03', 'trailmark: the access log cannot record this session');
     }
     this.connected = true;
@@ -318,7 +319,7 @@ export class Session {
       this.upstream = up.socket;
       this.upReader = up.reader;
     } catch (e) {
-      this.cfg.warn(`session ${this.sessionId}: ${(e as Error).message}`);
+      this.cfg.warn(`session ${this.sessionId}: ${errorMessage(e)}`);
       return this.fatal(
         '08006',
         `trailmark: the proxy could not open the upstream session for database "${this.database}"`,
@@ -351,7 +352,7 @@ export class Session {
         await this.forward(frames);
       }
     } catch (e) {
-      this.fatal('08P01', `invalid message from the client: ${(e as Error).message}`);
+      this.fatal('08P01', `invalid message from the client: ${errorMessage(e)}`);
     } finally {
       this.pumping = false;
       if (this.phase === 'ready') this.client.resume();
@@ -504,7 +505,7 @@ export class Session {
     try {
       frames = r.frames();
     } catch (e) {
-      this.fatal('08P01', `trailmark: the upstream sent a malformed message: ${(e as Error).message}`);
+      this.fatal('08P01', `trailmark: the upstream sent a malformed message: ${errorMessage(e)}`);
       return;
     }
     if (frames.length === 0) return;

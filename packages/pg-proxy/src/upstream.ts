@@ -9,6 +9,7 @@ import { serialize } from 'pg-protocol';
 import { PgProxyError } from './errors.js';
 import { ScramClient, SCRAM_MECHANISM } from './scram.js';
 import { CANCEL_REQUEST, FrameReader, readError } from './wire.js';
+import { errorMessage } from '@trailmark/tlog';
 
 export interface UpstreamTarget {
   host: string;
@@ -93,7 +94,9 @@ export function loginUpstream(
       try {
         frames = reader.frames();
       } catch (e) {
-        return fail(new PgProxyError('upstream', `upstream sent a malformed message: ${(e as Error).message}`));
+        return fail(
+          new PgProxyError('upstream', `upstream sent a malformed message: ${errorMessage(e)}`, { cause: e }),
+        );
       }
       for (let i = 0; i < frames.length; i++) {
         const { type, raw } = frames[i];
@@ -143,7 +146,7 @@ export function loginUpstream(
           else
             throw new PgProxyError('upstream-auth', `upstream asks for an unsupported authentication method (${code})`);
         } catch (e) {
-          return fail(e instanceof PgProxyError ? e : new PgProxyError('upstream-auth', (e as Error).message));
+          return fail(e instanceof PgProxyError ? e : new PgProxyError('upstream-auth', errorMessage(e), { cause: e }));
         }
       }
     };

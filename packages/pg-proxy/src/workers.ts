@@ -8,6 +8,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { join } from 'node:path';
 import { ConfigError } from '@trailmark/recorder';
 import { startPgProxy, type PgProxyOptions } from './proxy.js';
+import { errorMessage } from '@trailmark/tlog';
 
 export interface PgProxyService {
   host: string;
@@ -79,7 +80,7 @@ async function runWorker(opts: PgProxyOptions, i: number): Promise<PgProxyServic
       checkUpstream: i === 0 && opts.checkUpstream !== false,
     });
   } catch (e) {
-    process.send!({ failed: `worker ${i}: ${(e as Error).message}` } satisfies Msg);
+    process.send!({ failed: `worker ${i}: ${errorMessage(e)}` } satisfies Msg);
     throw e;
   }
   process.send!({ listening: { host: p.host, port: p.port } } satisfies Msg);

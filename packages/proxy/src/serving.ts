@@ -6,7 +6,7 @@ import http, { type ServerResponse } from 'node:http';
 import type net from 'node:net';
 import { hostname } from 'node:os';
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { parseVkey, type NoteVerifier } from '@trailmark/tlog';
+import { errorMessage, parseVkey, type NoteVerifier } from '@trailmark/tlog';
 import { Rules, TokenStore } from './auth.js';
 import { ConfigError } from './errors.js';
 import { DEFAULT_REDACT_QUERY, type GateOptions } from './gate.js';
@@ -65,7 +65,7 @@ export function checkRecorder(opts: RecorderOptions, daemon: string): Recorder {
   try {
     verifier = typeof opts.logKey === 'string' ? parseVkey(opts.logKey.trim()) : opts.logKey;
   } catch (e) {
-    throw new ConfigError('log-key', `--log-key is not a valid vkey: ${(e as Error).message}`);
+    throw new ConfigError('log-key', `--log-key is not a valid vkey: ${errorMessage(e)}`, { cause: e });
   }
   const client = new LogWriter({ url: opts.log, vkey: verifier, ...(opts.logToken ? { token: opts.logToken } : {}) });
   return {
@@ -101,7 +101,7 @@ export async function openTrail(
       throw new ConfigError('log-key', `the log at ${r.client.url} does not match --log-key: ${e.message}`);
     reachable = false;
     r.warn(
-      `log not reachable at start (${(e as Error).message}); ${r.mode === 'strict' ? 'requests get 503 until it answers' : 'events wait in the spool'}`,
+      `log not reachable at start (${errorMessage(e)}); ${r.mode === 'strict' ? 'requests get 503 until it answers' : 'events wait in the spool'}`,
     );
   }
   if (reachable) {

@@ -27,6 +27,7 @@ import {
   type TrailHealth,
 } from './serving.js';
 import type { AccessTrail } from '@trailmark/recorder';
+import { errorMessage } from '@trailmark/tlog';
 
 export interface WorkerPoolOptions {
   /** Processes to serve with (default: the number of CPUs). */
@@ -134,7 +135,7 @@ function adopt(dirs: string[], recorder: RecorderOptions, daemon: string): { sto
         while (!stopping && current.spool.depth > 0) await new Promise((res) => setTimeout(res, 200));
         if (!stopping) r!.warn(`delivered the events left in ${dir}`);
       } catch (e) {
-        r!.warn(`could not deliver the events left in ${dir}: ${(e as Error).message}`);
+        r!.warn(`could not deliver the events left in ${dir}: ${errorMessage(e)}`);
       } finally {
         await current?.close();
         current = null;
@@ -215,7 +216,7 @@ async function runWorker(opts: WorkerPoolOptions, n: number, index: number): Pro
   } catch (e) {
     // the primary reports it (once, for all workers); this process has nothing left to do
     if (!process.connected) process.exit(2);
-    process.send!({ trailmark: 'failed', message: (e as Error).message } satisfies Message, () => process.exit(2));
+    process.send!({ trailmark: 'failed', message: errorMessage(e) } satisfies Message, () => process.exit(2));
     return new Promise<never>(() => {});
   }
   // the primary's /metrics asks each worker for its registry (prom-client's cluster protocol)

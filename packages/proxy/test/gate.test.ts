@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { redactPathParams, redactQuery } from '@trailmark/recorder';
 import { ambiguousPath, ConfigError, Rules, splitTarget, TokenStore, bearerToken } from '../src/index.js';
+import { errorMessage } from '@trailmark/tlog';
 
 describe('auth, rules, redaction', () => {
   it('redacts named query parameters, case-insensitively and percent-decoded, keeping the rest byte for byte', () => {
@@ -128,8 +129,8 @@ describe('auth, rules, redaction', () => {
         expect.fail(`accepted: ${re}`);
       } catch (e) {
         expect(e).to.be.instanceOf(ConfigError);
-        expect((e as Error).message).to.match(re);
-        expect((e as Error).message).to.not.match(/sekrit/);
+        expect(errorMessage(e)).to.match(re);
+        expect(errorMessage(e)).to.not.match(/sekrit/);
       }
     }
   });
@@ -149,8 +150,8 @@ describe('auth, rules, redaction', () => {
           expect.fail('accepted a broken tokens file');
         } catch (e) {
           expect(e).to.be.instanceOf(ConfigError);
-          expect((e as Error).message).to.match(/is not valid JSON/);
-          expect((e as Error).message).to.not.match(/abc|secret/);
+          expect(errorMessage(e)).to.match(/is not valid JSON/);
+          expect(errorMessage(e)).to.not.match(/abc|secret/);
         }
       }
     } finally {

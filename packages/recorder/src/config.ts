@@ -3,24 +3,22 @@
  */
 import { readFileSync } from 'node:fs';
 import { splitHostPort } from '@trailmark/node';
+import { errorCode, errorMessage } from '@trailmark/tlog';
 import { ConfigError } from './errors.js';
 
 /** The parsed contents of a JSON configuration file (tokens, rules, users). Throws ConfigError(kind) when it cannot be read or is not JSON. */
-export function readJsonFile(kind: string, path: string): unknown {
+export function readJsonFile(kind: 'tokens' | 'rules' | 'users', path: string): unknown {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new ConfigError(
-      kind,
-      `cannot read ${kind} file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
-    );
+    throw new ConfigError(kind, `cannot read ${kind} file ${path}: ${errorCode(e) ?? errorMessage(e)}`, { cause: e });
   }
   try {
     return JSON.parse(text);
   } catch (e) {
     // V8's message may quote the text around the error, and a tokens file is made of secrets: say where only
-    const msg = (e as Error).message;
+    const msg = errorMessage(e);
     const at = /at position (\d+)/.exec(msg);
     let where = '';
     if (at) {

@@ -19,6 +19,7 @@ import {
   writeAck,
   type SpoolPosition,
 } from './spool.js';
+import { errorMessage } from '@trailmark/tlog';
 
 export interface SegmentReport {
   segment: string;
@@ -46,7 +47,7 @@ export async function checkSpool(dir: string): Promise<SpoolReport> {
   try {
     names = (await readdir(dir)).filter((n) => SEGMENT_RE.test(n)).sort();
   } catch (e) {
-    throw new SpoolError('io', `cannot read spool directory ${dir}: ${(e as Error).message}`);
+    throw new SpoolError('io', `cannot read spool directory ${dir}: ${errorMessage(e)}`, { cause: e });
   }
   const ack = (await readAck(dir))?.pos ?? null;
   const segments: SegmentReport[] = [];
@@ -147,6 +148,6 @@ export async function readSalvageNote(dir: string): Promise<SalvageNote | null> 
     return JSON.parse(await readFile(join(dir, 'salvage.json'), 'utf8')) as SalvageNote;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new SpoolError('corrupt', `spool ${dir}: salvage.json is unreadable: ${(e as Error).message}`);
+    throw new SpoolError('corrupt', `spool ${dir}: salvage.json is unreadable: ${errorMessage(e)}`, { cause: e });
   }
 }

@@ -31,6 +31,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { tryLock, unlock } from 'fs-native-extensions';
 import { SpoolError } from './errors.js';
+import { errorMessage } from '@trailmark/tlog';
 
 /** @internal record header size */
 export const HEADER = 16;
@@ -222,7 +223,7 @@ export async function readAck(dir: string): Promise<{ pos: SpoolPosition; last: 
     text = await readFile(path, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new SpoolError('io', `cannot read ${path}: ${(e as Error).message}`);
+    throw new SpoolError('io', `cannot read ${path}: ${errorMessage(e)}`, { cause: e });
   }
   const m = /^(\d+) (\d+)\n(?:([A-Za-z0-9+/]+={0,2})\n)?$/.exec(text);
   if (!m) throw new SpoolError('corrupt', `spool ack file ${path} is malformed: ${JSON.stringify(text.slice(0, 60))}`);
@@ -259,14 +260,14 @@ export class SpoolLock {
     try {
       fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644);
     } catch (e) {
-      throw new SpoolError('io', `cannot lock spool ${dir}: ${(e as Error).message}`);
+      throw new SpoolError('io', `cannot lock spool ${dir}: ${errorMessage(e)}`, { cause: e });
     }
     let got: boolean;
     try {
       got = tryLock(fd);
     } catch (e) {
       closeSync(fd);
-      throw new SpoolError('io', `cannot lock spool ${dir}: ${(e as Error).message}`);
+      throw new SpoolError('io', `cannot lock spool ${dir}: ${errorMessage(e)}`, { cause: e });
     }
     if (!got) {
       closeSync(fd);
@@ -337,7 +338,7 @@ export class Spool {
     try {
       await mkdir(dir, { recursive: true });
     } catch (e) {
-      throw new SpoolError('io', `cannot create spool directory ${dir}: ${(e as Error).message}`);
+      throw new SpoolError('io', `cannot create spool directory ${dir}: ${errorMessage(e)}`, { cause: e });
     }
     const lock = SpoolLock.take(dir);
     try {
@@ -526,7 +527,7 @@ export class Spool {
           this.sealer?.commit();
         } catch (e) {
           this.sealer?.rollback();
-          const err = e instanceof SpoolError ? e : new SpoolError('io', `spool write failed: ${(e as Error).message}`);
+          const err = e instanceof SpoolError ? e : new SpoolError('io', `spool write failed: ${errorMessage(e)}`);
           for (const p of group) p.reject(err);
           continue;
         }

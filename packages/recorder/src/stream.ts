@@ -14,6 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
+  errorMessage,
   ACCESS_SCHEMA,
   b64encode,
   canonicalJson,
@@ -23,6 +24,7 @@ import {
   vkeyOf,
   type NoteSigner,
   type StreamPosition,
+  errorCode,
 } from '@trailmark/tlog';
 import { ConfigError, SpoolError } from './errors.js';
 import { nodeHasher } from '@trailmark/client';
@@ -56,10 +58,7 @@ export async function loadStreamKey(
     text = await readFile(path, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || !opts.create) {
-      throw new ConfigError(
-        'stream-key',
-        `cannot read stream key ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
-      );
+      throw new ConfigError('stream-key', `cannot read stream key ${path}: ${errorCode(e) ?? errorMessage(e)}`);
     }
     const k = generateKey(opts.name);
     try {
@@ -67,7 +66,7 @@ export async function loadStreamKey(
       await writeFile(path, k.privateKey + '\n', { mode: 0o600, flag: 'wx' });
       await writeFile(path + '.pub', k.vkey + '\n', { mode: 0o644 });
     } catch (err) {
-      throw new ConfigError('stream-key', `cannot create stream key ${path}: ${(err as Error).message}`);
+      throw new ConfigError('stream-key', `cannot create stream key ${path}: ${errorMessage(err)}`, { cause: err });
     }
     text = k.privateKey;
     created = true;
@@ -76,7 +75,9 @@ export async function loadStreamKey(
   try {
     signer = parsePrivateKey(text.trim());
   } catch (e) {
-    throw new ConfigError('stream-key', `stream key ${path} is not a signed-note private key: ${(e as Error).message}`);
+    throw new ConfigError('stream-key', `stream key ${path} is not a signed-note private key: ${errorMessage(e)}`, {
+      cause: e,
+    });
   }
   if (signer.type !== 0x01)
     throw new ConfigError(

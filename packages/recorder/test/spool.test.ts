@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Spool, SpoolError, MAX_RECORD_BYTES, checkSpool, salvageSpool } from '../src/index.js';
+import { errorMessage } from '@trailmark/tlog';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 
@@ -151,7 +152,7 @@ describe('spool', () => {
     } catch (e) {
       expect(e).to.be.instanceOf(SpoolError);
       expect((e as SpoolError).code).to.equal('corrupt');
-      expect((e as Error).message).to.match(/damaged at byte 0/);
+      expect(errorMessage(e)).to.match(/damaged at byte 0/);
     }
   });
 
@@ -174,10 +175,7 @@ describe('spool', () => {
       expect.fail('opened a spool whose acknowledged records are damaged');
     } catch (e) {
       expect((e as SpoolError).code).to.equal('corrupt');
-      expect((e as Error).message)
-        .to.contain(name)
-        .and.to.contain(`byte ${off}`)
-        .and.to.contain('spool salvage');
+      expect(errorMessage(e)).to.contain(name).and.to.contain(`byte ${off}`).and.to.contain('spool salvage');
     }
     // nothing was cut: the damaged segment is as it was
     expect(readFileSync(seg).equals(data)).to.equal(true);
@@ -222,7 +220,7 @@ describe('spool', () => {
       expect.fail('cut valid records off as a torn tail');
     } catch (e) {
       expect((e as SpoolError).code).to.equal('corrupt');
-      expect((e as Error).message).to.contain(`byte ${off}`);
+      expect(errorMessage(e)).to.contain(`byte ${off}`);
     }
   });
 
@@ -246,7 +244,7 @@ describe('spool', () => {
       expect.fail('opened a spool another process holds');
     } catch (e) {
       expect((e as SpoolError).code).to.equal('locked');
-      expect((e as Error).message).to.contain(`process ${child.pid}`);
+      expect(errorMessage(e)).to.contain(`process ${child.pid}`);
     }
     const exited = new Promise((r) => child.on('exit', r));
     child.kill('SIGKILL');
@@ -292,7 +290,7 @@ describe('spool', () => {
     try {
       pid = await first.ready;
     } catch (e) {
-      if (/Operation not permitted|unshare failed/i.test((e as Error).message)) this.skip();
+      if (/Operation not permitted|unshare failed/i.test(errorMessage(e))) this.skip();
       throw e;
     }
     expect(pid).to.equal('1');

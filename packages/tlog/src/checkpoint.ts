@@ -3,7 +3,7 @@
  *   <origin>\n<decimal tree size>\n<base64 root hash>\n[<extension line>\n ...]
  */
 import { b64decode, b64encode } from './encoding.js';
-import { TlogError } from './errors.js';
+import { TlogError, errorMessage } from './errors.js';
 import {
   cosignatureTimestamp,
   KEY_TYPE_COSIGNATURE,
@@ -36,8 +36,8 @@ const DECIMAL = /^(0|[1-9][0-9]*)$/;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f]/;
 
-function bad(msg: string): CheckpointError {
-  return new CheckpointError('malformed-checkpoint', `malformed checkpoint: ${msg}`);
+function bad(msg: string, cause?: unknown): CheckpointError {
+  return new CheckpointError('malformed-checkpoint', `malformed checkpoint: ${msg}`, { cause });
 }
 
 /** Formats a checkpoint body (the note text). Throws CheckpointError('malformed-checkpoint') on bad fields. */
@@ -77,7 +77,7 @@ export function parseCheckpoint(body: string): Checkpoint {
   try {
     root = b64decode(rootText, 'root hash');
   } catch (e) {
-    throw bad((e as Error).message);
+    throw bad(errorMessage(e), e);
   }
   if (root.length !== 32) throw bad(`root hash is ${root.length} bytes, want 32`);
   return { origin, size, root, extensions };
@@ -89,6 +89,7 @@ export function signCheckpoint(cp: Checkpoint, signer: NoteSigner): string {
     throw new CheckpointError(
       'origin-mismatch',
       `checkpoint origin ${JSON.stringify(cp.origin)} is not the log key's name ${JSON.stringify(signer.name)}`,
+      { expected: signer.name, found: cp.origin },
     );
   }
   if (signer.type !== KEY_TYPE_ED25519)
@@ -143,6 +144,7 @@ export function openCheckpoint(
     throw new CheckpointError(
       'origin-mismatch',
       `checkpoint origin ${JSON.stringify(checkpoint.origin)} is not the log key's name ${JSON.stringify(logVerifier.name)}`,
+      { expected: logVerifier.name, found: checkpoint.origin },
     );
   }
   const policy = opts.policy;

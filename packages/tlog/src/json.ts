@@ -9,7 +9,7 @@
  * Array.prototype.sort does for strings. The tests hold it to the `canonicalize` package on random JSON.
  */
 import { utf8 } from './encoding.js';
-import { TlogError } from './errors.js';
+import { TlogError, errorMessage } from './errors.js';
 
 /** JSON errors: code 'json'. */
 export class JsonError extends TlogError {}
@@ -127,7 +127,7 @@ export function canonicalizeJsonText(text: string, opts: { allowNonObject?: bool
   try {
     v = JSON.parse(text);
   } catch (e) {
-    throw new JsonError('json', `invalid JSON: ${(e as Error).message}`);
+    throw new JsonError('json', `invalid JSON: ${errorMessage(e)}`, { cause: e });
   }
   return canonicalJson(v, opts);
 }

@@ -12,7 +12,7 @@
 import * as ed from '@noble/ed25519';
 import { sha256, sha512 } from '@noble/hashes/sha2.js';
 import { b64decode, b64encode, bytesEqual, concatBytes, utf8 } from './encoding.js';
-import { TlogError } from './errors.js';
+import { TlogError, errorMessage } from './errors.js';
 
 ed.hashes.sha512 = sha512;
 
@@ -291,7 +291,7 @@ function decodeKeyMaterial(
   try {
     raw = b64decode(b64, `${what} key`);
   } catch (e) {
-    throw new KeyError('key-format', `malformed ${what}: ${(e as Error).message}`);
+    throw new KeyError('key-format', `malformed ${what}: ${errorMessage(e)}`, { cause: e });
   }
   if (raw.length === 0) throw new KeyError('key-format', `malformed ${what}: empty key`);
   const type = checkType(raw[0]);

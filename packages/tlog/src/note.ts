@@ -3,7 +3,7 @@
  * `— <key name> base64(key id (4 bytes BE) || signature)`.
  */
 import { b64decode, b64encode, concatBytes, fromUtf8, utf8 } from './encoding.js';
-import { TlogError } from './errors.js';
+import { TlogError, errorMessage } from './errors.js';
 import { isValidKeyName, keyIdBytes, keyIdHex, type NoteSigner, type NoteVerifier } from './keys.js';
 
 /**
@@ -41,8 +41,8 @@ const FORBIDDEN_CHARS =
   // eslint-disable-next-line no-control-regex -- control characters are what a note may not hold
   /[\u0000-\u0009\u000b-\u001f]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
-function malformed(msg: string): NoteError {
-  return new NoteError('malformed-note', `malformed note: ${msg}`);
+function malformed(msg: string, cause?: unknown): NoteError {
+  return new NoteError('malformed-note', `malformed note: ${msg}`, { cause });
 }
 
 function toText(note: string | Uint8Array): string {
@@ -90,7 +90,7 @@ export function parseSignatureLine(line: string): NoteSignature {
   try {
     raw = b64decode(b64, 'signature');
   } catch (e) {
-    throw malformed(`signature of ${name}: ${(e as Error).message}`);
+    throw malformed(`signature of ${name}: ${errorMessage(e)}`, e);
   }
   if (raw.length < 5) throw malformed(`signature of ${name} is too short (${raw.length} bytes)`);
   const keyId = ((raw[0] << 24) | (raw[1] << 16) | (raw[2] << 8) | raw[3]) >>> 0;
@@ -138,7 +138,7 @@ function checkNoteText(text: string): void {
   try {
     checkChars(text, 'note text');
   } catch (e) {
-    throw new NoteError('sign', (e as Error).message);
+    throw new NoteError('sign', errorMessage(e), { cause: e });
   }
 }
 

@@ -10,7 +10,7 @@
  * quorum may only name witnesses and groups defined on preceding lines.
  */
 import { fromUtf8 } from './encoding.js';
-import { TlogError } from './errors.js';
+import { TlogError, errorMessage } from './errors.js';
 import { KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, parseVkey, samePublicKey, type NoteVerifier } from './keys.js';
 
 /** Policy errors: code 'policy', message naming the line. */
@@ -72,8 +72,8 @@ export function parsePolicy(input: string | Uint8Array): Policy {
   if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
   lines.forEach((raw, i) => {
     const n = i + 1;
-    const fail = (msg: string): never => {
-      throw new PolicyError('policy', `policy line ${n}: ${msg}`);
+    const fail = (msg: string, cause?: unknown): never => {
+      throw new PolicyError('policy', `policy line ${n}: ${msg}`, { cause });
     };
     if (FORBIDDEN.test(raw)) fail('control character (only tab and newline are allowed)');
     const trimmed = raw.replace(/^[ \t]+|[ \t]+$/g, '');
@@ -89,7 +89,7 @@ export function parsePolicy(input: string | Uint8Array): Policy {
       try {
         v = parseVkey(vkey);
       } catch (e) {
-        return fail(`${what} key: ${(e as Error).message}`);
+        return fail(`${what} key: ${errorMessage(e)}`, e);
       }
       if (v.type !== type) fail(`${what} key must have signature type 0x0${type}, got 0x0${v.type}`);
       return v;

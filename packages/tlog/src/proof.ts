@@ -249,7 +249,10 @@ export function verifyInclusion(
   checkHash(root, 'root');
   const got = rootFromInclusionProof(index, size, leafHash, proof, hasher);
   if (!bytesEqual(got, root)) {
-    throw new ProofError('root-mismatch', `inclusion proof gives root ${hexEncode(got)}, expected ${hexEncode(root)}`);
+    throw new ProofError('root-mismatch', `inclusion proof gives root ${hexEncode(got)}, expected ${hexEncode(root)}`, {
+      expected: hexEncode(root),
+      found: hexEncode(got),
+    });
   }
 }
 
@@ -271,7 +274,10 @@ export function verifyConsistency(
   proof.forEach((p, i) => checkHash(p, `proof element ${i}`));
   if (m > n) throw new ProofError('size-order', `first size ${m} is greater than second size ${n}`);
   if (m === 0n && !bytesEqual(root1, hasher.empty())) {
-    throw new ProofError('root-mismatch', `first root ${hexEncode(root1)} is not the empty tree's root`);
+    throw new ProofError('root-mismatch', `first root ${hexEncode(root1)} is not the empty tree's root`, {
+      expected: hexEncode(hasher.empty()),
+      found: hexEncode(root1),
+    });
   }
   if (m === n) {
     if (proof.length !== 0)
@@ -279,7 +285,12 @@ export function verifyConsistency(
         'proof-length',
         `consistency proof between equal sizes must be empty, got ${proof.length} hashes`,
       );
-    if (!bytesEqual(root1, root2)) throw new ProofError('root-mismatch', `roots differ for the same size ${m}`);
+    if (!bytesEqual(root1, root2)) {
+      throw new ProofError('root-mismatch', `roots differ for the same size ${m}`, {
+        expected: hexEncode(root1),
+        found: hexEncode(root2),
+      });
+    }
     return;
   }
   checkHash(root2, 'second root');
@@ -295,12 +306,14 @@ export function verifyConsistency(
     throw new ProofError(
       'root-mismatch',
       `consistency proof gives first root ${hexEncode(first)}, expected ${hexEncode(root1)}`,
+      { expected: hexEncode(root1), found: hexEncode(first) },
     );
   }
   if (!bytesEqual(second, root2)) {
     throw new ProofError(
       'root-mismatch',
       `consistency proof gives second root ${hexEncode(second)}, expected ${hexEncode(root2)}`,
+      { expected: hexEncode(root2), found: hexEncode(second) },
     );
   }
 }

@@ -13,7 +13,7 @@
  * No I/O here: the caller injects `fetchTile` (HTTP, disk, a test double of the transport).
  */
 import { bytesEqual, b64encode } from './encoding.js';
-import { TlogError } from './errors.js';
+import { type ErrorDetails, TlogError, type TlogErrorCode } from './errors.js';
 import { type Hash, type Hasher, HASH_SIZE, rfc6962 } from './hash.js';
 import { type HashSource, type NodeId, foldRange, rangeNodes } from './proof.js';
 import {
@@ -31,19 +31,19 @@ import { toU64, type U64Like } from './u64.js';
 
 /**
  * A tile or entry bundle did not match the checkpoint. `path` names the tile (tile/0/x001/002.p/7) or
- * bundle that failed; `leafIndex` is set for entry mismatches. Codes: 'tile-size' (wrong byte length),
- * 'tile-mismatch' (a full tile does not hash to its parent's hash), 'right-edge' (the partial tiles do not
- * recompute the checkpoint's root), 'bundle-malformed', 'bundle-size' (wrong entry count),
- * 'entry-mismatch' (an entry's leaf hash differs from the verified tile), 'empty-root', 'not-in-tree'.
+ * bundle that failed; `leafIndex` is set for entry mismatches; `expected` and `found` are set for the size and
+ * hash mismatches. Codes (see TlogErrorCode): 'tile-size', 'tile-mismatch', 'right-edge', 'bundle-malformed',
+ * 'bundle-size', 'entry-mismatch', 'empty-root', 'not-in-tree'.
  */
 export class TileVerifyError extends TlogError {
   constructor(
-    code: string,
+    code: TlogErrorCode,
     message: string,
     readonly path: string,
     readonly leafIndex?: bigint,
+    details?: ErrorDetails,
   ) {
-    super(code, message);
+    super(code, message, details);
   }
 }
 
@@ -66,6 +66,8 @@ export function checkTileSize(ref: TileRef, data: Uint8Array): void {
       'tile-size',
       `${tilePath(ref)}: got ${data.length} bytes, want ${ref.width * HASH_SIZE} (${ref.width} hashes)`,
       tilePath(ref),
+      undefined,
+      { expected: String(ref.width * HASH_SIZE), found: String(data.length) },
     );
   }
 }
@@ -92,6 +94,8 @@ export function checkFullTile(ref: TileRef, data: Uint8Array, expected: Hash, ha
       'tile-mismatch',
       `${tilePath(ref)} hashes to ${short(got)}, but verified parent tile ${ref.level + 1}/${ref.index / W} holds ${short(expected)} at position ${ref.index % W}`,
       tilePath(ref),
+      undefined,
+      { expected: short(expected), found: short(got) },
     );
   }
 }
@@ -151,6 +155,7 @@ export function checkEntryBundle(
         `entry ${first + BigInt(i)} (${path}, position ${i}): leaf hash ${short(leafHash)} does not match ${short(want)} in verified ${tpath}`,
         path,
         first + BigInt(i),
+        { expected: short(want), found: short(leafHash) },
       );
     }
     out.push(data.subarray(o + 2, o + 2 + len));
@@ -162,6 +167,7 @@ export function checkEntryBundle(
       `${path}: holds ${out.length} entries, want ${bundle.width}`,
       path,
       first + BigInt(out.length),
+      { expected: String(bundle.width), found: String(out.length) },
     );
   }
   return out;
@@ -333,6 +339,8 @@ export class VerifiedTileReader {
         'right-edge',
         `the right-edge tiles of tree size ${this.size} (${paths.join(', ')}) give root ${short(got)}, but the checkpoint's root is ${short(this.root)}`,
         paths[0],
+        undefined,
+        { expected: short(this.root), found: short(got) },
       );
     }
     this.stats.tilesVerified += refs.length;

@@ -9,7 +9,7 @@
  *   <checkpoint note, verbatim>
  */
 import { b64decode, b64encode } from './encoding.js';
-import { TlogError } from './errors.js';
+import { TlogError, errorMessage } from './errors.js';
 import { openCheckpoint, type Checkpoint, type VerifiedCosignature } from './checkpoint.js';
 import type { Hasher } from './hash.js';
 import type { NoteVerifier } from './keys.js';
@@ -40,8 +40,8 @@ export interface TlogProof {
 
 const DECIMAL = /^(0|[1-9][0-9]*)$/;
 
-function bad(msg: string): TlogProofError {
-  return new TlogProofError('malformed-proof', `malformed tlog-proof: ${msg}`);
+function bad(msg: string, cause?: unknown): TlogProofError {
+  return new TlogProofError('malformed-proof', `malformed tlog-proof: ${msg}`, { cause });
 }
 
 /** Formats a tlog-proof. The checkpoint must be a signed note text (it is embedded verbatim). */
@@ -77,7 +77,7 @@ export function parseTlogProof(text: string): TlogProof {
     try {
       extra = b64decode(head[i].slice('extra '.length), 'extra data');
     } catch (e) {
-      throw bad((e as Error).message);
+      throw bad(errorMessage(e), e);
     }
     i++;
   }
@@ -95,7 +95,7 @@ export function parseTlogProof(text: string): TlogProof {
     try {
       h = b64decode(head[i], `proof hash ${proof.length}`);
     } catch (e) {
-      throw bad((e as Error).message);
+      throw bad(errorMessage(e), e);
     }
     if (h.length !== 32) throw bad(`proof hash ${proof.length} is ${h.length} bytes, want 32`);
     proof.push(h);
@@ -103,7 +103,7 @@ export function parseTlogProof(text: string): TlogProof {
   try {
     parseNote(checkpoint);
   } catch (e) {
-    throw bad(`checkpoint: ${(e as Error).message}`);
+    throw bad(`checkpoint: ${errorMessage(e)}`, e);
   }
   return { index, proof, checkpoint, ...(extra !== undefined ? { extra } : {}) };
 }
@@ -147,7 +147,7 @@ export function verifyTlogProof(
   try {
     verifyInclusion(p.index, cp.size, leafHash, p.proof, cp.root, opts.hasher);
   } catch (e) {
-    throw new TlogProofError('inclusion', `inclusion proof does not verify: ${(e as Error).message}`);
+    throw new TlogProofError('inclusion', `inclusion proof does not verify: ${errorMessage(e)}`, { cause: e });
   }
   return {
     index: p.index,

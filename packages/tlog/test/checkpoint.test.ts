@@ -19,6 +19,7 @@ import {
   signCheckpoint,
   utf8,
   type Checkpoint,
+  errorMessage,
 } from '../src/index.js';
 
 const seed = (n: number) => new Uint8Array(32).fill(n);
@@ -33,7 +34,7 @@ function expectCode(fn: () => unknown, code: string, cls: new (...args: any[]) =
     fn();
   } catch (e) {
     expect(e, String(e)).to.be.instanceOf(cls);
-    expect((e as TlogError).code, (e as Error).message).to.equal(code);
+    expect((e as TlogError).code, errorMessage(e)).to.equal(code);
     return;
   }
   expect.fail(`expected ${code}`);

@@ -19,6 +19,7 @@ import {
   verifyCosignature,
   verifyNote,
   fromUtf8,
+  errorMessage,
 } from '../src/index.js';
 
 const seed = (n: number) => new Uint8Array(32).fill(n);
@@ -38,7 +39,7 @@ function expectCode(fn: () => unknown, code: string): void {
     fn();
   } catch (e) {
     expect(e, String(e)).to.be.instanceOf(TlogError);
-    expect((e as TlogError).code, (e as Error).message).to.equal(code);
+    expect((e as TlogError).code, errorMessage(e)).to.equal(code);
     return;
   }
   expect.fail(`expected ${code}`);

@@ -17,6 +17,7 @@ import {
   MAX_NOTE_SIGNATURES,
   formatNote,
   KEY_TYPE_COSIGNATURE,
+  errorMessage,
 } from '../src/index.js';
 
 const vectors = JSON.parse(readFileSync(new URL('./vectors/signed-note.json', import.meta.url), 'utf8'));
@@ -30,8 +31,8 @@ function expectNoteError(fn: () => unknown, code: string, re?: RegExp): NoteErro
     fn();
   } catch (e) {
     expect(e, String(e)).to.be.instanceOf(NoteError);
-    expect((e as NoteError).code, (e as Error).message).to.equal(code);
-    if (re) expect((e as Error).message).to.match(re);
+    expect((e as NoteError).code, errorMessage(e)).to.equal(code);
+    if (re) expect(errorMessage(e)).to.match(re);
     return e as NoteError;
   }
   return expect.fail(`expected NoteError ${code}`);

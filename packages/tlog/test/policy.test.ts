@@ -7,6 +7,7 @@ import {
   formatPolicy,
   generateKey,
   parsePolicy,
+  errorMessage,
 } from '../src/index.js';
 
 const seed = (n: number) => new Uint8Array(32).fill(n);
@@ -35,7 +36,7 @@ function expectPolicyError(text: string, re: RegExp): void {
     parsePolicy(text);
   } catch (e) {
     expect(e, String(e)).to.be.instanceOf(PolicyError);
-    expect((e as Error).message).to.match(re);
+    expect(errorMessage(e)).to.match(re);
     return;
   }
   expect.fail(`expected PolicyError ${re}`);

@@ -21,6 +21,7 @@ import {
   utf8,
   verifyTlogProof,
   type Hash,
+  errorMessage,
 } from '../src/index.js';
 
 /** RFC 6962 section 2.1.1 PATH(m, D[n]), straight from the definition. */
@@ -57,7 +58,7 @@ function expectFail(fn: () => unknown, re?: RegExp): void {
     fn();
   } catch (e) {
     expect(e, String(e)).to.be.instanceOf(TlogError);
-    if (re) expect((e as Error).message).to.match(re);
+    if (re) expect(errorMessage(e)).to.match(re);
     return;
   }
   expect.fail('expected a TlogError');

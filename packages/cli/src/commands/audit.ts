@@ -3,7 +3,7 @@ import cliProgress from 'cli-progress';
 import { auditLog, readAuditState, readAuditStreams, writeAuditState, type AuditProgress } from '@trailmark/client';
 import { vkeyOf } from '@trailmark/tlog';
 import { action, makeOutput, type Output } from '../program.js';
-import { failed, usage } from '../exit.js';
+import { failed, usage, cannotCheck } from '../exit.js';
 import { type LogArgs, logReader, mapped } from './checkpoint.js';
 import { loadLogKey, loadVkey } from './files.js';
 import { auditStreams, reportStreams, streamsJson } from './streams.js';
@@ -133,7 +133,7 @@ async function auditData(dir: string, keyArg: string | undefined, out: Output): 
   try {
     report = await auditStore(dir, { vkey });
   } catch (e) {
-    if (e instanceof LogStateError) throw usage(`cannot audit ${dir}: ${e.message}`);
+    if (e instanceof LogStateError) throw cannotCheck(`cannot audit ${dir}: ${e.message}`, undefined, e);
     throw e;
   }
   const details = {

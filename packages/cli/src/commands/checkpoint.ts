@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { TileVerifyError, TlogError, b64encode, keyIdHex, type NoteVerifier } from '@trailmark/tlog';
+import { errorMessage, TileVerifyError, TlogError, b64encode, keyIdHex, type NoteVerifier } from '@trailmark/tlog';
 import {
   AuditError,
   AuditStateError,
@@ -9,7 +9,7 @@ import {
   isNotEvidence,
 } from '@trailmark/client';
 import { action, makeOutput } from '../program.js';
-import { CliError, failed, usage } from '../exit.js';
+import { CliError, failed, usage, cannotCheck } from '../exit.js';
 import { type LogKeyArgs, loadLogKey, loadPolicy, logKeyOptions, writeTextFile } from './files.js';
 
 /**
@@ -20,7 +20,7 @@ export function toCliError(e: unknown): unknown {
   if (e instanceof CliError) return e;
   // not a note, not signed by this key, another origin, not a proof: a mistake (exit 2), never evidence
   if (isNotEvidence(e))
-    return usage(`${(e as Error).message}${mistakeHint((e as TlogError).code)}`, { reason: (e as TlogError).code });
+    return usage(`${errorMessage(e)}${mistakeHint((e as TlogError).code)}`, { reason: (e as TlogError).code });
   if (e instanceof TileVerifyError) {
     return failed(`verification failed: ${e.message}`, {
       reason: e.code,
@@ -31,16 +31,18 @@ export function toCliError(e: unknown): unknown {
   // an entry or index the verified tree does not hold: nothing misbehaved, the question was wrong (exit 2)
   if (e instanceof AuditError && e.code === 'not-found')
     return usage(`not in the log: ${e.message}`, { reason: e.code });
-  if (e instanceof TlogError) return failed(`verification failed: ${e.message}`, { reason: e.code });
+  // a rollback or fork the audit found, like anything tlog's checks rejected, is evidence (exit 1)
+  if (e instanceof TlogError || e instanceof AuditError)
+    return failed(`verification failed: ${e.message}`, { reason: e.code });
   if (e instanceof LogReadError) {
     const hint = e.status === 404 ? " (is --log the log's base URL? a Trailmark log serves /checkpoint)" : '';
-    return usage(`cannot read the log: ${e.message}${hint}`, {
+    return cannotCheck(`cannot read the log: ${e.message}${hint}`, {
       reason: 'network',
       url: e.url,
       ...(e.status ? { status: e.status } : {}),
     });
   }
-  if (e instanceof AuditStateError) return usage(e.message, { reason: 'state' });
+  if (e instanceof AuditStateError) return cannotCheck(e.message, { reason: 'state' }, e);
   return e;
 }
 
@@ -96,7 +98,7 @@ export function logReader(args: LogArgs): LogReader {
   try {
     return new LogReader(args.log, { retries, timeoutMs: timeout * 1000 });
   } catch (e) {
-    throw usage(`--log: ${(e as Error).message}`);
+    throw usage(`--log: ${errorMessage(e)}`);
   }
 }
 

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { b64encode, fromUtf8, toU64 } from '@trailmark/tlog';
+import { errorMessage, b64encode, fromUtf8, toU64 } from '@trailmark/tlog';
 import { followEntries, nodeHasher, type VerifiedEntry } from '@trailmark/client';
 import { action } from '../program.js';
 import { usage } from '../exit.js';
@@ -71,7 +71,7 @@ export function registerEntries(program: Command): void {
           start = toU64(opts.start ?? '0', '--start');
           if (opts.end !== undefined) end = toU64(opts.end, '--end') + 1n;
         } catch (e) {
-          throw usage((e as Error).message);
+          throw usage(errorMessage(e));
         }
         if (end !== undefined && end <= start) throw usage(`--end ${opts.end} is before --start ${opts.start}`);
         const interval = Number(opts.interval);

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { action, makeOutput, runUntilSignal } from '../program.js';
-import { usage } from '../exit.js';
+import { usage, cannotCheck } from '../exit.js';
 import { loadLogKey, loadPolicy, readTextFile } from './files.js';
+import { errorMessage, errorCode } from '@trailmark/tlog';
 
 interface ExplorerCliOptions {
   log: string;
@@ -50,8 +51,8 @@ export function registerExplorer(program: Command): void {
             ...(policy ? { policy, policyText } : {}),
           });
         } catch (e) {
-          const err = e as NodeJS.ErrnoException;
-          throw usage(`cannot start the explorer: ${err.code ? `${err.code}: ` : ''}${err.message}`);
+          const code = errorCode(e);
+          throw cannotCheck(`cannot start the explorer: ${code ? `${code}: ` : ''}${errorMessage(e)}`, undefined, e);
         }
         out.info(`url: ${running.url}`);
         out.info(`following: ${logKey.name} at ${opts.log}`);

@@ -1,6 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import {
+  errorMessage,
   KEY_TYPE_ED25519,
   b64encode,
   canonicalJson,
@@ -10,8 +11,9 @@ import {
   parseVkey,
   type NoteVerifier,
   type Policy,
+  errorCode,
 } from '@trailmark/tlog';
-import { type CliError, usage } from '../exit.js';
+import { type CliError, usage, cannotCheck } from '../exit.js';
 
 /**
  * Reads a local text file; any failure is a usage/I-O error (exit 2). With `strict`, invalid UTF-8 is refused
@@ -22,7 +24,7 @@ export async function readTextFile(file: string, what: string, opts: { strict?: 
   try {
     data = await readFile(file);
   } catch (e) {
-    throw usage(`cannot read ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw cannotCheck(`cannot read ${what} ${file}: ${errorCode(e) ?? errorMessage(e)}`, undefined, e);
   }
   if (!opts.strict) return data.toString('utf8');
   try {
@@ -37,7 +39,7 @@ export async function writeTextFile(file: string, text: string): Promise<void> {
   try {
     await writeFile(file, text);
   } catch (e) {
-    throw usage(`cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw cannotCheck(`cannot write ${file}: ${errorCode(e) ?? errorMessage(e)}`, undefined, e);
   }
 }
 
@@ -69,16 +71,16 @@ export async function loadVkey(arg: string, flag = '--key'): Promise<NoteVerifie
       if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG') {
         // a long argument without a path shape is a mistyped vkey: say why it does not parse
         throw usage(
-          `${flag} ${JSON.stringify(arg.length > 120 ? `${arg.slice(0, 120)}...` : arg)} is neither a vkey (${(asString as Error).message}) nor a readable file`,
+          `${flag} ${JSON.stringify(arg.length > 120 ? `${arg.slice(0, 120)}...` : arg)} is neither a vkey (${errorMessage(asString)}) nor a readable file`,
         );
       }
-      throw usage(`cannot read key file ${arg}: ${code ?? (e as Error).message}`);
+      throw cannotCheck(`cannot read key file ${arg}: ${code ?? errorMessage(e)}`, undefined, e);
     }
     if (text.trim().startsWith('PRIVATE+KEY+')) throw privateKeyHint(arg, true);
     try {
       return parseVkey(text.trim());
     } catch (e) {
-      throw usage(`key file ${arg}: ${(e as Error).message}`);
+      throw usage(`key file ${arg}: ${errorMessage(e)}`);
     }
   }
 }
@@ -120,7 +122,7 @@ export async function loadPolicy(file: string, opts: { strict?: boolean } = {}):
   try {
     return parsePolicy(text);
   } catch (e) {
-    throw usage(`policy file ${file}: ${(e as Error).message}`);
+    throw usage(`policy file ${file}: ${errorMessage(e)}`);
   }
 }
 
@@ -140,7 +142,7 @@ export async function entryLeafHash(file: string): Promise<Uint8Array> {
   } catch (e) {
     const lines = text.trim().split('\n').length;
     throw usage(
-      `entry file ${file}: ${lines > 1 ? `holds ${lines} lines; save one entry (one line of \`trailmark entries\`)` : `invalid JSON: ${(e as Error).message}`}`,
+      `entry file ${file}: ${lines > 1 ? `holds ${lines} lines; save one entry (one line of \`trailmark entries\`)` : `invalid JSON: ${errorMessage(e)}`}`,
     );
   }
   const o = v as Record<string, unknown>;
@@ -156,7 +158,7 @@ export async function entryLeafHash(file: string): Promise<Uint8Array> {
   try {
     leaf = hashLeaf(canonicalJson(isLine ? o.entry : v));
   } catch (e) {
-    throw usage(`entry file ${file}: ${(e as Error).message}`);
+    throw usage(`entry file ${file}: ${errorMessage(e)}`);
   }
   if (isLine && o.leaf_hash !== b64encode(leaf)) {
     throw usage(

@@ -1,8 +1,8 @@
 import { writeFileSync, existsSync, unlinkSync } from 'node:fs';
 import type { Command } from 'commander';
-import { KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, TlogError, generateKey } from '@trailmark/tlog';
+import { KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, TlogError, generateKey, errorMessage } from '@trailmark/tlog';
 import { action, makeOutput } from '../program.js';
-import { usage } from '../exit.js';
+import { usage, cannotCheck } from '../exit.js';
 
 interface KeygenOptions {
   name: string;
@@ -40,13 +40,13 @@ export function registerKeygen(program: Command): void {
           // 'wx': fail rather than overwrite if the file appeared meanwhile
           writeFileSync(opts.out, key.privateKey + '\n', { mode: 0o600, flag: 'wx' });
         } catch (e) {
-          throw usage(`cannot write ${opts.out}: ${(e as Error).message}`);
+          throw cannotCheck(`cannot write ${opts.out}: ${errorMessage(e)}`, undefined, e);
         }
         try {
           writeFileSync(pubFile, key.vkey + '\n', { mode: 0o644, flag: 'wx' });
         } catch (e) {
           unlinkSync(opts.out);
-          throw usage(`cannot write ${pubFile}: ${(e as Error).message}`);
+          throw cannotCheck(`cannot write ${pubFile}: ${errorMessage(e)}`, undefined, e);
         }
         out.info(key.vkey);
         out.result({

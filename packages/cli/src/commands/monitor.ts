@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import type { RunningMonitor } from '@trailmark/monitor';
-import { TlogError } from '@trailmark/tlog';
+import { errorMessage, TlogError, errorCode } from '@trailmark/tlog';
 import { action, makeOutput, runUntilSignal } from '../program.js';
-import { EXIT_OK, usage } from '../exit.js';
+import { EXIT_OK, usage, cannotCheck } from '../exit.js';
 import { loadLogKey, readTextFile } from './files.js';
 
 interface MonitorCliOptions {
@@ -90,8 +90,8 @@ export function registerMonitor(program: Command): void {
           });
         } catch (e) {
           if (e instanceof MonitorError || e instanceof TlogError) throw usage(e.message);
-          const err = e as NodeJS.ErrnoException;
-          throw usage(`cannot start the monitor: ${err.code ? `${err.code}: ` : ''}${err.message}`);
+          const code = errorCode(e);
+          throw cannotCheck(`cannot start the monitor: ${code ? `${code}: ` : ''}${errorMessage(e)}`, undefined, e);
         }
         if (opts.once) {
           try {
@@ -151,7 +151,7 @@ export function registerMonitorAck(program: Command): void {
         try {
           done = await acknowledgeEvidence(opts.data, ids);
         } catch (e) {
-          throw usage((e as Error).message);
+          throw usage(errorMessage(e));
         }
         out.info(done.length ? `acknowledged: ${done.join(', ')}` : `no evidence in ${opts.data}`);
         out.result({ ok: true, acknowledged: done });

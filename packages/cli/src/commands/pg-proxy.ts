@@ -2,9 +2,9 @@ import type { Command } from 'commander';
 import { ProxyError, type TrailMode } from '@trailmark/recorder';
 import type { PgProxyService } from '@trailmark/pg-proxy';
 import { ClientError } from '@trailmark/client';
-import { TlogError } from '@trailmark/tlog';
+import { TlogError, errorMessage, errorCode } from '@trailmark/tlog';
 import { action, makeOutput, runUntilSignal } from '../program.js';
-import { EXIT_OK, usage } from '../exit.js';
+import { EXIT_OK, usage, cannotCheck } from '../exit.js';
 import { loadLogKey, logKeyOptions, readTextFile } from './files.js';
 
 interface PgProxyCliOptions {
@@ -112,8 +112,8 @@ export function registerPgProxy(program: Command): void {
           );
         } catch (e) {
           if (e instanceof ProxyError || e instanceof ClientError || e instanceof TlogError) throw usage(e.message);
-          const err = e as NodeJS.ErrnoException;
-          throw usage(`cannot start the pg-proxy: ${err.code ? `${err.code}: ` : ''}${err.message}`);
+          const code = errorCode(e);
+          throw cannotCheck(`cannot start the pg-proxy: ${code ? `${code}: ` : ''}${errorMessage(e)}`, undefined, e);
         }
         const url = `postgres://${running.host}:${running.port}`;
         out.info(`listening: ${url}`);

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { b64encode, openCheckpoint, toU64, type Checkpoint, type NoteVerifier } from '@trailmark/tlog';
+import { errorMessage, b64encode, openCheckpoint, toU64, type Checkpoint, type NoteVerifier } from '@trailmark/tlog';
 import { fetchVerifiedCheckpoint, findLeafIndex, proveConsistencyFromTiles, proveInclusion } from '@trailmark/client';
 import { action, makeOutput } from '../program.js';
 import { usage } from '../exit.js';
@@ -37,7 +37,7 @@ async function loadOldCheckpoint(
   try {
     return { text, checkpoint: openCheckpoint(text, logKey).checkpoint };
   } catch (e) {
-    throw usage(`old checkpoint ${file} does not verify with log key ${logKey.name}: ${(e as Error).message}`);
+    throw usage(`old checkpoint ${file} does not verify with log key ${logKey.name}: ${errorMessage(e)}`);
   }
 }
 
@@ -66,7 +66,7 @@ export function registerProve(program: Command): void {
           try {
             index = toU64(opts.index, '--index');
           } catch (e) {
-            throw usage((e as Error).message);
+            throw usage(errorMessage(e));
           }
         }
         let wantHash: Uint8Array | undefined;

@@ -4,9 +4,9 @@ import { availableParallelism } from 'node:os';
 import type { RecorderOptions, RunningPool, RunningRecorder } from '@trailmark/proxy';
 import { ProxyError, type TrailMode } from '@trailmark/recorder';
 import { ClientError } from '@trailmark/client';
-import { TlogError } from '@trailmark/tlog';
+import { errorMessage, TlogError, errorCode } from '@trailmark/tlog';
 import { makeOutput, runUntilSignal } from '../program.js';
-import { EXIT_OK, usage } from '../exit.js';
+import { EXIT_OK, usage, cannotCheck } from '../exit.js';
 import { loadLogKey, logKeyOptions } from './files.js';
 
 /** The options `proxy` and `forward-auth` share (contract section 5), as commander parses them. */
@@ -41,7 +41,7 @@ async function readLogToken(opts: { logToken?: string; logTokenFile?: string }):
       text = await readFile(opts.logTokenFile, 'utf8');
     } catch (e) {
       throw usage(
-        `cannot read --log-token-file ${opts.logTokenFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        `cannot read --log-token-file ${opts.logTokenFile}: ${(e as NodeJS.ErrnoException).code ?? errorMessage(e)}`,
       );
     }
     const token = text.split('\n')[0].trim();
@@ -154,8 +154,8 @@ export async function runRecorder(
     });
   } catch (e) {
     if (e instanceof ProxyError || e instanceof ClientError || e instanceof TlogError) throw usage(e.message);
-    const err = e as NodeJS.ErrnoException;
-    throw usage(`cannot start ${daemon}: ${err.code ? `${err.code}: ` : ''}${err.message}`);
+    const code = errorCode(e);
+    throw cannotCheck(`cannot start ${daemon}: ${code ? `${code}: ` : ''}${errorMessage(e)}`, undefined, e);
   }
   if (pool.role === 'worker') {
     await pool.stopped;

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import {
+  ExplorerMismatchError,
   ExplorerReadError,
   FILTER_PARAMS,
   FilterError,
@@ -12,7 +13,7 @@ import {
   type StoredEvent,
 } from '@trailmark/client';
 import { action } from '../program.js';
-import { usage } from '../exit.js';
+import { failed, usage, cannotCheck } from '../exit.js';
 import { mapped } from './checkpoint.js';
 import { loadLogKey, loadPolicy } from './files.js';
 import { makeWriter } from './entries.js';
@@ -102,7 +103,11 @@ export function registerSearch(program: Command): void {
           if (fmt.header && !(await out.write(fmt.header()))) return;
           for await (const e of search.results()) if (!(await out.write(fmt.line(e)))) return;
         } catch (e) {
-          if (e instanceof ExplorerReadError) throw usage(`cannot search the explorer: ${e.message}`);
+          if (e instanceof ExplorerReadError)
+            throw cannotCheck(`cannot search the explorer: ${e.message}`, undefined, e);
+          // a result that is not the log's entry at its index is evidence against the explorer (exit 1)
+          if (e instanceof ExplorerMismatchError)
+            throw failed(`verification failed: ${e.message}`, { reason: e.code }, e);
           throw e;
         }
       });

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { action, makeOutput, runUntilSignal } from '../program.js';
-import { usage } from '../exit.js';
+import { usage, cannotCheck } from '../exit.js';
 
 interface ServeOptions {
   data: string;
@@ -38,7 +38,8 @@ export function registerServe(program: Command): void {
     .action(
       action(async (opts: ServeOptions, cmd: Command) => {
         // daemons are loaded when their command runs, so a read command never loads one (test/layering.test.ts)
-        const { jsonLogger, LogStateError, readSubmitTokens, startLogServer } = await import('@trailmark/log-server');
+        const { ConfigError, jsonLogger, LogServerError, readSubmitTokens, startLogServer } =
+          await import('@trailmark/log-server');
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
         let server;
         try {
@@ -56,7 +57,9 @@ export function registerServe(program: Command): void {
             logger: jsonLogger(process.stderr, { component: 'log' }),
           });
         } catch (e) {
-          if (e instanceof LogStateError) throw usage(`refusing to start: ${e.message}`);
+          // a wrong configuration is the command's mistake; a store that cannot be served is not: both exit 2
+          if (e instanceof ConfigError) throw usage(`refusing to start: ${e.message}`, undefined, e);
+          if (e instanceof LogServerError) throw cannotCheck(`refusing to start: ${e.message}`, undefined, e);
           throw e;
         }
         out.info(`vkey: ${server.vkey}`);

@@ -1,5 +1,13 @@
 import type { Command } from 'commander';
-import { TlogError, b64decode, b64encode, openCheckpoint, verifyConsistency, verifyTlogProof } from '@trailmark/tlog';
+import {
+  errorMessage,
+  TlogError,
+  b64decode,
+  b64encode,
+  openCheckpoint,
+  verifyConsistency,
+  verifyTlogProof,
+} from '@trailmark/tlog';
 import { action, makeOutput } from '../program.js';
 import { type CliError, failed, usage } from '../exit.js';
 import { isNotEvidence } from '@trailmark/client';
@@ -56,7 +64,7 @@ export function registerVerify(program: Command): void {
           try {
             leafHash = b64decode(opts.leafHash!, '--leaf-hash');
           } catch (e) {
-            throw usage((e as Error).message);
+            throw usage(errorMessage(e));
           }
           if (leafHash.length !== 32) throw usage(`--leaf-hash must be 32 bytes, got ${leafHash.length}`);
         }
@@ -99,7 +107,7 @@ export function registerVerify(program: Command): void {
           doc = JSON.parse(text);
         } catch (e) {
           throw usage(
-            `proof file ${opts.proof} is not JSON: ${(e as Error).message} (\`trailmark prove consistency\` writes one)`,
+            `proof file ${opts.proof} is not JSON: ${errorMessage(e)} (\`trailmark prove consistency\` writes one)`,
             { reason: 'malformed-proof' },
           );
         }
@@ -128,7 +136,7 @@ export function registerVerify(program: Command): void {
         try {
           proof = d.proof.map((h, i) => b64decode(h, `proof hash ${i}`));
         } catch (e) {
-          throw usage(`proof file ${opts.proof}: ${(e as Error).message}`, { reason: 'malformed-proof' });
+          throw usage(`proof file ${opts.proof}: ${errorMessage(e)}`, { reason: 'malformed-proof' });
         }
         if (oldCp.size > newCp.size) {
           throw failed(`old checkpoint size ${oldCp.size} is larger than new checkpoint size ${newCp.size}`, {

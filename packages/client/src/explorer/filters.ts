@@ -4,10 +4,12 @@
  * below it, and a log that grows meanwhile never shifts a page (cursors, not offsets).
  */
 
-export class FilterError extends Error {
+import { ExplorerError } from './errors.js';
+
+/** A malformed search filter, page size or cursor: the caller's mistake, answered with HTTP 400. */
+export class FilterError extends ExplorerError {
   constructor(message: string) {
-    super(message);
-    this.name = 'FilterError';
+    super('filter', message);
   }
 }
 

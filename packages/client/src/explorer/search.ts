@@ -4,19 +4,31 @@
  * leaf hash must be the one a tile verified against the log's signed checkpoint holds at the event's
  * leaf index (the same check an inclusion proof makes). The joined response is checked the same way.
  */
-import { TlogError, b64encode, bytesEqual, canonicalJson, type NoteVerifier, type Policy } from '@trailmark/tlog';
+import {
+  b64encode,
+  errorMessage,
+  bytesEqual,
+  canonicalJson,
+  type ErrorDetails,
+  type NoteVerifier,
+  type Policy,
+} from '@trailmark/tlog';
+import { ExplorerError } from './errors.js';
 import { LogReader, fetchVerifiedCheckpoint, nodeHasher, type VerifiedLog } from '../reader/index.js';
 import { MAX_LIMIT, filtersToParams, type Filters } from './filters.js';
 import type { StoredEvent } from './formats.js';
 
 /** The explorer's answer did not match the log: a result that is not the log's entry at its index. */
-export class ExplorerMismatchError extends TlogError {}
+export class ExplorerMismatchError extends ExplorerError {
+  constructor(message: string, details: ErrorDetails = {}) {
+    super('explorer-mismatch', message, details);
+  }
+}
 
 /** The explorer could not be asked (network, HTTP error, not an explorer): never evidence. */
-export class ExplorerReadError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ExplorerReadError';
+export class ExplorerReadError extends ExplorerError {
+  constructor(message: string, details: ErrorDetails = {}) {
+    super('explorer-read', message, details);
   }
 }
 
@@ -43,14 +55,14 @@ async function getJson(url: string): Promise<unknown> {
   try {
     r = await fetch(url, { signal: AbortSignal.timeout(30_000) });
   } catch (e) {
-    throw new ExplorerReadError(`GET ${url}: ${(e as Error).message}`);
+    throw new ExplorerReadError(`GET ${url}: ${errorMessage(e)}`, { cause: e });
   }
   const text = await r.text();
   if (r.status !== 200) throw new ExplorerReadError(`GET ${url}: HTTP ${r.status}: ${text.slice(0, 200)}`);
   try {
     return JSON.parse(text);
-  } catch {
-    throw new ExplorerReadError(`GET ${url}: the answer is not JSON (is this an explorer?)`);
+  } catch (e) {
+    throw new ExplorerReadError(`GET ${url}: the answer is not JSON (is this an explorer?)`, { cause: e });
   }
 }
 
@@ -111,33 +123,29 @@ export class VerifiedSearch {
     entry: unknown,
   ): Promise<{ index: number; hash: Uint8Array; text: string }> {
     if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 0) {
-      throw new ExplorerMismatchError(
-        'explorer-mismatch',
-        `${what}: leaf_index ${JSON.stringify(index)} is not a leaf index`,
-      );
+      throw new ExplorerMismatchError(`${what}: leaf_index ${JSON.stringify(index)} is not a leaf index`);
     }
     let bytes: Uint8Array;
     try {
       bytes = canonicalJson(entry);
     } catch (e) {
       throw new ExplorerMismatchError(
-        'explorer-mismatch',
-        `${what} at leaf index ${index}: the entry is not a loggable JSON object (${(e as Error).message})`,
+        `${what} at leaf index ${index}: the entry is not a loggable JSON object (${errorMessage(e)})`,
+        { cause: e },
       );
     }
     const hash = nodeHasher.leaf(bytes);
     const log = await this.logFor(reader, index);
     if (BigInt(index) >= log.checkpoint.size) {
       throw new ExplorerMismatchError(
-        'explorer-mismatch',
         `${what}: leaf index ${index} is not below the log's checkpoint size ${log.checkpoint.size}`,
       );
     }
     const logged = await log.tiles.leafHash(BigInt(index));
     if (!bytesEqual(logged, hash)) {
       throw new ExplorerMismatchError(
-        'explorer-mismatch',
         `${what} at leaf index ${index} is not what the log holds there: the entry hashes to ${b64encode(hash)}, the log's verified tile holds ${b64encode(logged)}`,
+        { expected: b64encode(logged), found: b64encode(hash) },
       );
     }
     return { index, hash, text: Buffer.from(bytes).toString('utf8') };

@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import {
+  errorMessage,
   TILE_WIDTH,
   b64encode,
   openCheckpoint,
@@ -53,7 +54,7 @@ export async function readAuditState(file: string, logKey: NoteVerifier): Promis
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw new AuditStateError(
-      `cannot read state file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      `cannot read state file ${file}: ${(e as NodeJS.ErrnoException).code ?? errorMessage(e)}`,
     );
   }
   let state: Partial<AuditState>;
@@ -68,7 +69,7 @@ export async function readAuditState(file: string, logKey: NoteVerifier): Promis
     return openCheckpoint(state.checkpoint, logKey).checkpoint;
   } catch (e) {
     throw new AuditStateError(
-      `state file ${file}: its checkpoint does not verify with log key ${logKey.name}: ${(e as Error).message}`,
+      `state file ${file}: its checkpoint does not verify with log key ${logKey.name}: ${errorMessage(e)}`,
     );
   }
 }
@@ -79,7 +80,7 @@ export async function writeAuditState(file: string, state: AuditState): Promise<
     await writeFileDurably(file, JSON.stringify(state, null, 2) + '\n');
   } catch (e) {
     throw new AuditStateError(
-      `cannot write state file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      `cannot write state file ${file}: ${(e as NodeJS.ErrnoException).code ?? errorMessage(e)}`,
     );
   }
 }

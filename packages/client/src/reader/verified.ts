@@ -9,8 +9,10 @@ import {
   TileVerifyError,
   VerifiedTileReader,
   b64encode,
+  CodedError,
   bytesEqual,
   consistencyProof,
+  errorMessage,
   formatTlogProof,
   inclusionProof,
   makeHasher,
@@ -30,12 +32,18 @@ import { LogReadError, type LogReader } from './http.js';
 /** SHA-256 from node:crypto's one-shot digest: about twice the speed of the pure-JS default. */
 export const nodeHasher: Hasher = makeHasher((d) => nodeHash('sha256', d, 'buffer'));
 
+/** Codes of AuditError. */
+export type AuditErrorCode =
+  | 'rollback' // the log's checkpoint is smaller than one already verified: misbehaviour
+  | 'inconsistent' // two checkpoints no consistency proof joins: misbehaviour
+  | 'origin' // a checkpoint of another log than the one asked about
+  | 'not-found'; // an entry or index the verified tree does not hold: the question was wrong, nothing misbehaved
+
 /**
- * The log was caught misbehaving, beyond a single tile or signature: codes 'rollback' (a checkpoint smaller
- * than one already verified), 'inconsistent' (two checkpoints no consistency proof joins), 'not-found'
- * (an entry that is not in the tree), 'origin' (a checkpoint of another log).
+ * An audit's finding about a log as a whole, beyond a single tile or signature (those are TlogErrors: this is
+ * not one, tlog's checks all passed). `expected` and `found` carry the sizes or roots that did not join.
  */
-export class AuditError extends TlogError {}
+export class AuditError extends CodedError<AuditErrorCode> {}
 
 export interface VerifiedLog {
   /** The checkpoint note exactly as served. */
@@ -136,11 +144,13 @@ export async function proveConsistencyFromTiles(log: VerifiedLog, old: Checkpoin
     throw new AuditError(
       'origin',
       `old checkpoint is for log ${JSON.stringify(old.origin)}, not ${JSON.stringify(cur.origin)}`,
+      { expected: cur.origin, found: old.origin },
     );
   if (old.size > cur.size) {
     throw new AuditError(
       'rollback',
       `the log's checkpoint has tree size ${cur.size}, smaller than the verified older checkpoint of size ${old.size}`,
+      { expected: `tree size >= ${old.size}`, found: `tree size ${cur.size}` },
     );
   }
   if (old.size === cur.size) {
@@ -148,6 +158,7 @@ export async function proveConsistencyFromTiles(log: VerifiedLog, old: Checkpoin
       throw new AuditError(
         'inconsistent',
         `two checkpoints of tree size ${cur.size} have different roots: ${b64encode(old.root)} (old) and ${b64encode(cur.root)} (current)`,
+        { expected: b64encode(old.root), found: b64encode(cur.root) },
       );
     }
     return [];
@@ -158,7 +169,8 @@ export async function proveConsistencyFromTiles(log: VerifiedLog, old: Checkpoin
   } catch (e) {
     throw new AuditError(
       'inconsistent',
-      `checkpoint ${cur.size} (root ${b64encode(cur.root)}) is not consistent with checkpoint ${old.size} (root ${b64encode(old.root)}): ${(e as Error).message}`,
+      `checkpoint ${cur.size} (root ${b64encode(cur.root)}) is not consistent with checkpoint ${old.size} (root ${b64encode(old.root)}): ${errorMessage(e)}`,
+      { cause: e },
     );
   }
   return proof;
