@@ -1,1 +1,7 @@
 export * from './logger.js';
+export * from './transport.js';
+export * from './hasher.js';
+export * from './ed25519.js';
+export * from './durable.js';
+export * from './lock.js';
+export * from './listen.js';
