@@ -9,7 +9,8 @@
  * entries arrive. The newest witnessed checkpoint is written to DIR/witnessed-checkpoint (fsynced) so a
  * restarted log serves it at once.
  */
-import { open, readFile, rename } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { HttpTransport, writeFileDurably } from '@trailmark/node';
 import { join } from 'node:path';
 import {
   addSignatures,
@@ -41,6 +42,9 @@ export interface WitnessingOptions {
   maxBackoffMs?: number;
 }
 
+/** Largest add-checkpoint answer read: a few signature lines; a hostile witness cannot make us buffer more. */
+const MAX_WITNESS_ANSWER = 1 << 20;
+
 interface WitnessState {
   w: PolicyWitness & { url: string };
   /** The witness's last cosigned size for our origin, as far as we know. */
@@ -51,6 +55,8 @@ interface WitnessState {
   /** Size and time of our last cosignature from this witness. */
   cosignedSize: bigint | undefined;
   cosignedAt: number;
+  /** Keep-alive connections to the witness, opened at the first request (a bad URL fails that request). */
+  http?: HttpTransport;
 }
 
 interface Candidate {
@@ -208,6 +214,7 @@ class LogWitnessing implements Witnessing {
     if (this.kick) clearTimeout(this.kick);
     this.closing.abort();
     await Promise.allSettled([...this.inflight]);
+    for (const s of this.witnesses) s.http?.close();
     await this.persisting;
   }
 
@@ -259,24 +266,16 @@ class LogWitnessing implements Witnessing {
       const old = s.known !== undefined && s.known <= size ? s.known : 0n;
       const proof = old > 0n && old < size ? await this.ctx.consistencyProof(old, size) : [];
       const body = `old ${old}\n` + proof.map((h) => b64encode(h) + '\n').join('') + '\n' + note;
-      const url = s.w.url.replace(/\/+$/, '') + '/add-checkpoint';
-      let res: Response;
-      let text: string;
-      try {
-        const signal = AbortSignal.any([AbortSignal.timeout(this.timeoutMs), this.closing.signal]);
-        res = await fetch(url, { method: 'POST', body, signal, redirect: 'error' });
-        text = await res.text();
-      } catch (e) {
-        const err = e as Error & { cause?: Error };
-        throw new Error(
-          `POST ${url}: ${err.name === 'TimeoutError' ? 'timed out' : (err.cause?.message ?? err.message)}`,
-        );
-      }
+      s.http ??= new HttpTransport(s.w.url, { timeoutMs: this.timeoutMs, maxBytes: MAX_WITNESS_ANSWER });
+      const url = s.http.url + '/add-checkpoint';
+      // one exchange: this witness's own backoff (failed()) paces the next one
+      const res = await s.http.exchange('/add-checkpoint', { method: 'POST', body, signal: this.closing.signal });
+      const text = res.body.toString('utf8');
       if (res.status === 200) {
         this.accept(s, note, size, text);
         return;
       }
-      if (res.status === 409 && (res.headers.get('content-type') ?? '').startsWith('text/x.tlog.size')) {
+      if (res.status === 409 && (res.headers['content-type'] ?? '').startsWith('text/x.tlog.size')) {
         const m = /^(0|[1-9][0-9]*)\n$/.exec(text);
         if (!m) throw new Error(`409 from ${url} with a malformed size body`);
         const theirs = BigInt(m[1]);
@@ -353,21 +352,6 @@ class LogWitnessing implements Witnessing {
   }
 
   private async persist(note: string): Promise<void> {
-    const path = join(this.ctx.dataDir, STATE_FILE);
-    const tmp = `${path}.tmp`;
-    const fh = await open(tmp, 'w', 0o644);
-    try {
-      await fh.writeFile(note);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-    const dir = await open(this.ctx.dataDir, 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+    await writeFileDurably(join(this.ctx.dataDir, STATE_FILE), note);
   }
 }

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { merkleRoot } from '@trailmark/tlog';
-import { nodeHasher } from '../src/sha.js';
+import { nodeHasher } from '@trailmark/node';
 import { TileNode } from '../src/tilecache.js';
 
 describe('TileNode', () => {

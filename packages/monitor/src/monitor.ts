@@ -40,7 +40,7 @@ import {
   type Sighting,
 } from './evidence.js';
 import { getJson, httpRequest, joinUrl } from './http.js';
-import { KeyedLock } from './lock.js';
+import { KeyedLock } from '@trailmark/node';
 import { LogClient } from './logclient.js';
 import type { MonitorStore, ViewRecord } from './store.js';
 import { LogReader } from './reader/http.js';

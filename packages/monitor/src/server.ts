@@ -7,6 +7,7 @@ import type { Server } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { parsePrivateKey, vkeyOf, KEY_TYPE_COSIGNATURE, type NoteSigner } from '@trailmark/tlog';
 import { Counter } from 'prom-client';
+import { parseListen as parseHostPort } from '@trailmark/node';
 import { MonitorError } from './errors.js';
 import { Monitor, type MonitorOptions } from './monitor.js';
 import { MonitorStore } from './store.js';
@@ -38,10 +39,9 @@ export interface RunningMonitor {
 
 /** Splits "host:port" (IPv6 in brackets). Precondition: none; throws MonitorError('config') when malformed. */
 export function parseListen(listen: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(listen);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new MonitorError('config', `--listen ${JSON.stringify(listen)} is not HOST:PORT`);
-  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
+  const addr = parseHostPort(listen, '127.0.0.1');
+  if (!addr) throw new MonitorError('config', `--listen ${JSON.stringify(listen)} is not HOST:PORT`);
+  return addr;
 }
 
 /**

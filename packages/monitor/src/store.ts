@@ -9,9 +9,8 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import type { StreamCheckerState } from '@trailmark/tlog';
 import type { Evidence, Sighting } from './evidence.js';
-import { KeyedLock } from './lock.js';
+import { KeyedLock, writeFileDurably } from '@trailmark/node';
 import { MonitorError } from './errors.js';
-import { writeFileDurably } from './durable.js';
 
 /** The latest checkpoint of a log the monitor verified (signature, and consistency with the one before). */
 export interface ViewRecord {

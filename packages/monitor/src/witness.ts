@@ -19,7 +19,7 @@ import {
   type NoteSigner,
   type NoteVerifier,
 } from '@trailmark/tlog';
-import { KeyedLock } from './lock.js';
+import { KeyedLock } from '@trailmark/node';
 import type { MonitorStore } from './store.js';
 
 /** At most 63 proof lines (tlog-witness). */
