@@ -48,20 +48,14 @@ export function nativeVerifier(v: NoteVerifier): NoteVerifier {
     key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(v.publicKey).toString('base64url') },
     format: 'jwk',
   });
-  return {
-    name: v.name,
-    keyId: v.keyId,
-    type: v.type,
-    publicKey: v.publicKey,
-    verify(msg, sig) {
-      if (sig.length !== 64) return false;
-      try {
-        return cryptoVerify(null, msg, key, sig);
-      } catch {
-        return false;
-      }
-    },
-  };
+  return withVerify(v, (msg, sig) => {
+    if (sig.length !== 64) return false;
+    try {
+      return cryptoVerify(null, msg, key, sig);
+    } catch {
+      return false;
+    }
+  });
 }
 
 /**
@@ -71,22 +65,21 @@ export function nativeVerifier(v: NoteVerifier): NoteVerifier {
  */
 export function rememberingVerifier(v: NoteVerifier, capacity = 1024): NoteVerifier {
   const seen = new Map<string, boolean>();
-  return {
-    name: v.name,
-    keyId: v.keyId,
-    type: v.type,
-    publicKey: v.publicKey,
-    verify(msg, sig) {
-      const key =
-        Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString('latin1') +
-        Buffer.from(msg.buffer, msg.byteOffset, msg.byteLength).toString('latin1');
-      let ok = seen.get(key);
-      if (ok === undefined) {
-        ok = v.verify(msg, sig);
-        if (seen.size >= capacity) seen.delete(seen.keys().next().value as string);
-        seen.set(key, ok);
-      }
-      return ok;
-    },
-  };
+  return withVerify(v, (msg, sig) => {
+    const key =
+      Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString('latin1') +
+      Buffer.from(msg.buffer, msg.byteOffset, msg.byteLength).toString('latin1');
+    let ok = seen.get(key);
+    if (ok === undefined) {
+      ok = v.verify(msg, sig);
+      if (seen.size >= capacity) seen.delete(seen.keys().next().value as string);
+      seen.set(key, ok);
+    }
+    return ok;
+  });
+}
+
+/** The key `v` with another verify(). */
+function withVerify(v: NoteVerifier, verify: NoteVerifier['verify']): NoteVerifier {
+  return { name: v.name, keyId: v.keyId, type: v.type, publicKey: v.publicKey, verify };
 }
