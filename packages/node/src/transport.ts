@@ -162,6 +162,9 @@ export interface HttpAnswer {
   body: Buffer;
 }
 
+/** Error answers (non-2xx) are read only this far: enough for a {"error": ...} message. */
+const MAX_ERROR_BODY = 64 << 10;
+
 /** Largest answer read by default. */
 export const MAX_ANSWER_BYTES = 16 << 20;
 
@@ -255,26 +258,30 @@ export class HttpTransport {
         settle(new TransportError('too-large', `${what}: ${why}`, url, { status }));
       const req = this.mod.request({ ...this.base, method, path: this.basePath + path, headers }, (res) => {
         res.on('error', network);
+        const status = res.statusCode ?? 0;
+        // an error answer is read only as far as its message, and never fails for its size: a 404 page larger
+        // than a tile must still say 404
+        const ok = status >= 200 && status < 300;
+        const limit = ok ? max : Math.min(max, MAX_ERROR_BODY);
         const declared = Number(res.headers['content-length']);
-        if (declared > max)
-          return tooLarge(res.statusCode, `answer of ${declared} bytes is over the ${max}-byte limit`);
+        if (ok && declared > max) return tooLarge(status, `answer of ${declared} bytes exceeds ${max}`);
         const chunks: Buffer[] = [];
         let n = 0;
         res.on('data', (c: Buffer) => {
           n += c.length;
-          if (n > max) tooLarge(res.statusCode, `answer larger than ${max} bytes`);
-          else chunks.push(c);
+          if (n <= limit) chunks.push(c);
+          else if (ok) tooLarge(status, `answer of more than ${max} bytes`);
         });
         res.on('end', () => {
           this.stats.bytes += n;
-          settle(undefined, { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks, n) });
+          settle(undefined, { status, headers: res.headers, body: Buffer.concat(chunks).subarray(0, limit) });
         });
       });
       const onAbort = () =>
         settle(new TransportError('aborted', `${what}: aborted`, url, { cause: opts.signal?.reason }));
       // one deadline for the whole exchange, not an idle timeout: a server trickling bytes cannot hold us
       const timer = setTimeout(
-        () => settle(new TransportError('timeout', `${what}: no complete answer within ${timeoutMs} ms`, url)),
+        () => settle(new TransportError('timeout', `${what}: timed out after ${timeoutMs} ms`, url)),
         timeoutMs,
       );
       opts.signal?.addEventListener('abort', onAbort, { once: true });
@@ -296,10 +303,10 @@ export class HttpTransport {
         const timeoutMs = Math.max(1, Math.min(opts.timeoutMs ?? this.timeoutMs, left));
         const res = await this.exchange(path, { ...opts, timeoutMs });
         if (res.status >= 200 && res.status < 300) return res;
-        const summary = bodySummary(res.body.subarray(0, 64 << 10).toString('utf8'));
+        const summary = bodySummary(res.body.toString('utf8'));
         throw new TransportError(
           'http-status',
-          `${opts.method ?? 'GET'} ${this.url + path}: status ${res.status}${summary ? `: ${summary}` : ''}`,
+          `${opts.method ?? 'GET'} ${this.url + path}: HTTP ${res.status}${summary ? `: ${summary}` : ''}`,
           this.url + path,
           {
             status: res.status,

@@ -109,7 +109,7 @@ describe('HttpTransport (the one HTTP client)', () => {
     expect(backoffMs(p, 0, 60_000, () => 0.5)).to.equal(p.maxRetryAfterMs);
   });
 
-  it('caps the answer: a longer body fails as too-large, declared or streamed, and is not retried', async () => {
+  it('caps the answer: a longer body fails as too-large, declared or streamed, and is not retried; an error page is cut, not refused', async () => {
     const stream: Handler = (_req, res) => {
       res.writeHead(200);
       const chunk = Buffer.alloc(4096, 0x61);
@@ -120,12 +120,15 @@ describe('HttpTransport (the one HTTP client)', () => {
       };
       more();
     };
-    const s = await serve(answer(200, 'x'.repeat(2000)), stream);
+    const s = await serve(answer(200, 'x'.repeat(2000)), stream, answer(404, 'not here\n' + 'x'.repeat(5000)));
     const t = new HttpTransport(s.url, { maxBytes: 1000, retry: fast });
     try {
-      expect((await failure(t.request('/a'))).code).to.equal('too-large');
+      expect((await failure(t.request('/a'))).message).to.match(/(exceeds 1000|more than 1000 bytes)$/);
       expect((await failure(t.request('/b'))).code).to.equal('too-large');
       expect(s.hits()).to.equal(2);
+      // an error answer larger than the cap still says what it is
+      const e = await failure(t.request('/c'));
+      expect([e.code, e.status, e.message]).to.deep.equal(['http-status', 404, `GET ${s.url}/c: HTTP 404: not here`]);
     } finally {
       t.close();
       await s.close();
