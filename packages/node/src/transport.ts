@@ -268,13 +268,15 @@ export class HttpTransport {
         const chunks: Buffer[] = [];
         let n = 0;
         res.on('data', (c: Buffer) => {
+          const room = limit - n;
           n += c.length;
           if (n <= limit) chunks.push(c);
           else if (ok) tooLarge(status, `answer of more than ${max} bytes`);
+          else if (room > 0) chunks.push(c.subarray(0, room));
         });
         res.on('end', () => {
           this.stats.bytes += n;
-          settle(undefined, { status, headers: res.headers, body: Buffer.concat(chunks).subarray(0, limit) });
+          settle(undefined, { status, headers: res.headers, body: Buffer.concat(chunks) });
         });
       });
       const onAbort = () =>
