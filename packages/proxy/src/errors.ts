@@ -3,8 +3,10 @@ export class ProxyError extends Error {
   constructor(
     readonly code: string,
     message: string,
+    /** `cause`: the error underneath (a TransportError for a failed exchange with the log). */
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
     this.name = new.target.name;
   }
 }

@@ -25,7 +25,7 @@ import {
   type StreamPosition,
 } from '@trailmark/tlog';
 import { ConfigError, SpoolError } from './errors.js';
-import { nodeHasher } from './logclient.js';
+import { nodeHasher } from '@trailmark/node';
 import { MAX_RECORD_BYTES, type RecordSealer, type Spool, type SpoolPosition } from './spool.js';
 import { readSalvageNote } from './spool-repair.js';
 
