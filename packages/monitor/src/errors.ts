@@ -11,17 +11,6 @@ export class MonitorError extends Error {
   }
 }
 
-/** An HTTP exchange failed: no answer, a timeout, or an unexpected status. `status` is absent without an answer. */
-export class HttpError extends MonitorError {
-  constructor(
-    readonly url: string,
-    readonly status: number | undefined,
-    message: string,
-  ) {
-    super(status === undefined ? 'network' : 'http-status', message);
-  }
-}
-
 /** Evidence that does not prove misbehaviour, or is malformed. Codes: 'malformed-evidence', 'signature', 'not-misbehaviour'. */
 export class EvidenceError extends MonitorError {}
 

@@ -26,7 +26,7 @@ import {
 import { createLogger, type Logger } from '@trailmark/node';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { isNotEvidence, MonitorError } from './errors.js';
-import { rememberingVerifier } from './verifycache.js';
+import { rememberingVerifier } from '@trailmark/node';
 import {
   idOfEvidence,
   inconsistentEvidence,
