@@ -3,6 +3,7 @@
  * processes): checking the common options, opening the trail, listening, the admin server (/healthz, /metrics).
  */
 import http, { type ServerResponse } from 'node:http';
+import { parseListen as parseHostPort } from '@trailmark/node';
 import type net from 'node:net';
 import { hostname } from 'node:os';
 import { Registry, collectDefaultMetrics } from 'prom-client';
@@ -133,12 +134,11 @@ export async function openTrail(
   return { trail, registry };
 }
 
-/** Parses HOST:PORT (IPv6 in brackets). Precondition: none; throws ConfigError. */
+/** Parses HOST:PORT (IPv6 in brackets; an empty host is 0.0.0.0). Precondition: none; throws ConfigError. */
 export function parseListen(s: string, what = '--listen'): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new ConfigError('listen', `${what} must be HOST:PORT, got ${JSON.stringify(s)}`);
-  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+  const addr = parseHostPort(s, '0.0.0.0');
+  if (!addr) throw new ConfigError('listen', `${what} must be HOST:PORT, got ${JSON.stringify(s)}`);
+  return addr;
 }
 
 /** Listens; resolves with the server's URL. Precondition: server not listening; throws ConfigError. */
