@@ -25,15 +25,12 @@ const answer =
     res.end(body);
   };
 
-async function failure(p: Promise<unknown>): Promise<TransportError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).to.be.instanceOf(TransportError);
-    return e as TransportError;
-  }
-  throw new Error('expected a TransportError');
-}
+/** The TransportError `p` rejects with (fails the test when it resolves or rejects with anything else). */
+const failure = (p: Promise<unknown>): Promise<TransportError> =>
+  p.then(
+    () => expect.fail('expected a TransportError'),
+    (e: unknown) => (expect(e).to.be.instanceOf(TransportError), e as TransportError),
+  );
 
 const fast = { baseMs: 1, maxMs: 5 };
 
