@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { canonicalJson, parseVkey } from '@trailmark/tlog';
 import { LogStore, loadLogKey } from '@trailmark/log-server';
-import { LogReader, auditLog } from '@trailmark/monitor';
+import { LogReader, auditLog } from '@trailmark/client';
 import { fmt, median, rate, row, sha256Rates, waitForUrl } from './lib/ceilings.js';
 
 const quick = process.env.BENCH_QUICK === '1';

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { canonicalJson, parseVkey, type NoteVerifier } from '@trailmark/tlog';
 import { LogStore, loadLogKey } from '@trailmark/log-server';
-import { LogReader, fetchVerifiedCheckpoint, nodeHasher, verifiedEntries } from '@trailmark/monitor';
+import { LogReader, fetchVerifiedCheckpoint, nodeHasher, verifiedEntries } from '@trailmark/client';
 import { IndexStore, Indexer, VerifiedSearch, startExplorer, type VerifiedLeaf } from '@trailmark/explorer';
 import { fmt, median, waitForUrl } from './lib/ceilings.js';
 import { launchChromium } from '../test/lib/chromium.js';

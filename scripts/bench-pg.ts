@@ -17,7 +17,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeVerifier } from '@trailmark/pg-proxy';
-import { Spool } from '@trailmark/proxy';
+import { Spool } from '@trailmark/recorder';
 import { freePort, startPgbouncer, startPostgres } from '../test/lib/postgres.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');

@@ -31,7 +31,8 @@ const SIZE = Number(process.env.BENCH_SIZE ?? (quick ? 100_000 : 1_000_000));
 const SECONDS = quick ? 3 : 10;
 const BATCH = 1000;
 const BATCH_CONNS = 16;
-const BIN = fileURLToPath(new URL('../packages/cli/dist/bin.js', import.meta.url));
+// BENCH_BIN: another build's CLI (an A/B run against an older checkout's packages/cli/dist/bin.js)
+const BIN = process.env.BENCH_BIN ?? fileURLToPath(new URL('../packages/cli/dist/bin.js', import.meta.url));
 
 /**
  * The load process: autocannon with a per-request body or path, so every submitted event is unique (a fixed

@@ -8,7 +8,8 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startLogServer, type LogServer } from '@trailmark/log-server';
-import { startForwardAuth, TokenStore, type RunningForwardAuth, type TrailMode } from '@trailmark/proxy';
+import type { TrailMode } from '@trailmark/recorder';
+import { startForwardAuth, TokenStore, type RunningForwardAuth } from '@trailmark/proxy';
 import { documentedNginxConfig, ensureNginx, freePort, startNginx, type RunningNginx } from './lib/nginx.js';
 import { tempDir, waitFor } from './lib/util.js';
 

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { parseVkey } from '@trailmark/tlog';
 import { startLogServer, type LogServer } from '@trailmark/log-server';
 import { silentLogger } from '@trailmark/node';
-import { startMonitor, verifyEvidence, type Evidence, type RunningMonitor } from '@trailmark/monitor';
+import { verifyEvidence, type Evidence } from '@trailmark/client';
+import { startMonitor, type RunningMonitor } from '@trailmark/monitor';
 import { cli, startSilentServer, startWebhook, addEntries, entry, keyFile, tempDir, waitFor } from './lib/util.js';
 
 const quiet = silentLogger;

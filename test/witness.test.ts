@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   addSignatures,
-  b64encode,
+  formatAddCheckpoint,
   generateKey,
   KEY_TYPE_COSIGNATURE,
   parseNote,
@@ -32,7 +32,7 @@ const witnessKey = generateKey('witness-test.example/w1', KEY_TYPE_COSIGNATURE, 
 const witnessVerifier = parseVkey(witnessKey.vkey);
 
 function body(old: number, proof: Hash[], note: string): string {
-  return `old ${old}\n` + proof.map((h) => b64encode(h) + '\n').join('') + '\n' + note;
+  return formatAddCheckpoint({ oldSize: BigInt(old), proof, note });
 }
 
 describe('witness: POST /add-checkpoint (tlog-witness v1.0.0)', function () {

@@ -123,6 +123,28 @@ describe('mistakes are exit 2 with a hint, never exit 1 (real log server)', func
     expect(both.stderr).to.match(/once: --key or --log-key/);
   });
 
+  it('the recorders (proxy, forward-auth, pg-proxy) take --key as well as --log-key, and need one of them', async () => {
+    const pub = join(log.dir, 'log.key.pub');
+    const missing = join(dir, 'no-such-file.json');
+    const recorders = [
+      ['proxy', '--upstream', 'http://127.0.0.1:9', '--log', log.server.url, '--tokens', missing],
+      ['forward-auth', '--log', log.server.url, '--tokens', missing],
+      ['pg-proxy', '--upstream', 'postgres://u@127.0.0.1:9/db', '--log', log.server.url, '--users', missing],
+    ];
+    for (const base of recorders) {
+      for (const flag of ['--key', '--log-key']) {
+        // the key is accepted, so what fails is the missing tokens/users file, named
+        const r = await cli([...base, flag, pub, '--spool', join(dir, `spool-${base[0]}`), '--workers', '1'], dir);
+        expect(r.code, `${base[0]} ${flag}: ${r.stderr}`).to.equal(2);
+        expect(r.stderr, `${base[0]} ${flag}`).to.contain('no-such-file.json');
+        expect(r.stderr, `${base[0]} ${flag}`).to.not.match(/--log-key|vkey/);
+      }
+      const none = await cli([...base, '--spool', join(dir, `spool-${base[0]}`), '--workers', '1'], dir);
+      expect(none.code, `${base[0]} without a key: ${none.stderr}`).to.equal(2);
+      expect(none.stderr).to.match(/--key VKEY \(or --log-key VKEY\)/);
+    }
+  });
+
   it('trailmark --version prints the version', async () => {
     const r = await cli(['--version'], dir);
     expect(r.code).to.equal(0);

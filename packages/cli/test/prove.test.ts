@@ -10,7 +10,7 @@ import {
   verifyConsistency,
   verifyTlogProof,
 } from '@trailmark/tlog';
-import { LogReader, fetchVerifiedCheckpoint, proveConsistencyFromTiles, verifiedLogFromNote } from '@trailmark/monitor';
+import { LogReader, fetchVerifiedCheckpoint, proveConsistencyFromTiles, verifiedLogFromNote } from '@trailmark/client';
 import { cli, event, tamperedLogSuite, type TamperProxy, type TestLog } from './auditor-helpers.js';
 
 describe('trailmark prove (real log server, real HTTP)', function () {

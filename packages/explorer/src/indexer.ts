@@ -13,7 +13,7 @@ import {
   proveConsistencyFromTiles,
   verifiedEntries,
   type VerifiedLog,
-} from '@trailmark/monitor';
+} from '@trailmark/client';
 import type { IndexStore, VerifiedLeaf } from './store.js';
 
 export interface IndexerOptions {

@@ -5,7 +5,7 @@
  * leaf index (the same check an inclusion proof makes). The joined response is checked the same way.
  */
 import { TlogError, b64encode, bytesEqual, canonicalJson, type NoteVerifier, type Policy } from '@trailmark/tlog';
-import { LogReader, fetchVerifiedCheckpoint, nodeHasher, type VerifiedLog } from '@trailmark/monitor';
+import { LogReader, fetchVerifiedCheckpoint, nodeHasher, type VerifiedLog } from '@trailmark/client';
 import { HttpTransport, TransportError } from '@trailmark/node';
 import { MAX_LIMIT, filtersToParams, type Filters } from './filters.js';
 import type { StoredEvent } from './store.js';

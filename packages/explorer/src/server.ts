@@ -8,7 +8,8 @@ import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { vkeyOf, type NoteVerifier, type Policy } from '@trailmark/tlog';
-import { LogReader, parseListen } from '@trailmark/monitor';
+import { LogReader } from '@trailmark/client';
+import { splitHostPort } from '@trailmark/node';
 import {
   FilterError,
   MAX_LIMIT,
@@ -59,7 +60,9 @@ const CSP =
 
 /** Starts the indexer and the server. Rejects when the data directory or the address cannot be used. */
 export async function startExplorer(opts: ExplorerOptions): Promise<RunningExplorer> {
-  const listen = parseListen(opts.listen ?? '127.0.0.1:8070');
+  const hp = splitHostPort(opts.listen ?? '127.0.0.1:8070');
+  if (!hp) throw new Error(`--listen ${JSON.stringify(opts.listen)} is not HOST:PORT`);
+  const listen = { host: hp.host ?? '127.0.0.1', port: hp.port };
   const reader = new LogReader(opts.log);
   const store = new IndexStore(opts.dataDir);
   const indexer = new Indexer({

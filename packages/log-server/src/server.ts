@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
-import { parseListen as parseHostPort, sha256 } from '@trailmark/node';
+import { sha256, splitHostPort } from '@trailmark/node';
 import { HttpError, LogStateError } from './errors.js';
 import { readRoutes, writeApp, type ApiContext } from './http.js';
 import { generateLogKey, parseLogKey, writeLogKey, type LogKey } from './keys.js';
@@ -90,10 +90,10 @@ export function readSubmitTokens(file: string): string[] {
 
 /** Parses HOST:PORT ("[::1]:8080" for IPv6). Precondition: none; throws LogStateError on a malformed value. */
 export function parseListen(listen: string): { host: string; port: number } {
-  const addr = parseHostPort(listen);
-  if (!addr)
+  const hp = splitHostPort(listen);
+  if (!hp || hp.host === undefined)
     throw new LogStateError('listen', `--listen must be HOST:PORT (port 0-65535), got ${JSON.stringify(listen)}`);
-  return addr;
+  return { host: hp.host, port: hp.port };
 }
 
 /** Whether `host` only ever reaches this machine. */

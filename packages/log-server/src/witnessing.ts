@@ -10,11 +10,10 @@
  * restarted log serves it at once.
  */
 import { readFile } from 'node:fs/promises';
-import { HttpTransport, writeFileDurably } from '@trailmark/node';
+import { writeFileDurably } from '@trailmark/node';
 import { join } from 'node:path';
 import {
   addSignatures,
-  b64encode,
   evaluateQuorum,
   openCheckpoint,
   parseNote,
@@ -28,6 +27,7 @@ import {
   type Policy,
   type PolicyWitness,
 } from '@trailmark/tlog';
+import { WitnessClient } from '@trailmark/client';
 import { LogStateError } from './errors.js';
 import type { Witnessing, WitnessingContext } from './witness-hook.js';
 
@@ -42,11 +42,9 @@ export interface WitnessingOptions {
   maxBackoffMs?: number;
 }
 
-/** Largest add-checkpoint answer read: a few signature lines; a hostile witness cannot make us buffer more. */
-const MAX_WITNESS_ANSWER = 1 << 20;
-
 interface WitnessState {
   w: PolicyWitness & { url: string };
+  client: WitnessClient;
   /** The witness's last cosigned size for our origin, as far as we know. */
   known: bigint | undefined;
   busy: boolean;
@@ -55,8 +53,6 @@ interface WitnessState {
   /** Size and time of our last cosignature from this witness. */
   cosignedSize: bigint | undefined;
   cosignedAt: number;
-  /** Keep-alive connections to the witness, opened at the first request (a bad URL fails that request). */
-  http?: HttpTransport;
 }
 
 interface Candidate {
@@ -143,6 +139,7 @@ class LogWitnessing implements Witnessing {
       }
       this.witnesses.push({
         w: { ...w, url: w.url },
+        client: new WitnessClient(w.url, this.timeoutMs),
         known: undefined,
         busy: false,
         failures: 0,
@@ -214,7 +211,6 @@ class LogWitnessing implements Witnessing {
     if (this.kick) clearTimeout(this.kick);
     this.closing.abort();
     await Promise.allSettled([...this.inflight]);
-    for (const s of this.witnesses) s.http?.close();
     await this.persisting;
   }
 
@@ -265,33 +261,22 @@ class LogWitnessing implements Witnessing {
     for (let attempt = 0; attempt < 2; attempt++) {
       const old = s.known !== undefined && s.known <= size ? s.known : 0n;
       const proof = old > 0n && old < size ? await this.ctx.consistencyProof(old, size) : [];
-      const body = `old ${old}\n` + proof.map((h) => b64encode(h) + '\n').join('') + '\n' + note;
-      s.http ??= new HttpTransport(s.w.url, { timeoutMs: this.timeoutMs, maxBytes: MAX_WITNESS_ANSWER });
-      const url = s.http.url + '/add-checkpoint';
-      // one exchange: this witness's own backoff (failed()) paces the next one
-      const res = await s.http.exchange('/add-checkpoint', { method: 'POST', body, signal: this.closing.signal });
-      const text = res.body.toString('utf8');
-      if (res.status === 200) {
-        this.accept(s, note, size, text);
+      const r = await s.client.addCheckpoint(old, proof, note, this.closing.signal);
+      if (r.status === 200) {
+        this.accept(s, note, size, r.text);
         return;
       }
-      if (res.status === 409 && (res.headers['content-type'] ?? '').startsWith('text/x.tlog.size')) {
-        const m = /^(0|[1-9][0-9]*)\n$/.exec(text);
-        if (!m) throw new Error(`409 from ${url} with a malformed size body`);
-        const theirs = BigInt(m[1]);
-        if (theirs > size) {
-          throw new Error(
-            `witness has cosigned size ${theirs} of ${this.ctx.origin}, beyond this log's ${size}: a fork or a rolled-back log`,
-          );
-        }
-        if (theirs === old)
-          throw new Error(
-            `witness refuses size ${size} from its cosigned size ${theirs} (different root for the same size?)`,
-          );
-        s.known = theirs;
-        continue;
+      const theirs = r.size;
+      if (theirs > size) {
+        throw new Error(
+          `witness has cosigned size ${theirs} of ${this.ctx.origin}, beyond this log's ${size}: a fork or a rolled-back log`,
+        );
       }
-      throw new Error(`POST ${url}: status ${res.status}: ${text.trim().slice(0, 200)}`);
+      if (theirs === old)
+        throw new Error(
+          `witness refuses size ${size} from its cosigned size ${theirs} (different root for the same size?)`,
+        );
+      s.known = theirs;
     }
     throw new Error('witness kept answering 409');
   }

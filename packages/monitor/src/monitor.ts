@@ -25,8 +25,7 @@ import {
 } from '@trailmark/tlog';
 import { createLogger, type Logger } from '@trailmark/node';
 import { Counter, Gauge, Registry } from 'prom-client';
-import { isNotEvidence, MonitorError } from './errors.js';
-import { rememberingVerifier } from '@trailmark/node';
+import { MonitorError } from './errors.js';
 import {
   idOfEvidence,
   inconsistentEvidence,
@@ -38,14 +37,18 @@ import {
   verifyEvidence,
   type Evidence,
   type Sighting,
-} from './evidence.js';
-import { getJson, httpRequest, joinUrl } from './http.js';
-import { KeyedLock } from '@trailmark/node';
-import { LogClient } from './logclient.js';
+  ClientError,
+  LogProofClient,
+  LogReader,
+  checkStreamEntries,
+  getJson,
+  httpRequest,
+  isNotEvidence,
+  joinUrl,
+  verifiedLogFromNote,
+} from '@trailmark/client';
+import { KeyedLock, rememberingVerifier } from '@trailmark/node';
 import type { MonitorStore, ViewRecord } from './store.js';
-import { LogReader } from './reader/http.js';
-import { verifiedLogFromNote } from './reader/verified.js';
-import { checkStreamEntries } from './reader/streams.js';
 
 export interface FollowedLogOptions {
   /** Base URL of the log (its /checkpoint and /v1/ API). */
@@ -110,7 +113,7 @@ interface Followed {
   origin: string;
   verifier: NoteVerifier;
   url: string;
-  client: LogClient;
+  client: LogProofClient;
   /** Tiles and entries, for the stream check. */
   reader: LogReader;
 }
@@ -191,7 +194,7 @@ export class Monitor {
         origin: verifier.name,
         verifier,
         url: l.url,
-        client: new LogClient(l.url, this.limits),
+        client: new LogProofClient(l.url, this.limits),
         reader,
       });
     }
@@ -371,7 +374,7 @@ export class Monitor {
     try {
       out = await this.lock.run(origin, () => this.fromLog(f, note));
     } catch (e) {
-      if (!(e instanceof MonitorError)) throw e;
+      if (!(e instanceof MonitorError || e instanceof ClientError)) throw e;
       this.m.errors.inc({ what: 'view' });
       return { status: 'error', message: e.message };
     }
@@ -607,7 +610,7 @@ export class Monitor {
         out = await this.lock.run(origin, () => this.compareForeign(f, got));
       }
     } catch (e) {
-      if (!(e instanceof MonitorError)) throw e;
+      if (!(e instanceof MonitorError || e instanceof ClientError)) throw e;
       return this.counted({ status: 'error', message: e.message });
     }
     if (out === undefined) {

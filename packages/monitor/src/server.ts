@@ -7,7 +7,7 @@ import type { Server } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { parsePrivateKey, vkeyOf, KEY_TYPE_COSIGNATURE, type NoteSigner } from '@trailmark/tlog';
 import { Counter } from 'prom-client';
-import { parseListen as parseHostPort } from '@trailmark/node';
+import { splitHostPort } from '@trailmark/node';
 import { MonitorError } from './errors.js';
 import { Monitor, type MonitorOptions } from './monitor.js';
 import { MonitorStore } from './store.js';
@@ -39,9 +39,9 @@ export interface RunningMonitor {
 
 /** Splits "host:port" (IPv6 in brackets). Precondition: none; throws MonitorError('config') when malformed. */
 export function parseListen(listen: string): { host: string; port: number } {
-  const addr = parseHostPort(listen, '127.0.0.1');
-  if (!addr) throw new MonitorError('config', `--listen ${JSON.stringify(listen)} is not HOST:PORT`);
-  return addr;
+  const hp = splitHostPort(listen);
+  if (!hp) throw new MonitorError('config', `--listen ${JSON.stringify(listen)} is not HOST:PORT`);
+  return { host: hp.host ?? '127.0.0.1', port: hp.port };
 }
 
 /**

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Level } from 'level';
 import type { StreamCheckerState } from '@trailmark/tlog';
-import type { Evidence, Sighting } from './evidence.js';
+import type { Evidence, Sighting } from '@trailmark/client';
 import { KeyedLock, writeFileDurably } from '@trailmark/node';
 import { MonitorError } from './errors.js';
 

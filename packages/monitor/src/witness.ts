@@ -12,6 +12,7 @@ import {
   cosignCheckpoint,
   emptyRoot,
   openCheckpoint,
+  parseAddCheckpoint,
   parseNote,
   verifyConsistency,
   type Checkpoint,
@@ -22,16 +23,8 @@ import {
 import { KeyedLock } from '@trailmark/node';
 import type { MonitorStore } from './store.js';
 
-/** At most 63 proof lines (tlog-witness). */
-export const MAX_PROOF_LINES = 63;
 /** Largest request body accepted: a 1 MiB note plus the proof. */
 export const MAX_ADD_CHECKPOINT_BODY = (1 << 20) + 8192;
-
-export interface AddCheckpointRequest {
-  oldSize: bigint;
-  proof: Hash[];
-  note: string;
-}
 
 /** The witness's answer: HTTP status, content type and body, as the spec requires. */
 export interface WitnessAnswer {
@@ -44,45 +37,8 @@ export interface WitnessAnswer {
   checkpoint?: { note: string; cp: Checkpoint };
 }
 
-const DECIMAL = /^(0|[1-9][0-9]*)$/;
-
 function answer(status: WitnessAnswer['status'], reason: string, extra: Partial<WitnessAnswer> = {}): WitnessAnswer {
   return { status, contentType: 'text/plain; charset=utf-8', body: reason + '\n', reason, ...extra };
-}
-
-/**
- * Parses an add-checkpoint body: "old <N>\n", up to 63 base64 hash lines, an empty line, the checkpoint note.
- * Precondition: none; returns a string saying what is malformed instead of throwing.
- */
-export function parseAddCheckpoint(body: string): AddCheckpointRequest | string {
-  const nl = body.indexOf('\n');
-  if (nl < 0) return 'body has no old size line';
-  const first = body.slice(0, nl);
-  if (!first.startsWith('old ')) return 'first line must be "old <size>"';
-  const sizeText = first.slice(4);
-  if (!DECIMAL.test(sizeText) || sizeText.length > 20)
-    return `old size ${JSON.stringify(sizeText.slice(0, 30))} is not a decimal without leading zeros`;
-  const oldSize = BigInt(sizeText);
-  if (oldSize >= 1n << 64n) return 'old size exceeds 2^64-1';
-  const proof: Hash[] = [];
-  let pos = nl + 1;
-  for (;;) {
-    const e = body.indexOf('\n', pos);
-    if (e < 0) return 'missing empty line before the checkpoint';
-    const line = body.slice(pos, e);
-    pos = e + 1;
-    if (line === '') break;
-    if (proof.length === MAX_PROOF_LINES) return `more than ${MAX_PROOF_LINES} consistency proof lines`;
-    let h: Uint8Array;
-    try {
-      h = b64decode(line, `proof line ${proof.length + 1}`);
-    } catch (err) {
-      return (err as Error).message;
-    }
-    if (h.length !== 32) return `proof line ${proof.length + 1} is ${h.length} bytes, want 32`;
-    proof.push(h);
-  }
-  return { oldSize, proof, note: body.slice(pos) };
 }
 
 export interface WitnessOptions {

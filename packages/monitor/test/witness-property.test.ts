@@ -6,7 +6,8 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import {
-  b64encode,
+  formatAddCheckpoint,
+  parseAddCheckpoint,
   bytesEqual,
   generateKey,
   KEY_TYPE_COSIGNATURE,
@@ -14,7 +15,7 @@ import {
   parsePrivateKey,
   parseVkey,
 } from '@trailmark/tlog';
-import { MonitorStore, Witness, parseAddCheckpoint } from '../src/index.js';
+import { MonitorStore, Witness } from '../src/index.js';
 import { TestTree } from '../../../test/lib/tree.js';
 
 const seed = (n: number) => new Uint8Array(32).fill(n);
@@ -36,7 +37,7 @@ interface Req {
 async function body(r: Req): Promise<string> {
   const t = r.forked ? fork : honest;
   const proof = r.old > 0 && r.old < r.size ? await t.consistency(r.old, r.size) : [];
-  return `old ${r.old}\n` + proof.map((h) => b64encode(h) + '\n').join('') + '\n' + t.checkpoint(r.size);
+  return formatAddCheckpoint({ oldSize: BigInt(r.old), proof, note: t.checkpoint(r.size) });
 }
 
 describe('witness property: never cosigns a split view', function () {

@@ -1,10 +1,11 @@
 /**
- * Parses HOST:PORT ("[::1]:8080" for IPv6; an empty host is `defaultHost`). Returns undefined when malformed,
- * or when the host is empty and no default is given; the caller throws its own configuration error.
+ * Splits "HOST:PORT" ("[::1]:8080" for IPv6; an empty host is allowed, ":8080"). Returns undefined when the
+ * value is malformed or the port is over 65535, so each daemon throws its own configuration error and picks
+ * its own default host. Precondition: none.
  */
-export function parseListen(s: string, defaultHost?: string): { host: string; port: number } | undefined {
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(s);
+export function splitHostPort(listen: string): { host: string | undefined; port: number } | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(listen);
   const port = m ? Number(m[3]) : NaN;
-  const host = m ? (m[1] ?? (m[2] || defaultHost)) : undefined;
-  return host !== undefined && port <= 65535 ? { host, port } : undefined;
+  if (!m || port > 65535) return undefined;
+  return { host: m[1] ?? (m[2] || undefined), port };
 }

@@ -2,7 +2,7 @@
  * The users file (`--users`: proxy users, their SCRAM verifiers and roles) and the rules file (`--rules`: the
  * databases each role may use and whether it may write), contract section 5b.
  */
-import { ConfigError, readJsonFile } from '@trailmark/proxy';
+import { ConfigError, readJsonFile } from '@trailmark/recorder';
 import { parseVerifier, type ScramVerifier } from './scram.js';
 
 export interface PgUser {

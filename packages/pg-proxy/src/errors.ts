@@ -1,4 +1,4 @@
-import { ProxyError } from '@trailmark/proxy';
+import { ProxyError } from '@trailmark/recorder';
 
 /**
  * pg-proxy errors. Codes: 'users' and 'rules' (bad files), 'protocol' (a client broke the wire protocol),

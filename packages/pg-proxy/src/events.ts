@@ -6,15 +6,8 @@
  * AccessTrail (spool, shipper, log client of @trailmark/proxy), so stream fields and anything else the trail
  * adds to events apply here unchanged.
  */
-import {
-  AccessTrail,
-  ACCESS_SCHEMA,
-  capString,
-  newId,
-  rfc3339ms,
-  type AccessEvent,
-  type Receipt,
-} from '@trailmark/proxy';
+import { AccessTrail, ACCESS_SCHEMA, capString, newId, rfc3339ms, type AccessEvent } from '@trailmark/recorder';
+import type { Receipt } from '@trailmark/client';
 
 export interface PgActor {
   id: string | null;

@@ -9,7 +9,8 @@ import net from 'node:net';
 import { hostname } from 'node:os';
 import tls from 'node:tls';
 import { Registry } from 'prom-client';
-import { AccessTrail, ConfigError, LogClient, parseListen, ReceiptError, type TrailMode } from '@trailmark/proxy';
+import { LogWriter, ReceiptError } from '@trailmark/client';
+import { AccessTrail, ConfigError, parseListen, type TrailMode } from '@trailmark/recorder';
 import { parseVkey, type NoteVerifier } from '@trailmark/tlog';
 import { PgRules, PgUsers } from './config.js';
 import { PgTrail } from './events.js';
@@ -122,7 +123,7 @@ export async function startPgProxy(opts: PgProxyOptions): Promise<RunningPgProxy
       s.socket.end();
     }
   }
-  const client = new LogClient({ url: opts.log, vkey: verifier, ...(opts.logToken ? { token: opts.logToken } : {}) });
+  const client = new LogWriter({ url: opts.log, vkey: verifier, ...(opts.logToken ? { token: opts.logToken } : {}) });
   try {
     await client.checkpoint({ attempts: 1, deadlineMs: 3000 });
   } catch (e) {

@@ -6,7 +6,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { join } from 'node:path';
-import { ConfigError } from '@trailmark/proxy';
+import { ConfigError } from '@trailmark/recorder';
 import { startPgProxy, type PgProxyOptions } from './proxy.js';
 
 export interface PgProxyService {

@@ -4,7 +4,14 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { bearerToken, type Identity, type Rules, type TokenStore } from './auth.js';
-import { capString, REDACTED, redactPathParams, redactQuery, requestEvent, type RequestEvent } from './events.js';
+import {
+  capString,
+  REDACTED,
+  redactPathParams,
+  redactQuery,
+  requestEvent,
+  type RequestEvent,
+} from '@trailmark/recorder';
 
 export interface GateOptions {
   /** Token → identity. Without it (and without `identify`), every request is anonymous and allowed. */

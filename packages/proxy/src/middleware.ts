@@ -6,9 +6,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { Identity, Rules, TokenStore } from './auth.js';
-import { countRequestBytes, outcomeOf, responseEvent } from './events.js';
+import { countRequestBytes, outcomeOf, responseEvent } from '@trailmark/recorder';
 import { decide, DEFAULT_REDACT_QUERY } from './gate.js';
-import type { AccessTrail } from './trail.js';
+import type { AccessTrail } from '@trailmark/recorder';
 
 export interface AccessMiddlewareOptions {
   trail: AccessTrail;

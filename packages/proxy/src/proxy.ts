@@ -17,7 +17,7 @@ import net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { Counter, type Registry } from 'prom-client';
 import { ConfigError } from './errors.js';
-import { countRequestBytes, outcomeOf, responseEvent } from './events.js';
+import { countRequestBytes, outcomeOf, responseEvent } from '@trailmark/recorder';
 import { decide, type GateOptions } from './gate.js';
 import { REQUEST_ID_HEADER } from './middleware.js';
 import {

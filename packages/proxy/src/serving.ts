@@ -3,16 +3,15 @@
  * processes): checking the common options, opening the trail, listening, the admin server (/healthz, /metrics).
  */
 import http, { type ServerResponse } from 'node:http';
-import { parseListen as parseHostPort } from '@trailmark/node';
 import type net from 'node:net';
 import { hostname } from 'node:os';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { parseVkey, type NoteVerifier } from '@trailmark/tlog';
 import { Rules, TokenStore } from './auth.js';
-import { ConfigError, ReceiptError } from './errors.js';
+import { ConfigError } from './errors.js';
 import { DEFAULT_REDACT_QUERY, type GateOptions } from './gate.js';
-import { LogClient } from './logclient.js';
-import { AccessTrail, type TrailMode } from './trail.js';
+import { LogWriter, ReceiptError } from '@trailmark/client';
+import { AccessTrail, type TrailMode } from '@trailmark/recorder';
 
 /** The options every recording daemon takes (contract section 5). */
 export interface RecorderOptions {
@@ -48,7 +47,7 @@ export interface RecorderOptions {
 /** The checked options: everything that can be wrong in them is reported before any file or port is touched. */
 export interface Recorder {
   mode: TrailMode;
-  client: LogClient;
+  client: LogWriter;
   /** The gate's options; `target` is filled in by each daemon. */
   gate: Omit<GateOptions, 'target'>;
   warn: (line: string) => void;
@@ -68,7 +67,7 @@ export function checkRecorder(opts: RecorderOptions, daemon: string): Recorder {
   } catch (e) {
     throw new ConfigError('log-key', `--log-key is not a valid vkey: ${(e as Error).message}`);
   }
-  const client = new LogClient({ url: opts.log, vkey: verifier, ...(opts.logToken ? { token: opts.logToken } : {}) });
+  const client = new LogWriter({ url: opts.log, vkey: verifier, ...(opts.logToken ? { token: opts.logToken } : {}) });
   return {
     mode,
     client,
@@ -134,12 +133,7 @@ export async function openTrail(
   return { trail, registry };
 }
 
-/** Parses HOST:PORT (IPv6 in brackets; an empty host is 0.0.0.0). Precondition: none; throws ConfigError. */
-export function parseListen(s: string, what = '--listen'): { host: string; port: number } {
-  const addr = parseHostPort(s, '0.0.0.0');
-  if (!addr) throw new ConfigError('listen', `${what} must be HOST:PORT, got ${JSON.stringify(s)}`);
-  return addr;
-}
+export { parseListen } from '@trailmark/recorder';
 
 /** Listens; resolves with the server's URL. Precondition: server not listening; throws ConfigError. */
 export function listen(server: http.Server, addr: { host: string; port: number }): Promise<string> {

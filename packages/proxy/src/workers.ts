@@ -26,7 +26,7 @@ import {
   type RunningRecorder,
   type TrailHealth,
 } from './serving.js';
-import type { AccessTrail } from './trail.js';
+import type { AccessTrail } from '@trailmark/recorder';
 
 export interface WorkerPoolOptions {
   /** Processes to serve with (default: the number of CPUs). */

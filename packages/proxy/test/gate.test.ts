@@ -3,16 +3,8 @@ import fc from 'fast-check';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  ambiguousPath,
-  ConfigError,
-  redactPathParams,
-  redactQuery,
-  Rules,
-  splitTarget,
-  TokenStore,
-  bearerToken,
-} from '../src/index.js';
+import { redactPathParams, redactQuery } from '@trailmark/recorder';
+import { ambiguousPath, ConfigError, Rules, splitTarget, TokenStore, bearerToken } from '../src/index.js';
 
 describe('auth, rules, redaction', () => {
   it('redacts named query parameters, case-insensitively and percent-decoded, keeping the rest byte for byte', () => {

@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import express from 'express';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
-import { AccessTrail, accessTrailMiddleware, TokenStore } from '../src/index.js';
+import { AccessTrail } from '@trailmark/recorder';
+import { accessTrailMiddleware, TokenStore } from '../src/index.js';
 import { accessCount, close, logEntries, RestartableLog, tempDir, treeSize, waitFor } from './helpers.js';
 
 describe('express middleware (real express app, real log)', function () {

@@ -7,7 +7,8 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { Spool, startProxy, type RunningProxy } from '../src/index.js';
+import { Spool } from '@trailmark/recorder';
+import { startProxy, type RunningProxy } from '../src/index.js';
 import {
   accessCount,
   byRequest,

@@ -6,7 +6,7 @@ import http from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { b64decode, parseVkey, streamSignatureMessage, checkStreamPosition } from '@trailmark/tlog';
-import { AccessTrail, requestEvent, responseEvent, SpoolError } from '../src/index.js';
+import { AccessTrail, requestEvent, responseEvent, SpoolError } from '@trailmark/recorder';
 import { byRequest, logEntries, spawnProxy, RestartableLog, startUpstream, tempDir, waitFor } from './helpers.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));

@@ -15,3 +15,5 @@ export * from './json.js';
 export * from './tilereader.js';
 export * from './stream.js';
 export * from './streamcheck.js';
+export * from './witness.js';
+export * from './treeview.js';

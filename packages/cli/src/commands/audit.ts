@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { auditLog, readAuditState, readAuditStreams, writeAuditState, type AuditProgress } from '@trailmark/monitor';
+import { auditLog, readAuditState, readAuditStreams, writeAuditState, type AuditProgress } from '@trailmark/client';
 import { auditStore, LogStateError } from '@trailmark/log-server';
 import { vkeyOf } from '@trailmark/tlog';
 import { action, makeOutput, type Output } from '../program.js';

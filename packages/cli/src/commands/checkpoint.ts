@@ -7,7 +7,7 @@ import {
   LogReader,
   fetchVerifiedCheckpoint,
   isNotEvidence,
-} from '@trailmark/monitor';
+} from '@trailmark/client';
 import { action, makeOutput } from '../program.js';
 import { CliError, failed, usage } from '../exit.js';
 import { type LogKeyArgs, loadLogKey, loadPolicy, logKeyOptions, writeTextFile } from './files.js';

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { b64encode, fromUtf8, toU64 } from '@trailmark/tlog';
-import { followEntries, nodeHasher, type VerifiedEntry } from '@trailmark/monitor';
+import { followEntries, nodeHasher, type VerifiedEntry } from '@trailmark/client';
 import { action } from '../program.js';
 import { usage } from '../exit.js';
 import { type LogArgs, logOptions, logReader, mapped } from './checkpoint.js';

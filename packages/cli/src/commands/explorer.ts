@@ -2,14 +2,7 @@ import type { Command } from 'commander';
 import { startExplorer } from '@trailmark/explorer';
 import { action, makeOutput, runUntilSignal } from '../program.js';
 import { usage } from '../exit.js';
-import { loadPolicy, loadVkey, readTextFile } from './files.js';
-
-/** The log's vkey from --key or --log-key (exactly one). */
-export function keyArg(opts: { key?: string; logKey?: string }): string {
-  if ((opts.key === undefined) === (opts.logKey === undefined))
-    throw usage("give the log's vkey with --key VKEY (or --log-key VKEY)");
-  return (opts.key ?? opts.logKey)!;
-}
+import { loadLogKey, loadPolicy, readTextFile } from './files.js';
 
 interface ExplorerCliOptions {
   log: string;
@@ -42,7 +35,7 @@ export function registerExplorer(program: Command): void {
         const interval = Number(opts.interval);
         if (!Number.isSafeInteger(interval) || interval < 50)
           throw usage(`--interval ${opts.interval} must be an integer >= 50 (milliseconds)`);
-        const logKey = await loadVkey(keyArg(opts));
+        const logKey = await loadLogKey(opts);
         const policyText = opts.policy !== undefined ? await readTextFile(opts.policy, 'policy file') : undefined;
         const policy = opts.policy !== undefined ? await loadPolicy(opts.policy) : undefined;
         let running;

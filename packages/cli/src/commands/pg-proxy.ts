@@ -1,17 +1,19 @@
 import type { Command } from 'commander';
-import { ProxyError, type TrailMode } from '@trailmark/proxy';
+import { ProxyError, type TrailMode } from '@trailmark/recorder';
 import type { PgProxyService } from '@trailmark/pg-proxy';
+import { ClientError } from '@trailmark/client';
 import { TlogError } from '@trailmark/tlog';
 import { action, makeOutput, runUntilSignal } from '../program.js';
 import { EXIT_OK, usage } from '../exit.js';
-import { loadVkey, readTextFile } from './files.js';
+import { loadLogKey, logKeyOptions, readTextFile } from './files.js';
 
 interface PgProxyCliOptions {
   upstream: string;
   upstreamPasswordFile?: string;
   upstreamReadOnly?: string;
   log: string;
-  logKey: string;
+  key?: string;
+  logKey?: string;
   logToken?: string;
   users: string;
   rules?: string;
@@ -36,7 +38,7 @@ async function firstLine(file: string, what: string): Promise<string> {
  * (contract section 5b). The upstream password comes from --upstream-password-file, PGPASSWORD or the URL.
  */
 export function registerPgProxy(program: Command): void {
-  program
+  const cmd = program
     .command('pg-proxy')
     .description('PostgreSQL access proxy: SCRAM login as proxy users, every statement recorded in the log')
     .requiredOption('--upstream <url>', "the database and the proxy's own login there: postgres://USER@HOST:PORT/DB")
@@ -45,8 +47,8 @@ export function registerPgProxy(program: Command): void {
       '--upstream-read-only <url>',
       'where read-only sessions log in: a database role that can only read (same password sources)',
     )
-    .requiredOption('--log <url>', 'log base URL')
-    .requiredOption('--log-key <vkey>', "the log's vkey or a file holding it")
+    .requiredOption('--log <url>', 'log base URL');
+  logKeyOptions(cmd)
     .option('--log-token <token>', 'bearer token for a log whose write API requires one (or TRAILMARK_LOG_TOKEN)')
     .requiredOption(
       '--users <file>',
@@ -76,7 +78,7 @@ export function registerPgProxy(program: Command): void {
     .action(
       action(async (opts: PgProxyCliOptions, cmd: Command) => {
         const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
-        const logKey = await loadVkey(opts.logKey);
+        const logKey = await loadLogKey(opts);
         const password = opts.upstreamPasswordFile
           ? await firstLine(opts.upstreamPasswordFile, 'upstream password file')
           : process.env.PGPASSWORD;
@@ -109,7 +111,7 @@ export function registerPgProxy(program: Command): void {
             workers,
           );
         } catch (e) {
-          if (e instanceof ProxyError || e instanceof TlogError) throw usage(e.message);
+          if (e instanceof ProxyError || e instanceof ClientError || e instanceof TlogError) throw usage(e.message);
           const err = e as NodeJS.ErrnoException;
           throw usage(`cannot start the pg-proxy: ${err.code ? `${err.code}: ` : ''}${err.message}`);
         }

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { b64encode, openCheckpoint, toU64, type Checkpoint, type NoteVerifier } from '@trailmark/tlog';
-import { fetchVerifiedCheckpoint, findLeafIndex, proveConsistencyFromTiles, proveInclusion } from '@trailmark/monitor';
+import { fetchVerifiedCheckpoint, findLeafIndex, proveConsistencyFromTiles, proveInclusion } from '@trailmark/client';
 import { action, makeOutput } from '../program.js';
 import { usage } from '../exit.js';
 import { type LogArgs, logOptions, logReader, mapped } from './checkpoint.js';

@@ -7,17 +7,19 @@ import {
   type RecorderOptions,
   type RunningPool,
   type RunningRecorder,
-  type TrailMode,
 } from '@trailmark/proxy';
+import type { TrailMode } from '@trailmark/recorder';
+import { ClientError } from '@trailmark/client';
 import { TlogError } from '@trailmark/tlog';
 import { makeOutput, runUntilSignal } from '../program.js';
 import { EXIT_OK, usage } from '../exit.js';
-import { loadVkey } from './files.js';
+import { loadLogKey, logKeyOptions } from './files.js';
 
 /** The options `proxy` and `forward-auth` share (contract section 5), as commander parses them. */
 export interface RecorderCliOptions {
   log: string;
-  logKey: string;
+  key?: string;
+  logKey?: string;
   tokens: string;
   logToken?: string;
   logTokenFile?: string;
@@ -60,9 +62,7 @@ const collect = (v: string, prev: string[] = []) => [...prev, v];
 /** Declares the shared options on a recording command. */
 export function recorderOptions(cmd: Command, defaultListen: string): Command {
   return (
-    cmd
-      .requiredOption('--log <url>', 'log base URL')
-      .requiredOption('--log-key <vkey>', "the log's vkey or a file holding it")
+    logKeyOptions(cmd.requiredOption('--log <url>', 'log base URL'))
       .requiredOption('--tokens <file>', 'JSON file mapping bearer tokens to identities {"<token>": {"id", "roles"}}')
       .option(
         '--log-token <token>',
@@ -116,7 +116,7 @@ export async function runRecorder(
   extra: Record<string, string>,
 ): Promise<number> {
   const out = makeOutput(Boolean(cmd.optsWithGlobals().json));
-  const logKey = await loadVkey(opts.logKey);
+  const logKey = await loadLogKey(opts);
   const workers = Number(opts.workers);
   const logToken = await readLogToken(opts);
   const heartbeat = Number(opts.heartbeatSeconds ?? '30');
@@ -156,7 +156,7 @@ export async function runRecorder(
       },
     });
   } catch (e) {
-    if (e instanceof ProxyError || e instanceof TlogError) throw usage(e.message);
+    if (e instanceof ProxyError || e instanceof ClientError || e instanceof TlogError) throw usage(e.message);
     const err = e as NodeJS.ErrnoException;
     throw usage(`cannot start ${daemon}: ${err.code ? `${err.code}: ` : ''}${err.message}`);
   }

@@ -14,8 +14,7 @@ import {
 import { action } from '../program.js';
 import { usage } from '../exit.js';
 import { mapped } from './checkpoint.js';
-import { keyArg } from './explorer.js';
-import { loadPolicy, loadVkey } from './files.js';
+import { loadLogKey, loadPolicy } from './files.js';
 import { makeWriter } from './entries.js';
 
 type SearchCliOptions = Record<string, string | undefined> & {
@@ -87,7 +86,7 @@ export function registerSearch(program: Command): void {
         if (e instanceof FilterError) throw usage(e.message);
         throw e;
       }
-      const logKey = await loadVkey(keyArg(opts));
+      const logKey = await loadLogKey(opts);
       const policy = opts.policy !== undefined ? await loadPolicy(opts.policy) : undefined;
       const search = new VerifiedSearch({
         explorer: opts.explorer,

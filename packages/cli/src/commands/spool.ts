@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { checkSpool, salvageSpool, ProxyError, type SpoolReport } from '@trailmark/proxy';
+import { checkSpool, salvageSpool, ProxyError, type SpoolReport } from '@trailmark/recorder';
 import { action, makeOutput, type Output } from '../program.js';
 import { EXIT_FAILED, EXIT_OK, usage } from '../exit.js';
 

@@ -4,7 +4,7 @@
  * the seqs when any is found. Kept apart from audit.ts, which only calls in here.
  */
 import { StreamChecker, type NoteVerifier, type StreamCheckerState, type StreamReport } from '@trailmark/tlog';
-import { checkStreamEntries, verifiedLogFromNote, type AuditReport, type LogReader } from '@trailmark/monitor';
+import { checkStreamEntries, verifiedLogFromNote, type AuditReport, type LogReader } from '@trailmark/client';
 import type { Output } from '../program.js';
 import { EXIT_FAILED, EXIT_OK } from '../exit.js';
 import { mapped } from './checkpoint.js';

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { EvidenceError, verifyEvidence } from '@trailmark/monitor';
+import { EvidenceError, verifyEvidence } from '@trailmark/client';
 import type { NoteVerifier } from '@trailmark/tlog';
 import { action, makeOutput } from '../program.js';
 import { failed, usage } from '../exit.js';

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { TlogError, b64decode, b64encode, openCheckpoint, verifyConsistency, verifyTlogProof } from '@trailmark/tlog';
 import { action, makeOutput } from '../program.js';
 import { type CliError, failed, usage } from '../exit.js';
-import { isNotEvidence } from '@trailmark/monitor';
+import { isNotEvidence } from '@trailmark/client';
 import { toCliError } from './checkpoint.js';
 import { type LogKeyArgs, entryLeafHash, loadLogKey, loadPolicy, logKeyOptions, readTextFile } from './files.js';
 

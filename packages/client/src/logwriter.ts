@@ -29,21 +29,19 @@ import {
   openCheckpoint,
   parseTlogProof,
   parseVkey,
-  tileForNode,
-  tileHashes,
   tilePath,
-  tileWidth,
-  TILE_HEIGHT,
-  TILE_WIDTH,
-  treeRoot,
+  TileMissingError,
+  TlogError,
+  TreeView,
   verifyInclusion,
   type Checkpoint,
   type Hash,
   type NoteVerifier,
+  type TileRef,
 } from '@trailmark/tlog';
-import { LogRejectedError, LogUnavailableError, ProxyError, ReceiptError } from './errors.js';
+import { ClientError, LogRejectedError, LogUnavailableError, ReceiptError } from './errors.js';
 
-export interface LogClientOptions {
+export interface LogWriterOptions {
   /** Base URL of the log, e.g. http://127.0.0.1:8080 */
   url: string;
   /** The log's vkey (text) or a parsed verifier. */
@@ -77,7 +75,7 @@ export interface Receipt {
   proof?: string;
 }
 
-export interface LogClientStats {
+export interface LogWriterStats {
   requests: number;
   retries: number;
   /** Answers that did not verify (bad signature, wrong hash, failed inclusion, malformed receipt). */
@@ -129,18 +127,18 @@ function hashField(obj: Record<string, unknown>, name: string): Uint8Array {
   return h;
 }
 
-export class LogClient {
+export class LogWriter {
   readonly url: string;
   readonly verifier: NoteVerifier;
   /** Counters; `requests` and `retries` are the transport's. */
-  readonly stats: LogClientStats;
+  readonly stats: LogWriterStats;
   private readonly token?: string;
   private readonly http: HttpTransport;
   /** Note texts whose log signature verified, newest last. */
   private readonly verified = new Map<string, Checkpoint>();
 
   /** Precondition: opts.url is an http(s) URL and opts.vkey a valid vkey (else ProxyError 'config'/KeyError). */
-  constructor(opts: LogClientOptions) {
+  constructor(opts: LogWriterOptions) {
     try {
       this.http = new HttpTransport(opts.url, {
         timeoutMs: opts.timeoutMs ?? 10_000,
@@ -154,7 +152,7 @@ export class LogClient {
         },
       });
     } catch (e) {
-      throw new ProxyError(
+      throw new ClientError(
         'config',
         /http or https/.test((e as Error).message)
           ? `log URL ${opts.url} must be http or https`
@@ -169,7 +167,7 @@ export class LogClient {
     this.stats = Object.defineProperties(own, {
       requests: { get: () => t.requests, enumerable: true },
       retries: { get: () => t.retries, enumerable: true },
-    }) as LogClientStats;
+    }) as LogWriterStats;
   }
 
   /** Closes idle keep-alive connections to the log. */
@@ -355,9 +353,11 @@ export class LogClient {
     }
     let root: Hash;
     try {
-      root = await new TreeView(this, cp.size, mine).root();
+      const tiles = (ref: TileRef) => this.getBytes('/' + tilePath(ref));
+      root = await new TreeView(cp.size, mine, tiles, nodeHasher).root();
     } catch (e) {
-      if (!(e instanceof TileUnavailable)) throw e;
+      if (e instanceof TlogError && e.code === 'tile') throw new ReceiptError('tile', e.message);
+      if (!(e instanceof TileMissingError)) throw e;
       const proofs = await this.proofsByIndex(receipts, cp.size);
       receipts.forEach((r, i) => {
         try {
@@ -464,89 +464,5 @@ function parseJson(data: Uint8Array, what: string): unknown {
     return JSON.parse(new TextDecoder().decode(data));
   } catch {
     throw new ReceiptError('malformed-receipt', `log answer to ${what} is not JSON`);
-  }
-}
-
-class TileUnavailable extends Error {}
-
-/**
- * The tree of `size` leaves as seen from the log's tiles, with our own leaf hashes at our indexes. Nodes whose
- * leaves include one of ours are always hashed from their children, down to our leaves, so the root binds
- * every one of them; other nodes are read from the tiles where stored (levels 8k) or hashed up from them.
- * Memoized for one batch.
- */
-class TreeView {
-  private readonly tiles = new Map<string, Promise<Hash[]>>();
-  private readonly nodes = new Map<string, Hash>();
-  private readonly sorted: bigint[];
-
-  constructor(
-    private readonly client: LogClient,
-    private readonly size: bigint,
-    private readonly mine: Map<bigint, Hash>,
-  ) {
-    this.sorted = [...mine.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  }
-
-  async root(): Promise<Hash> {
-    return treeRoot(this.size, (nodes) => Promise.all(nodes.map((n) => this.node(n.level, n.index))), nodeHasher);
-  }
-
-  /** Whether node (level, index) covers one of our leaves. */
-  private covers(level: number, index: bigint): boolean {
-    const lo = index << BigInt(level);
-    const hi = (index + 1n) << BigInt(level);
-    let a = 0;
-    let b = this.sorted.length;
-    while (a < b) {
-      const m = (a + b) >> 1;
-      if (this.sorted[m] < lo) a = m + 1;
-      else b = m;
-    }
-    return a < this.sorted.length && this.sorted[a] < hi;
-  }
-
-  private async node(level: number, index: bigint): Promise<Hash> {
-    const key = `${level}/${index}`;
-    const hit = this.nodes.get(key);
-    if (hit) return hit;
-    let h: Hash;
-    const own = level === 0 ? this.mine.get(index) : undefined;
-    if (own) h = own;
-    else if (level % TILE_HEIGHT === 0 && (level === 0 || !this.covers(level, index))) {
-      const loc = tileForNode({ level, index });
-      const hashes = await this.tile(loc.level, loc.index);
-      if (hashes.length <= loc.offset)
-        throw new ReceiptError('tile', `tile ${loc.level}/${loc.index} is too short for node ${key}`);
-      h = hashes[loc.offset];
-    } else {
-      h = nodeHasher.node(await this.node(level - 1, 2n * index), await this.node(level - 1, 2n * index + 1n));
-    }
-    this.nodes.set(key, h);
-    return h;
-  }
-
-  private tile(level: number, index: bigint): Promise<Hash[]> {
-    const key = `${level}/${index}`;
-    let p = this.tiles.get(key);
-    if (!p) {
-      p = this.fetchTile(level, index);
-      this.tiles.set(key, p);
-    }
-    return p;
-  }
-
-  private async fetchTile(level: number, index: bigint): Promise<Hash[]> {
-    const width = tileWidth(level, index, this.size);
-    if (width === 0) throw new ReceiptError('tile', `tile ${level}/${index} is outside the tree of size ${this.size}`);
-    let data = await this.client.getBytes('/' + tilePath({ level, index, width }));
-    // the tree may have grown since: a full tile holds the same hashes at the same places
-    if (data === null && width < TILE_WIDTH)
-      data = await this.client.getBytes('/' + tilePath({ level, index, width: TILE_WIDTH }));
-    if (data === null) throw new TileUnavailable(`tile ${level}/${index} not found`);
-    const hashes = tileHashes(data);
-    if (hashes.length < width)
-      throw new ReceiptError('tile', `tile ${level}/${index} has ${hashes.length} hashes, want ${width}`);
-    return hashes;
   }
 }

@@ -4,13 +4,12 @@
  * verify) leaves the batch in place and the shipper tries again after a backoff. A crash anywhere in this
  * loop at worst resends a batch the log already has, and the log's dedup answers with the original indexes.
  */
-import { LogRejectedError, ReceiptError } from './errors.js';
-import type { LogClient } from './logclient.js';
+import { LogRejectedError, ReceiptError, type LogWriter } from '@trailmark/client';
 import type { Spool } from './spool.js';
 
 export interface ShipperOptions {
   spool: Spool;
-  client: LogClient;
+  client: LogWriter;
   /** Events per add-entries call (default 1,000; the log accepts up to 10,000). */
   batchSize?: number;
   /** Bytes per call, about (default 4 MiB; the log accepts 16 MiB). */
@@ -59,7 +58,7 @@ export class Shipper {
   private backingOff = false;
   private unsubscribe: (() => void) | null = null;
   private readonly spool: Spool;
-  private readonly client: LogClient;
+  private readonly client: LogWriter;
   private readonly batchSize: number;
   private readonly batchBytes: number;
   private readonly retryBaseMs: number;

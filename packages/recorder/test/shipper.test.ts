@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { join } from 'node:path';
 import { canonicalJson, b64encode, hashLeaf } from '@trailmark/tlog';
 import { AccessTrail, requestEvent } from '../src/index.js';
-import { logEntries, RestartableLog, startRelay, tempDir, treeSize, waitFor } from './helpers.js';
+import { logEntries, RestartableLog, startRelay, tempDir, treeSize, waitFor } from '../../proxy/test/helpers.js';
 
 describe('shipper: nothing leaves the spool without a verified receipt', function () {
   this.timeout(30_000);

@@ -6,7 +6,7 @@ import { getJson, getOk, joinUrl, type RequestLimits } from './http.js';
  * What the monitor asks of a log over HTTP (contract section 3): its checkpoint and the proofs that tie two
  * tree sizes together. Proofs are never trusted: the caller verifies them against signed roots.
  */
-export class LogClient {
+export class LogProofClient {
   constructor(
     readonly url: string,
     readonly limits: RequestLimits = {},

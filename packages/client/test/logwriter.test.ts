@@ -3,8 +3,8 @@ import { canonicalJson, generateKey, hashLeaf, b64encode, parsePrivateKey, parse
 import fc from 'fast-check';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { LogClient, LogRejectedError, LogUnavailableError, nativeEd25519Verifier, ReceiptError } from '../src/index.js';
-import { RestartableLog, startRelay, tempDir } from './helpers.js';
+import { LogWriter, LogRejectedError, LogUnavailableError, nativeEd25519Verifier, ReceiptError } from '../src/index.js';
+import { RestartableLog, startRelay, tempDir } from '../../proxy/test/helpers.js';
 
 describe('nativeEd25519Verifier', () => {
   it('accepts and rejects exactly what the tlog verifier does', () => {
@@ -29,7 +29,7 @@ describe('nativeEd25519Verifier', () => {
   });
 });
 
-describe('LogClient against a real log', () => {
+describe('LogWriter against a real log', () => {
   const tmp = tempDir('tm-logclient-');
   const log = new RestartableLog(tmp.dir);
   before(() => log.start());
@@ -41,7 +41,7 @@ describe('LogClient against a real log', () => {
   const entry = (i: number) => canonicalJson({ test: 'logclient', i, nonce: Math.random() });
 
   it('verifies add-entry and add-entries receipts; a resend gets the original indexes', async () => {
-    const c = new LogClient({ url: log.url, vkey: log.vkey });
+    const c = new LogWriter({ url: log.url, vkey: log.vkey });
     const one = await c.addEntry(entry(0));
     expect(one.proof).to.match(/^c2sp.org\/tlog-proof@v1\n/);
     const batch = Array.from({ length: 300 }, (_, i) => entry(i + 1));
@@ -64,7 +64,7 @@ describe('LogClient against a real log', () => {
 
   it('rejects receipts under another key of the same name, and counts them', async () => {
     const other = generateKey('test.example/log').vkey;
-    const c = new LogClient({ url: log.url, vkey: other });
+    const c = new LogWriter({ url: log.url, vkey: other });
     for (const call of [() => c.addEntry(entry(1000)), () => c.addEntries([entry(1001)])]) {
       try {
         await call();
@@ -87,7 +87,7 @@ describe('LogClient against a real log', () => {
       },
     });
     try {
-      const c = new LogClient({ url: relay.url, vkey: log.vkey });
+      const c = new LogWriter({ url: relay.url, vkey: log.vkey });
       await c.addEntries([entry(2000), entry(2001)]).then(
         () => expect.fail('accepted a wrong leaf hash'),
         (e) => expect((e as ReceiptError).code).to.equal('leaf-hash'),
@@ -105,7 +105,7 @@ describe('LogClient against a real log', () => {
   /** A relay in front of the log that corrupts tiles, or answers 404 for them. */
   async function tileRelay(mode: 'corrupt' | 'absent') {
     const http = await import('node:http');
-    const { listen, close } = await import('./helpers.js');
+    const { listen, close } = await import('../../proxy/test/helpers.js');
     const paths: string[] = [];
     const server = http.createServer(async (req, res) => {
       paths.push(req.url!);
@@ -132,7 +132,7 @@ describe('LogClient against a real log', () => {
   it('rejects a batch receipt when a tile lies about the tree (inclusion fails against the signed root)', async () => {
     const relay = await tileRelay('corrupt');
     try {
-      const c = new LogClient({ url: relay.url, vkey: log.vkey });
+      const c = new LogWriter({ url: relay.url, vkey: log.vkey });
       await c.addEntries([entry(3000), entry(3001), entry(3002)]).then(
         () => expect.fail('accepted an inclusion built from a corrupted tile'),
         (e) => expect((e as ReceiptError).code).to.equal('inclusion'),
@@ -146,7 +146,7 @@ describe('LogClient against a real log', () => {
   it('falls back to get-proof-by-index when tiles are not served, still verifying each proof', async () => {
     const relay = await tileRelay('absent');
     try {
-      const c = new LogClient({ url: relay.url, vkey: log.vkey });
+      const c = new LogWriter({ url: relay.url, vkey: log.vkey });
       const rs = await c.addEntries([entry(3100), entry(3101), entry(3102)]);
       expect(rs).to.have.length(3);
       expect(relay.paths.filter((p) => p.startsWith('/v1/get-proof-by-index'))).to.have.length(3);
@@ -158,7 +158,7 @@ describe('LogClient against a real log', () => {
   it('retries 503 and 429 with backoff, honouring Retry-After', async () => {
     const relay = await startRelay(log.url, { failFirst: 3, failStatus: 503 });
     try {
-      const c = new LogClient({ url: relay.url, vkey: log.vkey, backoffBaseMs: 10 });
+      const c = new LogWriter({ url: relay.url, vkey: log.vkey, backoffBaseMs: 10 });
       const r = await c.addEntries([entry(4000)]);
       expect(r).to.have.length(1);
       expect(c.stats.retries).to.equal(3);
@@ -182,7 +182,7 @@ describe('LogClient against a real log', () => {
       more();
     });
     await new Promise<void>((r) => hostile.listen(0, '127.0.0.1', r));
-    const c = new LogClient({
+    const c = new LogWriter({
       url: `http://127.0.0.1:${(hostile.address() as AddressInfo).port}`,
       vkey: log.vkey,
       attempts: 1,
@@ -204,7 +204,7 @@ describe('LogClient against a real log', () => {
   });
 
   it('gives up with LogUnavailableError when nothing answers, and LogRejectedError on a 4xx', async () => {
-    const c = new LogClient({ url: 'http://127.0.0.1:1', vkey: log.vkey, attempts: 3, backoffBaseMs: 5 });
+    const c = new LogWriter({ url: 'http://127.0.0.1:1', vkey: log.vkey, attempts: 3, backoffBaseMs: 5 });
     await c.addEntry(entry(5000)).then(
       () => expect.fail('no log, yet a receipt'),
       (e) => {
@@ -215,7 +215,7 @@ describe('LogClient against a real log', () => {
     expect(c.stats.retries).to.equal(2);
     const relay = await startRelay(log.url, { failFirst: 1, failStatus: 400 });
     try {
-      const c2 = new LogClient({ url: relay.url, vkey: log.vkey });
+      const c2 = new LogWriter({ url: relay.url, vkey: log.vkey });
       await c2.addEntry(entry(5001)).then(
         () => expect.fail('a 400 was retried into success'),
         (e) => {
@@ -237,13 +237,13 @@ describe('LogClient against a real log', () => {
       submitTokens: ['log-submit-token'],
     });
     try {
-      const anon = new LogClient({ url: guarded.url, vkey: guarded.vkey });
+      const anon = new LogWriter({ url: guarded.url, vkey: guarded.vkey });
       await anon.addEntries([entry(6000)]).then(
         () => expect.fail('wrote without a token'),
         (e) => expect((e as LogRejectedError).status).to.equal(401),
       );
       expect(anon.stats.retries).to.equal(0);
-      const c = new LogClient({ url: guarded.url, vkey: guarded.vkey, token: 'log-submit-token' });
+      const c = new LogWriter({ url: guarded.url, vkey: guarded.vkey, token: 'log-submit-token' });
       expect(await c.addEntries([entry(6001)])).to.have.length(1);
       expect((await c.addEntry(entry(6002))).leafIndex).to.equal(1n);
       anon.close();

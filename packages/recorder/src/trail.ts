@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { Registry, Counter, Gauge } from 'prom-client';
 import { ProxyError } from './errors.js';
 import { eventBytes, type AccessEvent } from './events.js';
-import { LogClient, type LogClientOptions } from './logclient.js';
+import { LogWriter, type LogWriterOptions } from '@trailmark/client';
 import { Shipper, type ShipperOptions } from './shipper.js';
 import { Spool } from './spool.js';
 import { EventStream, loadStreamKey, streamKeyName, type StreamKey, type UnsealedEvent } from './stream.js';
@@ -24,7 +24,7 @@ export type TrailMode = 'spool' | 'strict';
 export interface AccessTrailOptions {
   /** Spool directory. */
   spoolDir: string;
-  log: LogClientOptions | LogClient;
+  log: LogWriterOptions | LogWriter;
   mode?: TrailMode;
   /** Strict mode: how long to wait for the log's receipt before answering 503 (default 5 s). */
   strictDeadlineMs?: number;
@@ -59,7 +59,7 @@ export class AccessTrail {
 
   private constructor(
     readonly spool: Spool,
-    readonly client: LogClient,
+    readonly client: LogWriter,
     readonly shipper: Shipper,
     /** The spool's stream (null only with `streams: false`). */
     readonly stream: EventStream | null,
@@ -134,7 +134,7 @@ export class AccessTrail {
    * not in use by another process (else SpoolError 'locked'); throws ConfigError for an unusable stream key.
    */
   static async open(opts: AccessTrailOptions): Promise<AccessTrail> {
-    const client = opts.log instanceof LogClient ? opts.log : new LogClient(opts.log);
+    const client = opts.log instanceof LogWriter ? opts.log : new LogWriter(opts.log);
     const mode = opts.mode ?? 'spool';
     const proxy = opts.proxy ?? hostname();
     // read the key before the spool is taken, so a bad key leaves nothing behind

@@ -1,0 +1,102 @@
+/**
+ * Checking that leaves we hold are in a signed tree, at the indexes the log gave, with the log's tiles for the
+ * rest of the tree: the root recomputed from our leaf hashes plus tile hashes of the subtrees holding none of
+ * them must equal the signed root (a multi-leaf inclusion proof whose sibling hashes come from tiles). The
+ * tiles need no trust of their own: a wrong tile hash changes the root. About two hashes per leaf and a
+ * handful of tiles per batch.
+ */
+import { TlogError } from './errors.js';
+import { rfc6962, type Hash, type Hasher } from './hash.js';
+import { treeRoot } from './proof.js';
+import { TILE_HEIGHT, TILE_WIDTH, tileForNode, tileHashes, tileWidth, type TileRef } from './tiles.js';
+
+/** A tile's bytes as the log serves them at tilePath(ref), or null when it does not serve that tile. */
+export type TileBytesSource = (ref: TileRef) => Promise<Uint8Array | null>;
+
+/** The log does not serve a tile the view needs (code 'tile-missing'); per-leaf proofs are the fallback. */
+export class TileMissingError extends TlogError {}
+
+/**
+ * The tree of `size` leaves as seen from the log's tiles, with our own leaf hashes at our indexes. Nodes whose
+ * leaves include one of ours are always hashed from their children, down to our leaves, so the root binds
+ * every one of them; other nodes are read from the tiles where stored (levels 8k) or hashed up from them.
+ * Memoized for one batch. Throws TlogError('tile') for a tile that is too short or outside the tree, and
+ * TileMissingError when a tile is not served.
+ */
+export class TreeView {
+  private readonly tiles = new Map<string, Promise<Hash[]>>();
+  private readonly nodes = new Map<string, Hash>();
+  private readonly sorted: bigint[];
+
+  /** Precondition: every index in `mine` is below `size`. */
+  constructor(
+    private readonly size: bigint,
+    private readonly mine: ReadonlyMap<bigint, Hash>,
+    private readonly fetchTile: TileBytesSource,
+    private readonly hasher: Hasher = rfc6962,
+  ) {
+    this.sorted = [...mine.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  /** The root of the tree from our leaves and the tiles; compare it with the signed root. */
+  async root(): Promise<Hash> {
+    return treeRoot(this.size, (nodes) => Promise.all(nodes.map((n) => this.node(n.level, n.index))), this.hasher);
+  }
+
+  /** Whether node (level, index) covers one of our leaves. */
+  private covers(level: number, index: bigint): boolean {
+    const lo = index << BigInt(level);
+    const hi = (index + 1n) << BigInt(level);
+    let a = 0;
+    let b = this.sorted.length;
+    while (a < b) {
+      const m = (a + b) >> 1;
+      if (this.sorted[m] < lo) a = m + 1;
+      else b = m;
+    }
+    return a < this.sorted.length && this.sorted[a] < hi;
+  }
+
+  private async node(level: number, index: bigint): Promise<Hash> {
+    const key = `${level}/${index}`;
+    const hit = this.nodes.get(key);
+    if (hit) return hit;
+    let h: Hash;
+    const own = level === 0 ? this.mine.get(index) : undefined;
+    if (own) h = own;
+    else if (level % TILE_HEIGHT === 0 && (level === 0 || !this.covers(level, index))) {
+      const loc = tileForNode({ level, index });
+      const hashes = await this.tile(loc.level, loc.index);
+      if (hashes.length <= loc.offset)
+        throw new TlogError('tile', `tile ${loc.level}/${loc.index} is too short for node ${key}`);
+      h = hashes[loc.offset];
+    } else {
+      h = this.hasher.node(await this.node(level - 1, 2n * index), await this.node(level - 1, 2n * index + 1n));
+    }
+    this.nodes.set(key, h);
+    return h;
+  }
+
+  private tile(level: number, index: bigint): Promise<Hash[]> {
+    const key = `${level}/${index}`;
+    let p = this.tiles.get(key);
+    if (!p) {
+      p = this.loadTile(level, index);
+      this.tiles.set(key, p);
+    }
+    return p;
+  }
+
+  private async loadTile(level: number, index: bigint): Promise<Hash[]> {
+    const width = tileWidth(level, index, this.size);
+    if (width === 0) throw new TlogError('tile', `tile ${level}/${index} is outside the tree of size ${this.size}`);
+    let data = await this.fetchTile({ level, index, width });
+    // the tree may have grown since: a full tile holds the same hashes at the same places
+    if (data === null && width < TILE_WIDTH) data = await this.fetchTile({ level, index, width: TILE_WIDTH });
+    if (data === null) throw new TileMissingError('tile-missing', `tile ${level}/${index} not found`);
+    const hashes = tileHashes(data);
+    if (hashes.length < width)
+      throw new TlogError('tile', `tile ${level}/${index} has ${hashes.length} hashes, want ${width}`);
+    return hashes;
+  }
+}
