@@ -12,7 +12,7 @@ import {
 } from '@trailmark/tlog';
 import * as node from '../src/index.js';
 
-const { KeyedLock, hashChildren, nativeSigner, nativeVerifier, nodeAccelerator, nodeHasher, parseListen } = node;
+const { KeyedLock, hashChildren, nativeSigner, nativeVerifier, nodeAccelerator, nodeHasher, splitHostPort } = node;
 const { rememberingVerifier, writeFileDurably, writeFileDurablySync } = node;
 
 describe('hasher', () => {
@@ -139,12 +139,12 @@ describe('KeyedLock', () => {
   });
 });
 
-describe('parseListen', () => {
-  it('splits HOST:PORT and [v6]:PORT, applies the default host, refuses the malformed', () => {
-    expect(parseListen('127.0.0.1:8080')).to.deep.equal({ host: '127.0.0.1', port: 8080 });
-    expect(parseListen('[::1]:0')).to.deep.equal({ host: '::1', port: 0 });
-    expect(parseListen(':80', '0.0.0.0')).to.deep.equal({ host: '0.0.0.0', port: 80 });
-    for (const bad of [':80', 'host', 'host:65536', 'a:b:80', 'host:', '[::1]80'])
-      expect(parseListen(bad)).to.equal(undefined);
+describe('splitHostPort', () => {
+  it('splits HOST:PORT and [v6]:PORT, leaves an empty host to the caller, refuses the malformed', () => {
+    expect(splitHostPort('127.0.0.1:8080')).to.deep.equal({ host: '127.0.0.1', port: 8080 });
+    expect(splitHostPort('[::1]:0')).to.deep.equal({ host: '::1', port: 0 });
+    expect(splitHostPort(':80')).to.deep.equal({ host: undefined, port: 80 });
+    for (const bad of ['host', 'host:65536', 'a:b:80', 'host:', '[::1]80'])
+      expect(splitHostPort(bad)).to.equal(undefined);
   });
 });
