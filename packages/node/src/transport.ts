@@ -264,14 +264,15 @@ export class HttpTransport {
         const ok = status >= 200 && status < 300;
         const limit = ok ? max : Math.min(max, MAX_ERROR_BODY);
         const declared = Number(res.headers['content-length']);
-        if (ok && declared > max) return tooLarge(status, `answer of ${declared} bytes exceeds ${max}`);
+        if (ok && declared > max)
+          return tooLarge(status, `answer larger than ${max} bytes (declared ${declared}, exceeds ${max})`);
         const chunks: Buffer[] = [];
         let n = 0;
         res.on('data', (c: Buffer) => {
           const room = limit - n;
           n += c.length;
           if (n <= limit) chunks.push(c);
-          else if (ok) tooLarge(status, `answer of more than ${max} bytes`);
+          else if (ok) tooLarge(status, `answer larger than ${max} bytes (more than ${max} bytes received)`);
           else if (room > 0) chunks.push(c.subarray(0, room));
         });
         res.on('end', () => {
