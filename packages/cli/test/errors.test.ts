@@ -28,7 +28,7 @@ describe('cli: library errors to exit statuses (contract section 6)', () => {
     ['a text that is not a note is a mistake', new ProofError('malformed-proof', 'x'), EXIT_ERROR, 'malformed-proof'],
     [
       'an unreachable log is not evidence',
-      new LogReadError('refused', 'http://127.0.0.1:1/checkpoint'),
+      new LogReadError('network', 'refused', 'http://127.0.0.1:1/checkpoint'),
       EXIT_ERROR,
       'network',
     ],

@@ -2,7 +2,7 @@ import { CodedError, type ErrorDetails, type TlogErrorCode } from '@trailmark/tl
 
 /** Every code a ClientError carries. */
 export type ClientErrorCode =
-  // requests (RequestError)
+  // requests
   | 'network' // no answer: refused, reset, timed out
   | 'http-status' // an answer with an unexpected status
   // evidence (EvidenceError)
@@ -27,20 +27,6 @@ export type ClientErrorCode =
  * match. A failed tlog check keeps its TlogError code, and the TlogError as its cause.
  */
 export class ClientError extends CodedError<ClientErrorCode | TlogErrorCode> {}
-
-/**
- * A request of the fetch-based helpers (http.ts) failed: no answer, a timeout, or an unexpected status.
- * `status` is absent without an answer. Codes: 'network', 'http-status'.
- */
-export class RequestError extends ClientError {
-  constructor(
-    readonly url: string,
-    readonly status: number | undefined,
-    message: string,
-  ) {
-    super(status === undefined ? 'network' : 'http-status', message);
-  }
-}
 
 /** Evidence that does not prove misbehaviour, or is malformed. Codes: 'malformed-evidence', 'signature', 'not-misbehaviour'. */
 export class EvidenceError extends ClientError {}

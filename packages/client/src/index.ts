@@ -7,7 +7,7 @@ export * from './errors.js';
 export * from './evidence.js';
 export * from './proofclient.js';
 export * from './logwriter.js';
-export * from './verifycache.js';
+export { rememberingVerifier } from '@trailmark/node';
 export {
   httpRequest,
   joinUrl,
@@ -18,7 +18,6 @@ export {
   type RequestLimits,
   type HttpResponse,
 } from './http.js';
-export { writeFileDurably } from './durable.js';
 export * from './reader/index.js';
 export * from './explorer/errors.js';
 export * from './explorer/filters.js';

@@ -14,14 +14,19 @@
  * Checkpoint signatures are checked with node:crypto's Ed25519 (no event-loop stall), and a small cache remembers
  * note texts whose signature already verified; the inclusion check is still done for every entry.
  */
-import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
+import {
+  bodySummary,
+  HttpTransport,
+  nativeVerifier,
+  nodeHasher,
+  RETRY_STATUSES,
+  TransportError,
+} from '@trailmark/node';
 import {
   b64decode,
   bytesEqual,
   errorMessage,
   hexEncode,
-  KEY_TYPE_ED25519,
-  isWeakEd25519Key,
   openCheckpoint,
   parseTlogProof,
   parseVkey,
@@ -35,9 +40,6 @@ import {
   type NoteVerifier,
   type TileRef,
 } from '@trailmark/tlog';
-import http from 'node:http';
-import https from 'node:https';
-import { nodeHasher } from './reader/verified.js';
 import { ClientError, LogRejectedError, LogUnavailableError, ReceiptError } from './errors.js';
 
 export interface LogWriterOptions {
@@ -85,46 +87,16 @@ export interface LogWriterStats {
 }
 
 /**
- * The same verifier with its Ed25519 check done by node:crypto (~0.1 ms instead of ~4 ms for the portable
- * implementation, and off the JavaScript heap), so checking a checkpoint signature no longer stalls the proxy's
- * event loop. Only type 0x01 (Ed25519 note signature) keys are wrapped; the key id and name checks stay with
- * tlog's note and checkpoint code, which calls verify() exactly as before. Precondition: a verifier from parseVkey.
+ * The verifier with its Ed25519 check done by node:crypto (no event-loop stall); kept under its old name for
+ * callers. Precondition: a verifier from parseVkey.
  */
-export function nativeEd25519Verifier(v: NoteVerifier): NoteVerifier {
-  // tlog's own verify refuses weak (small-order) keys; OpenSSL's is not asked to judge them
-  if (v.type !== KEY_TYPE_ED25519 || isWeakEd25519Key(v.publicKey)) return v;
-  const key = createPublicKey({
-    key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(v.publicKey).toString('base64url') },
-    format: 'jwk',
-  });
-  return {
-    name: v.name,
-    keyId: v.keyId,
-    type: v.type,
-    publicKey: v.publicKey,
-    verify(msg, sig) {
-      if (sig.length !== 64) return false;
-      try {
-        return cryptoVerify(null, msg, key, sig);
-      } catch {
-        return false;
-      }
-    },
-  };
-}
+export const nativeEd25519Verifier = nativeVerifier;
 
-const RETRYABLE = new Set([408, 425, 429, 500, 502, 503, 504]);
+/** Statuses retried: the shared set, plus 408 and 425, which a log's front end may answer to a write. */
+const RETRYABLE: ReadonlySet<number> = new Set([408, 425, ...RETRY_STATUSES]);
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-function retryAfterMs(v: string | null): number | null {
-  if (!v) return null;
-  if (/^\d+$/.test(v.trim())) return Number(v.trim()) * 1000;
-  const t = Date.parse(v);
-  return Number.isNaN(t) ? null : Math.max(0, t - Date.now());
-}
+/** Largest answer read from the log: a hostile log cannot exhaust the proxy's memory (10,000 receipts fit). */
+export const MAX_LOG_ANSWER = 16 << 20;
 
 function bigintField(obj: Record<string, unknown>, name: string): bigint {
   const v = obj[name];
@@ -159,52 +131,49 @@ function hashField(obj: Record<string, unknown>, name: string): Uint8Array {
 export class LogWriter {
   readonly url: string;
   readonly verifier: NoteVerifier;
-  readonly stats: LogWriterStats = { requests: 0, retries: 0, receiptFailures: 0, failures: 0, lastError: null };
+  /** Counters; `requests` and `retries` are the transport's. */
+  readonly stats: LogWriterStats;
   private readonly token?: string;
-  private readonly timeoutMs: number;
-  private readonly attempts: number;
-  private readonly backoffBaseMs: number;
-  private readonly backoffMaxMs: number;
-  private readonly agent: http.Agent;
+  private readonly http: HttpTransport;
   /** Note texts whose log signature verified, newest last. */
   private readonly verified = new Map<string, Checkpoint>();
 
   /** Precondition: opts.url is an http(s) URL and opts.vkey a valid vkey (else ProxyError 'config'/KeyError). */
   constructor(opts: LogWriterOptions) {
-    let u: URL;
     try {
-      u = new URL(opts.url);
-    } catch {
-      throw new ClientError('config', `log URL ${JSON.stringify(opts.url)} is not a URL`);
+      this.http = new HttpTransport(opts.url, {
+        timeoutMs: opts.timeoutMs ?? 10_000,
+        maxBytes: MAX_LOG_ANSWER,
+        retry: {
+          attempts: Math.max(1, opts.attempts ?? 6),
+          baseMs: opts.backoffBaseMs ?? 100,
+          maxMs: opts.backoffMaxMs ?? 5_000,
+          maxRetryAfterMs: 2 * (opts.backoffMaxMs ?? 5_000),
+          statuses: RETRYABLE,
+        },
+      });
+    } catch (e) {
+      throw new ClientError(
+        'config',
+        /http or https/.test((e as Error).message)
+          ? `log URL ${opts.url} must be http or https`
+          : `log URL ${JSON.stringify(opts.url)} is not a URL`,
+      );
     }
-    if (u.protocol !== 'http:' && u.protocol !== 'https:')
-      throw new ClientError('config', `log URL ${opts.url} must be http or https`);
-    this.url = u.href.replace(/\/+$/, '');
-    this.verifier = nativeEd25519Verifier(typeof opts.vkey === 'string' ? parseVkey(opts.vkey.trim()) : opts.vkey);
+    this.url = this.http.url;
+    this.verifier = nativeVerifier(typeof opts.vkey === 'string' ? parseVkey(opts.vkey.trim()) : opts.vkey);
     this.token = opts.token;
-    this.timeoutMs = opts.timeoutMs ?? 10_000;
-    this.attempts = Math.max(1, opts.attempts ?? 6);
-    this.backoffBaseMs = opts.backoffBaseMs ?? 100;
-    this.backoffMaxMs = opts.backoffMaxMs ?? 5_000;
-    this.agent =
-      u.protocol === 'https:'
-        ? new https.Agent({ keepAlive: true, maxSockets: 64 })
-        : new http.Agent({ keepAlive: true, maxSockets: 64 });
-  }
-
-  private call(
-    method: string,
-    path: string,
-    headers: Record<string, string>,
-    body: Uint8Array | undefined,
-    timeoutMs: number,
-  ) {
-    return httpCall(this.agent, new URL(this.url + path), method, headers, body, timeoutMs);
+    const t = this.http.stats;
+    const own = { receiptFailures: 0, failures: 0, lastError: null };
+    this.stats = Object.defineProperties(own, {
+      requests: { get: () => t.requests, enumerable: true },
+      retries: { get: () => t.retries, enumerable: true },
+    }) as LogWriterStats;
   }
 
   /** Closes idle keep-alive connections to the log. */
   close(): void {
-    this.agent.destroy();
+    this.http.close();
   }
 
   /** The log's origin (its key's name). */
@@ -462,84 +431,36 @@ export class LogWriter {
     body: Uint8Array | undefined,
     opts: CallOptions,
   ): Promise<{ status: number; body: Uint8Array }> {
-    const attempts = Math.max(1, opts.attempts ?? this.attempts);
-    const deadline = opts.deadlineMs !== undefined ? Date.now() + opts.deadlineMs : Infinity;
-    let lastErr = '';
-    for (let attempt = 0; attempt < attempts; attempt++) {
-      if (attempt > 0) this.stats.retries++;
-      const left = deadline - Date.now();
-      if (left <= 0) break;
-      this.stats.requests++;
-      let wait: number | null = null;
-      try {
-        const headers: Record<string, string> = {};
-        if (body) headers['content-type'] = 'application/json';
-        if (this.token && method === 'POST') headers.authorization = `Bearer ${this.token}`;
-        const res = await this.call(method, path, headers, body, Math.min(this.timeoutMs, left));
-        if (res.status >= 200 && res.status < 300) return { status: res.status, body: res.body };
-        const msg = errorText(res.body);
-        if (!RETRYABLE.has(res.status)) {
-          throw new LogRejectedError(
-            'rejected',
-            `log ${method} ${path} answered ${res.status}${msg ? `: ${msg}` : ''}`,
-            res.status,
-          );
-        }
-        lastErr = `log answered ${res.status}${msg ? `: ${msg}` : ''}`;
-        wait = retryAfterMs(res.retryAfter);
-      } catch (e) {
-        if (e instanceof LogRejectedError) throw e;
-        const err = e as NodeJS.ErrnoException;
-        lastErr = err.code ? `${err.code} (${err.message})` : err.message;
+    const headers: Record<string, string> = {};
+    if (body) headers['content-type'] = 'application/json';
+    if (this.token && method === 'POST') headers.authorization = `Bearer ${this.token}`;
+    try {
+      return await this.http.request(path, {
+        method,
+        body,
+        headers,
+        retry: {
+          ...(opts.attempts !== undefined ? { attempts: Math.max(1, opts.attempts) } : {}),
+          ...(opts.deadlineMs !== undefined ? { deadlineMs: opts.deadlineMs } : {}),
+        },
+      });
+    } catch (e) {
+      if (!(e instanceof TransportError)) throw e;
+      const status = e.status;
+      const msg = bodySummary(e.extra.body?.toString('utf8') ?? '');
+      if (e.code === 'http-status' && status !== undefined && !RETRYABLE.has(status)) {
+        throw new LogRejectedError(
+          'rejected',
+          `log ${method} ${path} answered ${status}${msg ? `: ${msg}` : ''}`,
+          status,
+        );
       }
-      if (attempt + 1 < attempts) {
-        const cap = Math.min(this.backoffMaxMs, this.backoffBaseMs * 2 ** attempt);
-        const delay = Math.max(wait ?? 0, Math.random() * cap);
-        if (Date.now() + delay >= deadline) break;
-        await sleep(Math.min(delay, this.backoffMaxMs * 2));
-      }
+      const why = e.code === 'http-status' ? `log answered ${status}${msg ? `: ${msg}` : ''}` : e.message;
+      throw new LogUnavailableError('unavailable', `log ${this.url} unavailable for ${method} ${path}: ${why}`, {
+        cause: e,
+      });
     }
-    throw new LogUnavailableError(
-      'unavailable',
-      `log ${this.url} unavailable for ${method} ${path}: ${lastErr || 'deadline passed'}`,
-    );
   }
-}
-
-/** One HTTP exchange over the client's keep-alive agent; rejects on network errors and timeouts. */
-function httpCall(
-  agent: http.Agent,
-  url: URL,
-  method: string,
-  headers: Record<string, string>,
-  body: Uint8Array | undefined,
-  timeoutMs: number,
-): Promise<{ status: number; retryAfter: string | null; body: Uint8Array }> {
-  return new Promise((resolve, reject) => {
-    const mod = url.protocol === 'https:' ? https : http;
-    const req = mod.request(
-      url,
-      { method, headers: body ? { ...headers, 'content-length': String(body.length) } : headers, agent },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const ra = res.headers['retry-after'];
-          resolve({
-            status: res.statusCode ?? 0,
-            retryAfter: typeof ra === 'string' ? ra : null,
-            body: Buffer.concat(chunks),
-          });
-        });
-        res.on('error', reject);
-      },
-    );
-    req.setTimeout(timeoutMs, () =>
-      req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })),
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
 }
 
 function parseJson(data: Uint8Array, what: string): unknown {
@@ -548,15 +469,4 @@ function parseJson(data: Uint8Array, what: string): unknown {
   } catch {
     throw new ReceiptError('malformed-receipt', `log answer to ${what} is not JSON`);
   }
-}
-
-function errorText(data: Uint8Array): string {
-  const t = new TextDecoder().decode(data.subarray(0, 300));
-  try {
-    const o = JSON.parse(t);
-    if (o && typeof o.error === 'string') return o.error;
-  } catch {
-    /* not JSON: show the text */
-  }
-  return t.trim();
 }

@@ -1,5 +1,5 @@
 import { errorMessage, b64decode, type Hash } from '@trailmark/tlog';
-import { RequestError } from './errors.js';
+import { TransportError } from '@trailmark/node';
 import { getJson, getOk, joinUrl, type RequestLimits } from './http.js';
 
 /**
@@ -34,15 +34,19 @@ export class LogProofClient {
 }
 
 function hashList(url: string, v: unknown, field: string): Hash[] {
-  if (!Array.isArray(v)) throw new RequestError(url, 200, `GET ${url}: "${field}" is not an array`);
+  if (!Array.isArray(v))
+    throw new TransportError('bad-json', `GET ${url}: "${field}" is not an array`, url, { status: 200 });
   return v.map((h, i) => {
     let b: Uint8Array;
     try {
       b = b64decode(h as string, `${field}[${i}]`);
     } catch (e) {
-      throw new RequestError(url, 200, `GET ${url}: ${errorMessage(e)}`);
+      throw new TransportError('bad-json', `GET ${url}: ${errorMessage(e)}`, url, { status: 200, cause: e });
     }
-    if (b.length !== 32) throw new RequestError(url, 200, `GET ${url}: ${field}[${i}] is ${b.length} bytes, want 32`);
+    if (b.length !== 32)
+      throw new TransportError('bad-json', `GET ${url}: ${field}[${i}] is ${b.length} bytes, want 32`, url, {
+        status: 200,
+      });
     return b;
   });
 }

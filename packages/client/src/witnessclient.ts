@@ -4,8 +4,11 @@
  * this only speaks the protocol.
  */
 import { formatAddCheckpoint, type Hash } from '@trailmark/tlog';
-import { RequestError } from './errors.js';
+import { TransportError } from '@trailmark/node';
 import { httpRequest, joinUrl } from './http.js';
+
+/** Largest add-checkpoint answer read: a few signature lines; a hostile witness cannot make us buffer more. */
+const MAX_WITNESS_ANSWER = 1 << 20;
 
 /** A witness's useful answers: its cosignature lines (200), or the size it last cosigned for this log (409). */
 export type AddCheckpointResult = { status: 200; text: string } | { status: 409; size: bigint };
@@ -26,7 +29,7 @@ export class WitnessClient {
   /**
    * Asks the witness to cosign `note`, proving it consistent with `oldSize` (the size the witness last
    * cosigned, as the caller believes). Precondition: proof is the consistency proof oldSize -> the note's
-   * size (empty when oldSize is 0 or equal). Throws RequestError for no answer, a malformed 409, or any
+   * size (empty when oldSize is 0 or equal). Throws TransportError for no answer, a malformed 409, or any
    * other status.
    */
   async addCheckpoint(
@@ -41,14 +44,23 @@ export class WitnessClient {
       method: 'POST',
       body,
       timeoutMs: this.timeoutMs,
+      maxBytes: MAX_WITNESS_ANSWER,
       ...(signal ? { signal } : {}),
     });
     if (res.status === 200) return { status: 200, text: res.text };
     if (res.status === 409 && res.contentType.startsWith('text/x.tlog.size')) {
       const m = /^(0|[1-9][0-9]*)\n$/.exec(res.text);
-      if (!m) throw new RequestError(url, 409, `409 from ${url} with a malformed size body`);
+      if (!m)
+        throw new TransportError('http-status', `409 from ${url} with a malformed size body`, url, { status: 409 });
       return { status: 409, size: BigInt(m[1]) };
     }
-    throw new RequestError(url, res.status, `POST ${url}: status ${res.status}: ${res.text.trim().slice(0, 200)}`);
+    throw new TransportError(
+      'http-status',
+      `POST ${url}: status ${res.status}: ${res.text.trim().slice(0, 200)}`,
+      url,
+      {
+        status: res.status,
+      },
+    );
   }
 }

@@ -9,6 +9,8 @@ import {
   parseVkey,
 } from '@trailmark/tlog';
 import fc from 'fast-check';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { LogWriter, LogRejectedError, LogUnavailableError, nativeEd25519Verifier, ReceiptError } from '../src/index.js';
 import { RestartableLog, startRelay, tempDir } from '../../proxy/test/helpers.js';
 
@@ -183,6 +185,42 @@ describe('LogWriter against a real log', () => {
       expect(gaps[1], 'wait after 503 with Retry-After: 1').to.be.at.least(999);
     } finally {
       await relay.close();
+    }
+  });
+
+  it('reads at most 16 MiB of an answer: a log that never stops sending cannot exhaust the proxy', async () => {
+    let sent = 0;
+    const hostile = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(1 << 16, 0x20);
+      const more = () => {
+        while (!res.destroyed && sent < 64 << 20) {
+          sent += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', more);
+        }
+        res.end();
+      };
+      more();
+    });
+    await new Promise<void>((r) => hostile.listen(0, '127.0.0.1', r));
+    const c = new LogWriter({
+      url: `http://127.0.0.1:${(hostile.address() as AddressInfo).port}`,
+      vkey: log.vkey,
+      attempts: 1,
+    });
+    try {
+      await c.addEntry(entry(4500)).then(
+        () => expect.fail('an endless answer was accepted'),
+        (e) => {
+          expect(e).to.be.instanceOf(LogUnavailableError);
+          expect((e as Error).message).to.match(/more than 16777216 bytes/);
+        },
+      );
+      expect(sent).to.be.below(64 << 20);
+    } finally {
+      c.close();
+      hostile.closeAllConnections();
+      await new Promise((r) => hostile.close(r));
     }
   });
 

@@ -6,7 +6,7 @@
  */
 import { errorMessage, canonicalJsonString, TlogError } from '@trailmark/tlog';
 import { isUtf8 } from 'node:buffer';
-import { sha256 } from './sha.js';
+import { sha256 } from '@trailmark/node';
 import { scanContainer, skipWs, type ScanLimits } from './jsonscan.js';
 
 export const MAX_ENTRY_BYTES = 65_535;

@@ -6,14 +6,14 @@
  * through express 5.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { errorMessage, formatTlogProof, MAX_U64, parseTilePath } from '@trailmark/tlog';
 import { HttpError, UnavailableError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { LogMetrics } from './metrics.js';
 import type { Sequencer } from './sequencer.js';
-import { sha256 } from './sha.js';
+import { sha256 } from '@trailmark/node';
 import {
   canonicalEntrySized,
   MAX_BATCH_BODY_BYTES,
@@ -219,7 +219,7 @@ function checkWrite(req: IncomingMessage, tokenHashes: Buffer[] | undefined): vo
     const h = req.headers.authorization;
     // the scheme is case-insensitive (RFC 9110 section 11.1)
     const m = h ? /^bearer +(\S+)$/i.exec(h) : null;
-    const got = m ? createHash('sha256').update(m[1]).digest() : undefined;
+    const got = m ? sha256(Buffer.from(m[1], 'utf8')) : undefined;
     if (!got || !tokenHashes.some((t) => timingSafeEqual(t, got))) {
       throw new HttpError(
         401,

@@ -34,7 +34,7 @@ export {
   type LogStateCode,
 } from './errors.js';
 export { jsonLogger, silentLogger, type Logger } from './logger.js';
-export { nodeHasher, sha256 } from './sha.js';
+export { nodeHasher, sha256 } from '@trailmark/node';
 export type { Witnessing, WitnessingContext } from './witness-hook.js';
 export { auditStore, type StoreAuditReport, type StoreAuditOptions } from './store-audit.js';
 export { PgStore, type PgStoreOptions } from './pg-store.js';

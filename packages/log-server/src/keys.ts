@@ -3,60 +3,16 @@
  * node:crypto (native Ed25519, ~30x the rate of the JS one) while staying byte-identical (Ed25519 is
  * deterministic; checked at load time).
  */
-import { createPrivateKey, sign as nodeSign, type KeyObject } from 'node:crypto';
-import {
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  writeFileSync,
-  openSync,
-  fsyncSync,
-  closeSync,
-  renameSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { nativeSigner, writeFileDurablySync } from '@trailmark/node';
 import { dirname } from 'node:path';
-import {
-  errorMessage,
-  b64decode,
-  bytesEqual,
-  generateKey,
-  KEY_TYPE_ED25519,
-  parsePrivateKey,
-  vkeyOf,
-  type NoteSigner,
-} from '@trailmark/tlog';
+import { errorMessage, generateKey, KEY_TYPE_ED25519, parsePrivateKey, vkeyOf, type NoteSigner } from '@trailmark/tlog';
 import { LogStateError, ConfigError } from './errors.js';
-
-// DER prefix of a PKCS#8 Ed25519 private key; the 32-byte seed follows.
-const PKCS8_ED25519 = Buffer.from('302e020100300506032b657004220420', 'hex');
 
 export interface LogKey {
   signer: NoteSigner;
   vkey: string;
   origin: string;
-}
-
-function fastSigner(text: string, slow: NoteSigner): NoteSigner {
-  // PRIVATE+KEY+<name>+<id>+<base64>: the name has no '+', the base64 may
-  const raw = b64decode(text.trim().split('+').slice(4).join('+'), 'private key');
-  const key: KeyObject = createPrivateKey({
-    key: Buffer.concat([PKCS8_ED25519, raw.subarray(1)]),
-    format: 'der',
-    type: 'pkcs8',
-  });
-  const sign = (msg: Uint8Array) => new Uint8Array(nodeSign(null, msg, key));
-  const probe = new TextEncoder().encode('trailmark key self-check\n');
-  if (!bytesEqual(sign(probe), slow.sign(probe))) return slow; // never sign with a key we cannot cross-check
-  return { name: slow.name, keyId: slow.keyId, type: slow.type, publicKey: slow.publicKey, sign };
-}
-
-function writeFileDurably(path: string, data: string, mode: number): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data, { mode });
-  const fd = openSync(tmp, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, path);
 }
 
 /** A key generated in memory: nothing is written until `writeLogKey`, so a start that fails leaves no key behind. */
@@ -76,11 +32,11 @@ export function generateLogKey(origin = 'localhost/trailmark'): NewLogKey {
   }
 }
 
-/** Writes a generated key to `keyFile` (0600) and its vkey to `keyFile.pub` (0644), each fsynced. Returns the paths it created. */
+/** Writes a generated key to `keyFile` (0600) and its vkey to `keyFile.pub` (0644), each written durably (fsynced, directory too). Returns the paths it created. */
 export function writeLogKey(keyFile: string, k: NewLogKey): string[] {
   mkdirSync(dirname(keyFile), { recursive: true });
-  writeFileDurably(keyFile, k.privateKey + '\n', 0o600);
-  writeFileDurably(keyFile + '.pub', k.vkey + '\n', 0o644);
+  writeFileDurablySync(keyFile, k.privateKey + '\n', { mode: 0o600 });
+  writeFileDurablySync(keyFile + '.pub', k.vkey + '\n', { mode: 0o644 });
   return [keyFile, keyFile + '.pub'];
 }
 
@@ -119,5 +75,5 @@ export function parseLogKey(text: string, where: string, origin?: string): LogKe
       { expected: slow.name, found: origin },
     );
   }
-  return { signer: fastSigner(text, slow), vkey: vkeyOf(slow), origin: slow.name };
+  return { signer: nativeSigner(text), vkey: vkeyOf(slow), origin: slow.name };
 }

@@ -37,7 +37,7 @@ import { silentLogger, type Logger } from './logger.js';
 import { inspectSchema, migrate } from './pg-schema.js';
 import { DurableReads, locate, type CacheOptions, type Db, type EdgeSnapshot } from './reads.js';
 import { emptyEdge, EdgeWriter, type BatchWriter, type EdgeState } from './sequencing.js';
-import { nodeHasher } from './sha.js';
+import { nodeHasher } from '@trailmark/node';
 import { TILE_W, TileNode } from './tilecache.js';
 
 export interface PgStoreOptions extends CacheOptions {

@@ -22,7 +22,7 @@ import {
 import { LogStateError, UnavailableError } from './errors.js';
 import { bundleKey, buf, hashKey, readU64, tileKey } from './layout.js';
 import type { LogReads, SignedTree } from './log-storage.js';
-import { nodeHasher } from './sha.js';
+import { nodeHasher } from '@trailmark/node';
 import { Lru, TILE_W, TileNode } from './tilecache.js';
 
 export type Db = Level<Uint8Array, Uint8Array>;

@@ -33,7 +33,7 @@ import {
 import type { Db } from './reads.js';
 import { locate } from './reads.js';
 import type { EdgeState } from './sequencing.js';
-import { nodeHasher } from './sha.js';
+import { nodeHasher } from '@trailmark/node';
 import { TILE_W, TileNode } from './tilecache.js';
 
 export interface RecoveryHooks {

@@ -14,7 +14,7 @@ import type { LogKey } from './keys.js';
 import { bundleKey, buf, encodeState, pendingKey, STATE_KEY, tileKey } from './layout.js';
 import type { SignedTree } from './log-storage.js';
 import type { EdgeSnapshot } from './reads.js';
-import { nodeHasher } from './sha.js';
+import { nodeHasher } from '@trailmark/node';
 import { signTreeHead } from './sth.js';
 import { TILE_W, TileNode } from './tilecache.js';
 

@@ -1,9 +1,9 @@
 /** startLogServer: the log as a library call (the CLI's `trailmark serve` is a thin wrapper). */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
+import { sha256, splitHostPort } from '@trailmark/node';
 import { ConfigError, HttpError, LogServerError, LogStateError } from './errors.js';
 import { logApiRoutes, opsApp, type ApiContext } from './http.js';
 import { generateLogKey, parseLogKey, writeLogKey, type LogKey } from './keys.js';
@@ -91,11 +91,10 @@ export function readSubmitTokens(file: string): string[] {
 
 /** Parses HOST:PORT ("[::1]:8080" for IPv6). Precondition: none; throws ConfigError('listen') on a malformed value. */
 export function parseListen(listen: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(listen);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535)
+  const hp = splitHostPort(listen);
+  if (!hp || hp.host === undefined)
     throw new ConfigError('listen', `--listen must be HOST:PORT (port 0-65535), got ${JSON.stringify(listen)}`);
-  return { host: m[1] ?? m[2], port };
+  return { host: hp.host, port: hp.port };
 }
 
 /** Whether `host` only ever reaches this machine. */
@@ -310,7 +309,7 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
 
   const tokenHashes =
     opts.submitTokens && opts.submitTokens.length > 0
-      ? opts.submitTokens.map((t) => createHash('sha256').update(t).digest())
+      ? opts.submitTokens.map((t) => sha256(Buffer.from(t, 'utf8')))
       : undefined;
   const canon = new CanonPool(opts.canonWorkers ?? 1);
   const ctx: ApiContext = {

@@ -34,7 +34,7 @@ import {
   TILE,
   tileKey,
 } from './layout.js';
-import { nodeHasher } from './sha.js';
+import { nodeHasher } from '@trailmark/node';
 import { TILE_W } from './tilecache.js';
 
 export interface StoreAuditReport {

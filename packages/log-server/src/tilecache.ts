@@ -3,7 +3,7 @@
  * built incrementally as the tile grows, so any proof node inside a tile costs one lookup, or one hash for
  * sub-level 1, never up to 127.
  */
-import { hashChildren } from './sha.js';
+import { hashChildren } from '@trailmark/node';
 
 export const TILE_W = 256;
 const HASH = 32;

@@ -9,7 +9,8 @@
  * entries arrive. The newest witnessed checkpoint is written to DIR/witnessed-checkpoint (fsynced) so a
  * restarted log serves it at once.
  */
-import { open, readFile, rename } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { writeFileDurably } from '@trailmark/node';
 import { join } from 'node:path';
 import {
   errorMessage,
@@ -337,21 +338,6 @@ class LogWitnessing implements Witnessing {
   }
 
   private async persist(note: string): Promise<void> {
-    const path = join(this.ctx.dataDir, STATE_FILE);
-    const tmp = `${path}.tmp`;
-    const fh = await open(tmp, 'w', 0o644);
-    try {
-      await fh.writeFile(note);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-    const dir = await open(this.ctx.dataDir, 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+    await writeFileDurably(join(this.ctx.dataDir, STATE_FILE), note);
   }
 }

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Level } from 'level';
 import type { StreamCheckerState } from '@trailmark/tlog';
-import { writeFileDurably, type Evidence, type Sighting } from '@trailmark/client';
-import { KeyedLock } from './lock.js';
+import type { Evidence, Sighting } from '@trailmark/client';
+import { KeyedLock, writeFileDurably } from '@trailmark/node';
 import { MonitorError } from './errors.js';
 import { errorMessage } from '@trailmark/tlog';
 

@@ -7,7 +7,7 @@ import { StreamChecker, type StreamFinding, type StreamReport } from '@trailmark
 import type { Counter } from 'prom-client';
 import type { Alerts } from './alerts.js';
 import type { Followed } from './config.js';
-import type { KeyedLock } from './lock.js';
+import type { KeyedLock } from '@trailmark/node';
 import type { Outcome } from './outcome.js';
 import type { MonitorStore } from './store.js';
 import { checkStreamEntries, verifiedLogFromNote } from '@trailmark/client';

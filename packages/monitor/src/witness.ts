@@ -20,7 +20,7 @@ import {
   type NoteSigner,
   type NoteVerifier,
 } from '@trailmark/tlog';
-import { KeyedLock } from './lock.js';
+import { KeyedLock } from '@trailmark/node';
 import type { MonitorStore } from './store.js';
 
 /** Largest request body accepted: a 1 MiB note plus the proof. */

@@ -5,12 +5,12 @@
  * writer starts a new stream and records the loss in it: the old stream stays visibly unfinished (a hole
  * where the damaged records were, and no end).
  */
-import { readFile, readdir, rename, unlink, writeFile, open } from 'node:fs/promises';
+import { readFile, readdir, unlink } from 'node:fs/promises';
+import { fsyncDirSync as fsyncDir, writeFileDurably } from '@trailmark/node';
 import { join } from 'node:path';
 import { SpoolError } from './errors.js';
 import {
   encodeRecord,
-  fsyncDir,
   readAck,
   scanSegment,
   segName,
@@ -119,19 +119,9 @@ export async function salvageSpool(dir: string): Promise<SalvageReport> {
     }
     const lastSeg = Number(SEGMENT_RE.exec(report.segments[report.segments.length - 1].segment)![1]);
     const into = segName(lastSeg + 1);
-    const tmp = join(dir, into + '.tmp');
-    const fh = await open(tmp, 'w');
-    try {
-      await fh.writeFile(Buffer.concat(bufs));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
     const note: SalvageNote = { time: new Date().toISOString(), kept: bufs.length, skipped };
-    await writeFile(join(dir, 'salvage.json.tmp'), JSON.stringify(note) + '\n');
-    await rename(join(dir, 'salvage.json.tmp'), join(dir, 'salvage.json'));
-    await rename(tmp, join(dir, into));
-    fsyncDir(dir);
+    await writeFileDurably(join(dir, 'salvage.json'), JSON.stringify(note) + '\n');
+    await writeFileDurably(join(dir, into), Buffer.concat(bufs));
     // from here on the new segment is the spool; the old ones are delivered or dropped
     await writeAck(dir, { segment: lastSeg + 1, offset: 0 }, last);
     for (const s of report.segments) await unlink(join(dir, s.segment)).catch(() => {});

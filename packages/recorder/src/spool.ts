@@ -25,8 +25,9 @@
  * checkSpool()/salvageSpool() (spool-repair.ts) let an operator see and ship what is still valid. A crash between a delivery and its ack() means those records are read and
  * delivered again, which the log's leaf dedup makes harmless because the bytes are identical.
  */
-import { closeSync, constants, openSync, fsyncSync, ftruncateSync, writeSync, readFileSync } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { closeSync, constants, openSync, ftruncateSync, writeSync, readFileSync } from 'node:fs';
+import { fsyncDirSync as fsyncDir, fsyncDir as syncDir, writeFileDurably } from '@trailmark/node';
+import { mkdir, open, readdir, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { tryLock, unlock } from 'fs-native-extensions';
@@ -191,30 +192,6 @@ function isZero(b: Buffer): boolean {
   return true;
 }
 
-/** @internal */
-export function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
- * fsyncDir off the event loop, for paths taken while the proxy serves: a directory fsync waits for the disk
- * (milliseconds when the shipper's ack competes with the spool's own writes), and a synchronous one stalls every
- * session of the process for that long. @internal
- */
-export async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
 /** The ack file: the cursor and the last delivered record (absent in spools written before it was kept). @internal */
 export async function readAck(dir: string): Promise<{ pos: SpoolPosition; last: Buffer | null } | null> {
   const path = join(dir, 'ack');
@@ -232,16 +209,10 @@ export async function readAck(dir: string): Promise<{ pos: SpoolPosition; last: 
 
 /** Writes the ack file atomically and durably. @internal */
 export async function writeAck(dir: string, pos: SpoolPosition, last: Buffer | null): Promise<void> {
-  const tmp = join(dir, 'ack.tmp');
-  const fh = await open(tmp, 'w');
-  try {
-    await fh.writeFile(`${pos.segment} ${pos.offset}\n${last ? last.toString('base64') + '\n' : ''}`);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, join(dir, 'ack'));
-  await syncDir(dir);
+  await writeFileDurably(
+    join(dir, 'ack'),
+    `${pos.segment} ${pos.offset}\n${last ? last.toString('base64') + '\n' : ''}`,
+  );
 }
 
 /**

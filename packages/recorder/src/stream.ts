@@ -11,7 +11,7 @@
  * event was never written (the proxy died in between) gets one at the next start, `outcome.aborted: true`.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   errorMessage,
@@ -27,7 +27,7 @@ import {
   errorCode,
 } from '@trailmark/tlog';
 import { ConfigError, SpoolError } from './errors.js';
-import { nodeHasher } from '@trailmark/client';
+import { nodeHasher, writeFileDurably } from '@trailmark/node';
 import { MAX_RECORD_BYTES, type RecordSealer, type Spool, type SpoolPosition } from './spool.js';
 import { readSalvageNote } from './spool-repair.js';
 
@@ -63,8 +63,8 @@ export async function loadStreamKey(
     const k = generateKey(opts.name);
     try {
       await mkdir(dirname(path), { recursive: true });
-      await writeFile(path, k.privateKey + '\n', { mode: 0o600, flag: 'wx' });
-      await writeFile(path + '.pub', k.vkey + '\n', { mode: 0o644 });
+      await writeFileDurably(path, k.privateKey + '\n', { mode: 0o600, exclusive: true });
+      await writeFileDurably(path + '.pub', k.vkey + '\n', { mode: 0o644 });
     } catch (err) {
       throw new ConfigError('stream-key', `cannot create stream key ${path}: ${errorMessage(err)}`, { cause: err });
     }

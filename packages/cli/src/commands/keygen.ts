@@ -1,4 +1,5 @@
-import { writeFileSync, existsSync, unlinkSync } from 'node:fs';
+import { existsSync, unlinkSync } from 'node:fs';
+import { writeFileDurablySync } from '@trailmark/node';
 import type { Command } from 'commander';
 import { KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, TlogError, generateKey, errorMessage } from '@trailmark/tlog';
 import { action, makeOutput } from '../program.js';
@@ -37,13 +38,13 @@ export function registerKeygen(program: Command): void {
           if (existsSync(f)) throw usage(`${f} already exists; refusing to overwrite it`);
         }
         try {
-          // 'wx': fail rather than overwrite if the file appeared meanwhile
-          writeFileSync(opts.out, key.privateKey + '\n', { mode: 0o600, flag: 'wx' });
+          // exclusive: fail rather than overwrite if the file appeared meanwhile; durable: a key must survive a crash
+          writeFileDurablySync(opts.out, key.privateKey + '\n', { mode: 0o600, exclusive: true });
         } catch (e) {
           throw cannotCheck(`cannot write ${opts.out}: ${errorMessage(e)}`, undefined, e);
         }
         try {
-          writeFileSync(pubFile, key.vkey + '\n', { mode: 0o644, flag: 'wx' });
+          writeFileDurablySync(pubFile, key.vkey + '\n', { mode: 0o644, exclusive: true });
         } catch (e) {
           unlinkSync(opts.out);
           throw cannotCheck(`cannot write ${pubFile}: ${errorMessage(e)}`, undefined, e);

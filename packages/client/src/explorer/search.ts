@@ -13,6 +13,7 @@ import {
   type NoteVerifier,
   type Policy,
 } from '@trailmark/tlog';
+import { HttpTransport, TransportError } from '@trailmark/node';
 import { ExplorerError } from './errors.js';
 import { LogReader, fetchVerifiedCheckpoint, nodeHasher, type VerifiedLog } from '../reader/index.js';
 import { MAX_LIMIT, filtersToParams, type Filters } from './filters.js';
@@ -50,19 +51,15 @@ interface ApiEvent {
   response: { leaf_index: number; leaf_hash: string; entry: unknown } | null;
 }
 
-async function getJson(url: string): Promise<unknown> {
-  let r: Response;
+/** GET a JSON document from the explorer: one attempt, a 30 s deadline, the transport's cap on the answer. */
+async function getJson(http: HttpTransport, path: string): Promise<unknown> {
   try {
-    r = await fetch(url, { signal: AbortSignal.timeout(30_000) });
+    return await http.json(path);
   } catch (e) {
-    throw new ExplorerReadError(`GET ${url}: ${errorMessage(e)}`, { cause: e });
-  }
-  const text = await r.text();
-  if (r.status !== 200) throw new ExplorerReadError(`GET ${url}: HTTP ${r.status}: ${text.slice(0, 200)}`);
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new ExplorerReadError(`GET ${url}: the answer is not JSON (is this an explorer?)`, { cause: e });
+    if (!(e instanceof TransportError)) throw e;
+    const why =
+      e.code === 'bad-json' ? `GET ${http.url}${path}: the answer is not JSON (is this an explorer?)` : e.message;
+    throw new ExplorerReadError(why, { cause: e });
   }
 }
 
@@ -77,16 +74,27 @@ export class VerifiedSearch {
 
   /** Every match, newest first, each checked against the log. Throws ExplorerMismatchError on the first that is not. */
   async *results(): AsyncGenerator<StoredEvent> {
-    const info = (await getJson(`${this.base}/api/info`)) as { log?: unknown };
+    let http: HttpTransport;
+    try {
+      http = new HttpTransport(this.base, { timeoutMs: 30_000, retry: { attempts: 1 } });
+    } catch (e) {
+      throw new ExplorerReadError((e as Error).message, { cause: e });
+    }
+    const info = (await getJson(http, '/api/info').catch((e) => (http.close(), Promise.reject(e)))) as {
+      log?: unknown;
+    };
     const logUrl = this.opts.log ?? (typeof info.log === 'string' ? info.log : undefined);
-    if (!logUrl) throw new ExplorerReadError(`${this.base}/api/info names no log URL; give the log's URL`);
+    if (!logUrl) {
+      http.close();
+      throw new ExplorerReadError(`${this.base}/api/info names no log URL; give the log's URL`);
+    }
     const reader = new LogReader(logUrl);
     try {
       const params = filtersToParams(this.opts.filters);
       params.set('limit', String(Math.min(MAX_LIMIT, this.opts.max ?? MAX_LIMIT)));
       let n = 0;
       for (;;) {
-        const page = (await getJson(`${this.base}/api/events?${params}`)) as {
+        const page = (await getJson(http, `/api/events?${params}`)) as {
           tree_size?: unknown;
           events?: unknown;
           next?: unknown;
@@ -102,6 +110,7 @@ export class VerifiedSearch {
       }
     } finally {
       reader.close();
+      http.close();
     }
   }
 

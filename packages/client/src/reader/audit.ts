@@ -17,7 +17,7 @@ import {
   type NoteVerifier,
   type TileRef,
 } from '@trailmark/tlog';
-import { writeFileDurably } from '../durable.js';
+import { writeFileDurably } from '@trailmark/node';
 import type { LogReader } from './http.js';
 import { BundleCheckPool } from './pool.js';
 import { fetchVerifiedCheckpoint, proveConsistencyFromTiles } from './verified.js';

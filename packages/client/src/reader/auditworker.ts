@@ -6,7 +6,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { TILE_WIDTH } from '@trailmark/tlog';
-import { nodeAccelerator } from './fasthash.js';
+import { nodeAccelerator } from '@trailmark/node';
 import { LogReader, type LogReaderOptions } from './http.js';
 
 /** Check full bundle `index`; `expected` is the verified parent hash of level-0 tile `index`. */

@@ -4,7 +4,7 @@
  */
 export * from './http.js';
 export * from './verified.js';
-export * from './fasthash.js';
+export { nodeAccelerator } from '@trailmark/node';
 export * from './audit.js';
 export * from './entries.js';
 export * from './streams.js';

@@ -2,7 +2,6 @@
  * The auditor's view of a log: a checkpoint verified with the log key, and every hash and entry read through
  * tiles authenticated against it. The log's own proof endpoints are never trusted; at most they are hints.
  */
-import { hash as nodeHash } from 'node:crypto';
 import {
   TILE_WIDTH,
   TlogError,
@@ -15,7 +14,6 @@ import {
   errorMessage,
   formatTlogProof,
   inclusionProof,
-  makeHasher,
   openCheckpoint,
   toU64,
   verifyConsistency,
@@ -26,11 +24,11 @@ import {
   type OpenCheckpointOptions,
   type OpenedCheckpoint,
 } from '@trailmark/tlog';
-import { nodeAccelerator } from './fasthash.js';
+import { nodeAccelerator, nodeHasher } from '@trailmark/node';
 import { LogReadError, type LogReader } from './http.js';
 
-/** SHA-256 from node:crypto's one-shot digest: about twice the speed of the pure-JS default. */
-export const nodeHasher: Hasher = makeHasher((d) => nodeHash('sha256', d, 'buffer'));
+/** RFC 6962 hashing on node:crypto (re-exported for the reader's callers). */
+export { nodeHasher };
 
 /** Codes of AuditError. */
 export type AuditErrorCode =

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { generateKey, parsePrivateKey, parseVkey, KEY_TYPE_ED25519, type NoteVerifier } from '@trailmark/tlog';
-import { rememberingVerifier } from '../src/verifycache.js';
+import { rememberingVerifier } from '../src/index.js';
 
 describe('rememberingVerifier', () => {
   const k = generateKey('example.com/log', KEY_TYPE_ED25519);
