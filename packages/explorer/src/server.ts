@@ -36,6 +36,8 @@ export interface ExplorerOptions {
   /** Poll interval for new checkpoints. Default 1 s. */
   intervalMs?: number;
   alert?: (line: string) => void;
+  /** Notices (such as an index of an older format being rebuilt). Default: stderr. */
+  notice?: (line: string) => void;
 }
 
 export interface RunningExplorer {
@@ -61,7 +63,7 @@ const CSP =
 export async function startExplorer(opts: ExplorerOptions): Promise<RunningExplorer> {
   const listen = parseListen(opts.listen ?? '127.0.0.1:8070');
   const reader = new LogReader(opts.log);
-  const store = new IndexStore(opts.dataDir);
+  const store = new IndexStore(opts.dataDir, opts.notice);
   const indexer = new Indexer({
     reader,
     logKey: opts.logKey,

@@ -241,6 +241,7 @@ export class IndexStore {
   private readonly putMeta: Database.Statement;
   private readonly putTimeBlock: Database.Statement;
   private readonly blockRange: Database.Statement;
+  private readonly statements = new Map<string, Database.Statement>();
   private readonly batch: (leaves: VerifiedLeaf[], indexed: number, checkpoint: string | null) => void;
 
   /**
@@ -490,13 +491,11 @@ export class IndexStore {
       sql.push(`${w.key} < ?`);
       params.push(before);
     }
-    const rows = this.db
-      .prepare(
-        `SELECT e.leaf_index, e.leaf_hash, e.entry, r.leaf_index AS r_index, r.leaf_hash AS r_hash, r.entry AS r_entry
+    const rows = this.prepared(
+      `SELECT e.leaf_index, e.leaf_hash, e.entry, r.leaf_index AS r_index, r.leaf_hash AS r_hash, r.entry AS r_entry
          FROM ${w.from} LEFT JOIN events r ON r.leaf_index = e.response_index
          WHERE ${sql.join(' AND ')} ORDER BY ${w.key} DESC LIMIT ?`,
-      )
-      .all(...params, limit) as {
+    ).all(...params, limit) as {
       leaf_index: number;
       leaf_hash: Uint8Array;
       entry: string;
@@ -512,6 +511,20 @@ export class IndexStore {
     }));
   }
 
+  /**
+   * The statement for `sql`, compiled once: a search's SQL depends only on which filters are set, so a few
+   * dozen shapes cover every search, and compiling costs as much as running a selective one.
+   */
+  private prepared(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (st === undefined) {
+      if (this.statements.size >= 256) this.statements.clear();
+      st = this.db.prepare(sql);
+      this.statements.set(sql, st);
+    }
+    return st;
+  }
+
   /** Refreshes the query planner's statistics (after many rows were added). */
   optimize(): void {
     this.db.pragma('optimize');
@@ -521,13 +534,11 @@ export class IndexStore {
   stats(f: Filters, bucket: Bucket): Stats {
     const w = whereOf(f, this.leafRange);
     const size = BUCKET_MS[bucket];
-    const rows = this.db
-      .prepare(
-        `SELECT (e.time_ms / ${size}) * ${size} AS b, SUM(e.decision = 1) AS allowed, SUM(e.decision = 0) AS denied
+    const rows = this.prepared(
+      `SELECT (e.time_ms / ${size}) * ${size} AS b, SUM(e.decision = 1) AS allowed, SUM(e.decision = 0) AS denied
          FROM ${w.from} WHERE ${['e.kind = ' + KIND_REQUEST, 'e.decision IS NOT NULL', 'e.time_ms IS NOT NULL', ...w.sql].join(' AND ')}
          GROUP BY b ORDER BY b`,
-      )
-      .all(...w.params) as { b: number; allowed: number; denied: number }[];
+    ).all(...w.params) as { b: number; allowed: number; denied: number }[];
     const total = { allowed: 0, denied: 0 };
     const buckets = rows.map((r) => {
       total.allowed += r.allowed;
