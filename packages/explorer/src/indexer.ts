@@ -17,6 +17,9 @@ import {
 } from '@trailmark/client';
 import type { IndexStore, VerifiedLeaf } from './store.js';
 
+/** Entry bundles requested ahead of the one being indexed. */
+const PREFETCH_BUNDLES = 32;
+
 export interface IndexerOptions {
   reader: LogReader;
   logKey: NoteVerifier;
@@ -102,8 +105,9 @@ export class Indexer {
       batch = [];
       this.notify();
     };
-    // verifiedEntries checks each whole bundle before yielding any of its entries
-    for await (const e of verifiedEntries(log, BigInt(from), size, 8)) {
+    // verifiedEntries checks each whole bundle before yielding any of its entries. Bundles are fetched well
+    // ahead (more than a batch: 32 x 256 entries), so the log serves the next batch while this one is written
+    for await (const e of verifiedEntries(log, BigInt(from), size, PREFETCH_BUNDLES)) {
       batch.push({ index: Number(e.index), leafHash: nodeHasher.leaf(e.data), data: e.data });
       if (batch.length >= batchSize) flush();
       if (this.stopped) break;

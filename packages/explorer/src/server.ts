@@ -37,6 +37,8 @@ export interface ExplorerOptions {
   /** Poll interval for new checkpoints. Default 1 s. */
   intervalMs?: number;
   alert?: (line: string) => void;
+  /** Notices (such as an index of an older format being rebuilt). Default: stderr. */
+  notice?: (line: string) => void;
 }
 
 export interface RunningExplorer {
@@ -64,7 +66,7 @@ export async function startExplorer(opts: ExplorerOptions): Promise<RunningExplo
   if (!hp) throw new Error(`--listen ${JSON.stringify(opts.listen)} is not HOST:PORT`);
   const listen = { host: hp.host ?? '127.0.0.1', port: hp.port };
   const reader = new LogReader(opts.log);
-  const store = new IndexStore(opts.dataDir);
+  const store = new IndexStore(opts.dataDir, opts.notice);
   const indexer = new Indexer({
     reader,
     logKey: opts.logKey,

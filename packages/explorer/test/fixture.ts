@@ -223,7 +223,7 @@ export interface Trail {
   proxy: RunningProxy;
   /** Entries in the log once the fixture is filled. */
   size: number;
-  startExplorer(opts?: { log?: string; dataDir?: string }): Promise<RunningExplorer>;
+  startExplorer(opts?: { log?: string; dataDir?: string; notice?: (line: string) => void }): Promise<RunningExplorer>;
   close(): Promise<void>;
 }
 
@@ -301,6 +301,7 @@ export async function startTrail(): Promise<Trail> {
         listen: '127.0.0.1:0',
         intervalMs: 100,
         alert: () => {},
+        ...(opts.notice ? { notice: opts.notice } : {}),
       });
       explorers.push(x);
       return x;

@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { fileURLToPath } from 'node:url';
 import { startLogServer } from '@trailmark/log-server';
 import { parseVkey } from '@trailmark/tlog';
@@ -72,6 +74,37 @@ describe('explorer indexer (follows the log, verifies before indexing)', functio
     };
     expect(bulk.events.length).to.equal(300);
     expect(second.indexer.status).to.include({ state: 'following', lastReadError: null });
+  });
+
+  it('rebuilds an index of an older format from the log, saying so, rather than trusting what it claims', async () => {
+    await addEntries(trail.log.url, filler('bulk', 300));
+    // format 1 (before user_version was set): it claims 5 entries, and holds one the log does not
+    const dataDir = join(trail.dir, 'old-index');
+    mkdirSync(dataDir);
+    const old = new Database(join(dataDir, 'index.sqlite'));
+    old.exec(`CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
+      CREATE TABLE events (leaf_index INTEGER PRIMARY KEY, leaf_hash BLOB NOT NULL, kind INTEGER NOT NULL, top INTEGER NOT NULL,
+        request_id TEXT, time_ms INTEGER, actor TEXT, target TEXT, method TEXT, path TEXT, protocol TEXT, decision INTEGER,
+        status TEXT, stream_id TEXT, stream_seq INTEGER, response_index INTEGER, entry TEXT NOT NULL);
+      INSERT INTO meta VALUES ('indexed', '5');
+      INSERT INTO events (leaf_index, leaf_hash, kind, top, actor, entry) VALUES (0, x'00', 0, 1, 'ghost', '{}');`);
+    old.close();
+    const notices: string[] = [];
+    const x = await trail.startExplorer({ dataDir, notice: (l) => void notices.push(l) });
+    expect(notices.join('\n')).to.match(
+      /format 0, this version uses format 2: deleting it and rebuilding it from the log/,
+    );
+    await x.indexer.waitForIndexed(trail.size + 300);
+    const page = async (q: string) =>
+      ((await (await fetch(`${x.url}/api/events?${q}&limit=1000`)).json()) as { events: unknown[] }).events;
+    expect(await page('actor=ghost')).to.deep.equal([]);
+    expect((await page('actor=bulk')).length).to.equal(300);
+    const again: string[] = [];
+    await x.close();
+    await (
+      await trail.startExplorer({ dataDir, notice: (l) => void again.push(l) })
+    ).indexer.waitForIndexed(trail.size + 300);
+    expect(again, 'an index of this format is kept').to.deep.equal([]);
   });
 
   it('/api/streams reports a hole and a forged heartbeat, and resumes the stream state after a restart', async () => {
