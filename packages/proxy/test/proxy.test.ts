@@ -761,7 +761,7 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     };
     const cases: [Record<string, string>, RegExp][] = [
       [{ '--tokens': join(tmp.dir, 'missing.json') }, /cannot read tokens file .*missing\.json: ENOENT/],
-      [{ '--log-key': 'not-a-key' }, /--key "not-a-key" is neither a vkey|not a valid vkey/],
+      [{ '--log-key': 'not-a-key' }, /--log-key "not-a-key" is neither a vkey|not a valid vkey/],
       [{ '--upstream': 'http://127.0.0.1:9' }, /upstream http:\/\/127\.0\.0\.1:9 is unreachable: ECONNREFUSED/],
       [{ '--rules': join(tmp.dir, 'tokens.json') }, /rules file .*: role "alice-secret-token-111" rule 1: "methods"/],
       [{ '--mode': 'lossy' }, /--mode must be spool or strict/],
