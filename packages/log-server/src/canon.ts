@@ -136,7 +136,7 @@ export function prepareBatch(body: Uint8Array): PackedLeaves {
         status: 413,
         message: `${value.length} entries in one request; at most ${MAX_BATCH_ENTRIES} are accepted`,
       };
-    return pack(value.length, b.length, 'entries', (i) => value[i]);
+    return pack(value.length, 'entries', (i) => value[i]);
   }
   const list = scanContainer(b, start, b.length, listLimits('entries'), true);
   if (list === undefined)
@@ -152,7 +152,7 @@ export function prepareBatch(body: Uint8Array): PackedLeaves {
 
 /** Packs each part b[bounds[2i], bounds[2i+1]) as one entry: only one part's parse is alive at a time. */
 function packParts(b: Buffer, bounds: readonly number[], what: string): PackedLeaves {
-  return pack(bounds.length / 2, b.length, what, (i, name) => parsePart(b, bounds[2 * i], bounds[2 * i + 1], name));
+  return pack(bounds.length / 2, what, (i, name) => parsePart(b, bounds[2 * i], bounds[2 * i + 1], name));
 }
 
 /**
@@ -215,30 +215,37 @@ export const preparers = { batch: prepareBatch, k8s: prepareAuditEvents } as con
 export type BodyKind = keyof typeof preparers;
 
 /**
- * Canonicalizes entries 0..n-1 (`value(i, name)` gives each) and packs the leaves; the packed data grows in
- * one off-heap buffer, first sized from the raw body (`rawBytes`), at most 16 MiB of canonical entries.
+ * Canonicalizes entries 0..n-1 (`value(i, name)` gives each) and packs the leaves into one off-heap buffer of
+ * exactly their size, at most 16 MiB of canonical entries (413 beyond). Precondition: n >= 1.
+ *
+ * The canonical texts are kept until all are known and then copied once: a buffer sized from the raw body and
+ * grown as needed (the first form of this function) cost the log server 50-60 MB more peak RSS at 1M entries
+ * (bench-server, same run: 288-300 MB against 229-230 MB), because every leaf keeps its batch's buffer alive.
  */
-function pack(n: number, rawBytes: number, what: string, value: (i: number, name: string) => unknown): PackedLeaves {
+function pack(n: number, what: string, value: (i: number, name: string) => unknown): PackedLeaves {
   const max = MAX_BATCH_BODY_BYTES + n;
-  let data = Buffer.allocUnsafeSlow(Math.min(rawBytes + n + 64, max));
+  const texts = new Array<string>(n);
+  const lens = new Uint32Array(n);
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const name = `${what}[${i}]`;
+    const { text, len } = canonicalEntrySized(value(i, name), name);
+    texts[i] = text;
+    lens[i] = len;
+    total += len + 1;
+    if (total > max)
+      throw { status: 413, message: `the ${what} are more than ${MAX_BATCH_BODY_BYTES} bytes in canonical form` };
+  }
+  const data = Buffer.allocUnsafeSlow(total);
   const offsets = new Uint32Array(n + 1);
   const hashes = Buffer.allocUnsafeSlow(n * 32);
   let o = 0;
   for (let i = 0; i < n; i++) {
-    const name = `${what}[${i}]`;
-    const { text, len } = canonicalEntrySized(value(i, name), name);
-    if (o + 1 + len > data.length) {
-      if (o + 1 + len > max)
-        throw { status: 413, message: `the ${what} are more than ${MAX_BATCH_BODY_BYTES} bytes in canonical form` };
-      const grown = Buffer.allocUnsafeSlow(Math.min(max, Math.max(2 * data.length, o + 1 + len)));
-      data.copy(grown, 0, 0, o);
-      data = grown;
-    }
     offsets[i] = o;
     data[o] = 0;
-    data.write(text, o + 1, 'utf8');
-    sha256(data.subarray(o, o + 1 + len)).copy(hashes, i * 32);
-    o += 1 + len;
+    data.write(texts[i], o + 1, 'utf8');
+    sha256(data.subarray(o, o + 1 + lens[i])).copy(hashes, i * 32);
+    o += 1 + lens[i];
   }
   offsets[n] = o;
   return { data, offsets, hashes };
