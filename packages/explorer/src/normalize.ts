@@ -7,7 +7,7 @@ import { ACCESS_SCHEMA } from '@trailmark/tlog';
 
 /** How an entry takes part in the request/response join. */
 export const KIND_OTHER = 0;
-/** A request event with a request_id, waiting for its response to be joined. */
+/** A request event with a request_id, to which its response event is joined. */
 export const KIND_REQUEST = 1;
 /** A response event with a request_id, joined to its request. */
 export const KIND_RESPONSE = 2;

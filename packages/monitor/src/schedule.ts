@@ -44,7 +44,7 @@ export class ChangeReport {
 
   /**
    * Logs the changes in one round's outcomes: a warning when something starts failing or its failure changes, a line
-   * when it recovers.
+   * when it recovers, and a line for each advance.
    */
   report(outcomes: Labelled[]): void {
     const byWhat = new Map<string, Outcome[]>();
