@@ -18,6 +18,10 @@ function cliVersion(): string {
   }
 }
 
+/**
+ * Builds the `trailmark` command with every subcommand; commander errors are thrown (exitOverride) so main can map them
+ * to exit codes.
+ */
 export function buildProgram(): Command {
   const program = new Command('trailmark')
     .description('Trailmark: a transparency log for access trails')
@@ -30,6 +34,10 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * Runs the CLI and resolves to its exit code, reporting every failure itself. Precondition: `argv` is in process.argv
+ * form (node path and script first).
+ */
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   try {

@@ -18,6 +18,7 @@ export function toJson(value: unknown): string {
   );
 }
 
+/** The Output for one command run: human lines on stdout unless `json`, the machine result only with `json`. */
 export function makeOutput(json: boolean): Output {
   return {
     json,
@@ -47,6 +48,10 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<number |
   };
 }
 
+/**
+ * Reports `err` (as a JSON object on stdout with `json`, else a line on stderr) and returns its exit code: a CliError's
+ * own code, else EXIT_ERROR.
+ */
 export function reportError(err: unknown, json: boolean): number {
   const code = err instanceof CliError ? err.code : EXIT_ERROR;
   const message = err instanceof Error ? err.message : String(err);

@@ -35,8 +35,13 @@ import {
 } from '@trailmark/tlog';
 import { EvidenceError } from './errors.js';
 
+/**
+ * How two checkpoints of one log key conflict: one size with two roots, or a smaller tree the larger one does not
+ * extend.
+ */
 export type EvidenceKind = 'same-size-different-root' | 'inconsistent';
 
+/** Where and when one checkpoint of an Evidence record was seen. */
 export interface Sighting {
   /** Where the checkpoint came from: a log URL, a peer URL, `gossip from <address>`, `add-checkpoint from <address>`. */
   from: string;
@@ -44,6 +49,7 @@ export interface Sighting {
   at: string;
 }
 
+/** A split-view evidence record in the JSON shape of contract section 7 (see the file comment). */
 export interface Evidence {
   origin: string;
   kind: EvidenceKind;
@@ -53,6 +59,7 @@ export interface Evidence {
   consistency?: { proof: string[]; first_root: string };
 }
 
+/** The result of verifyEvidence: the evidence, both parsed checkpoints and what they prove. */
 export interface VerifiedEvidence {
   evidence: Evidence;
   first: Checkpoint;
@@ -66,6 +73,7 @@ export interface VerifiedEvidence {
   cosigners?: { first: string[]; second: string[]; both: string[] };
 }
 
+/** What verifyEvidence checks beyond the log signatures. */
 export interface VerifyEvidenceOptions {
   /** Witness keys (e.g. a policy's), by the name to report them under. */
   witnesses?: ReadonlyMap<string, NoteVerifier>;

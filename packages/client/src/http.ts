@@ -16,6 +16,7 @@ export interface RequestLimits {
 /** Largest answer read from a log or peer (default): a peer cannot make the monitor buffer without bound. */
 export const MAX_RESPONSE_BYTES = MAX_ANSWER_BYTES;
 
+/** A plain HTTP answer: status, Content-Type and body text. */
 export interface HttpResponse {
   status: number;
   contentType: string;

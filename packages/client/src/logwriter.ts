@@ -42,6 +42,7 @@ import {
 } from '@trailmark/tlog';
 import { ClientError, LogRejectedError, LogUnavailableError, ReceiptError } from './errors.js';
 
+/** How a LogWriter reaches and authenticates a log. */
 export interface LogWriterOptions {
   /** Base URL of the log, e.g. http://127.0.0.1:8080 */
   url: string;
@@ -58,6 +59,7 @@ export interface LogWriterOptions {
   backoffMaxMs?: number;
 }
 
+/** Per-call overrides of a LogWriter's retry policy. */
 export interface CallOptions {
   /** Overrides the attempts of the client for this call. */
   attempts?: number;
@@ -76,6 +78,7 @@ export interface Receipt {
   proof?: string;
 }
 
+/** Counters of a LogWriter, for metrics and diagnostics. */
 export interface LogWriterStats {
   requests: number;
   retries: number;
@@ -128,6 +131,10 @@ function hashField(obj: Record<string, unknown>, name: string): Uint8Array {
   return h;
 }
 
+/**
+ * A client of a log's write API that retries transient failures and verifies every receipt (log signature, leaf hash,
+ * inclusion) before returning it.
+ */
 export class LogWriter {
   readonly url: string;
   readonly verifier: NoteVerifier;

@@ -20,6 +20,7 @@ import type { IndexStore, VerifiedLeaf } from './store.js';
 /** Entry bundles requested ahead of the one being indexed. */
 const PREFETCH_BUNDLES = 32;
 
+/** What an Indexer follows (the log and its keys), where it writes, and how often it polls. */
 export interface IndexerOptions {
   reader: LogReader;
   logKey: NoteVerifier;
@@ -33,6 +34,7 @@ export interface IndexerOptions {
   alert?: (line: string) => void;
 }
 
+/** The indexer's progress and health, as the explorer's status endpoint reports it. */
 export interface IndexerStatus {
   /** 'following', or 'stopped' after misbehaviour (see alert). */
   state: 'following' | 'stopped';
@@ -44,6 +46,10 @@ export interface IndexerStatus {
   lastReadError: string | null;
 }
 
+/**
+ * Follows the log: verifies each new checkpoint (and its consistency with the last one) and indexes the entries up to
+ * it, stopping for good on misbehaviour.
+ */
 export class Indexer {
   readonly status: IndexerStatus;
   private stopped = false;
@@ -58,10 +64,12 @@ export class Indexer {
     this.status = { state: 'following', indexed: st.indexed, checkpointSize: 0, alert: null, lastReadError: null };
   }
 
+  /** Starts the follow loop in the background; a second call does nothing. */
   start(): void {
     this.loop ??= this.run();
   }
 
+  /** Stops the follow loop and resolves once the round in progress has ended. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.wake?.();

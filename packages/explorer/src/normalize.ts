@@ -7,9 +7,12 @@ import { ACCESS_SCHEMA } from '@trailmark/tlog';
 
 /** How an entry takes part in the request/response join. */
 export const KIND_OTHER = 0;
+/** A request event with a request_id, to which its response event is joined. */
 export const KIND_REQUEST = 1;
+/** A response event with a request_id, joined to its request. */
 export const KIND_RESPONSE = 2;
 
+/** The searchable fields of one log entry, as stored in the index (null where the entry has none). */
 export interface IndexedFields {
   kind: number;
   stage: string | null;

@@ -24,6 +24,7 @@ import { Indexer } from './indexer.js';
 import { csvHeader, csvRow, eventJson, ocsfEvent } from '@trailmark/client';
 import { streamView } from './streams.js';
 
+/** Configuration of an explorer daemon: the log it follows, its keys, data directory and listen address. */
 export interface ExplorerOptions {
   /** The log's base URL (the page fetches checkpoints and tiles from it directly). */
   log: string;
@@ -41,6 +42,7 @@ export interface ExplorerOptions {
   notice?: (line: string) => void;
 }
 
+/** A started explorer: its URL, indexer and store, and close() to stop serving and indexing. */
 export interface RunningExplorer {
   url: string;
   indexer: Indexer;

@@ -29,6 +29,7 @@ import type { Filters, StoredEvent } from '@trailmark/client';
 
 export type { StoredEvent };
 
+/** How far the index has got: entries indexed and the checkpoint it follows. */
 export interface IndexState {
   /** Entries indexed: leaves 0 .. indexed-1. */
   indexed: number;
@@ -36,9 +37,12 @@ export interface IndexState {
   checkpoint: string | null;
 }
 
+/** The time bucket of the statistics endpoint. */
 export type Bucket = 'minute' | 'hour' | 'day';
+/** Length of each Bucket in milliseconds. */
 export const BUCKET_MS: Record<Bucket, number> = { minute: 60_000, hour: 3_600_000, day: 86_400_000 };
 
+/** Allowed and denied request counts per time bucket, and their totals. */
 export interface Stats {
   buckets: { start: string; allowed: number; denied: number }[];
   total: { allowed: number; denied: number };
@@ -212,6 +216,10 @@ function whereOf(
   return { from, key, sql, params };
 }
 
+/**
+ * The explorer's SQLite index (better-sqlite3) of log entries: search fields, request/response joins, time blocks and
+ * stream state, rebuilt from the log when its format is not INDEX_FORMAT.
+ */
 export class IndexStore {
   readonly db: Database.Database;
   /** The stream checker (tlog's, as the audit and the monitor use), fed every indexed entry in log order. */
@@ -327,6 +335,7 @@ export class IndexStore {
     return v === undefined ? undefined : (JSON.parse(v) as StreamCheckerState);
   }
 
+  /** The stored progress: entries indexed and the checkpoint followed. */
   state(): IndexState {
     const rows = this.db.prepare("SELECT k, v FROM meta WHERE k IN ('indexed', 'checkpoint')").all() as {
       k: string;
@@ -547,6 +556,7 @@ export class IndexStore {
     return { buckets, total };
   }
 
+  /** Closes the database; the store must not be used afterwards. */
   close(): void {
     this.db.close();
   }

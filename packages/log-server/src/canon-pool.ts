@@ -44,6 +44,10 @@ interface Slot {
   waiting: Map<number, Waiter>;
 }
 
+/**
+ * Prepares add-entries bodies (parse, canonicalize, hash) on worker threads, inline when `workers` is 0 (see the file
+ * comment).
+ */
 export class CanonPool {
   private readonly slots: Slot[];
   private next = 1;
@@ -124,6 +128,7 @@ export class CanonPool {
     }).then(unpack);
   }
 
+  /** Terminates the workers; bodies prepared after close are prepared inline. */
   async close(): Promise<void> {
     this.closed = true;
     await Promise.all(

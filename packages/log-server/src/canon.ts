@@ -9,7 +9,9 @@ import { isUtf8 } from 'node:buffer';
 import { sha256 } from '@trailmark/node';
 import { scanContainer, skipWs, type ScanLimits } from './jsonscan.js';
 
+/** Largest entry the log accepts, in canonical JSON bytes (a tlog-tiles bundle entry has a 16-bit length). */
 export const MAX_ENTRY_BYTES = 65_535;
+/** Most entries in one add-entries request. */
 export const MAX_BATCH_ENTRIES = 10_000;
 
 /** A client mistake found while preparing leaves: the HTTP status and the message. */
@@ -212,6 +214,7 @@ export function prepareAuditEvents(body: Uint8Array): PackedLeaves {
 
 /** The bodies that carry many entries, and how each is prepared (the worker is told which by name). */
 export const preparers = { batch: prepareBatch, k8s: prepareAuditEvents } as const;
+/** The request body shapes the log prepares: an add-entries batch or a Kubernetes audit EventList. */
 export type BodyKind = keyof typeof preparers;
 
 /**

@@ -27,6 +27,9 @@ export interface StoredMatches {
   known: Map<string, number>;
 }
 
+/**
+ * The store-wide side of dedup: the Bloom filter over stored prefixes and the hash-index lookups it cannot rule out.
+ */
 export class Dedup {
   readonly filter = new PrefixFilter();
 
@@ -77,6 +80,10 @@ function samePrefix(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
+/**
+ * Dedup of one batch being sequenced: against stored leaves (looked up beforehand), batches prepared but not yet
+ * durable (`earlier`), and the batch's own earlier leaves.
+ */
 export class DedupRound {
   // built only when many leaves of a batch might repeat one not yet durable (a resubmitted batch): full hash ->
   // first index, prefix -> indices. A handful of filter false positives is cheaper to answer by scanning.

@@ -5,6 +5,7 @@
  */
 import { CodedError, type ErrorDetails } from '@trailmark/tlog';
 
+/** An error answered to the client with `status`, `message` as the body and extra `headers` (e.g. Retry-After). */
 export class HttpError extends Error {
   constructor(
     readonly status: number,

@@ -22,6 +22,10 @@ function segment(capacity: number): Segment {
   return { bits: new Uint32Array(m / 32), mask: m - 1, capacity, count: 0 };
 }
 
+/**
+ * A growable Bloom filter over 8-byte leaf-hash prefixes: mightContain is false only for prefixes never added (see the
+ * file comment).
+ */
 export class PrefixFilter {
   private readonly segments: Segment[] = [segment(FIRST_CAPACITY)];
 

@@ -34,6 +34,7 @@ export const MAX_GET_ENTRIES = 1000;
 const IMMUTABLE = 'public, max-age=31536000, immutable';
 const MUTABLE = 'no-cache';
 
+/** What the HTTP API serves from: store, sequencer, metrics, logger, write tokens, body preparation and limits. */
 export interface ApiContext {
   store: LogStorage;
   sequencer: Sequencer;

@@ -25,6 +25,7 @@ export function skipWs(b: Uint8Array, i: number, end: number): number {
   return i;
 }
 
+/** Bounds scanContainer enforces on a JSON value, and how its messages name it. */
 export interface ScanLimits {
   /** Most nested containers, counting the scanned value itself. */
   maxDepth: number;
@@ -38,6 +39,7 @@ export interface ScanLimits {
   tokensWhy: string;
 }
 
+/** A JSON container found by scanContainer: its opening byte and the byte ranges of its parts. */
 export interface Split {
   /** The container's opening byte: 0x5b `[` or 0x7b `{`. */
   open: number;

@@ -9,6 +9,7 @@ import { dirname } from 'node:path';
 import { errorMessage, generateKey, KEY_TYPE_ED25519, parsePrivateKey, vkeyOf, type NoteSigner } from '@trailmark/tlog';
 import { LogStateError, ConfigError } from './errors.js';
 
+/** The log's signing key with its vkey text and origin (the key name). */
 export interface LogKey {
   signer: NoteSigner;
   vkey: string;

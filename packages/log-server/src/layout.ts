@@ -12,18 +12,31 @@
 import { errorMessage, b64decode, b64encode } from '@trailmark/tlog';
 import { LogStateError } from './errors.js';
 
+/** Key of the log state record. */
 export const STATE_KEY = Buffer.from('S');
+/** Key prefix of full entry bundles. */
 export const BUNDLE = 0x45; // 'E'
+/** Key prefix of entries whose bundle is still partial. */
 export const PENDING = 0x50; // 'P'
+/** Key prefix of tiles. */
 export const TILE = 0x54; // 'T'
+/** Key prefix of the leaf-hash index (8-byte hash prefix to indices). */
 export const HASH_INDEX = 0x48; // 'H'
 
+/**
+ * `n` as 8 big-endian bytes, the form of 'H' index values. Precondition: `n` is a non-negative safe integer (larger
+ * ones are not exact).
+ */
 export function u64(n: number): Buffer {
   return indexKey(NO_PREFIX, n);
 }
 
 const NO_PREFIX: readonly number[] = [];
 
+/**
+ * Reads a big-endian uint64 at `off` as a number. Precondition: 8 bytes at `off` holding a value below 2^53 (larger
+ * ones lose precision unchecked).
+ */
 export function readU64(b: Uint8Array, off: number): number {
   const v = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
   return v.readUInt32BE(off) * 2 ** 32 + v.readUInt32BE(off + 4);
@@ -50,12 +63,16 @@ function indexKey(prefix: readonly number[], n: number): Buffer {
   return k;
 }
 
+/** Key of full entry bundle `n`. Precondition: `n` is a non-negative safe integer. */
 export const bundleKey = (n: number): Buffer => indexKey([BUNDLE], n);
+/** Key of pending entry `i`. Precondition: `i` is a non-negative safe integer. */
 export const pendingKey = (i: number): Buffer => indexKey([PENDING], i);
+/** Key of tile `level`/`n`. Precondition: `level` is 0..255 and `n` a non-negative safe integer. */
 export const tileKey = (level: number, n: number): Buffer => indexKey([TILE, level], n);
 /** The first key after every key of prefix byte `p`: the upper bound of a range scan. */
 export const afterPrefix = (p: number): Buffer => Buffer.from([p + 1]);
 
+/** Hash-index key of a leaf: 'H' and the first 8 bytes of its hash. Precondition: `leafHash` has at least 8 bytes. */
 export function hashKey(leafHash: Uint8Array): Buffer {
   const k = Buffer.allocUnsafe(9);
   k[0] = HASH_INDEX;
@@ -64,6 +81,7 @@ export function hashKey(leafHash: Uint8Array): Buffer {
   return k;
 }
 
+/** `v` as a Buffer over the same memory (no copy). */
 export function buf(v: Uint8Array): Buffer {
   return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
 }
@@ -92,6 +110,7 @@ export interface StateJson {
   sth: string;
 }
 
+/** Encodes the log state record (StateJson, version 1) with its binary fields in base64. */
 export function encodeState(
   st: Omit<StateJson, 'v' | 'root' | 'compact' | 'sth'> & {
     root: Uint8Array;

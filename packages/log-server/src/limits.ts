@@ -28,6 +28,9 @@ export class BodyBudget {
   }
 }
 
+/**
+ * One request body's share of a BodyBudget; it grows as the body is read and must be released once the answer is sent.
+ */
 export class Reservation {
   private held = 0;
   private large = false;

@@ -28,6 +28,7 @@ export interface SignedTree {
   sthSignature: Buffer;
 }
 
+/** The result of committing a batch: each leaf's index, how many were new, and the signed tree covering them. */
 export interface AppendResult {
   /** Index of each leaf, in order (the original index for duplicates). */
   indices: number[];
@@ -98,6 +99,7 @@ export interface LogWrites {
   readonly failed: Error | undefined;
 }
 
+/** A log store (LevelDB or PostgreSQL): reads, the serial write path, and close. */
 export interface LogStorage extends LogReads, LogWrites {
   /** Closes the store. Precondition: no commit in flight. */
   close(): Promise<void>;

@@ -1,6 +1,7 @@
 /** Prometheus metrics of one log server (its own registry, so several servers can share a process). */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** The log server's Prometheus metrics. */
 export interface LogMetrics {
   registry: Registry;
   entries: Counter;

@@ -19,6 +19,7 @@ import type { PoolClient } from 'pg';
 /** Advisory lock key serialising migrations (any constant; 'tmlg' in ASCII). */
 const MIGRATION_LOCK = 0x746d6c67;
 
+/** The schema migrations, in version order; each runs once per database. */
 export const MIGRATIONS: readonly { version: number; sql: string }[] = [
   {
     version: 1,
@@ -70,6 +71,7 @@ INSERT INTO tm_lease (id, holder, token, expires) VALUES (1, NULL, 0, '-infinity
   },
 ];
 
+/** The schema version this code writes: the last migration's. */
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
 
 /** Whether the database holds a log (its schema and identity row), and whose. */

@@ -40,6 +40,9 @@ import { emptyEdge, EdgeWriter, type BatchWriter, type EdgeState } from './seque
 import { nodeHasher } from '@trailmark/node';
 import { TILE_W, TileNode } from './tilecache.js';
 
+/**
+ * Settings of the PostgreSQL store: lease, polling, integration batch size, write acknowledgement timeout and caches.
+ */
 export interface PgStoreOptions extends CacheOptions {
   logger?: Logger;
   /** Sequencer lease length (default 3,000 ms): a dead sequencer is replaced within about this plus pollMs. */
@@ -219,6 +222,7 @@ const toNum = (v: string | number): number => {
   return n;
 };
 
+/** The log on PostgreSQL, shared by any number of frontends (see the file comment). */
 export class PgStore extends DurableReads implements LogStorage {
   readonly logger: Logger;
   /** This frontend's name in the lease row. */
@@ -475,10 +479,12 @@ export class PgStore extends DurableReads implements LogStorage {
     return this.writer !== undefined;
   }
 
+  /** The failure that stopped writing, if any (LogWrites.failed). */
   get failed(): Error | undefined {
     return this.failure;
   }
 
+  /** The 503 writes get while shutting down or after a failure, else undefined (LogWrites.writeStopped). */
   get writeStopped(): UnavailableError | undefined {
     if (this.closed) return new UnavailableError('the log is shutting down', 5);
     if (this.failure) return new UnavailableError(`the log stopped writing: ${this.failure.message}`, 3600);
@@ -606,6 +612,7 @@ export class PgStore extends DurableReads implements LogStorage {
     return { indices: p.indices, added: p.added, tree: this.snap.tree };
   }
 
+  /** prepare then commit. Precondition: serial, as prepare. */
   async append(leaves: readonly Leaf[]): Promise<AppendResult> {
     return this.commit(await this.prepare(leaves));
   }
@@ -846,6 +853,7 @@ export class PgStore extends DurableReads implements LogStorage {
     return this.refreshing;
   }
 
+  /** Index of the leaf with this hash within the durable tree, from the tm_leaf_hashes primary key. */
   override async findLeaf(leafHash: Uint8Array): Promise<number | undefined> {
     const size = this.snap.tree.size;
     const r = await this.pool.query<{ idx: string }>('SELECT idx FROM tm_leaf_hashes WHERE leaf_hash = $1', [

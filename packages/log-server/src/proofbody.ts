@@ -21,6 +21,7 @@ export function inclusionBody(index: number, leafHash: Uint8Array, proof: readon
   return body + ']}';
 }
 
+/** Builds get-proof-by-index bodies, caching the path above each level-0 tile per tree size (see the file comment). */
 export class InclusionBodies {
   /** Serialized path above a level-0 tile (`,"h1","h2"...`), keyed by `size/tile`. */
   private readonly above: Lru<string, string>;

@@ -25,6 +25,7 @@ import type { LogReads, SignedTree } from './log-storage.js';
 import { nodeHasher } from '@trailmark/node';
 import { Lru, TILE_W, TileNode } from './tilecache.js';
 
+/** The log's LevelDB, with binary keys and values. */
 export type Db = Level<Uint8Array, Uint8Array>;
 
 /** What reads see: the durable tree and its right edge. Immutable once built (tile prefixes never change). */
@@ -39,6 +40,7 @@ export interface EdgeSnapshot {
   readonly bundle: { readonly index: number; readonly entries: readonly Uint8Array[] };
 }
 
+/** Sizes of the read caches. */
 export interface CacheOptions {
   /** Full tiles kept whole in memory (~12 KiB each with their inner nodes from sub-level 2 up; default 4,096, i.e. 1M entries). */
   tileCacheTiles?: number;
@@ -57,6 +59,10 @@ export function locate(node: NodeId): { L: number; k: number; tIndex: number; p:
 /** A tile's id in the caches: level < 64 and index < 2^53 / 256, so unique and exact as a double. */
 export const tileId = (level: number, index: number): number => index * 64 + level;
 
+/**
+ * LogReads over a durable EdgeSnapshot with tile, bundle and upper-node caches; the LevelDB and PostgreSQL stores
+ * extend it with their own storage access.
+ */
 export class DurableReads implements LogReads {
   protected snap!: EdgeSnapshot;
   private tiles!: Lru<number, TileNode>;
@@ -88,6 +94,7 @@ export class DurableReads implements LogReads {
     this.edgeMemo = new Lru(2048);
   }
 
+  /** How many full tiles' upper nodes the cache holds (recovery preloads that many recent tiles). */
   get upperCapacity(): number {
     return this.uppers.capacity;
   }
@@ -119,6 +126,7 @@ export class DurableReads implements LogReads {
     return this.snap.tree;
   }
 
+  /** Size of the durable tree reads see. */
   get size(): number {
     return this.snap.tree.size;
   }
@@ -192,6 +200,7 @@ export class DurableReads implements LogReads {
     return whole;
   }
 
+  /** Full level-0 tile `index` from memory only. Precondition: (index + 1) * 256 <= durable size. */
   leafTileSync(index: number): TileNode | undefined {
     const t = this.memoryTile(this.snap, 0, index);
     return t && t.width === TILE_W ? t : undefined;
@@ -220,14 +229,17 @@ export class DurableReads implements LogReads {
     return raw;
   }
 
+  /** Leaf hash at `index`. Precondition: index < size <= durable size. */
   async leafHash(index: number, size = this.snap.tree.size): Promise<Buffer> {
     return (await this.nodeHashes([{ level: 0, index: BigInt(index) }], size))[0];
   }
 
+  /** RFC 9162 inclusion proof, from memory when possible. Precondition: index < size <= durable size. */
   async inclusionProof(index: number, size: number): Promise<Uint8Array[]> {
     return this.inclusionProofSync(index, size) ?? this.loadInclusionProof(index, size);
   }
 
+  /** RFC 9162 inclusion proof, loading the nodes it needs. Precondition: index < size <= durable size. */
   async loadInclusionProof(index: number, size: number): Promise<Uint8Array[]> {
     const snap = this.snap;
     const plan = inclusionProofPlan(BigInt(index), BigInt(size));
@@ -259,6 +271,7 @@ export class DurableReads implements LogReads {
     return out;
   }
 
+  /** Leaf hash from memory only; undefined when it must be loaded. Precondition: index < durable size. */
   leafHashSync(index: number): Buffer | undefined {
     return this.cachedNode(this.snap, { level: 0, index: BigInt(index) });
   }
@@ -279,16 +292,21 @@ export class DurableReads implements LogReads {
     return h;
   }
 
+  /** RFC 9162 consistency proof between two sizes. Precondition: first <= second <= durable size. */
   async consistencyProof(first: number, second: number): Promise<Uint8Array[]> {
     const snap = this.snap;
     return consistencyProof(first, second, (nodes) => this.nodeHashes(nodes, second, snap), nodeHasher);
   }
 
+  /** Root of the tree of `size` leaves. Precondition: size <= durable size. */
   async rootAt(size: number): Promise<Uint8Array> {
     const snap = this.snap;
     return treeRoot(size, (nodes) => this.nodeHashes(nodes, size, snap), nodeHasher);
   }
 
+  /**
+   * Index of the leaf with this hash within the durable tree, confirmed against the full hash; undefined when absent.
+   */
   async findLeaf(leafHash: Uint8Array): Promise<number | undefined> {
     const snap = this.snap;
     const size = snap.tree.size;
@@ -301,6 +319,7 @@ export class DurableReads implements LogReads {
     return undefined;
   }
 
+  /** Tile `level`/`index` of `width` hashes, or undefined when the durable tree does not reach that width. */
   async tileData(level: number, index: number, width: number): Promise<Buffer | undefined> {
     const snap = this.snap;
     if (tileWidth(level, index, snap.tree.size) < width) return undefined;
@@ -308,6 +327,7 @@ export class DurableReads implements LogReads {
     return t?.data(width);
   }
 
+  /** Entry bundle `index` with its first `width` entries, or undefined when the durable tree has fewer. */
   async bundleData(index: number, width: number): Promise<Buffer | undefined> {
     const snap = this.snap;
     if (tileWidth(0, index, snap.tree.size) < width) return undefined;
@@ -329,6 +349,7 @@ export class DurableReads implements LogReads {
     return full;
   }
 
+  /** Leaf data of entries [start, end). Precondition: start <= end <= durable size (an end beyond it throws). */
   async entries(start: number, end: number): Promise<Uint8Array[]> {
     const snap = this.snap;
     if (end > snap.tree.size) throw new Error(`internal: entries up to ${end} asked of a tree of ${snap.tree.size}`);

@@ -36,6 +36,7 @@ import type { EdgeState } from './sequencing.js';
 import { nodeHasher } from '@trailmark/node';
 import { TILE_W, TileNode } from './tilecache.js';
 
+/** Callbacks through which recovery hands what it reads to the dedup filter and the caches. */
 export interface RecoveryHooks {
   /** Each stored leaf hash (for the dedup filter); omitted when the filter is kept from before. */
   leaf?(hash: Uint8Array): void;

@@ -12,6 +12,7 @@
 import { UnavailableError } from './errors.js';
 import type { AppendResult, Leaf, LogWrites, Prepared, SignedTree } from './log-storage.js';
 
+/** Queue and batch bounds of a Sequencer, and its commit callback. */
 export interface SequencerOptions {
   /** Most entries waiting (queued, not yet in a batch) before submissions are refused with 503. */
   maxQueuedEntries?: number;
@@ -21,6 +22,7 @@ export interface SequencerOptions {
   onCommit?: (info: CommitInfo) => void;
 }
 
+/** What one commit did: entries and new leaves, submissions answered, duration and the tree signed. */
 export interface CommitInfo {
   entries: number;
   added: number;
@@ -44,6 +46,7 @@ interface Pending {
   reject(e: unknown): void;
 }
 
+/** The group-commit loop in front of a store (see the file comment). */
 export class Sequencer {
   private queue: Pending[] = [];
   private queued = 0;

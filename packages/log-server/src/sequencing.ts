@@ -18,6 +18,7 @@ import { nodeHasher } from '@trailmark/node';
 import { signTreeHead } from './sth.js';
 import { TILE_W, TileNode } from './tilecache.js';
 
+/** Where a prepared batch's writes go (a LevelDB batch, or rows for PostgreSQL). */
 export interface BatchWriter {
   put(k: Uint8Array, v: Uint8Array): unknown;
   del(k: Uint8Array): unknown;
@@ -33,12 +34,14 @@ export interface EdgeState {
   bundle: { index: number; entries: Uint8Array[] };
 }
 
+/** Callbacks for what a batch completes, so the store can cache full tiles and bundles once the batch is durable. */
 export interface EdgeHooks {
   /** A tile filled by the batch being prepared (not durable yet). */
   fullTile(level: number, index: number, node: TileNode): void;
   fullBundle(index: number, encoded: Buffer): void;
 }
 
+/** The writer's right edge of the tree (see the file comment). Precondition: one writer per log, used serially. */
 export class EdgeWriter {
   private readonly compact: CompactRange;
   private readonly edge: TileNode[];

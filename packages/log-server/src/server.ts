@@ -19,6 +19,10 @@ import type { Witnessing } from './witness-hook.js';
 import { createWitnessing, loadWitnessPolicy } from './witnessing.js';
 import { errorMessage } from '@trailmark/tlog';
 
+/**
+ * Configuration of a log server: data directory or PostgreSQL store, key, listen address, tokens, limits and
+ * witnessing.
+ */
 export interface LogServerOptions {
   /** Data directory: the LevelDB lives in DIR/db; the key defaults to DIR/log.key. */
   dataDir: string;
@@ -59,6 +63,7 @@ export interface LogServerOptions {
   bodyBudgetBytes?: number;
 }
 
+/** A started log server: its URL, vkey and origin, and close(). */
 export interface LogServer {
   url: string;
   vkey: string;

@@ -25,6 +25,7 @@ export type { Leaf, SignedTree, AppendResult, Prepared, LogStorage } from './log
 const MAX_SIZE = Number.MAX_SAFE_INTEGER;
 const MAX_RETRY_MS = 30_000;
 
+/** Settings of the LevelDB store: logger, recovery backoff and caches. */
 export interface StoreOptions extends CacheOptions {
   logger?: Logger;
   /** First wait before reopening the database after a storage failure; doubles up to 30 s (default 500 ms). */
@@ -132,6 +133,9 @@ export class LogStore extends DurableReads implements LogStorage {
     return this.failure;
   }
 
+  /**
+   * The 503 writes get after a storage failure (retry soon while recovering, much later when fatal), else undefined.
+   */
   get writeStopped(): UnavailableError | undefined {
     if (!this.failure) return undefined;
     return this.fatal

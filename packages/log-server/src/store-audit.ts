@@ -37,6 +37,7 @@ import {
 import { nodeHasher } from '@trailmark/node';
 import { TILE_W } from './tilecache.js';
 
+/** What auditStore found: the signed size and root, how the checkpoint was checked, and any damage. */
 export interface StoreAuditReport {
   /** True when nothing is damaged. */
   ok: boolean;
@@ -57,6 +58,7 @@ export interface StoreAuditReport {
   moreDamage: number;
 }
 
+/** The key auditStore checks the store against, and how much damage it reports. */
 export interface StoreAuditOptions {
   /** The log's vkey: the checkpoint must verify with it and the store must belong to it. */
   vkey?: string;

@@ -5,6 +5,7 @@
  */
 import { hashChildren } from '@trailmark/node';
 
+/** Hashes in a full tile. */
 export const TILE_W = 256;
 const HASH = 32;
 /**
@@ -22,6 +23,9 @@ const UPPER_START = OFFSET[UPPER_FROM] * HASH;
 /** Sub-level 2 reads a restored tile answers by hashing (3 hashes each) before it builds that level once. */
 const LOW_READS_BEFORE_BUILD = 16;
 
+/**
+ * One tile in memory: its hashes and the inner nodes above them, grown as hashes are appended (see the file comment).
+ */
 export class TileNode {
   /** Hashes at the tile's own level, then each stored sub-level above, then the tile root. */
   readonly buf: Buffer;
@@ -159,10 +163,12 @@ export class Lru<K, V> {
     private readonly onEvict?: (k: K, v: V) => void,
   ) {}
 
+  /** Whether `k` is held, without making it recently used. */
   has(k: K): boolean {
     return this.map.has(k);
   }
 
+  /** The value of `k`, made the most recently used; undefined when absent. */
   get(k: K): V | undefined {
     const v = this.map.get(k);
     if (v !== undefined) {
@@ -172,6 +178,7 @@ export class Lru<K, V> {
     return v;
   }
 
+  /** Stores `k` as the most recently used, evicting the least recently used entry past capacity. */
   set(k: K, v: V): void {
     this.map.delete(k);
     this.map.set(k, v);

@@ -5,6 +5,10 @@
  */
 import type { Logger } from './logger.js';
 
+/**
+ * What witnessing gets from the server: policy file, data directory, log identity, logger and access to checkpoints and
+ * proofs.
+ */
 export interface WitnessingContext {
   policyFile: string;
   dataDir: string;
@@ -17,6 +21,9 @@ export interface WitnessingContext {
   consistencyProof(first: bigint, second: bigint): Promise<Uint8Array[]>;
 }
 
+/**
+ * Witness cosigning as the server sees it: fed new checkpoints, it provides the latest checkpoint meeting the quorum.
+ */
 export interface Witnessing {
   /** Called (not awaited) with every new durable log-signed checkpoint; must not throw. */
   onCheckpoint(checkpoint: string, size: bigint): void;

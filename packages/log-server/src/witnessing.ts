@@ -32,6 +32,7 @@ import { WitnessClient } from '@trailmark/client';
 import { ConfigError } from './errors.js';
 import type { Witnessing, WitnessingContext } from './witness-hook.js';
 
+/** Timing of the requests to witnesses. */
 export interface WitnessingOptions {
   /** How often each witness is considered for a new request (default 1000 ms). */
   intervalMs?: number;

@@ -6,6 +6,7 @@ import { MonitorError } from './errors.js';
 import { LogProofClient, LogReader, rememberingVerifier, type RequestLimits } from '@trailmark/client';
 import type { MonitorStore } from './store.js';
 
+/** One log the monitor follows: its URL and its key. */
 export interface FollowedLogOptions {
   /** Base URL of the log (its /checkpoint and /v1/ API). */
   url: string;
@@ -13,6 +14,7 @@ export interface FollowedLogOptions {
   vkey: string | NoteVerifier;
 }
 
+/** Configuration of a Monitor: logs, store, peers, alerting and loop periods. */
 export interface MonitorOptions {
   logs: FollowedLogOptions[];
   store: MonitorStore;

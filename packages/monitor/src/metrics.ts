@@ -1,6 +1,7 @@
 /** The monitor's Prometheus metrics. */
 import { Counter, Gauge, type Registry } from 'prom-client';
 
+/** The monitor's Prometheus counters and gauges. */
 export interface MonitorMetrics {
   verified: Counter;
   treeSize: Gauge;

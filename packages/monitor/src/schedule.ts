@@ -42,6 +42,10 @@ export class ChangeReport {
 
   constructor(private readonly log: Logger) {}
 
+  /**
+   * Logs the changes in one round's outcomes: a warning when something starts failing or its failure changes, a line
+   * when it recovers, and a line for each advance.
+   */
   report(outcomes: Labelled[]): void {
     const byWhat = new Map<string, Outcome[]>();
     for (const { what, outcome } of outcomes) byWhat.set(what, [...(byWhat.get(what) ?? []), outcome]);

@@ -16,6 +16,7 @@ import { MAX_ADD_CHECKPOINT_BODY, Witness } from './witness.js';
 /** Most checkpoints accepted in one POST /v1/gossip. */
 export const MAX_GOSSIP_CHECKPOINTS = 100;
 
+/** Configuration of a monitor daemon: the Monitor's options plus data directory, witness key and listen address. */
 export interface StartMonitorOptions extends Omit<MonitorOptions, 'store'> {
   /** Data directory (LevelDB and evidence files); without it, a temporary one removed on close. */
   dataDir?: string;
@@ -27,6 +28,7 @@ export interface StartMonitorOptions extends Omit<MonitorOptions, 'store'> {
   follow?: boolean;
 }
 
+/** A started monitor daemon: its Monitor, store, URL and witness vkey, and close() to stop it. */
 export interface RunningMonitor {
   monitor: Monitor;
   store: MonitorStore;

@@ -77,6 +77,7 @@ export class MonitorStore {
     return new MonitorStore(db, root, temporary);
   }
 
+  /** Closes the database, and removes the directory when it was temporary; the store must not be used afterwards. */
   async close(): Promise<void> {
     await this.db.close();
     if (this.temporary) await rm(this.dir, { recursive: true, force: true });

@@ -41,6 +41,7 @@ function answer(status: WitnessAnswer['status'], reason: string, extra: Partial<
   return { status, contentType: 'text/plain; charset=utf-8', body: reason + '\n', reason, ...extra };
 }
 
+/** What a Witness cosigns with, which logs it accepts checkpoints of, and where it keeps their sizes. */
 export interface WitnessOptions {
   /** Type 0x04 cosignature key. */
   signer: NoteSigner;
@@ -60,6 +61,7 @@ export class Witness {
     this.now = opts.now ?? (() => Math.floor(Date.now() / 1000));
   }
 
+  /** The witness's key name. */
   get name(): string {
     return this.opts.signer.name;
   }

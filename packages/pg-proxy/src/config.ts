@@ -6,6 +6,7 @@ import { ConfigError, readJsonFile } from '@trailmark/recorder';
 import { parseVerifier, type ScramVerifier } from './scram.js';
 import { errorMessage } from '@trailmark/tlog';
 
+/** A proxy user: name, SCRAM-SHA-256 verifier and roles. */
 export interface PgUser {
   name: string;
   verifier: ScramVerifier;
@@ -42,15 +43,21 @@ export class PgUsers {
     }
   }
 
+  /**
+   * Reads the users JSON file at `path`. Precondition: none; throws ConfigError('users') when it cannot be read, is not
+   * JSON or has a wrong entry.
+   */
   static fromFile(path: string): PgUsers {
     return new PgUsers(readJsonFile('users', path), `users file ${path}`);
   }
 
+  /** The user called `name`, or null. */
   get(name: string): PgUser | null {
     return this.users.get(name) ?? null;
   }
 }
 
+/** One role's rule: the databases it opens (`*` for any) and whether sessions there are read-only. */
 export interface PgRule {
   databases: string[];
   read_only: boolean;
@@ -63,6 +70,10 @@ export interface Grant {
   readOnly: boolean;
 }
 
+/**
+ * Which databases each role may open, and read-only or not. Precondition (constructor): none; throws
+ * ConfigError('rules') naming the entry that is wrong.
+ */
 export class PgRules {
   private readonly rules = new Map<string, PgRule>();
 
@@ -81,6 +92,10 @@ export class PgRules {
     }
   }
 
+  /**
+   * Reads the rules JSON file at `path`. Precondition: none; throws ConfigError('rules') when it cannot be read, is not
+   * JSON or has a wrong entry.
+   */
   static fromFile(path: string): PgRules {
     return new PgRules(readJsonFile('rules', path), `rules file ${path}`);
   }

@@ -9,6 +9,7 @@
 import { AccessTrail, ACCESS_SCHEMA, capString, newId, rfc3339ms, type AccessEvent } from '@trailmark/recorder';
 import type { Receipt } from '@trailmark/client';
 
+/** Who a PostgreSQL session belongs to: proxy user, roles, client address and application_name. */
 export interface PgActor {
   id: string | null;
   roles: string[];
@@ -17,6 +18,10 @@ export interface PgActor {
   user_agent: string | null;
 }
 
+/**
+ * A PostgreSQL access event (contract section 4, protocol `postgres`): connect, request, response or disconnect of one
+ * session.
+ */
 export interface PgEvent {
   schema: typeof ACCESS_SCHEMA;
   stage: 'connect' | 'request' | 'response' | 'disconnect';
@@ -53,6 +58,7 @@ export function fitEvent(ev: PgEvent): PgEvent {
   return ev;
 }
 
+/** A new PgEvent of `stage` with a fresh id and the current time. */
 export function pgEvent(
   stage: PgEvent['stage'],
   proxy: string,
@@ -61,6 +67,7 @@ export function pgEvent(
   return { schema: ACCESS_SCHEMA, stage, id: newId(), time: rfc3339ms(), proxy, ...fields };
 }
 
+/** SQL text as recorded: cut to MAX_STATEMENT_CHARS characters (with '…') so the event fits a log entry. */
 export function statementText(sql: string): string {
   return capString(sql, MAX_STATEMENT_CHARS);
 }

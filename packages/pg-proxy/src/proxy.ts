@@ -17,6 +17,7 @@ import { PgTrail } from './events.js';
 import { Session } from './session.js';
 import { loginUpstream, parseUpstream, type UpstreamTarget } from './upstream.js';
 
+/** Configuration of the PostgreSQL proxy: upstream logins, log, users and rules, spool, TLS and listen address. */
 export interface PgProxyOptions {
   /** postgres://USER[:PASSWORD]@HOST:PORT/DB: the upstream and the proxy's own login there. */
   upstream: string;
@@ -49,6 +50,7 @@ export interface PgProxyOptions {
   warn?: (line: string) => void;
 }
 
+/** A started PostgreSQL proxy: its address, trail and metrics registry, with settle() and close(). */
 export interface RunningPgProxy {
   host: string;
   port: number;

@@ -8,9 +8,11 @@
 import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { PgProxyError } from './errors.js';
 
+/** The SASL mechanism name the proxy offers and uses upstream. */
 export const SCRAM_MECHANISM = 'SCRAM-SHA-256';
 const DEFAULT_ITERATIONS = 4096;
 
+/** A SCRAM-SHA-256 password verifier (RFC 5802/7677): what the server keeps instead of the password. */
 export interface ScramVerifier {
   iterations: number;
   salt: Buffer;
@@ -127,6 +129,7 @@ export class ScramClient {
 
   constructor(private readonly password: string) {}
 
+  /** The client-first message (no channel binding, user name left to the startup message). */
   first(): string {
     return `n,,n=*,r=${this.cnonce}`;
   }

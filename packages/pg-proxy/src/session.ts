@@ -45,6 +45,7 @@ import {
 } from './wire.js';
 import { errorMessage } from '@trailmark/tlog';
 
+/** What every client session of one proxy shares: users, rules, upstream targets, trail and TLS. */
 export interface SessionConfig {
   proxy: string;
   users: PgUsers;
@@ -93,6 +94,10 @@ interface Portal {
 
 const T = (c: string) => c.charCodeAt(0);
 
+/**
+ * One client connection: authenticates it with SCRAM, applies the rules, logs in upstream and relays frames, recording
+ * connect, statement and disconnect events.
+ */
 export class Session {
   private client: net.Socket;
   private readonly reader = new FrameReader();

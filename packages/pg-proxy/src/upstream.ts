@@ -11,6 +11,7 @@ import { ScramClient, SCRAM_MECHANISM } from './scram.js';
 import { CANCEL_REQUEST, FrameReader, readError } from './wire.js';
 import { errorMessage } from '@trailmark/tlog';
 
+/** Where and as whom the proxy logs in upstream. */
 export interface UpstreamTarget {
   host: string;
   port: number;
@@ -47,6 +48,7 @@ export function targetUrl(t: UpstreamTarget, database: string): string {
   return `postgres://${host}:${t.port}/${encodeURIComponent(database)}`;
 }
 
+/** An upstream connection that has logged in, with the frames the server sent after AuthenticationOk. */
 export interface UpstreamSession {
   socket: net.Socket;
   /** Holds whatever the server sent after AuthenticationOk (ParameterStatus, BackendKeyData, ReadyForQuery). */

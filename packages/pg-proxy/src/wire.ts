@@ -5,12 +5,16 @@
  * the messages the proxy itself sends to clients. Messages it sends upstream come from pg-protocol's serializer.
  */
 export const SSL_REQUEST = 80877103;
+/** Startup-phase code a client sends to ask for GSSAPI encryption (the proxy declines it). */
 export const GSSENC_REQUEST = 80877104;
+/** Startup-phase code of a CancelRequest. */
 export const CANCEL_REQUEST = 80877102;
+/** Startup-phase code of a protocol 3.0 StartupMessage. */
 export const PROTOCOL_3 = 196608;
 /** Largest frame accepted from a client (PostgreSQL's own limit for most messages is 1 GB). */
 export const MAX_FRAME = 256 * 1024 * 1024;
 
+/** One complete protocol message. */
 export interface Frame {
   type: number;
   /** The whole message: type byte, length and body. */
@@ -22,11 +26,13 @@ export class FrameReader {
   private chunks: Buffer[] = [];
   private size = 0;
 
+  /** Adds received bytes to the buffer. */
   push(chunk: Buffer): void {
     this.chunks.push(chunk);
     this.size += chunk.length;
   }
 
+  /** Bytes buffered and not yet taken as frames. */
   get buffered(): number {
     return this.size;
   }
@@ -90,6 +96,7 @@ export class Fields {
     private readonly b: Buffer,
     public pos = 5,
   ) {}
+  /** Reads a NUL-terminated UTF-8 string. Precondition: none; throws when the body has no NUL after the position. */
   cstring(): string {
     const end = this.b.indexOf(0, this.pos);
     if (end < 0) throw new Error('unterminated string in message');
@@ -97,16 +104,19 @@ export class Fields {
     this.pos = end + 1;
     return s;
   }
+  /** Reads a big-endian int16. Precondition: 2 bytes left (else Buffer's RangeError). */
   int16(): number {
     const v = this.b.readInt16BE(this.pos);
     this.pos += 2;
     return v;
   }
+  /** Reads a big-endian int32. Precondition: 4 bytes left (else Buffer's RangeError). */
   int32(): number {
     const v = this.b.readInt32BE(this.pos);
     this.pos += 4;
     return v;
   }
+  /** Reads `n` raw bytes (a view, not a copy). Precondition: none; throws when fewer than `n` bytes are left. */
   bytes(n: number): Buffer {
     const v = this.b.subarray(this.pos, this.pos + n);
     if (v.length !== n) throw new Error('message shorter than its fields');
@@ -205,18 +215,22 @@ export function errorResponse(severity: 'ERROR' | 'FATAL', sqlstate: string, tex
   );
 }
 
+/** An AuthenticationOk message. */
 export function authOk(): Buffer {
   return message('R', int32(0));
 }
 
+/** An AuthenticationSASL message offering `mechanisms`. */
 export function authSasl(mechanisms: string[]): Buffer {
   return message('R', Buffer.concat([int32(10), ...mechanisms.map(cstr), Buffer.from([0])]));
 }
 
+/** An AuthenticationSASLContinue message carrying the server-first message. */
 export function authSaslContinue(data: string): Buffer {
   return message('R', Buffer.concat([int32(11), Buffer.from(data, 'utf8')]));
 }
 
+/** An AuthenticationSASLFinal message carrying the server-final message. */
 export function authSaslFinal(data: string): Buffer {
   return message('R', Buffer.concat([int32(12), Buffer.from(data, 'utf8')]));
 }

@@ -10,6 +10,7 @@ import { ConfigError } from '@trailmark/recorder';
 import { startPgProxy, type PgProxyOptions } from './proxy.js';
 import { errorMessage } from '@trailmark/tlog';
 
+/** A started pg-proxy, single or as a primary over worker processes: its address, worker count and close(). */
 export interface PgProxyService {
   host: string;
   port: number;

@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { ConfigError, readJsonFile } from '@trailmark/recorder';
 
+/** An authenticated caller: its id (the event's actor) and roles. */
 export interface Identity {
   id: string;
   roles: string[];
@@ -55,6 +56,7 @@ export class TokenStore {
     return new TokenStore(readJsonFile('tokens', path), `tokens file ${path}`);
   }
 
+  /** Number of tokens held. */
   get size(): number {
     return this.byDigest.size;
   }

@@ -21,6 +21,7 @@ import {
   type RunningRecorder,
 } from './serving.js';
 
+/** Configuration of the forward-auth daemon: the recorder's options plus the fallback target and listen address. */
 export interface ForwardAuthOptions extends RecorderOptions {
   /** action.target when the gateway sends no X-Forwarded-Proto/X-Forwarded-Host (an origin URL). */
   target?: string;
@@ -28,6 +29,7 @@ export interface ForwardAuthOptions extends RecorderOptions {
   listen?: string;
 }
 
+/** A started forward-auth daemon (the recorder's running handle). */
 export type RunningForwardAuth = RunningRecorder;
 
 /** The answer header naming the authenticated identity, for the gateway to pass upstream. */

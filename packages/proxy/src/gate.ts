@@ -13,6 +13,7 @@ import {
   type RequestEvent,
 } from '@trailmark/recorder';
 
+/** How the gate identifies, authorizes and records a request. */
 export interface GateOptions {
   /** Token → identity. Without it (and without `identify`), every request is anonymous and allowed. */
   tokens?: TokenStore;
@@ -29,6 +30,9 @@ export interface GateOptions {
   redactHeaders: ReadonlySet<string>;
 }
 
+/**
+ * The gate's verdict on a request: the request event to record, the deny status, the identity and the path to forward.
+ */
 export interface GateResult {
   event: RequestEvent;
   /** 0 when allowed, else the status to answer (400: an ambiguous path under rules; 401; 403). */

@@ -10,6 +10,10 @@ import { countRequestBytes, outcomeOf, responseEvent } from '@trailmark/recorder
 import { decide, DEFAULT_REDACT_QUERY } from './gate.js';
 import type { AccessTrail } from '@trailmark/recorder';
 
+/**
+ * Configuration of accessTrailMiddleware: the trail it records into, the target and how callers are identified and
+ * authorized.
+ */
 export interface AccessMiddlewareOptions {
   trail: AccessTrail;
   /** action.target: this service's origin URL, e.g. https://billing.internal */
@@ -26,6 +30,7 @@ export interface AccessMiddlewareOptions {
   onError?: (e: Error) => void;
 }
 
+/** Response header carrying the request_id of the request's access event, so a caller can find it in the log. */
 export const REQUEST_ID_HEADER = 'Trailmark-Request-Id';
 
 type Next = (err?: unknown) => void;

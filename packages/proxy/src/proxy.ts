@@ -30,6 +30,7 @@ import {
   type RunningRecorder,
 } from './serving.js';
 
+/** Configuration of the reverse proxy: the recorder's options plus the upstream and listen address. */
 export interface ProxyOptions extends RecorderOptions {
   /** Upstream URL (http or https): its origin, plus an optional path prefix for every forwarded path. */
   upstream: string;
@@ -41,6 +42,7 @@ export interface ProxyOptions extends RecorderOptions {
   upstreamTimeoutMs?: number;
 }
 
+/** A started reverse proxy (the recorder's running handle). */
 export type RunningProxy = RunningRecorder;
 
 const HOP_BY_HOP = [

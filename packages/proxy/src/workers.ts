@@ -29,6 +29,7 @@ import {
 import type { AccessTrail } from '@trailmark/recorder';
 import { errorMessage } from '@trailmark/tlog';
 
+/** How to run a recorder daemon on several worker processes, each with its own spool. */
 export interface WorkerPoolOptions {
   /** Processes to serve with (default: the number of CPUs). */
   workers?: number;
@@ -42,6 +43,7 @@ export interface WorkerPoolOptions {
   start(spoolDir: string, listen?: string): Promise<RunningRecorder>;
 }
 
+/** A started worker pool, seen from this process (primary, single or worker). */
 export interface RunningPool {
   /** 'primary' (several workers), 'single' (one, in this process) or 'worker' (this process is one of them). */
   role: 'primary' | 'single' | 'worker';

@@ -11,6 +11,7 @@ export { ACCESS_SCHEMA };
 /** What replaces a redacted value. */
 export const REDACTED = 'REDACTED';
 
+/** Who made a request: identity and roles from the token, client address and User-Agent. */
 export interface Actor {
   /** The identity from the token, or null when no valid token was presented. */
   id: string | null;
@@ -19,6 +20,7 @@ export interface Actor {
   user_agent: string | null;
 }
 
+/** What was asked: method, target origin, path and redacted query. */
 export interface Action {
   method: string;
   /** The upstream service's origin URL. */
@@ -28,11 +30,13 @@ export interface Action {
   query: string;
 }
 
+/** Whether the request was let through, and why. */
 export interface Decision {
   allowed: boolean;
   reason: string;
 }
 
+/** The access event recorded before a request is forwarded (stage `request`). */
 export interface RequestEvent {
   schema: typeof ACCESS_SCHEMA;
   stage: 'request';
@@ -47,6 +51,7 @@ export interface RequestEvent {
   stream?: StreamPosition;
 }
 
+/** How a request ended: status, byte counts and duration, or aborted after a crash. */
 export interface Outcome {
   /** The status sent; null only in an aborted outcome whose status is unknown. */
   status: number | null;
@@ -59,6 +64,7 @@ export interface Outcome {
   aborted?: true;
 }
 
+/** The access event recorded once a request's response is finished (stage `response`), linked by request_id. */
 export interface ResponseEvent {
   schema: typeof ACCESS_SCHEMA;
   stage: 'response';
@@ -70,6 +76,7 @@ export interface ResponseEvent {
   stream?: StreamPosition;
 }
 
+/** Either stage of an access event. */
 export type AccessEvent = RequestEvent | ResponseEvent;
 
 /**

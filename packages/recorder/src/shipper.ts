@@ -7,6 +7,7 @@
 import { LogRejectedError, ReceiptError, type LogWriter } from '@trailmark/client';
 import type { Spool } from './spool.js';
 
+/** What a Shipper delivers from and to, and its batching and backoff. */
 export interface ShipperOptions {
   spool: Spool;
   client: LogWriter;
@@ -29,6 +30,7 @@ export interface ShipperOptions {
   onError?: (e: Error) => void;
 }
 
+/** Counters of a Shipper, for metrics and the health endpoint. */
 export interface ShipperStats {
   /** Events whose verified receipt let them leave the spool. */
   delivered: number;
@@ -42,6 +44,10 @@ export interface ShipperStats {
   lastDeliveryAt: number | null;
 }
 
+/**
+ * Delivers spooled events to the log in batches and acknowledges them in the spool only once every receipt verified
+ * (see the file comment).
+ */
 export class Shipper {
   readonly stats: ShipperStats = {
     delivered: 0,

@@ -21,6 +21,7 @@ import {
 } from './spool.js';
 import { errorMessage } from '@trailmark/tlog';
 
+/** What checkSpool found in one segment file. */
 export interface SegmentReport {
   segment: string;
   /** Valid records in the segment (delivered ones included). */
@@ -33,6 +34,9 @@ export interface SegmentReport {
   tailBytes: number;
 }
 
+/**
+ * What checkSpool found in a spool directory: its ack cursor, each segment's report and whether open() would accept it.
+ */
 export interface SpoolReport {
   dir: string;
   ack: SpoolPosition | null;

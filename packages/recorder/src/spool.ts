@@ -46,11 +46,13 @@ export const MAX_RECORD_BYTES = 0xffff;
 /** @internal */
 export const SEGMENT_RE = /^(\d{20})\.seg$/;
 
+/** A place in the spool: segment number and byte offset within it. */
 export interface SpoolPosition {
   segment: number;
   offset: number;
 }
 
+/** One record read back from the spool. */
 export interface SpoolRecord {
   /** The bytes given to append() (or made by the sealer). */
   data: Buffer;
@@ -77,6 +79,7 @@ export interface RecordSealer<T> {
   rollback(): void;
 }
 
+/** Where a spool lives and how its segments grow. */
 export interface SpoolOptions {
   dir: string;
   /** Start a new segment once the current one is at least this large (default 64 MiB). */
@@ -251,6 +254,7 @@ export class SpoolLock {
     return new SpoolLock(fd);
   }
 
+  /** Releases the lock and closes its file; a second call does nothing. */
   release(): void {
     if (this.fd === null) return;
     try {
@@ -262,6 +266,10 @@ export class SpoolLock {
   }
 }
 
+/**
+ * A durable local spool of records with an acknowledgement cursor (see the file comment for layout and guarantees); one
+ * open Spool per directory, enforced by a lock.
+ */
 export class Spool {
   private readonly segmentBytes: number;
   private readonly preallocBytes: number;

@@ -95,6 +95,7 @@ export function streamKeyName(proxy: string): string {
 /** An event before it is sealed: stage and its own fields; schema, id, time, proxy and stream are filled in. */
 export type UnsealedEvent = { stage: string } & Record<string, unknown>;
 
+/** The stream key and settings of an EventStream. */
 export interface EventStreamOptions {
   key: StreamKey;
   /** The events' `proxy` field for the events the stream writes itself (and those that lack one). */
@@ -113,6 +114,10 @@ export interface EventStreamOptions {
 
 type Change = { add: string; segment: number } | { del: string };
 
+/**
+ * A proxy's event stream (contract section 4): numbers and chains each event as the spool writes it, signs heartbeats
+ * and end events, and answers requests a crash left without a response.
+ */
 export class EventStream implements RecordSealer<UnsealedEvent> {
   private seq: number;
   private prev: string | null;
@@ -273,6 +278,7 @@ export class EventStream implements RecordSealer<UnsealedEvent> {
     return bytes;
   }
 
+  /** RecordSealer: the sealed events were written, so their seqs, chain and open requests become the state. */
   commit(): void {
     this.seq = this.tSeq;
     this.prev = this.tPrev;
@@ -283,6 +289,7 @@ export class EventStream implements RecordSealer<UnsealedEvent> {
     this.changes = [];
   }
 
+  /** RecordSealer: the sealed events' write failed, so the state goes back to the last commit. */
   rollback(): void {
     this.tSeq = this.seq;
     this.tPrev = this.prev;

@@ -19,8 +19,13 @@ import { Shipper, type ShipperOptions } from './shipper.js';
 import { Spool } from './spool.js';
 import { EventStream, loadStreamKey, streamKeyName, type StreamKey, type UnsealedEvent } from './stream.js';
 
+/**
+ * `spool`: a request goes ahead once its event is durable in the spool; `strict`: only once the log acknowledged it
+ * with a verified receipt.
+ */
 export type TrailMode = 'spool' | 'strict';
 
+/** Configuration of an AccessTrail: spool, log, mode, shipping and metrics. */
 export interface AccessTrailOptions {
   /** Spool directory. */
   spoolDir: string;
@@ -48,8 +53,16 @@ export interface AccessTrailOptions {
   onError?: (e: Error) => void;
 }
 
+/**
+ * Strict mode could not get the log's verified receipt for an event in time (code 'log-unavailable'): the request is
+ * answered 503.
+ */
 export class StrictModeError extends ProxyError {}
 
+/**
+ * The recording side of a proxy or application: an event stream written to a durable spool and shipped to the log, with
+ * strict mode waiting for the log's receipt.
+ */
 export class AccessTrail {
   readonly registry: Registry;
   private readonly strictFailures: Counter;

@@ -23,6 +23,7 @@ import { MAX_U64 } from './u64.js';
  */
 export class CheckpointError extends TlogError {}
 
+/** A parsed checkpoint body (C2SP tlog-checkpoint): origin line, tree size, root hash and extension lines. */
 export interface Checkpoint {
   origin: string;
   size: bigint;
@@ -97,6 +98,7 @@ export function signCheckpoint(cp: Checkpoint, signer: NoteSigner): string {
   return signNote(formatCheckpoint(cp), signer);
 }
 
+/** What openCheckpoint checks beyond the log's own signature. */
 export interface OpenCheckpointOptions {
   /** Witness (type 0x04) keys: their cosignatures are verified and returned; a bad one fails the checkpoint. */
   witnesses?: readonly NoteVerifier[];
@@ -107,6 +109,7 @@ export interface OpenCheckpointOptions {
   policy?: Policy;
 }
 
+/** A witness cosignature that verified against one of the given witness keys. */
 export interface VerifiedCosignature {
   verifier: NoteVerifier;
   /** POSIX seconds from the cosignature. */
@@ -115,6 +118,7 @@ export interface VerifiedCosignature {
   witness?: string;
 }
 
+/** The result of openCheckpoint: the parsed body, the note it came from and the cosignatures that verified. */
 export interface OpenedCheckpoint {
   checkpoint: Checkpoint;
   /** The parsed note (text and every signature line). */

@@ -34,6 +34,7 @@ export class CompactRange {
     this._levels = nodes.map((n) => n.level);
   }
 
+  /** The number of leaves appended so far. */
   get size(): bigint {
     return this._size;
   }

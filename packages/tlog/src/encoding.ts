@@ -59,12 +59,17 @@ export function b64decode(s: string, what = 'base64'): Uint8Array {
   return out;
 }
 
+/** Lower-case hex encoding of `data`. */
 export function hexEncode(data: Uint8Array): string {
   let s = '';
   for (const b of data) s += b.toString(16).padStart(2, '0');
   return s;
 }
 
+/**
+ * Decodes a hex string (either case). Precondition: none; throws TlogError('hex') naming `what` when `s` is not an
+ * even-length hex string.
+ */
 export function hexDecode(s: string, what = 'hex'): Uint8Array {
   if (!/^([0-9a-fA-F]{2})*$/.test(s)) throw new TlogError('hex', `${what}: not an even-length hex string`);
   const out = new Uint8Array(s.length / 2);
@@ -75,6 +80,7 @@ export function hexDecode(s: string, what = 'hex'): Uint8Array {
 const encoder = new TextEncoder();
 const strictDecoder = new TextDecoder('utf-8', { fatal: true });
 
+/** UTF-8 encoding of `s` (lone surrogates become U+FFFD, as TextEncoder does). */
 export function utf8(s: string): Uint8Array {
   return encoder.encode(s);
 }
@@ -88,6 +94,7 @@ export function fromUtf8(data: Uint8Array, what = 'text'): string {
   }
 }
 
+/** Concatenates byte arrays into one new array. */
 export function concatBytes(...parts: Uint8Array[]): Uint8Array {
   let len = 0;
   for (const p of parts) len += p.length;

@@ -2,6 +2,7 @@ import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
 
 /** A SHA-256 Merkle tree hash: 32 bytes. */
 export type Hash = Uint8Array;
+/** Size in bytes of a SHA-256 hash, and so of every tree node. */
 export const HASH_SIZE = 32;
 
 /**
@@ -44,15 +45,22 @@ export function makeHasher(sha256: (data: Uint8Array) => Uint8Array): Hasher {
 /** The default hasher, on @noble/hashes. */
 export const rfc6962: Hasher = makeHasher((d) => nobleSha256(d));
 
+/** SHA-256 of `data` with the default (@noble/hashes) implementation. */
 export function sha256(data: Uint8Array): Hash {
   return nobleSha256(data);
 }
+/** RFC 6962 leaf hash, SHA-256(0x00 || data), with the default hasher. */
 export function hashLeaf(data: Uint8Array): Hash {
   return rfc6962.leaf(data);
 }
+/**
+ * RFC 6962 interior node hash, SHA-256(0x01 || left || right), with the default hasher. Precondition: both are 32-byte
+ * hashes (not checked).
+ */
 export function hashNode(left: Hash, right: Hash): Hash {
   return rfc6962.node(left, right);
 }
+/** The root of the empty tree (SHA-256 of the empty string), a fresh copy each call. */
 export function emptyRoot(): Hash {
   return rfc6962.empty();
 }

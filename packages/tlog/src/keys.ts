@@ -16,8 +16,11 @@ import { TlogError, errorMessage } from './errors.js';
 
 ed.hashes.sha512 = sha512;
 
+/** Note signature type of a log's plain Ed25519 key (C2SP signed-note). */
 export const KEY_TYPE_ED25519 = 0x01;
+/** Note signature type of a witness's timestamped Ed25519 cosignature (tlog-cosignature/v1). */
 export const KEY_TYPE_COSIGNATURE = 0x04;
+/** The note signature types this package supports. */
 export type KeyType = typeof KEY_TYPE_ED25519 | typeof KEY_TYPE_COSIGNATURE;
 
 const ED25519_KEY_SIZE = 32;
@@ -34,6 +37,7 @@ export const MAX_COSIGNATURE_TIMESTAMP = (1n << 63n) - 1n;
  */
 export class KeyError extends TlogError {}
 
+/** A private key that signs notes under a key name and id. */
 export interface NoteSigner {
   readonly name: string;
   /** uint32 key id. */
@@ -49,6 +53,7 @@ export interface CosignatureSigner extends NoteSigner {
   signAt(msg: Uint8Array, timestampSeconds: bigint | number): Uint8Array;
 }
 
+/** A public key that verifies note signatures under a key name and id. */
 export interface NoteVerifier {
   readonly name: string;
   readonly keyId: number;
@@ -67,6 +72,10 @@ export function isValidKeyName(name: unknown): name is string {
   return typeof name === 'string' && name.length > 0 && !BAD_NAME_CHARS.test(name) && !SURROGATE_LONE.test(name);
 }
 
+/**
+ * Returns `name` typed as a string when it is a valid key name. Precondition: none; throws KeyError('key-name') when
+ * isValidKeyName(name) is false.
+ */
 export function checkKeyName(name: unknown): string {
   if (!isValidKeyName(name)) {
     throw new KeyError(
@@ -93,10 +102,12 @@ export function keyId(name: string, type: number, publicKey: Uint8Array): number
   return ((h[0] << 24) | (h[1] << 16) | (h[2] << 8) | h[3]) >>> 0;
 }
 
+/** A key id as 8 lower-case hex digits. Precondition: `id` is a uint32 (other numbers are reduced modulo 2^32). */
 export function keyIdHex(id: number): string {
   return (id >>> 0).toString(16).padStart(8, '0');
 }
 
+/** A key id as its 4 big-endian bytes. Precondition: `id` is a uint32 (higher bits are dropped). */
 export function keyIdBytes(id: number): Uint8Array {
   return new Uint8Array([(id >>> 24) & 0xff, (id >>> 16) & 0xff, (id >>> 8) & 0xff, id & 0xff]);
 }

@@ -20,6 +20,7 @@ export const MAX_NOTE_SIZE = 1 << 20;
 
 const SIG_PREFIX = '\u2014 '; // em dash, space
 
+/** One parsed signature line of a note ("— <name> <base64(keyid || signature)>"). */
 export interface NoteSignature {
   /** Key name. */
   name: string;
@@ -31,6 +32,7 @@ export interface NoteSignature {
   line: string;
 }
 
+/** A parsed signed note: its text and its signature lines, none verified yet. */
 export interface Note {
   /** The note text, including its final newline, without the separating blank line. */
   text: string;
@@ -194,6 +196,7 @@ export function addSignatures(
   return formatNote(note);
 }
 
+/** How each signature of a note fared against a set of verifiers. */
 export interface SignatureCheck {
   /** Known keys whose signature verified (one entry per key, in note order). */
   verified: NoteVerifier[];
@@ -242,6 +245,7 @@ export function checkSignatures(note: Note, verifiers: NoteVerifier | readonly N
   return out;
 }
 
+/** A note whose signatures were checked by verifyNote, with what verified. */
 export interface VerifiedNote extends SignatureCheck {
   text: string;
   /** All signatures of the note, in order. */

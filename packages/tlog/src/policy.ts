@@ -16,12 +16,14 @@ import { KEY_TYPE_COSIGNATURE, KEY_TYPE_ED25519, parseVkey, samePublicKey, type 
 /** Policy errors: code 'policy', message naming the line. */
 export class PolicyError extends TlogError {}
 
+/** A log listed in a tlog-policy: its verifier key and optional URL. */
 export interface PolicyLog {
   vkey: string;
   verifier: NoteVerifier;
   url?: string;
 }
 
+/** A witness defined in a tlog-policy under a policy-local name. */
 export interface PolicyWitness {
   name: string;
   vkey: string;
@@ -29,6 +31,7 @@ export interface PolicyWitness {
   url?: string;
 }
 
+/** A tlog-policy group: satisfied when at least k of its members (witnesses or groups) are. */
 export interface PolicyGroup {
   name: string;
   /** Threshold: at least k of the members (1 <= k <= members.length). */
@@ -36,6 +39,7 @@ export interface PolicyGroup {
   members: string[];
 }
 
+/** A parsed tlog-policy: the logs it accepts, its witnesses and groups, and the quorum a checkpoint must meet. */
 export interface Policy {
   logs: PolicyLog[];
   /** Witnesses by policy name, in definition order. */

@@ -11,6 +11,10 @@ import { toU64, type U64Like } from './u64.js';
 
 /** Most seqs kept in each problem list, and most open requests tracked per stream: state stays bounded. */
 export const STREAM_LIST_LIMIT = 1000;
+/**
+ * Most open requests (awaiting their response) tracked per stream; past it further requests are only counted in
+ * open_requests_untracked.
+ */
 export const STREAM_OPEN_REQUEST_LIMIT = 10_000;
 
 /** One stream's state, as saved and as reported (contract section 6's audit fields and more). */
@@ -54,6 +58,7 @@ export interface StreamCheckerState {
   malformed: string[];
 }
 
+/** The kinds of stream problem the checker reports. */
 export type StreamFindingKind = 'hole' | 'duplicate' | 'broken' | 'bad-signature';
 
 /** Something wrong found while adding one event. */

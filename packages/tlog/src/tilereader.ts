@@ -188,6 +188,7 @@ export interface TileAccelerator {
   bundleMatches(data: Uint8Array, tile: Uint8Array, width: number): boolean;
 }
 
+/** Options of a VerifiedTileReader. */
 export interface VerifiedTileReaderOptions {
   hasher?: Hasher;
   /** Faster checks; results are only trusted when they match (see TileAccelerator). */

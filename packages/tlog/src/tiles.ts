@@ -5,6 +5,7 @@ import { type U64Like, toU64 } from './u64.js';
 
 /** C2SP tlog-tiles: each tile spans 8 tree levels and holds up to 256 hashes. */
 export const TILE_HEIGHT = 8;
+/** Hashes in a full tile (2^TILE_HEIGHT). */
 export const TILE_WIDTH = 256;
 const H = BigInt(TILE_HEIGHT);
 const W = BigInt(TILE_WIDTH);

@@ -18,6 +18,7 @@ import type { Policy } from './policy.js';
 import { verifyInclusion } from './proof.js';
 import { MAX_U64, toU64, type U64Like } from './u64.js';
 
+/** The first line of every tlog-proof. */
 export const TLOG_PROOF_HEADER = 'c2sp.org/tlog-proof@v1';
 /** A proof in a tree of at most 2^64 leaves has at most 64 hashes. */
 const MAX_PROOF_HASHES = 64;
@@ -28,6 +29,7 @@ const MAX_PROOF_HASHES = 64;
  */
 export class TlogProofError extends TlogError {}
 
+/** A parsed tlog-proof: leaf index, inclusion proof, checkpoint note and unauthenticated extra data. */
 export interface TlogProof {
   index: bigint;
   /** Inclusion proof hashes, from the leaf's sibling up to the root's child. */
@@ -108,6 +110,7 @@ export function parseTlogProof(text: string): TlogProof {
   return { index, proof, checkpoint, ...(extra !== undefined ? { extra } : {}) };
 }
 
+/** What verifyTlogProof checks beyond the log signature and the inclusion proof. */
 export interface VerifyTlogProofOptions {
   /** A tlog-policy: its quorum must be met and a known witness's bad cosignature fails the proof. */
   policy?: Policy;
@@ -116,6 +119,7 @@ export interface VerifyTlogProofOptions {
   hasher?: Hasher;
 }
 
+/** The result of verifyTlogProof: the leaf index and the verified checkpoint with its cosignatures. */
 export interface VerifiedTlogProof {
   index: bigint;
   checkpoint: Checkpoint;

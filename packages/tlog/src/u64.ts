@@ -3,6 +3,7 @@ import { TlogError } from './errors.js';
 /** A tree size or leaf index: an unsigned 64-bit integer. */
 export type U64Like = bigint | number;
 
+/** The largest uint64, 2^64 - 1. */
 export const MAX_U64 = (1n << 64n) - 1n;
 
 /**

@@ -9,6 +9,10 @@ import type { Output } from '../program.js';
 import { EXIT_FAILED, EXIT_OK } from '../exit.js';
 import { mapped } from './checkpoint.js';
 
+/**
+ * The outcome of a stream audit: per-stream reports, leaf indices of access events with a malformed stream member, and
+ * the checker state to save for the next audit.
+ */
 export interface StreamAudit {
   streams: StreamReport[];
   malformed: string[];

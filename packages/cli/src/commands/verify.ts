@@ -39,6 +39,7 @@ interface ConsistencyOptions extends LogKeyArgs {
   proof: string;
 }
 
+/** Adds the `verify` command group (offline proof checks against a log key) to `program`. */
 export function registerVerify(program: Command): void {
   const verify = program.command('verify').description('offline checks of proofs against a log key');
 

@@ -13,6 +13,7 @@ export class FilterError extends ExplorerError {
   }
 }
 
+/** The parsed search filters of contract section 8; an absent field matches everything. */
 export interface Filters {
   actor?: string;
   target?: string;
@@ -30,7 +31,9 @@ export interface Filters {
   q?: string;
 }
 
+/** Largest page size (`limit`) a search accepts. */
 export const MAX_LIMIT = 1000;
+/** Page size of a search that gives no `limit`. */
 export const DEFAULT_LIMIT = 100;
 
 /** The query-string names of the filters, as the API and the CLI spell them. */

@@ -33,6 +33,7 @@ function parse(text: string): Obj {
   }
 }
 
+/** The CSV export's columns, in order. */
 export const CSV_COLUMNS = [
   'leaf_index',
   'time',
@@ -68,6 +69,7 @@ function csvField(v: unknown): string {
   return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
+/** The CSV header line, CRLF-terminated as RFC 4180 says. */
 export function csvHeader(): string {
   return CSV_COLUMNS.join(',') + '\r\n';
 }

@@ -33,6 +33,7 @@ export class ExplorerReadError extends ExplorerError {
   }
 }
 
+/** Where a VerifiedSearch asks, what it asks and the keys it checks the answers with. */
 export interface VerifiedSearchOptions {
   explorer: string;
   logKey: NoteVerifier;
@@ -63,6 +64,10 @@ async function getJson(http: HttpTransport, path: string): Promise<unknown> {
   }
 }
 
+/**
+ * An explorer search whose every result is checked for inclusion in a checkpoint verified with the log key, so a lying
+ * explorer is caught rather than believed.
+ */
 export class VerifiedSearch {
   /** The checkpoint every result was checked against. */
   log: VerifiedLog | null = null;

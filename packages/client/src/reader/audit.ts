@@ -85,11 +85,13 @@ export async function writeAuditState(file: string, state: AuditState): Promise<
   }
 }
 
+/** Progress of an audit, reported as entries are checked. */
 export interface AuditProgress {
   entriesDone: bigint;
   entriesTotal: bigint;
 }
 
+/** How an audit runs: where it resumes, its parallelism and what it reports. */
 export interface AuditOptions {
   /** The last audited checkpoint (from readAuditState): only what is newer is fetched. */
   previous?: Checkpoint | null;
@@ -104,6 +106,7 @@ export interface AuditOptions {
   onProgress?: (p: AuditProgress) => void;
 }
 
+/** What an audit verified: the checkpoint it covered and the counts of entries and tiles checked. */
 export interface AuditReport {
   origin: string;
   treeSize: bigint;

@@ -6,6 +6,7 @@ import { TILE_WIDTH, type Checkpoint, type Hasher, type NoteVerifier } from '@tr
 import type { LogReader } from './http.js';
 import { fetchVerifiedCheckpoint, proveConsistencyFromTiles, type VerifiedLog } from './verified.js';
 
+/** One log entry whose bytes were checked against a verified tile. */
 export interface VerifiedEntry {
   index: bigint;
   /** The leaf data: the entry's canonical JSON bytes, as logged. */
@@ -46,6 +47,7 @@ export async function* verifiedEntries(
   }
 }
 
+/** Where a follow-style entry read starts, stops and how it polls. */
 export interface FollowOptions {
   /** First index (default 0). */
   start?: bigint;

@@ -15,6 +15,7 @@ export type LogReadError = TransportError;
 
 export { retryAfterMs };
 
+/** Retry, timeout and concurrency settings of a LogReader. */
 export interface LogReaderOptions {
   /** Per-attempt timeout. Default 15 s. */
   timeoutMs?: number;
@@ -30,6 +31,7 @@ export interface LogReaderOptions {
   headers?: Record<string, string>;
 }
 
+/** Counters of a LogReader: requests sent, retries and body bytes read. */
 export interface LogReaderStats {
   requests: number;
   retries: number;
@@ -39,6 +41,10 @@ export interface LogReaderStats {
 /** An entry bundle holds at most 256 entries of at most 65,535 bytes, each with a 2-byte length. */
 const MAX_BUNDLE_BYTES = TILE_WIDTH * (2 + 0xffff);
 
+/**
+ * An unauthenticated reader of a log's tiles, entry bundles and checkpoint over HTTP, with retries and a cap on
+ * requests in flight.
+ */
 export class LogReader {
   /** The log's base URL, without a trailing slash. */
   readonly url: string;

@@ -55,6 +55,7 @@ export class BundleCheckPool {
     });
   }
 
+  /** Terminates every worker thread; the pool must not be used afterwards. */
   async close(): Promise<void> {
     await Promise.all(this.workers.map((w) => w.terminate()));
   }

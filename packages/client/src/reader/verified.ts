@@ -43,6 +43,10 @@ export type AuditErrorCode =
  */
 export class AuditError extends CodedError<AuditErrorCode> {}
 
+/**
+ * A log checkpoint verified with the log key, with a tile reader that checks everything it serves against that
+ * checkpoint.
+ */
 export interface VerifiedLog {
   /** The checkpoint note exactly as served. */
   text: string;
