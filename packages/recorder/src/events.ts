@@ -236,5 +236,8 @@ export function redactPathParams(path: string, names: ReadonlySet<string>): stri
 
 /** Caps a client-supplied string so an event always stays far below the log's 65,535-byte entry limit. Precondition: max > 0. */
 export function capString(s: string, max = 4096): string {
-  return s.length <= max ? s : s.slice(0, max) + '…';
+  if (s.length <= max) return s;
+  // never cut a surrogate pair in half: a lone surrogate is not Unicode text, and canonical JSON refuses it
+  const last = s.charCodeAt(max - 1);
+  return s.slice(0, last >= 0xd800 && last <= 0xdbff ? max - 1 : max) + '…';
 }
