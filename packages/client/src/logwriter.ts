@@ -162,7 +162,7 @@ export class LogWriter {
     } catch (e) {
       throw new ClientError(
         'config',
-        /http or https/.test((e as Error).message)
+        /http or https/.test(errorMessage(e))
           ? `log URL ${opts.url} must be http or https`
           : `log URL ${JSON.stringify(opts.url)} is not a URL`,
       );

@@ -1,4 +1,5 @@
 /** Alerts: one log line and one counter per distinct alert, and a JSON POST of each to the webhook. */
+import { errorMessage } from '@trailmark/tlog';
 import type { Logger } from '@trailmark/node';
 import type { Counter } from 'prom-client';
 import { httpRequest } from '@trailmark/client';
@@ -41,7 +42,7 @@ export class Alerts {
           if (r.status >= 200 && r.status < 300) return;
           this.log.warn(`alert webhook ${url} answered ${r.status}`, { webhook: url });
         } catch (e) {
-          this.log.warn(`alert webhook ${url}: ${(e as Error).message}`, { webhook: url });
+          this.log.warn(`alert webhook ${url}: ${errorMessage(e)}`, { webhook: url });
         }
         await new Promise((res) => setTimeout(res, 500 * attempt));
       }

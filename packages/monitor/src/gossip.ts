@@ -2,6 +2,7 @@
  * Gossip with peer monitors: pull their latest checkpoints and evidence (GET /v1/checkpoints, /v1/evidence)
  * and push ours (POST /v1/gossip). What is pulled is checked by the Monitor, never trusted.
  */
+import { errorMessage } from '@trailmark/tlog';
 import type { Counter } from 'prom-client';
 import { MonitorError } from './errors.js';
 import { getJson, httpRequest, joinUrl, type Evidence, type RequestLimits } from '@trailmark/client';
@@ -31,7 +32,7 @@ export async function pullPeer(
     list = await getJson(joinUrl(peer, '/v1/checkpoints'), limits);
   } catch (e) {
     errors.inc({ what: 'peer' });
-    return [{ status: 'error', message: `could not pull checkpoints from peer ${peer}: ${(e as Error).message}` }];
+    return [{ status: 'error', message: `could not pull checkpoints from peer ${peer}: ${errorMessage(e)}` }];
   }
   if (!Array.isArray(list) || list.some((x) => typeof x !== 'string')) {
     errors.inc({ what: 'peer' });
@@ -44,7 +45,7 @@ export async function pullPeer(
     evs = await getJson(joinUrl(peer, '/v1/evidence'), limits);
   } catch (e) {
     errors.inc({ what: 'peer' });
-    out.push({ status: 'error', message: `could not pull evidence from peer ${peer}: ${(e as Error).message}` });
+    out.push({ status: 'error', message: `could not pull evidence from peer ${peer}: ${errorMessage(e)}` });
     return out;
   }
   if (Array.isArray(evs)) for (const ev of evs) out.push(await checks.importEvidence(ev, peer));
@@ -72,6 +73,6 @@ export async function pushPeer(
     return { status: 'ok', message: `pushed ${checkpoints.length} checkpoint(s) to ${peer}` };
   } catch (e) {
     errors.inc({ what: 'peer' });
-    return { status: 'error', message: `could not push to peer ${peer}: ${(e as Error).message}` };
+    return { status: 'error', message: `could not push to peer ${peer}: ${errorMessage(e)}` };
   }
 }

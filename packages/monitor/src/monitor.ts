@@ -202,7 +202,7 @@ export class Monitor {
           proof = await f.client.consistency(d.first, d.second);
         } catch (e) {
           if (!d.rollback) return this.proofError(d.first, d.second, e);
-          const msg = `log ${f.url} went back from size ${d.second} to ${d.first} and could not prove consistency: ${(e as Error).message}`;
+          const msg = `log ${f.url} went back from size ${d.second} to ${d.first} and could not prove consistency: ${errorMessage(e)}`;
           this.alerts.alert(f.origin, 'rollback', msg);
           return { status: 'misbehaviour', message: msg };
         }
@@ -214,7 +214,7 @@ export class Monitor {
           this.m.errors.inc({ what: 'log' });
           return {
             status: 'error',
-            message: `checkpoints ${d.first} and ${d.size} do not verify as consistent, and the inclusion proof needed to prove it failed: ${(e as Error).message}`,
+            message: `checkpoints ${d.first} and ${d.size} do not verify as consistent, and the inclusion proof needed to prove it failed: ${errorMessage(e)}`,
           };
         }
       } else return d;

@@ -1,4 +1,5 @@
 /** The monitor's rounds: a loop that runs one round, waits a period, and runs again until stopped. */
+import { errorMessage } from '@trailmark/tlog';
 import type { Logger } from '@trailmark/node';
 import type { Labelled, Outcome } from './outcome.js';
 
@@ -18,7 +19,7 @@ export function startRounds(round: () => Promise<void>, periodMs: number, log: L
   let tick: Promise<void> | undefined;
   const loop = () => {
     tick = round()
-      .catch((e) => log.error((e as Error).message))
+      .catch((e) => log.error(errorMessage(e)))
       .finally(() => {
         if (!stopped) timer = setTimeout(loop, periodMs);
       });

@@ -8,6 +8,7 @@
  * Any other checkpoint is checked against the view with a proof the log serves for its own (larger) tree, so
  * a failing check binds the log's tree and is evidence anyone can verify.
  */
+import { errorMessage } from '@trailmark/tlog';
 import {
   bytesEqual,
   emptyRoot,
@@ -153,7 +154,7 @@ export function openView(verifier: NoteVerifier, view: NoteSeen): Seen {
     // the data dir holds a view this key did not sign: refuse to compare rather than guess
     throw new MonitorError(
       'stored-view',
-      `the stored view of ${verifier.name} does not verify under the configured log key (was --data used with another key?): ${(e as Error).message}`,
+      `the stored view of ${verifier.name} does not verify under the configured log key (was --data used with another key?): ${errorMessage(e)}`,
     );
   }
 }

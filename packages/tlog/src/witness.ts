@@ -3,6 +3,7 @@
  * (the consistency proof from N to the checkpoint's size), an empty line, then the checkpoint note. One
  * formatter for the log that sends it and one parser for the witness that receives it.
  */
+import { errorMessage } from './errors.js';
 import { b64decode, b64encode } from './encoding.js';
 import type { Hash } from './hash.js';
 
@@ -50,7 +51,7 @@ export function parseAddCheckpoint(body: string): AddCheckpointRequest | string 
     try {
       h = b64decode(line, `proof line ${proof.length + 1}`);
     } catch (err) {
-      return (err as Error).message;
+      return errorMessage(err);
     }
     if (h.length !== 32) return `proof line ${proof.length + 1} is ${h.length} bytes, want 32`;
     proof.push(h);

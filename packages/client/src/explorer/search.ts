@@ -83,7 +83,7 @@ export class VerifiedSearch {
     try {
       http = new HttpTransport(this.base, { timeoutMs: 30_000, retry: { attempts: 1 } });
     } catch (e) {
-      throw new ExplorerReadError((e as Error).message, { cause: e });
+      throw new ExplorerReadError(errorMessage(e), { cause: e });
     }
     const info = (await getJson(http, '/api/info').catch((e) => (http.close(), Promise.reject(e)))) as {
       log?: unknown;
