@@ -95,6 +95,9 @@ export class Indexer {
     }
     if (st.checkpoint === null || log.checkpoint.size !== openCheckpoint(st.checkpoint, logKey).checkpoint.size)
       store.setCheckpoint(log.text);
+    // leaf indices are SQLite integers read as numbers: checked, never rounded
+    if (log.checkpoint.size > BigInt(Number.MAX_SAFE_INTEGER))
+      throw new RangeError(`tree size ${log.checkpoint.size} is beyond what the index can address (2^53 - 1)`);
     this.status.checkpointSize = Number(log.checkpoint.size);
     await this.indexUpTo(log, st.indexed);
     if (this.status.indexed - this.optimizedAt >= 50_000) {

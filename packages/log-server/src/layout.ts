@@ -34,12 +34,14 @@ export function u64(n: number): Buffer {
 const NO_PREFIX: readonly number[] = [];
 
 /**
- * Reads a big-endian uint64 at `off` as a number. Precondition: 8 bytes at `off` holding a value below 2^53 (larger
- * ones lose precision unchecked).
+ * Reads a big-endian uint64 at `off` as a number. Precondition: 8 bytes at `off`; a value of 2^53 or more throws
+ * RangeError rather than losing precision.
  */
 export function readU64(b: Uint8Array, off: number): number {
   const v = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-  return v.readUInt32BE(off) * 2 ** 32 + v.readUInt32BE(off + 4);
+  const hi = v.readUInt32BE(off);
+  if (hi >= 2 ** 21) throw new RangeError(`stored index ${hi} * 2^32 + ... is beyond 2^53`);
+  return hi * 2 ** 32 + v.readUInt32BE(off + 4);
 }
 
 /**
@@ -47,19 +49,15 @@ export function readU64(b: Uint8Array, off: number): number {
  * Written byte by byte into a pooled buffer: at least one such key is made per entry.
  */
 function indexKey(prefix: readonly number[], n: number): Buffer {
+  // indices are checked numbers: a value a double cannot hold exactly must never become a wrong key
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`index ${n} is not a non-negative safe integer`);
   const p = prefix.length;
   const k = Buffer.allocUnsafe(p + 8);
   for (let i = 0; i < p; i++) k[i] = prefix[i];
   const hi = Math.floor(n / 2 ** 32);
-  const lo = n >>> 0; // n mod 2^32, exact for n < 2^53
-  k[p] = hi >>> 24;
-  k[p + 1] = (hi >>> 16) & 255;
-  k[p + 2] = (hi >>> 8) & 255;
-  k[p + 3] = hi & 255;
-  k[p + 4] = lo >>> 24;
-  k[p + 5] = (lo >>> 16) & 255;
-  k[p + 6] = (lo >>> 8) & 255;
-  k[p + 7] = lo & 255;
+  const lo = n - hi * 2 ** 32;
+  k.writeUInt32BE(hi, p);
+  k.writeUInt32BE(lo, p + 4);
   return k;
 }
 

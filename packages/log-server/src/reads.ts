@@ -352,7 +352,8 @@ export class DurableReads implements LogReads {
   /** Leaf data of entries [start, end). Precondition: start <= end <= durable size (an end beyond it throws). */
   async entries(start: number, end: number): Promise<Uint8Array[]> {
     const snap = this.snap;
-    if (end > snap.tree.size) throw new Error(`internal: entries up to ${end} asked of a tree of ${snap.tree.size}`);
+    if (!(Number.isSafeInteger(start) && start >= 0 && start <= end && end <= snap.tree.size))
+      throw new RangeError(`internal: entries [${start}, ${end}) asked of a tree of ${snap.tree.size}`);
     const out: Uint8Array[] = [];
     for (let b = Math.floor(start / TILE_W); b * TILE_W < end; b++) {
       const list = b === snap.bundle.index ? snap.bundle.entries : decodeEntryBundle(await this.fullBundle(snap, b));
