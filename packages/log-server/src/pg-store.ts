@@ -20,21 +20,14 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import pg from 'pg';
-import {
-  errorMessage,
-  buildProof,
-  bytesEqual,
-  CompactRange,
-  openCheckpoint,
-  parseVkey,
-  rootPlan,
-} from '@trailmark/tlog';
+import { errorMessage, openCheckpoint, parseVkey, rootPlan } from '@trailmark/tlog';
 import { LogStateError, UnavailableError } from './errors.js';
 import type { LogKey } from './keys.js';
 import { BUNDLE, buf, parseState, PENDING, readU64, TILE } from './layout.js';
 import type { AppendResult, Leaf, LogStorage, Prepared } from './log-storage.js';
 import { silentLogger, type Logger } from './logger.js';
 import { inspectSchema, migrate } from './pg-schema.js';
+import { checkRoot, edgeState } from './recovery.js';
 import { DurableReads, locate, type CacheOptions, type Db, type EdgeSnapshot } from './reads.js';
 import { emptyEdge, EdgeWriter, type BatchWriter, type EdgeState } from './sequencing.js';
 import { nodeHasher } from '@trailmark/node';
@@ -435,27 +428,9 @@ export class PgStore extends DurableReads implements LogStorage {
           }
           hashes.push(t.node(k, p));
         }
-        const root = plan.nodes.length === 0 ? nodeHasher.empty() : buildProof(plan, hashes, nodeHasher)[0];
         const signedRoot = Buffer.from(st.root, 'base64');
-        if (!bytesEqual(root, signedRoot)) {
-          throw new LogStateError(
-            'root-mismatch',
-            `the stored tiles and entries give root ${Buffer.from(root).toString('base64')} for size ${size}, but the signed checkpoint says ${st.root}: refusing to serve the store`,
-            { expected: st.root, found: Buffer.from(root).toString('base64') },
-          );
-        }
-        return {
-          tree: {
-            size,
-            root: signedRoot,
-            checkpoint: st.checkpoint,
-            timestamp: st.timestamp,
-            sthSignature: Buffer.from(st.sthBytes),
-          },
-          compact: new CompactRange(BigInt(size), hashes, nodeHasher),
-          tiles,
-          bundle: { index: bIndex, entries },
-        };
+        checkRoot(plan, hashes, signedRoot, size);
+        return edgeState(st, size, signedRoot, hashes, tiles, { index: bIndex, entries });
       }),
     );
   }

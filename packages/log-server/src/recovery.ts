@@ -15,6 +15,7 @@ import {
   openCheckpoint,
   parseVkey,
   rootPlan,
+  type ProofPlan,
   type NodeId,
 } from '@trailmark/tlog';
 import { LogStateError } from './errors.js';
@@ -162,14 +163,7 @@ export async function recoverEdge(db: Db, key: LogKey, hooks: RecoveryHooks = {}
   // the root recomputed from the stored tiles and entries must be the signed one: never sign over another tree
   const plan = rootPlan(BigInt(size));
   const hashes = await edgeNodes(db, tiles, plan.nodes);
-  const root = plan.nodes.length === 0 ? nodeHasher.empty() : buildProof(plan, hashes, nodeHasher)[0];
-  if (!bytesEqual(root, signedRoot)) {
-    throw new LogStateError(
-      'root-mismatch',
-      `the stored tiles and entries give root ${Buffer.from(root).toString('base64')} for size ${size}, but the signed checkpoint says ${signedRoot.toString('base64')}: the store was altered; refusing to serve it`,
-      { expected: signedRoot.toString('base64'), found: Buffer.from(root).toString('base64') },
-    );
-  }
+  checkRoot(plan, hashes, signedRoot, size);
   const compact = st.compactHashes;
   if (compact.length !== hashes.length || compact.some((h, i) => !bytesEqual(h, hashes[i]))) {
     throw new LogStateError(
@@ -177,6 +171,35 @@ export async function recoverEdge(db: Db, key: LogKey, hooks: RecoveryHooks = {}
       `the stored compact range differs from the stored tiles at size ${size}`,
     );
   }
+  return edgeState(st, size, signedRoot, hashes, tiles, { index: bIndex, entries });
+}
+
+/**
+ * Refuses a store whose right-edge hashes (`hashes`, answering `plan`) do not give the signed root: a log must
+ * never sign over another tree. Precondition: plan = rootPlan(size); throws LogStateError 'root-mismatch'.
+ */
+export function checkRoot(plan: ProofPlan, hashes: readonly Uint8Array[], signedRoot: Uint8Array, size: number): void {
+  const root = plan.nodes.length === 0 ? nodeHasher.empty() : buildProof(plan, hashes, nodeHasher)[0];
+  if (!bytesEqual(root, signedRoot)) {
+    const found = Buffer.from(root).toString('base64');
+    const expected = Buffer.from(signedRoot).toString('base64');
+    throw new LogStateError(
+      'root-mismatch',
+      `the stored tiles and entries give root ${found} for size ${size}, but the signed checkpoint says ${expected}: the store was altered; refusing to serve it`,
+      { expected, found },
+    );
+  }
+}
+
+/** The writer's edge over a recovered, root-checked store. Precondition: checkRoot passed for these hashes. */
+export function edgeState(
+  st: { checkpoint: string; timestamp: number; sthBytes: Uint8Array },
+  size: number,
+  signedRoot: Buffer,
+  hashes: Uint8Array[],
+  tiles: TileNode[],
+  bundle: EdgeState['bundle'],
+): EdgeState {
   return {
     tree: {
       size,
@@ -187,7 +210,7 @@ export async function recoverEdge(db: Db, key: LogKey, hooks: RecoveryHooks = {}
     },
     compact: new CompactRange(BigInt(size), hashes, nodeHasher),
     tiles,
-    bundle: { index: bIndex, entries },
+    bundle,
   };
 }
 

@@ -28,25 +28,15 @@ import {
   type LogKey,
   type LogStorage,
 } from '../src/index.js';
-import { startPostgres, type Postgres } from '../../../test/lib/postgres.js';
+import type { Postgres } from '../../../test/lib/postgres.js';
+import { newPgDatabase, testPostgres } from '../../../test/lib/pgstore.js';
 
+// the one private server of this test process (test/lib/pgstore.ts), shared with the other store suites: a
+// second server here would put its password in PGPASSWORD over the first one's
 let pg: Postgres;
-let dbs = 0;
-/** A fresh database on the private server; its URL. */
-function newDb(): string {
-  const name = `log_${++dbs}`;
-  pg.sql(`CREATE DATABASE ${name}`);
-  return pg.url(name);
-}
-
 before(async function () {
   this.timeout(120_000);
-  pg = await startPostgres();
-  // node-postgres reads the password from the environment, as `serve --store` does
-  process.env.PGPASSWORD = pg.password;
-});
-after(async () => {
-  await pg?.stop();
+  pg = await testPostgres();
 });
 
 interface Backend {
@@ -69,7 +59,7 @@ const backends: Backend[] = [
   {
     name: 'PostgreSQL',
     async fresh(key) {
-      const url = newDb();
+      const url = await newPgDatabase();
       return { store: await PgStore.open(url, key), reopen: () => PgStore.open(url, key) };
     },
   },
@@ -170,7 +160,7 @@ describe('log storage on PostgreSQL: several frontends', function () {
 
   it('two frontends on one store are one log: concurrent writes, strong dedup, one root per size', async () => {
     const key = newKey();
-    const url = newDb();
+    const url = await newPgDatabase();
     const a = await PgStore.open(url, key, { pollMs: 200 });
     const b = await PgStore.open(url, key, { pollMs: 200 });
     try {
@@ -231,7 +221,7 @@ describe('log storage on PostgreSQL: several frontends', function () {
 
   it('a sequencer that signed a batch and stalled while its lease was taken stores nothing it signed', async () => {
     const key = newKey();
-    const url = newDb();
+    const url = await newPgDatabase();
     const db = url.split('/').pop()!;
     const a = await PgStore.open(url, key, { pollMs: 100 });
     await a.append([leaf({ before: 1 })]);
@@ -270,7 +260,7 @@ describe('log storage on PostgreSQL: several frontends', function () {
   });
 
   it('refuses a store that belongs to another key', async () => {
-    const url = newDb();
+    const url = await newPgDatabase();
     const s = await PgStore.open(url, newKey());
     await s.close();
     try {

@@ -7,11 +7,10 @@ import { access, mkdtemp, mkdir, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Level } from 'level';
-import type { StreamCheckerState } from '@trailmark/tlog';
+import { errorMessage, type StreamCheckerState } from '@trailmark/tlog';
 import type { Evidence, Sighting } from '@trailmark/client';
 import { KeyedLock, writeFileDurably } from '@trailmark/node';
 import { MonitorError } from './errors.js';
-import { errorMessage } from '@trailmark/tlog';
 
 /** The latest checkpoint of a log the monitor verified (signature, and consistency with the one before). */
 export interface ViewRecord {

@@ -3,8 +3,7 @@
  * against it), feeds them to the log's stream checker, saves its state, and alerts on each hole, duplicate,
  * broken link or bad signature, and on each stream silent for longer than the stall threshold.
  */
-import { errorMessage } from '@trailmark/tlog';
-import { StreamChecker, type StreamFinding, type StreamReport } from '@trailmark/tlog';
+import { errorMessage, StreamChecker, type StreamFinding, type StreamReport } from '@trailmark/tlog';
 import type { Counter } from 'prom-client';
 import type { Alerts } from './alerts.js';
 import type { Followed } from './config.js';

@@ -8,8 +8,8 @@
  * Any other checkpoint is checked against the view with a proof the log serves for its own (larger) tree, so
  * a failing check binds the log's tree and is evidence anyone can verify.
  */
-import { errorMessage } from '@trailmark/tlog';
 import {
+  errorMessage,
   bytesEqual,
   emptyRoot,
   openCheckpoint,
