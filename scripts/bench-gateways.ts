@@ -4,6 +4,7 @@
  *
  *   1. the upstream directly (the ceiling);
  *   2. nginx as a plain reverse proxy with its access log (the peer every figure is divided by);
+ *   2b. a bare node:http forwarder (it only pipes, records nothing): the most any Node proxy can do here;
  *   3. nginx with `auth_request` to `trailmark forward-auth` (the configuration of docs/gateways.md);
  *   4. `trailmark proxy --workers 1` and 5. `trailmark proxy --workers N` (N = the CPU count);
  *
@@ -24,7 +25,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { autocannon, startBareServer, treeCpuMs, type LoadResult } from './lib/ceilings.js';
+import { autocannon, startBareForwarder, startBareServer, treeCpuMs, type LoadResult } from './lib/ceilings.js';
 import { fmtRow, med, startCli, stop } from './lib/daemons.js';
 import { documentedNginxConfig, ensureNginx, freePort, startNginx, type RunningNginx } from '../test/lib/nginx.js';
 
@@ -99,6 +100,8 @@ async function main(): Promise<void> {
     const upstream = await startBareServer('{"ok":true,"rows":[1,2,3]}');
     procs.push(upstream.proc);
     const upstreamPort = Number(new URL(upstream.url).port);
+    const bare = await startBareForwarder(upstream.url);
+    procs.push(bare.proc);
     const log = await startCli(
       ['serve', '--data', join(tmp, 'log'), '--listen', '127.0.0.1:0'],
       [/^vkey: (\S+)$/m, /^url: (\S+)$/m],
@@ -164,6 +167,7 @@ async function main(): Promise<void> {
     const targets: Record<string, Target> = {
       direct: { url: upstream.url, pids: [pid(upstream.proc)] },
       nginx: { url: nginx.url, pids: [nginx.pid] },
+      bare: { url: bare.url, pids: [pid(bare.proc)] },
       gateway: { url: `http://127.0.0.1:${gwPort}`, pids: [nginx.pid, pid(fa.proc)] },
       proxy1: { url: p1.lines[0], pids: [pid(p1.proc)] },
       proxyN: { url: pN.lines[0], pids: [pid(pN.proc)] },
@@ -172,6 +176,7 @@ async function main(): Promise<void> {
     const names: Record<string, string> = {
       direct: 'upstream directly',
       nginx: `nginx ${nginxVersion} reverse proxy (peer)`,
+      bare: 'bare node:http forwarder (Node ceiling)',
       gateway: `nginx + auth_request -> forward-auth x${N}`,
       proxy1: 'trailmark proxy --workers 1',
       proxyN: `trailmark proxy --workers ${N}`,
@@ -203,9 +208,9 @@ async function main(): Promise<void> {
       await compare(targets, { connections: 16, rate: MODERATE_RATE }, headers),
     );
     console.log('\nsummary');
-    for (const k of ['gateway', 'proxy1', 'proxyN', ...(base ? ['baseline'] : [])]) {
+    for (const k of ['bare', 'gateway', 'proxy1', 'proxyN', ...(base ? ['baseline'] : [])]) {
       console.log(
-        `  ${names[k].padEnd(40)} ${(sat[k].rps / sat.nginx.rps).toFixed(2)}x nginx's req/s at saturation; CPU per request ${(sat[k].cpu / sat.nginx.cpu).toFixed(1)}x nginx's; added p99 at ${MODERATE_RATE} req/s ${mod[k].p99 - mod.direct.p99} ms (nginx adds ${mod.nginx.p99 - mod.direct.p99} ms)`,
+        `  ${names[k].padEnd(40)} ${(sat[k].rps / sat.nginx.rps).toFixed(2)}x nginx's req/s at saturation (${(sat[k].rps / sat.bare.rps).toFixed(2)}x the bare forwarder's); CPU per request ${(sat[k].cpu / sat.nginx.cpu).toFixed(1)}x nginx's; added p99 at ${MODERATE_RATE} req/s ${mod[k].p99 - mod.direct.p99} ms (nginx adds ${mod.nginx.p99 - mod.direct.p99} ms)`,
       );
     }
     const spooled = await Promise.all(

@@ -20,28 +20,12 @@
  * The proxies run with `--workers 1`, like the bare forwarder they are compared with (bench-gateways.ts compares
  * worker counts). At the end the log must hold exactly the events the shippers delivered; the script fails otherwise.   node --import=tsx scripts/bench-proxy.ts   (BENCH_QUICK=1 for a smoke run)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { autocannon, startBareServer, waitForUrl, type LoadResult } from './lib/ceilings.js';
+import { autocannon, startBareForwarder, startBareServer, type LoadResult } from './lib/ceilings.js';
 import { fmtRow, med, startCli, stop } from './lib/daemons.js';
-
-const BARE_FORWARDER = `
-const http = require('node:http');
-const u = new URL(process.argv[1]);
-const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
-const s = http.createServer((req, res) => {
-  const up = http.request({ hostname: u.hostname, port: u.port, method: req.method, path: req.url, headers: req.headers, agent }, (r) => {
-    res.writeHead(r.statusCode, r.headers);
-    r.pipe(res);
-  });
-  up.on('error', () => res.destroy());
-  req.pipe(up);
-});
-s.keepAliveTimeout = 60000;
-s.listen(0, '127.0.0.1', () => process.stdout.write('url: http://127.0.0.1:' + s.address().port + '\\n'));
-`;
 
 const quick = Boolean(process.env.BENCH_QUICK);
 const duration = quick ? 3 : 5;
@@ -92,9 +76,9 @@ async function main(): Promise<void> {
   try {
     const upstream = await startBareServer('{"ok":true,"rows":[1,2,3]}');
     procs.push(upstream.proc);
-    const fwd = spawn(process.execPath, ['-e', BARE_FORWARDER, upstream.url], { stdio: ['ignore', 'pipe', 'inherit'] });
-    procs.push(fwd);
-    const forwarderUrl = await waitForUrl(fwd);
+    const fwd = await startBareForwarder(upstream.url);
+    procs.push(fwd.proc);
+    const forwarderUrl = fwd.url;
     const logData = join(tmp, 'log');
     let log = await startCli(
       ['serve', '--data', logData, '--listen', '127.0.0.1:0'],

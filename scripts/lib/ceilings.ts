@@ -87,6 +87,31 @@ export async function startBareServer(
   return { url, proc, close: () => proc.kill('SIGTERM') };
 }
 
+const BARE_FORWARDER = `
+const http = require('node:http');
+const u = new URL(process.argv[1]);
+const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
+const s = http.createServer((req, res) => {
+  const up = http.request({ hostname: u.hostname, port: u.port, method: req.method, path: req.url, headers: req.headers, agent }, (r) => {
+    res.writeHead(r.statusCode, r.headers);
+    r.pipe(res);
+  });
+  up.on('error', () => res.destroy());
+  req.pipe(up);
+});
+s.keepAliveTimeout = 60000;
+s.listen(0, '127.0.0.1', () => process.stdout.write('url: http://127.0.0.1:' + s.address().port + '\\n'));
+`;
+
+/**
+ * Starts, in its own process, the least any Node proxy does: a node:http server piping each request to `upstream`
+ * through a keep-alive node:http agent and the answer back (the ceiling of a Node proxy on this machine).
+ */
+export async function startBareForwarder(upstream: string): Promise<{ url: string; proc: ChildProcess }> {
+  const proc = spawn(process.execPath, ['-e', BARE_FORWARDER, upstream], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return { url: await waitForUrl(proc), proc };
+}
+
 /** Resolves with the `url: ...` line a server process prints on start. */
 export function waitForUrl(proc: ChildProcess, timeoutMs = 30000): Promise<string> {
   return new Promise((resolve, reject) => {
