@@ -132,32 +132,40 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     ? new https.Agent({ keepAlive: true, maxSockets: 512, scheduling: 'lifo' })
     : new http.Agent({ keepAlive: true, maxSockets: 512, scheduling: 'lifo' });
   const upstreamPort = upstream.port || (isHttps ? '443' : '80');
+  const upstreamHost = upstream.hostname.replace(/^\[|\]$/g, '');
   const upstreamTimeout = opts.upstreamTimeoutMs ?? 60_000;
   const afterError = (e: Error) => warn(`could not spool a response event: ${e.message}`);
+
+  /** Reads and drops a request body nobody will forward, counting its bytes. */
+  const drain = (req: IncomingMessage, count: (n: number) => void) => {
+    req.on('data', (c: Buffer) => count(c.length));
+    req.resume();
+  };
 
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     const started = performance.now();
     const requestId = randomUUID();
-    const requestBytes = countRequestBytes(req);
+    // body bytes counted as they are read (forwarded or drained), with no stream plumbing of our own
+    let requestBytes = req.readableLength;
+    const countIn = (n: number) => (requestBytes += n);
     let bytes = 0;
-    let recorded = false;
-    const finish = () => {
-      if (recorded) return;
-      recorded = true;
+    let upReq: http.ClientRequest | null = null;
+    // one close listener: the response event, and an upstream exchange the client walked away from is cut
+    res.once('close', () => {
+      if (upReq && !res.writableFinished) upReq.destroy();
       const ev = responseEvent({
         requestId,
         proxy: gate.proxy,
-        outcome: outcomeOf(res.headersSent ? res.statusCode : 499, bytes, requestBytes(), started),
+        outcome: outcomeOf(res.headersSent ? res.statusCode : 499, bytes, requestBytes, started),
       });
       trail.after(ev).catch(afterError);
-    };
-    res.once('close', finish);
+    });
     res.setHeader(REQUEST_ID_HEADER, requestId);
     const g = decide(req, requestId, gate);
     if (g.deny) {
       requests.inc({ outcome: DENY_OUTCOME[g.deny] });
       // drain and drop the body of a denied request; it goes nowhere
-      req.resume();
+      drain(req, countIn);
       trail.after(g.event).then(
         () => {
           bytes = sendJson(
@@ -180,19 +188,23 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       return;
     }
     trail.before(g.event).then(
-      // asterisk-form stays itself (under a base path it asks about that path)
-      () =>
-        forward(
+      () => {
+        // the client left while we were recording
+        if (res.destroyed) return;
+        // asterisk-form stays itself (under a base path it asks about that path)
+        upReq = forward(
           req,
           res,
           g.forwardPath === '*' ? basePath || '*' : basePath + g.forwardPath,
           requestId,
+          countIn,
           (n) => (bytes += n),
-        ),
+        );
+      },
       (e: Error) => {
         requests.inc({ outcome: 'log_unavailable' });
         if (mode !== 'strict') warn(`could not spool a request event: ${e.message}`);
-        req.resume();
+        drain(req, countIn);
         bytes = sendJson(
           res,
           503,
@@ -206,14 +218,15 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     );
   };
 
+  /** Sends the request upstream and its answer back, both streamed with backpressure; returns the exchange. */
   const forward = (
     req: IncomingMessage,
     res: ServerResponse,
     path: string,
     requestId: string,
-    count: (n: number) => void,
-  ) => {
-    if (res.destroyed) return; // the client left while we were recording
+    countIn: (n: number) => void,
+    countOut: (n: number) => void,
+  ): http.ClientRequest => {
     const headers = stripHopByHop(req.headers, NOT_FORWARDED);
     headers.host = upstream.host;
     const xff = req.headers['x-forwarded-for'];
@@ -224,7 +237,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     headers[REQUEST_ID_HEADER.toLowerCase()] = requestId;
     const upReq = (isHttps ? https : http).request({
       protocol: upstream.protocol,
-      hostname: upstream.hostname.replace(/^\[|\]$/g, ''),
+      hostname: upstreamHost,
       port: upstreamPort,
       method: req.method,
       path,
@@ -237,12 +250,20 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       const out = stripHopByHop(upRes.headers);
       out[REQUEST_ID_HEADER.toLowerCase()] = requestId;
       res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, out);
-      upRes.on('data', (c: Buffer) => count(c.length));
-      upRes.pipe(res);
-      upRes.on('error', () => res.destroy());
-      res.on('close', () => {
-        if (!upRes.complete) upRes.destroy();
+      upRes.on('data', (c: Buffer) => {
+        countOut(c.length);
+        if (!res.write(c)) {
+          upRes.pause();
+          res.once('drain', () => upRes.resume());
+        }
       });
+      upRes.on('end', () => {
+        // an answer cut short upstream is cut short here too (no clean end the client would trust)
+        if (upRes.complete) res.end();
+        else res.destroy();
+      });
+      upRes.on('error', () => res.destroy());
+      upRes.on('aborted', () => res.destroy());
     });
     upReq.on('error', (e: NodeJS.ErrnoException) => {
       if (res.headersSent) {
@@ -252,18 +273,29 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       if (res.destroyed) return;
       requests.inc({ outcome: 'upstream_error' });
       const timeout = /idle/.test(e.message);
-      count(
+      countOut(
         sendJson(res, timeout ? 504 : 502, {
           error: `upstream ${timeout ? 'timed out' : 'failed'}: ${e.code ?? e.message}`,
           request_id: requestId,
         }),
       );
     });
-    req.on('aborted', () => upReq.destroy());
-    res.on('close', () => {
-      if (!res.writableFinished) upReq.destroy();
+    if (req.complete && req.readableLength === 0) {
+      // no body (or it is all read already and empty): nothing to stream
+      upReq.end();
+      req.resume();
+      return upReq;
+    }
+    req.on('data', (c: Buffer) => {
+      countIn(c.length);
+      if (!upReq.write(c)) {
+        req.pause();
+        upReq.once('drain', () => req.resume());
+      }
     });
-    req.pipe(upReq);
+    req.on('end', () => upReq.end());
+    req.on('aborted', () => upReq.destroy());
+    return upReq;
   };
 
   const server = http.createServer({ keepAliveTimeout: 65_000 }, handle);
