@@ -88,9 +88,18 @@ export function newId(): string {
 }
 
 /** RFC 3339 UTC time with milliseconds, e.g. 2026-11-26T14:12:07.123Z. Precondition: a valid date. */
-export function rfc3339ms(d: Date = new Date()): string {
-  return d.toISOString();
+export function rfc3339ms(d?: Date): string {
+  if (d) return d.toISOString();
+  // events made in one millisecond (a busy proxy makes several) share the formatted time
+  const now = Date.now();
+  if (now !== lastMs) {
+    lastMs = now;
+    lastIso = new Date(now).toISOString();
+  }
+  return lastIso;
 }
+let lastMs = NaN;
+let lastIso = '';
 
 /** Builds a request-stage event. Precondition: fields already redacted. */
 export function requestEvent(p: {

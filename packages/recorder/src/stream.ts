@@ -253,10 +253,11 @@ export class EventStream implements RecordSealer<UnsealedEvent> {
   /** RecordSealer: numbers, chains (and signs) one event as it is written. */
   seal(item: UnsealedEvent, segment: number): Uint8Array {
     const stream: StreamPosition = { id: this.id, seq: this.tSeq, prev: this.tPrev };
+    // the proxies' events come with their id and time; only the stream's own ones get them here
     const ev: Record<string, unknown> = {
       schema: ACCESS_SCHEMA,
-      id: randomUUID(),
-      time: new Date().toISOString(),
+      id: item.id ?? randomUUID(),
+      time: item.time ?? new Date().toISOString(),
       proxy: this.opts.proxy,
       ...item,
       stream,
