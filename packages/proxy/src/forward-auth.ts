@@ -9,7 +9,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { Counter } from 'prom-client';
 import { ConfigError } from './errors.js';
-import { decide, type GateOptions } from './gate.js';
+import { decide, type GateOptions, type OriginalTarget } from './gate.js';
 import { REQUEST_ID_HEADER } from './middleware.js';
 import {
   checkRecorder,
@@ -36,12 +36,7 @@ export type RunningForwardAuth = RunningRecorder;
 export const ACTOR_HEADER = 'Trailmark-Actor';
 
 /** The original request a gateway's subrequest names. */
-export interface OriginalRequest {
-  method: string;
-  /** Request target (path and query) as the client sent it. */
-  url: string;
-  /** The client's address. */
-  ip: string | null;
+export interface OriginalRequest extends OriginalTarget {
   /** `<proto>://<host>` from X-Forwarded-Proto/-Host, or null when the gateway did not send both. */
   target: string | null;
 }
@@ -74,18 +69,6 @@ export function originalRequest(req: IncomingMessage): OriginalRequest {
   const target =
     (proto === 'http' || proto === 'https') && host && HOST_RE.test(host) ? `${proto}://${host.toLowerCase()}` : null;
   return { method: method.toUpperCase(), url, ip, target };
-}
-
-/**
- * The subrequest seen as the original request, for the gate: the same object with the original method, target
- * and client address in place of the subrequest's (everything else, headers included, is read through).
- */
-function asOriginal(req: IncomingMessage, o: OriginalRequest): IncomingMessage {
-  return Object.create(req, {
-    method: { value: o.method },
-    url: { value: o.url },
-    socket: { value: { remoteAddress: o.ip ?? undefined } },
-  }) as IncomingMessage;
 }
 
 /** Header-safe text (visible ASCII and spaces), else null: an identity that cannot travel in a header is left out. */
@@ -141,7 +124,7 @@ export async function startForwardAuth(opts: ForwardAuthOptions): Promise<Runnin
     const requestId = randomUUID();
     res.setHeader(REQUEST_ID_HEADER, requestId);
     const o = originalRequest(req);
-    const g = decide(asOriginal(req, o), requestId, gateFor(o.target ?? defaultTarget));
+    const g = decide(req, requestId, gateFor(o.target ?? defaultTarget), o);
     if (g.deny) {
       trail.after(g.event).then(
         () => {

@@ -78,11 +78,29 @@ export function ambiguousPath(path: string): string | null {
     : null;
 }
 
-/** Decides a request and builds its request event. Precondition: opts.redact* sets hold lower-case names. */
-export function decide(req: IncomingMessage, requestId: string, opts: GateOptions): GateResult {
-  const method = (req.method ?? 'GET').toUpperCase();
+/** The request a gateway asked about, when it is not the one carrying the headers (forward-auth). */
+export interface OriginalTarget {
+  method: string;
+  /** Request target (path and query) as the client sent it. */
+  url: string;
+  /** The client's address. */
+  ip: string | null;
+}
+
+/**
+ * Decides a request (or, with `original`, the gateway's original request whose headers `req` carries) and builds
+ * its request event. Precondition: opts.redact* sets hold lower-case names.
+ */
+export function decide(
+  req: IncomingMessage,
+  requestId: string,
+  opts: GateOptions,
+  original?: OriginalTarget,
+): GateResult {
+  const method = (original?.method ?? req.method ?? 'GET').toUpperCase();
+  const url = original ? original.url : req.url;
   // CONNECT names an authority (host:port), not a path
-  const { path, query } = method === 'CONNECT' ? { path: req.url ?? '', query: '' } : splitTarget(req.url);
+  const { path, query } = method === 'CONNECT' ? { path: url ?? '', query: '' } : splitTarget(url);
   let identity: Identity | null = null;
   let deny: 0 | 400 | 401 | 403 = 0;
   let reason: string;
@@ -129,7 +147,7 @@ export function decide(req: IncomingMessage, requestId: string, opts: GateOption
       // contract section 4: the authenticated identity, refused or not; null only when authentication failed
       id: identity ? identity.id : null,
       roles: identity ? identity.roles : [],
-      ip: req.socket?.remoteAddress ?? null,
+      ip: original ? original.ip : (req.socket?.remoteAddress ?? null),
       user_agent: ua === undefined ? null : opts.redactHeaders.has('user-agent') ? REDACTED : capString(ua, 1024),
     },
     action: {
