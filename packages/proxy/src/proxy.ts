@@ -2,9 +2,10 @@
  * The access proxy (contract section 5): a streaming reverse proxy to one upstream that records a request
  * event before forwarding and a response event after, for every request, denied ones included.
  *
- * Bodies are never buffered: request and response stream through with backpressure (pause on a full write, resume on drain), to and from a
- * keep-alive agent. Hop-by-hop headers (RFC 9110 7.6.1, plus any named in Connection) are dropped both ways;
- * the client's Authorization (its credential for the proxy) is not passed upstream.
+ * Bodies are never buffered: request and response stream through with backpressure (reading pauses while a write
+ * waits to drain), to and from a keep-alive agent. Hop-by-hop headers (RFC 9110 7.6.1, plus any named in
+ * Connection) are dropped both ways; the client's Authorization (its credential for the proxy) is not passed
+ * upstream.
  */
 import http, {
   type IncomingHttpHeaders,
