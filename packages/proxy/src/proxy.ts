@@ -127,6 +127,8 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     registers: [registry],
   });
 
+  // the common outcome's child, bound once (a labelled inc hashes its labels on every call)
+  const forwarded = requests.labels({ outcome: 'forwarded' });
   const gate: GateOptions = { ...r.gate, target: upstream.origin };
   const isHttps = upstream.protocol === 'https:';
   const agent = isHttps
@@ -247,7 +249,7 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
     });
     upReq.setTimeout(upstreamTimeout, () => upReq.destroy(new Error(`upstream idle for ${upstreamTimeout} ms`)));
     upReq.on('response', (upRes) => {
-      requests.inc({ outcome: 'forwarded' });
+      forwarded.inc();
       const out = stripHopByHop(upRes.headers);
       out[REQUEST_ID_HEADER.toLowerCase()] = requestId;
       res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, out);
