@@ -7,7 +7,7 @@
  */
 import { TlogError } from './errors.js';
 import { rfc6962, type Hash, type Hasher } from './hash.js';
-import { treeRoot } from './proof.js';
+import { buildProof, rootPlan } from './proof.js';
 import { TILE_HEIGHT, TILE_WIDTH, tileForNode, tileHashes, tileWidth, type TileRef } from './tiles.js';
 
 /** A tile's bytes as the log serves them at tilePath(ref), or null when it does not serve that tile. */
@@ -24,9 +24,11 @@ export class TileMissingError extends TlogError {}
  * TileMissingError when a tile is not served.
  */
 export class TreeView {
-  private readonly tiles = new Map<string, Promise<Hash[]>>();
+  private readonly tiles = new Map<string, Hash[]>();
   private readonly nodes = new Map<string, Hash>();
   private readonly sorted: bigint[];
+  /** Tiles the walk needed and did not hold (collected by the first, structural walk). */
+  private wanted: Map<string, { level: number; index: bigint }> | null = null;
 
   /** Precondition: every index in `mine` is below `size`. */
   constructor(
@@ -40,7 +42,21 @@ export class TreeView {
 
   /** The root of the tree from our leaves and the tiles; compare it with the signed root. */
   async root(): Promise<Hash> {
-    return treeRoot(this.size, (nodes) => Promise.all(nodes.map((n) => this.node(n.level, n.index))), this.hasher);
+    const plan = rootPlan(this.size);
+    if (plan.nodes.length === 0) return this.hasher.empty();
+    // which tiles a node needs depends only on the shape of the tree and on where our leaves are, not on any
+    // hash: one walk that hashes nothing finds them all, they are fetched together, and a second walk hashes
+    this.wanted = new Map();
+    for (const n of plan.nodes) this.node(n.level, n.index);
+    const wanted = [...this.wanted.values()];
+    this.wanted = null;
+    const loaded = await Promise.all(wanted.map((t) => this.loadTile(t.level, t.index)));
+    wanted.forEach((t, i) => this.tiles.set(`${t.level}/${t.index}`, loaded[i]));
+    return buildProof(
+      plan,
+      plan.nodes.map((n) => this.node(n.level, n.index)!),
+      this.hasher,
+    )[0];
   }
 
   /** Whether node (level, index) covers one of our leaves. */
@@ -57,34 +73,34 @@ export class TreeView {
     return a < this.sorted.length && this.sorted[a] < hi;
   }
 
-  private async node(level: number, index: bigint): Promise<Hash> {
+  /** The node's hash; during the structural walk, undefined where it needs a tile not yet loaded. */
+  private node(level: number, index: bigint): Hash | undefined {
     const key = `${level}/${index}`;
     const hit = this.nodes.get(key);
     if (hit) return hit;
-    let h: Hash;
+    let h: Hash | undefined;
     const own = level === 0 ? this.mine.get(index) : undefined;
     if (own) h = own;
     else if (level % TILE_HEIGHT === 0 && (level === 0 || !this.covers(level, index))) {
       const loc = tileForNode({ level, index });
-      const hashes = await this.tile(loc.level, loc.index);
+      const tkey = `${loc.level}/${loc.index}`;
+      const hashes = this.tiles.get(tkey);
+      if (!hashes) {
+        if (!this.wanted) throw new TlogError('tile', `tile ${tkey} was not loaded for node ${key}`);
+        this.wanted.set(tkey, { level: loc.level, index: loc.index });
+        return undefined;
+      }
       if (hashes.length <= loc.offset)
         throw new TlogError('tile', `tile ${loc.level}/${loc.index} is too short for node ${key}`);
       h = hashes[loc.offset];
     } else {
-      h = this.hasher.node(await this.node(level - 1, 2n * index), await this.node(level - 1, 2n * index + 1n));
+      const left = this.node(level - 1, 2n * index);
+      const right = this.node(level - 1, 2n * index + 1n);
+      if (!left || !right) return undefined;
+      h = this.hasher.node(left, right);
     }
     this.nodes.set(key, h);
     return h;
-  }
-
-  private tile(level: number, index: bigint): Promise<Hash[]> {
-    const key = `${level}/${index}`;
-    let p = this.tiles.get(key);
-    if (!p) {
-      p = this.loadTile(level, index);
-      this.tiles.set(key, p);
-    }
-    return p;
   }
 
   private async loadTile(level: number, index: bigint): Promise<Hash[]> {
