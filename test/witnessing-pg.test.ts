@@ -91,7 +91,7 @@ describe('witnessing with two frontends on one PostgreSQL store (end to end)', f
               logger: silentLogger,
             }),
           );
-          relays.push(await recordingRelay(witnesses[i].url));
+          relays.push(await recordingRelay(witnesses[i].url!));
         }
         policyFile = join(tmp.dir, 'policy');
         await writeFile(
