@@ -6,19 +6,20 @@
  *
  * PostgreSQL is a private server (test/lib/postgres.ts) with fsync ON, so its commits cost what LevelDB's do.
  *
- *   node --import=tsx scripts/bench-pgstore.ts           (BENCH_QUICK=1 for a smoke run; BENCH_PG_EVENTS=N)
+ *   node --import=tsx scripts/bench-pgstore.ts           (BENCH_QUICK=1 for a smoke run; BENCH_PG_EVENTS=N;
+ *                                                         BENCH_CPU_PROF=DIR writes the frontends' CPU profiles)
  *
  * Needs a build (npx tsc -b): the frontends are `trailmark serve` processes.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 // @ts-expect-error autocannon ships no types
 import autocannon from 'autocannon';
 import pg from 'pg';
-import { fmt, levelSyncBatchRate, row, waitForUrl } from './lib/ceilings.js';
+import { fmt, levelSyncBatchRate, row, treeCpuMs, waitForUrl } from './lib/ceilings.js';
 import { startPostgres, type Postgres } from '../test/lib/postgres.js';
 
 const quick = process.env.BENCH_QUICK === '1';
@@ -26,6 +27,8 @@ const EVENTS = Number(process.env.BENCH_PG_EVENTS ?? (quick ? 40_000 : 200_000))
 const BATCH = 1000;
 const CLIENTS = 8;
 const PROOF_SECONDS = quick ? 3 : 8;
+/** A directory for the frontends' CPU profiles (node --cpu-prof), when set. */
+const PROF = process.env.BENCH_CPU_PROF;
 const BIN = fileURLToPath(new URL('../packages/cli/dist/bin.js', import.meta.url));
 
 const tag = Math.random().toString(36).slice(2, 8);
@@ -39,7 +42,16 @@ function event(): string {
 async function serve(args: string[]): Promise<{ proc: ChildProcess; url: string }> {
   const proc = spawn(
     process.execPath,
-    ['--max-semi-space-size=2', '--max-old-space-size=256', BIN, 'serve', '--listen', '127.0.0.1:0', ...args],
+    [
+      '--max-semi-space-size=2',
+      '--max-old-space-size=256',
+      ...(PROF ? ['--cpu-prof', `--cpu-prof-dir=${PROF}`] : []),
+      BIN,
+      'serve',
+      '--listen',
+      '127.0.0.1:0',
+      ...args,
+    ],
     {
       stdio: ['ignore', 'pipe', 'ignore'],
     },
@@ -54,8 +66,37 @@ async function stop(proc: ChildProcess): Promise<void> {
   await done;
 }
 
+/** CPU time per event (µs) of each side of an ingest run: frontends, PostgreSQL, this load generator. */
+interface CpuSplit {
+  serve: number;
+  pg: number;
+  load: number;
+}
+
+/** Where each event's CPU goes: `serve` processes, the PostgreSQL server (postmaster and backends), this process. */
+function cpuMeter(servePids: number[], pgPid: number | undefined): () => CpuSplit {
+  const read = () => ({
+    serve: treeCpuMs(servePids),
+    pg: pgPid ? treeCpuMs([pgPid]) : 0,
+    load: (process.cpuUsage().user + process.cpuUsage().system) / 1000,
+  });
+  const t0 = read();
+  return () => {
+    const t1 = read();
+    return { serve: t1.serve - t0.serve, pg: t1.pg - t0.pg, load: t1.load - t0.load };
+  };
+}
+
+const perEvent = (c: CpuSplit, events: number): string =>
+  `serve ${fmt((c.serve * 1000) / events)}, PostgreSQL ${fmt((c.pg * 1000) / events)}, load generator ${fmt((c.load * 1000) / events)} µs CPU/event`;
+
 /** Batched ingest: CLIENTS loops posting BATCH-event add-entries, round-robin over `urls`; events/s. */
-async function ingest(urls: string[], events: number): Promise<{ rate: number; size: number }> {
+async function ingest(
+  urls: string[],
+  events: number,
+  meter?: () => () => CpuSplit,
+): Promise<{ rate: number; size: number; cpu?: CpuSplit }> {
+  const stopMeter = meter?.();
   let left = Math.ceil(events / BATCH);
   let turn = 0;
   let size = 0;
@@ -75,7 +116,7 @@ async function ingest(urls: string[], events: number): Promise<{ rate: number; s
       }
     }),
   );
-  return { rate: (Math.ceil(events / BATCH) * BATCH) / ((performance.now() - t0) / 1000), size };
+  return { rate: (Math.ceil(events / BATCH) * BATCH) / ((performance.now() - t0) / 1000), size, cpu: stopMeter?.() };
 }
 
 /** get-proof-by-index at random leaves of a tree of `size`, 32 connections per URL; req/s and p99 ms. */
@@ -145,13 +186,14 @@ async function main(): Promise<void> {
   const procs: ChildProcess[] = [];
   const lines: string[] = [];
   try {
+    const pgPid = Number(readFileSync(join(db.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]) || undefined;
     const levelCeiling = await levelSyncBatchRate(BATCH, quick ? 10 : 30);
     const pgCeiling = await pgInsertRate(db);
 
     // LevelDB, the embedded default
     const level = await serve(['--data', join(tmp, 'level')]);
     procs.push(level.proc);
-    const li = await ingest([level.url], EVENTS);
+    const li = await ingest([level.url], EVENTS, () => cpuMeter([level.proc.pid!], undefined));
     const lp = await proofs([level.url], li.size);
     await stop(level.proc);
 
@@ -159,7 +201,7 @@ async function main(): Promise<void> {
     db.sql('CREATE DATABASE one');
     const one = await serve(['--store', db.url('one'), '--key', join(tmp, 'one.key')]);
     procs.push(one.proc);
-    const oi = await ingest([one.url], EVENTS);
+    const oi = await ingest([one.url], EVENTS, () => cpuMeter([one.proc.pid!], pgPid));
     const op = await proofs([one.url], oi.size);
     await stop(one.proc);
 
@@ -168,7 +210,7 @@ async function main(): Promise<void> {
     const a = await serve(['--store', db.url('two'), '--key', join(tmp, 'two.key')]);
     const b = await serve(['--store', db.url('two'), '--key', join(tmp, 'two.key')]);
     procs.push(a.proc, b.proc);
-    const ti = await ingest([a.url, b.url], EVENTS);
+    const ti = await ingest([a.url, b.url], EVENTS, () => cpuMeter([a.proc.pid!, b.proc.pid!], pgPid));
     // the other frontend's view catches up within a second
     await new Promise((r) => setTimeout(r, 1200));
     const tp = await proofs([a.url, b.url], ti.size);
@@ -225,6 +267,14 @@ async function main(): Promise<void> {
     );
     lines.push(
       `  proofs: LevelDB ${fmt(lp.rps)} req/s (p99 ${fmt(lp.p99)} ms), PostgreSQL 1 frontend p99 ${fmt(op.p99)} ms, 2 frontends p99 ${fmt(tp.p99)} ms`,
+    );
+    lines.push(`  ingest CPU, LevelDB: ${perEvent(li.cpu!, EVENTS)}`);
+    lines.push(`  ingest CPU, PostgreSQL 1 frontend: ${perEvent(oi.cpu!, EVENTS)}`);
+    lines.push(`  ingest CPU, PostgreSQL 2 frontends: ${perEvent(ti.cpu!, EVENTS)}`);
+    lines.push(
+      `  load average at the end: ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
     );
     lines.push('  the machine is shared: compare each figure with its same-run ceiling, not with other runs');
     for (const l of lines) console.log(l);

@@ -225,6 +225,12 @@ export class PgStore extends DurableReads implements LogStorage {
   private listener: pg.Client | undefined;
   private timer: NodeJS.Timeout | undefined;
   private waiters: { size: number; resolve(): void }[] = [];
+  /**
+   * The pending rows this frontend wrote while sequencing, by first index: integration takes them from here
+   * instead of reading them back (base64 text) and hashing every leaf again. Rows are immutable once their
+   * prepare transaction committed, so the copy is the row; at most the sequencer's pipeline of batches.
+   */
+  private own = new Map<number, { data: Uint8Array[]; hashes: Uint8Array[] }>();
   private integrating: Promise<void> | undefined;
   private integrateAgain = false;
   private refreshing: Promise<void> | undefined;
@@ -473,11 +479,11 @@ export class PgStore extends DurableReads implements LogStorage {
   async prepare(leaves: readonly Leaf[]): Promise<Prepared> {
     const stopped = this.writeStopped;
     if (stopped) throw stopped;
-    // within the batch: each distinct leaf once
+    // within the batch: each distinct leaf once (latin1: the cheapest string of the 32 bytes)
     const first = new Map<string, number>();
     const uniq: Leaf[] = [];
     const pos = leaves.map((l) => {
-      const h = buf(l.hash).toString('hex');
+      const h = buf(l.hash).toString('latin1');
       let p = first.get(h);
       if (p === undefined) {
         first.set(h, (p = uniq.length));
@@ -485,66 +491,99 @@ export class PgStore extends DurableReads implements LogStorage {
       }
       return p;
     });
-    const hashes = uniq.map((l) => buf(l.hash));
+    const hashBlob = Buffer.concat(uniq.map((l) => l.hash));
     let assigned: number[];
+    const mine: { first: number; data: Uint8Array[]; hashes: Uint8Array[] }[] = [];
     let added = 0;
     try {
       assigned = await withClient(this.pool, (c) =>
         inTransaction(c, 'BEGIN', async () => {
-          let next = toNum(
+          const base = toNum(
             (await c.query<{ next_index: string }>('SELECT next_index FROM tm_log WHERE id = 1 FOR UPDATE')).rows[0]
               .next_index,
           );
-          const found = new Map<string, number>();
-          const ex = await c.query<{ leaf_hash: Buffer; idx: string }>(
-            `SELECT leaf_hash, idx FROM tm_leaf_hashes WHERE leaf_hash IN (SELECT substring($1::bytea from 32 * g + 1 for 32) FROM generate_series(0, length($1::bytea) / 32 - 1) g)`,
-            [Buffer.concat(hashes)],
+          if (base + uniq.length > Number.MAX_SAFE_INTEGER) throw new UnavailableError('the log is full', 3600);
+          // Every leaf first takes the index it gets when all are new (the common case), in one statement
+          // whose unique key does the dedup: a leaf already stored (committed under this same row lock, by
+          // any frontend) is skipped. Only when some were skipped are the new ones renumbered densely below,
+          // in this transaction, so no reader ever sees the gap.
+          const ins = await c.query<{ n: number }>(
+            `WITH ins AS (INSERT INTO tm_leaf_hashes (leaf_hash, idx) SELECT substring($1::bytea from 32 * g + 1 for 32), $2::bigint + g FROM generate_series(0, length($1::bytea) / 32 - 1) g ON CONFLICT (leaf_hash) DO NOTHING RETURNING 1) SELECT count(*)::int AS n FROM ins`,
+            [hashBlob, base],
           );
-          for (const r of ex.rows) found.set(r.leaf_hash.toString('hex'), toNum(r.idx));
           const out = new Array<number>(uniq.length);
-          const newIdx: number[] = [];
-          const newHash: Buffer[] = [];
-          const newData: Buffer[] = [];
-          for (let i = 0; i < uniq.length; i++) {
-            const had = found.get(hashes[i].toString('hex'));
-            if (had !== undefined) {
-              out[i] = had;
-              continue;
-            }
-            if (next >= Number.MAX_SAFE_INTEGER) throw new UnavailableError('the log is full', 3600);
-            out[i] = next;
-            newIdx.push(next++);
-            newHash.push(hashes[i]);
-            newData.push(buf(uniq[i].data));
-          }
-          if (newIdx.length > 0) {
-            // the new leaves take consecutive indices from newIdx[0], in order
-            await c.query(
-              `INSERT INTO tm_leaf_hashes (leaf_hash, idx) SELECT substring($1::bytea from 32 * g + 1 for 32), $2::bigint + g FROM generate_series(0, $3::int - 1) g`,
-              [Buffer.concat(newHash), newIdx[0], newIdx.length],
+          const isNew: boolean[] = new Array(uniq.length).fill(true);
+          let next = base + uniq.length;
+          if (ins.rows[0].n !== uniq.length) {
+            // some were stored already: their index is below base; ours are at base + position
+            const ex = await c.query<{ leaf_hash: Buffer; idx: string }>(
+              `SELECT leaf_hash, idx FROM tm_leaf_hashes WHERE leaf_hash IN (SELECT substring($1::bytea from 32 * g + 1 for 32) FROM generate_series(0, length($1::bytea) / 32 - 1) g)`,
+              [hashBlob],
             );
+            const found = new Map<string, number>();
+            for (const r of ex.rows) found.set(r.leaf_hash.toString('latin1'), toNum(r.idx));
+            next = base;
+            const moveHash: Uint8Array[] = [];
+            const moveTo: number[] = [];
+            for (let i = 0; i < uniq.length; i++) {
+              const had = found.get(buf(uniq[i].hash).toString('latin1'));
+              if (had === undefined)
+                throw new LogStateError('state', `leaf ${i} of the batch was neither stored nor new`);
+              if (had < base) {
+                out[i] = had;
+                isNew[i] = false;
+                continue;
+              }
+              if (had !== next) {
+                moveHash.push(uniq[i].hash);
+                moveTo.push(next);
+              }
+              out[i] = next++;
+            }
+            if (moveHash.length > 0)
+              await c.query(
+                `UPDATE tm_leaf_hashes h SET idx = m.t FROM (SELECT substring($1::bytea from 32 * (o::int - 1) + 1 for 32) AS lh, t FROM unnest($2::bigint[]) WITH ORDINALITY AS u(t, o)) m WHERE h.leaf_hash = m.lh`,
+                [Buffer.concat(moveHash), moveTo],
+              );
+          } else for (let i = 0; i < uniq.length; i++) out[i] = base + i;
+          const newData: Uint8Array[] = [];
+          const newHash: Uint8Array[] = [];
+          for (let i = 0; i < uniq.length; i++)
+            if (isNew[i]) {
+              newData.push(uniq[i].data);
+              newHash.push(uniq[i].hash);
+            }
+          if (newData.length > 0) {
             // a row per bundle's worth (a row per entry costs PostgreSQL more than the entries' bytes), cut at
-            // bundle boundaries so that a full bundle frees whole rows and a view loads at most one bundle's rows
-            const rows: Buffer[] = [];
+            // bundle boundaries so that a full bundle frees whole rows and a view loads at most one bundle's
+            // rows; every row a slice of one encoded blob
+            const blob = encodeBatch(newData);
             const firsts: number[] = [];
             const counts: number[] = [];
-            for (let i = 0; i < newData.length;) {
-              const first = newIdx[i];
+            const offs: number[] = [];
+            const lens: number[] = [];
+            for (let i = 0, o = 0; i < newData.length;) {
+              const first = base + i;
               const n = Math.min(newData.length - i, TILE_W - (first % TILE_W));
-              rows.push(encodeBatch(newData.slice(i, i + n)));
+              let len = 0;
+              for (let j = i; j < i + n; j++) len += 2 + newData[j].length;
+              mine.push({ first, data: newData.slice(i, i + n), hashes: newHash.slice(i, i + n) });
               firsts.push(first);
               counts.push(n);
+              offs.push(o + 1);
+              lens.push(len);
+              o += len;
               i += n;
             }
+            // the rows and the counter in one statement; the notification wakes the sequencer wherever it
+            // runs (delivered at commit)
             await c.query(
-              `INSERT INTO tm_pending (first_idx, n, data) SELECT ($4::bigint[])[i], ($5::int[])[i], substring($1::bytea from o for l) FROM ${UNPACK(2)}`,
-              [...pack(rows), firsts, counts],
+              `WITH p AS (INSERT INTO tm_pending (first_idx, n, data) SELECT ($4::bigint[])[i], ($5::int[])[i], substring($1::bytea from o for l) FROM ${UNPACK(2)})
+               UPDATE tm_log SET next_index = $6::bigint WHERE id = 1 RETURNING CASE WHEN $7::boolean THEN pg_notify('tm_pending', $6::bigint::text) END`,
+              [blob, offs, lens, firsts, counts, next, !this.writer],
             );
-            await c.query('UPDATE tm_log SET next_index = $1 WHERE id = 1', [next]);
-            // wakes the sequencer wherever it runs (delivered at commit)
-            if (!this.writer) await c.query(`SELECT pg_notify('tm_pending', $1)`, [String(next)]);
           }
-          added = newIdx.length;
+          added = newData.length;
           return out;
         }),
       );
@@ -552,6 +591,8 @@ export class PgStore extends DurableReads implements LogStorage {
       if (e instanceof UnavailableError || e instanceof LogStateError) throw e;
       throw new UnavailableError(`the log store is unavailable: ${errorMessage(e)}`, 1);
     }
+    // committed: the rows are the store's now, and this frontend's sequencer may take them from memory
+    if (this.writer) for (const r of mine) this.own.set(r.first, r);
     const indices = pos.map((p) => assigned[p]);
     const need = indices.length === 0 ? 0 : Math.max(...assigned) + 1;
     if (added > 0) this.kick();
@@ -621,16 +662,30 @@ export class PgStore extends DurableReads implements LogStorage {
     const token = this.token!;
     const start = w.size;
     try {
-      // one row per writer batch (node-postgres's binary results decode values as UTF-8 text, so hex it is)
-      // base64 text: half the bytes of bytea's hex output
-      const rows = (
-        await this.pool.query<{ rel: number; n: number; d: string }>(
-          `SELECT (first_idx - $1)::int AS rel, n, encode(data, 'base64') AS d FROM tm_pending WHERE first_idx >= $2 AND first_idx + n > $1 ORDER BY first_idx LIMIT $3`,
-          [start, start - (start % TILE_W), Math.ceil(this.maxIntegrate / TILE_W) + 1],
-        )
-      ).rows;
       const batch = new PgBatch();
       let next = 0;
+      // this frontend's own rows from memory, as long as they follow on without a gap
+      for (let r = this.own.get(start); r && next < this.maxIntegrate; r = this.own.get(start + next)) {
+        if (next === 0) w.begin(batch);
+        this.own.delete(start + next);
+        const take = Math.min(r.data.length, this.maxIntegrate - next);
+        for (let i = 0; i < take; i++) w.append(r.hashes[i], r.data[i]);
+        if (take < r.data.length)
+          this.own.set(start + next + take, { data: r.data.slice(take), hashes: r.hashes.slice(take) });
+        next += take;
+      }
+      // else rows from the store (another frontend's, or written before this one held the lease)
+      // one row per writer batch (node-postgres's binary results decode values as UTF-8 text, so hex it is)
+      // base64 text: half the bytes of bytea's hex output
+      const rows =
+        next > 0
+          ? []
+          : (
+              await this.pool.query<{ rel: number; n: number; d: string }>(
+                `SELECT (first_idx - $1)::int AS rel, n, encode(data, 'base64') AS d FROM tm_pending WHERE first_idx >= $2 AND first_idx + n > $1 ORDER BY first_idx LIMIT $3`,
+                [start, start - (start % TILE_W), Math.ceil(this.maxIntegrate / TILE_W) + 1],
+              )
+            ).rows;
       for (const r of rows) {
         // dense by construction: indices come from one counter, in the transaction that writes the row
         if (r.rel > next)
@@ -641,6 +696,8 @@ export class PgStore extends DurableReads implements LogStorage {
         if (next >= this.maxIntegrate) break;
       }
       if (next === 0) return false;
+      // rows read from the store that this frontend also holds (its prepare answered late) are integrated now
+      for (const first of this.own.keys()) if (first < start + next) this.own.delete(first);
       const snap = w.finish();
       const size = snap.tree.size;
       await withClient(this.pool, (c) =>
@@ -704,6 +761,7 @@ export class PgStore extends DurableReads implements LogStorage {
   }
 
   private resign(): void {
+    this.own.clear();
     this.writer = undefined;
     this.token = undefined;
   }

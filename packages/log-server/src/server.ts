@@ -250,6 +250,8 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
         created.mkdir(dirname(keyFile));
         created.add(writeLogKey(keyFile, newKey));
       }
+      // the frontend's own state (the witnessed checkpoint it serves at once after a restart) lives in DIR
+      if (opts.policyFile !== undefined) created.mkdir(opts.dataDir);
       store = await PgStore.open(pgUrl, key, cache);
     } else {
       created.mkdir(opts.dataDir);
@@ -306,6 +308,7 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
             throw new HttpError(400, `no consistency proof from ${a} to ${b} in a tree of ${store.size}`);
           return store.consistencyProof(Number(a), Number(b));
         },
+        refresh: store instanceof PgStore ? () => store.refresh() : undefined,
       });
     }
   } catch (e) {

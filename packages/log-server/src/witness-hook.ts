@@ -19,6 +19,8 @@ export interface WitnessingContext {
   latest(): { size: bigint; root: Uint8Array; checkpoint: string };
   /** RFC 9162 consistency proof between two sizes of this log. Precondition: first <= second <= latest size. */
   consistencyProof(first: bigint, second: bigint): Promise<Uint8Array[]>;
+  /** Brings `latest` up to the store's newest checkpoint (a store shared by several frontends); absent: no-op. */
+  refresh?(): Promise<void>;
 }
 
 /**

@@ -258,9 +258,13 @@ class LogWitnessing implements Witnessing {
     });
   }
 
-  /** One add-checkpoint exchange, retried once when a 409 tells us the witness's size. */
+  /**
+   * One add-checkpoint exchange, retried when a 409 tells us the witness's size. Other frontends of a shared
+   * store ask the same witness: its size moves under us, and may pass this frontend's view of the log, which
+   * is then refreshed before the witness is taken for ahead of the log.
+   */
   private async ask(s: WitnessState, note: string, size: bigint): Promise<void> {
-    for (let attempt = 0; attempt < 2; attempt++) {
+    for (let attempt = 0; attempt < 4; attempt++) {
       const old = s.known !== undefined && s.known <= size ? s.known : 0n;
       const proof = old > 0n && old < size ? await this.ctx.consistencyProof(old, size) : [];
       const r = await s.client.addCheckpoint(old, proof, note, this.closing.signal);
@@ -269,6 +273,16 @@ class LogWitnessing implements Witnessing {
         return;
       }
       const theirs = r.size;
+      if (theirs > size && this.ctx.refresh) {
+        await this.ctx.refresh();
+        const latest = this.ctx.latest();
+        if (latest.size >= theirs) {
+          s.known = theirs;
+          note = latest.checkpoint;
+          size = latest.size;
+          continue;
+        }
+      }
       if (theirs > size) {
         throw new Error(
           `witness has cosigned size ${theirs} of ${this.ctx.origin}, beyond this log's ${size}: a fork or a rolled-back log`,
