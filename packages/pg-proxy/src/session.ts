@@ -67,6 +67,8 @@ export interface SessionConfig {
 const NOT_FORWARDED = new Set(['user', 'database', 'replication']);
 /** ...and, in read-only sessions, nothing that could set the read-only settings (options carries -c name=value). */
 const NOT_FORWARDED_READ_ONLY = new Set(['options', 'default_transaction_read_only', 'transaction_read_only']);
+/** Bytes a client may send ahead of the batch waiting for the log before the proxy stops reading it. */
+const CLIENT_BACKLOG = 1 << 20;
 /** A name no client uses: executing it fails in the server without running anything. */
 const REFUSED_NAME = `trailmark_refused_${randomBytes(8).toString('hex')}`;
 
@@ -108,6 +110,8 @@ export class Session {
   private readonly started = performance.now();
   private user = '';
   private database = '';
+  /** The events' action.target: the upstream URL of this session's database (set once it is known). */
+  private target = '';
   private appName: string | null = null;
   private params = new Map<string, string>();
   private scram: ScramServer | null = null;
@@ -173,7 +177,12 @@ export class Session {
     try {
       if (this.phase === 'startup') this.onStartup();
       else if (this.phase === 'sasl-first' || this.phase === 'sasl-final') this.onSasl();
-      else if (this.phase === 'ready') void this.pump();
+      else if (this.phase === 'ready') {
+        // frames read while a batch waits for the log queue up in the reader, and the next batch takes them
+        // all; past CLIENT_BACKLOG bytes the client is not read until the batch in flight is forwarded
+        if (this.pumping && this.reader.buffered > CLIENT_BACKLOG) this.client.pause();
+        void this.pump();
+      }
       // 'connecting': frames wait in the reader until the upstream session is ready
     } catch (e) {
       this.fatal('08P01', `invalid message from the client: ${errorMessage(e)}`);
@@ -215,6 +224,7 @@ export class Session {
     this.params = startupParams(msg);
     this.user = this.params.get('user') ?? '';
     this.database = this.params.get('database') || this.user;
+    this.target = targetUrl(this.cfg.upstream, this.database);
     this.appName = this.params.get('application_name') ?? null;
     if (!this.user) return this.fatal('28000', 'no PostgreSQL user name specified in startup packet');
     if (this.params.has('replication') && this.params.get('replication') !== 'false')
@@ -255,7 +265,7 @@ export class Session {
       actor,
       action: {
         protocol: 'postgres',
-        target: targetUrl(this.cfg.upstream, this.database),
+        target: this.target,
         database: this.database,
         session_id: this.sessionId,
       },
@@ -349,7 +359,6 @@ export class Session {
   private async pump(): Promise<void> {
     if (this.pumping || this.phase !== 'ready') return;
     this.pumping = true;
-    this.client.pause();
     try {
       for (;;) {
         const frames = this.reader.frames();
@@ -360,7 +369,7 @@ export class Session {
       this.fatal('08P01', `invalid message from the client: ${errorMessage(e)}`);
     } finally {
       this.pumping = false;
-      if (this.phase === 'ready') this.client.resume();
+      if (this.phase === 'ready' && this.client.isPaused()) this.client.resume();
     }
   }
 
@@ -368,7 +377,7 @@ export class Session {
     const action: Record<string, unknown> & { protocol: 'postgres'; session_id: string } = {
       protocol: 'postgres',
       method,
-      target: targetUrl(this.cfg.upstream, this.database),
+      target: this.target,
       database: this.database,
       session_id: this.sessionId,
       statement: statementText(sql),

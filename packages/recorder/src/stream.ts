@@ -253,10 +253,11 @@ export class EventStream implements RecordSealer<UnsealedEvent> {
   /** RecordSealer: numbers, chains (and signs) one event as it is written. */
   seal(item: UnsealedEvent, segment: number): Uint8Array {
     const stream: StreamPosition = { id: this.id, seq: this.tSeq, prev: this.tPrev };
+    // an event's own id and time win; they are made here only for events that come without (the stream's own)
     const ev: Record<string, unknown> = {
       schema: ACCESS_SCHEMA,
-      id: randomUUID(),
-      time: new Date().toISOString(),
+      id: typeof item.id === 'string' ? item.id : randomUUID(),
+      time: typeof item.time === 'string' ? item.time : new Date().toISOString(),
       proxy: this.opts.proxy,
       ...item,
       stream,
