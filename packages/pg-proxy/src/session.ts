@@ -76,6 +76,8 @@ type ItemKind = 'Q' | 'E' | 'S';
 
 interface Item {
   kind: ItemKind;
+  /** CopyDone/CopyFail messages the client had sent before this one (see Session.copyEnds). */
+  copyEnds: number;
   requestId: string | null;
   started: number;
   /** Set when the statement was not forwarded: the server's error for it is replaced by this one. */
@@ -122,6 +124,15 @@ export class Session {
   private readonly statements = new Map<string, string>();
   private readonly portals = new Map<string, Portal>();
   private readonly inflight: Item[] = [];
+  /**
+   * CopyDone and CopyFail messages the client has sent. A server in copy-in mode ignores Sync (protocol: "the
+   * backend will ignore Flush and Sync messages received during copy-in mode"), so a client that pipelines a
+   * Sync between the Execute of a COPY FROM STDIN and its data gets no ReadyForQuery for it: such Syncs must not
+   * wait for one. The copy-in started by a statement sent after n copy ends lasts until the client's n+1st.
+   */
+  private copyEnds = 0;
+  /** Client Syncs are ignored upstream while copyEnds is below this (a copy-in the server has started). */
+  private syncsIgnoredBelow = 0;
   private pumping = false;
   private statementCount = 0;
   private bytesOut = 0;
@@ -417,6 +428,7 @@ export class Session {
     const waits: Promise<unknown>[] = [];
     const newItem = (kind: ItemKind, requestId: string | null): Item => ({
       kind,
+      copyEnds: this.copyEnds,
       requestId,
       started: 0,
       refused: null,
@@ -459,7 +471,9 @@ export class Session {
         const which = String.fromCharCode(raw[5]);
         (which === 'S' ? this.statements : this.portals).delete(firstString(raw, 6));
       } else if (type === T('S')) {
-        this.inflight.push(newItem('S', null));
+        if (this.copyEnds >= this.syncsIgnoredBelow) this.inflight.push(newItem('S', null));
+      } else if (type === T('c') || type === T('f')) {
+        this.copyEnds++;
       } else if (type === T('X')) {
         terminate = true;
         break;
@@ -590,6 +604,17 @@ export class Session {
           this.complete();
           break;
         }
+        return null;
+      }
+      case T('G'): {
+        // copy-in: the Syncs the client sent after this statement and before its copy data ends get no answer
+        if (!head || head.kind === 'S') return null;
+        const n = head.copyEnds;
+        for (let i = this.inflight.length - 1; i > 0; i--) {
+          const it = this.inflight[i];
+          if (it.kind === 'S' && it.copyEnds === n) this.inflight.splice(i, 1);
+        }
+        this.syncsIgnoredBelow = Math.max(this.syncsIgnoredBelow, n + 1);
         return null;
       }
       case T('K'):
