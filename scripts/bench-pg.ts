@@ -31,7 +31,9 @@ function startCli(
   want: RegExp,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<{ proc: ChildProcess; match: string }> {
-  const proc = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  // BENCH_CPU_PROF=DIR: V8 CPU profiles of the proxy and the log server (written when they stop)
+  const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+  const proc = spawn(process.execPath, [...prof, bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   return new Promise((resolve, reject) => {
     let out = '';
     const on = (d: Buffer) => {
@@ -70,6 +72,17 @@ interface Result {
 }
 
 /** One pgbench run; p99 (ms) from the per-transaction latency log (third field, microseconds). */
+/**
+ * An unmeasured run first, so every target is measured warm (the proxy's code compiled, its sessions' first
+ * statements behind it); returns the transactions it completed (they count in the log check).
+ */
+async function warmUp(env: NodeJS.ProcessEnv, selectOnly: boolean): Promise<number> {
+  const args = ['-n', '-M', 'extended', '-c', String(CLIENTS), '-j', '2', '-T', '2', ...(selectOnly ? ['-S'] : [])];
+  const r = await run('pgbench', args, env);
+  if (r.status !== 0) throw new Error(`pgbench (warm-up) failed: ${r.out}`);
+  return Number(/number of transactions actually processed: (\d+)/.exec(r.out)?.[1] ?? 0);
+}
+
 async function pgbench(env: NodeJS.ProcessEnv, selectOnly: boolean, logDir: string): Promise<Result> {
   const prefix = join(logDir, `pgb-${Date.now()}`);
   const args = [
@@ -146,6 +159,18 @@ async function spoolAppendMs(dir: string): Promise<number> {
   return ms;
 }
 
+/** CPU time (user + system, ms) a process has used so far, from /proc (load distorts it far less than rates). */
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    // fields after the parenthesised command name: state is field 3, utime 14, stime 15 (clock ticks, 100/s)
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
 async function treeSize(logUrl: string): Promise<number> {
   return ((await (await fetch(`${logUrl}/v1/get-sth`)).json()) as { tree_size: number }).tree_size;
 }
@@ -214,18 +239,39 @@ async function main(): Promise<void> {
     console.log(
       `  ceiling: one spool append (fsync) takes ${fsyncMs.toFixed(2)} ms on this disk now: at most ${Math.round((CLIENTS / fsyncMs) * 1000)} TPS for ${CLIENTS} clients when each statement waits for its event's flush`,
     );
-    for (const [workload, selectOnly] of [
-      ['select-only (-S)', true],
-      ['TPC-B-like', false],
-    ] as const) {
+    // BENCH_WORKLOAD=select or tpcb: only that one (while iterating)
+    const only = process.env.BENCH_WORKLOAD;
+    for (const [workload, selectOnly] of (
+      [
+        ['select-only (-S)', true],
+        ['TPC-B-like', false],
+      ] as const
+    ).filter(([, sel]) => !only || only === (sel ? 'select' : 'tpcb'))) {
       results[workload] = {};
       for (const [name, env] of Object.entries(targets)) {
+        const warm = await warmUp(env, selectOnly);
+        if (name === 'pg-proxy') {
+          const key = selectOnly ? 'select' : 'tpcb';
+          proxyTransactions = { ...proxyTransactions, [key]: proxyTransactions[key] + warm };
+          // the log server ingests the warm-up's events: let it finish before its CPU is counted
+          await new Promise((res) => setTimeout(res, 1500));
+        }
+        const cpu0 = { proxy: cpuMs(proxy.proc.pid), log: cpuMs(log.proc.pid) };
         const r = await pgbench(env, selectOnly, tmp);
         results[workload][name] = r;
-        if (name === 'pg-proxy')
-          proxyTransactions = { ...proxyTransactions, [selectOnly ? 'select' : 'tpcb']: r.transactions };
+        let cpu = '';
+        if (name === 'pg-proxy') {
+          // the log server keeps ingesting after the run ends: give it a moment so its share is counted
+          await new Promise((res) => setTimeout(res, 1500));
+          const per = (ms: number) => ((ms / r.transactions) * 1000).toFixed(0);
+          cpu = `   CPU per transaction: pg-proxy ${per(cpuMs(proxy.proc.pid) - cpu0.proxy)} µs, log server ${per(cpuMs(log.proc.pid) - cpu0.log)} µs`;
+        }
+        if (name === 'pg-proxy') {
+          const key = selectOnly ? 'select' : 'tpcb';
+          proxyTransactions = { ...proxyTransactions, [key]: proxyTransactions[key] + r.transactions };
+        }
         console.log(
-          `  ${workload.padEnd(18)} ${name.padEnd(10)} ${r.tps.toFixed(0).padStart(7)} TPS   p99 ${r.p99.toFixed(2).padStart(7)} ms`,
+          `  ${workload.padEnd(18)} ${name.padEnd(10)} ${r.tps.toFixed(0).padStart(7)} TPS   p99 ${r.p99.toFixed(2).padStart(7)} ms${cpu}`,
         );
       }
       const ratio = results[workload]['pg-proxy'].tps / results[workload].pgbouncer.tps;

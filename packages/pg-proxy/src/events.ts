@@ -39,6 +39,28 @@ export interface PgEvent {
 export const MAX_STATEMENT_CHARS = 16_384;
 /** What an event may take in canonical JSON, leaving room for the fields a trail adds (stream position). */
 const MAX_EVENT_BYTES = 60_000;
+/** Room for punctuation, numbers and booleans (strings and key names are counted apart). */
+const FIXED_BYTES = 1_000;
+
+/**
+ * A bound on an event's JSON size without serializing it: every string and key name takes at most six bytes
+ * per UTF-16 unit plus its quotes and separator (counted as one more unit).
+ */
+function jsonBound(ev: PgEvent): number {
+  let n = 0;
+  const add = (v: unknown): void => {
+    if (typeof v === 'string') n += v.length + 1;
+    else if (Array.isArray(v)) for (const x of v) add(x);
+    else if (v !== null && typeof v === 'object')
+      for (const k in v) {
+        n += k.length + 1;
+        add((v as Record<string, unknown>)[k]);
+      }
+    else n += 4; // a number (ours are short), boolean or null, beside FIXED_BYTES
+  };
+  add(ev);
+  return n * 6 + FIXED_BYTES;
+}
 
 /**
  * Keeps a request event within the log's entry size: parameter values go first (`params_truncated: true`),
@@ -46,6 +68,8 @@ const MAX_EVENT_BYTES = 60_000;
  * alone does not do it.
  */
 export function fitEvent(ev: PgEvent): PgEvent {
+  // the common case is decided without serializing (parameter values are counted for real: they are large)
+  if (!('param_values' in ev.action) && jsonBound(ev) <= MAX_EVENT_BYTES) return ev;
   const size = () => Buffer.byteLength(JSON.stringify(ev));
   if (size() <= MAX_EVENT_BYTES) return ev;
   if ('param_values' in ev.action) {
@@ -82,7 +106,9 @@ const DEFER_MS = 250;
  * for two disk flushes instead of one.
  */
 export class PgTrail {
-  private readonly pending = new Set<Promise<unknown>>();
+  /** Writes started and not settled yet, and who waits for that number to reach zero. */
+  private inflight = 0;
+  private idle: (() => void)[] = [];
   private deferred: { event: PgEvent; resolve: () => void; reject: (e: Error) => void }[] = [];
   private timer: NodeJS.Timeout | null = null;
 
@@ -91,7 +117,7 @@ export class PgTrail {
   /** Resolves once every write started so far has settled (before closing the spool). */
   async settle(): Promise<void> {
     this.flushDeferred();
-    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+    while (this.inflight > 0) await new Promise<void>((r) => this.idle.push(r));
   }
 
   /**
@@ -102,13 +128,13 @@ export class PgTrail {
     if (!beforeForward && (event.stage === 'response' || event.stage === 'disconnect')) {
       const p = new Promise<void>((resolve, reject) => this.deferred.push({ event, resolve, reject }));
       this.timer ??= setTimeout(() => this.flushDeferred(), DEFER_MS);
-      return this.track(p.then(() => null));
+      return this.track(p);
     }
     // deferred events join this write (appends made in one turn of the event loop share one flush)
     this.flushDeferred();
     // AccessTrail's types name the HTTP events; it stores any JSON event as its canonical bytes
     const e = event as unknown as AccessEvent;
-    return this.track((beforeForward ? this.trail.before(e) : this.trail.after(e)).then(() => null));
+    return this.track(beforeForward ? this.trail.before(e) : this.trail.after(e));
   }
 
   private flushDeferred(): void {
@@ -119,10 +145,21 @@ export class PgTrail {
     for (const d of batch) this.trail.after(d.event as unknown as AccessEvent).then(d.resolve, d.reject);
   }
 
-  private track<T>(p: Promise<T>): Promise<T> {
-    this.pending.add(p);
-    const done = () => void this.pending.delete(p);
-    p.then(done, done);
-    return p;
+  /** Counts a write until it settles; resolves null (the pg-proxy keeps no receipts) or rejects as it did. */
+  private track(p: Promise<unknown>): Promise<null> {
+    this.inflight++;
+    const done = () => {
+      if (--this.inflight === 0) for (const r of this.idle.splice(0)) r();
+    };
+    return p.then(
+      () => {
+        done();
+        return null;
+      },
+      (e: unknown) => {
+        done();
+        throw e;
+      },
+    );
   }
 }

@@ -67,6 +67,8 @@ export interface SessionConfig {
 const NOT_FORWARDED = new Set(['user', 'database', 'replication']);
 /** ...and, in read-only sessions, nothing that could set the read-only settings (options carries -c name=value). */
 const NOT_FORWARDED_READ_ONLY = new Set(['options', 'default_transaction_read_only', 'transaction_read_only']);
+/** Bytes a client may send ahead of the batch waiting for the log before the proxy stops reading it. */
+const CLIENT_BACKLOG = 1 << 20;
 /** A name no client uses: executing it fails in the server without running anything. */
 const REFUSED_NAME = `trailmark_refused_${randomBytes(8).toString('hex')}`;
 
@@ -74,6 +76,8 @@ type ItemKind = 'Q' | 'E' | 'S';
 
 interface Item {
   kind: ItemKind;
+  /** CopyDone/CopyFail messages the client had sent before this one (see Session.copyEnds). */
+  copyEnds: number;
   requestId: string | null;
   started: number;
   /** Set when the statement was not forwarded: the server's error for it is replaced by this one. */
@@ -108,6 +112,8 @@ export class Session {
   private readonly started = performance.now();
   private user = '';
   private database = '';
+  /** The events' action.target: the upstream URL of this session's database (set once it is known). */
+  private target = '';
   private appName: string | null = null;
   private params = new Map<string, string>();
   private scram: ScramServer | null = null;
@@ -118,6 +124,15 @@ export class Session {
   private readonly statements = new Map<string, string>();
   private readonly portals = new Map<string, Portal>();
   private readonly inflight: Item[] = [];
+  /**
+   * CopyDone and CopyFail messages the client has sent. A server in copy-in mode ignores Sync (protocol: "the
+   * backend will ignore Flush and Sync messages received during copy-in mode"), so a client that pipelines a
+   * Sync between the Execute of a COPY FROM STDIN and its data gets no ReadyForQuery for it: such Syncs must not
+   * wait for one. The copy-in started by a statement sent after n copy ends lasts until the client's n+1st.
+   */
+  private copyEnds = 0;
+  /** Client Syncs are ignored upstream while copyEnds is below this (a copy-in the server has started). */
+  private syncsIgnoredBelow = 0;
   private pumping = false;
   private statementCount = 0;
   private bytesOut = 0;
@@ -173,7 +188,12 @@ export class Session {
     try {
       if (this.phase === 'startup') this.onStartup();
       else if (this.phase === 'sasl-first' || this.phase === 'sasl-final') this.onSasl();
-      else if (this.phase === 'ready') void this.pump();
+      else if (this.phase === 'ready') {
+        // frames read while a batch waits for the log queue up in the reader, and the next batch takes them
+        // all; past CLIENT_BACKLOG bytes the client is not read until the batch in flight is forwarded
+        if (this.pumping && this.reader.buffered > CLIENT_BACKLOG) this.client.pause();
+        void this.pump();
+      }
       // 'connecting': frames wait in the reader until the upstream session is ready
     } catch (e) {
       this.fatal('08P01', `invalid message from the client: ${errorMessage(e)}`);
@@ -215,6 +235,7 @@ export class Session {
     this.params = startupParams(msg);
     this.user = this.params.get('user') ?? '';
     this.database = this.params.get('database') || this.user;
+    this.target = targetUrl(this.cfg.upstream, this.database);
     this.appName = this.params.get('application_name') ?? null;
     if (!this.user) return this.fatal('28000', 'no PostgreSQL user name specified in startup packet');
     if (this.params.has('replication') && this.params.get('replication') !== 'false')
@@ -255,7 +276,7 @@ export class Session {
       actor,
       action: {
         protocol: 'postgres',
-        target: targetUrl(this.cfg.upstream, this.database),
+        target: this.target,
         database: this.database,
         session_id: this.sessionId,
       },
@@ -349,7 +370,6 @@ export class Session {
   private async pump(): Promise<void> {
     if (this.pumping || this.phase !== 'ready') return;
     this.pumping = true;
-    this.client.pause();
     try {
       for (;;) {
         const frames = this.reader.frames();
@@ -360,7 +380,7 @@ export class Session {
       this.fatal('08P01', `invalid message from the client: ${errorMessage(e)}`);
     } finally {
       this.pumping = false;
-      if (this.phase === 'ready') this.client.resume();
+      if (this.phase === 'ready' && this.client.isPaused()) this.client.resume();
     }
   }
 
@@ -368,7 +388,7 @@ export class Session {
     const action: Record<string, unknown> & { protocol: 'postgres'; session_id: string } = {
       protocol: 'postgres',
       method,
-      target: targetUrl(this.cfg.upstream, this.database),
+      target: this.target,
       database: this.database,
       session_id: this.sessionId,
       statement: statementText(sql),
@@ -408,6 +428,7 @@ export class Session {
     const waits: Promise<unknown>[] = [];
     const newItem = (kind: ItemKind, requestId: string | null): Item => ({
       kind,
+      copyEnds: this.copyEnds,
       requestId,
       started: 0,
       refused: null,
@@ -450,7 +471,9 @@ export class Session {
         const which = String.fromCharCode(raw[5]);
         (which === 'S' ? this.statements : this.portals).delete(firstString(raw, 6));
       } else if (type === T('S')) {
-        this.inflight.push(newItem('S', null));
+        if (this.copyEnds >= this.syncsIgnoredBelow) this.inflight.push(newItem('S', null));
+      } else if (type === T('c') || type === T('f')) {
+        this.copyEnds++;
       } else if (type === T('X')) {
         terminate = true;
         break;
@@ -581,6 +604,17 @@ export class Session {
           this.complete();
           break;
         }
+        return null;
+      }
+      case T('G'): {
+        // copy-in: the Syncs the client sent after this statement and before its copy data ends get no answer
+        if (!head || head.kind === 'S') return null;
+        const n = head.copyEnds;
+        for (let i = this.inflight.length - 1; i > 0; i--) {
+          const it = this.inflight[i];
+          if (it.kind === 'S' && it.copyEnds === n) this.inflight.splice(i, 1);
+        }
+        this.syncsIgnoredBelow = Math.max(this.syncsIgnoredBelow, n + 1);
         return null;
       }
       case T('K'):

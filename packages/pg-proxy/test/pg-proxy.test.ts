@@ -152,6 +152,20 @@ describe('pg-proxy: large statements and parameters', function () {
   });
 });
 
+/** The part of node-postgres' Connection (pg/lib/connection.js) the COPY test drives by hand. */
+interface PgConnection {
+  removeAllListeners(): void;
+  on(event: string, fn: (m: { text?: string; message?: string }) => void): void;
+  parse(q: { text: string }): void;
+  bind(c: object): void;
+  execute(c: object): void;
+  sync(): void;
+  query(text: string): void;
+  sendCopyFromChunk(b: Buffer): void;
+  endCopyFrom(): void;
+  end(): void;
+}
+
 describe('pg-proxy: pipelines, COPY, cancel', function () {
   this.timeout(120_000);
   const rig = useRig(true);
@@ -209,6 +223,44 @@ describe('pg-proxy: pipelines, COPY, cancel', function () {
       command: 'COPY 500',
       rows: 500,
     });
+  });
+
+  it('extended-protocol COPY FROM STDIN with Sync sent before the data (ignored by the server in copy-in): recorded, and the statements after it keep their own outcomes', async () => {
+    const c = rig.client('alice');
+    await c.connect();
+    // the driver's own message writer, without its query machinery: this pipeline is what some drivers send
+    const conn = (c as unknown as { connection: PgConnection }).connection;
+    conn.removeAllListeners();
+    const got: string[] = [];
+    let readyCount = 0;
+    for (const ev of ['parseComplete', 'bindComplete', 'copyInResponse', 'commandComplete', 'errorMessage'])
+      conn.on(ev, (m: { text?: string; message?: string }) => got.push(m.text ?? m.message ?? ev));
+    conn.on('readyForQuery', () => readyCount++);
+    conn.parse({ text: 'COPY items FROM STDIN' });
+    conn.bind({});
+    conn.execute({});
+    conn.sync(); // ignored upstream: the server is in copy-in mode when it reads it
+    conn.sendCopyFromChunk(Buffer.from('1\tone\n2\ttwo\n'));
+    conn.endCopyFrom();
+    conn.sync();
+    await waitFor('the COPY to finish', () => readyCount === 1);
+    conn.query('SELECT 42 AS answer');
+    await waitFor('the query after it', () => readyCount === 2);
+    expect(got).to.deep.equal(['parseComplete', 'bindComplete', 'copyInResponse', 'COPY 2', 'SELECT 1']);
+    conn.end();
+    expect(rig.pg.sql('SELECT count(*) FROM items', 'app')).to.equal('2');
+    await rig.proxy!.settle();
+    const list = statements(await rig.events());
+    expect(find(list, 'COPY items FROM STDIN').response.outcome).to.deep.include({
+      status: 'ok',
+      command: 'COPY 2',
+      rows: 2,
+    });
+    // before the ignored Sync was accounted for, this statement's response waited for a ReadyForQuery that had
+    // already been used up: it came out without its command, or aborted at disconnect
+    const after = find(list, 'SELECT 42 AS answer').response.outcome;
+    expect(after).to.deep.include({ status: 'ok', command: 'SELECT 1', rows: 1 });
+    expect(after).to.not.have.property('aborted');
   });
 
   it('a client that stops reading gets backpressure (the proxy stops reading its upstream, buffering nothing) while other sessions go on', async () => {
