@@ -72,7 +72,7 @@ function proofHashes(tiles: VerifiedTileReader): HashSource {
       // a failed fetch is not remembered: a later row asks again
       p.catch(() => memo.delete(k));
     }
-    return p as Promise<Hash>;
+    return p;
   };
   return (nodes) => Promise.all(nodes.map((n) => node(n.level, n.index)));
 }

@@ -12,7 +12,7 @@ import {
   fetchVerifiedCheckpoint,
   nodeHasher,
   proveConsistencyFromTiles,
-  verifiedEntries,
+  verifiedBundles,
   type VerifiedLog,
 } from '@trailmark/client';
 import type { IndexStore, VerifiedLeaf } from './store.js';
@@ -116,10 +116,15 @@ export class Indexer {
       batch = [];
       this.notify();
     };
-    // verifiedEntries checks each whole bundle before yielding any of its entries. Bundles are fetched well
-    // ahead (more than a batch: 32 x 256 entries), so the log serves the next batch while this one is written
-    for await (const e of verifiedEntries(log, BigInt(from), size, PREFETCH_BUNDLES)) {
-      batch.push({ index: Number(e.index), leafHash: nodeHasher.leaf(e.data), data: e.data });
+    // verifiedBundles checks each whole bundle before handing it out, and the leaf hashes are the verified
+    // tile's (each entry was checked to hash to its own). Bundles are fetched well ahead (more than a batch:
+    // 32 x 256 entries), so the log serves the next batch while this one is written
+    for await (const b of verifiedBundles(log, BigInt(from), size, PREFETCH_BUNDLES)) {
+      const first = Number(b.start);
+      for (let i = 0; i < b.entries.length; i++) {
+        const t = (b.offset + i) * 32;
+        batch.push({ index: first + i, leafHash: b.tile.subarray(t, t + 32), data: b.entries[i] });
+      }
       if (batch.length >= batchSize) flush();
       if (this.stopped) break;
     }

@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { fileURLToPath } from 'node:url';
 import { startLogServer } from '@trailmark/log-server';
 import { parseVkey } from '@trailmark/tlog';
-import { startExplorer, type RunningExplorer } from '../src/index.js';
+import { INDEX_FORMAT, startExplorer, type RunningExplorer } from '../src/index.js';
 import { addEntries, startRelay, startTrail, waitFor, type Trail } from './fixture.js';
 import { StreamWriter, exchange } from '../../../test/lib/streams.js';
 
@@ -78,7 +78,7 @@ describe('explorer indexer (follows the log, verifies before indexing)', functio
 
   it('rebuilds an index of an older format from the log, saying so, rather than trusting what it claims', async () => {
     await addEntries(trail.log.url, filler('bulk', 300));
-    // format 1 (before user_version was set): it claims 5 entries, and holds one the log does not
+    // the format before this one: it claims 5 entries, and holds one the log does not
     const dataDir = join(trail.dir, 'old-index');
     mkdirSync(dataDir);
     const old = new Database(join(dataDir, 'index.sqlite'));
@@ -87,12 +87,15 @@ describe('explorer indexer (follows the log, verifies before indexing)', functio
         request_id TEXT, time_ms INTEGER, actor TEXT, target TEXT, method TEXT, path TEXT, protocol TEXT, decision INTEGER,
         status TEXT, stream_id TEXT, stream_seq INTEGER, response_index INTEGER, entry TEXT NOT NULL);
       INSERT INTO meta VALUES ('indexed', '5');
-      INSERT INTO events (leaf_index, leaf_hash, kind, top, actor, entry) VALUES (0, x'00', 0, 1, 'ghost', '{}');`);
+      INSERT INTO events (leaf_index, leaf_hash, kind, top, actor, entry) VALUES (0, x'00', 0, 1, 'ghost', '{}');
+      PRAGMA user_version = ${INDEX_FORMAT - 1};`);
     old.close();
     const notices: string[] = [];
     const x = await trail.startExplorer({ dataDir, notice: (l) => void notices.push(l) });
     expect(notices.join('\n')).to.match(
-      /format 0, this version uses format 2: deleting it and rebuilding it from the log/,
+      new RegExp(
+        `format ${INDEX_FORMAT - 1}, this version uses format ${INDEX_FORMAT}: deleting it and rebuilding it from the log`,
+      ),
     );
     await x.indexer.waitForIndexed(trail.size + 300);
     const page = async (q: string) =>
