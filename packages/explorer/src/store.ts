@@ -57,7 +57,9 @@ export const INDEX_FORMAT = 3;
 const TIME_BLOCK_BITS = 12;
 
 // every search is over visible rows (top = 1), so the indexes hold only those: responses joined to their
-// request (half of all rows) are in none of them
+// request (half of all rows) are in none of them. "Who was denied" is the question an investigation asks most:
+// denied requests (a few percent of rows) get their own actor index, so actor + denied is a range scan rather
+// than a walk of the actor's requests
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
@@ -80,6 +82,7 @@ CREATE TABLE IF NOT EXISTS events (
   entry TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_actor ON events(actor) WHERE top = 1 AND actor IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_actor_denied ON events(actor) WHERE top = 1 AND decision = 0 AND actor IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_target ON events(target) WHERE top = 1 AND target IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_request ON events(request_id) WHERE top = 1 AND request_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_stream ON events(stream_id) WHERE top = 1 AND stream_id IS NOT NULL;
@@ -192,7 +195,8 @@ function whereOf(
   eq('status', f.status);
   eq('request_id', f.requestId);
   eq('stream_id', f.stream);
-  if (f.decision !== undefined) eq('decision', f.decision === 'allowed' ? 1 : 0);
+  // a literal, not a parameter: the planner can then use events_actor_denied, whose WHERE names decision = 0
+  if (f.decision !== undefined) sql.push(`e.decision = ${f.decision === 'allowed' ? 1 : 0}`);
   const match: string[] = [];
   if (f.path !== undefined) {
     const p = f.path.replace(/\/+$/, '');
@@ -338,6 +342,9 @@ export class IndexStore {
     db.pragma('mmap_size = 1073741824');
     // checkpoint the WAL into the database every 16 MB rather than 4: fewer, larger copies while catching up
     db.pragma('wal_autocheckpoint = 4096');
+    // the planner's statistics from a sample of each index (SQLite's advice for PRAGMA optimize): about half
+    // the time of a full ANALYZE, which blocks searches while it runs
+    db.pragma('analysis_limit = 400');
     return db;
   }
 
