@@ -13,6 +13,7 @@ import {
   nodeHasher,
   proveConsistencyFromTiles,
   verifiedBundles,
+  verifiedBundlesOffThread,
   type VerifiedLog,
 } from '@trailmark/client';
 import type { IndexStore, VerifiedLeaf } from './store.js';
@@ -30,6 +31,11 @@ export interface IndexerOptions {
   intervalMs?: number;
   /** Entries per transaction. Default 4096. */
   batchSize?: number;
+  /**
+   * From how many entries to index at once the log is read and verified on a worker thread, overlapping with
+   * the writes here (a thread costs tens of milliseconds to start). Default 16,384.
+   */
+  offThreadFrom?: number;
   /** Alert lines (default: stderr). */
   alert?: (line: string) => void;
 }
@@ -120,8 +126,16 @@ export class Indexer {
     };
     // verifiedBundles checks each whole bundle before handing it out, and the leaf hashes are the verified
     // tile's (each entry was checked to hash to its own). Bundles are fetched well ahead (more than a batch:
-    // 32 x 256 entries), so the log serves the next batch while this one is written
-    for await (const b of verifiedBundles(log, BigInt(from), size, PREFETCH_BUNDLES)) {
+    // 32 x 256 entries), so the log serves the next batch while this one is written; on a long catch-up, by a
+    // worker thread, so fetching and verifying use another core while this thread writes
+    const long = size - BigInt(from) >= BigInt(this.opts.offThreadFrom ?? 16_384);
+    const bundles = long
+      ? verifiedBundlesOffThread(this.opts.reader, log, BigInt(from), size, PREFETCH_BUNDLES, (why) => {
+          // read on here instead; a mismatch is then thrown by the reference code here
+          this.status.lastReadError = `reader thread: ${why}`;
+        })
+      : verifiedBundles(log, BigInt(from), size, PREFETCH_BUNDLES);
+    for await (const b of bundles) {
       const first = Number(b.start);
       for (let i = 0; i < b.entries.length; i++) {
         const t = (b.offset + i) * 32;

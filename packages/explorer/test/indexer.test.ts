@@ -6,7 +6,8 @@ import Database from 'better-sqlite3';
 import { fileURLToPath } from 'node:url';
 import { startLogServer } from '@trailmark/log-server';
 import { parseVkey } from '@trailmark/tlog';
-import { INDEX_FORMAT, startExplorer, type RunningExplorer } from '../src/index.js';
+import { INDEX_FORMAT, IndexStore, Indexer, startExplorer, type RunningExplorer } from '../src/index.js';
+import { LogReader } from '@trailmark/client';
 import { addEntries, startRelay, startTrail, waitFor, type Trail } from './fixture.js';
 import { StreamWriter, exchange } from '../../../test/lib/streams.js';
 
@@ -151,6 +152,32 @@ describe('explorer indexer (follows the log, verifies before indexing)', functio
     expect(f.holes).to.deep.equal([]);
     expect(f.broken).to.deep.equal([1]);
     expect(f.bad_signatures).to.deep.equal([1]);
+  });
+
+  it('indexes a long catch-up read on a reader thread exactly as on its own thread', async () => {
+    await addEntries(trail.log.url, filler('bulk', 600));
+    const index = async (name: string, offThreadFrom: number) => {
+      const reader = new LogReader(trail.log.url);
+      const store = new IndexStore(join(trail.dir, name), () => {});
+      try {
+        const indexer = new Indexer({ reader, logKey: parseVkey(trail.vkey), store, offThreadFrom });
+        await indexer.syncOnce();
+        expect(indexer.status.lastReadError).to.equal(null); // the reader thread did not fall back
+        return {
+          state: store.state().indexed,
+          rows: store.search({}, 1000, null),
+          bulk: store.search({ actor: 'bulk' }, 1000, null),
+        };
+      } finally {
+        store.close();
+        reader.close();
+      }
+    };
+    const off = await index('off-thread', 0);
+    const here = await index('on-thread', Number.MAX_SAFE_INTEGER);
+    expect(off.state).to.equal(trail.size + 600);
+    expect(off.bulk.length).to.equal(600);
+    expect(off).to.deep.equal(here);
   });
 
   it('stops with an alert, indexing nothing, when the log serves an entry that does not match its tiles', async () => {

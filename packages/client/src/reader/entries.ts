@@ -34,7 +34,7 @@ export interface VerifiedBundle {
  * `prefetch` bundles ahead.
  */
 export async function* verifiedBundles(
-  log: VerifiedLog,
+  log: Pick<VerifiedLog, 'tiles'>,
   start: bigint,
   end: bigint,
   prefetch = 4,
