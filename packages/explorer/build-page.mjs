@@ -13,7 +13,8 @@ await build({
   format: 'esm',
   platform: 'browser',
   target: 'es2022',
-  minify: true,
+  // PAGE_NO_MINIFY=1: readable function names in a browser CPU profile
+  minify: !process.env.PAGE_NO_MINIFY,
   legalComments: 'eof',
   outdir: out,
   // the page verifies with the same library as the CLI, bundled from its source (no dependency on build order)

@@ -28,7 +28,7 @@ describe('BundleCheckPool (the audit worker threads)', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     expect(BundleCheckPool.available()).to.equal(true);
-    expect(BundleCheckPool.script.pathname).to.match(/\/auditworker\.ts$/);
+    expect(BundleCheckPool.script?.pathname).to.match(/\/auditworker\.ts$/);
     const pool = new BundleCheckPool(2, url, {});
     try {
       const root = fullTileRoot(tile, hasher);

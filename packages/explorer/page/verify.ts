@@ -6,6 +6,7 @@
  * checkpoint's root. The proof and the checkpoint make the receipt (a tlog-proof) the page offers for download.
  */
 import {
+  TILE_HEIGHT,
   TILE_WIDTH,
   VerifiedTileReader,
   canonicalJson,
@@ -16,6 +17,7 @@ import {
   tilePath,
   verifyInclusion,
   type Hash,
+  type HashSource,
   type NoteVerifier,
   type Policy,
   type TileRef,
@@ -35,6 +37,44 @@ interface Log {
   size: bigint;
   root: Hash;
   tiles: VerifiedTileReader;
+  /** The tree's hashes for inclusion proofs, each node computed once (see proofHashes). */
+  hashes: HashSource;
+}
+
+/**
+ * `tiles.readHashes` with every node computed once and kept. A proof's node inside a tile is the root of a run
+ * of that tile's hashes, and tiles.readHashes recomputes it for each proof (up to 255 SHA-256 in JavaScript per
+ * tile level per row); rows in one tile share most of those nodes. Here a node that a tile stores is read from
+ * the verified tile, and any other node is hashed from its two children, each once. Precondition: every node
+ * asked for is a complete subtree of the tree (as tiles.readHashes requires; it checks).
+ */
+function proofHashes(tiles: VerifiedTileReader): HashSource {
+  const memo = new Map<string, Promise<Hash>>();
+  const W = BigInt(TILE_WIDTH);
+  // a hash a tile stores, read straight from the verified tile (readHashes would split the tile each time)
+  const stored = async (level: number, index: bigint): Promise<Hash> => {
+    if ((index + 1n) << BigInt(level) > tiles.size) return (await tiles.readHashes([{ level, index }]))[0]; // it throws
+    const t = await tiles.tileBytes(level / TILE_HEIGHT, index / W);
+    const o = Number(index % W) * 32;
+    return t.subarray(o, o + 32);
+  };
+  const node = (level: number, index: bigint): Promise<Hash> => {
+    const k = `${level}/${index}`;
+    let p = memo.get(k);
+    if (p === undefined) {
+      p =
+        level % TILE_HEIGHT === 0
+          ? stored(level, index)
+          : Promise.all([node(level - 1, 2n * index), node(level - 1, 2n * index + 1n)]).then(([l, r]) =>
+              tiles.hasher.node(l, r),
+            );
+      memo.set(k, p);
+      // a failed fetch is not remembered: a later row asks again
+      p.catch(() => memo.delete(k));
+    }
+    return p;
+  };
+  return (nodes) => Promise.all(nodes.map((n) => node(n.level, n.index)));
 }
 
 export class PageVerifier {
@@ -70,7 +110,8 @@ export class PageVerifier {
         if (!r.ok) throw new Error(`GET checkpoint: HTTP ${r.status}`);
         const text = await r.text();
         const cp = openCheckpoint(text, this.key, this.policy ? { policy: this.policy } : {}).checkpoint;
-        return { text, size: cp.size, root: cp.root, tiles: new VerifiedTileReader(cp.size, cp.root, this.fetchTile) };
+        const tiles = new VerifiedTileReader(cp.size, cp.root, this.fetchTile);
+        return { text, size: cp.size, root: cp.root, tiles, hashes: proofHashes(tiles) };
       })();
       this.log.catch(() => (this.log = null));
     }
@@ -87,7 +128,7 @@ export class PageVerifier {
       if (BigInt(index) >= log.size) log = await this.checkpoint(true);
       if (BigInt(index) >= log.size)
         return { ok: false, why: `leaf index ${index} is beyond the log's checkpoint (size ${log.size})` };
-      const proof = await inclusionProof(BigInt(index), log.size, log.tiles.readHashes);
+      const proof = await inclusionProof(BigInt(index), log.size, log.hashes);
       const receipt = formatTlogProof({ index: BigInt(index), proof, checkpoint: log.text });
       try {
         // the checkpoint in the receipt was verified once (signature, quorum) when it was fetched; each

@@ -6,7 +6,8 @@ import Database from 'better-sqlite3';
 import { fileURLToPath } from 'node:url';
 import { startLogServer } from '@trailmark/log-server';
 import { parseVkey } from '@trailmark/tlog';
-import { startExplorer, type RunningExplorer } from '../src/index.js';
+import { INDEX_FORMAT, IndexStore, Indexer, startExplorer, type RunningExplorer } from '../src/index.js';
+import { LogReader } from '@trailmark/client';
 import { addEntries, startRelay, startTrail, waitFor, type Trail } from './fixture.js';
 import { StreamWriter, exchange } from '../../../test/lib/streams.js';
 
@@ -78,7 +79,7 @@ describe('explorer indexer (follows the log, verifies before indexing)', functio
 
   it('rebuilds an index of an older format from the log, saying so, rather than trusting what it claims', async () => {
     await addEntries(trail.log.url, filler('bulk', 300));
-    // format 1 (before user_version was set): it claims 5 entries, and holds one the log does not
+    // the format before this one: it claims 5 entries, and holds one the log does not
     const dataDir = join(trail.dir, 'old-index');
     mkdirSync(dataDir);
     const old = new Database(join(dataDir, 'index.sqlite'));
@@ -87,12 +88,15 @@ describe('explorer indexer (follows the log, verifies before indexing)', functio
         request_id TEXT, time_ms INTEGER, actor TEXT, target TEXT, method TEXT, path TEXT, protocol TEXT, decision INTEGER,
         status TEXT, stream_id TEXT, stream_seq INTEGER, response_index INTEGER, entry TEXT NOT NULL);
       INSERT INTO meta VALUES ('indexed', '5');
-      INSERT INTO events (leaf_index, leaf_hash, kind, top, actor, entry) VALUES (0, x'00', 0, 1, 'ghost', '{}');`);
+      INSERT INTO events (leaf_index, leaf_hash, kind, top, actor, entry) VALUES (0, x'00', 0, 1, 'ghost', '{}');
+      PRAGMA user_version = ${INDEX_FORMAT - 1};`);
     old.close();
     const notices: string[] = [];
     const x = await trail.startExplorer({ dataDir, notice: (l) => void notices.push(l) });
     expect(notices.join('\n')).to.match(
-      /format 0, this version uses format 2: deleting it and rebuilding it from the log/,
+      new RegExp(
+        `format ${INDEX_FORMAT - 1}, this version uses format ${INDEX_FORMAT}: deleting it and rebuilding it from the log`,
+      ),
     );
     await x.indexer.waitForIndexed(trail.size + 300);
     const page = async (q: string) =>
@@ -148,6 +152,32 @@ describe('explorer indexer (follows the log, verifies before indexing)', functio
     expect(f.holes).to.deep.equal([]);
     expect(f.broken).to.deep.equal([1]);
     expect(f.bad_signatures).to.deep.equal([1]);
+  });
+
+  it('indexes a long catch-up read on a reader thread exactly as on its own thread', async () => {
+    await addEntries(trail.log.url, filler('bulk', 600));
+    const index = async (name: string, offThreadFrom: number) => {
+      const reader = new LogReader(trail.log.url);
+      const store = new IndexStore(join(trail.dir, name), () => {});
+      try {
+        const indexer = new Indexer({ reader, logKey: parseVkey(trail.vkey), store, offThreadFrom });
+        await indexer.syncOnce();
+        expect(indexer.status.lastReadError).to.equal(null); // the reader thread did not fall back
+        return {
+          state: store.state().indexed,
+          rows: store.search({}, 1000, null),
+          bulk: store.search({ actor: 'bulk' }, 1000, null),
+        };
+      } finally {
+        store.close();
+        reader.close();
+      }
+    };
+    const off = await index('off-thread', 0);
+    const here = await index('on-thread', Number.MAX_SAFE_INTEGER);
+    expect(off.state).to.equal(trail.size + 600);
+    expect(off.bulk.length).to.equal(600);
+    expect(off).to.deep.equal(here);
   });
 
   it('stops with an alert, indexing nothing, when the log serves an entry that does not match its tiles', async () => {

@@ -11,6 +11,58 @@ export interface VerifiedEntry {
   index: bigint;
   /** The leaf data: the entry's canonical JSON bytes, as logged. */
   data: Uint8Array;
+  /** Its RFC 6962 leaf hash, as the verified level-0 tile holds it (which the data was checked to hash to). */
+  leafHash: Uint8Array;
+}
+
+/** The entries of one entry bundle in a range, each checked against its verified level-0 tile. */
+export interface VerifiedBundle {
+  /** Leaf index of entries[0]. */
+  start: bigint;
+  /** The entries' bytes, in leaf order. */
+  entries: Uint8Array[];
+  /** The level-0 tile the entries were checked against; entry k's leaf hash is at bytes 32 (k + o) .. 32 (k + o + 1), o = offset. */
+  tile: Uint8Array;
+  /** Position of entries[0] in its bundle (non-zero only for the first bundle of a range). */
+  offset: number;
+}
+
+/**
+ * The entries [start, end) of a verified tree, one bundle at a time, in order, each bundle checked against its
+ * verified level-0 tile before it is handed out. A reader that handles a bundle at once (an indexer) awaits
+ * once per 256 entries, not once per entry. Precondition: start <= end <= log size. Prefetches up to
+ * `prefetch` bundles ahead.
+ */
+export async function* verifiedBundles(
+  log: Pick<VerifiedLog, 'tiles'>,
+  start: bigint,
+  end: bigint,
+  prefetch = 4,
+): AsyncGenerator<VerifiedBundle> {
+  const W = BigInt(TILE_WIDTH);
+  if (start >= end) return;
+  const first = start / W;
+  const last = (end - 1n) / W;
+  const queue: Promise<{ entries: Uint8Array[]; tile: Uint8Array }>[] = [];
+  let next = first;
+  const fill = () => {
+    while (queue.length < prefetch && next <= last) {
+      const n = next++;
+      // entryBundle fetched and checked the tile first: this second read of it is a cache hit
+      const p = log.tiles.entryBundle(n).then(async (entries) => ({ entries, tile: await log.tiles.tileBytes(0, n) }));
+      p.catch(() => undefined); // awaited in order; keeps an early failure from being "unhandled"
+      queue.push(p);
+    }
+  };
+  fill();
+  for (let b = first; b <= last; b++) {
+    const { entries, tile } = await queue.shift()!;
+    fill();
+    const base = b * W;
+    const lo = start > base ? Number(start - base) : 0;
+    const hi = end < base + BigInt(entries.length) ? Number(end - base) : entries.length;
+    if (lo < hi) yield { start: base + BigInt(lo), entries: entries.slice(lo, hi), tile, offset: lo };
+  }
 }
 
 /**
@@ -23,26 +75,10 @@ export async function* verifiedEntries(
   end: bigint,
   prefetch = 4,
 ): AsyncGenerator<VerifiedEntry> {
-  const W = BigInt(TILE_WIDTH);
-  if (start >= end) return;
-  const first = start / W;
-  const last = (end - 1n) / W;
-  const queue: Promise<Uint8Array[]>[] = [];
-  let next = first;
-  const fill = () => {
-    while (queue.length < prefetch && next <= last) {
-      const p = log.tiles.entryBundle(next++);
-      p.catch(() => undefined); // awaited in order; keeps an early failure from being "unhandled"
-      queue.push(p);
-    }
-  };
-  fill();
-  for (let b = first; b <= last; b++) {
-    const entries = await queue.shift()!;
-    fill();
-    for (let i = 0; i < entries.length; i++) {
-      const index = b * W + BigInt(i);
-      if (index >= start && index < end) yield { index, data: entries[i] };
+  for await (const b of verifiedBundles(log, start, end, prefetch)) {
+    for (let i = 0; i < b.entries.length; i++) {
+      const t = (b.offset + i) * 32;
+      yield { index: b.start + BigInt(i), data: b.entries[i], leafHash: b.tile.subarray(t, t + 32) };
     }
   }
 }

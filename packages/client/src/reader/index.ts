@@ -8,3 +8,4 @@ export { nodeAccelerator } from '@trailmark/node';
 export * from './audit.js';
 export * from './entries.js';
 export * from './streams.js';
+export * from './bundlethread.js';

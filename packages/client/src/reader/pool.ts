@@ -6,18 +6,25 @@ import { Worker } from 'node:worker_threads';
 import type { LogReaderOptions } from './http.js';
 
 /**
+ * The worker script `name`: this module's sibling with this module's extension (.js from dist, .ts from
+ * sources, where the worker inherits the parent's execArgv and so its TypeScript loader and export conditions),
+ * or null when it is not there (a bundler may have dropped it): the caller then works on its own thread.
+ */
+export function workerScript(name: string): URL | null {
+  const url = new URL(`./${name}${extname(new URL(import.meta.url).pathname)}`, import.meta.url);
+  return url.protocol === 'file:' && existsSync(fileURLToPath(url)) ? url : null;
+}
+
+/**
  * Fetches and checks full bundles on worker threads, each with its own LogReader on the same log.
  * Precondition: call close() when done (workers keep the process alive).
  */
 export class BundleCheckPool {
-  /**
-   * The worker script: this module's sibling with this module's extension (.js from dist, .ts from sources,
-   * where the worker inherits the parent's execArgv and so its TypeScript loader and export conditions).
-   */
-  static readonly script = new URL(`./auditworker${extname(new URL(import.meta.url).pathname)}`, import.meta.url);
-  /** Whether the worker script is there (a bundler may have dropped it); without it the caller checks on one thread. */
+  /** The worker script (see workerScript). */
+  static readonly script = workerScript('auditworker');
+  /** Whether the worker script is there; without it the caller checks on one thread. */
   static available(): boolean {
-    return BundleCheckPool.script.protocol === 'file:' && existsSync(fileURLToPath(BundleCheckPool.script));
+    return BundleCheckPool.script !== null;
   }
 
   private readonly workers: Worker[] = [];
@@ -26,7 +33,7 @@ export class BundleCheckPool {
   private turn = 0;
 
   constructor(size: number, url: string, options: LogReaderOptions) {
-    const script = BundleCheckPool.script;
+    const script = BundleCheckPool.script!;
     for (let i = 0; i < size; i++) {
       const w = new Worker(script, { workerData: { url, options } });
       w.on('message', (m: { id: number; ok: boolean }) => {
