@@ -4,7 +4,6 @@
  * each ends up serving a cosigned checkpoint of the whole log that meets the quorum. A relay in front of each
  * witness records every checkpoint it is asked to cosign: no witness ever sees two roots for one size.
  */
-import { silentLogger } from '@trailmark/node';
 import { expect } from 'chai';
 import { createServer, type Server } from 'node:http';
 import { readFileSync } from 'node:fs';
@@ -12,7 +11,8 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openCheckpoint, parsePolicy, parseVkey } from '@trailmark/tlog';
 import { startLogServer, type LogServer } from '@trailmark/log-server';
-import { startMonitor, type RunningMonitor } from '@trailmark/monitor';
+import type { RunningMonitor } from '@trailmark/monitor';
+import { startWitnesses } from './lib/witnesses.js';
 import { addEntries, entry, keyFile, onFreePort, tempDir, waitFor } from './lib/util.js';
 import { newPgDatabase } from './lib/pgstore.js';
 
@@ -80,19 +80,8 @@ describe('witnessing with two frontends on one PostgreSQL store (end to end)', f
     await onFreePort(async (port) => {
       try {
         const logUrl = `http://127.0.0.1:${port}`;
-        for (const i of [0, 1]) {
-          witnesses.push(
-            await startMonitor({
-              logs: [{ url: logUrl, vkey: lk.vkey }],
-              witnessKey: wk[i].privateKey,
-              dataDir: join(tmp.dir, `w${i + 1}`),
-              listen: '127.0.0.1:0',
-              pollIntervalMs: 200,
-              logger: silentLogger,
-            }),
-          );
-          relays.push(await recordingRelay(witnesses[i].url!));
-        }
+        await startWitnesses(witnesses, { url: logUrl, vkey: lk.vkey }, wk, tmp.dir);
+        for (const w of witnesses) relays.push(await recordingRelay(w.url!));
         policyFile = join(tmp.dir, 'policy');
         await writeFile(
           policyFile,

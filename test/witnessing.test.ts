@@ -4,13 +4,13 @@
  * receipt from the log verifies with `trailmark verify inclusion --policy`, and fails under a policy whose
  * quorum needs the missing witness; a restarted log serves its witnessed checkpoint at once.
  */
-import { silentLogger } from '@trailmark/node';
 import { expect } from 'chai';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage, openCheckpoint, parsePolicy, parseVkey } from '@trailmark/tlog';
 import { startLogServer, type LogServer } from '@trailmark/log-server';
-import { startMonitor, type RunningMonitor } from '@trailmark/monitor';
+import type { RunningMonitor } from '@trailmark/monitor';
+import { startWitnesses } from './lib/witnesses.js';
 import { cli, startSilentServer, addEntries, entry, keyFile, onFreePort, tempDir, waitFor } from './lib/util.js';
 
 describe('log-side witnessing with a policy (end to end)', function () {
@@ -38,18 +38,7 @@ describe('log-side witnessing with a policy (end to end)', function () {
     await onFreePort(async (port) => {
       try {
         logUrl = `http://127.0.0.1:${port}`;
-        for (const i of [0, 1]) {
-          witnesses.push(
-            await startMonitor({
-              logs: [{ url: logUrl, vkey: lk.vkey }],
-              witnessKey: wk[i].privateKey,
-              dataDir: join(tmp.dir, `w${i + 1}`),
-              listen: '127.0.0.1:0',
-              pollIntervalMs: 200,
-              logger: silentLogger,
-            }),
-          );
-        }
+        await startWitnesses(witnesses, { url: logUrl, vkey: lk.vkey }, wk.slice(0, 2), tmp.dir); // w3 stays down
         const lines = [
           `log ${lk.vkey}`,
           `witness w1 ${wk[0].vkey} ${witnesses[0].url}`,
