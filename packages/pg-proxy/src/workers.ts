@@ -1,6 +1,6 @@
 /**
- * `--workers N`: N processes serving one listening address (node:cluster; the primary owns the socket and hands
- * each connection to a worker). Each worker has its own spool directory, DIR/worker-<i>, so its own shipper
+ * `--workers N`: N processes serving one listening address (node:cluster; the primary owns the socket and the
+ * workers accept from it). Each worker has its own spool directory, DIR/worker-<i>, so its own shipper
  * and its own stream of events. A session lives in one worker; a CancelRequest may land in another, which is
  * fine: cancels go straight to the upstream with the backend's own key.
  */
@@ -52,6 +52,9 @@ export async function servePgProxy(opts: PgProxyOptions, workers = 1): Promise<P
   let addr: { host: string; port: number } | null = null;
   try {
     for (let i = 0; i < workers; i++) {
+      // workers accept from the shared socket themselves: with round-robin a connection handed to a worker
+      // that dies before taking it stays open, unanswered, in the primary
+      cluster.schedulingPolicy = cluster.SCHED_NONE;
       const w = cluster.fork({ [WORKER_ENV]: String(i) });
       started.push(w);
       // one at a time: the first binds the address (a port 0 is then shared by all), and a bad configuration

@@ -1,8 +1,8 @@
 /**
  * `--workers N` (contract section 5): N processes (node:cluster) serving one listening address, each with its
- * own spool directory `<spool>/worker-<i>` and so its own stream. The primary hands out connections, restarts
- * a worker that dies (its successor reopens the same spool, and whatever the dead one had spooled is shipped),
- * and serves /healthz and /metrics for all of them. One worker runs in-process on `<spool>` itself, as before.
+ * own spool directory `<spool>/worker-<i>` and so its own stream. The workers accept from the primary's shared
+ * socket; the primary restarts a worker that dies (its successor reopens the same spool, and whatever the dead
+ * one had spooled is shipped), and serves /healthz and /metrics for all of them. One worker runs in-process on `<spool>` itself, as before.
  *
  * Spools a previous run left behind with another N (`worker-<j>` for j >= N, or `<spool>`'s own records when
  * moving from one worker to several) are adopted: a worker opens them, delivers what they hold, and closes them.
@@ -272,6 +272,9 @@ async function runPrimary(opts: WorkerPoolOptions, n: number): Promise<RunningPo
   const healthWaiters = new Map<number, (h: TrailHealth) => void>();
   let healthSeq = 0;
 
+  // workers accept from the shared socket themselves: with round-robin the primary accepts and hands each
+  // connection over, and one handed to a worker that dies before taking it stays open, unanswered, forever
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
   const fork = (index: number) => {
     const w = cluster.fork({ [INDEX_ENV]: String(index), [LISTEN_ENV]: listenAt });
     slots[index] = w;
