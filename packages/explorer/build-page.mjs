@@ -18,7 +18,11 @@ await build({
   legalComments: 'eof',
   outdir: out,
   // the page verifies with the same library as the CLI, bundled from its source (no dependency on build order)
-  alias: { '@trailmark/tlog': here('../tlog/src/index.ts') },
+  // and its filter names from the client's own list (a module with no imports)
+  alias: {
+    '@trailmark/tlog': here('../tlog/src/index.ts'),
+    '@trailmark/client/explorer/params': here('../client/src/explorer/params.ts'),
+  },
   logLevel: 'warning',
 });
 await copyFile(here('./page/index.html'), out + 'index.html');

@@ -8,6 +8,7 @@ import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import './style.css';
 import { errorMessage, parsePolicy, parseVkey, type NoteVerifier, type Policy } from '@trailmark/tlog';
+import { FILTER_PARAMS as FIELDS } from '@trailmark/client/explorer/params';
 import { PageVerifier, type Verdict } from './verify.js';
 
 interface ApiEntry {
@@ -27,20 +28,6 @@ interface Info {
   alert: string | null;
 }
 
-const FIELDS = [
-  'actor',
-  'target',
-  'method',
-  'path',
-  'protocol',
-  'decision',
-  'status',
-  'from',
-  'to',
-  'request_id',
-  'stream',
-  'q',
-];
 const $ = <T extends HTMLElement>(sel: string) => document.querySelector(sel) as T;
 
 let verifier: PageVerifier;

@@ -36,21 +36,7 @@ export const MAX_LIMIT = 1000;
 /** Page size of a search that gives no `limit`. */
 export const DEFAULT_LIMIT = 100;
 
-/** The query-string names of the filters, as the API and the CLI spell them. */
-export const FILTER_PARAMS = [
-  'actor',
-  'target',
-  'method',
-  'path',
-  'protocol',
-  'decision',
-  'status',
-  'from',
-  'to',
-  'request_id',
-  'stream',
-  'q',
-] as const;
+export { FILTER_PARAMS } from './params.js';
 
 function time(name: string, v: string): number {
   // RFC 3339: a date and time with an offset or Z
