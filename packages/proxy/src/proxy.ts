@@ -148,8 +148,9 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     const started = performance.now();
     const requestId = randomUUID();
-    // body bytes counted as they are read (forwarded or drained), with no stream plumbing of our own
-    let requestBytes = req.readableLength;
+    // body bytes counted as they are read (forwarded or drained): every chunk, already buffered or not, passes
+    // through a data listener once
+    let requestBytes = 0;
     const countIn = (n: number) => (requestBytes += n);
     let bytes = 0;
     let upReq: http.ClientRequest | null = null;
