@@ -18,7 +18,7 @@ import { LogStore, loadLogKey } from '@trailmark/log-server';
 import { LogReader, fetchVerifiedCheckpoint, nodeHasher, verifiedEntries } from '@trailmark/client';
 import { VerifiedSearch, parseFilters } from '@trailmark/client';
 import { IndexStore, Indexer, type VerifiedLeaf } from '@trailmark/explorer';
-import { fmt, median, waitForUrl } from './lib/ceilings.js';
+import { fmt, median, threadCpuMs, treeCpuMs, waitForUrl } from './lib/ceilings.js';
 import { T0, benchLeaves } from './lib/explorer-events.js';
 import { launchChromium } from '../test/lib/chromium.js';
 
@@ -138,15 +138,24 @@ async function main(): Promise<void> {
     const store = new IndexStore(join(dir, 'explorer'));
     const reader = new LogReader(url);
     const indexer = new Indexer({ reader, logKey, store });
+    const cpu0 = { main: threadCpuMs(process.pid, process.pid), all: process.cpuUsage(), log: treeCpuMs([proc.pid!]) };
     const t0 = performance.now();
     await indexer.syncOnce();
     const indexRate = N / ((performance.now() - t0) / 1000);
+    // where the CPU went, per entry: a rate on 2 shared cores is bounded by the busiest thread and by the sum
+    const all = process.cpuUsage(cpu0.all);
+    const perEntry = (ms: number) => ((ms * 1000) / N).toFixed(1);
+    const mainMs = threadCpuMs(process.pid, process.pid) - cpu0.main;
+    const cpuLine =
+      `  CPU per entry (from /proc): the index's thread ${perEntry(mainMs)} µs, the reader thread and V8's ` +
+      `helpers ${perEntry((all.user + all.system) / 1000 - mainMs)} µs, the log server ${perEntry(treeCpuMs([proc.pid!]) - cpu0.log)} µs`;
     reader.close();
     store.close();
     if (indexer.status.indexed !== N) throw new Error(`indexed ${indexer.status.indexed}, want ${N}`);
     console.log('');
     const bound = 1 / (1 / readRate + 1 / storeRate);
     console.log(`indexing ${fmt(N)} events: ${fmt(indexRate)} events/s (target 50,000)`);
+    console.log(cpuLine);
     console.log(
       `  same-run ceilings: verified read of the same entries, no index ${fmt(readRate)} entries/s; the index store alone, same entries from memory ${fmt(storeRate)} entries/s; the two one after the other ${fmt(bound)} entries/s (indexing is ${Math.round((100 * indexRate) / bound)}% of that)`,
     );

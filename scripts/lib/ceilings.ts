@@ -216,3 +216,13 @@ export function treeCpuMs(roots: number[]): number {
   for (const [pid, ms] of cpu) if (inTree(pid)) total += ms;
   return total;
 }
+
+/**
+ * CPU time (user + system, ms) used so far by one thread `tid` of process `pid` (the main thread's tid is the pid),
+ * from /proc (Linux): which thread of a process does the work.
+ */
+export function threadCpuMs(pid: number, tid: number): number {
+  const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+}

@@ -17,6 +17,16 @@ import {
   type VerifiedLog,
 } from '@trailmark/client';
 import type { IndexStore, VerifiedLeaf } from './store.js';
+import { preparedEntry, type PreparedBundle } from './prepare.js';
+
+/**
+ * The entries' parsing and normalizing (prepare.ts), run by the reader thread on each bundle it verified: the
+ * module is this one's sibling, in the same form (.js built, .ts from sources under a TypeScript loader).
+ */
+const PREPARE = {
+  module: new URL(`./prepare${import.meta.url.slice(import.meta.url.lastIndexOf('.'))}`, import.meta.url),
+  name: 'prepareBundle',
+};
 
 /** Entry bundles requested ahead of the one being indexed. */
 const PREFETCH_BUNDLES = 32;
@@ -130,16 +140,27 @@ export class Indexer {
     // worker thread, so fetching and verifying use another core while this thread writes
     const long = size - BigInt(from) >= BigInt(this.opts.offThreadFrom ?? 16_384);
     const bundles = long
-      ? verifiedBundlesOffThread(this.opts.reader, log, BigInt(from), size, PREFETCH_BUNDLES, (why) => {
-          // read on here instead; a mismatch is then thrown by the reference code here
-          this.status.lastReadError = `reader thread: ${why}`;
-        })
+      ? verifiedBundlesOffThread(
+          this.opts.reader,
+          log,
+          BigInt(from),
+          size,
+          PREFETCH_BUNDLES,
+          (why) => {
+            // read on here instead; a mismatch is then thrown by the reference code here
+            this.status.lastReadError = `reader thread: ${why}`;
+          },
+          PREPARE,
+        )
       : verifiedBundles(log, BigInt(from), size, PREFETCH_BUNDLES);
     for await (const b of bundles) {
       const first = Number(b.start);
+      const prepared = b.prepared as PreparedBundle | undefined;
       for (let i = 0; i < b.entries.length; i++) {
         const t = (b.offset + i) * 32;
-        batch.push({ index: first + i, leafHash: b.tile.subarray(t, t + 32), data: b.entries[i] });
+        const leaf: VerifiedLeaf = { index: first + i, leafHash: b.tile.subarray(t, t + 32), data: b.entries[i] };
+        if (prepared !== undefined) leaf.prepared = preparedEntry(prepared, i);
+        batch.push(leaf);
       }
       if (batch.length >= batchSize) flush();
       if (this.stopped) break;

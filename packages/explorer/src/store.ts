@@ -26,7 +26,8 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { StreamChecker, type StreamCheckerState } from '@trailmark/tlog';
-import { KIND_REQUEST, KIND_RESPONSE, normalize, type IndexedFields } from './normalize.js';
+import { KIND_REQUEST, KIND_RESPONSE } from './normalize.js';
+import { pathToken, prepareEntry, type PreparedEntry } from './prepare.js';
 import type { Filters, StoredEvent } from '@trailmark/client';
 
 export type { StoredEvent };
@@ -51,7 +52,7 @@ export interface Stats {
 }
 
 /** The on-disk format (PRAGMA user_version); an index of any other format is rebuilt from the log. */
-export const INDEX_FORMAT = 3;
+export const INDEX_FORMAT = 4;
 
 /** Leaves per `time_blocks` row (a power of two: block = leaf_index >> TIME_BLOCK_BITS). */
 const TIME_BLOCK_BITS = 12;
@@ -92,52 +93,6 @@ CREATE VIRTUAL TABLE IF NOT EXISTS words USING fts5(text, content='', detail='no
 PRAGMA user_version = ${INDEX_FORMAT};
 `;
 
-/**
- * The full-text token standing for a path prefix: U+E000 (private use: a token character to FTS5's
- * tokenizer, never part of a word ftsQuery takes from a user) and a 64-bit hash of the prefix. A collision
- * costs only speed: the exact prefix test runs on every row the token finds.
- */
-export function pathToken(prefix: string): string {
-  let a = 0x811c9dc5;
-  let b = 0x01000193 ^ prefix.length;
-  for (let i = 0; i < prefix.length; i++) {
-    const c = prefix.charCodeAt(i);
-    a = Math.imul(a ^ c, 0x01000193);
-    b = Math.imul(b ^ c, 0x5bd1e995);
-    b ^= b >>> 13;
-  }
-  return '\uE000' + (a >>> 0).toString(16).padStart(8, '0') + (b >>> 0).toString(16).padStart(8, '0');
-}
-
-/** Path prefixes whose token was computed recently (paths share their prefixes: /api, /api/v1, ...). */
-const prefixTokens = new Map<string, string>();
-const MAX_PREFIX_TOKENS = 65_536;
-
-/** pathToken, remembered for the prefixes seen recently. */
-function cachedPathToken(prefix: string): string {
-  let t = prefixTokens.get(prefix);
-  if (t === undefined) {
-    t = pathToken(prefix);
-    if (prefixTokens.size >= MAX_PREFIX_TOKENS) prefixTokens.clear();
-    prefixTokens.set(prefix, t);
-  }
-  return t;
-}
-
-/**
- * The tokens of every prefix of `path` that a path filter can name: each prefix ending before a "/" (whole
- * segments) and the path itself (without trailing "/"s, as filters are).
- */
-function pathTokens(path: string): string {
-  let out = '';
-  for (let k = 1; k < path.length; k++) {
-    if (path.charCodeAt(k) === 47 && path.charCodeAt(k - 1) !== 47) out += ' ' + cachedPathToken(path.slice(0, k));
-  }
-  // the whole path is a prefix only of itself (most often unique): hashed, not remembered
-  if (path.length > 0 && path.charCodeAt(path.length - 1) !== 47) out += ' ' + pathToken(path);
-  return out;
-}
-
 /** The meta key holding the StreamChecker state (plain JSON, resumed on restart). */
 const STREAMS_KEY = 'streams';
 
@@ -147,19 +102,21 @@ const MAX_PENDING = 100_000;
 /** A leaf of a batch being indexed, with what the join decided for its row. */
 interface Row {
   leaf: VerifiedLeaf;
-  text: string;
-  parsed: unknown;
-  f: IndexedFields;
+  p: PreparedEntry;
   top: number;
   responseIndex: number | null;
   status: string | null;
 }
 
-/** One entry to index: its leaf index, leaf hash and canonical bytes (already checked against a verified tile). */
+/**
+ * One entry to index: its leaf index, leaf hash and canonical bytes (already checked against a verified tile),
+ * and, when the reader thread made it, prepareEntry(data).
+ */
 export interface VerifiedLeaf {
   index: number;
   leafHash: Uint8Array;
   data: Uint8Array;
+  prepared?: PreparedEntry;
 }
 
 /** FTS5 query for the words in `q`: each word quoted (no operators from users), all required. */
@@ -329,6 +286,11 @@ export class IndexStore {
 
   private static connect(file: string): Database.Database {
     const db = new Database(file);
+    // 64 KiB pages (the largest SQLite has; only a new database takes it): a row here carries its ~400-byte
+    // entry, and with 4 KiB pages the table and its five indexes split and spill pages so often that each row
+    // cost about 50% more to insert (measured on the benchmark's events); searches read rows through the
+    // memory map, so a larger page costs them nothing
+    db.pragma('page_size = 65536');
     db.pragma('journal_mode = WAL');
     // WAL with synchronous=NORMAL: a crash may lose the last commits but never corrupts, and `indexed` is
     // committed with the rows it counts, so the index never claims entries it lacks; a lost tail is read
@@ -405,15 +367,9 @@ export class IndexStore {
     const awaiting = new Map<string, Row>(); // this batch's requests without a response yet
     for (let i = 0; i < leaves.length; i++) {
       const l = leaves[i];
-      const text = Buffer.from(l.data.buffer, l.data.byteOffset, l.data.byteLength).toString('utf8');
-      let parsed: unknown = null;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        /* a log entry that is not JSON: indexed by leaf index only */
-      }
-      const f = normalize(parsed);
-      const row: Row = { leaf: l, text, parsed, f, top: 1, responseIndex: null, status: f.status };
+      const p = l.prepared ?? prepareEntry(l.data);
+      const f = p.f;
+      const row: Row = { leaf: l, p, top: 1, responseIndex: null, status: f.status };
       rows[i] = row;
       if (f.kind === KIND_RESPONSE) {
         const rid = f.requestId!;
@@ -447,7 +403,7 @@ export class IndexStore {
             const k = resp.leaf_index - leaves[0].index; // in this batch: its row is not written yet
             if (k >= 0 && k < i) {
               rows[k].top = 0;
-              row.status = rows[k].f.status;
+              row.status = rows[k].p.f.status;
             } else {
               this.hide.run(resp.leaf_index);
               row.status =
@@ -465,7 +421,8 @@ export class IndexStore {
     const blocks = new Map<number, [number, number]>();
     const now = Date.now();
     for (const r of rows) {
-      const { leaf: l, f } = r;
+      const l = r.leaf;
+      const { f, words, stream } = r.p;
       this.insertEvent.run(
         l.index,
         l.leafHash,
@@ -483,9 +440,8 @@ export class IndexStore {
         f.streamId,
         f.streamSeq,
         r.responseIndex,
-        r.text,
+        r.p.text,
       );
-      const words = f.path ? f.words + pathTokens(f.path) : f.words;
       if (words) this.insertWords.run(l.index, words);
       if (f.timeMs !== null) {
         const b = Math.floor(l.index / 2 ** TIME_BLOCK_BITS);
@@ -496,10 +452,14 @@ export class IndexStore {
           if (f.timeMs > m[1]) m[1] = f.timeMs;
         }
       }
-      const p = r.parsed;
-      if (typeof p === 'object' && p !== null && (p as { stream?: unknown }).stream !== undefined) {
+      if (stream !== null) {
         // the hash as base64 from Buffer (native), which the checker would otherwise encode in JavaScript
-        this.checker.add(l.index, Buffer.from(l.leafHash.buffer, l.leafHash.byteOffset, 32).toString('base64'), p, now);
+        this.checker.add(
+          l.index,
+          Buffer.from(l.leafHash.buffer, l.leafHash.byteOffset, 32).toString('base64'),
+          stream,
+          now,
+        );
         this.streamsDirty = true;
       }
     }

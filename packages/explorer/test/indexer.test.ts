@@ -167,6 +167,11 @@ describe('explorer indexer (follows the log, verifies before indexing)', functio
           state: store.state().indexed,
           rows: store.search({}, 1000, null),
           bulk: store.search({ actor: 'bulk' }, 1000, null),
+          // what the reader thread prepared (fields, words, path tokens, stream members) searched by each
+          denied: store.search({ decision: 'denied' }, 1000, null),
+          path: store.search({ path: '/' }, 1000, null),
+          stats: store.stats({}, 'minute'),
+          streams: store.streams.streams(),
         };
       } finally {
         store.close();
@@ -177,6 +182,8 @@ describe('explorer indexer (follows the log, verifies before indexing)', functio
     const here = await index('on-thread', Number.MAX_SAFE_INTEGER);
     expect(off.state).to.equal(trail.size + 600);
     expect(off.bulk.length).to.equal(600);
+    expect(off.streams.length).to.be.greaterThan(0);
+    expect(off.path.length).to.be.greaterThan(0);
     expect(off).to.deep.equal(here);
   });
 

@@ -9,8 +9,24 @@ import { verifiedBundles, type VerifiedBundle } from './entries.js';
 import { workerScript } from './pool.js';
 import type { VerifiedLog } from './verified.js';
 import type { BundleThreadData, BundleThreadMessage } from './bundleworker.js';
+import { loadBundlePrepare, type BundlePrepare } from './bundleprepare.js';
 
 const script = workerScript('bundleworker');
+
+/** verifiedBundles with `prepare` run on each bundle here (the fallback of the reader thread). */
+async function* preparedHere(
+  log: VerifiedLog,
+  start: bigint,
+  end: bigint,
+  prefetch: number,
+  prepare: BundlePrepare | undefined,
+): AsyncGenerator<VerifiedBundle> {
+  const fn = prepare ? await loadBundlePrepare(prepare) : null;
+  for await (const b of verifiedBundles(log, start, end, prefetch)) {
+    if (fn) b.prepared = fn(b.entries, b.start);
+    yield b;
+  }
+}
 
 /**
  * The same bundles as verifiedBundles(log, start, end, prefetch), fetched and checked on a worker thread with
@@ -27,10 +43,11 @@ export async function* verifiedBundlesOffThread(
   end: bigint,
   prefetch = 4,
   onFallback?: (why: string) => void,
+  prepare?: BundlePrepare,
 ): AsyncGenerator<VerifiedBundle> {
   if (script === null || start >= end) {
     if (script === null) onFallback?.('no reader thread script');
-    yield* verifiedBundles(log, start, end, prefetch);
+    yield* preparedHere(log, start, end, prefetch, prepare);
     return;
   }
   const data: BundleThreadData = {
@@ -42,6 +59,7 @@ export async function* verifiedBundlesOffThread(
     end: String(end),
     prefetch,
     credit: prefetch,
+    ...(prepare ? { prepare: { module: prepare.module.href, name: prepare.name } } : {}),
   };
   const worker = new Worker(script, { workerData: data });
   const inbox: BundleThreadMessage[] = [];
@@ -62,11 +80,12 @@ export async function* verifiedBundlesOffThread(
       if ('failed' in m) {
         // the reference code, on this thread, from the first entry not handed out yet
         onFallback?.(m.failed);
-        yield* verifiedBundles(log, pos, end, prefetch);
+        yield* preparedHere(log, pos, end, prefetch, prepare);
         return;
       }
       worker.postMessage(1);
       const b: VerifiedBundle = { start: BigInt(m.start), offset: m.offset, entries: m.entries, tile: m.tile };
+      if (prepare) b.prepared = m.prepared;
       pos = b.start + BigInt(b.entries.length);
       yield b;
     }

@@ -10,6 +10,7 @@ import { VerifiedTileReader, errorMessage } from '@trailmark/tlog';
 import { nodeAccelerator, nodeHasher } from '@trailmark/node';
 import { LogReader, type LogReaderOptions } from './http.js';
 import { verifiedBundles } from './entries.js';
+import { loadBundlePrepare } from './bundleprepare.js';
 
 /** What the main thread hands over: the log, the verified tree and the range. */
 export interface BundleThreadData {
@@ -21,11 +22,15 @@ export interface BundleThreadData {
   end: string;
   prefetch: number;
   credit: number;
+  /** The caller's per-bundle step (BundlePrepare, the module as a URL string). */
+  prepare?: { module: string; name: string };
 }
 
 /** One message of the worker: a verified bundle, the end of the range, or a failure. */
 export type BundleThreadMessage =
-  { start: string; offset: number; entries: Uint8Array[]; tile: Uint8Array } | { done: true } | { failed: string };
+  | { start: string; offset: number; entries: Uint8Array[]; tile: Uint8Array; prepared?: unknown }
+  | { done: true }
+  | { failed: string };
 
 const d = workerData as BundleThreadData;
 const port = parentPort!;
@@ -44,6 +49,9 @@ port.on('message', () => {
 
 async function run(): Promise<void> {
   try {
+    const prepare = d.prepare
+      ? await loadBundlePrepare({ module: new URL(d.prepare.module), name: d.prepare.name })
+      : null;
     for await (const b of verifiedBundles({ tiles }, BigInt(d.start), BigInt(d.end), d.prefetch)) {
       while (credit === 0) await new Promise<void>((r) => (wake = r));
       credit--;
@@ -53,6 +61,7 @@ async function run(): Promise<void> {
         offset: b.offset,
         entries: b.entries,
         tile: b.tile,
+        ...(prepare ? { prepared: prepare(b.entries, b.start) } : {}),
       } satisfies BundleThreadMessage);
     }
     port.postMessage({ done: true } satisfies BundleThreadMessage);

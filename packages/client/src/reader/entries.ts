@@ -25,6 +25,8 @@ export interface VerifiedBundle {
   tile: Uint8Array;
   /** Position of entries[0] in its bundle (non-zero only for the first bundle of a range). */
   offset: number;
+  /** What the caller's BundlePrepare made of the entries (verifiedBundlesOffThread with one). */
+  prepared?: unknown;
 }
 
 /**

@@ -9,3 +9,4 @@ export * from './audit.js';
 export * from './entries.js';
 export * from './streams.js';
 export * from './bundlethread.js';
+export * from './bundleprepare.js';
