@@ -17,7 +17,7 @@ import { parseVkey, type NoteVerifier } from '@trailmark/tlog';
 import { LogStore, loadLogKey } from '@trailmark/log-server';
 import { LogReader, fetchVerifiedCheckpoint, nodeHasher, verifiedEntries } from '@trailmark/client';
 import { VerifiedSearch, parseFilters } from '@trailmark/client';
-import { IndexStore, Indexer, type VerifiedLeaf } from '@trailmark/explorer';
+import { IndexStore, Indexer, prepareBundle, preparedEntry, type VerifiedLeaf } from '@trailmark/explorer';
 import { fmt, median, threadCpuMs, treeCpuMs, waitForUrl } from './lib/ceilings.js';
 import { T0, benchLeaves } from './lib/explorer-events.js';
 import { launchChromium } from '../test/lib/chromium.js';
@@ -59,8 +59,17 @@ async function verifiedRead(url: string, logKey: NoteVerifier): Promise<{ rate: 
   return { rate, leaves };
 }
 
-/** Entries/s of the index store alone: the same leaves, from memory, into a fresh index (the write side). */
-function storeOnlyRate(dir: string, leaves: VerifiedLeaf[]): number {
+/**
+ * Entries/s of the index store alone: the same leaves, from memory, into a fresh index (the write side). With
+ * `prepared`, each bundle is first prepared as the reader thread does (not timed): the index thread's share.
+ */
+function storeOnlyRate(dir: string, leaves: VerifiedLeaf[], prepared: boolean): number {
+  if (prepared) {
+    for (let i = 0; i < leaves.length; i += 256) {
+      const b = prepareBundle(leaves.slice(i, i + 256).map((l) => l.data));
+      for (let k = 0; k < 256 && i + k < leaves.length; k++) leaves[i + k].prepared = preparedEntry(b, k);
+    }
+  } else for (const l of leaves) delete l.prepared;
   const store = new IndexStore(dir);
   const t0 = performance.now();
   for (let i = 0; i < leaves.length; i += 4096) store.add(leaves.slice(i, i + 4096));
@@ -127,12 +136,15 @@ async function main(): Promise<void> {
     // the write side, three rounds each on the same slice, interleaved so the machine's load hits both alike
     const slice = read.leaves.slice(0, Math.min(N, 200_000));
     const storeRates: number[] = [];
+    const writeRates: number[] = [];
     const rawRates: number[] = [];
     for (let r = 0; r < 3; r++) {
       rawRates.push(rawInsertRate(join(dir, 'raw'), slice));
-      storeRates.push(storeOnlyRate(join(dir, 'store-only'), slice));
+      storeRates.push(storeOnlyRate(join(dir, 'store-only'), slice, false));
+      writeRates.push(storeOnlyRate(join(dir, 'store-only'), slice, true));
     }
     const storeRate = median(storeRates);
+    const writeRate = median(writeRates);
     const rawRate = median(rawRates);
     read.leaves.length = 0;
     const store = new IndexStore(join(dir, 'explorer'));
@@ -153,14 +165,15 @@ async function main(): Promise<void> {
     store.close();
     if (indexer.status.indexed !== N) throw new Error(`indexed ${indexer.status.indexed}, want ${N}`);
     console.log('');
-    const bound = 1 / (1 / readRate + 1 / storeRate);
+    const serial = 1 / (1 / readRate + 1 / storeRate);
+    const pipeline = Math.min(readRate, writeRate);
     console.log(`indexing ${fmt(N)} events: ${fmt(indexRate)} events/s (target 50,000)`);
     console.log(cpuLine);
     console.log(
-      `  same-run ceilings: verified read of the same entries, no index ${fmt(readRate)} entries/s; the index store alone, same entries from memory ${fmt(storeRate)} entries/s; the two one after the other ${fmt(bound)} entries/s (indexing is ${Math.round((100 * indexRate) / bound)}% of that)`,
+      `  same-run ceilings: verified read of the same entries, no index ${fmt(readRate)} entries/s; the index store alone, same entries from memory ${fmt(storeRate)} entries/s (its writes alone, entries prepared as the reader thread hands them, ${fmt(writeRate)}/s); read then store one after the other ${fmt(serial)} entries/s; the slower of read and writes (a perfect pipeline on spare cores) ${fmt(pipeline)} entries/s (indexing is ${Math.round((100 * indexRate) / serial)}% and ${Math.round((100 * indexRate) / pipeline)}% of these)`,
     );
     console.log(
-      `  write side on the first ${fmt(slice.length)} entries, median of 3: the index store ${fmt(storeRate)} entries/s | raw better-sqlite3 inserts of the same rows (leaf index, hash, entry; no index; one transaction) ${fmt(rawRate)} entries/s (the store is ${Math.round((100 * storeRate) / rawRate)}% of that)`,
+      `  write side on the first ${fmt(slice.length)} entries, median of 3: the index store ${fmt(storeRate)} entries/s, its writes alone ${fmt(writeRate)} | raw better-sqlite3 inserts of the same rows (leaf index, hash, entry; no index; one transaction) ${fmt(rawRate)} entries/s (the store is ${Math.round((100 * storeRate) / rawRate)}%, its writes ${Math.round((100 * writeRate) / rawRate)}% of that)`,
     );
 
     // search latency over HTTP, filtered pages of 100, from `trailmark explorer` in its own process on the index

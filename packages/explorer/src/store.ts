@@ -11,8 +11,10 @@
  * Meta `streams`: tlog's StreamChecker state (plain JSON), saved with each batch that touched a stream and
  * resumed on restart.
  *
- * Format 3 (PRAGMA user_version), shaped by the searches it serves (newest first, 100 at a time):
- * - secondary indexes only on visible rows (top = 1): a joined response costs no index work at all;
+ * Format 4 (PRAGMA user_version), shaped by the searches it serves (newest first, 100 at a time):
+ * - secondary indexes only on visible rows (top = 1): a joined response costs no index work at all, and a
+ *   response joined when written keeps only what a search shows of it (hash and entry; format 4);
+ * - 64 KiB pages (format 4): rows carry their entries, and small pages made every insert split pages;
  * - no time index: table `time_blocks` keeps each block of 4,096 leaves' earliest and latest time, and a
  *   from/to filter becomes a leaf-index range (plus the exact time test), so it combines with any other
  *   filter in leaf order;
@@ -20,6 +22,7 @@
  *   walks its matches newest first like a word does (the exact prefix test still decides);
  * - the full-text table keeps no document sizes (columnsize=0): results come in leaf order, never ranked, so
  *   the sizes only cost a B-tree insert per row (format 3; format 2 kept them).
+ * Entries are parsed and normalized before any of this (prepare.ts), on the reader thread while catching up.
  * An index of another format is deleted and rebuilt from the log when opened (the log is the source).
  */
 import { mkdirSync, rmSync } from 'node:fs';
@@ -78,7 +81,6 @@ CREATE TABLE IF NOT EXISTS events (
   decision INTEGER,
   status TEXT,
   stream_id TEXT,
-  stream_seq INTEGER,
   response_index INTEGER,
   entry TEXT NOT NULL
 );
@@ -205,6 +207,8 @@ export class IndexStore {
   /** Whether the checker changed since its state was last saved. */
   private streamsDirty = false;
   private readonly insertEvent: Database.Statement;
+  /** A response joined to its request when written: only what a search shows of it (it matches no filter). */
+  private readonly insertHidden: Database.Statement;
   private readonly insertWords: Database.Statement;
   private readonly findRequest: Database.Statement;
   private readonly putOrphan: Database.Statement;
@@ -233,8 +237,11 @@ export class IndexStore {
     this.db = IndexStore.open(join(dir, 'index.sqlite'), log);
     this.db.exec(SCHEMA);
     this.insertEvent = this.db.prepare(
-      `INSERT INTO events (leaf_index, leaf_hash, kind, top, request_id, time_ms, actor, target, method, path, protocol, decision, status, stream_id, stream_seq, response_index, entry)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO events (leaf_index, leaf_hash, kind, top, request_id, time_ms, actor, target, method, path, protocol, decision, status, stream_id, response_index, entry)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.insertHidden = this.db.prepare(
+      'INSERT INTO events (leaf_index, leaf_hash, kind, top, entry) VALUES (?, ?, ?, 0, ?)',
     );
     this.insertWords = this.db.prepare('INSERT INTO words (rowid, text) VALUES (?, ?)');
     this.findRequest = this.db
@@ -423,25 +430,26 @@ export class IndexStore {
     for (const r of rows) {
       const l = r.leaf;
       const { f, words, stream } = r.p;
-      this.insertEvent.run(
-        l.index,
-        l.leafHash,
-        f.kind,
-        r.top,
-        f.requestId,
-        f.timeMs,
-        f.actor,
-        f.target,
-        f.method,
-        f.path,
-        f.protocol,
-        f.decision,
-        r.status,
-        f.streamId,
-        f.streamSeq,
-        r.responseIndex,
-        r.p.text,
-      );
+      if (r.top === 0) this.insertHidden.run(l.index, l.leafHash, f.kind, r.p.text);
+      else
+        this.insertEvent.run(
+          l.index,
+          l.leafHash,
+          f.kind,
+          r.top,
+          f.requestId,
+          f.timeMs,
+          f.actor,
+          f.target,
+          f.method,
+          f.path,
+          f.protocol,
+          f.decision,
+          r.status,
+          f.streamId,
+          r.responseIndex,
+          r.p.text,
+        );
       if (words) this.insertWords.run(l.index, words);
       if (f.timeMs !== null) {
         const b = Math.floor(l.index / 2 ** TIME_BLOCK_BITS);
