@@ -309,8 +309,9 @@ export class IndexStore {
     // such filters, measured); an I/O error then kills the process rather than failing a query, acceptable
     // for an index that is rebuilt from the log
     db.pragma('mmap_size = 1073741824');
-    // checkpoint the WAL into the database every 16 MB rather than 4: fewer, larger copies while catching up
-    db.pragma('wal_autocheckpoint = 4096');
+    // checkpoint the WAL into the database every 16 MB (256 pages of 64 KiB; SQLite's default is 1,000 pages):
+    // fewer, larger copies while catching up
+    db.pragma('wal_autocheckpoint = 256');
     // the planner's statistics from a sample of each index (SQLite's advice for PRAGMA optimize): about half
     // the time of a full ANALYZE, which blocks searches while it runs
     db.pragma('analysis_limit = 400');

@@ -165,7 +165,11 @@ export class StreamChecker {
     if (typeof event !== 'object' || event === null || Array.isArray(event)) return [];
     const raw = (event as { stream?: unknown }).stream;
     if (raw === undefined) return [];
-    const index = toU64(leafIndex, 'leaf index').toString();
+    // the common case (a safe non-negative number) without a bigint round trip: this runs once per entry
+    const index =
+      typeof leafIndex === 'number' && Number.isSafeInteger(leafIndex) && leafIndex >= 0
+        ? String(leafIndex)
+        : toU64(leafIndex, 'leaf index').toString();
     let pos: StreamPosition;
     try {
       pos = checkStreamPosition(raw);
