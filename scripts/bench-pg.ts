@@ -1,6 +1,8 @@
 /**
  * pgbench through the pg-proxy, beside the same PostgreSQL called directly (the ceiling) and through pgbouncer
- * (the peer: a pooler that records nothing), in one run on one private server.
+ * (the peer: a pooler that records nothing), in one run on one private server. A fourth row, `node fwd`, is a bare
+ * Node TCP forwarder (net.Server piping each client socket to PostgreSQL, looking at nothing, pgbench logging in
+ * with the server's own credentials through it): what a Node process in the data path costs by itself.
  *
  * Workloads: select-only (-S) and TPC-B-like (the default script), both with -M extended (Parse/Bind/Execute, as
  * GUI clients and drivers send), CLIENTS clients. TPS is pgbench's; p99 is computed from its per-transaction log.
@@ -19,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { makeVerifier } from '@trailmark/pg-proxy';
 import { Spool } from '@trailmark/recorder';
 import { freePort, startPgbouncer, startPostgres } from '../test/lib/postgres.js';
+import { startBareTcpForwarder } from './lib/ceilings.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const bin = join(root, 'packages/cli/dist/bin.js');
@@ -220,10 +223,13 @@ async function main(): Promise<void> {
       { ...process.env, PGPASSWORD: pg.password },
     );
     procs.push(proxy.proc);
+    const fwd = await startBareTcpForwarder(pg.host, pg.port);
+    procs.push(fwd.proc);
 
     const targets: Record<string, NodeJS.ProcessEnv> = {
       direct: pg.env,
       pgbouncer: { ...pg.env, PGPORT: String(bouncer.port) },
+      'node fwd': { ...pg.env, PGPORT: String(fwd.port) },
       'pg-proxy': { ...pg.env, PGPORT: String(proxyPort), PGUSER: 'bench', PGPASSWORD: userPassword },
     };
     console.log(
@@ -248,7 +254,9 @@ async function main(): Promise<void> {
       ] as const
     ).filter(([, sel]) => !only || only === (sel ? 'select' : 'tpcb'))) {
       results[workload] = {};
-      for (const [name, env] of Object.entries(targets)) {
+      // BENCH_TARGETS=pg-proxy,... : only those (while iterating; the ratios need all four)
+      const pick = process.env.BENCH_TARGETS?.split(',');
+      for (const [name, env] of Object.entries(targets).filter(([n]) => !pick || pick.includes(n))) {
         const warm = await warmUp(env, selectOnly);
         if (name === 'pg-proxy') {
           const key = selectOnly ? 'select' : 'tpcb';
@@ -256,14 +264,15 @@ async function main(): Promise<void> {
           // the log server ingests the warm-up's events: let it finish before its CPU is counted
           await new Promise((res) => setTimeout(res, 1500));
         }
-        const cpu0 = { proxy: cpuMs(proxy.proc.pid), log: cpuMs(log.proc.pid) };
+        const cpu0 = { proxy: cpuMs(proxy.proc.pid), log: cpuMs(log.proc.pid), fwd: cpuMs(fwd.proc.pid) };
         const r = await pgbench(env, selectOnly, tmp);
         results[workload][name] = r;
         let cpu = '';
+        const per = (ms: number) => ((ms / r.transactions) * 1000).toFixed(0);
+        if (name === 'node fwd') cpu = `   CPU per transaction: forwarder ${per(cpuMs(fwd.proc.pid) - cpu0.fwd)} µs`;
         if (name === 'pg-proxy') {
           // the log server keeps ingesting after the run ends: give it a moment so its share is counted
           await new Promise((res) => setTimeout(res, 1500));
-          const per = (ms: number) => ((ms / r.transactions) * 1000).toFixed(0);
           cpu = `   CPU per transaction: pg-proxy ${per(cpuMs(proxy.proc.pid) - cpu0.proxy)} µs, log server ${per(cpuMs(log.proc.pid) - cpu0.log)} µs`;
         }
         if (name === 'pg-proxy') {
@@ -274,10 +283,12 @@ async function main(): Promise<void> {
           `  ${workload.padEnd(18)} ${name.padEnd(10)} ${r.tps.toFixed(0).padStart(7)} TPS   p99 ${r.p99.toFixed(2).padStart(7)} ms${cpu}`,
         );
       }
+      if (Object.keys(results[workload]).length < Object.keys(targets).length) continue;
       const ratio = results[workload]['pg-proxy'].tps / results[workload].pgbouncer.tps;
       const ceiling = results[workload]['pg-proxy'].tps / results[workload].direct.tps;
+      const bare = results[workload]['node fwd'].tps / results[workload].pgbouncer.tps;
       console.log(
-        `  ${workload.padEnd(18)} pg-proxy / pgbouncer TPS: ${ratio.toFixed(2)} (target >= 0.5); pg-proxy / direct: ${ceiling.toFixed(2)}`,
+        `  ${workload.padEnd(18)} pg-proxy / pgbouncer TPS: ${ratio.toFixed(2)} (target >= 0.5); pg-proxy / direct: ${ceiling.toFixed(2)}; bare Node forwarder / pgbouncer: ${bare.toFixed(2)}`,
       );
     }
     // every statement durably recorded: wait for the log to stop growing, then count

@@ -153,7 +153,7 @@ export async function startPgProxy(opts: PgProxyOptions): Promise<RunningPgProxy
     },
   });
   const sessions = new Set<Session>();
-  const pgTrail = new PgTrail(trail);
+  const pgTrail = new PgTrail(trail, warn);
   const cfg = {
     proxy: opts.name ?? hostname(),
     users,

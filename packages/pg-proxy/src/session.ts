@@ -19,7 +19,7 @@ import type net from 'node:net';
 import tls from 'node:tls';
 import { serialize } from 'pg-protocol';
 import type { PgRules, PgUsers, Grant } from './config.js';
-import { fitEvent, pgEvent, statementText, type PgActor, type PgTrail } from './events.js';
+import { fitEvent, pgEvent, statementText, type PgActor, type PgEvent, type PgTrail } from './events.js';
 import { liftsReadOnly } from './readonly.js';
 import { mockVerifier, ScramServer, SCRAM_MECHANISM } from './scram.js';
 import { cancelUpstream, loginUpstream, targetUrl, type UpstreamTarget } from './upstream.js';
@@ -86,6 +86,19 @@ interface Item {
   command: string | null;
   rows: number | null;
   sqlstate: string | null;
+}
+
+/** Client frames read together, forwarded together once their statements' request events are recorded. */
+interface Batch {
+  /** The frames to send upstream, in order. */
+  out: Buffer[];
+  /** The statements (one per event) and where their message sits in `out` (replaced when refused). */
+  slots: { item: Item; at: number }[];
+  events: PgEvent[];
+  /** Per event: whether its statement is to be forwarded (false: refused by the rules). */
+  forwarded: boolean[];
+  /** The client sent Terminate: forward what came before it and end the session. */
+  terminate: boolean;
 }
 
 interface Portal {
@@ -192,7 +205,7 @@ export class Session {
         // frames read while a batch waits for the log queue up in the reader, and the next batch takes them
         // all; past CLIENT_BACKLOG bytes the client is not read until the batch in flight is forwarded
         if (this.pumping && this.reader.buffered > CLIENT_BACKLOG) this.client.pause();
-        void this.pump();
+        this.pump();
       }
       // 'connecting': frames wait in the reader until the upstream session is ready
     } catch (e) {
@@ -362,26 +375,95 @@ export class Session {
     this.upReader = new FrameReader();
     if (pending) this.onUpstreamData(pending);
     upSock.resume();
-    void this.pump();
+    this.pump();
   }
 
   // ---- client → upstream
 
-  private async pump(): Promise<void> {
+  /**
+   * Takes every whole frame the client has sent and forwards it, synchronously unless the batch holds statements:
+   * then it goes on once their request events are recorded (recorded()). One batch at a time, in order.
+   */
+  private pump(): void {
     if (this.pumping || this.phase !== 'ready') return;
-    this.pumping = true;
     try {
       for (;;) {
         const frames = this.reader.frames();
-        if (frames.length === 0 || this.phase !== 'ready') break;
-        await this.forward(frames);
+        if (frames.length === 0) break;
+        const batch = this.prepare(frames);
+        if (batch.events.length > 0) {
+          this.pumping = true;
+          this.cfg.trail.before(batch.events, batch.forwarded, (errors) => {
+            try {
+              this.recorded(batch, errors);
+            } catch (e) {
+              this.fatal('08P01', `invalid message from the client: ${errorMessage(e)}`);
+            }
+          });
+          return;
+        }
+        if (!this.sendUpstream(batch)) return;
       }
     } catch (e) {
       this.fatal('08P01', `invalid message from the client: ${errorMessage(e)}`);
-    } finally {
-      this.pumping = false;
-      if (this.phase === 'ready' && this.client.isPaused()) this.client.resume();
+      return;
     }
+    if (this.phase === 'ready' && this.client.isPaused()) this.client.resume();
+  }
+
+  /** The batch's request events were recorded (or failed: those statements are refused): forward it, go on. */
+  private recorded(batch: Batch, errors: (Error | null)[]): void {
+    this.pumping = false;
+    errors.forEach((e, i) => {
+      if (!e) return;
+      batch.slots[i].item.refused ??= {
+        sqlstate: '57P03',
+        message: 'trailmark: the access log could not record this statement; it was not executed',
+      };
+      this.cfg.warn(`statement not forwarded: ${e.message}`);
+    });
+    if (this.phase !== 'ready' || !this.upstream) return;
+    if (this.sendUpstream(batch)) this.pump();
+  }
+
+  /**
+   * Writes a batch upstream (refused statements replaced). Returns false when the pump must stop: the session
+   * ended, or the upstream socket is full (the pump resumes on its drain).
+   */
+  private sendUpstream(batch: Batch): boolean {
+    const up = this.upstream;
+    if (this.phase !== 'ready' || !up) return false;
+    const { out, slots } = batch;
+    const now = performance.now();
+    for (const { item, at } of slots) {
+      item.started = now;
+      if (item.refused)
+        out[at] =
+          item.kind === 'E' ? serialize.execute({ portal: REFUSED_NAME }) : serialize.query(`EXECUTE ${REFUSED_NAME}`);
+    }
+    let ok = true;
+    if (out.length === 1) ok = up.write(out[0]);
+    else if (out.length > 1) {
+      up.cork();
+      for (const b of out) ok = up.write(b) && ok;
+      up.uncork();
+    }
+    if (batch.terminate) {
+      up.end(serialize.end());
+      this.endClient();
+      return false;
+    }
+    if (ok) return true;
+    this.pumping = true;
+    const resume = () => {
+      up.off('drain', resume);
+      up.off('close', resume);
+      this.pumping = false;
+      this.pump();
+    };
+    up.on('drain', resume);
+    up.on('close', resume);
+    return false;
   }
 
   private request(method: string, sql: string, portal: Portal | null, decision: { allowed: boolean; reason: string }) {
@@ -420,12 +502,10 @@ export class Session {
     };
   }
 
-  /** Records the statements among `frames`, then forwards them (with refused statements replaced). */
-  private async forward(frames: Frame[]): Promise<void> {
-    const out: Buffer[] = [];
-    /** Statements in this batch and where their message sits in `out`. */
-    const slots: { item: Item; at: number }[] = [];
-    const waits: Promise<unknown>[] = [];
+  /** Reads a batch of client frames: tracks statements and portals, and builds the statements' request events. */
+  private prepare(frames: Frame[]): Batch {
+    const batch: Batch = { out: [], slots: [], events: [], forwarded: [], terminate: false };
+    const { out, slots } = batch;
     const newItem = (kind: ItemKind, requestId: string | null): Item => ({
       kind,
       copyEnds: this.copyEnds,
@@ -437,7 +517,6 @@ export class Session {
       rows: null,
       sqlstate: null,
     });
-    let terminate = false;
     for (const f of frames) {
       const { type, raw } = f;
       let sql: string | null = null;
@@ -475,7 +554,7 @@ export class Session {
       } else if (type === T('c') || type === T('f')) {
         this.copyEnds++;
       } else if (type === T('X')) {
-        terminate = true;
+        batch.terminate = true;
         break;
       }
       if (sql === null) {
@@ -487,41 +566,15 @@ export class Session {
       const item = newItem(type === T('E') ? 'E' : 'Q', ev.request_id!);
       this.statementCount++;
       if (!decision.allowed) item.refused = { sqlstate: '25006', message: `trailmark: ${decision.reason}` };
-      waits.push(
-        this.cfg.trail.write(ev, decision.allowed).catch((e: Error) => {
-          item.refused ??= {
-            sqlstate: '57P03',
-            message: 'trailmark: the access log could not record this statement; it was not executed',
-          };
-          this.cfg.warn(`statement not forwarded: ${e.message}`);
-        }),
-      );
+      batch.events.push(ev);
+      batch.forwarded.push(decision.allowed);
       // queued at once, behind earlier statements: if the session ends while this batch waits for the log,
       // close() gives each its aborted response event
       this.inflight.push(item);
       slots.push({ item, at: out.length });
-      out.push(raw); // replaced below when refused
+      out.push(raw); // replaced in sendUpstream when refused
     }
-    if (waits.length > 0) await Promise.all(waits);
-    if (this.phase !== 'ready' || !this.upstream) return;
-    const now = performance.now();
-    for (const { item, at } of slots) {
-      item.started = now;
-      if (item.refused)
-        out[at] =
-          item.kind === 'E' ? serialize.execute({ portal: REFUSED_NAME }) : serialize.query(`EXECUTE ${REFUSED_NAME}`);
-    }
-    const up = this.upstream;
-    up.cork();
-    let ok = true;
-    for (const b of out) ok = up.write(b) && ok;
-    if (terminate) up.end(serialize.end());
-    up.uncork();
-    if (terminate) {
-      this.endClient();
-      return;
-    }
-    if (!ok && this.phase === 'ready') await new Promise<void>((r) => up.once('drain', r).once('close', r));
+    return batch;
   }
 
   // ---- upstream → client
@@ -641,7 +694,7 @@ export class Session {
       action: { protocol: 'postgres', session_id: this.sessionId },
       outcome,
     });
-    this.cfg.trail.write(ev).catch((e: Error) => this.cfg.warn(`could not spool a response event: ${e.message}`));
+    this.cfg.trail.later(ev);
   }
 
   /** Ends the session (once): statements still running are cancelled upstream and get aborted response events. */
@@ -683,6 +736,6 @@ export class Session {
         reason: why,
       },
     });
-    this.cfg.trail.write(ev).catch((e: Error) => this.cfg.warn(`could not spool a disconnect event: ${e.message}`));
+    this.cfg.trail.later(ev);
   }
 }

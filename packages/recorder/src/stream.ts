@@ -28,7 +28,7 @@ import {
 } from '@trailmark/tlog';
 import { ConfigError, SpoolError } from './errors.js';
 import { nodeHasher, writeFileDurably } from '@trailmark/node';
-import { MAX_RECORD_BYTES, type RecordSealer, type Spool, type SpoolPosition } from './spool.js';
+import { MAX_RECORD_BYTES, type AppendCallback, type RecordSealer, type Spool, type SpoolPosition } from './spool.js';
 import { readSalvageNote } from './spool-repair.js';
 
 /** SHA-256(0x00 || bytes): the leaf hash the log computes for an entry (RFC 6962). */
@@ -228,6 +228,16 @@ export class EventStream implements RecordSealer<UnsealedEvent> {
   append(event: UnsealedEvent): Promise<SpoolPosition> {
     if (this.ended) return Promise.reject(new SpoolError('closed', `stream ${this.id} has ended`));
     return this.spool.appendSealed(event);
+  }
+
+  /** append() with a callback (see Spool.appendSealedThen). Precondition: as append(). */
+  appendThen(event: UnsealedEvent, done: AppendCallback): void {
+    if (this.ended) {
+      const e = new SpoolError('closed', `stream ${this.id} has ended`);
+      queueMicrotask(() => done(e, null));
+      return;
+    }
+    this.spool.appendSealedThen(event, done);
   }
 
   /** Writes a signed heartbeat. */

@@ -198,6 +198,15 @@ export class AccessTrail {
     return this.stream ? this.stream.append(event as UnsealedEvent) : this.spool.append(eventBytes(event));
   }
 
+  /**
+   * after() with a callback instead of a promise, for callers recording many events per turn of the event loop
+   * (one fewer promise and microtask each). `done` is called once, never synchronously.
+   */
+  afterThen(event: AccessEvent | UnsealedEvent, done: (error: Error | null) => void): void {
+    if (this.stream) this.stream.appendThen(event as UnsealedEvent, (e) => done(e));
+    else this.spool.append(eventBytes(event)).then(() => done(null), done);
+  }
+
   /** Durably records an event in the spool (shipped later). Precondition: a JSON-only event. */
   async after(event: AccessEvent | UnsealedEvent): Promise<void> {
     await this.write(event);
