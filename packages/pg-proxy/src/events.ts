@@ -6,7 +6,16 @@
  * AccessTrail (spool, shipper, log client of @trailmark/proxy), so stream fields and anything else the trail
  * adds to events apply here unchanged.
  */
-import { AccessTrail, ACCESS_SCHEMA, capString, newId, rfc3339ms, type AccessEvent } from '@trailmark/recorder';
+import {
+  AccessTrail,
+  ACCESS_SCHEMA,
+  capString,
+  EncodedEvent,
+  newId,
+  rfc3339ms,
+  type AccessEvent,
+} from '@trailmark/recorder';
+import { canonicalJsonString } from '@trailmark/tlog';
 import type { Receipt } from '@trailmark/client';
 
 /** Who a PostgreSQL session belongs to: proxy user, roles, client address and application_name. */
@@ -96,6 +105,112 @@ export function statementText(sql: string): string {
   return capString(sql, MAX_STATEMENT_CHARS);
 }
 
+/** A string's RFC 8785 form (throws JsonError for a lone surrogate, as canonicalJson does for a whole event). */
+const q = (s: string): string => canonicalJsonString(s, { allowNonObject: true });
+const SCHEMA_JSON = q(ACCESS_SCHEMA);
+/** Decisions seen, by reason (a session has its allowed reason and a few refusal texts). */
+const DECISION_CACHE = 32;
+
+/**
+ * Builds one session's request and response events directly in canonical form (EncodedEvent): what stays the
+ * same for the whole session (actor, database, target, session id, proxy name) is encoded once, and each event
+ * is a concatenation rather than an object the sealer then walks, sorts and quotes. The bytes are exactly those
+ * of canonicalJson on the same event (tests compare them); events too large for the shortcut's size bound, and
+ * those with parameter values, take the object path (pgEvent, fitEvent).
+ */
+export class SessionEvents {
+  private readonly actorJson: string;
+  private readonly proxyJson: string;
+  /** `"protocol":"postgres","session_id":…` : the members of every action after `params`. */
+  private readonly actionTail: string;
+  private readonly databaseJson: string;
+  private readonly responseAction: string;
+  private readonly decisions = new Map<string, string>();
+
+  private readonly targetJson: string;
+
+  constructor(
+    private readonly proxy: string,
+    private readonly actor: PgActor,
+    private readonly database: string,
+    private readonly target: string,
+    private readonly sessionId: string,
+  ) {
+    this.actorJson = canonicalJsonString(actor);
+    this.proxyJson = q(proxy);
+    this.databaseJson = q(database);
+    const sid = q(sessionId);
+    this.actionTail = `"protocol":"postgres","session_id":${sid},`;
+    this.targetJson = q(target);
+    this.responseAction = `{"protocol":"postgres","session_id":${sid}}`;
+  }
+
+  private decision(d: { allowed: boolean; reason: string }): string {
+    const key = (d.allowed ? '1' : '0') + d.reason;
+    let j = this.decisions.get(key);
+    if (j === undefined) {
+      j = `{"allowed":${d.allowed},"reason":${q(d.reason)}}`;
+      if (this.decisions.size < DECISION_CACHE) this.decisions.set(key, j);
+    }
+    return j;
+  }
+
+  /**
+   * A request event: `action` holds method, statement (already cut by statementText), params and, with
+   * --log-params, param_values. Returns the encoded event, or the object form when it needs fitEvent.
+   */
+  request(
+    requestId: string,
+    action: Record<string, unknown> & { method: string; statement: string; params: number },
+    decision: { allowed: boolean; reason: string },
+  ): EncodedEvent | PgEvent {
+    // a lone surrogate (q throws) takes the object path too, where sealing refuses it as any event's
+    if (!('param_values' in action)) {
+      let head = '';
+      try {
+        head =
+          `"action":{"database":${this.databaseJson},"method":${q(action.method)},"params":${action.params},` +
+          `${this.actionTail}"statement":${q(action.statement)},"target":${this.targetJson}},` +
+          `"actor":${this.actorJson},"decision":${this.decision(decision)},"id":"${newId()}",` +
+          `"proxy":${this.proxyJson},"request_id":"${requestId}","schema":${SCHEMA_JSON},"stage":"request"`;
+      } catch {
+        head = '';
+      }
+      // at most 3 UTF-8 bytes per UTF-16 unit: within the bound, the event fits without fitEvent's cuts
+      if (head && head.length * 3 + 64 <= MAX_EVENT_BYTES)
+        return new EncodedEvent('request', requestId, head, `"time":"${rfc3339ms()}"`);
+    }
+    return fitEvent(
+      pgEvent('request', this.proxy, {
+        request_id: requestId,
+        actor: this.actor,
+        action: {
+          protocol: 'postgres',
+          target: this.target,
+          database: this.database,
+          session_id: this.sessionId,
+          ...action,
+        },
+        decision,
+      }),
+    );
+  }
+
+  /**
+   * A response event. Precondition: outcome holds status, command (string or null), rows (number or null),
+   * duration_ms, and optionally sqlstate and aborted, as the session makes them.
+   */
+  response(requestId: string, outcome: Record<string, unknown>): EncodedEvent {
+    return new EncodedEvent(
+      'response',
+      requestId,
+      `"action":${this.responseAction},"id":"${newId()}","outcome":${canonicalJsonString(outcome)},` +
+        `"proxy":${this.proxyJson},"request_id":"${requestId}","schema":${SCHEMA_JSON},"stage":"response"`,
+      `"time":"${rfc3339ms()}"`,
+    );
+  }
+}
+
 /** How long a response or disconnect event may wait for the next request event's write (ms). */
 const DEFER_MS = 250;
 
@@ -112,7 +227,7 @@ export class PgTrail {
   /** Writes started and not settled yet, and who waits for that number to reach zero. */
   private inflight = 0;
   private idle: (() => void)[] = [];
-  private deferred: PgEvent[] = [];
+  private deferred: (PgEvent | EncodedEvent)[] = [];
   private timer: NodeJS.Timeout | null = null;
   private readonly settled = (): void => {
     if (--this.inflight === 0) for (const r of this.idle.splice(0)) r();
@@ -152,7 +267,7 @@ export class PgTrail {
    * each event's error (null: durable in the spool, and in strict mode, where `forwarded[i]`, acknowledged by
    * the log). Events of refused statements (not forwarded) are only spooled. Never calls `done` synchronously.
    */
-  before(events: PgEvent[], forwarded: boolean[], done: (errors: (Error | null)[]) => void): void {
+  before(events: (PgEvent | EncodedEvent)[], forwarded: boolean[], done: (errors: (Error | null)[]) => void): void {
     this.flushDeferred();
     const errors: (Error | null)[] = new Array<Error | null>(events.length).fill(null);
     let left = events.length;
@@ -181,7 +296,7 @@ export class PgTrail {
    * Records an event nobody waits for (response, disconnect): durably in the spool, after at most DEFER_MS.
    * A failure is reported through the warn function.
    */
-  later(event: PgEvent): void {
+  later(event: PgEvent | EncodedEvent): void {
     this.inflight++;
     this.deferred.push(event);
     this.timer ??= setTimeout(() => this.flushDeferred(), DEFER_MS);

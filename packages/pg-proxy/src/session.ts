@@ -19,7 +19,8 @@ import type net from 'node:net';
 import tls from 'node:tls';
 import { serialize } from 'pg-protocol';
 import type { PgRules, PgUsers, Grant } from './config.js';
-import { fitEvent, pgEvent, statementText, type PgActor, type PgEvent, type PgTrail } from './events.js';
+import { pgEvent, SessionEvents, statementText, type PgActor, type PgEvent, type PgTrail } from './events.js';
+import type { EncodedEvent } from '@trailmark/recorder';
 import { liftsReadOnly } from './readonly.js';
 import { mockVerifier, ScramServer, SCRAM_MECHANISM } from './scram.js';
 import { cancelUpstream, loginUpstream, targetUrl, type UpstreamTarget } from './upstream.js';
@@ -94,7 +95,7 @@ interface Batch {
   out: Buffer[];
   /** The statements (one per event) and where their message sits in `out` (replaced when refused). */
   slots: { item: Item; at: number }[];
-  events: PgEvent[];
+  events: (PgEvent | EncodedEvent)[];
   /** Per event: whether its statement is to be forwarded (false: refused by the rules). */
   forwarded: boolean[];
   /** The client sent Terminate: forward what came before it and end the session. */
@@ -131,6 +132,8 @@ export class Session {
   private params = new Map<string, string>();
   private scram: ScramServer | null = null;
   private actor: PgActor | null = null;
+  /** Builds this session's request and response events (set with the actor). */
+  private events: SessionEvents | null = null;
   private grant: Grant | null = null;
   private upTarget: UpstreamTarget;
   private backendKey: { pid: number; secret: number } | null = null;
@@ -329,6 +332,7 @@ export class Session {
     }
     this.grant = grant;
     this.actor = { id, roles, ip: this.ip, user_agent: this.appName };
+    this.events = new SessionEvents(this.cfg.proxy, this.actor, this.database, this.target, this.sessionId);
     const reason =
       grant.role === null
         ? 'authenticated (SCRAM-SHA-256); no rules configured'
@@ -466,13 +470,15 @@ export class Session {
     return false;
   }
 
-  private request(method: string, sql: string, portal: Portal | null, decision: { allowed: boolean; reason: string }) {
-    const action: Record<string, unknown> & { protocol: 'postgres'; session_id: string } = {
-      protocol: 'postgres',
+  private request(
+    requestId: string,
+    method: string,
+    sql: string,
+    portal: Portal | null,
+    decision: { allowed: boolean; reason: string },
+  ): PgEvent | EncodedEvent {
+    const action: Record<string, unknown> & { method: string; statement: string; params: number } = {
       method,
-      target: this.target,
-      database: this.database,
-      session_id: this.sessionId,
       statement: statementText(sql),
       params: portal ? portal.params : 0,
     };
@@ -485,9 +491,7 @@ export class Session {
             : statementText(v.toString('utf8')),
       );
     }
-    return fitEvent(
-      pgEvent('request', this.cfg.proxy, { request_id: randomUUID(), actor: this.actor!, action, decision }),
-    );
+    return this.events!.request(requestId, action, decision);
   }
 
   private readOnlyCheck(sql: string): { allowed: boolean; reason: string } {
@@ -562,8 +566,9 @@ export class Session {
         continue;
       }
       const decision = this.readOnlyCheck(sql);
-      const ev = this.request(method, sql, portal, decision);
-      const item = newItem(type === T('E') ? 'E' : 'Q', ev.request_id!);
+      const requestId = randomUUID();
+      const ev = this.request(requestId, method, sql, portal, decision);
+      const item = newItem(type === T('E') ? 'E' : 'Q', requestId);
       this.statementCount++;
       if (!decision.allowed) item.refused = { sqlstate: '25006', message: `trailmark: ${decision.reason}` };
       batch.events.push(ev);
@@ -689,12 +694,7 @@ export class Session {
     };
     if (it.status === 'error') outcome.sqlstate = it.sqlstate;
     if (aborted) outcome.aborted = true;
-    const ev = pgEvent('response', this.cfg.proxy, {
-      request_id: it.requestId,
-      action: { protocol: 'postgres', session_id: this.sessionId },
-      outcome,
-    });
-    this.cfg.trail.later(ev);
+    this.cfg.trail.later(this.events!.response(it.requestId, outcome));
   }
 
   /** Ends the session (once): statements still running are cancelled upstream and get aborted response events. */
