@@ -174,6 +174,16 @@ function cpuMs(pid: number | undefined): number {
   }
 }
 
+/** Read and write system calls a process has made so far (/proc/PID/io: syscr, syscw). */
+function syscalls(pid: number | undefined): { r: number; w: number } {
+  try {
+    const t = readFileSync(`/proc/${pid}/io`, 'utf8');
+    return { r: Number(/syscr: (\d+)/.exec(t)?.[1]), w: Number(/syscw: (\d+)/.exec(t)?.[1]) };
+  } catch {
+    return { r: NaN, w: NaN };
+  }
+}
+
 async function treeSize(logUrl: string): Promise<number> {
   return ((await (await fetch(`${logUrl}/v1/get-sth`)).json()) as { tree_size: number }).tree_size;
 }
@@ -265,15 +275,22 @@ async function main(): Promise<void> {
           await new Promise((res) => setTimeout(res, 1500));
         }
         const cpu0 = { proxy: cpuMs(proxy.proc.pid), log: cpuMs(log.proc.pid), fwd: cpuMs(fwd.proc.pid) };
+        const sys0 = { proxy: syscalls(proxy.proc.pid), fwd: syscalls(fwd.proc.pid) };
         const r = await pgbench(env, selectOnly, tmp);
         results[workload][name] = r;
         let cpu = '';
         const per = (ms: number) => ((ms / r.transactions) * 1000).toFixed(0);
-        if (name === 'node fwd') cpu = `   CPU per transaction: forwarder ${per(cpuMs(fwd.proc.pid) - cpu0.fwd)} µs`;
+        // read and write system calls per transaction (sockets, spool, log): what the kernel share of the CPU follows
+        const sys = (pid: number | undefined, s0: { r: number; w: number }) => {
+          const s1 = syscalls(pid);
+          return `, syscalls ${((s1.r - s0.r) / r.transactions).toFixed(2)} reads ${((s1.w - s0.w) / r.transactions).toFixed(2)} writes`;
+        };
+        if (name === 'node fwd')
+          cpu = `   CPU per transaction: forwarder ${per(cpuMs(fwd.proc.pid) - cpu0.fwd)} µs${sys(fwd.proc.pid, sys0.fwd)}`;
         if (name === 'pg-proxy') {
           // the log server keeps ingesting after the run ends: give it a moment so its share is counted
           await new Promise((res) => setTimeout(res, 1500));
-          cpu = `   CPU per transaction: pg-proxy ${per(cpuMs(proxy.proc.pid) - cpu0.proxy)} µs, log server ${per(cpuMs(log.proc.pid) - cpu0.log)} µs`;
+          cpu = `   CPU per transaction: pg-proxy ${per(cpuMs(proxy.proc.pid) - cpu0.proxy)} µs, log server ${per(cpuMs(log.proc.pid) - cpu0.log)} µs${sys(proxy.proc.pid, sys0.proxy)}`;
         }
         if (name === 'pg-proxy') {
           const key = selectOnly ? 'select' : 'tpcb';

@@ -135,6 +135,7 @@ export class Session {
   /** Builds this session's request and response events (set with the actor). */
   private events: SessionEvents | null = null;
   private grant: Grant | null = null;
+  private allowed: { allowed: true; reason: string } | null = null;
   private upTarget: UpstreamTarget;
   private backendKey: { pid: number; secret: number } | null = null;
   private readonly statements = new Map<string, string>();
@@ -445,11 +446,20 @@ export class Session {
         out[at] =
           item.kind === 'E' ? serialize.execute({ portal: REFUSED_NAME }) : serialize.query(`EXECUTE ${REFUSED_NAME}`);
     }
+    // frames read together are consecutive bytes of one buffer: each run of them goes out as one view of it
+    // (one write, no copy), so a pipelined batch without refusals is a single write() rather than a writev
+    const runs: Buffer[] = [];
+    for (const b of out) {
+      const last = runs.length > 0 ? runs[runs.length - 1] : null;
+      if (last && last.buffer === b.buffer && last.byteOffset + last.length === b.byteOffset)
+        runs[runs.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + b.length);
+      else runs.push(b);
+    }
     let ok = true;
-    if (out.length === 1) ok = up.write(out[0]);
-    else if (out.length > 1) {
+    if (runs.length === 1) ok = up.write(runs[0]);
+    else if (runs.length > 1) {
       up.cork();
-      for (const b of out) ok = up.write(b) && ok;
+      for (const b of runs) ok = up.write(b) && ok;
       up.uncork();
     }
     if (batch.terminate) {
@@ -497,13 +507,14 @@ export class Session {
   private readOnlyCheck(sql: string): { allowed: boolean; reason: string } {
     const lift = this.grant!.readOnly ? liftsReadOnly(sql) : null;
     if (lift) return { allowed: false, reason: `read-only session: ${lift} is refused` };
-    return {
+    // the same for every statement of the session: made once
+    return (this.allowed ??= {
       allowed: true,
       reason:
         this.grant!.role === null
           ? 'session authenticated'
           : `allowed by role ${this.grant!.role}${this.grant!.readOnly ? ' (read-only)' : ''}`,
-    };
+    });
   }
 
   /** Reads a batch of client frames: tracks statements and portals, and builds the statements' request events. */
