@@ -100,6 +100,9 @@ async function pgbench(env: NodeJS.ProcessEnv, selectOnly: boolean, logDir: stri
     String(duration),
     '-l',
     `--log-prefix=${prefix}`,
+    // BENCH_RATE=N: every target at the same fixed rate (pgbench -R), so their CPU per transaction compares
+    // like for like (a slower target's clients sleep more, and waking them costs its writes more)
+    ...(process.env.BENCH_RATE ? ['-R', process.env.BENCH_RATE] : []),
     ...(selectOnly ? ['-S'] : []),
   ];
   const r = await run('pgbench', args, env);
