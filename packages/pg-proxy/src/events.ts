@@ -164,22 +164,10 @@ export class SessionEvents {
     action: Record<string, unknown> & { method: string; statement: string; params: number },
     decision: { allowed: boolean; reason: string },
   ): EncodedEvent | PgEvent {
-    // a lone surrogate (q throws) takes the object path too, where sealing refuses it as any event's
-    if (!('param_values' in action)) {
-      let head = '';
-      try {
-        head =
-          `"action":{"database":${this.databaseJson},"method":${q(action.method)},"params":${action.params},` +
-          `${this.actionTail}"statement":${q(action.statement)},"target":${this.targetJson}},` +
-          `"actor":${this.actorJson},"decision":${this.decision(decision)},"id":"${newId()}",` +
-          `"proxy":${this.proxyJson},"request_id":"${requestId}","schema":${SCHEMA_JSON},"stage":"request"`;
-      } catch {
-        head = '';
-      }
-      // at most 3 UTF-8 bytes per UTF-16 unit: within the bound, the event fits without fitEvent's cuts
-      if (head && head.length * 3 + 64 <= MAX_EVENT_BYTES)
-        return new EncodedEvent('request', requestId, head, `"time":"${rfc3339ms()}"`);
-    }
+    const head = 'param_values' in action ? null : this.requestHead(requestId, action, decision);
+    // at most 3 UTF-8 bytes per UTF-16 unit: within the bound, the event fits without fitEvent's cuts
+    if (head !== null && head.length * 3 + 64 <= MAX_EVENT_BYTES)
+      return new EncodedEvent('request', requestId, head, `"time":"${rfc3339ms()}"`);
     return fitEvent(
       pgEvent('request', this.proxy, {
         request_id: requestId,
@@ -194,6 +182,25 @@ export class SessionEvents {
         decision,
       }),
     );
+  }
+
+  /** The request event's members before "stream", or null for a lone surrogate (q throws). */
+  private requestHead(
+    requestId: string,
+    action: { method: string; statement: string; params: number },
+    decision: { allowed: boolean; reason: string },
+  ): string | null {
+    try {
+      return (
+        `"action":{"database":${this.databaseJson},"method":${q(action.method)},"params":${action.params},` +
+        `${this.actionTail}"statement":${q(action.statement)},"target":${this.targetJson}},` +
+        `"actor":${this.actorJson},"decision":${this.decision(decision)},"id":"${newId()}",` +
+        `"proxy":${this.proxyJson},"request_id":"${requestId}","schema":${SCHEMA_JSON},"stage":"request"`
+      );
+    } catch {
+      // the object path then, where sealing refuses the event as it refuses any such event
+      return null;
+    }
   }
 
   /**

@@ -473,7 +473,7 @@ export class Spool {
         new SpoolError('too-large', `spool record must be 1..${MAX_RECORD_BYTES} bytes, got ${data.length}`),
       );
     }
-    return this.enqueue(data)!;
+    return new Promise((resolve, reject) => this.enqueue(data, (e, pos) => (e ? reject(e) : resolve(pos!))));
   }
 
   /** Appends an item the sealer turns into bytes when it is written. Precondition: setSealer() was called. */
@@ -495,25 +495,19 @@ export class Spool {
     this.enqueue({ sealed: item }, done);
   }
 
-  private enqueue(item: Pending['item'], done?: AppendCallback): Promise<SpoolPosition> | undefined {
+  private enqueue(item: Pending['item'], done: AppendCallback): void {
     if (this.closed) {
       const e = new SpoolError('closed', 'spool is closed');
-      if (!done) return Promise.reject(e);
       queueMicrotask(() => done(e, null));
       return;
     }
-    const time = Date.now();
-    const start = (d: AppendCallback) => {
-      this.pending.push({ item, time, done: d });
-      if (!this.flushing) {
-        // start on the next turn of the event loop, so every append made in this one (all the requests read
-        // from sockets in one poll) joins the same write and fsync
-        this.flushing = true;
-        setImmediate(() => void this.flush());
-      }
-    };
-    if (done) return void start(done);
-    return new Promise<SpoolPosition>((resolve, reject) => start((e, pos) => (e ? reject(e) : resolve(pos!))));
+    this.pending.push({ item, time: Date.now(), done });
+    if (!this.flushing) {
+      // start on the next turn of the event loop, so every append made in this one (all the requests read
+      // from sockets in one poll) joins the same write and fsync
+      this.flushing = true;
+      setImmediate(() => void this.flush());
+    }
   }
 
   private async flush(): Promise<void> {
