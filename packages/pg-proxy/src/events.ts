@@ -276,6 +276,10 @@ export class PgTrail {
    */
   before(events: (PgEvent | EncodedEvent)[], forwarded: boolean[], done: (errors: (Error | null)[]) => void): void {
     this.flushDeferred();
+    if (events.length === 0) {
+      queueMicrotask(() => done([]));
+      return;
+    }
     const errors: (Error | null)[] = new Array<Error | null>(events.length).fill(null);
     let left = events.length;
     this.inflight += events.length;
