@@ -1,6 +1,8 @@
 /**
  * pgbench through the pg-proxy, beside the same PostgreSQL called directly (the ceiling) and through pgbouncer
- * (the peer: a pooler that records nothing), in one run on one private server.
+ * (the peer: a pooler that records nothing), in one run on one private server. A fourth row, `node fwd`, is a bare
+ * Node TCP forwarder (net.Server piping each client socket to PostgreSQL, looking at nothing, pgbench logging in
+ * with the server's own credentials through it): what a Node process in the data path costs by itself.
  *
  * Workloads: select-only (-S) and TPC-B-like (the default script), both with -M extended (Parse/Bind/Execute, as
  * GUI clients and drivers send), CLIENTS clients. TPS is pgbench's; p99 is computed from its per-transaction log.
@@ -19,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { makeVerifier } from '@trailmark/pg-proxy';
 import { Spool } from '@trailmark/recorder';
 import { freePort, startPgbouncer, startPostgres } from '../test/lib/postgres.js';
+import { startBareTcpForwarder } from './lib/ceilings.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const bin = join(root, 'packages/cli/dist/bin.js');
@@ -97,6 +100,9 @@ async function pgbench(env: NodeJS.ProcessEnv, selectOnly: boolean, logDir: stri
     String(duration),
     '-l',
     `--log-prefix=${prefix}`,
+    // BENCH_RATE=N: every target at the same fixed rate (pgbench -R), so their CPU per transaction compares
+    // like for like (a slower target's clients sleep more, and waking them costs its writes more)
+    ...(process.env.BENCH_RATE ? ['-R', process.env.BENCH_RATE] : []),
     ...(selectOnly ? ['-S'] : []),
   ];
   const r = await run('pgbench', args, env);
@@ -171,6 +177,16 @@ function cpuMs(pid: number | undefined): number {
   }
 }
 
+/** Read and write system calls a process has made so far (/proc/PID/io: syscr, syscw). */
+function syscalls(pid: number | undefined): { r: number; w: number } {
+  try {
+    const t = readFileSync(`/proc/${pid}/io`, 'utf8');
+    return { r: Number(/syscr: (\d+)/.exec(t)?.[1]), w: Number(/syscw: (\d+)/.exec(t)?.[1]) };
+  } catch {
+    return { r: NaN, w: NaN };
+  }
+}
+
 async function treeSize(logUrl: string): Promise<number> {
   return ((await (await fetch(`${logUrl}/v1/get-sth`)).json()) as { tree_size: number }).tree_size;
 }
@@ -220,10 +236,13 @@ async function main(): Promise<void> {
       { ...process.env, PGPASSWORD: pg.password },
     );
     procs.push(proxy.proc);
+    const fwd = await startBareTcpForwarder(pg.host, pg.port);
+    procs.push(fwd.proc);
 
     const targets: Record<string, NodeJS.ProcessEnv> = {
       direct: pg.env,
       pgbouncer: { ...pg.env, PGPORT: String(bouncer.port) },
+      'node fwd': { ...pg.env, PGPORT: String(fwd.port) },
       'pg-proxy': { ...pg.env, PGPORT: String(proxyPort), PGUSER: 'bench', PGPASSWORD: userPassword },
     };
     console.log(
@@ -248,7 +267,9 @@ async function main(): Promise<void> {
       ] as const
     ).filter(([, sel]) => !only || only === (sel ? 'select' : 'tpcb'))) {
       results[workload] = {};
-      for (const [name, env] of Object.entries(targets)) {
+      // BENCH_TARGETS=pg-proxy,... : only those (while iterating; the ratios need all four)
+      const pick = process.env.BENCH_TARGETS?.split(',');
+      for (const [name, env] of Object.entries(targets).filter(([n]) => !pick || pick.includes(n))) {
         const warm = await warmUp(env, selectOnly);
         if (name === 'pg-proxy') {
           const key = selectOnly ? 'select' : 'tpcb';
@@ -256,15 +277,23 @@ async function main(): Promise<void> {
           // the log server ingests the warm-up's events: let it finish before its CPU is counted
           await new Promise((res) => setTimeout(res, 1500));
         }
-        const cpu0 = { proxy: cpuMs(proxy.proc.pid), log: cpuMs(log.proc.pid) };
+        const cpu0 = { proxy: cpuMs(proxy.proc.pid), log: cpuMs(log.proc.pid), fwd: cpuMs(fwd.proc.pid) };
+        const sys0 = { proxy: syscalls(proxy.proc.pid), fwd: syscalls(fwd.proc.pid) };
         const r = await pgbench(env, selectOnly, tmp);
         results[workload][name] = r;
         let cpu = '';
+        const per = (ms: number) => ((ms / r.transactions) * 1000).toFixed(0);
+        // read and write system calls per transaction (sockets, spool, log): what the kernel share of the CPU follows
+        const sys = (pid: number | undefined, s0: { r: number; w: number }) => {
+          const s1 = syscalls(pid);
+          return `, syscalls ${((s1.r - s0.r) / r.transactions).toFixed(2)} reads ${((s1.w - s0.w) / r.transactions).toFixed(2)} writes`;
+        };
+        if (name === 'node fwd')
+          cpu = `   CPU per transaction: forwarder ${per(cpuMs(fwd.proc.pid) - cpu0.fwd)} µs${sys(fwd.proc.pid, sys0.fwd)}`;
         if (name === 'pg-proxy') {
           // the log server keeps ingesting after the run ends: give it a moment so its share is counted
           await new Promise((res) => setTimeout(res, 1500));
-          const per = (ms: number) => ((ms / r.transactions) * 1000).toFixed(0);
-          cpu = `   CPU per transaction: pg-proxy ${per(cpuMs(proxy.proc.pid) - cpu0.proxy)} µs, log server ${per(cpuMs(log.proc.pid) - cpu0.log)} µs`;
+          cpu = `   CPU per transaction: pg-proxy ${per(cpuMs(proxy.proc.pid) - cpu0.proxy)} µs, log server ${per(cpuMs(log.proc.pid) - cpu0.log)} µs${sys(proxy.proc.pid, sys0.proxy)}`;
         }
         if (name === 'pg-proxy') {
           const key = selectOnly ? 'select' : 'tpcb';
@@ -274,10 +303,12 @@ async function main(): Promise<void> {
           `  ${workload.padEnd(18)} ${name.padEnd(10)} ${r.tps.toFixed(0).padStart(7)} TPS   p99 ${r.p99.toFixed(2).padStart(7)} ms${cpu}`,
         );
       }
+      if (Object.keys(results[workload]).length < Object.keys(targets).length) continue;
       const ratio = results[workload]['pg-proxy'].tps / results[workload].pgbouncer.tps;
       const ceiling = results[workload]['pg-proxy'].tps / results[workload].direct.tps;
+      const bare = results[workload]['node fwd'].tps / results[workload].pgbouncer.tps;
       console.log(
-        `  ${workload.padEnd(18)} pg-proxy / pgbouncer TPS: ${ratio.toFixed(2)} (target >= 0.5); pg-proxy / direct: ${ceiling.toFixed(2)}`,
+        `  ${workload.padEnd(18)} pg-proxy / pgbouncer TPS: ${ratio.toFixed(2)} (target >= 0.5); pg-proxy / direct: ${ceiling.toFixed(2)}; bare Node forwarder / pgbouncer: ${bare.toFixed(2)}`,
       );
     }
     // every statement durably recorded: wait for the log to stop growing, then count

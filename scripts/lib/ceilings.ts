@@ -112,6 +112,35 @@ export async function startBareForwarder(upstream: string): Promise<{ url: strin
   return { url: await waitForUrl(proc), proc };
 }
 
+const BARE_TCP_FORWARDER = `
+const net = require('node:net');
+const [host, port] = [process.argv[1], Number(process.argv[2])];
+const s = net.createServer((c) => {
+  const u = net.connect(port, host);
+  c.setNoDelay(true);
+  u.setNoDelay(true);
+  c.pipe(u);
+  u.pipe(c);
+  c.on('error', () => u.destroy());
+  u.on('error', () => c.destroy());
+  c.on('close', () => u.destroy());
+  u.on('close', () => c.destroy());
+});
+s.listen(0, '127.0.0.1', () => process.stdout.write('url: tcp://127.0.0.1:' + s.address().port + '\\n'));
+`;
+
+/**
+ * Starts, in its own process, the least any Node TCP proxy does: a net.Server piping each client socket to
+ * host:port and back, looking at nothing (the ceiling of a Node process in a database connection's path).
+ */
+export async function startBareTcpForwarder(host: string, port: number): Promise<{ port: number; proc: ChildProcess }> {
+  const proc = spawn(process.execPath, ['-e', BARE_TCP_FORWARDER, host, String(port)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const url = await waitForUrl(proc);
+  return { port: Number(new URL(url).port), proc };
+}
+
 /** Resolves with the `url: ...` line a server process prints on start. */
 export function waitForUrl(proc: ChildProcess, timeoutMs = 30000): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -63,6 +63,12 @@ export interface RunningPgProxy {
 
 /** Spool mode: how long the shipper waits after a batch that was not full (the HTTP proxy's default is 100 ms). */
 const SPOOL_LINGER_MS = 500;
+/**
+ * Spool mode: events per add-entries call (the shipper's default is 1,000). At a few thousand statements a
+ * second 1,000 fills before the linger ends, so every batch was full and shipped at once: 4 to 8 calls a second,
+ * each with its fixed cost in the proxy (receipt check, tiles) and in the log (sequencing, checkpoint).
+ */
+const SPOOL_BATCH = 4000;
 
 function pem(v: string | Buffer, what: string): Buffer {
   if (Buffer.isBuffer(v)) return v;
@@ -148,12 +154,12 @@ export async function startPgProxy(opts: PgProxyOptions): Promise<RunningPgProxy
       // spool mode: every batch costs the proxy and the log a fixed amount (an add-entries call, the receipts'
       // tiles, a checkpoint, the ack); nobody waits for delivery, so fewer, larger batches (strict mode waits
       // for each event's receipt and keeps the trail's no-linger setting)
-      ...(mode === 'spool' ? { lingerMs: SPOOL_LINGER_MS } : {}),
+      ...(mode === 'spool' ? { lingerMs: SPOOL_LINGER_MS, batchSize: SPOOL_BATCH } : {}),
       onError: (e) => warn(`delivery to the log failed, will retry: ${e.message}`),
     },
   });
   const sessions = new Set<Session>();
-  const pgTrail = new PgTrail(trail);
+  const pgTrail = new PgTrail(trail, warn);
   const cfg = {
     proxy: opts.name ?? hostname(),
     users,

@@ -19,7 +19,8 @@ import type net from 'node:net';
 import tls from 'node:tls';
 import { serialize } from 'pg-protocol';
 import type { PgRules, PgUsers, Grant } from './config.js';
-import { fitEvent, pgEvent, statementText, type PgActor, type PgTrail } from './events.js';
+import { pgEvent, SessionEvents, statementText, type PgActor, type PgEvent, type PgTrail } from './events.js';
+import type { EncodedEvent } from '@trailmark/recorder';
 import { liftsReadOnly } from './readonly.js';
 import { mockVerifier, ScramServer, SCRAM_MECHANISM } from './scram.js';
 import { cancelUpstream, loginUpstream, targetUrl, type UpstreamTarget } from './upstream.js';
@@ -88,6 +89,19 @@ interface Item {
   sqlstate: string | null;
 }
 
+/** Client frames read together, forwarded together once their statements' request events are recorded. */
+interface Batch {
+  /** The frames to send upstream, in order. */
+  out: Buffer[];
+  /** The statements (one per event) and where their message sits in `out` (replaced when refused). */
+  slots: { item: Item; at: number }[];
+  events: (PgEvent | EncodedEvent)[];
+  /** Per event: whether its statement is to be forwarded (false: refused by the rules). */
+  forwarded: boolean[];
+  /** The client sent Terminate: forward what came before it and end the session. */
+  terminate: boolean;
+}
+
 interface Portal {
   sql: string;
   params: number;
@@ -118,7 +132,10 @@ export class Session {
   private params = new Map<string, string>();
   private scram: ScramServer | null = null;
   private actor: PgActor | null = null;
+  /** Builds this session's request and response events (set with the actor). */
+  private events: SessionEvents | null = null;
   private grant: Grant | null = null;
+  private allowed: { allowed: true; reason: string } | null = null;
   private upTarget: UpstreamTarget;
   private backendKey: { pid: number; secret: number } | null = null;
   private readonly statements = new Map<string, string>();
@@ -192,7 +209,7 @@ export class Session {
         // frames read while a batch waits for the log queue up in the reader, and the next batch takes them
         // all; past CLIENT_BACKLOG bytes the client is not read until the batch in flight is forwarded
         if (this.pumping && this.reader.buffered > CLIENT_BACKLOG) this.client.pause();
-        void this.pump();
+        this.pump();
       }
       // 'connecting': frames wait in the reader until the upstream session is ready
     } catch (e) {
@@ -316,6 +333,7 @@ export class Session {
     }
     this.grant = grant;
     this.actor = { id, roles, ip: this.ip, user_agent: this.appName };
+    this.events = new SessionEvents(this.cfg.proxy, this.actor, this.database, this.target, this.sessionId);
     const reason =
       grant.role === null
         ? 'authenticated (SCRAM-SHA-256); no rules configured'
@@ -362,35 +380,115 @@ export class Session {
     this.upReader = new FrameReader();
     if (pending) this.onUpstreamData(pending);
     upSock.resume();
-    void this.pump();
+    this.pump();
   }
 
   // ---- client → upstream
 
-  private async pump(): Promise<void> {
+  /**
+   * Takes every whole frame the client has sent and forwards it, synchronously unless the batch holds statements:
+   * then it goes on once their request events are recorded (recorded()). One batch at a time, in order.
+   */
+  private pump(): void {
     if (this.pumping || this.phase !== 'ready') return;
-    this.pumping = true;
     try {
       for (;;) {
         const frames = this.reader.frames();
-        if (frames.length === 0 || this.phase !== 'ready') break;
-        await this.forward(frames);
+        if (frames.length === 0) break;
+        const batch = this.prepare(frames);
+        if (batch.events.length > 0) {
+          this.pumping = true;
+          this.cfg.trail.before(batch.events, batch.forwarded, (errors) => {
+            try {
+              this.recorded(batch, errors);
+            } catch (e) {
+              this.fatal('08P01', `invalid message from the client: ${errorMessage(e)}`);
+            }
+          });
+          return;
+        }
+        if (!this.sendUpstream(batch)) return;
       }
     } catch (e) {
       this.fatal('08P01', `invalid message from the client: ${errorMessage(e)}`);
-    } finally {
-      this.pumping = false;
-      if (this.phase === 'ready' && this.client.isPaused()) this.client.resume();
+      return;
     }
+    if (this.phase === 'ready' && this.client.isPaused()) this.client.resume();
   }
 
-  private request(method: string, sql: string, portal: Portal | null, decision: { allowed: boolean; reason: string }) {
-    const action: Record<string, unknown> & { protocol: 'postgres'; session_id: string } = {
-      protocol: 'postgres',
+  /** The batch's request events were recorded (or failed: those statements are refused): forward it, go on. */
+  private recorded(batch: Batch, errors: (Error | null)[]): void {
+    this.pumping = false;
+    errors.forEach((e, i) => {
+      if (!e) return;
+      batch.slots[i].item.refused ??= {
+        sqlstate: '57P03',
+        message: 'trailmark: the access log could not record this statement; it was not executed',
+      };
+      this.cfg.warn(`statement not forwarded: ${e.message}`);
+    });
+    if (this.phase !== 'ready' || !this.upstream) return;
+    if (this.sendUpstream(batch)) this.pump();
+  }
+
+  /**
+   * Writes a batch upstream (refused statements replaced). Returns false when the pump must stop: the session
+   * ended, or the upstream socket is full (the pump resumes on its drain).
+   */
+  private sendUpstream(batch: Batch): boolean {
+    const up = this.upstream;
+    if (this.phase !== 'ready' || !up) return false;
+    const { out, slots } = batch;
+    const now = performance.now();
+    for (const { item, at } of slots) {
+      item.started = now;
+      if (item.refused)
+        out[at] =
+          item.kind === 'E' ? serialize.execute({ portal: REFUSED_NAME }) : serialize.query(`EXECUTE ${REFUSED_NAME}`);
+    }
+    // frames read together are consecutive bytes of one buffer: each run of them goes out as one view of it
+    // (one write, no copy), so a pipelined batch without refusals is a single write() rather than a writev
+    const runs: Buffer[] = [];
+    for (const b of out) {
+      const last = runs.length > 0 ? runs[runs.length - 1] : null;
+      if (last && last.buffer === b.buffer && last.byteOffset + last.length === b.byteOffset)
+        runs[runs.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + b.length);
+      else runs.push(b);
+    }
+    let ok = true;
+    if (runs.length === 1) ok = up.write(runs[0]);
+    else if (runs.length > 1) {
+      up.cork();
+      for (const b of runs) ok = up.write(b) && ok;
+      up.uncork();
+    }
+    if (batch.terminate) {
+      up.end(serialize.end());
+      this.endClient();
+      return false;
+    }
+    if (ok) return true;
+    this.pumping = true;
+    const resume = () => {
+      up.off('drain', resume);
+      up.off('close', resume);
+      this.pumping = false;
+      this.pump();
+    };
+    up.on('drain', resume);
+    up.on('close', resume);
+    return false;
+  }
+
+  private request(
+    requestId: string,
+    method: string,
+    sql: string,
+    portal: Portal | null,
+    decision: { allowed: boolean; reason: string },
+  ): PgEvent | EncodedEvent {
+    const action: Record<string, unknown> & { method: string; statement: string; params: number } = {
       method,
-      target: this.target,
-      database: this.database,
-      session_id: this.sessionId,
       statement: statementText(sql),
       params: portal ? portal.params : 0,
     };
@@ -403,29 +501,26 @@ export class Session {
             : statementText(v.toString('utf8')),
       );
     }
-    return fitEvent(
-      pgEvent('request', this.cfg.proxy, { request_id: randomUUID(), actor: this.actor!, action, decision }),
-    );
+    return this.events!.request(requestId, action, decision);
   }
 
   private readOnlyCheck(sql: string): { allowed: boolean; reason: string } {
     const lift = this.grant!.readOnly ? liftsReadOnly(sql) : null;
     if (lift) return { allowed: false, reason: `read-only session: ${lift} is refused` };
-    return {
+    // the same for every statement of the session: made once
+    return (this.allowed ??= {
       allowed: true,
       reason:
         this.grant!.role === null
           ? 'session authenticated'
           : `allowed by role ${this.grant!.role}${this.grant!.readOnly ? ' (read-only)' : ''}`,
-    };
+    });
   }
 
-  /** Records the statements among `frames`, then forwards them (with refused statements replaced). */
-  private async forward(frames: Frame[]): Promise<void> {
-    const out: Buffer[] = [];
-    /** Statements in this batch and where their message sits in `out`. */
-    const slots: { item: Item; at: number }[] = [];
-    const waits: Promise<unknown>[] = [];
+  /** Reads a batch of client frames: tracks statements and portals, and builds the statements' request events. */
+  private prepare(frames: Frame[]): Batch {
+    const batch: Batch = { out: [], slots: [], events: [], forwarded: [], terminate: false };
+    const { out, slots } = batch;
     const newItem = (kind: ItemKind, requestId: string | null): Item => ({
       kind,
       copyEnds: this.copyEnds,
@@ -437,7 +532,6 @@ export class Session {
       rows: null,
       sqlstate: null,
     });
-    let terminate = false;
     for (const f of frames) {
       const { type, raw } = f;
       let sql: string | null = null;
@@ -475,7 +569,7 @@ export class Session {
       } else if (type === T('c') || type === T('f')) {
         this.copyEnds++;
       } else if (type === T('X')) {
-        terminate = true;
+        batch.terminate = true;
         break;
       }
       if (sql === null) {
@@ -483,45 +577,20 @@ export class Session {
         continue;
       }
       const decision = this.readOnlyCheck(sql);
-      const ev = this.request(method, sql, portal, decision);
-      const item = newItem(type === T('E') ? 'E' : 'Q', ev.request_id!);
+      const requestId = randomUUID();
+      const ev = this.request(requestId, method, sql, portal, decision);
+      const item = newItem(type === T('E') ? 'E' : 'Q', requestId);
       this.statementCount++;
       if (!decision.allowed) item.refused = { sqlstate: '25006', message: `trailmark: ${decision.reason}` };
-      waits.push(
-        this.cfg.trail.write(ev, decision.allowed).catch((e: Error) => {
-          item.refused ??= {
-            sqlstate: '57P03',
-            message: 'trailmark: the access log could not record this statement; it was not executed',
-          };
-          this.cfg.warn(`statement not forwarded: ${e.message}`);
-        }),
-      );
+      batch.events.push(ev);
+      batch.forwarded.push(decision.allowed);
       // queued at once, behind earlier statements: if the session ends while this batch waits for the log,
       // close() gives each its aborted response event
       this.inflight.push(item);
       slots.push({ item, at: out.length });
-      out.push(raw); // replaced below when refused
+      out.push(raw); // replaced in sendUpstream when refused
     }
-    if (waits.length > 0) await Promise.all(waits);
-    if (this.phase !== 'ready' || !this.upstream) return;
-    const now = performance.now();
-    for (const { item, at } of slots) {
-      item.started = now;
-      if (item.refused)
-        out[at] =
-          item.kind === 'E' ? serialize.execute({ portal: REFUSED_NAME }) : serialize.query(`EXECUTE ${REFUSED_NAME}`);
-    }
-    const up = this.upstream;
-    up.cork();
-    let ok = true;
-    for (const b of out) ok = up.write(b) && ok;
-    if (terminate) up.end(serialize.end());
-    up.uncork();
-    if (terminate) {
-      this.endClient();
-      return;
-    }
-    if (!ok && this.phase === 'ready') await new Promise<void>((r) => up.once('drain', r).once('close', r));
+    return batch;
   }
 
   // ---- upstream → client
@@ -636,12 +705,7 @@ export class Session {
     };
     if (it.status === 'error') outcome.sqlstate = it.sqlstate;
     if (aborted) outcome.aborted = true;
-    const ev = pgEvent('response', this.cfg.proxy, {
-      request_id: it.requestId,
-      action: { protocol: 'postgres', session_id: this.sessionId },
-      outcome,
-    });
-    this.cfg.trail.write(ev).catch((e: Error) => this.cfg.warn(`could not spool a response event: ${e.message}`));
+    this.cfg.trail.later(this.events!.response(it.requestId, outcome));
   }
 
   /** Ends the session (once): statements still running are cancelled upstream and get aborted response events. */
@@ -683,6 +747,6 @@ export class Session {
         reason: why,
       },
     });
-    this.cfg.trail.write(ev).catch((e: Error) => this.cfg.warn(`could not spool a disconnect event: ${e.message}`));
+    this.cfg.trail.later(ev);
   }
 }
