@@ -6,8 +6,9 @@
  */
 import { errorMessage, canonicalJsonString, TlogError } from '@trailmark/tlog';
 import { isUtf8 } from 'node:buffer';
-import { sha256 } from '@trailmark/node';
-import { scanContainer, skipWs, type ScanLimits } from './jsonscan.js';
+import { sha256Into } from '@trailmark/node';
+import { isCanonicalObject } from './canonscan.js';
+import { scanContainer, skipWs, WS, type ScanLimits } from './jsonscan.js';
 
 /** Largest entry the log accepts, in canonical JSON bytes (a tlog-tiles bundle entry has a 16-bit length). */
 export const MAX_ENTRY_BYTES = 65_535;
@@ -54,12 +55,12 @@ export function canonicalEntry(value: unknown, what: string): string {
 export function canonicalEntrySized(value: unknown, what: string): { text: string; len: number } {
   const text = canonicalEntry(value, what);
   const len = Buffer.byteLength(text, 'utf8');
-  if (len > MAX_ENTRY_BYTES)
-    throw {
-      status: 413,
-      message: `${what} is ${len} bytes in canonical form; at most ${MAX_ENTRY_BYTES} are accepted`,
-    };
+  if (len > MAX_ENTRY_BYTES) throw tooLargeEntry(what, len);
   return { text, len };
+}
+
+function tooLargeEntry(what: string, len: number): PrepError {
+  return { status: 413, message: `${what} is ${len} bytes in canonical form; at most ${MAX_ENTRY_BYTES} are accepted` };
 }
 
 /** An add-entries body (and a Kubernetes EventList) may be at most this large, raw and in canonical form. */
@@ -128,18 +129,8 @@ export function parseEntryBody(body: Uint8Array): unknown {
  */
 export function prepareBatch(body: Uint8Array): PackedLeaves {
   const { b, start } = utf8Body(body);
-  if (b.length <= UNSCANNED_BODY_BYTES) {
-    const value = parsePart(b, start, b.length);
-    if (!Array.isArray(value))
-      throw { status: 400, message: `the body must be a JSON array of entry objects, got ${kindOf(value)}` };
-    if (value.length === 0) throw { status: 400, message: 'the array of entries is empty' };
-    if (value.length > MAX_BATCH_ENTRIES)
-      throw {
-        status: 413,
-        message: `${value.length} entries in one request; at most ${MAX_BATCH_ENTRIES} are accepted`,
-      };
-    return pack(value.length, 'entries', (i) => value[i]);
-  }
+  // every body is split on its raw bytes, however small: an element already in canonical form is then taken as
+  // it stands (canonscan.ts), which is most of them, without being parsed at all
   const list = scanContainer(b, start, b.length, listLimits('entries'), true);
   if (list === undefined)
     throw {
@@ -152,9 +143,61 @@ export function prepareBatch(body: Uint8Array): PackedLeaves {
   return packParts(b, list.bounds, 'entries');
 }
 
-/** Packs each part b[bounds[2i], bounds[2i+1]) as one entry: only one part's parse is alive at a time. */
+/**
+ * Packs each part b[bounds[2i], bounds[2i+1]) as one entry into one off-heap buffer of exactly their size, at
+ * most 16 MiB of canonical entries (413 beyond). A part already in canonical form is copied as it stands; any
+ * other is parsed and canonicalized, only one such part's objects alive at a time. Precondition: bounds are
+ * the parts of a JSON container found by scanContainer.
+ *
+ * Canonical texts of the other parts are kept until all sizes are known and then copied once: a buffer sized
+ * from the raw body and grown as needed (the first form of this function) cost the log server 50-60 MB more
+ * peak RSS at 1M entries (bench-server, same run: 288-300 MB against 229-230 MB), because every leaf keeps its
+ * batch's buffer alive.
+ */
 function packParts(b: Buffer, bounds: readonly number[], what: string): PackedLeaves {
-  return pack(bounds.length / 2, what, (i, name) => parsePart(b, bounds[2 * i], bounds[2 * i + 1], name));
+  const n = bounds.length / 2;
+  const max = MAX_BATCH_BODY_BYTES + n;
+  // where each entry's bytes are in the body, or -1 when its canonical text is in `texts`
+  const from = new Int32Array(n);
+  const lens = new Uint32Array(n);
+  let texts: (string | undefined)[] | undefined;
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const s = skipWs(b, bounds[2 * i], bounds[2 * i + 1]);
+    let e = bounds[2 * i + 1];
+    while (e > s && WS[b[e - 1]] === 1) e--;
+    let len: number;
+    if (isCanonicalObject(b, s, e)) {
+      len = e - s;
+      if (len > MAX_ENTRY_BYTES) throw tooLargeEntry(`${what}[${i}]`, len);
+      from[i] = s;
+    } else {
+      // the full path, which also names the mistake when there is one
+      const name = `${what}[${i}]`;
+      const c = canonicalEntrySized(parsePart(b, s, e, name), name);
+      (texts ??= new Array<string | undefined>(n))[i] = c.text;
+      len = c.len;
+      from[i] = -1;
+    }
+    lens[i] = len;
+    total += len + 1;
+    if (total > max)
+      throw { status: 413, message: `the ${what} are more than ${MAX_BATCH_BODY_BYTES} bytes in canonical form` };
+  }
+  const data = Buffer.allocUnsafeSlow(total);
+  const offsets = new Uint32Array(n + 1);
+  const hashes = Buffer.allocUnsafeSlow(n * 32);
+  let o = 0;
+  for (let i = 0; i < n; i++) {
+    offsets[i] = o;
+    data[o] = 0;
+    if (from[i] >= 0) b.copy(data, o + 1, from[i], from[i] + lens[i]);
+    else data.write(texts![i]!, o + 1, 'utf8');
+    sha256Into(data.subarray(o, o + 1 + lens[i]), hashes, i * 32);
+    o += 1 + lens[i];
+  }
+  offsets[n] = o;
+  return { data, offsets, hashes };
 }
 
 /**
@@ -216,40 +259,3 @@ export function prepareAuditEvents(body: Uint8Array): PackedLeaves {
 export const preparers = { batch: prepareBatch, k8s: prepareAuditEvents } as const;
 /** The request body shapes the log prepares: an add-entries batch or a Kubernetes audit EventList. */
 export type BodyKind = keyof typeof preparers;
-
-/**
- * Canonicalizes entries 0..n-1 (`value(i, name)` gives each) and packs the leaves into one off-heap buffer of
- * exactly their size, at most 16 MiB of canonical entries (413 beyond). Precondition: n >= 1.
- *
- * The canonical texts are kept until all are known and then copied once: a buffer sized from the raw body and
- * grown as needed (the first form of this function) cost the log server 50-60 MB more peak RSS at 1M entries
- * (bench-server, same run: 288-300 MB against 229-230 MB), because every leaf keeps its batch's buffer alive.
- */
-function pack(n: number, what: string, value: (i: number, name: string) => unknown): PackedLeaves {
-  const max = MAX_BATCH_BODY_BYTES + n;
-  const texts = new Array<string>(n);
-  const lens = new Uint32Array(n);
-  let total = 0;
-  for (let i = 0; i < n; i++) {
-    const name = `${what}[${i}]`;
-    const { text, len } = canonicalEntrySized(value(i, name), name);
-    texts[i] = text;
-    lens[i] = len;
-    total += len + 1;
-    if (total > max)
-      throw { status: 413, message: `the ${what} are more than ${MAX_BATCH_BODY_BYTES} bytes in canonical form` };
-  }
-  const data = Buffer.allocUnsafeSlow(total);
-  const offsets = new Uint32Array(n + 1);
-  const hashes = Buffer.allocUnsafeSlow(n * 32);
-  let o = 0;
-  for (let i = 0; i < n; i++) {
-    offsets[i] = o;
-    data[o] = 0;
-    data.write(texts[i], o + 1, 'utf8');
-    sha256(data.subarray(o, o + 1 + lens[i])).copy(hashes, i * 32);
-    o += 1 + lens[i];
-  }
-  offsets[n] = o;
-  return { data, offsets, hashes };
-}
