@@ -12,6 +12,8 @@
  * lone surrogates.
  */
 
+import { skipWs } from './jsonscan.js';
+
 /** Containers nested deeper than this are refused by canonicalization (tlog's MAX_DEPTH): not canonical. */
 const MAX_DEPTH = 256;
 
@@ -169,4 +171,28 @@ function scanArray(b: Uint8Array, i: number, end: number, depth: number): number
  */
 export function isCanonicalObject(b: Uint8Array, s: number, e: number): boolean {
   return s < e && b[s] === 0x7b && scanObject(b, s, e, 0) === e;
+}
+
+/**
+ * Splits a JSON array of objects that are all in canonical form (whitespace allowed between them): the
+ * [start, end) of each, or undefined when the body is anything else (not an array, empty, an element not
+ * canonical, more than `maxParts` elements), which the caller then splits and checks the long way. One pass over
+ * the bytes, for the common body. Precondition: b[start, end) is valid UTF-8.
+ */
+export function splitCanonicalArray(b: Uint8Array, start: number, end: number, maxParts: number): number[] | undefined {
+  let i = skipWs(b, start, end);
+  if (b[i] !== 0x5b) return undefined;
+  i = skipWs(b, i + 1, end);
+  const bounds: number[] = [];
+  for (;;) {
+    if (i >= end || b[i] !== 0x7b || bounds.length >= 2 * maxParts) return undefined;
+    const e = scanObject(b, i, end, 0);
+    if (e < 0) return undefined;
+    bounds.push(i, e);
+    i = skipWs(b, e, end);
+    if (i >= end) return undefined;
+    if (b[i] === 0x5d) return skipWs(b, i + 1, end) === end ? bounds : undefined;
+    if (b[i] !== 0x2c) return undefined;
+    i = skipWs(b, i + 1, end);
+  }
 }

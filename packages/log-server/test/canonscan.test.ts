@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { canonicalJsonString } from '@trailmark/tlog';
-import { isCanonicalObject } from '../src/canonscan.js';
+import { isCanonicalObject, splitCanonicalArray } from '../src/canonscan.js';
 import { prepareBatch, prepareAuditEvents } from '../src/canon.js';
 
 /** What the full path makes of `text`: its canonical form, or undefined when it is not a JSON object at all. */
@@ -166,6 +166,21 @@ describe('canonical check on raw bytes (canonscan)', () => {
     expect(isCanonicalObject(b, 0, b.length)).to.equal(true);
     const t = Buffer.from('{"a":tr}ue');
     expect(isCanonicalObject(t, 0, 8)).to.equal(false);
+  });
+
+  it('splits an array of canonical objects in one pass, and gives up on anything else', () => {
+    const split = (t: string, max = 10) => {
+      const b = Buffer.from(t);
+      const r = splitCanonicalArray(b, 0, b.length, max);
+      return r && Array.from({ length: r.length / 2 }, (_, i) => b.toString('utf8', r[2 * i], r[2 * i + 1]));
+    };
+    expect(split('[{"a":1},{"b":[1,{"c":2}]}]')).to.deep.equal(['{"a":1}', '{"b":[1,{"c":2}]}']);
+    expect(split(' [ {} ,\n\t{"a":"]"} ] ')).to.deep.equal(['{}', '{"a":"]"}']);
+    for (const t of ['[]', '[{}', '[{},]', '[{}{}]', '[{}]x', '[{"b":1,"a":2}]', '[{},1]', '{"a":1}', '[{} ,', ' ']) {
+      expect(split(t), t).to.equal(undefined);
+    }
+    expect(split('[{},{},{}]', 3)).to.have.length(3);
+    expect(split('[{},{},{},{}]', 3)).to.equal(undefined);
   });
 
   it('refuses nesting beyond what canonicalization accepts (256 containers)', () => {
