@@ -226,17 +226,21 @@ describe('batch preparation: canonical entries taken as they stand', () => {
     } catch (e) {
       expect((e as { message: string }).message).to.match(/^entries\[1\] is 70008 bytes in canonical form/);
     }
-    for (const [body, re] of [
-      ['[{"a":1},[1]]', /entries\[1\] must be a JSON object, got an array/],
-      ['[{"a":1},{"a":1e400}]', /entries\[1\].*Infinity/],
-      ['[{"a":1},{"a":01}]', /malformed JSON in entries\[1\]/],
+    // a body of more than 64 KiB is split before parsing: a malformed element is named too
+    const pad = ',{"pad":"' + 'x'.repeat(70_000) + '"}';
+    for (const [bad, re, small] of [
+      ['[1]', /entries\[1\] must be a JSON object, got an array/, true],
+      ['{"a":1e400}', /entries\[1\].*Infinity/, true],
+      ['{"a":01}', /malformed JSON in entries\[1\]/, false],
     ] as const) {
-      try {
-        prepareBatch(Buffer.from(body));
-        expect.fail(body);
-      } catch (e) {
-        expect((e as { status: number }).status, body).to.equal(400);
-        expect((e as { message: string }).message, body).to.match(re);
+      for (const body of [`[{"a":1},${bad}]`, `[{"a":1},${bad}${pad}]`]) {
+        try {
+          prepareBatch(Buffer.from(body));
+          expect.fail(body);
+        } catch (e) {
+          expect((e as { status: number }).status, body).to.equal(400);
+          if (small || body.length > 65536) expect((e as { message: string }).message, body).to.match(re);
+        }
       }
     }
   });
