@@ -304,30 +304,25 @@ async function main(): Promise<void> {
     lines.push(`  ingest CPU, LevelDB: ${perEvent(li.cpu!, EVENTS)}`);
     lines.push(`  ingest CPU, PostgreSQL 1 frontend: ${perEvent(oi.cpu!, EVENTS)}`);
     lines.push(`  ingest CPU, PostgreSQL 2 frontends: ${perEvent(ti.cpu!, EVENTS)}`);
-    lines.push(
-      row(
-        `  log CPU per event, LevelDB, ${SMALL_BATCH}/request from ${SMALL_CLIENTS}`,
-        (ls.cpu!.serve * 1000) / SMALL_EVENTS,
-        'µs',
-        `${BATCH}/request, same run`,
-        (li.cpu!.serve * 1000) / EVENTS,
-      ),
-    );
-    lines.push(
-      row(
-        `  log CPU per event, PostgreSQL, ${SMALL_BATCH}/request from ${SMALL_CLIENTS}`,
-        (os.cpu!.serve * 1000) / SMALL_EVENTS,
-        'µs',
-        `${BATCH}/request, same run`,
-        (oi.cpu!.serve * 1000) / EVENTS,
-      ),
-    );
-    lines.push(
-      `  ingest CPU, LevelDB, ${SMALL_BATCH}/request: ${perEvent(ls.cpu!, SMALL_EVENTS)} (${fmt(ls.rate)} events/s)`,
-    );
-    lines.push(
-      `  ingest CPU, PostgreSQL 1 frontend, ${SMALL_BATCH}/request: ${perEvent(os.cpu!, SMALL_EVENTS)} (${fmt(os.rate)} events/s)`,
-    );
+    for (const [name, big, small] of [
+      ['LevelDB', li, ls],
+      ['PostgreSQL 1 frontend', oi, os],
+    ] as const) {
+      const perEventSmall = (small.cpu!.serve * 1000) / SMALL_EVENTS;
+      const perEventBig = (big.cpu!.serve * 1000) / EVENTS;
+      lines.push(
+        row(
+          `  log CPU/event, ${name}, ${SMALL_BATCH}/request`,
+          perEventSmall,
+          'µs',
+          `${BATCH}/request, same run`,
+          perEventBig,
+        ),
+      );
+      lines.push(
+        `  ingest CPU, ${name}, ${SMALL_BATCH}/request from ${SMALL_CLIENTS}: ${perEvent(small.cpu!, SMALL_EVENTS)} (${fmt(small.rate)} events/s)`,
+      );
+    }
     lines.push(
       `  load average at the end: ${loadavg()
         .map((l) => l.toFixed(2))
