@@ -7,7 +7,7 @@
  */
 import { errorMessage, canonicalJsonString, TlogError } from '@trailmark/tlog';
 import { isUtf8 } from 'node:buffer';
-import { sha256Into } from '@trailmark/node';
+import { sha256, sha256Into } from '@trailmark/node';
 import { isCanonicalObject, splitCanonicalArray } from './canonscan.js';
 import { scanContainer, skipWs, WS, type ScanLimits } from './jsonscan.js';
 
@@ -122,6 +122,32 @@ export function parseEntryBody(body: Uint8Array): unknown {
   const { b, start } = utf8Body(body);
   if (b.length > UNSCANNED_BODY_BYTES) scanContainer(b, start, b.length, entryLimits('the entry'), false);
   return parsePart(b, start, b.length);
+}
+
+/**
+ * An add-entry body as a leaf: its bytes as they stand when they are already the canonical form (see
+ * canonscan.ts), else parsed (parseEntryBody) and canonicalized. Precondition: none; throws PrepError for every
+ * client mistake, naming the entry `the entry`.
+ */
+export function prepareEntry(body: Uint8Array): { data: Uint8Array; hash: Uint8Array } {
+  const { b, start } = utf8Body(body);
+  const s = skipWs(b, start, b.length);
+  let e = b.length;
+  while (e > s && WS[b[e - 1]] === 1) e--;
+  if (isCanonicalObject(b, s, e)) {
+    if (e - s > MAX_ENTRY_BYTES) throw tooLargeEntry('the entry', e - s);
+    return leafOf((out, o) => b.copy(out, o, s, e), e - s);
+  }
+  const c = canonicalEntrySized(parseEntryBody(body), 'the entry');
+  return leafOf((out, o) => out.write(c.text, o, 'utf8'), c.len);
+}
+
+/** A leaf of `len` bytes that `fill` writes at offset o of a buffer holding 0x00 || data, hashed without a copy. */
+export function leafOf(fill: (out: Buffer, o: number) => void, len: number): { data: Uint8Array; hash: Uint8Array } {
+  const out = Buffer.allocUnsafe(len + 1);
+  out[0] = 0;
+  fill(out, 1);
+  return { data: out.subarray(1), hash: sha256(out) };
 }
 
 /**

@@ -18,7 +18,8 @@ import {
   canonicalEntrySized,
   MAX_BATCH_BODY_BYTES,
   MAX_ENTRY_BODY_BYTES,
-  parseEntryBody,
+  leafOf,
+  prepareEntry,
   type BodyKind,
 } from './canon.js';
 import type { BodyBudget } from './limits.js';
@@ -259,10 +260,10 @@ function checkWrite(req: IncomingMessage, tokenHashes: Buffer[] | undefined): vo
     throw new HttpError(415, `content encoding ${JSON.stringify(enc.slice(0, 20))} is not supported`);
 }
 
-async function readEntry(req: IncomingMessage, res: ServerResponse, budget: BodyBudget): Promise<unknown> {
+async function readEntry(req: IncomingMessage, res: ServerResponse, budget: BodyBudget): Promise<Leaf> {
   const body = await readBody(req, res, MAX_ENTRY_BODY_BYTES, budget);
   try {
-    return parseEntryBody(body);
+    return prepareEntry(body);
   } catch (e) {
     throw asHttp(e);
   }
@@ -430,7 +431,7 @@ export function logApiRoutes(ctx: ApiContext): (req: IncomingMessage, res: Serve
   const writes: Record<string, WriteHandler> = {
     '/v1/add-entry': async (req, res) => {
       checkWrite(req, ctx.tokenHashes);
-      const leaf = toLeaf(await readEntry(req, res, ctx.bodies), 'the entry');
+      const leaf = await readEntry(req, res, ctx.bodies);
       const r = await ctx.sequencer.submit([leaf]);
       observe(r.acceptedAt);
       const idx = r.indices[0];
@@ -524,11 +525,7 @@ export function toLeaf(value: unknown, what: string): Leaf {
   } catch (e) {
     throw asHttp(e);
   }
-  // one buffer: 0x00 || data, so the leaf hash needs no copy
-  const buf = Buffer.allocUnsafe(c.len + 1);
-  buf[0] = 0;
-  buf.write(c.text, 1, 'utf8');
-  return { data: buf.subarray(1), hash: sha256(buf) };
+  return leafOf((out, o) => out.write(c.text, o, 'utf8'), c.len);
 }
 
 /** The express app for what is not the log API: health and metrics, JSON 404/405 errors for everything else. */

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { canonicalJsonString } from '@trailmark/tlog';
 import { isCanonicalObject, splitCanonicalArray } from '../src/canonscan.js';
-import { prepareBatch, prepareAuditEvents } from '../src/canon.js';
+import { prepareBatch, prepareAuditEvents, prepareEntry } from '../src/canon.js';
 
 /** What the full path makes of `text`: its canonical form, or undefined when it is not a JSON object at all. */
 function slowCanonical(text: string): string | undefined {
@@ -243,6 +243,26 @@ describe('batch preparation: canonical entries taken as they stand', () => {
         }
       }
     }
+  });
+
+  it('add-entry: a canonical body is taken as it stands, any other canonicalized, to the same leaf', () => {
+    const obj = { b: [1, 'x', { d: null, c: true }], a: 0.5, é: '\u001f' };
+    const want = canonicalJsonString(obj);
+    for (const body of [want, ` ${want}\n`, JSON.stringify(obj), JSON.stringify(obj, null, 2)]) {
+      const leaf = prepareEntry(Buffer.from(body));
+      expect(Buffer.from(leaf.data).toString('utf8'), body).to.equal(want);
+      expect(Buffer.from(leaf.hash)).to.deep.equal(leafHash(leaf.data));
+    }
+    const big = '{"a":"' + 'x'.repeat(70_000) + '"}';
+    expect(() => prepareEntry(Buffer.from(big)))
+      .to.throw()
+      .that.deep.includes({
+        status: 413,
+        message: 'the entry is 70008 bytes in canonical form; at most 65535 are accepted',
+      });
+    expect(() => prepareEntry(Buffer.from('[1]')))
+      .to.throw()
+      .that.deep.includes({ status: 400 });
   });
 
   it('k8s audit items: canonical and non-canonical events give the same leaves', () => {
