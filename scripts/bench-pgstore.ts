@@ -6,8 +6,13 @@
  *
  * PostgreSQL is a private server (test/lib/postgres.ts) with fsync ON, so its commits cost what LevelDB's do.
  *
+ * Beside the 1,000-event batches, each store also takes batches of 100 from 4 clients, the size the proxies'
+ * shippers send under load, and the log's CPU per event is printed for both.
+ *
  *   node --import=tsx scripts/bench-pgstore.ts           (BENCH_QUICK=1 for a smoke run; BENCH_PG_EVENTS=N;
- *                                                         BENCH_CPU_PROF=DIR writes the frontends' CPU profiles)
+ *                                                         BENCH_CPU_PROF=DIR writes the frontends' CPU profiles;
+ *                                                         BENCH_INGEST_ONLY=1 skips ceilings, proofs and the
+ *                                                         2-frontend run, for profiling ingest alone)
  *
  * Needs a build (npx tsc -b): the frontends are `trailmark serve` processes.
  */
@@ -26,6 +31,11 @@ const quick = process.env.BENCH_QUICK === '1';
 const EVENTS = Number(process.env.BENCH_PG_EVENTS ?? (quick ? 40_000 : 200_000));
 const BATCH = 1000;
 const CLIENTS = 8;
+/** Batches as the proxies' shippers send them under load: tens to hundreds of events from a few shippers. */
+const SMALL_BATCH = 100;
+const SMALL_CLIENTS = 4;
+const INGEST_ONLY = process.env.BENCH_INGEST_ONLY === '1';
+const SMALL_EVENTS = Math.ceil(EVENTS / 2 / SMALL_BATCH) * SMALL_BATCH;
 const PROOF_SECONDS = quick ? 3 : 8;
 /** A directory for the frontends' CPU profiles (node --cpu-prof), when set. */
 const PROF = process.env.BENCH_CPU_PROF;
@@ -33,11 +43,19 @@ const BIN = fileURLToPath(new URL('../packages/cli/dist/bin.js', import.meta.url
 
 const tag = Math.random().toString(36).slice(2, 8);
 let seq = 0;
-/** One access event like the proxy's (about 300 bytes canonical), unique so that dedup does not shortcut it. */
+/**
+ * One access event like the proxy's (about 450 bytes), unique so that dedup does not shortcut it. It is sent in
+ * RFC 8785 canonical form, as the proxies' shippers send the bytes they spooled (the stream's `prev` is the log's
+ * leaf hash of them); `BENCH_NONCANONICAL=1` sends the same event with its members out of order instead.
+ */
+const NONCANONICAL = process.env.BENCH_NONCANONICAL === '1';
 function event(): string {
   const n = seq++;
-  return `{"schema":"trailmark.access/v1","stage":"request","id":"${tag}-${n}","request_id":"r-${tag}-${n}","time":"2026-11-26T12:00:00.000Z","proxy":"bench","actor":{"id":"alice","roles":["dba"],"ip":"10.1.2.3","user_agent":"bench/1.0"},"action":{"method":"GET","target":"http://db.internal:8080","path":"/v1/rows/${n}","query":{}},"decision":{"allowed":true,"reason":"role"}}`;
+  if (NONCANONICAL)
+    return `{"schema":"trailmark.access/v1","stage":"request","id":"${tag}-${n}","request_id":"r-${tag}-${n}","time":"2026-11-26T12:00:00.000Z","proxy":"bench","stream":{"seq":${n},"id":"bench-${tag}","prev":"${PREV}"},"actor":{"id":"alice","roles":["dba"],"ip":"10.1.2.3","user_agent":"bench/1.0"},"action":{"protocol":"http","method":"GET","target":"http://db.internal:8080","path":"/v1/rows/${n}","query":{}},"decision":{"allowed":true,"reason":"role"}}`;
+  return `{"action":{"method":"GET","path":"/v1/rows/${n}","protocol":"http","query":{},"target":"http://db.internal:8080"},"actor":{"id":"alice","ip":"10.1.2.3","roles":["dba"],"user_agent":"bench/1.0"},"decision":{"allowed":true,"reason":"role"},"id":"${tag}-${n}","proxy":"bench","request_id":"r-${tag}-${n}","schema":"trailmark.access/v1","stage":"request","stream":{"id":"bench-${tag}","prev":"${PREV}","seq":${n}},"time":"2026-11-26T12:00:00.000Z"}`;
 }
+const PREV = 'n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=';
 
 async function serve(args: string[]): Promise<{ proc: ChildProcess; url: string }> {
   const proc = spawn(
@@ -90,21 +108,23 @@ function cpuMeter(servePids: number[], pgPid: number | undefined): () => CpuSpli
 const perEvent = (c: CpuSplit, events: number): string =>
   `serve ${fmt((c.serve * 1000) / events)}, PostgreSQL ${fmt((c.pg * 1000) / events)}, load generator ${fmt((c.load * 1000) / events)} µs CPU/event`;
 
-/** Batched ingest: CLIENTS loops posting BATCH-event add-entries, round-robin over `urls`; events/s. */
+/** Batched ingest: `clients` loops posting `batch`-event add-entries, round-robin over `urls`; events/s. */
 async function ingest(
   urls: string[],
   events: number,
   meter?: () => () => CpuSplit,
+  batch = BATCH,
+  clients = CLIENTS,
 ): Promise<{ rate: number; size: number; cpu?: CpuSplit }> {
   const stopMeter = meter?.();
-  let left = Math.ceil(events / BATCH);
+  let left = Math.ceil(events / batch);
   let turn = 0;
   let size = 0;
   const t0 = performance.now();
   await Promise.all(
-    Array.from({ length: CLIENTS }, async () => {
+    Array.from({ length: clients }, async () => {
       while (left-- > 0) {
-        const body = '[' + Array.from({ length: BATCH }, event).join(',') + ']';
+        const body = '[' + Array.from({ length: batch }, event).join(',') + ']';
         const url = urls[turn++ % urls.length];
         const r = await fetch(`${url}/v1/add-entries`, {
           method: 'POST',
@@ -116,7 +136,7 @@ async function ingest(
       }
     }),
   );
-  return { rate: (Math.ceil(events / BATCH) * BATCH) / ((performance.now() - t0) / 1000), size, cpu: stopMeter?.() };
+  return { rate: (Math.ceil(events / batch) * batch) / ((performance.now() - t0) / 1000), size, cpu: stopMeter?.() };
 }
 
 /** get-proof-by-index at random leaves of a tree of `size`, 32 connections per URL; req/s and p99 ms. */
@@ -187,14 +207,18 @@ async function main(): Promise<void> {
   const lines: string[] = [];
   try {
     const pgPid = Number(readFileSync(join(db.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]) || undefined;
-    const levelCeiling = await levelSyncBatchRate(BATCH, quick ? 10 : 30);
-    const pgCeiling = await pgInsertRate(db);
+    const levelCeiling = INGEST_ONLY ? NaN : await levelSyncBatchRate(BATCH, quick ? 10 : 30);
+    const pgCeiling = INGEST_ONLY ? NaN : await pgInsertRate(db);
+    const noProofs = { rps: NaN, p99: NaN };
+    const small = (url: string, pids: number[], pgp: number | undefined) =>
+      ingest([url], SMALL_EVENTS, () => cpuMeter(pids, pgp), SMALL_BATCH, SMALL_CLIENTS);
 
     // LevelDB, the embedded default
     const level = await serve(['--data', join(tmp, 'level')]);
     procs.push(level.proc);
     const li = await ingest([level.url], EVENTS, () => cpuMeter([level.proc.pid!], undefined));
-    const lp = await proofs([level.url], li.size);
+    const ls = await small(level.url, [level.proc.pid!], undefined);
+    const lp = INGEST_ONLY ? noProofs : await proofs([level.url], ls.size);
     await stop(level.proc);
 
     // PostgreSQL, one frontend
@@ -202,18 +226,27 @@ async function main(): Promise<void> {
     const one = await serve(['--store', db.url('one'), '--key', join(tmp, 'one.key')]);
     procs.push(one.proc);
     const oi = await ingest([one.url], EVENTS, () => cpuMeter([one.proc.pid!], pgPid));
-    const op = await proofs([one.url], oi.size);
+    const os = await small(one.url, [one.proc.pid!], pgPid);
+    const op = INGEST_ONLY ? noProofs : await proofs([one.url], os.size);
     await stop(one.proc);
 
     // PostgreSQL, two frontends on one store and key, the load split between them
-    db.sql('CREATE DATABASE two');
-    const a = await serve(['--store', db.url('two'), '--key', join(tmp, 'two.key')]);
-    const b = await serve(['--store', db.url('two'), '--key', join(tmp, 'two.key')]);
-    procs.push(a.proc, b.proc);
-    const ti = await ingest([a.url, b.url], EVENTS, () => cpuMeter([a.proc.pid!, b.proc.pid!], pgPid));
-    // the other frontend's view catches up within a second
-    await new Promise((r) => setTimeout(r, 1200));
-    const tp = await proofs([a.url, b.url], ti.size);
+    let ti: { rate: number; size: number; cpu?: CpuSplit } = {
+      rate: NaN,
+      size: 0,
+      cpu: { serve: NaN, pg: NaN, load: NaN },
+    };
+    let tp = noProofs;
+    if (!INGEST_ONLY) {
+      db.sql('CREATE DATABASE two');
+      const a = await serve(['--store', db.url('two'), '--key', join(tmp, 'two.key')]);
+      const b = await serve(['--store', db.url('two'), '--key', join(tmp, 'two.key')]);
+      procs.push(a.proc, b.proc);
+      ti = await ingest([a.url, b.url], EVENTS, () => cpuMeter([a.proc.pid!, b.proc.pid!], pgPid));
+      // the other frontend's view catches up within a second
+      await new Promise((r) => setTimeout(r, 1200));
+      tp = await proofs([a.url, b.url], ti.size);
+    }
 
     lines.push('');
     lines.push(
@@ -271,6 +304,25 @@ async function main(): Promise<void> {
     lines.push(`  ingest CPU, LevelDB: ${perEvent(li.cpu!, EVENTS)}`);
     lines.push(`  ingest CPU, PostgreSQL 1 frontend: ${perEvent(oi.cpu!, EVENTS)}`);
     lines.push(`  ingest CPU, PostgreSQL 2 frontends: ${perEvent(ti.cpu!, EVENTS)}`);
+    for (const [name, big, small] of [
+      ['LevelDB', li, ls],
+      ['PostgreSQL 1 frontend', oi, os],
+    ] as const) {
+      const perEventSmall = (small.cpu!.serve * 1000) / SMALL_EVENTS;
+      const perEventBig = (big.cpu!.serve * 1000) / EVENTS;
+      lines.push(
+        row(
+          `  log CPU/event, ${name}, ${SMALL_BATCH}/request`,
+          perEventSmall,
+          'µs',
+          `${BATCH}/request, same run`,
+          perEventBig,
+        ),
+      );
+      lines.push(
+        `  ingest CPU, ${name}, ${SMALL_BATCH}/request from ${SMALL_CLIENTS}: ${perEvent(small.cpu!, SMALL_EVENTS)} (${fmt(small.rate)} events/s)`,
+      );
+    }
     lines.push(
       `  load average at the end: ${loadavg()
         .map((l) => l.toFixed(2))

@@ -19,14 +19,19 @@ interface Waiter {
   reject(e: unknown): void;
 }
 
-/** Splits packed leaves into Leaf views (no copies). */
+/** Splits packed leaves into Leaf views (no copies; plain Uint8Arrays, which cost a quarter of Buffer views). */
 export function unpack(p: PackedLeaves): Leaf[] {
   const n = p.offsets.length - 1;
   const out = new Array<Leaf>(n);
+  const data = p.data.buffer;
+  const d0 = p.data.byteOffset;
+  const hashes = p.hashes.buffer;
+  const h0 = p.hashes.byteOffset;
   for (let i = 0; i < n; i++) {
+    const o = p.offsets[i] + 1;
     out[i] = {
-      data: p.data.subarray(p.offsets[i] + 1, p.offsets[i + 1]),
-      hash: p.hashes.subarray(i * 32, i * 32 + 32),
+      data: new Uint8Array(data, d0 + o, p.offsets[i + 1] - o),
+      hash: new Uint8Array(hashes, h0 + i * 32, 32),
     };
   }
   return out;

@@ -16,7 +16,8 @@ export interface ScanError {
   message: string;
 }
 
-const WS = new Uint8Array(256);
+/** JSON whitespace bytes (1), by byte value. */
+export const WS = new Uint8Array(256);
 WS[0x20] = WS[0x09] = WS[0x0a] = WS[0x0d] = 1;
 
 /** The first index at or after `i` (below `end`) that is not JSON whitespace. */
