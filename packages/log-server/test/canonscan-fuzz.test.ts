@@ -13,7 +13,13 @@ import { createHash } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
 import { canonicalJsonString } from '@trailmark/tlog';
 import { isCanonicalObject } from '../src/canonscan.js';
-import { prepareBatch, MAX_ENTRY_BYTES, MAX_BATCH_ENTRIES, MAX_BATCH_BODY_BYTES } from '../src/canon.js';
+import {
+  prepareBatch,
+  prepareAuditEvents,
+  MAX_ENTRY_BYTES,
+  MAX_BATCH_ENTRIES,
+  MAX_BATCH_BODY_BYTES,
+} from '../src/canon.js';
 
 /** mulberry32: a small seeded PRNG, uniform on [0, 1). */
 function prng(seed: number): () => number {
@@ -787,6 +793,55 @@ describe('canonscan fuzz: the raw-bytes check against parse + canonicalize (seed
       checkEntry(g, Buffer.from(sample.slice(0, at) + sample.slice(at + 1)));
       checkEntry(g, Buffer.from(sample.slice(0, at)));
     }
+  });
+
+  it('k8s audit EventList items: the same leaves as parse + canonicalize, or refused (1,500 bodies)', () => {
+    const g = new Gen(prng(0x8a5));
+    let ok = 0;
+    for (let k = 0; k < 1_500; k++) {
+      const els: Buffer[] = [];
+      const n = g.int(5);
+      for (let i = 0; i < n; i++)
+        els.push(g.chance(0.7) ? Buffer.from(emit(g, randomObject(g, 0, false), 0)) : candidate(g));
+      const items = els.length === 0 && g.chance(0.5) ? Buffer.from('null') : body(g, els);
+      const b = Buffer.concat([
+        Buffer.from('{"apiVersion":"audit.k8s.io/v1","items":'),
+        items,
+        Buffer.from(g.chance(0.5) ? ',"kind":"EventList"}' : ',"kind":"EventList","metadata":{}}'),
+      ]);
+      // the reference: the whole body parsed, then each item canonicalized as an entry
+      let want: string[] | undefined;
+      try {
+        if (!isUtf8(b)) throw new Error('not UTF-8');
+        const v = JSON.parse(b.toString('utf8')) as { items: unknown };
+        const list = v.items === null ? [] : (v.items as unknown[]);
+        if (!Array.isArray(list)) throw new Error('items');
+        want = list.map((x) => {
+          const r = refValue(x);
+          if (!r.ok || Buffer.byteLength(r.text) > MAX_ENTRY_BYTES) throw new Error('item');
+          return r.text;
+        });
+      } catch {
+        want = undefined;
+      }
+      let got: ReturnType<typeof prepareAuditEvents> | undefined;
+      try {
+        got = prepareAuditEvents(b);
+      } catch (e) {
+        check(typeof (e as { status?: number }).status === 'number', () => `threw ${String(e)}`);
+      }
+      check((got === undefined) === (want === undefined), () => `accepted ${got !== undefined}: ${show(b)}`);
+      if (got === undefined || want === undefined) continue;
+      ok++;
+      check(got.offsets.length === want.length + 1, () => `leaf count: ${show(b)}`);
+      want.forEach((t, i) => {
+        const leaf = Buffer.from(got.data.subarray(got.offsets[i] + 1, got.offsets[i + 1]));
+        check(leaf.equals(Buffer.from(t)), () => `item ${i} of ${show(b)}: ${show(leaf)}`);
+        const h = Buffer.from(got.hashes.buffer, got.hashes.byteOffset + 32 * i, 32);
+        check(h.equals(leafHash(leaf)), () => `hash ${i} of ${show(b)}`);
+      });
+    }
+    expect(ok).to.be.greaterThan(300);
   });
 
   it('limits: entry size, nesting and count, at and around each bound', () => {
