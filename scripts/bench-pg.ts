@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { makeVerifier } from '@trailmark/pg-proxy';
 import { Spool } from '@trailmark/recorder';
 import { freePort, startPgbouncer, startPostgres } from '../test/lib/postgres.js';
-import { startBareTcpForwarder } from './lib/ceilings.js';
+import { startBareTcpForwarder, treeCpuMs } from './lib/ceilings.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const bin = join(root, 'packages/cli/dist/bin.js');
@@ -177,6 +177,16 @@ function cpuMs(pid: number | undefined): number {
   }
 }
 
+/** The system (kernel) part of cpuMs: socket and file system calls, and on loopback the receiver's TCP path. */
+function sysMs(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[12]) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
 /** Read and write system calls a process has made so far (/proc/PID/io: syscr, syscw). */
 function syscalls(pid: number | undefined): { r: number; w: number } {
   try {
@@ -231,6 +241,8 @@ async function main(): Promise<void> {
         join(tmp, 'spool'),
         '--name',
         'bench',
+        // BENCH_PG_WORKERS=N: the proxy with --workers N (its CPU is then counted over all its processes)
+        ...(process.env.BENCH_PG_WORKERS ? ['--workers', process.env.BENCH_PG_WORKERS] : []),
       ],
       /listening: (postgres:\S+)/,
       { ...process.env, PGPASSWORD: pg.password },
@@ -277,7 +289,9 @@ async function main(): Promise<void> {
           // the log server ingests the warm-up's events: let it finish before its CPU is counted
           await new Promise((res) => setTimeout(res, 1500));
         }
-        const cpu0 = { proxy: cpuMs(proxy.proc.pid), log: cpuMs(log.proc.pid), fwd: cpuMs(fwd.proc.pid) };
+        const proxyCpu = () => (process.env.BENCH_PG_WORKERS ? treeCpuMs([proxy.proc.pid!]) : cpuMs(proxy.proc.pid));
+        const cpu0 = { proxy: proxyCpu(), log: cpuMs(log.proc.pid), fwd: cpuMs(fwd.proc.pid) };
+        const kern0 = { proxy: sysMs(proxy.proc.pid), fwd: sysMs(fwd.proc.pid) };
         const sys0 = { proxy: syscalls(proxy.proc.pid), fwd: syscalls(fwd.proc.pid) };
         const r = await pgbench(env, selectOnly, tmp);
         results[workload][name] = r;
@@ -289,11 +303,11 @@ async function main(): Promise<void> {
           return `, syscalls ${((s1.r - s0.r) / r.transactions).toFixed(2)} reads ${((s1.w - s0.w) / r.transactions).toFixed(2)} writes`;
         };
         if (name === 'node fwd')
-          cpu = `   CPU per transaction: forwarder ${per(cpuMs(fwd.proc.pid) - cpu0.fwd)} µs${sys(fwd.proc.pid, sys0.fwd)}`;
+          cpu = `   CPU per transaction: forwarder ${per(cpuMs(fwd.proc.pid) - cpu0.fwd)} µs (system ${per(sysMs(fwd.proc.pid) - kern0.fwd)})${sys(fwd.proc.pid, sys0.fwd)}`;
         if (name === 'pg-proxy') {
           // the log server keeps ingesting after the run ends: give it a moment so its share is counted
           await new Promise((res) => setTimeout(res, 1500));
-          cpu = `   CPU per transaction: pg-proxy ${per(cpuMs(proxy.proc.pid) - cpu0.proxy)} µs, log server ${per(cpuMs(log.proc.pid) - cpu0.log)} µs${sys(proxy.proc.pid, sys0.proxy)}`;
+          cpu = `   CPU per transaction: pg-proxy ${per(proxyCpu() - cpu0.proxy)} µs (system ${per(sysMs(proxy.proc.pid) - kern0.proxy)}), log server ${per(cpuMs(log.proc.pid) - cpu0.log)} µs${sys(proxy.proc.pid, sys0.proxy)}`;
         }
         if (name === 'pg-proxy') {
           const key = selectOnly ? 'select' : 'tpcb';
