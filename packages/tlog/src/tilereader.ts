@@ -178,13 +178,11 @@ export function checkEntryBundle(
  * not hashed again. Precondition: bundleMatches(data, tile, width) returned true.
  */
 function splitCheckedBundle(data: Uint8Array, width: number): Uint8Array[] {
-  // filled by push, not new Array(width): a packed array, which structured clone (a reader thread posting the
-  // entries) copies as a whole rather than index by index
-  const out: Uint8Array[] = [];
+  const out: Uint8Array[] = new Array(width);
   let o = 0;
   for (let i = 0; i < width; i++) {
     const len = (data[o] << 8) | data[o + 1];
-    out.push(data.subarray(o + 2, o + 2 + len));
+    out[i] = data.subarray(o + 2, o + 2 + len);
     o += 2 + len;
   }
   return out;
