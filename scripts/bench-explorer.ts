@@ -8,7 +8,7 @@
  * `trailmark search`'s code in Node.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +18,7 @@ import { LogStore, loadLogKey } from '@trailmark/log-server';
 import { LogReader, fetchVerifiedCheckpoint, nodeHasher, verifiedEntries } from '@trailmark/client';
 import { VerifiedSearch, parseFilters } from '@trailmark/client';
 import { IndexStore, Indexer, prepareBundle, preparedEntry, type VerifiedLeaf } from '@trailmark/explorer';
-import { fmt, median, threadCpuMs, treeCpuMs, waitForUrl } from './lib/ceilings.js';
+import { fmt, median, procCpuMs, threadCpuMs, treeCpuMs, waitForUrl } from './lib/ceilings.js';
 import { T0, benchLeaves } from './lib/explorer-events.js';
 import { launchChromium } from '../test/lib/chromium.js';
 
@@ -196,10 +196,7 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 200));
     }
     /** CPU milliseconds the explorer process has used (utime + stime, from /proc). */
-    const explorerCpuMs = () => {
-      const f = readFileSync(`/proc/${xproc.pid}/stat`, 'utf8').split(') ')[1].split(' ');
-      return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
-    };
+    const explorerCpuMs = () => procCpuMs(`/proc/${xproc.pid}/stat`).total;
     const filters = [
       (i: number) => `actor=user${i % 97}`,
       (i: number) => `actor=user${i % 97}&decision=denied`,

@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { makeVerifier } from '@trailmark/pg-proxy';
 import { Spool } from '@trailmark/recorder';
 import { freePort, startPgbouncer, startPostgres } from '../test/lib/postgres.js';
-import { startBareTcpForwarder, treeCpuMs } from './lib/ceilings.js';
+import { procCpuMs, startBareTcpForwarder, treeCpuMs } from './lib/ceilings.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const bin = join(root, 'packages/cli/dist/bin.js');
@@ -166,26 +166,17 @@ async function spoolAppendMs(dir: string): Promise<number> {
 }
 
 /** CPU time (user + system, ms) a process has used so far, from /proc (load distorts it far less than rates). */
-function cpuMs(pid: number | undefined): number {
+function cpuMs(pid: number | undefined, part: 'total' | 'system' = 'total'): number {
   if (pid === undefined) return NaN;
   try {
-    // fields after the parenthesised command name: state is field 3, utime 14, stime 15 (clock ticks, 100/s)
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(f[11]) + Number(f[12])) * 10;
+    return procCpuMs(`/proc/${pid}/stat`)[part];
   } catch {
     return NaN;
   }
 }
 
 /** The system (kernel) part of cpuMs: socket and file system calls, and on loopback the receiver's TCP path. */
-function sysMs(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  try {
-    return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[12]) * 10;
-  } catch {
-    return NaN;
-  }
-}
+const sysMs = (pid: number | undefined): number => cpuMs(pid, 'system');
 
 /** Read and write system calls a process has made so far (/proc/PID/io: syscr, syscw). */
 function syscalls(pid: number | undefined): { r: number; w: number } {

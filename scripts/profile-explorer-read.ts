@@ -5,7 +5,7 @@
  * (verifiedEntries) and indexed (Indexer.syncOnce into a fresh index). Run under `node --cpu-prof`.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +13,7 @@ import { parseVkey, TILE_WIDTH } from '@trailmark/tlog';
 import { LogStore, loadLogKey } from '@trailmark/log-server';
 import { LogReader, fetchVerifiedCheckpoint, verifiedEntries } from '@trailmark/client';
 import { IndexStore, Indexer } from '@trailmark/explorer';
-import { waitForUrl } from './lib/ceilings.js';
+import { procCpuMs, waitForUrl } from './lib/ceilings.js';
 import { benchLeaves } from './lib/explorer-events.js';
 
 const N = Number(process.env.PROFILE_EVENTS ?? 100_000);
@@ -39,10 +39,7 @@ proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
 const url = await waitForUrl(proc);
 const logKey = parseVkey(/^vkey: (\S+)$/m.exec(out)![1]);
 /** CPU seconds of the server process so far (utime + stime). */
-const serverCpu = () => {
-  const f = readFileSync(`/proc/${proc.pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-};
+const serverCpu = () => procCpuMs(`/proc/${proc.pid}/stat`).total / 1000;
 
 async function measure(name: string, fn: () => Promise<void>): Promise<void> {
   const s0 = serverCpu();

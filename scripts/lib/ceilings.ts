@@ -232,8 +232,7 @@ export function treeCpuMs(roots: number[]): number {
     } catch {
       continue; // exited meanwhile
     }
-    // fields after the command name in parentheses (which may hold spaces): state ppid ... utime(14) stime(15)
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const f = statFields(stat);
     parent.set(Number(name), Number(f[1]));
     cpu.set(Number(name), ((Number(f[11]) + Number(f[12])) * 1000) / ticks);
   }
@@ -251,7 +250,20 @@ export function treeCpuMs(roots: number[]): number {
  * from /proc (Linux): which thread of a process does the work.
  */
 export function threadCpuMs(pid: number, tid: number): number {
-  const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+  return procCpuMs(`/proc/${pid}/task/${tid}/stat`).total;
+}
+
+/** The fields of a /proc stat line after the command name in parentheses (which may hold spaces): state, ppid, ... */
+function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/**
+ * CPU time (ms) in a /proc stat file (`/proc/PID/stat` or a thread's): user + system, and system alone.
+ * Precondition: the file exists (throws otherwise).
+ */
+export function procCpuMs(file: string): { total: number; system: number } {
+  const f = statFields(readFileSync(file, 'utf8'));
+  // utime and stime are fields 14 and 15 of the line, in clock ticks (USER_HZ, 100 on Linux)
+  return { total: ((Number(f[11]) + Number(f[12])) * 1000) / 100, system: (Number(f[12]) * 1000) / 100 };
 }

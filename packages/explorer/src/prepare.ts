@@ -115,14 +115,14 @@ export interface PreparedBundle {
   words: string[];
   /** STRS per entry: request id, actor, target, method, path, protocol, status, stream id. */
   strs: (string | null)[];
-  /** NUMS per entry: kind, time (ms), decision, stream seq; NaN for none. */
+  /** NUMS per entry: kind, time (ms), decision; NaN for none. */
   nums: Float64Array;
   /** STREAM per entry: the StreamMembers in declaration order; the first is undefined without a stream. */
   streams: unknown[];
 }
 
 const STRS = 8;
-const NUMS = 4;
+const NUMS = 3;
 const STREAM = 7;
 
 const orNaN = (v: number | null) => (v === null ? NaN : v);
@@ -142,8 +142,7 @@ export function prepareBundle(entries: Uint8Array[]): PreparedBundle {
     let o = i * NUMS;
     b.nums[o++] = f.kind;
     b.nums[o++] = orNaN(f.timeMs);
-    b.nums[o++] = orNaN(f.decision);
-    b.nums[o] = orNaN(f.streamSeq);
+    b.nums[o] = orNaN(f.decision);
     const s = p.stream;
     if (s !== null) b.streams.push(s.stream, s.stage, s.proxy, s.time, s.request_id, s.stream_key, s.signature);
     else b.streams.push(undefined, undefined, undefined, undefined, undefined, undefined, undefined);
@@ -153,7 +152,7 @@ export function prepareBundle(entries: Uint8Array[]): PreparedBundle {
 
 /**
  * Entry `i` of a PreparedBundle, as prepareEntry made it (but for the fields the index does not keep: stage,
- * proxy and the checked stream position). Precondition: i < the bundle's number of entries.
+ * proxy, the checked stream position and its seq). Precondition: i < the bundle's number of entries.
  */
 export function preparedEntry(b: PreparedBundle, i: number): PreparedEntry {
   let o = i * STRS;
@@ -172,7 +171,7 @@ export function preparedEntry(b: PreparedBundle, i: number): PreparedEntry {
     decision: orNull(b.nums[m + 2]),
     status: s[o++],
     streamId: s[o],
-    streamSeq: orNull(b.nums[m + 3]),
+    streamSeq: null,
     proxy: null,
     words: b.words[i],
     stream: null,
