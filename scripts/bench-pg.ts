@@ -15,19 +15,20 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeVerifier } from '@trailmark/pg-proxy';
 import { Spool } from '@trailmark/recorder';
 import { freePort, startPgbouncer, startPostgres } from '../test/lib/postgres.js';
-import { procCpuMs, startBareTcpForwarder, treeCpuMs } from './lib/ceilings.js';
+import { machineCpuMs, procCpuMs, startBareTcpForwarder, treeCpuMs } from './lib/ceilings.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const bin = join(root, 'packages/cli/dist/bin.js');
 const quick = Boolean(process.env.BENCH_QUICK);
 const duration = quick ? 4 : 10;
 const CLIENTS = 16;
+const cores = availableParallelism();
 
 function startCli(
   args: string[],
@@ -284,7 +285,13 @@ async function main(): Promise<void> {
         const cpu0 = { proxy: proxyCpu(), log: cpuMs(log.proc.pid), fwd: cpuMs(fwd.proc.pid) };
         const kern0 = { proxy: sysMs(proxy.proc.pid), fwd: sysMs(fwd.proc.pid) };
         const sys0 = { proxy: syscalls(proxy.proc.pid), fwd: syscalls(fwd.proc.pid) };
+        const m0 = machineCpuMs();
         const r = await pgbench(env, selectOnly, tmp);
+        const m1 = machineCpuMs();
+        // every process together (pgbench, PostgreSQL, pooler or proxy, log server): the rate the cores could
+        // carry at that cost is the CPU-bound ceiling of this path on this machine
+        const busyUs = ((m1.busy - m0.busy) / r.transactions) * 1000;
+        const machine = `   machine ${busyUs.toFixed(0)} µs/txn, ${(((m1.busy - m0.busy) / (m1.total - m0.total)) * 100).toFixed(0)}% busy, CPU-bound ceiling ${Math.round((cores * 1e6) / busyUs)} TPS`;
         results[workload][name] = r;
         let cpu = '';
         const per = (ms: number) => ((ms / r.transactions) * 1000).toFixed(0);
@@ -305,7 +312,7 @@ async function main(): Promise<void> {
           proxyTransactions = { ...proxyTransactions, [key]: proxyTransactions[key] + r.transactions };
         }
         console.log(
-          `  ${workload.padEnd(18)} ${name.padEnd(10)} ${r.tps.toFixed(0).padStart(7)} TPS   p99 ${r.p99.toFixed(2).padStart(7)} ms${cpu}`,
+          `  ${workload.padEnd(18)} ${name.padEnd(10)} ${r.tps.toFixed(0).padStart(7)} TPS   p99 ${r.p99.toFixed(2).padStart(7)} ms${machine}${cpu}`,
         );
       }
       if (Object.keys(results[workload]).length < Object.keys(targets).length) continue;

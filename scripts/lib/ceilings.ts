@@ -267,3 +267,15 @@ export function procCpuMs(file: string): { total: number; system: number } {
   // utime and stime are fields 14 and 15 of the line, in clock ticks (USER_HZ, 100 on Linux)
   return { total: ((Number(f[11]) + Number(f[12])) * 1000) / 100, system: (Number(f[12]) * 1000) / 100 };
 }
+
+/**
+ * CPU time (ms) the whole machine has spent busy and in total since boot, summed over its cores, from /proc/stat
+ * (Linux): busy over a run, divided by the work done, is what every process together paid per unit of work.
+ */
+export function machineCpuMs(): { busy: number; total: number } {
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is already counted in user)
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = cpu;
+  const busy = user + nice + system + irq + softirq + (steal ?? 0);
+  return { busy: (busy * 1000) / 100, total: ((busy + idle + iowait) * 1000) / 100 };
+}
