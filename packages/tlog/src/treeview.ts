@@ -27,6 +27,8 @@ export class TreeView {
   private readonly tiles = new Map<string, Hash[]>();
   private readonly nodes = new Map<string, Hash>();
   private readonly sorted: bigint[];
+  /** Our leaf hashes in the order of `sorted`: a run of consecutive indexes is a slice of it. */
+  private readonly sortedHashes: Hash[];
   /** Tiles the walk needed and did not hold (collected by the first, structural walk). */
   private wanted: Map<string, { level: number; index: bigint }> | null = null;
 
@@ -38,6 +40,7 @@ export class TreeView {
     private readonly hasher: Hasher = rfc6962,
   ) {
     this.sorted = [...mine.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    this.sortedHashes = this.sorted.map((i) => mine.get(i)!);
   }
 
   /** The root of the tree from our leaves and the tiles; compare it with the signed root. */
@@ -59,18 +62,43 @@ export class TreeView {
     )[0];
   }
 
-  /** Whether node (level, index) covers one of our leaves. */
-  private covers(level: number, index: bigint): boolean {
-    const lo = index << BigInt(level);
-    const hi = (index + 1n) << BigInt(level);
+  /** Position in `sorted` of the first of our leaves at or after `leaf`. */
+  private lowerBound(leaf: bigint): number {
     let a = 0;
     let b = this.sorted.length;
     while (a < b) {
       const m = (a + b) >> 1;
-      if (this.sorted[m] < lo) a = m + 1;
+      if (this.sorted[m] < leaf) a = m + 1;
       else b = m;
     }
-    return a < this.sorted.length && this.sorted[a] < hi;
+    return a;
+  }
+
+  /** Whether node (level, index) covers one of our leaves. */
+  private covers(level: number, index: bigint): boolean {
+    const a = this.lowerBound(index << BigInt(level));
+    return a < this.sorted.length && this.sorted[a] < (index + 1n) << BigInt(level);
+  }
+
+  /**
+   * The hash of node (level, index) when every leaf under it is ours, else undefined. A batch's leaves sit at
+   * consecutive indexes, so most of its nodes are such: they are hashed up in one loop over a slice of our
+   * hashes, without the per-node memo the partly covered nodes need.
+   */
+  private dense(level: number, index: bigint): Hash | undefined {
+    const width = 2 ** level;
+    if (width > this.sorted.length) return undefined;
+    const lo = index << BigInt(level);
+    const a = this.lowerBound(lo);
+    // indexes are distinct: `width` of them from lo on are exactly lo..lo+width-1 when the last one is
+    if (a + width > this.sorted.length || this.sorted[a + width - 1] !== lo + BigInt(width - 1)) return undefined;
+    let row = this.sortedHashes.slice(a, a + width);
+    while (row.length > 1) {
+      const up: Hash[] = new Array<Hash>(row.length / 2);
+      for (let i = 0; i < up.length; i++) up[i] = this.hasher.node(row[2 * i], row[2 * i + 1]);
+      row = up;
+    }
+    return row[0];
   }
 
   /** The node's hash; during the structural walk, undefined where it needs a tile not yet loaded. */
@@ -78,10 +106,9 @@ export class TreeView {
     const key = `${level}/${index}`;
     const hit = this.nodes.get(key);
     if (hit) return hit;
-    let h: Hash | undefined;
-    const own = level === 0 ? this.mine.get(index) : undefined;
-    if (own) h = own;
-    else if (level % TILE_HEIGHT === 0 && (level === 0 || !this.covers(level, index))) {
+    // our own leaf, or a node all of whose leaves are ours
+    let h: Hash | undefined = level === 0 ? this.mine.get(index) : this.dense(level, index);
+    if (h === undefined && level % TILE_HEIGHT === 0 && (level === 0 || !this.covers(level, index))) {
       const loc = tileForNode({ level, index });
       const tkey = `${loc.level}/${loc.index}`;
       const hashes = this.tiles.get(tkey);
@@ -93,7 +120,7 @@ export class TreeView {
       if (hashes.length <= loc.offset)
         throw new TlogError('tile', `tile ${loc.level}/${loc.index} is too short for node ${key}`);
       h = hashes[loc.offset];
-    } else {
+    } else if (h === undefined) {
       const left = this.node(level - 1, 2n * index);
       const right = this.node(level - 1, 2n * index + 1n);
       if (!left || !right) return undefined;

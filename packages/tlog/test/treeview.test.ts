@@ -69,6 +69,27 @@ describe('TreeView (leaves against a signed root through tiles)', () => {
     );
   });
 
+  it('gives the signed root for a batch at consecutive indexes (whole subtrees of ours), and another for one wrong leaf in it', async () => {
+    const t = tree(4_000);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.nat({ max: 3_999 }),
+        fc.integer({ min: 1, max: 1_200 }),
+        fc.nat(),
+        async (start, len, pick) => {
+          const idx = Array.from({ length: Math.min(len, 4_000 - start) }, (_, i) => start + i);
+          const ours = mine(t, idx);
+          expect(bytesEqual(await new TreeView(4_000n, ours, async (r) => t.tile(r)).root(), t.root)).to.equal(true);
+          // one leaf of the run swapped for another entry's hash: the run's subtrees no longer add up
+          const forged = idx[pick % idx.length];
+          ours.set(BigInt(forged), hashLeaf(utf8(`{"forged":${forged}}`)));
+          expect(bytesEqual(await new TreeView(4_000n, ours, async (r) => t.tile(r)).root(), t.root)).to.equal(false);
+        },
+      ),
+      { numRuns: 30 },
+    );
+  });
+
   it('gives another root when one of our leaves is not at the index the log gave, or a tile lies', async () => {
     const t = tree(1000);
     // our leaf 5 claimed at index 6
