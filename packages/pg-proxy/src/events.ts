@@ -44,6 +44,21 @@ export interface PgEvent {
   outcome?: Record<string, unknown>;
 }
 
+/**
+ * A statement's response outcome (contract section 4). Precondition: duration_ms and rows are finite numbers;
+ * sqlstate is given (string or null) only when status is 'error'.
+ */
+export interface StatementOutcome {
+  status: 'ok' | 'error';
+  /** The command tag, such as `SELECT 3`, or null when none came. */
+  command: string | null;
+  rows: number | null;
+  duration_ms: number;
+  sqlstate?: string | null;
+  /** The session ended before the statement's answer did. */
+  aborted?: true;
+}
+
 /** SQL text kept in an event: the log's entries are at most 65,535 bytes, so long statements are cut. */
 export const MAX_STATEMENT_CHARS = 16_384;
 /** What an event may take in canonical JSON, leaving room for the fields a trail adds (stream position). */
@@ -203,15 +218,18 @@ export class SessionEvents {
     }
   }
 
-  /**
-   * A response event. Precondition: outcome holds status, command (string or null), rows (number or null),
-   * duration_ms, and optionally sqlstate and aborted, as the session makes them.
-   */
-  response(requestId: string, outcome: Record<string, unknown>): EncodedEvent {
+  /** A response event (contract section 4): the outcome's members are written in canonical order as they come. */
+  response(requestId: string, outcome: StatementOutcome): EncodedEvent {
+    const { status, command, rows, duration_ms: ms, sqlstate, aborted } = outcome;
+    // RFC 8785 writes numbers as ECMAScript's Number.prototype.toString does (String(n)), members sorted by key
+    const json =
+      `{${aborted ? '"aborted":true,' : ''}"command":${command === null ? 'null' : q(command)},"duration_ms":${String(ms)},` +
+      `"rows":${rows === null ? 'null' : String(rows)},` +
+      `${sqlstate === undefined ? '' : `"sqlstate":${sqlstate === null ? 'null' : q(sqlstate)},`}"status":"${status}"}`;
     return new EncodedEvent(
       'response',
       requestId,
-      `"action":${this.responseAction},"id":"${newId()}","outcome":${canonicalJsonString(outcome)},` +
+      `"action":${this.responseAction},"id":"${newId()}","outcome":${json},` +
         `"proxy":${this.proxyJson},"request_id":"${requestId}","schema":${SCHEMA_JSON},"stage":"response"`,
       `"time":"${rfc3339ms()}"`,
     );

@@ -19,7 +19,15 @@ import type net from 'node:net';
 import tls from 'node:tls';
 import { serialize } from 'pg-protocol';
 import type { PgRules, PgUsers, Grant } from './config.js';
-import { pgEvent, SessionEvents, statementText, type PgActor, type PgEvent, type PgTrail } from './events.js';
+import {
+  pgEvent,
+  SessionEvents,
+  statementText,
+  type PgActor,
+  type PgEvent,
+  type PgTrail,
+  type StatementOutcome,
+} from './events.js';
 import type { EncodedEvent } from '@trailmark/recorder';
 import { liftsReadOnly } from './readonly.js';
 import { mockVerifier, ScramServer, SCRAM_MECHANISM } from './scram.js';
@@ -697,7 +705,7 @@ export class Session {
   private complete(aborted = false): void {
     const it = this.inflight.shift()!;
     if (!it.requestId) return;
-    const outcome: Record<string, unknown> = {
+    const outcome: StatementOutcome = {
       status: it.status,
       command: it.command,
       rows: it.rows,

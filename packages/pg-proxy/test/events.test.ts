@@ -46,16 +46,26 @@ describe('pg-proxy: events built in canonical form', () => {
         sqlstate: '25006',
         aborted: true,
       }),
+      e.response('r-3', { status: 'error', command: 'tag "x" ü', rows: 0, duration_ms: 123456.789, sqlstate: null }),
+      e.response('r-4', { status: 'ok', command: 'COPY 1000000', rows: 1e6, duration_ms: 0.001 }),
     ]);
-    // start, then the four events
-    expect(records.map((r) => r.ev.stage)).to.deep.equal(['start', 'request', 'request', 'response', 'response']);
+    // start, then the six events
+    expect(records.map((r) => r.ev.stage)).to.deep.equal([
+      'start',
+      'request',
+      'request',
+      'response',
+      'response',
+      'response',
+      'response',
+    ]);
     for (let i = 0; i < records.length; i++) {
       const { bytes, ev } = records[i];
       expect(Buffer.from(canonicalJson(ev)).equals(bytes), `record ${i} is canonical`).to.equal(true);
       expect(ev.stream.seq).to.equal(i);
       expect(ev.stream.prev).to.equal(i === 0 ? null : leafHash(records[i - 1].bytes).toString('base64'));
     }
-    const [, r1, r2, s1, s2] = records.map((r) => r.ev);
+    const [, r1, r2, s1, s2, s3, s4] = records.map((r) => r.ev);
     expect(r1).to.include({ schema: 'trailmark.access/v1', stage: 'request', request_id: 'r-1', proxy: 'pg "edge" ü' });
     expect(r1.action).to.deep.equal({
       protocol: 'postgres',
@@ -80,6 +90,14 @@ describe('pg-proxy: events built in canonical form', () => {
     expect(s1.action).to.deep.equal({ protocol: 'postgres', session_id: 'sess-1' });
     expect(s1.outcome).to.deep.equal({ status: 'ok', command: 'SELECT 1', rows: 1, duration_ms: 0.123 });
     expect(s2.outcome).to.include({ sqlstate: '25006', aborted: true, command: null });
+    expect(s3.outcome).to.deep.equal({
+      status: 'error',
+      command: 'tag "x" ü',
+      rows: 0,
+      duration_ms: 123456.789,
+      sqlstate: null,
+    });
+    expect(s4.outcome).to.deep.equal({ status: 'ok', command: 'COPY 1000000', rows: 1e6, duration_ms: 0.001 });
   });
 
   it('a statement too large for the shortcut takes the object path and is cut to fit a log entry', async () => {
