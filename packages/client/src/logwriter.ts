@@ -338,7 +338,7 @@ export class LogWriter {
       // a large batch is checked a slice at a time: the caller's event loop (a proxy's sessions) never waits
       // for a whole batch, which took tens of milliseconds at 4,000 entries
       if (i % RECEIPT_SLICE === 0) {
-        if (i > 0) await new Promise((r) => setImmediate(r));
+        if (i > 0) await nextTurn();
         hashing.into(ours, i, Math.min(list.length, i + RECEIPT_SLICE));
       }
       const e: unknown = list[i];
@@ -379,7 +379,7 @@ export class LogWriter {
     let root: Hash;
     try {
       const tiles = (ref: TileRef) => this.getBytes('/' + tilePath(ref));
-      root = await new TreeView(cp.size, mine, tiles, nodeHasher).root();
+      root = await new TreeView(cp.size, mine, tiles, nodeHasher, nextTurn).root();
     } catch (e) {
       if (e instanceof TlogError && e.code === 'tile') throw new ReceiptError('tile', e.message);
       if (!(e instanceof TileMissingError)) throw e;
@@ -486,6 +486,8 @@ export class LogWriter {
 
 /** Receipts checked per turn of the event loop. */
 const RECEIPT_SLICE = 500;
+/** Lets the event loop run what waits (sockets, timers) before going on. */
+const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 /**
  * The RFC 6962 leaf hashes of a batch's entries: each leaf input (0x00 || entry) is built in one scratch buffer

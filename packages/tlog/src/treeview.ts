@@ -38,6 +38,8 @@ export class TreeView {
     private readonly mine: ReadonlyMap<bigint, Hash>,
     private readonly fetchTile: TileBytesSource,
     private readonly hasher: Hasher = rfc6962,
+    /** Awaited every few hundred hashes, so that a caller's event loop is not held for a whole batch. */
+    private readonly pause?: () => Promise<void>,
   ) {
     this.sorted = [...mine.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     this.sortedHashes = this.sorted.map((i) => mine.get(i)!);
@@ -47,6 +49,7 @@ export class TreeView {
   async root(): Promise<Hash> {
     const plan = rootPlan(this.size);
     if (plan.nodes.length === 0) return this.hasher.empty();
+    await this.hashRuns();
     // which tiles a node needs depends only on the shape of the tree and on where our leaves are, not on any
     // hash: one walk that hashes nothing finds them all, they are fetched together, and a second walk hashes
     this.wanted = new Map();
@@ -81,24 +84,37 @@ export class TreeView {
   }
 
   /**
-   * The hash of node (level, index) when every leaf under it is ours, else undefined. A batch's leaves sit at
-   * consecutive indexes, so most of its nodes are such: they are hashed up in one loop over a slice of our
-   * hashes, without the per-node memo the partly covered nodes need.
+   * Hashes up, into the memo, every node all of whose leaves are ours: a batch's leaves sit at consecutive
+   * indexes, so most of its nodes are such, and they are hashed in loops over slices of our hashes rather than
+   * node by node through the memo (the walks then stop at them). Each run of consecutive indexes is cut into
+   * aligned subtrees, largest first; any node all ours lies within one of them.
    */
-  private dense(level: number, index: bigint): Hash | undefined {
-    const width = 2 ** level;
-    if (width > this.sorted.length) return undefined;
-    const lo = index << BigInt(level);
-    const a = this.lowerBound(lo);
-    // indexes are distinct: `width` of them from lo on are exactly lo..lo+width-1 when the last one is
-    if (a + width > this.sorted.length || this.sorted[a + width - 1] !== lo + BigInt(width - 1)) return undefined;
-    let row = this.sortedHashes.slice(a, a + width);
-    while (row.length > 1) {
-      const up: Hash[] = new Array<Hash>(row.length / 2);
-      for (let i = 0; i < up.length; i++) up[i] = this.hasher.node(row[2 * i], row[2 * i + 1]);
-      row = up;
+  private async hashRuns(): Promise<void> {
+    const n = this.sorted.length;
+    let hashed = 0;
+    for (let k = 0; k < n;) {
+      let end = k + 1;
+      while (end < n && this.sorted[end] === this.sorted[end - 1] + 1n) end++;
+      for (let at = k; at < end;) {
+        const lo = this.sorted[at];
+        let level = 0;
+        while (at + 2 ** (level + 1) <= end && lo % (1n << BigInt(level + 1)) === 0n) level++;
+        if (level > 0) {
+          let row = this.sortedHashes.slice(at, at + 2 ** level);
+          while (row.length > 1) {
+            const up: Hash[] = new Array<Hash>(row.length / 2);
+            for (let i = 0; i < up.length; i++) {
+              up[i] = this.hasher.node(row[2 * i], row[2 * i + 1]);
+              if (++hashed % 512 === 0 && this.pause) await this.pause();
+            }
+            row = up;
+          }
+          this.nodes.set(`${level}/${lo >> BigInt(level)}`, row[0]);
+        }
+        at += 2 ** level;
+      }
+      k = end;
     }
-    return row[0];
   }
 
   /** The node's hash; during the structural walk, undefined where it needs a tile not yet loaded. */
@@ -106,8 +122,7 @@ export class TreeView {
     const key = `${level}/${index}`;
     const hit = this.nodes.get(key);
     if (hit) return hit;
-    // our own leaf, or a node all of whose leaves are ours
-    let h: Hash | undefined = level === 0 ? this.mine.get(index) : this.dense(level, index);
+    let h: Hash | undefined = level === 0 ? this.mine.get(index) : undefined;
     if (h === undefined && level % TILE_HEIGHT === 0 && (level === 0 || !this.covers(level, index))) {
       const loc = tileForNode({ level, index });
       const tkey = `${loc.level}/${loc.index}`;

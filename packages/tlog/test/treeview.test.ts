@@ -79,7 +79,17 @@ describe('TreeView (leaves against a signed root through tiles)', () => {
         async (start, len, pick) => {
           const idx = Array.from({ length: Math.min(len, 4_000 - start) }, (_, i) => start + i);
           const ours = mine(t, idx);
-          expect(bytesEqual(await new TreeView(4_000n, ours, async (r) => t.tile(r)).root(), t.root)).to.equal(true);
+          // the caller's pause comes between slices of the hashing, and changes nothing in the result
+          let pauses = 0;
+          const paused = new TreeView(
+            4_000n,
+            ours,
+            async (r) => t.tile(r),
+            undefined,
+            async () => void pauses++,
+          );
+          expect(bytesEqual(await paused.root(), t.root)).to.equal(true);
+          if (idx.length >= 1_100) expect(pauses).to.be.greaterThan(0);
           // one leaf of the run swapped for another entry's hash: the run's subtrees no longer add up
           const forged = idx[pick % idx.length];
           ours.set(BigInt(forged), hashLeaf(utf8(`{"forged":${forged}}`)));
@@ -88,6 +98,21 @@ describe('TreeView (leaves against a signed root through tiles)', () => {
       ),
       { numRuns: 30 },
     );
+    // a 2,000-entry batch: about 2,000 node hashes, paused between slices of them
+    let pauses = 0;
+    const batch = mine(
+      t,
+      Array.from({ length: 2_000 }, (_, i) => 1_000 + i),
+    );
+    const view = new TreeView(
+      4_000n,
+      batch,
+      async (r) => t.tile(r),
+      undefined,
+      async () => void pauses++,
+    );
+    expect(bytesEqual(await view.root(), t.root)).to.equal(true);
+    expect(pauses).to.be.within(3, 4);
   });
 
   it('gives another root when one of our leaves is not at the index the log gave, or a tile lies', async () => {
