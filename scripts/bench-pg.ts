@@ -17,7 +17,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { hash } from 'node:crypto';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { LogWriter } from '@trailmark/client';
 import { makeVerifier } from '@trailmark/pg-proxy';
 import { Spool } from '@trailmark/recorder';
 import { freePort, startPgbouncer, startPostgres } from '../test/lib/postgres.js';
@@ -189,6 +192,48 @@ function syscalls(pid: number | undefined): { r: number; w: number } {
   }
 }
 
+/**
+ * The shipper's side of delivery, alone: LogWriter.addEntries with batches of SHIP_BATCH statement-sized events
+ * (what the pg-proxy's shipper sends under load), the caller's CPU per event (the receipt check: leaf hashes,
+ * the tree through tiles, the checkpoint) beside hashing each event once (its floor), the log server's CPU per
+ * event, and how long the caller's event loop waited meanwhile (a proxy's sessions wait as long).
+ */
+const SHIP_BATCH = 4000;
+async function shipperCost(logUrl: string, vkey: string, logPid: number | undefined): Promise<string> {
+  const writer = new LogWriter({ url: logUrl, vkey });
+  let n = 0;
+  const event = () =>
+    Buffer.from(
+      `{"action":{"database":"postgres","method":"extended","params":1,"protocol":"postgres","session_id":"ship-cost","statement":"SELECT shipper_cost($1)","target":"postgres://127.0.0.1:5432/postgres"},"actor":{"id":"bench","ip":"127.0.0.1","roles":["dba"],"user_agent":"pgbench"},"decision":{"allowed":true,"reason":"session authenticated"},"id":"ship-${process.pid}-${n}","proxy":"bench","request_id":"r-${n++}","schema":"trailmark.access/v1","stage":"request","stream":{"id":"ship-cost","prev":null,"seq":${n}},"time":"2026-12-05T10:00:00.000Z"}`,
+    );
+  const rounds = quick ? 5 : 15;
+  const batches = Array.from({ length: rounds + 2 }, () => Array.from({ length: SHIP_BATCH }, event));
+  try {
+    for (const b of batches.slice(0, 2)) await writer.addEntries(b); // warm-up
+    const delay = monitorEventLoopDelay({ resolution: 1 });
+    const tick = setInterval(() => {}, 1);
+    delay.enable();
+    const c0 = process.cpuUsage();
+    const l0 = cpuMs(logPid);
+    for (const b of batches.slice(2)) await writer.addEntries(b);
+    const c1 = process.cpuUsage(c0);
+    const l1 = cpuMs(logPid);
+    delay.disable();
+    clearInterval(tick);
+    const events = rounds * SHIP_BATCH;
+    const h0 = process.cpuUsage();
+    for (const b of batches.slice(2)) for (const e of b) hash('sha256', e, 'buffer');
+    const h1 = process.cpuUsage(h0);
+    const us = (c: NodeJS.CpuUsage) => (c.user + c.system) / events;
+    return (
+      `  shipper's log client, ${SHIP_BATCH} events a call: ${us(c1).toFixed(1)} µs of CPU per event (one SHA-256 of each: ${us(h1).toFixed(1)} µs), ` +
+      `log server ${(((l1 - l0) * 1000) / events).toFixed(1)} µs; the caller's event loop waited p99 ${(delay.percentile(99) / 1e6).toFixed(1)} ms, at most ${(delay.max / 1e6).toFixed(1)} ms`
+    );
+  } finally {
+    writer.close();
+  }
+}
+
 async function treeSize(logUrl: string): Promise<number> {
   return ((await (await fetch(`${logUrl}/v1/get-sth`)).json()) as { tree_size: number }).tree_size;
 }
@@ -343,6 +388,7 @@ async function main(): Promise<void> {
       console.error('FAIL: statements completed through the pg-proxy without their request events in the log');
       process.exitCode = 1;
     }
+    console.log(await shipperCost(logUrl, vkey, log.proc.pid));
   } finally {
     for (const p of procs.reverse()) await stop(p);
     await bouncer?.stop();
