@@ -134,10 +134,8 @@ function parseRecords(buf: Buffer, maxRecords = Infinity): { records: SpoolRecor
     if (buf.length - pos < HEADER + len) break;
     const crc = buf.readUInt32BE(pos + 4);
     if (crc32(buf.subarray(pos + 8, pos + HEADER + len)) !== crc) return { records, used: pos, damaged: true };
-    records.push({
-      time: buf.readDoubleBE(pos + 8),
-      data: Buffer.from(buf.subarray(pos + HEADER, pos + HEADER + len)),
-    });
+    // a view, not a copy: the read buffer is the batch's alone and lives as long as its records
+    records.push({ time: buf.readDoubleBE(pos + 8), data: buf.subarray(pos + HEADER, pos + HEADER + len) });
     pos += HEADER + len;
   }
   return { records, used: pos, damaged: false };
