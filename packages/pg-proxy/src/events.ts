@@ -265,6 +265,8 @@ export class PgTrail {
 
   /** Resolves once every write started so far has settled (before closing the spool). */
   async settle(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
     this.flushDeferred();
     while (this.inflight > 0) await new Promise<void>((r) => this.idle.push(r));
   }
@@ -328,7 +330,10 @@ export class PgTrail {
   later(event: PgEvent | EncodedEvent): void {
     this.inflight++;
     this.deferred.push(event);
-    this.timer ??= setTimeout(() => this.flushDeferred(), DEFER_MS);
+    this.timer ??= setTimeout(() => {
+      this.timer = null;
+      this.flushDeferred();
+    }, DEFER_MS);
   }
 
   private readonly laterDone = (e: Error | null): void => {
@@ -337,8 +342,8 @@ export class PgTrail {
   };
 
   private flushDeferred(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    // the timer is left to run out (it then finds nothing or newer events): one timer per DEFER_MS rather than
+    // a setTimeout and a clearTimeout per statement
     if (this.deferred.length === 0) return;
     const batch = this.deferred;
     this.deferred = [];
