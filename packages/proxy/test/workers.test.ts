@@ -18,6 +18,8 @@ interface Child {
   url: string;
   admin: string;
   pids: Map<number, number>;
+  /** What the primary and its workers wrote to stderr so far (warnings: delivery failures, adopted spools). */
+  stderr(): string;
 }
 
 interface Health {
@@ -87,13 +89,30 @@ describe('proxy --workers (real processes, real log)', function () {
         const u = /^url: (\S+)$/m.exec(out);
         const a = /^admin: (\S+)$/m.exec(out);
         const pids = new Map([...out.matchAll(/^worker (\d+): pid (\d+)$/gm)].map((m) => [Number(m[1]), Number(m[2])]));
-        if (u && a && (workers === 1 || pids.size === workers)) resolve({ proc: c, url: u[1], admin: a[1], pids });
+        if (u && a && (workers === 1 || pids.size === workers))
+          resolve({ proc: c, url: u[1], admin: a[1], pids, stderr: () => err });
       });
       c.on('exit', (code) => reject(new Error(`proxy exited ${code}: ${err}`)));
     });
   }
 
   const health = async (c: Child) => (await (await fetch(`${c.admin}/healthz`)).json()) as Health;
+
+  /**
+   * A waitFor condition: `c` reports an empty spool (when asked) and the log holds `want` request events. Otherwise it
+   * throws what it saw, so that a timeout says which spool was stuck and why (the daemons' warnings included).
+   */
+  function delivered(c: Child, want: number, spoolEmpty: boolean): () => Promise<boolean> {
+    return async () => {
+      const h = spoolEmpty ? await health(c) : null;
+      const n = (await requestEvents()).size;
+      if ((!h || h.spool_depth === 0) && n === want) return true;
+      const spools = h?.workers?.map((w) => `worker ${w.index}: ${JSON.stringify(w)}`).join('; ') ?? '';
+      throw new Error(
+        `${n} of ${want} request events in the log${h ? `; spool depth ${h.spool_depth} (${spools})` : ''}; stderr: ${c.stderr().slice(-2000)}`,
+      );
+    };
+  }
 
   /** `clients` loops each sending `each` requests in turn; returns the request ids of the 200 answers. */
   async function load(
@@ -188,11 +207,7 @@ describe('proxy --workers (real processes, real log)', function () {
     const two = await start(2);
     const second = await load(two.url, 4, 5, 'two');
     expect(second.failed).to.equal(0);
-    await waitFor(
-      'every spool delivered',
-      async () => (await health(two)).spool_depth === 0 && (await requestEvents()).size === 50,
-      60_000,
-    );
+    await waitFor('every spool delivered to two workers', delivered(two, 50, true), 60_000);
     const metrics = await (await fetch(`${two.admin}/metrics`)).text();
     expect(metrics).to.match(/^trailmark_proxy_requests_total\{outcome="forwarded"\} 20$/m);
     two.proc.kill('SIGTERM');
@@ -201,7 +216,7 @@ describe('proxy --workers (real processes, real log)', function () {
     const one = await start(1);
     const third = await load(one.url, 2, 5, 'one');
     expect(third.failed).to.equal(0);
-    await waitFor('every spool delivered', async () => (await requestEvents()).size === 60, 60_000);
+    await waitFor('every spool delivered to one process', delivered(one, 60, false), 60_000);
     const events = await requestEvents();
     for (const id of [...first.ok, ...second.ok, ...third.ok]) expect(events.has(id)).to.equal(true);
   });
