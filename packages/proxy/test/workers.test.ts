@@ -1,6 +1,7 @@
 /**
  * `trailmark proxy --workers N` as a real process tree (node:cluster): a worker SIGKILLed under load while the log
- * is down is restarted on its spool and what it had spooled is delivered; a change of N leaves no spool behind.
+ * is down is restarted on its spool and what it had spooled is delivered; a change of N leaves no spool behind, even
+ * one that a process of the previous run still held when the new workers started.
  * Every request event reaches the log exactly once.
  */
 import { expect } from 'chai';
@@ -8,6 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Spool } from '@trailmark/recorder';
 import { logEntries, RestartableLog, startUpstream, tempDir, waitFor } from './helpers.js';
 
 const bin = fileURLToPath(new URL('../../cli/dist/bin.js', import.meta.url));
@@ -219,5 +221,23 @@ describe('proxy --workers (real processes, real log)', function () {
     await waitFor('every spool delivered to one process', delivered(one, 60, false), 60_000);
     const events = await requestEvents();
     for (const id of [...first.ok, ...second.ok, ...third.ok]) expect(events.has(id)).to.equal(true);
+  });
+
+  it('a leftover spool that a process of the previous run still holds is delivered once it lets go, however late', async () => {
+    await log.stop();
+    const three = await start(3);
+    const first = await load(three.url, 6, 5, 'three');
+    expect(first.failed).to.equal(0);
+    await waitFor('60 events spooled', async () => (await health(three)).spool_depth >= 60);
+    three.proc.kill('SIGTERM');
+    await new Promise((r) => three.proc.once('exit', r));
+    // worker-2's spool stays open elsewhere (an old process still draining) for longer than a successor waits for a
+    // dying predecessor's lock
+    const held = await Spool.open({ dir: join(tmp.dir, 'spool', 'worker-2') });
+    await log.start();
+    const two = await start(2);
+    await new Promise((r) => setTimeout(r, 12_000));
+    await held.close();
+    await waitFor('the spool let go of delivered', delivered(two, 30, true), 20_000);
   });
 });
