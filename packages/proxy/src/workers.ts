@@ -5,7 +5,8 @@
  * one had spooled is shipped), and serves /healthz and /metrics for all of them. One worker runs in-process on `<spool>` itself, as before.
  *
  * Spools a previous run left behind with another N (`worker-<j>` for j >= N, or `<spool>`'s own records when
- * moving from one worker to several) are adopted: a worker opens them, delivers what they hold, and closes them.
+ * moving from one worker to several) are adopted: a worker opens them, delivers what they hold, and closes them; one
+ * that a process of the previous run still holds is tried again until it is free.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { existsSync, readdirSync } from 'node:fs';
@@ -123,30 +124,51 @@ async function withLockRetry<T>(open: () => Promise<T>, timeoutMs = 10_000): Pro
   }
 }
 
-/** Delivers what earlier runs left in `dirs`, one after the other, in the background; stop() ends it. */
+/**
+ * Delivers what earlier runs left in `dirs`, one after the other, in the background; stop() ends it. A spool that
+ * cannot be taken (a process of the previous run still holds it while it drains, or any other failure) is tried
+ * again, with a warning, until it is delivered: giving up would leave its events undelivered until the next restart.
+ */
 function adopt(dirs: string[], recorder: RecorderOptions, daemon: string): { stop(): Promise<void> } {
   let stopping = false;
   let current: AccessTrail | null = null;
+  let wake: (() => void) | null = null;
+  const pause = (ms: number) =>
+    new Promise<void>((res) => {
+      const t = setTimeout(res, ms);
+      wake = () => {
+        clearTimeout(t);
+        res();
+      };
+    });
   const r = dirs.length > 0 ? checkRecorder(recorder, daemon) : null;
   const done = (async () => {
     for (const dir of dirs) {
-      if (stopping) return;
-      try {
-        current = (await withLockRetry(() => openTrail(r!, { ...recorder, spoolDir: dir }, daemon !== 'forward-auth')))
-          .trail;
-        while (!stopping && current.spool.depth > 0) await new Promise((res) => setTimeout(res, 200));
-        if (!stopping) r!.warn(`delivered the events left in ${dir}`);
-      } catch (e) {
-        r!.warn(`could not deliver the events left in ${dir}: ${errorMessage(e)}`);
-      } finally {
-        await current?.close();
-        current = null;
+      for (let failures = 0; !stopping;) {
+        try {
+          current = (await openTrail(r!, { ...recorder, spoolDir: dir }, daemon !== 'forward-auth')).trail;
+          while (!stopping && current.spool.depth > 0) await pause(200);
+          if (!stopping) r!.warn(`delivered the events left in ${dir}`);
+          break;
+        } catch (e) {
+          failures++;
+          // a predecessor that is still exiting holds its spool for a moment: say so only once it lasts
+          const locked = e instanceof SpoolError && e.code === 'locked';
+          if (!locked || failures % 20 === 0)
+            r!.warn(`could not deliver the events left in ${dir} yet (will try again): ${errorMessage(e)}`);
+          if (!stopping) await pause(locked ? 500 : Math.min(30_000, 500 * 2 ** Math.min(failures, 6)));
+        } finally {
+          const trail = current;
+          current = null;
+          await trail?.close().catch((e: unknown) => r!.warn(`could not close ${dir}: ${errorMessage(e)}`));
+        }
       }
     }
   })();
   return {
     async stop() {
       stopping = true;
+      wake?.();
       await done;
     },
   };

@@ -142,15 +142,24 @@ export async function treeSize(url: string): Promise<number> {
   return ((await (await fetch(`${url}/v1/get-sth`)).json()) as { tree_size: number }).tree_size;
 }
 
+/**
+ * Polls `fn` until it returns true. A throw counts as "not yet" (a server still starting), but the timeout names the
+ * last one: a condition that throws to say what it saw, or that can never hold (an event logged twice), then says why.
+ */
 export async function waitFor(what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
   const end = Date.now() + timeoutMs;
+  let last: unknown;
   for (;;) {
     try {
       if (await fn()) return;
-    } catch {
-      /* not yet */
+      last = undefined;
+    } catch (e) {
+      last = e;
     }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > end)
+      throw new Error(
+        `timed out waiting for ${what}${last === undefined ? '' : ` (last: ${last instanceof Error ? last.message : String(last)})`}`,
+      );
     await new Promise((r) => setTimeout(r, 50));
   }
 }

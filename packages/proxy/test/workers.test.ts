@@ -1,6 +1,7 @@
 /**
  * `trailmark proxy --workers N` as a real process tree (node:cluster): a worker SIGKILLed under load while the log
- * is down is restarted on its spool and what it had spooled is delivered; a change of N leaves no spool behind.
+ * is down is restarted on its spool and what it had spooled is delivered; a change of N leaves no spool behind, even
+ * one that a process of the previous run still held when the new workers started.
  * Every request event reaches the log exactly once.
  */
 import { expect } from 'chai';
@@ -8,6 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Spool } from '@trailmark/recorder';
 import { logEntries, RestartableLog, startUpstream, tempDir, waitFor } from './helpers.js';
 
 const bin = fileURLToPath(new URL('../../cli/dist/bin.js', import.meta.url));
@@ -18,6 +20,8 @@ interface Child {
   url: string;
   admin: string;
   pids: Map<number, number>;
+  /** What the primary and its workers wrote to stderr so far (warnings: delivery failures, adopted spools). */
+  stderr(): string;
 }
 
 interface Health {
@@ -87,13 +91,30 @@ describe('proxy --workers (real processes, real log)', function () {
         const u = /^url: (\S+)$/m.exec(out);
         const a = /^admin: (\S+)$/m.exec(out);
         const pids = new Map([...out.matchAll(/^worker (\d+): pid (\d+)$/gm)].map((m) => [Number(m[1]), Number(m[2])]));
-        if (u && a && (workers === 1 || pids.size === workers)) resolve({ proc: c, url: u[1], admin: a[1], pids });
+        if (u && a && (workers === 1 || pids.size === workers))
+          resolve({ proc: c, url: u[1], admin: a[1], pids, stderr: () => err });
       });
       c.on('exit', (code) => reject(new Error(`proxy exited ${code}: ${err}`)));
     });
   }
 
   const health = async (c: Child) => (await (await fetch(`${c.admin}/healthz`)).json()) as Health;
+
+  /**
+   * A waitFor condition: `c` reports an empty spool (when asked) and the log holds `want` request events. Otherwise it
+   * throws what it saw, so that a timeout says which spool was stuck and why (the daemons' warnings included).
+   */
+  function delivered(c: Child, want: number, spoolEmpty: boolean): () => Promise<boolean> {
+    return async () => {
+      const h = spoolEmpty ? await health(c) : null;
+      const n = (await requestEvents()).size;
+      if ((!h || h.spool_depth === 0) && n === want) return true;
+      const spools = h?.workers?.map((w) => `worker ${w.index}: ${JSON.stringify(w)}`).join('; ') ?? '';
+      throw new Error(
+        `${n} of ${want} request events in the log${h ? `; spool depth ${h.spool_depth} (${spools})` : ''}; stderr: ${c.stderr().slice(-2000)}`,
+      );
+    };
+  }
 
   /** `clients` loops each sending `each` requests in turn; returns the request ids of the 200 answers. */
   async function load(
@@ -188,11 +209,7 @@ describe('proxy --workers (real processes, real log)', function () {
     const two = await start(2);
     const second = await load(two.url, 4, 5, 'two');
     expect(second.failed).to.equal(0);
-    await waitFor(
-      'every spool delivered',
-      async () => (await health(two)).spool_depth === 0 && (await requestEvents()).size === 50,
-      60_000,
-    );
+    await waitFor('every spool delivered to two workers', delivered(two, 50, true), 60_000);
     const metrics = await (await fetch(`${two.admin}/metrics`)).text();
     expect(metrics).to.match(/^trailmark_proxy_requests_total\{outcome="forwarded"\} 20$/m);
     two.proc.kill('SIGTERM');
@@ -201,8 +218,26 @@ describe('proxy --workers (real processes, real log)', function () {
     const one = await start(1);
     const third = await load(one.url, 2, 5, 'one');
     expect(third.failed).to.equal(0);
-    await waitFor('every spool delivered', async () => (await requestEvents()).size === 60, 60_000);
+    await waitFor('every spool delivered to one process', delivered(one, 60, false), 60_000);
     const events = await requestEvents();
     for (const id of [...first.ok, ...second.ok, ...third.ok]) expect(events.has(id)).to.equal(true);
+  });
+
+  it('a leftover spool that a process of the previous run still holds is delivered once it lets go, however late', async () => {
+    await log.stop();
+    const three = await start(3);
+    const first = await load(three.url, 6, 5, 'three');
+    expect(first.failed).to.equal(0);
+    await waitFor('60 events spooled', async () => (await health(three)).spool_depth >= 60);
+    three.proc.kill('SIGTERM');
+    await new Promise((r) => three.proc.once('exit', r));
+    // worker-2's spool stays open elsewhere (an old process still draining) for longer than a successor waits for a
+    // dying predecessor's lock
+    const held = await Spool.open({ dir: join(tmp.dir, 'spool', 'worker-2') });
+    await log.start();
+    const two = await start(2);
+    await new Promise((r) => setTimeout(r, 12_000));
+    await held.close();
+    await waitFor('the spool let go of delivered', delivered(two, 30, true), 20_000);
   });
 });
