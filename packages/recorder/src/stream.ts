@@ -289,8 +289,14 @@ export class EventStream implements RecordSealer<UnsealedEvent | EncodedEvent> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     if (this.ended) return;
-    await this.append({ stage: 'end' });
+    // refused from now on: an event appended while the end is being written would be sealed after it
     this.ended = true;
+    try {
+      await this.spool.appendSealed({ stage: 'end' });
+    } catch (e) {
+      this.ended = false;
+      throw e;
+    }
   }
 
   /** Stops the heartbeats without an end (the stream goes on at the next start, as after a crash). */
