@@ -177,6 +177,8 @@ export interface TrailHealth {
   ok: boolean;
   mode: TrailMode;
   spool_depth: number;
+  /** Spools an earlier run with another number of workers left, not delivered yet (see workers.ts). */
+  leftover_spools: number;
   oldest_undelivered_age_seconds: number;
   delivered: number;
   failed_deliveries: number;
@@ -193,6 +195,7 @@ export function trailHealth(trail: AccessTrail): TrailHealth {
     ok: true,
     mode: trail.mode,
     spool_depth: trail.spool.depth,
+    leftover_spools: 0,
     oldest_undelivered_age_seconds: t === null ? 0 : (Date.now() - t) / 1000,
     delivered: trail.shipper.stats.delivered,
     failed_deliveries: trail.shipper.stats.failedBatches,

@@ -124,13 +124,21 @@ async function withLockRetry<T>(open: () => Promise<T>, timeoutMs = 10_000): Pro
   }
 }
 
+/** Spools an earlier run left, being delivered in the background. */
+interface Leftovers {
+  stop(): Promise<void>;
+  /** A trail's health with the leftovers in it: the depth of the one being delivered, and how many are left. */
+  health(h: TrailHealth): TrailHealth;
+}
+
 /**
  * Delivers what earlier runs left in `dirs`, one after the other, in the background; stop() ends it. A spool that
  * cannot be taken (a process of the previous run still holds it while it drains, or any other failure) is tried
  * again, with a warning, until it is delivered: giving up would leave its events undelivered until the next restart.
  */
-function adopt(dirs: string[], recorder: RecorderOptions, daemon: string): { stop(): Promise<void> } {
+function adopt(dirs: string[], recorder: RecorderOptions, daemon: string): Leftovers {
   let stopping = false;
+  let left = dirs.length;
   let current: AccessTrail | null = null;
   let wake: (() => void) | null = null;
   const pause = (ms: number) =>
@@ -148,7 +156,10 @@ function adopt(dirs: string[], recorder: RecorderOptions, daemon: string): { sto
         try {
           current = (await openTrail(r!, { ...recorder, spoolDir: dir }, daemon !== 'forward-auth')).trail;
           while (!stopping && current.spool.depth > 0) await pause(200);
-          if (!stopping) r!.warn(`delivered the events left in ${dir}`);
+          if (!stopping) {
+            r!.warn(`delivered the events left in ${dir}`);
+            left--;
+          }
           break;
         } catch (e) {
           failures++;
@@ -170,6 +181,10 @@ function adopt(dirs: string[], recorder: RecorderOptions, daemon: string): { sto
       stopping = true;
       wake?.();
       await done;
+    },
+    health(h) {
+      // a spool not opened yet (its holder has not let go) has a depth nobody can read: it counts as a spool left
+      return { ...h, spool_depth: h.spool_depth + (current?.spool.depth ?? 0), leftover_spools: left };
     },
   };
 }
@@ -200,7 +215,11 @@ async function runSingle(opts: WorkerPoolOptions, root: string): Promise<Running
   let admin: { server: import('node:http').Server; url: string } | null = null;
   try {
     if (adminAddr)
-      admin = await startAdmin(adminAddr, () => trailHealth(running.trail), registryMetrics(running.registry));
+      admin = await startAdmin(
+        adminAddr,
+        () => leftovers.health(trailHealth(running.trail)),
+        registryMetrics(running.registry),
+      );
   } catch (e) {
     await leftovers.stop();
     await running.close();
@@ -263,7 +282,8 @@ async function runWorker(opts: WorkerPoolOptions, n: number, index: number): Pro
   };
   process.on('message', (m: unknown) => {
     if (!isMessage(m)) return;
-    if (m.trailmark === 'health') send({ trailmark: 'health', id: m.id, health: trailHealth(running.trail) });
+    if (m.trailmark === 'health')
+      send({ trailmark: 'health', id: m.id, health: leftovers.health(trailHealth(running.trail)) });
     if (m.trailmark === 'stop') void close();
   });
   // Ctrl-C reaches every process of the group: the primary decides, and tells the workers to stop
@@ -382,12 +402,13 @@ async function runPrimary(opts: WorkerPoolOptions, n: number): Promise<RunningPo
       }),
     );
     const hs = answers.map((a) => a.health).filter((h): h is TrailHealth => h !== null);
-    const sum = (k: 'spool_depth' | 'delivered' | 'failed_deliveries' | 'receipt_failures') =>
+    const sum = (k: 'spool_depth' | 'leftover_spools' | 'delivered' | 'failed_deliveries' | 'receipt_failures') =>
       hs.reduce((a, h) => a + h[k], 0);
     return {
       ok: hs.length === n,
       mode: opts.recorder.mode ?? 'spool',
       spool_depth: sum('spool_depth'),
+      leftover_spools: sum('leftover_spools'),
       oldest_undelivered_age_seconds: Math.max(0, ...hs.map((h) => h.oldest_undelivered_age_seconds)),
       delivered: sum('delivered'),
       failed_deliveries: sum('failed_deliveries'),
