@@ -196,7 +196,8 @@ describe('proxy --workers (real processes, real log)', function () {
     for (const e of events.values()) expect(e.proxy).to.equal('w');
   });
 
-  it('changing the number of workers leaves no spool undelivered, and /metrics adds up the workers', async () => {
+  /** With the log down, three workers spool 60 requests' events, then stop: their spools are left undelivered. */
+  async function spoolWithThreeWorkers(): Promise<{ ok: string[]; failed: number }> {
     await log.stop();
     const three = await start(3);
     const first = await load(three.url, 6, 5, 'three');
@@ -205,6 +206,11 @@ describe('proxy --workers (real processes, real log)', function () {
     await waitFor('60 events spooled', async () => (await health(three)).spool_depth >= 60);
     three.proc.kill('SIGTERM');
     await new Promise((r) => three.proc.once('exit', r));
+    return first;
+  }
+
+  it('changing the number of workers leaves no spool undelivered, and /metrics adds up the workers', async () => {
+    const first = await spoolWithThreeWorkers();
     await log.start();
     // two workers now: worker-2's spool is adopted by one of them
     const two = await start(2);
@@ -225,13 +231,7 @@ describe('proxy --workers (real processes, real log)', function () {
   });
 
   it('a leftover spool that a process of the previous run still holds is delivered once it lets go, however late', async () => {
-    await log.stop();
-    const three = await start(3);
-    const first = await load(three.url, 6, 5, 'three');
-    expect(first.failed).to.equal(0);
-    await waitFor('60 events spooled', async () => (await health(three)).spool_depth >= 60);
-    three.proc.kill('SIGTERM');
-    await new Promise((r) => three.proc.once('exit', r));
+    await spoolWithThreeWorkers();
     // worker-2's spool stays open elsewhere (an old process still draining) for longer than a successor waits for a
     // dying predecessor's lock
     const held = await Spool.open({ dir: join(tmp.dir, 'spool', 'worker-2') });
