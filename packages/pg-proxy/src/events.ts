@@ -122,6 +122,7 @@ export function statementText(sql: string): string {
 
 /** A string's RFC 8785 form (throws JsonError for a lone surrogate, as canonicalJson does for a whole event). */
 const q = (s: string): string => canonicalJsonString(s, { allowNonObject: true });
+const qOrNull = (s: string | null): string => (s === null ? 'null' : q(s));
 const SCHEMA_JSON = q(ACCESS_SCHEMA);
 /** Decisions seen, by reason (a session has its allowed reason and a few refusal texts). */
 const DECISION_CACHE = 32;
@@ -223,9 +224,9 @@ export class SessionEvents {
     const { status, command, rows, duration_ms: ms, sqlstate, aborted } = outcome;
     // RFC 8785 writes numbers as ECMAScript's Number.prototype.toString does (String(n)), members sorted by key
     const json =
-      `{${aborted ? '"aborted":true,' : ''}"command":${command === null ? 'null' : q(command)},"duration_ms":${String(ms)},` +
+      `{${aborted ? '"aborted":true,' : ''}"command":${qOrNull(command)},"duration_ms":${String(ms)},` +
       `"rows":${rows === null ? 'null' : String(rows)},` +
-      `${sqlstate === undefined ? '' : `"sqlstate":${sqlstate === null ? 'null' : q(sqlstate)},`}"status":"${status}"}`;
+      `${sqlstate === undefined ? '' : `"sqlstate":${qOrNull(sqlstate)},`}"status":"${status}"}`;
     return new EncodedEvent(
       'response',
       requestId,

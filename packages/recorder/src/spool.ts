@@ -471,12 +471,12 @@ export class Spool {
         new SpoolError('too-large', `spool record must be 1..${MAX_RECORD_BYTES} bytes, got ${data.length}`),
       );
     }
-    return new Promise((resolve, reject) => this.enqueue(data, (e, pos) => (e ? reject(e) : resolve(pos!))));
+    return promised((done) => this.enqueue(data, done));
   }
 
   /** Appends an item the sealer turns into bytes when it is written. Precondition: setSealer() was called. */
   appendSealed(item: unknown): Promise<SpoolPosition> {
-    return new Promise((resolve, reject) => this.appendSealedThen(item, (e, pos) => (e ? reject(e) : resolve(pos!))));
+    return promised((done) => this.appendSealedThen(item, done));
   }
 
   /**
@@ -790,6 +790,11 @@ export class Spool {
     this.lock?.release();
     this.lock = null;
   }
+}
+
+/** An append made through its callback form, as a promise. @internal */
+export function promised(start: (done: AppendCallback) => void): Promise<SpoolPosition> {
+  return new Promise((resolve, reject) => start((e, pos) => (e ? reject(e) : resolve(pos!))));
 }
 
 /** Calls an append's callback; one that throws must not stop the flush loop (its error surfaces on its own). */

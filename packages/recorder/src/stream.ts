@@ -29,7 +29,14 @@ import {
 } from '@trailmark/tlog';
 import { ConfigError, SpoolError } from './errors.js';
 import { nodeHasher, writeFileDurably } from '@trailmark/node';
-import { MAX_RECORD_BYTES, type AppendCallback, type RecordSealer, type Spool, type SpoolPosition } from './spool.js';
+import {
+  MAX_RECORD_BYTES,
+  promised,
+  type AppendCallback,
+  type RecordSealer,
+  type Spool,
+  type SpoolPosition,
+} from './spool.js';
 import { readSalvageNote } from './spool-repair.js';
 
 /** SHA-256(0x00 || bytes): the leaf hash the log computes for an entry (RFC 6962). */
@@ -265,8 +272,7 @@ export class EventStream implements RecordSealer<UnsealedEvent | EncodedEvent> {
    * Precondition: the stream is not ended; the event is JSON-only.
    */
   append(event: UnsealedEvent | EncodedEvent): Promise<SpoolPosition> {
-    if (this.ended) return Promise.reject(new SpoolError('closed', `stream ${this.id} has ended`));
-    return this.spool.appendSealed(event);
+    return promised((done) => this.appendThen(event, done));
   }
 
   /** append() with a callback (see Spool.appendSealedThen). Precondition: as append(). */
