@@ -13,7 +13,7 @@ import { HttpError, UnavailableError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { LogMetrics } from './metrics.js';
 import type { Sequencer } from './sequencer.js';
-import { sha256 } from '@trailmark/node';
+import { bodyUnread, closeLingering, sha256 } from '@trailmark/node';
 import {
   canonicalEntrySized,
   MAX_BATCH_BODY_BYTES,
@@ -91,6 +91,8 @@ function sendError(res: ServerResponse, e: unknown, logger: Logger): number {
     res.destroy();
     return 500;
   }
+  // an answer before the whole body (413, 503, 401) closes without resetting a client that is still sending
+  if (bodyUnread(res.req)) closeLingering(res);
   if (e instanceof HttpError) {
     // messages quote client input (a JSON path, a value): keep them readable
     const error = e.message.length > 400 ? e.message.slice(0, 400) + '…' : e.message;
@@ -462,8 +464,8 @@ export function logApiRoutes(ctx: ApiContext): (req: IncomingMessage, res: Serve
     const write = writes[path];
     if (write !== undefined) {
       if (req.method !== 'POST') {
-        count(path, 405);
-        sendJson(res, 405, { error: `${req.method} is not allowed on ${path}; use POST` }, { allow: 'POST' });
+        const e = new HttpError(405, `${req.method} is not allowed on ${path}; use POST`, { allow: 'POST' });
+        count(path, sendError(res, e, ctx.logger));
         return true;
       }
       write(req, res).then(
