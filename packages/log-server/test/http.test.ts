@@ -262,7 +262,7 @@ describe('log server HTTP: CT clients, CORS, bearer scheme, body limits', functi
       new Promise<{ answer: string; error?: string }>((resolve) => {
         const s = connect(Number(url.port), url.hostname);
         let answer = '';
-        s.on('data', (d) => (answer += d));
+        s.on('data', (d) => (answer += d.toString()));
         s.on('end', () => {
           s.end();
           resolve({ answer });
