@@ -6,11 +6,11 @@ import { expect } from 'chai';
 import { createPublicKey, verify as edVerify } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { b64decode, canonicalJson, hashLeaf, parseVkey, verifyConsistency, verifyInclusion } from '@trailmark/tlog';
 import { startLogServer, type LogServer } from '../src/index.js';
+import { sendWhileRefused } from '../../../test/lib/http.js';
 
 /**
  * A CT client as RFC 6962 section 4 (and certificate-transparency-go's client) reads a log: every call is a
@@ -256,43 +256,18 @@ describe('log server HTTP: CT clients, CORS, bearer scheme, body limits', functi
   });
 
   it('a client still sending a refused body reads the 413 (and a 401): the server ends its side and reads on, no reset', async () => {
-    const url = new URL(log.url);
-    // the client does not read for 300 ms while it sends: a reset in that time would discard the answer
-    const refused = (path: string, headers: string) =>
-      new Promise<{ answer: string; error?: string }>((resolve) => {
-        const s = connect(Number(url.port), url.hostname);
-        let answer = '';
-        s.on('data', (d) => (answer += d.toString()));
-        s.on('end', () => {
-          s.end();
-          resolve({ answer });
-        });
-        s.on('error', (e) => resolve({ answer, error: e.message }));
-        setTimeout(() => {
-          s.destroy();
-          resolve({ answer, error: 'the server did not close within 5 s' });
-        }, 5000).unref();
-        s.write(`POST ${path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n${headers}\r\n`);
-        s.pause();
-        const spaces = Buffer.alloc(64 * 1024, 0x20);
-        const chunk = /chunked/.test(headers)
-          ? Buffer.concat([Buffer.from('10000\r\n'), spaces, Buffer.from('\r\n')])
-          : spaces;
-        const sending = setInterval(() => s.writable && s.write(chunk), 5);
-        setTimeout(() => {
-          clearInterval(sending);
-          s.resume();
-        }, 300);
-      });
-    const big = await refused(
-      '/v1/add-entry',
+    const big = await sendWhileRefused(
+      `${log.url}/v1/add-entry`,
       `authorization: Bearer Tok3n\r\nconnection: close\r\ncontent-length: ${20 * 2 ** 20}\r\n`,
     );
     expect(big.error, big.answer).to.equal(undefined);
     expect(big.answer).to.match(/^HTTP\/1.1 413 /);
     expect(big.answer).to.match(/\r\nconnection: close\r\n/i);
     expect(big.answer).to.match(/exceeds 1048576 bytes/);
-    const chunked = await refused('/v1/add-entries', 'authorization: Bearer wrong\r\ntransfer-encoding: chunked\r\n');
+    const chunked = await sendWhileRefused(
+      `${log.url}/v1/add-entries`,
+      'authorization: Bearer wrong\r\ntransfer-encoding: chunked\r\n',
+    );
     expect(chunked.error, chunked.answer).to.equal(undefined);
     expect(chunked.answer).to.match(/^HTTP\/1.1 401 /);
   });

@@ -21,6 +21,7 @@ import { ConfigError } from './errors.js';
 import { countRequestBytes, outcomeOf, responseEvent } from '@trailmark/recorder';
 import { decide, type GateOptions } from './gate.js';
 import { REQUEST_ID_HEADER } from './middleware.js';
+import { bodyUnread, closeLingering } from '@trailmark/node';
 import {
   checkRecorder,
   openTrail,
@@ -253,6 +254,16 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       forwarded.inc();
       const out = stripHopByHop(upRes.headers);
       out[REQUEST_ID_HEADER.toLowerCase()] = requestId;
+      if (bodyUnread(req)) {
+        // the upstream answered before the whole body (a refusal): close without resetting the client, and
+        // send the rest nowhere; the upstream connection, left mid-body, is not reused
+        closeLingering(res);
+        res.once('finish', () => {
+          req.removeAllListeners('data');
+          req.resume();
+          upReq.destroy();
+        });
+      }
       res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, out);
       upRes.on('data', (c: Buffer) => {
         countOut(c.length);
@@ -270,6 +281,8 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       upRes.on('aborted', () => res.destroy());
     });
     upReq.on('error', (e: NodeJS.ErrnoException) => {
+      // an upstream that closed after its whole answer (refusing the rest of the body) cut nothing short
+      if (res.writableEnded) return;
       if (res.headersSent) {
         res.destroy();
         return;

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { startLogServer, type LogServer } from '@trailmark/log-server';
+import { closeLingering } from '@trailmark/node';
 
 export function tempDir(prefix: string): { dir: string; cleanup(): void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -62,6 +63,14 @@ export async function startUpstream(): Promise<{ url: string; seen: Seen[]; clos
       };
       pump();
       seen.push({ method: req.method!, url: req.url!, headers: req.headers, bytes: 0 });
+      return;
+    }
+    if (u.pathname.endsWith('/refuse')) {
+      // a body limit: refused at once, unread, closing as nginx does (lingering)
+      seen.push({ method: req.method!, url: req.url!, headers: req.headers, bytes: 0 });
+      closeLingering(res);
+      res.writeHead(413, { 'content-type': 'text/plain' });
+      res.end('too large for this upstream');
       return;
     }
     const h = createHash('sha256');

@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Spool } from '@trailmark/recorder';
 import { startProxy, type RunningProxy } from '../src/index.js';
+import { sendWhileRefused } from '../../../test/lib/http.js';
 import {
   accessCount,
   byRequest,
@@ -219,6 +220,37 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     const r = m.get(refused.headers.get('trailmark-request-id')!)!;
     expect(r.request.actor.id).to.equal('bob');
     expect(r.response.outcome.request_bytes).to.equal(321);
+  });
+
+  it('a client still sending a refused body reads the refusal, whether the proxy (403) or the upstream (413) refused it', async () => {
+    const p = await proxy();
+    const big = `connection: close\r\ncontent-length: ${20 * 2 ** 20}\r\n`;
+    const denied = await sendWhileRefused(
+      `${p.url}/echo/upload`,
+      `authorization: Bearer bob-secret-token-222\r\n${big}`,
+    );
+    expect(denied.error, denied.answer).to.equal(undefined);
+    expect(denied.answer).to.match(/^HTTP\/1.1 403 /);
+    const upstreamSaid = await sendWhileRefused(
+      `${p.url}/echo/refuse`,
+      `authorization: Bearer alice-secret-token-111\r\n${big}`,
+    );
+    expect(upstreamSaid.error, upstreamSaid.answer).to.equal(undefined);
+    expect(upstreamSaid.answer).to.match(/^HTTP\/1.1 413 /);
+    expect(upstreamSaid.answer, upstreamSaid.answer).to.match(/too large for this upstream\r\n0\r\n\r\n$/);
+    // both are in the log, with the status the client read
+    await waitFor('four events in the log', async () => (await accessCount(log.url)) === 4);
+    const m = byRequest((await logEntries(log.url)).map((e) => e.event));
+    for (const [answer, status] of [
+      [denied.answer, 403],
+      [upstreamSaid.answer, 413],
+    ] as const) {
+      const id = /trailmark-request-id: (\S+)/i.exec(answer)![1];
+      expect(m.get(id)!.response.outcome.status).to.equal(status);
+    }
+    // the proxy still serves
+    const after = await req(`${p.url}/echo/after`, { headers: { authorization: 'Bearer alice-secret-token-111' } });
+    expect(after.status).to.equal(200);
   });
 
   /** Sends one raw HTTP/1.1 request (the exact request line given) and returns the status and headers. */
