@@ -7,7 +7,7 @@ import type { Server } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { parsePrivateKey, vkeyOf, KEY_TYPE_COSIGNATURE, type NoteSigner } from '@trailmark/tlog';
 import { Counter } from 'prom-client';
-import { bodyUnread, closeLingering, splitHostPort } from '@trailmark/node';
+import { splitHostPort } from '@trailmark/node';
 import { MonitorError } from './errors.js';
 import { Monitor, type MonitorOptions } from './monitor.js';
 import { MonitorStore } from './store.js';
@@ -222,10 +222,8 @@ export function buildApp(monitor: Monitor, witness?: Witness): express.Express {
     res.status(404).json({ error: 'not found' });
   });
 
-  app.use((err: Error & { status?: number; type?: string }, req: Request, res: Response, _next: NextFunction) => {
+  app.use((err: Error & { status?: number; type?: string }, _req: Request, res: Response, _next: NextFunction) => {
     void _next;
-    // a body refused before it was all read (413): close without resetting a client that is still sending
-    if (bodyUnread(req)) closeLingering(res);
     const status = typeof err.status === 'number' && err.status >= 400 && err.status < 500 ? err.status : 500;
     const message =
       status === 413
