@@ -32,11 +32,13 @@ export function closeLingering(res: ServerResponse, ms = LINGER_MS): void {
     // node:http keeps parsing what arrives into the unread request, which drops it
     const timer = setTimeout(() => this.destroy(), ms);
     timer.unref();
-    this.once('end', () => this.destroy());
     this.once('close', () => clearTimeout(timer));
-    this.end(() => {
-      if (this.readableEnded) this.destroy();
-    });
+    // closed once both sides are done: the answer written out, and the client's sending ended
+    const closeIfDone = () => {
+      if (this.writableFinished && this.readableEnded) this.destroy();
+    };
+    this.once('end', closeIfDone);
+    this.end(closeIfDone);
   };
 }
 
