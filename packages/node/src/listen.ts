@@ -14,7 +14,7 @@ export function splitHostPort(listen: string): { host: string | undefined; port:
 }
 
 /** How long a connection closed after an early answer goes on reading what the client still sends. */
-export const LINGER_MS = 2000;
+export const LINGER_MS = 5000;
 
 /**
  * Closes the connection after this answer, lingering (RFC 9112 section 9.6): once the answer is written the
