@@ -119,6 +119,7 @@ describe('forward-auth behind a real nginx (auth_request, the documented configu
     expect(allowed).to.deep.include({ stage: 'request', proxy: 'gateway-test' });
     expect(allowed.actor).to.deep.equal({ id: 'alice', roles: ['ops'], ip: '127.0.0.1', user_agent: 'gateway-test/1' });
     expect(allowed.action).to.deep.equal({
+      protocol: 'http',
       method: 'GET',
       target: 'http://127.0.0.1',
       path: '/invoices/2024',

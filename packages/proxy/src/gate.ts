@@ -151,6 +151,7 @@ export function decide(
       user_agent: ua === undefined ? null : opts.redactHeaders.has('user-agent') ? REDACTED : capString(ua, 1024),
     },
     action: {
+      protocol: 'http',
       method: capString(method, 32),
       target: opts.target,
       path: capString(redactPathParams(path, opts.redactQuery)),

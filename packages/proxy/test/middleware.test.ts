@@ -64,6 +64,7 @@ describe('express middleware (real express app, real log)', function () {
     expect(req.actor.id).to.equal('carol');
     expect(req.proxy).to.equal('billing');
     expect(req.action).to.deep.equal({
+      protocol: 'http',
       method: 'GET',
       target: 'https://billing.internal',
       path: '/invoices/42',

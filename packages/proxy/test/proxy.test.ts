@@ -147,6 +147,7 @@ describe('access proxy (real upstream, real log, real proxy)', function () {
     expect(a.request).to.deep.include({ stage: 'request', proxy: 'proxy-under-test' });
     expect(a.request.actor).to.deep.equal({ id: 'alice', roles: ['dba'], ip: '127.0.0.1', user_agent: 'REDACTED' });
     expect(a.request.action).to.deep.equal({
+      protocol: 'http',
       method: 'GET',
       target: upstream.url,
       path: '/db/tables',

@@ -73,7 +73,7 @@ describe('streams: every event numbered, chained and signed (contract section 4)
       requestId: `req-${i}`,
       proxy: 'unit',
       actor: { id: 'alice', roles: [], ip: '127.0.0.1', user_agent: 'x'.repeat(pad) },
-      action: { method: 'GET', target: 'http://upstream', path: `/x/${i}`, query: '' },
+      action: { protocol: 'http', method: 'GET', target: 'http://upstream', path: `/x/${i}`, query: '' },
       decision: { allowed: true, reason: 'test' },
     });
 

@@ -22,6 +22,8 @@ export interface Actor {
 
 /** What was asked: method, target origin, path and redacted query. */
 export interface Action {
+  /** Contract section 4: "http" here; the PostgreSQL proxy's events say "postgres". */
+  protocol: 'http';
   method: string;
   /** The upstream service's origin URL. */
   target: string;

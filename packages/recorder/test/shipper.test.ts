@@ -35,7 +35,7 @@ describe('shipper: nothing leaves the spool without a verified receipt', functio
           requestId: `req-${i}`,
           proxy: 'test',
           actor: { id: 'alice', roles: [], ip: '127.0.0.1', user_agent: null },
-          action: { method: 'GET', target: 'http://upstream', path: `/x/${i}`, query: '' },
+          action: { protocol: 'http', method: 'GET', target: 'http://upstream', path: `/x/${i}`, query: '' },
           decision: { allowed: true, reason: 'test' },
         });
         ids.push(ev.id);
