@@ -6,4 +6,4 @@ export * from './readonly.js';
 export * from './upstream.js';
 export { errorResponse, FrameReader, tagRows } from './wire.js';
 export { startPgProxy, type PgProxyOptions, type RunningPgProxy } from './proxy.js';
-export { servePgProxy, type PgProxyService } from './workers.js';
+export { servePgProxy, type PgProxyService, type StreamInfo } from './workers.js';

@@ -7,7 +7,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { join } from 'node:path';
 import { ConfigError } from '@trailmark/recorder';
-import { startPgProxy, type PgProxyOptions } from './proxy.js';
+import { startPgProxy, type PgProxyOptions, type RunningPgProxy } from './proxy.js';
 import { errorMessage } from '@trailmark/tlog';
 
 /** A started pg-proxy, single or as a primary over worker processes: its address, worker count and close(). */
@@ -15,12 +15,22 @@ export interface PgProxyService {
   host: string;
   port: number;
   workers: number;
+  /** True in a worker process, whose primary reports for the pool. */
+  worker: boolean;
+  /** Each worker's stream (one when workers is 1): the stream key's vkey, which auditors pin, and the id. */
+  streams: StreamInfo[];
   close(): Promise<void>;
+}
+
+/** One proxy stream's key (vkey) and id (contract section 4: the proxy prints the key on start). */
+export interface StreamInfo {
+  key: string;
+  id: string;
 }
 
 const WORKER_ENV = 'TRAILMARK_PG_PROXY_WORKER';
 
-type Msg = { listening: { host: string; port: number } } | { failed: string };
+type Msg = { listening: { host: string; port: number }; stream: StreamInfo | null } | { failed: string };
 
 /**
  * Starts the proxy with `workers` processes (1: in this process, spool in opts.spoolDir). In a cluster worker
@@ -34,7 +44,7 @@ export async function servePgProxy(opts: PgProxyOptions, workers = 1): Promise<P
     return runWorker(opts, Number(process.env[WORKER_ENV]));
   if (workers === 1) {
     const p = await startPgProxy(opts);
-    return { host: p.host, port: p.port, workers: 1, close: () => p.close() };
+    return { host: p.host, port: p.port, workers: 1, worker: false, streams: streamsOf(p), close: () => p.close() };
   }
   const started: Worker[] = [];
   const stopAll = () =>
@@ -50,6 +60,7 @@ export async function servePgProxy(opts: PgProxyOptions, workers = 1): Promise<P
       ),
     ).then(() => undefined);
   let addr: { host: string; port: number } | null = null;
+  const streams: StreamInfo[] = [];
   try {
     for (let i = 0; i < workers; i++) {
       // workers accept from the shared socket themselves: with round-robin a connection handed to a worker
@@ -65,12 +76,13 @@ export async function servePgProxy(opts: PgProxyOptions, workers = 1): Promise<P
       });
       if ('failed' in m) throw new ConfigError('workers', m.failed);
       addr = m.listening;
+      if (m.stream) streams.push(m.stream);
     }
   } catch (e) {
     await stopAll();
     throw e;
   }
-  return { ...addr!, workers, close: stopAll };
+  return { ...addr!, workers, worker: false, streams, close: stopAll };
 }
 
 async function runWorker(opts: PgProxyOptions, i: number): Promise<PgProxyService> {
@@ -87,9 +99,15 @@ async function runWorker(opts: PgProxyOptions, i: number): Promise<PgProxyServic
     process.send!({ failed: `worker ${i}: ${errorMessage(e)}` } satisfies Msg);
     throw e;
   }
-  process.send!({ listening: { host: p.host, port: p.port } } satisfies Msg);
+  const streams = streamsOf(p);
+  process.send!({ listening: { host: p.host, port: p.port }, stream: streams[0] ?? null } satisfies Msg);
   process.on('message', (m) => {
     if (m === 'shutdown') void p.close().then(() => process.exit(0));
   });
-  return { host: p.host, port: p.port, workers: 1, close: () => p.close() };
+  return { host: p.host, port: p.port, workers: 1, worker: true, streams, close: () => p.close() };
+}
+
+function streamsOf(p: RunningPgProxy): StreamInfo[] {
+  const s = p.trail.stream;
+  return s ? [{ key: s.vkey, id: s.id }] : [];
 }

@@ -497,6 +497,14 @@ describe('pg-proxy: strict mode and crashes', function () {
       async () => (await logEntries(rig.log.url)).filter((e) => e.event.action?.protocol === 'postgres').length === 24,
       60_000,
     );
+    // the primary prints each worker's stream key, as the log's start events carry them (contract section 4)
+    const printed = [...out.matchAll(/^stream key: (\S+)$/gm)].map((m) => m[1]).sort();
+    expect(printed).to.have.length(2);
+    const started = (await logEntries(rig.log.url))
+      .filter((e) => e.event.stage === 'start')
+      .map((e) => (e.event as { stream_key: string }).stream_key)
+      .sort();
+    expect(started).to.deep.equal(printed);
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     child.kill('SIGTERM');
     expect(await exited).to.equal(0);

@@ -116,9 +116,21 @@ export function registerPgProxy(program: Command): void {
           throw cannotCheck(`cannot start the pg-proxy: ${code ? `${code}: ` : ''}${errorMessage(e)}`, undefined, e);
         }
         const url = `postgres://${running.host}:${running.port}`;
-        out.info(`listening: ${url}`);
-        out.info(`mode: ${opts.mode}, workers: ${running.workers}, log: ${opts.log} (${logKey.name})`);
-        out.result({ listen: url, mode: opts.mode, workers: running.workers, log: opts.log, origin: logKey.name });
+        // a worker process runs quietly: its primary speaks for the pool
+        if (!running.worker) {
+          out.info(`listening: ${url}`);
+          // each worker's spool is its own stream (contract section 4); its key's vkey is what auditors pin
+          for (const s of running.streams) out.info(`stream key: ${s.key}\nstream: ${s.id}`);
+          out.info(`mode: ${opts.mode}, workers: ${running.workers}, log: ${opts.log} (${logKey.name})`);
+          out.result({
+            listen: url,
+            mode: opts.mode,
+            workers: running.workers,
+            streams: running.streams,
+            log: opts.log,
+            origin: logKey.name,
+          });
+        }
         await runUntilSignal(() => running.close());
         return EXIT_OK;
       }),
