@@ -128,14 +128,17 @@ export async function startForwardAuth(opts: ForwardAuthOptions): Promise<Runnin
     const o = originalRequest(req);
     const g = decide(req, requestId, gateFor(o.target ?? defaultTarget), o);
     if (g.deny) {
+      // a refusal is 401 or 403 to a gateway (contract section 5): nginx's auth_request passes those on and takes
+      // anything else for an error, so an ambiguous path (400 from the proxy) is 403 here
+      const status = g.deny === 401 ? 401 : 403;
       trail.after(g.event).then(
         () => {
-          requests.inc({ outcome: g.deny === 401 ? 'unauthenticated' : 'forbidden' });
+          requests.inc({ outcome: status === 401 ? 'unauthenticated' : 'forbidden' });
           sendJson(
             res,
-            g.deny,
+            status,
             { error: g.event.decision.reason, request_id: requestId },
-            g.deny === 401 ? { 'www-authenticate': 'Bearer' } : {},
+            status === 401 ? { 'www-authenticate': 'Bearer' } : {},
           );
         },
         (e: Error) => {

@@ -88,9 +88,15 @@ describe('forward-auth (real log, real spool)', function () {
       headers: nginxHeaders('POST', '/public/x', { authorization: 'Bearer bob-secret-token-222' }),
     });
     expect(forbidden.status).to.equal(403);
+    // a path upstreams read differently is refused before the rules: 403 too, which gateways pass on (a 400
+    // from auth_request is an error to nginx)
+    const ambiguous = await fetch(f.url + '/auth', {
+      headers: nginxHeaders('GET', '/rows/..;/admin', { authorization: 'Bearer alice-secret-token-111' }),
+    });
+    expect(ambiguous.status).to.equal(403);
 
-    const evs = await events(f, 3);
-    expect(evs).to.have.length(3);
+    const evs = await events(f, 4);
+    expect(evs).to.have.length(4);
     for (const e of evs) {
       expect(e).to.include({ schema: 'trailmark.access/v1', stage: 'request', proxy: 'fa-test' });
       expect(e.action.target).to.equal('https://billing.internal');
@@ -108,6 +114,10 @@ describe('forward-auth (real log, real spool)', function () {
     const refused = byId.get(forbidden.headers.get('trailmark-request-id'))!;
     expect(refused.decision.allowed).to.equal(false);
     expect(refused.action).to.include({ method: 'POST', path: '/public/x' });
+    const odd = byId.get(ambiguous.headers.get('trailmark-request-id'))!;
+    expect(odd.actor.id).to.equal('alice');
+    expect(odd.decision.allowed).to.equal(false);
+    expect(odd.decision.reason).to.match(/^ambiguous path/);
     // no secret reached the log
     const raw = (await logEntries(log.url)).map((e) => e.raw).join('\n');
     expect(raw).to.not.match(/secret-token|leak/);
@@ -139,11 +149,18 @@ describe('forward-auth (real log, real spool)', function () {
     expect(odd.status).to.equal(200);
     const byId = new Map((await events(f, 3)).map((e) => [e.request_id, e]));
     const t = byId.get(traefik.headers.get('trailmark-request-id'))!;
-    expect(t.action).to.deep.equal({ method: 'PUT', target: 'http://shop.internal:8443', path: '/b/c', query: 'q=1' });
+    expect(t.action).to.deep.equal({
+      protocol: 'http',
+      method: 'PUT',
+      target: 'http://shop.internal:8443',
+      path: '/b/c',
+      query: 'q=1',
+    });
     // the last X-Forwarded-For entry is the one the gateway appended
     expect(t.actor.ip).to.equal('10.0.0.7');
     const e = byId.get(envoy.headers.get('trailmark-request-id'))!;
     expect(e.action).to.deep.equal({
+      protocol: 'http',
       method: 'PATCH',
       target: 'http://orders.internal:9000',
       path: '/orders/42',
