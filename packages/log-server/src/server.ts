@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
-import { sha256, splitHostPort } from '@trailmark/node';
+import { answerClientError, sha256, splitHostPort } from '@trailmark/node';
 import { ConfigError, HttpError, LogServerError, LogStateError } from './errors.js';
 import { logApiRoutes, opsApp, type ApiContext } from './http.js';
 import { generateLogKey, parseLogKey, writeLogKey, type LogKey } from './keys.js';
@@ -226,6 +226,8 @@ export async function startLogServer(opts: LogServerOptions): Promise<LogServer>
   );
   server.keepAliveTimeout = 65_000;
   server.setTimeout(20_000);
+  // a request too slow or one node cannot parse gets a JSON error like every other (node's own has no body)
+  server.on('clientError', answerClientError);
   // metrics exist only once the store is open; connections refused before then are not counted
   let onConnectionClosed: (reason: 'dropped' | 'silent') => void = () => {};
   capConnections(server, opts.maxConnections ?? defaultMaxConnections(), (reason) => onConnectionClosed(reason));

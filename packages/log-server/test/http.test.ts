@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import { createPublicKey, verify as edVerify } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { b64decode, canonicalJson, hashLeaf, parseVkey, verifyConsistency, verifyInclusion } from '@trailmark/tlog';
@@ -270,5 +271,29 @@ describe('log server HTTP: CT clients, CORS, bearer scheme, body limits', functi
     );
     expect(chunked.error, chunked.answer).to.equal(undefined);
     expect(chunked.answer).to.match(/^HTTP\/1.1 401 /);
+  });
+
+  it('a request node cannot parse gets a JSON error like every other: 400 for a malformed one, 431 for headers too large', async () => {
+    const u = new URL(log.url);
+    const rawAnswer = (bytes: string) =>
+      new Promise<string>((resolve, reject) => {
+        const s = connect(Number(u.port), u.hostname);
+        let answer = '';
+        s.on('data', (d: Buffer) => (answer += d.toString()));
+        s.on('error', reject);
+        s.on('close', () => resolve(answer));
+        s.write(bytes);
+      });
+    const malformed = await rawAnswer('GET /checkpoint HTTP/1.1\r\nhost x\r\n\r\n');
+    expect(malformed).to.match(/^HTTP\/1.1 400 /);
+    expect(malformed).to.match(/\r\ncontent-type: application\/json\r\n/);
+    expect(JSON.parse(malformed.slice(malformed.indexOf('\r\n\r\n') + 4))).to.deep.equal({
+      error: 'malformed HTTP request',
+    });
+    const huge = await rawAnswer(`GET /checkpoint HTTP/1.1\r\nhost: x\r\nx-pad: ${'p'.repeat(20_000)}\r\n\r\n`);
+    expect(huge).to.match(/^HTTP\/1.1 431 /);
+    expect(JSON.parse(huge.slice(huge.indexOf('\r\n\r\n') + 4)).error).to.match(/headers are too large/);
+    // the log still answers on a new connection
+    expect((await fetch(`${log.url}/checkpoint`)).status).to.equal(200);
   });
 });

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 /**
  * Splits "HOST:PORT" ("[::1]:8080" for IPv6; an empty host is allowed, ":8080"). Returns undefined when the
@@ -28,18 +28,21 @@ export function closeLingering(res: ServerResponse, ms = LINGER_MS): void {
   res.setHeader('connection', 'close');
   const socket = res.socket;
   if (!socket) return;
-  socket.destroySoon = function lingering(this: Socket) {
-    // node:http keeps parsing what arrives into the unread request, which drops it
-    const timer = setTimeout(() => this.destroy(), ms);
-    timer.unref();
-    this.once('close', () => clearTimeout(timer));
-    // closed once both sides are done: the answer written out, and the client's sending ended
-    const closeIfDone = () => {
-      if (this.writableFinished && this.readableEnded) this.destroy();
-    };
-    this.once('end', closeIfDone);
-    this.end(closeIfDone);
+  // node:http keeps parsing what arrives into the unread request, which drops it
+  socket.destroySoon = () => endLingering(socket, ms);
+}
+
+/** Ends `socket` (after `last`), then destroys it once the peer has ended too, or after `ms`. */
+function endLingering(socket: Duplex, ms: number, last?: string): void {
+  const timer = setTimeout(() => socket.destroy(), ms);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+  // closed once both sides are done: the answer written out, and the client's sending ended
+  const closeIfDone = () => {
+    if (socket.writableFinished && socket.readableEnded) socket.destroy();
   };
+  socket.once('end', closeIfDone);
+  socket.end(last, closeIfDone);
 }
 
 /**
@@ -52,3 +55,36 @@ export function bodyUnread(req: IncomingMessage): boolean {
     !req.complete && ((h['content-length'] !== undefined && h['content-length'] !== '0') || 'transfer-encoding' in h)
   );
 }
+
+const CLIENT_ERRORS: Record<string, [number, string, string]> = {
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout', 'the request was not received in time'],
+  HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large', 'the request headers are too large'],
+};
+
+/**
+ * node:http's 'clientError' handler: a request too slow, or one it could not parse, is answered with a JSON error
+ * like every other error (node's own answers have no body): 408 for a request over its time limit, 431 for headers
+ * over theirs, 400 for anything else. Answers only while no answer is under way on the connection (node's own
+ * check), then closes lingering as closeLingering does. Precondition: `socket` is the connection node names.
+ */
+export function answerClientError(e: Error & { code?: string }, socket: Duplex, ms = LINGER_MS): void {
+  if (answered.has(socket)) return;
+  const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+  if (!socket.writable || inFlight?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  answered.add(socket);
+  const [status, text, error] = CLIENT_ERRORS[e.code ?? ''] ?? [400, 'Bad Request', 'malformed HTTP request'];
+  const body = JSON.stringify({ error });
+  // the parser has given up on this connection: what still arrives is read and dropped
+  socket.on('data', () => {});
+  endLingering(
+    socket,
+    ms,
+    `HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n` +
+      `cache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
+  );
+}
+/** Connections already answered: node's parser may report the same broken request more than once. */
+const answered = new WeakSet<Duplex>();

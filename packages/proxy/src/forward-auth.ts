@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { Counter } from 'prom-client';
 import { ConfigError } from './errors.js';
 import { decide, type GateOptions, type OriginalTarget } from './gate.js';
+import { answerClientError } from '@trailmark/node';
 import { REQUEST_ID_HEADER } from './middleware.js';
 import {
   checkRecorder,
@@ -167,9 +168,6 @@ export async function startForwardAuth(opts: ForwardAuthOptions): Promise<Runnin
   };
 
   const server = http.createServer({ keepAliveTimeout: 65_000 }, handle);
-  server.on('clientError', (_e, sock) => {
-    if (sock.writable) sock.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
-    else sock.destroy();
-  });
+  server.on('clientError', answerClientError);
   return serveTrail(server, listenAddr, adminAddr, trail, registry);
 }

@@ -21,7 +21,7 @@ import { ConfigError } from './errors.js';
 import { countRequestBytes, outcomeOf, responseEvent } from '@trailmark/recorder';
 import { decide, type GateOptions } from './gate.js';
 import { REQUEST_ID_HEADER } from './middleware.js';
-import { bodyUnread, closeLingering } from '@trailmark/node';
+import { answerClientError, bodyUnread, closeLingering } from '@trailmark/node';
 import {
   checkRecorder,
   openTrail,
@@ -348,9 +348,6 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
   };
   server.on('upgrade', refuseRaw('protocol upgrades are'));
   server.on('connect', refuseRaw('CONNECT is'));
-  server.on('clientError', (_e, sock) => {
-    if (sock.writable) sock.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
-    else sock.destroy();
-  });
+  server.on('clientError', answerClientError);
   return serveTrail(server, listenAddr, adminAddr, trail, registry, () => agent.destroy());
 }
