@@ -89,11 +89,10 @@ export function recorderOptions(cmd: Command, defaultListen: string): Command {
       .option('--heartbeat-seconds <n>', 'seconds between signed heartbeat events (at most 60)', '30')
       // events without stream fields, as before streams: only for scripts/bench-proxy.ts to measure their cost
       .addOption(new Option('--bench-without-streams').hideHelp())
-      .option(
-        '--workers <n>',
-        'processes serving the one listening address, each with its own spool and stream (default: the CPU count)',
-        // the proxy's defaultWorkers(), without loading the proxy for every command
-        String(availableParallelism()),
+      .addOption(
+        new Option('--workers <n>', 'processes serving the one listening address, each with its own spool and stream')
+          // the proxy's defaultWorkers(), without loading the proxy for every command
+          .default(String(availableParallelism()), 'the CPU count'),
       )
   );
 }
