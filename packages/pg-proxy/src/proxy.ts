@@ -23,8 +23,12 @@ export interface PgProxyOptions {
   upstream: string;
   /** The upstream password (wins over one in the URL). */
   upstreamPassword?: string;
-  /** Where read-only sessions log in (a role that can only read); its password as for upstream. */
+  /** Where read-only sessions log in (a role that can only read). */
   upstreamReadOnly?: string;
+  /**
+   * The read-only role's password when its URL has none. A password in that URL wins: the shared sources
+   * (PGPASSWORD, --upstream-password-file) hold the main role's password, not the reader's.
+   */
   upstreamReadOnlyPassword?: string;
   log: string;
   logKey: string | NoteVerifier;
@@ -95,9 +99,11 @@ export async function startPgProxy(opts: PgProxyOptions): Promise<RunningPgProxy
   if (mode !== 'spool' && mode !== 'strict')
     throw new ConfigError('mode', `--mode must be spool or strict, got ${JSON.stringify(mode)}`);
   const upstream = withPassword(parseUpstream(opts.upstream), opts.upstreamPassword);
-  const upstreamReadOnly = opts.upstreamReadOnly
-    ? withPassword(parseUpstream(opts.upstreamReadOnly, '--upstream-read-only'), opts.upstreamReadOnlyPassword)
-    : null;
+  const readOnlyTarget = opts.upstreamReadOnly ? parseUpstream(opts.upstreamReadOnly, '--upstream-read-only') : null;
+  const upstreamReadOnly =
+    readOnlyTarget && !readOnlyTarget.password
+      ? withPassword(readOnlyTarget, opts.upstreamReadOnlyPassword)
+      : readOnlyTarget;
   const users = typeof opts.users === 'string' ? PgUsers.fromFile(opts.users) : opts.users;
   const rules =
     opts.rules === undefined ? null : typeof opts.rules === 'string' ? PgRules.fromFile(opts.rules) : opts.rules;

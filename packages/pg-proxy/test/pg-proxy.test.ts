@@ -391,6 +391,20 @@ describe('pg-proxy: rules and read-only roles', function () {
     expect(find(list, "INSERT INTO items VALUES (2, 'two')").request.decision.allowed).to.equal(true);
   });
 
+  it('--upstream-read-only: read-only sessions log in upstream as that role, with the password in its URL even when a shared one (PGPASSWORD) is given', async () => {
+    rig.pg.sql('DROP ROLE IF EXISTS tm_reader');
+    rig.pg.sql("CREATE ROLE tm_reader LOGIN PASSWORD 'reader-Secret-pw-9'");
+    rig.pg.sql('GRANT SELECT ON items TO tm_reader', 'app');
+    await rig.proxy!.close();
+    const readOnly = new URL(rig.pg.url('app', 'tm_reader'));
+    readOnly.password = 'reader-Secret-pw-9';
+    // what the CLI passes with PGPASSWORD set: the main role's password for both logins
+    await rig.startProxy({ upstreamReadOnly: readOnly.href, upstreamReadOnlyPassword: rig.pg.password });
+    expect((await rig.psql('bob', 'SELECT current_user')).stdout).to.equal('tm_reader');
+    expect((await rig.psql('alice', 'SELECT current_user')).stdout).to.equal('postgres');
+    for (const e of await rig.events()) expect(JSON.stringify(e)).to.not.include('reader-Secret-pw-9');
+  });
+
   it('databases per role: a database no role of the user allows is refused at login (logged with the identity refused)', async () => {
     const r = await rig.psql('bob', 'SELECT 1', { db: 'postgres' });
     expect(r.stderr).to.match(/permission denied for database "postgres"/);

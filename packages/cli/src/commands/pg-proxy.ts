@@ -45,7 +45,7 @@ export function registerPgProxy(program: Command): void {
     .option('--upstream-password-file <file>', 'file holding the upstream password (else PGPASSWORD, else the URL)')
     .option(
       '--upstream-read-only <url>',
-      'where read-only sessions log in: a database role that can only read (same password sources)',
+      'where read-only sessions log in: a database role that can only read (its password from the URL, else the same sources)',
     )
     .requiredOption('--log <url>', 'log base URL');
   logKeyOptions(cmd)
