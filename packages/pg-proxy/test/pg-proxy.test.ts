@@ -348,6 +348,11 @@ describe('pg-proxy: rules and read-only roles', function () {
       'BEGIN READ WRITE',
       'SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE',
       '/* x */ set  TRANSACTION_READ_ONLY TO off',
+      // quoted identifiers name the same setting and function as bare ones
+      'SET "default_transaction_read_only" = off',
+      `SELECT "set_config"('default_transaction_read_only', 'off', false)`,
+      `SET U&"default_transaction_read_\\006Fnly" = off`,
+      `SET U&"default_transaction_read_!006Fnly" UESCAPE '!' = off`,
     ]) {
       const r = await rig.psql('bob', sql);
       expect(r.status, sql).to.not.equal(0);
@@ -378,6 +383,10 @@ describe('pg-proxy: rules and read-only roles', function () {
       'BEGIN READ WRITE',
       'SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE',
       '/* x */ set  TRANSACTION_READ_ONLY TO off',
+      'SET "default_transaction_read_only" = off',
+      `SELECT "set_config"('default_transaction_read_only', 'off', false)`,
+      `SET U&"default_transaction_read_\\006Fnly" = off`,
+      `SET U&"default_transaction_read_!006Fnly" UESCAPE '!' = off`,
       "SELECT set_config('default_transaction_read_only', $1, false)",
     ]);
     for (const d of denied) {
