@@ -122,6 +122,37 @@ describe('trailmark prove (real log server, real HTTP)', function () {
     expect(
       (await cli(['verify', 'consistency', '--key', log.server.vkey, '--proof', 'c-bad.json'], dir)).code,
     ).to.equal(1);
+    // a file of another kind where the old checkpoint belongs: exit 2, saying what it is and what to give
+    const proofFile = await cli(
+      [
+        'prove',
+        'inclusion',
+        '--log',
+        log.server.url,
+        '--key',
+        log.server.vkey,
+        '--index',
+        '0',
+        '--out',
+        'p.tlog-proof',
+      ],
+      dir,
+    );
+    expect(proofFile.code, proofFile.stderr).to.equal(0);
+    writeFileSync(join(dir, 'entry.json'), JSON.stringify(event(1)));
+    for (const [file, kind] of [
+      ['p.tlog-proof', /is a tlog-proof, not a checkpoint/],
+      ['entry.json', /is JSON without a new_checkpoint member/],
+    ] as const) {
+      const r = await cli(
+        ['prove', 'consistency', '--log', log.server.url, '--key', log.server.vkey, '--old', file],
+        dir,
+      );
+      expect(r.code, file).to.equal(2);
+      expect(r.stderr, file)
+        .to.match(kind)
+        .and.to.match(/trailmark checkpoint --out FILE/);
+    }
     // an old checkpoint not signed by this key is the caller's mistake: exit 2
     writeFileSync(join(dir, 'forged.cp'), oldCp.checkpoint.replace(/\n\d+\n/, '\n2\n'));
     expect(

@@ -1,5 +1,13 @@
 import type { Command } from 'commander';
-import { errorMessage, b64encode, openCheckpoint, toU64, type Checkpoint, type NoteVerifier } from '@trailmark/tlog';
+import {
+  errorMessage,
+  b64encode,
+  openCheckpoint,
+  TLOG_PROOF_HEADER,
+  toU64,
+  type Checkpoint,
+  type NoteVerifier,
+} from '@trailmark/tlog';
 import { fetchVerifiedCheckpoint, findLeafIndex, proveConsistencyFromTiles, proveInclusion } from '@trailmark/client';
 import { action, makeOutput } from '../program.js';
 import { usage } from '../exit.js';
@@ -26,13 +34,19 @@ async function loadOldCheckpoint(
   logKey: NoteVerifier,
 ): Promise<{ text: string; checkpoint: Checkpoint }> {
   let text = await readTextFile(file, 'old checkpoint');
+  const hint = 'give the checkpoint note `trailmark checkpoint --out FILE` wrote, or a `prove consistency` file';
+  if (text.startsWith(TLOG_PROOF_HEADER))
+    throw usage(`old checkpoint ${file} is a tlog-proof, not a checkpoint: ${hint}`);
   if (text.trimStart().startsWith('{')) {
+    let j: { new_checkpoint?: unknown };
     try {
-      const j = JSON.parse(text) as { new_checkpoint?: unknown };
-      if (typeof j.new_checkpoint === 'string') text = j.new_checkpoint;
+      j = JSON.parse(text) as { new_checkpoint?: unknown };
     } catch {
       throw usage(`old checkpoint ${file} looks like JSON but does not parse`);
     }
+    if (typeof j?.new_checkpoint !== 'string')
+      throw usage(`old checkpoint ${file} is JSON without a new_checkpoint member: ${hint}`);
+    text = j.new_checkpoint;
   }
   try {
     return { text, checkpoint: openCheckpoint(text, logKey).checkpoint };
