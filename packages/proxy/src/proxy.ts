@@ -265,6 +265,8 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
         });
       }
       res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, out);
+      // the answer may stream for long: if the proxy dies before its end, the aborted response event says this
+      trail.noteSent(requestId, res.statusCode);
       upRes.on('data', (c: Buffer) => {
         countOut(c.length);
         if (!res.write(c)) {

@@ -142,6 +142,12 @@ describe('streams: every event numbered, chained and signed (contract section 4)
     // an upstream that never answers one path: a request in flight when the proxy is killed
     const hang = http.createServer((req, res) => {
       if (req.url === '/hang') return;
+      // one that sends its head and part of a body, then hangs: a status went out before the crash
+      if (req.url === '/hang-head') {
+        res.writeHead(202, { 'content-type': 'text/plain' });
+        res.write('partial');
+        return;
+      }
       res.end('ok');
     });
     await new Promise<void>((r) => hang.listen(0, '127.0.0.1', r));
@@ -187,6 +193,10 @@ describe('streams: every event numbered, chained and signed (contract section 4)
       // run 1: a burst, and a request left hanging upstream when the proxy is killed
       const a = await start(hangUrl);
       const hung = fetch(`${a.url}/hang`, { headers: auth }).catch(() => null);
+      // fetch resolves once the head is in: the proxy has sent 202 when it is killed (the body is left unread, so
+      // the client stays connected until then)
+      const head = await fetch(`${a.url}/hang-head`, { headers: auth });
+      expect(head.status).to.equal(202);
       await Promise.all(burst(a.url, 40));
       await new Promise((r) => setTimeout(r, 300));
       await kill(a.proc);
@@ -229,6 +239,9 @@ describe('streams: every event numbered, chained and signed (contract section 4)
       // the hanging request: its response event written at the restart, aborted, status unknown
       const h = [...pairs.values()].find((p) => p.request.action.path === '/hang')!;
       expect(h.response.outcome).to.deep.include({ aborted: true, status: null });
+      // the one whose head went out: aborted, with the status sent (contract section 4)
+      const hh = [...pairs.values()].find((p) => p.request.action.path === '/hang-head')!;
+      expect(hh.response.outcome).to.deep.include({ aborted: true, status: 202 });
     } finally {
       await upstream.close();
       hang.closeAllConnections();

@@ -38,6 +38,7 @@ import {
   type SpoolPosition,
 } from './spool.js';
 import { readSalvageNote } from './spool-repair.js';
+import { readSentStatuses, SentStatuses } from './sent.js';
 
 /** SHA-256(0x00 || bytes): the leaf hash the log computes for an entry (RFC 6962). */
 export function leafHash(bytes: Uint8Array): Buffer {
@@ -171,6 +172,8 @@ export class EventStream implements RecordSealer<UnsealedEvent | EncodedEvent> {
   private changes: Change[] = [];
   private timer: NodeJS.Timeout | null = null;
   private ended = false;
+  /** Where the statuses sent go until their response events are written (null: responses not tracked). */
+  private sent: SentStatuses | null = null;
   /** The stream id as canonical JSON. */
   private readonly idJson: string;
 
@@ -241,16 +244,25 @@ export class EventStream implements RecordSealer<UnsealedEvent | EncodedEvent> {
         await unlink(join(spool.dir, 'salvage.json'));
       }
     }
-    // written in this stream, so the requests of a stream that stopped (crash, salvage) still get exactly one
+    // written in this stream, so the requests of a stream that stopped (crash, salvage) still get exactly one,
+    // with the status sent when one was (sent.ts)
+    const sent = open.size > 0 ? await readSentStatuses(spool.dir) : new Map<string, number>();
     await Promise.all(
       [...open.keys()].map((requestId) =>
         stream.append({
           stage: 'response',
           request_id: requestId,
-          outcome: { status: null, bytes: null, request_bytes: null, duration_ms: null, aborted: true },
+          outcome: {
+            status: sent.get(requestId) ?? null,
+            bytes: null,
+            request_bytes: null,
+            duration_ms: null,
+            aborted: true,
+          },
         }),
       ),
     );
+    if (opts.trackResponses !== false) stream.sent = new SentStatuses(spool.dir);
     await spool.removeDelivered();
     const every = opts.heartbeatMs ?? 30_000;
     if (every > 0) {
@@ -285,6 +297,14 @@ export class EventStream implements RecordSealer<UnsealedEvent | EncodedEvent> {
     this.spool.appendSealedThen(event, done);
   }
 
+  /**
+   * Records that the answer to `requestId` went out with `status`, so that a crash before its response event
+   * still leaves the status for the aborted one. Precondition: the request event was written.
+   */
+  noteSent(requestId: string, status: number): void {
+    this.sent?.note(requestId, status);
+  }
+
   /** Writes a signed heartbeat. */
   heartbeat(): Promise<SpoolPosition> {
     return this.append({ stage: 'heartbeat' });
@@ -294,6 +314,7 @@ export class EventStream implements RecordSealer<UnsealedEvent | EncodedEvent> {
   async end(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    this.sent?.close();
     if (this.ended) return;
     // refused from now on: an event appended while the end is being written would be sealed after it
     this.ended = true;
@@ -309,6 +330,7 @@ export class EventStream implements RecordSealer<UnsealedEvent | EncodedEvent> {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    this.sent?.close();
   }
 
   /** RecordSealer: numbers, chains (and signs) one event as it is written. */
