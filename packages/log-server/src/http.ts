@@ -13,7 +13,7 @@ import { HttpError, UnavailableError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { LogMetrics } from './metrics.js';
 import type { Sequencer } from './sequencer.js';
-import { bodyUnread, closeLingering, sha256 } from '@trailmark/node';
+import { lingerIfBodyUnread, sha256 } from '@trailmark/node';
 import {
   canonicalEntrySized,
   MAX_BATCH_BODY_BYTES,
@@ -92,7 +92,7 @@ function sendError(res: ServerResponse, e: unknown, logger: Logger): number {
     return 500;
   }
   // an answer before the whole body (413, 503, 401) closes without resetting a client that is still sending
-  if (bodyUnread(res.req)) closeLingering(res);
+  lingerIfBodyUnread(res);
   if (e instanceof HttpError) {
     // messages quote client input (a JSON path, a value): keep them readable
     const error = e.message.length > 400 ? e.message.slice(0, 400) + '…' : e.message;

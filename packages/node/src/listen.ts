@@ -56,6 +56,19 @@ export function bodyUnread(req: IncomingMessage): boolean {
   );
 }
 
+/**
+ * An answer about to go out before its request's body was read in full closes lingering (closeLingering);
+ * returns whether it does. Precondition: the answer's headers are not sent yet.
+ */
+export function lingerIfBodyUnread(res: ServerResponse): boolean {
+  if (!bodyUnread(res.req)) return false;
+  closeLingering(res);
+  return true;
+}
+
+/** Connections already answered: node's parser may report the same broken request more than once. */
+const answered = new WeakSet<Duplex>();
+
 const CLIENT_ERRORS: Record<string, [number, string, string]> = {
   ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout', 'the request was not received in time'],
   HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large', 'the request headers are too large'],
@@ -86,5 +99,3 @@ export function answerClientError(e: Error & { code?: string }, socket: Duplex, 
       `cache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
   );
 }
-/** Connections already answered: node's parser may report the same broken request more than once. */
-const answered = new WeakSet<Duplex>();

@@ -9,7 +9,7 @@ import type { Identity, Rules, TokenStore } from './auth.js';
 import { countRequestBytes, outcomeOf, responseEvent } from '@trailmark/recorder';
 import { decide, DEFAULT_REDACT_QUERY } from './gate.js';
 import type { AccessTrail } from '@trailmark/recorder';
-import { bodyUnread, closeLingering } from '@trailmark/node';
+import { lingerIfBodyUnread } from '@trailmark/node';
 
 /**
  * Configuration of accessTrailMiddleware: the trail it records into, the target and how callers are identified and
@@ -84,7 +84,7 @@ export function accessTrailMiddleware(
     record.then(
       () => {
         if (g.deny) {
-          if (bodyUnread(req)) closeLingering(res);
+          lingerIfBodyUnread(res);
           res.statusCode = g.deny;
           res.setHeader('content-type', 'application/json');
           if (g.deny === 401) res.setHeader('www-authenticate', 'Bearer');
@@ -95,7 +95,7 @@ export function accessTrailMiddleware(
       },
       (e: Error) => {
         onError(e);
-        if (bodyUnread(req)) closeLingering(res);
+        lingerIfBodyUnread(res);
         res.statusCode = 503;
         res.setHeader('content-type', 'application/json');
         res.setHeader('retry-after', '1');

@@ -21,7 +21,7 @@ import { ConfigError } from './errors.js';
 import { countRequestBytes, outcomeOf, responseEvent } from '@trailmark/recorder';
 import { decide, type GateOptions } from './gate.js';
 import { REQUEST_ID_HEADER } from './middleware.js';
-import { answerClientError, bodyUnread, closeLingering } from '@trailmark/node';
+import { answerClientError, lingerIfBodyUnread } from '@trailmark/node';
 import {
   checkRecorder,
   openTrail,
@@ -254,10 +254,9 @@ export async function startProxy(opts: ProxyOptions): Promise<RunningProxy> {
       forwarded.inc();
       const out = stripHopByHop(upRes.headers);
       out[REQUEST_ID_HEADER.toLowerCase()] = requestId;
-      if (bodyUnread(req)) {
-        // the upstream answered before the whole body (a refusal): close without resetting the client, and
-        // send the rest nowhere; the upstream connection, left mid-body, is not reused
-        closeLingering(res);
+      if (lingerIfBodyUnread(res)) {
+        // the upstream answered before the whole body (a refusal): the answer closes without resetting the
+        // client, and the rest goes nowhere; the upstream connection, left mid-body, is not reused
         res.once('finish', () => {
           req.removeAllListeners('data');
           req.resume();

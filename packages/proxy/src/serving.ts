@@ -11,7 +11,7 @@ import { Rules, TokenStore } from './auth.js';
 import { ConfigError } from './errors.js';
 import { DEFAULT_REDACT_QUERY, type GateOptions } from './gate.js';
 import { LogWriter, ReceiptError } from '@trailmark/client';
-import { bodyUnread, closeLingering } from '@trailmark/node';
+import { lingerIfBodyUnread } from '@trailmark/node';
 import { AccessTrail, type TrailMode } from '@trailmark/recorder';
 
 /** The options every recording daemon takes (contract section 5). */
@@ -169,7 +169,7 @@ export function sendJson(
   const data = JSON.stringify(body);
   const n = Buffer.byteLength(data);
   // a refusal before the body was read (401, 403, 503) closes without resetting a client still sending it
-  if (status >= 400 && bodyUnread(res.req)) closeLingering(res);
+  if (status >= 400) lingerIfBodyUnread(res);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': n, ...headers });
   res.end(data);
   return n;
